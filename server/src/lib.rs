@@ -1,1 +1,21 @@
 //! fabricsync: keeps a Hedgehog Open Network Fabric in sync with Git, over gRPC.
+//!
+//! Layers (see docs/ARCHITECTURE.md): `api` (tonic services, error mapping), `db` (diesel),
+//! `git` (gix), `crypto` (secrets at rest); `manifest` is the pure core.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod embedded_pg;
+pub mod server;
+pub mod telemetry;
+
+/// Generated gRPC code of the `fabricsync.v1` package.
+pub mod proto {
+    tonic::include_proto!("fabricsync.v1");
+
+    /// Encoded descriptors of the package, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fabricsync_descriptor");
+}

@@ -1,0 +1,126 @@
+//! The API layer's error type and its single mapping to `tonic::Status`.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::crypto::CryptoError;
+use crate::db::DbError;
+
+/// One invalid request field, reported as a google.rpc.BadRequest field violation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub description: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request: {}", summary(.0))]
+    InvalidArgument(Vec<Violation>),
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Aborted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn summary(violations: &[Violation]) -> String {
+    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> ApiError {
+        ApiError::InvalidArgument(vec![Violation { field: field.into(), description: description.into() }])
+    }
+
+    pub fn stale_etag(kind: &str) -> ApiError {
+        ApiError::Aborted(format!("the {kind} was changed since the given etag; read it again and retry"))
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in &violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                Status::with_error_details(Code::InvalidArgument, format!("invalid request: {}", summary(&violations)), details)
+            }
+            ApiError::NotFound { .. } => Status::not_found(e.to_string()),
+            ApiError::AlreadyExists(m) => Status::already_exists(m),
+            ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ApiError::Aborted(m) => Status::aborted(m),
+            ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::Db(DbError::Connect(_) | DbError::Pool(_)) => {
+                tracing::error!(error = %e, "database unavailable");
+                Status::unavailable("the database is unavailable; retry later")
+            }
+            // Details of internal failures go to the log, not to the client.
+            ApiError::Db(_) | ApiError::Crypto(_) | ApiError::Internal(_) => {
+                tracing::error!(error = %e, "internal error");
+                Status::internal("internal error; see the server log")
+            }
+        }
+    }
+}
+
+/// Collects violations so a request reports all its bad fields at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<Violation>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(Violation { field: field.into(), description: description.into() });
+    }
+
+    pub fn check(&mut self, result: Result<(), String>, field: &str) {
+        if let Err(description) = result {
+            self.add(field, description);
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidArgument(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_bad_request_details() {
+        let mut v = Violations::default();
+        v.add("name", "must be a DNS-1123 label");
+        v.add("url", "unsupported scheme");
+        let status: Status = v.into_result().unwrap_err().into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<_> = status.get_details_bad_request().unwrap().field_violations.into_iter().map(|f| f.field).collect();
+        assert_eq!(fields, ["name", "url"]);
+        assert!(status.message().contains("name: must be a DNS-1123 label"));
+    }
+
+    #[test]
+    fn internal_errors_hide_their_details() {
+        let status: Status = ApiError::Internal("secret detail".into()).into();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret detail"));
+    }
+}

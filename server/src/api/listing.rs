@@ -1,0 +1,88 @@
+//! List conventions shared by every List RPC: page size, opaque page tokens, and the
+//! `field=value` filter grammar.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+
+use super::error::ApiError;
+use crate::db::Page;
+
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 500;
+const TOKEN_PREFIX: &str = "after:";
+
+/// page_size 0 means the default; larger than the maximum is clamped; negative is an error.
+pub fn page(page_size: i32, page_token: &str) -> Result<Page, ApiError> {
+    if page_size < 0 {
+        return Err(ApiError::invalid("page_size", "must not be negative"));
+    }
+    let size = if page_size == 0 { DEFAULT_PAGE_SIZE } else { i64::from(page_size).min(MAX_PAGE_SIZE) };
+    let after_name = if page_token.is_empty() {
+        None
+    } else {
+        let bad = || ApiError::invalid("page_token", "is not a token returned by this list");
+        let decoded = B64.decode(page_token).map_err(|_| bad())?;
+        let text = String::from_utf8(decoded).map_err(|_| bad())?;
+        Some(text.strip_prefix(TOKEN_PREFIX).ok_or_else(bad)?.to_string())
+    };
+    Ok(Page { size, after_name })
+}
+
+/// The token of the page after the one ending with `last_name`.
+pub fn next_page_token(has_more: bool, last_name: Option<&str>) -> String {
+    match (has_more, last_name) {
+        (true, Some(name)) => B64.encode(format!("{TOKEN_PREFIX}{name}")),
+        _ => String::new(),
+    }
+}
+
+/// Parses `field=value` terms separated by spaces (ANDed). Only `allowed` fields; each at most once.
+pub fn filter(text: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut terms = BTreeMap::new();
+    for term in text.split_whitespace() {
+        let Some((field, value)) = term.split_once('=') else {
+            return Err(ApiError::invalid("filter", format!("term {term:?} is not field=value")));
+        };
+        if !allowed.contains(&field) {
+            return Err(ApiError::invalid("filter", format!("unknown field {field:?}; allowed: {}", allowed.join(", "))));
+        }
+        if value.is_empty() {
+            return Err(ApiError::invalid("filter", format!("field {field:?} has an empty value")));
+        }
+        if terms.insert(field.to_string(), value.to_string()).is_some() {
+            return Err(ApiError::invalid("filter", format!("field {field:?} is given twice")));
+        }
+    }
+    Ok(terms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_and_tokens() {
+        assert_eq!(page(0, "").unwrap().size, DEFAULT_PAGE_SIZE);
+        assert_eq!(page(10_000, "").unwrap().size, MAX_PAGE_SIZE);
+        assert!(page(-1, "").is_err());
+        let token = next_page_token(true, Some("fab-7"));
+        assert_eq!(page(5, &token).unwrap().after_name.as_deref(), Some("fab-7"));
+        assert_eq!(next_page_token(false, Some("x")), "");
+        for bad in ["%%%", "bm90LWEtdG9rZW4"] {
+            assert!(matches!(page(1, bad), Err(ApiError::InvalidArgument(v)) if v[0].field == "page_token"));
+        }
+    }
+
+    #[test]
+    fn filters() {
+        let f = filter(" name=a  provider=github ", &["name", "provider"]).unwrap();
+        assert_eq!(f["name"], "a");
+        assert_eq!(f["provider"], "github");
+        assert!(filter("", &["name"]).unwrap().is_empty());
+        for bad in ["nope", "color=red", "name=", "name=a name=b"] {
+            assert!(matches!(filter(bad, &["name"]), Err(ApiError::InvalidArgument(v)) if v[0].field == "filter"), "{bad}");
+        }
+    }
+}

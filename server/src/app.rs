@@ -1,0 +1,106 @@
+//! The imperative shell of the binary: resolves the database and keys, then runs a subcommand.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing::info;
+
+use crate::config::{Cli, Command, Common, ServeArgs};
+use crate::crypto::{self, Keyring, Sealed};
+use crate::db;
+use crate::embedded_pg::EmbeddedPostgres;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (url, embedded) = database(&cli.common).await?;
+    let result = match &cli.command {
+        Command::Serve(args) => serve(&cli.common, args, &url).await,
+        Command::Migrate => migrate(&url).await.map(|_| ()),
+        Command::RotateKeys { add_key } => rotate_keys(&cli.common, add_key.as_deref(), &url).await,
+    };
+    if let Some(pg) = embedded {
+        pg.stop().await.context("stopping the embedded PostgreSQL")?;
+    }
+    result
+}
+
+/// DATABASE_URL when given, else the embedded private cluster in <data-dir>/postgres.
+async fn database(common: &Common) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    if let Some(url) = &common.database_url {
+        return Ok((url.clone(), None));
+    }
+    let dir = common.data_dir.join("postgres");
+    info!(dir = %dir.display(), "no DATABASE_URL: using the embedded PostgreSQL");
+    let pg = EmbeddedPostgres::start(&dir).await.context("starting the embedded PostgreSQL")?;
+    db::ensure_database(&pg.url("postgres"), "fabricsync").await.context("creating database fabricsync")?;
+    Ok((pg.url("fabricsync"), Some(pg)))
+}
+
+fn key_file(common: &Common) -> PathBuf {
+    common.key_file.clone().unwrap_or_else(|| common.data_dir.join("encryption.keys"))
+}
+
+/// FABRICSYNC_ENCRYPTION_KEYS, else the key file; the default key file is generated on first use.
+fn keyring(common: &Common) -> anyhow::Result<Keyring> {
+    if let Some(keys) = &common.encryption_keys {
+        return Keyring::parse(keys).context("FABRICSYNC_ENCRYPTION_KEYS");
+    }
+    let path = key_file(common);
+    let keyring = match &common.key_file {
+        Some(_) => Keyring::load(&path)?,
+        None => Keyring::load_or_create(&path)?,
+    };
+    Ok(keyring)
+}
+
+async fn migrate(url: &str) -> anyhow::Result<usize> {
+    let applied = db::migrate(url).await?;
+    info!(applied, "database migrations applied");
+    Ok(applied)
+}
+
+async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<()> {
+    let keyring = Arc::new(keyring(common)?);
+    migrate(url).await?;
+    let pool = db::pool(url, args.db_pool_size)?;
+    crate::server::serve(crate::server::Settings::new(args, common), pool, keyring).await
+}
+
+async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyhow::Result<()> {
+    if let Some(id) = add_key {
+        let path = key_file(common);
+        let existing = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let updated = format!("{}{existing}", Keyring::generate_key_line(id));
+        Keyring::parse(&updated)?;
+        std::fs::write(&path, updated).with_context(|| format!("writing {}", path.display()))?;
+        info!(key_id = id, "added a new primary key");
+    }
+    let keyring = keyring(common)?;
+    migrate(url).await?;
+    let mut conn = diesel_async::AsyncConnection::establish(url).await.context("connecting to the database")?;
+    let mut resealed = 0;
+    for (id, blob, key_id) in db::repositories::sealed_secrets(&mut conn).await? {
+        let context = crypto::repository_secret_context(id);
+        if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
+            db::repositories::store_sealed_secret(&mut conn, id, &new.blob, &new.key_id).await?;
+            resealed += 1;
+        }
+    }
+    for (id, blob, key_id) in db::fabrics::sealed_tokens(&mut conn).await? {
+        let context = crypto::fabric_token_context(id);
+        if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
+            db::fabrics::store_sealed_token(&mut conn, id, &new.blob, &new.key_id).await?;
+            resealed += 1;
+        }
+    }
+    info!(resealed, primary = keyring.primary_key_id(), "secrets re-sealed with the primary key");
+    Ok(())
+}
+
+fn reseal(keyring: &Keyring, sealed: Sealed, context: &str) -> anyhow::Result<Option<Sealed>> {
+    if !keyring.is_stale(&sealed) {
+        return Ok(None);
+    }
+    let plain = keyring.open(&sealed, context).with_context(|| format!("opening {context}"))?;
+    Ok(Some(keyring.seal(&plain, context)))
+}

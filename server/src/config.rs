@@ -1,0 +1,82 @@
+//! Command line and environment configuration. Every flag has an environment variable;
+//! values of secret-bearing variables are never shown in `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "fabricsync", version, about = "Keeps a Hedgehog Open Network Fabric in sync with Git, over gRPC")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// PostgreSQL URL. Without it, a private PostgreSQL cluster is started in <data-dir>/postgres
+    /// (initdb + pg_ctl of the installed PostgreSQL) and used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for local state: the embedded PostgreSQL, a generated encryption key, git caches.
+    #[arg(long, env = "FABRICSYNC_DATA_DIR", default_value = ".fabricsync", global = true)]
+    pub data_dir: PathBuf,
+
+    /// File of encryption keys, one `<key-id> <base64 32-byte key>` per line; the first seals,
+    /// all open. Without it and without FABRICSYNC_ENCRYPTION_KEYS, a key is generated into
+    /// <data-dir>/encryption.keys.
+    #[arg(long, env = "FABRICSYNC_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+
+    /// Encryption keys given directly, in the key file format (takes precedence over --key-file).
+    #[arg(long, env = "FABRICSYNC_ENCRYPTION_KEYS", hide_env_values = true, global = true)]
+    pub encryption_keys: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "FABRICSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `fabricsync=debug,info`.
+    #[arg(long, env = "FABRICSYNC_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (applies pending migrations first).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Re-seal every stored secret with the primary (first) key. With --add-key, first
+    /// generates a new primary key at the top of the key file.
+    RotateKeys {
+        /// Generate a new primary key with this id before re-sealing (needs --key-file or the default key file).
+        #[arg(long)]
+        add_key: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "FABRICSYNC_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Maximum database connections in the pool.
+    #[arg(long, env = "FABRICSYNC_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// Timeout of a repository connection test.
+    #[arg(long, env = "FABRICSYNC_GIT_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub git_timeout_seconds: u64,
+}

@@ -1,0 +1,134 @@
+//! Queries for the fabrics aggregate.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::fabrics;
+use super::{DbError, Listed, Page};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = fabrics, treat_none_as_null = true)]
+pub struct FabricRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub repository_id: Uuid,
+    pub git_ref: String,
+    pub gitops_path: String,
+    pub cluster_server_url: String,
+    pub cluster_ca_pem: String,
+    pub cluster_namespace: String,
+    pub cluster_token_sealed: Option<Vec<u8>>,
+    pub cluster_token_key_id: Option<String>,
+    pub auto_sync_interval_seconds: i64,
+    pub self_heal: bool,
+    pub prune: bool,
+    pub allow_empty: bool,
+    pub strict_references: bool,
+    pub ignore_differences: serde_json::Value,
+    pub connection_status: String,
+    pub sync_status: String,
+    pub drift_status: String,
+    pub watch_status: String,
+    pub watch_error: Option<String>,
+    pub resource_counts: serde_json::Value,
+    pub last_synced_commit: Option<String>,
+    pub last_sync_time: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Equality filters of ListFabrics; None matches all.
+#[derive(Debug, Clone, Default)]
+pub struct FabricFilter {
+    pub name: Option<String>,
+    pub repository_id: Option<Uuid>,
+    pub sync_status: Option<String>,
+    pub drift_status: Option<String>,
+    pub watch_status: Option<String>,
+    pub connection_status: Option<String>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &FabricRow) -> Result<(), DbError> {
+    diesel::insert_into(fabrics::table).values(row).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<FabricRow>, DbError> {
+    Ok(fabrics::table.find(id).select(FabricRow::as_select()).first(conn).await.optional()?)
+}
+
+fn filtered(filter: &FabricFilter) -> fabrics::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut query = fabrics::table.into_boxed();
+    if let Some(v) = &filter.name {
+        query = query.filter(fabrics::name.eq(v.clone()));
+    }
+    if let Some(v) = filter.repository_id {
+        query = query.filter(fabrics::repository_id.eq(v));
+    }
+    if let Some(v) = &filter.sync_status {
+        query = query.filter(fabrics::sync_status.eq(v.clone()));
+    }
+    if let Some(v) = &filter.drift_status {
+        query = query.filter(fabrics::drift_status.eq(v.clone()));
+    }
+    if let Some(v) = &filter.watch_status {
+        query = query.filter(fabrics::watch_status.eq(v.clone()));
+    }
+    if let Some(v) = &filter.connection_status {
+        query = query.filter(fabrics::connection_status.eq(v.clone()));
+    }
+    query
+}
+
+pub async fn list(conn: &mut AsyncPgConnection, filter: &FabricFilter, page: &Page) -> Result<Listed<FabricRow>, DbError> {
+    let total = filtered(filter).count().get_result(conn).await?;
+    let mut query = filtered(filter).select(FabricRow::as_select()).order(fabrics::name.asc());
+    if let Some(after) = &page.after_name {
+        query = query.filter(fabrics::name.gt(after.clone()));
+    }
+    let mut items: Vec<FabricRow> = query.limit(page.size + 1).load(conn).await?;
+    let has_more = items.len() as i64 > page.size;
+    items.truncate(page.size as usize);
+    Ok(Listed { items, total, has_more })
+}
+
+/// Writes `row` if the stored version is still `expected_version`; bumps the version.
+/// Returns false when another writer got there first.
+pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_version: i64) -> Result<bool, DbError> {
+    let changed = diesel::update(fabrics::table.filter(fabrics::id.eq(row.id)).filter(fabrics::version.eq(expected_version)))
+        .set((row, fabrics::version.eq(expected_version + 1), fabrics::updated_at.eq(Utc::now())))
+        .execute(conn)
+        .await?;
+    Ok(changed == 1)
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid, expected_version: Option<i64>) -> Result<usize, DbError> {
+    let mut query = diesel::delete(fabrics::table).filter(fabrics::id.eq(id)).into_boxed();
+    if let Some(v) = expected_version {
+        query = query.filter(fabrics::version.eq(v));
+    }
+    Ok(query.execute(conn).await?)
+}
+
+/// Every sealed cluster token, for key rotation.
+pub async fn sealed_tokens(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, Vec<u8>, String)>, DbError> {
+    let rows: Vec<(Uuid, Option<Vec<u8>>, Option<String>)> = fabrics::table
+        .select((fabrics::id, fabrics::cluster_token_sealed, fabrics::cluster_token_key_id))
+        .filter(fabrics::cluster_token_sealed.is_not_null())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().filter_map(|(id, blob, key)| Some((id, blob?, key?))).collect())
+}
+
+pub async fn store_sealed_token(conn: &mut AsyncPgConnection, id: Uuid, blob: &[u8], key_id: &str) -> Result<(), DbError> {
+    diesel::update(fabrics::table.find(id))
+        .set((fabrics::cluster_token_sealed.eq(blob), fabrics::cluster_token_key_id.eq(key_id)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! PostgreSQL persistence: connection pool, embedded migrations, and queries per aggregate.
+//! No business rules here: callers decide, this layer stores.
+
+pub mod fabrics;
+pub mod repositories;
+pub mod schema;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{self, Pool};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = deadpool::Object<AsyncPgConnection>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+/// Serializes migrations across replicas starting at the same time.
+const MIGRATION_LOCK_KEY: i64 = 0x6661_6272_6963_7301;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database connection: {0}")]
+    Connect(String),
+    #[error("database pool: {0}")]
+    Pool(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("{0} already exists")]
+    UniqueViolation(String),
+    #[error("still referenced: {0}")]
+    ForeignKeyViolation(String),
+    #[error("database query: {0}")]
+    Query(DieselError),
+}
+
+impl From<DieselError> for DbError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                DbError::UniqueViolation(info.constraint_name().unwrap_or("row").to_string())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                DbError::ForeignKeyViolation(info.constraint_name().unwrap_or("row").to_string())
+            }
+            other => DbError::Query(other),
+        }
+    }
+}
+
+impl From<deadpool::PoolError> for DbError {
+    fn from(e: deadpool::PoolError) -> Self {
+        DbError::Pool(e.to_string())
+    }
+}
+
+pub fn pool(url: &str, max_size: usize) -> Result<DbPool, DbError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Pool::builder(manager).max_size(max_size).build().map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// Applies pending migrations; idempotent, and safe when several replicas start at once
+/// (they queue on an advisory lock, the later ones find nothing pending).
+pub async fn migrate(url: &str) -> Result<usize, DbError> {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url).map_err(connect_error)?;
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+        let applied = conn.run_pending_migrations(MIGRATIONS).map(|v| v.len()).map_err(|e| DbError::Migration(e.to_string()));
+        conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+        applied
+    })
+    .await
+    .map_err(|e| DbError::Migration(e.to_string()))?
+}
+
+/// Creates database `name` through `admin_url` unless it exists (embedded default, tests).
+pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError> {
+    use diesel::sql_types::{Bool, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let mut conn = AsyncPgConnection::establish(admin_url).await.map_err(connect_error)?;
+    let found: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<Text, _>(name)
+        .get_result(&mut conn)
+        .await?;
+    if !found.exists {
+        // Identifiers cannot be bound; quote the name.
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match diesel::sql_query(format!("CREATE DATABASE {quoted}")).execute(&mut conn).await {
+            Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Connection errors from the driver may quote the URL; keep only the reason.
+fn connect_error(e: diesel::ConnectionError) -> DbError {
+    let text = e.to_string();
+    let reason = if text.contains("://") { "could not connect (check DATABASE_URL)".to_string() } else { text };
+    DbError::Connect(reason)
+}
+
+/// Keyset pagination: pages ordered by name, the token is the last name of the page.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub size: i64,
+    pub after_name: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub has_more: bool,
+}

@@ -1,0 +1,147 @@
+//! Queries for the repositories aggregate.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::{fabrics, repositories};
+use super::{DbError, Listed, Page};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = repositories, treat_none_as_null = true)]
+pub struct RepositoryRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub url: String,
+    pub provider: String,
+    pub auth_type: String,
+    pub auth_username: Option<String>,
+    pub ssh_known_hosts: Option<String>,
+    pub secret_sealed: Option<Vec<u8>>,
+    pub secret_key_id: Option<String>,
+    pub connection_status: String,
+    pub last_validated: Option<DateTime<Utc>>,
+    pub validation_error: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Equality filters of ListRepositories; None matches all.
+#[derive(Debug, Clone, Default)]
+pub struct RepositoryFilter {
+    pub name: Option<String>,
+    pub provider: Option<String>,
+    pub auth_type: Option<String>,
+    pub connection_status: Option<String>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &RepositoryRow) -> Result<(), DbError> {
+    diesel::insert_into(repositories::table).values(row).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<RepositoryRow>, DbError> {
+    Ok(repositories::table
+        .find(id)
+        .select(RepositoryRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+fn filtered(filter: &RepositoryFilter) -> repositories::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut query = repositories::table.into_boxed();
+    if let Some(v) = &filter.name {
+        query = query.filter(repositories::name.eq(v.clone()));
+    }
+    if let Some(v) = &filter.provider {
+        query = query.filter(repositories::provider.eq(v.clone()));
+    }
+    if let Some(v) = &filter.auth_type {
+        query = query.filter(repositories::auth_type.eq(v.clone()));
+    }
+    if let Some(v) = &filter.connection_status {
+        query = query.filter(repositories::connection_status.eq(v.clone()));
+    }
+    query
+}
+
+pub async fn list(conn: &mut AsyncPgConnection, filter: &RepositoryFilter, page: &Page) -> Result<Listed<RepositoryRow>, DbError> {
+    let total = filtered(filter).count().get_result(conn).await?;
+    let mut query = filtered(filter).select(RepositoryRow::as_select()).order(repositories::name.asc());
+    if let Some(after) = &page.after_name {
+        query = query.filter(repositories::name.gt(after.clone()));
+    }
+    let mut items: Vec<RepositoryRow> = query.limit(page.size + 1).load(conn).await?;
+    let has_more = items.len() as i64 > page.size;
+    items.truncate(page.size as usize);
+    Ok(Listed { items, total, has_more })
+}
+
+/// Writes `row` if the stored version is still `expected_version`; bumps the version.
+/// Returns false when another writer got there first.
+pub async fn update(conn: &mut AsyncPgConnection, row: &RepositoryRow, expected_version: i64) -> Result<bool, DbError> {
+    let changed = diesel::update(repositories::table.filter(repositories::id.eq(row.id)).filter(repositories::version.eq(expected_version)))
+        .set((row, repositories::version.eq(expected_version + 1), repositories::updated_at.eq(Utc::now())))
+        .execute(conn)
+        .await?;
+    Ok(changed == 1)
+}
+
+pub async fn record_validation(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+    error: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(repositories::table.find(id))
+        .set((
+            repositories::connection_status.eq(status),
+            repositories::validation_error.eq(error),
+            repositories::last_validated.eq(at),
+            repositories::version.eq(repositories::version + 1),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Names of the fabrics that use repository `id` (a repository in use cannot be deleted).
+pub async fn referencing_fabrics(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Vec<String>, DbError> {
+    Ok(fabrics::table
+        .filter(fabrics::repository_id.eq(id))
+        .select(fabrics::name)
+        .order(fabrics::name.asc())
+        .load(conn)
+        .await?)
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid, expected_version: Option<i64>) -> Result<usize, DbError> {
+    let mut query = diesel::delete(repositories::table).filter(repositories::id.eq(id)).into_boxed();
+    if let Some(v) = expected_version {
+        query = query.filter(repositories::version.eq(v));
+    }
+    Ok(query.execute(conn).await?)
+}
+
+/// Every sealed secret, for key rotation.
+pub async fn sealed_secrets(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, Vec<u8>, String)>, DbError> {
+    let rows: Vec<(Uuid, Option<Vec<u8>>, Option<String>)> = repositories::table
+        .select((repositories::id, repositories::secret_sealed, repositories::secret_key_id))
+        .filter(repositories::secret_sealed.is_not_null())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().filter_map(|(id, blob, key)| Some((id, blob?, key?))).collect())
+}
+
+pub async fn store_sealed_secret(conn: &mut AsyncPgConnection, id: Uuid, blob: &[u8], key_id: &str) -> Result<(), DbError> {
+    diesel::update(repositories::table.find(id))
+        .set((repositories::secret_sealed.eq(blob), repositories::secret_key_id.eq(key_id)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Diesel table definitions, kept by hand in step with `migrations/`.
+
+diesel::table! {
+    repositories (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Text,
+        url -> Text,
+        provider -> Text,
+        auth_type -> Text,
+        auth_username -> Nullable<Text>,
+        ssh_known_hosts -> Nullable<Text>,
+        secret_sealed -> Nullable<Bytea>,
+        secret_key_id -> Nullable<Text>,
+        connection_status -> Text,
+        last_validated -> Nullable<Timestamptz>,
+        validation_error -> Nullable<Text>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    fabrics (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Text,
+        repository_id -> Uuid,
+        git_ref -> Text,
+        gitops_path -> Text,
+        cluster_server_url -> Text,
+        cluster_ca_pem -> Text,
+        cluster_namespace -> Text,
+        cluster_token_sealed -> Nullable<Bytea>,
+        cluster_token_key_id -> Nullable<Text>,
+        auto_sync_interval_seconds -> Int8,
+        self_heal -> Bool,
+        prune -> Bool,
+        allow_empty -> Bool,
+        strict_references -> Bool,
+        ignore_differences -> Jsonb,
+        connection_status -> Text,
+        sync_status -> Text,
+        drift_status -> Text,
+        watch_status -> Text,
+        watch_error -> Nullable<Text>,
+        resource_counts -> Jsonb,
+        last_synced_commit -> Nullable<Text>,
+        last_sync_time -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    resources (id) {
+        id -> Uuid,
+        fabric_id -> Uuid,
+        api_group -> Text,
+        api_version -> Text,
+        kind -> Text,
+        namespace -> Text,
+        name -> Text,
+        desired -> Nullable<Jsonb>,
+        desired_hash -> Nullable<Text>,
+        source_file -> Nullable<Text>,
+        source_document -> Nullable<Int4>,
+        source_line -> Nullable<Int4>,
+        commit_sha -> Nullable<Text>,
+        live -> Nullable<Jsonb>,
+        live_resource_version -> Nullable<Text>,
+        live_uid -> Nullable<Text>,
+        field_managers -> Nullable<Jsonb>,
+        apply_status -> Text,
+        apply_error -> Nullable<Text>,
+        last_applied_hash -> Nullable<Text>,
+        last_applied_at -> Nullable<Timestamptz>,
+        drift_status -> Text,
+        drift -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sync_runs (id) {
+        id -> Uuid,
+        fabric_id -> Uuid,
+        mode -> Text,
+        trigger -> Text,
+        dry_run -> Bool,
+        force -> Bool,
+        requested_ref -> Text,
+        commit_sha -> Nullable<Text>,
+        status -> Text,
+        counters -> Jsonb,
+        kind_counts -> Jsonb,
+        diagnostics -> Jsonb,
+        changes -> Jsonb,
+        error -> Nullable<Text>,
+        cancel_requested -> Bool,
+        claimed_by -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    events (sequence) {
+        sequence -> Int8,
+        fabric_id -> Uuid,
+        run_id -> Nullable<Uuid>,
+        stream -> Text,
+        payload -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(fabrics -> repositories (repository_id));
+diesel::joinable!(resources -> fabrics (fabric_id));
+diesel::joinable!(sync_runs -> fabrics (fabric_id));
+diesel::allow_tables_to_appear_in_same_query!(repositories, fabrics, resources, sync_runs, events);

@@ -1,0 +1,95 @@
+//! The gRPC server: services, health, reflection, per-request spans and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tracing::info;
+
+use crate::api::{AppState, DriftApi, FabricApi, RepositoryApi, SyncApi};
+use crate::config::{Common, ServeArgs};
+use crate::crypto::Keyring;
+use crate::db::DbPool;
+use crate::proto::drift_service_server::DriftServiceServer;
+use crate::proto::fabric_service_server::FabricServiceServer;
+use crate::proto::repository_service_server::RepositoryServiceServer;
+use crate::proto::sync_service_server::SyncServiceServer;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: std::net::SocketAddr,
+    pub git_timeout: Duration,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Settings {
+    pub fn new(args: &ServeArgs, common: &Common) -> Settings {
+        Settings {
+            listen: args.listen,
+            git_timeout: Duration::from_secs(args.git_timeout_seconds),
+            data_dir: common.data_dir.clone(),
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM; then stops accepting, ends open streams and lets
+/// in-flight calls finish.
+pub async fn serve(settings: Settings, pool: DbPool, keyring: Arc<Keyring>) -> anyhow::Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()) };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RepositoryServiceServer<RepositoryApi>>().await;
+    health.set_serving::<FabricServiceServer<FabricApi>>().await;
+    health.set_serving::<SyncServiceServer<SyncApi>>().await;
+    health.set_serving::<DriftServiceServer<DriftApi>>().await;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let reflection_v1 = reflection.clone().build_v1()?;
+    let reflection_v1alpha = reflection.build_v1alpha()?;
+
+    let listener = TcpListener::bind(settings.listen).await?;
+    info!(address = %listener.local_addr()?, "fabricsync listening");
+
+    let shutdown = async move {
+        wait_for_signal().await;
+        info!("shutting down: finishing in-flight calls and closing streams");
+        health.set_not_serving::<RepositoryServiceServer<RepositoryApi>>().await;
+        let _ = shutdown_tx.send(true);
+    };
+
+    Server::builder()
+        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(RepositoryServiceServer::new(RepositoryApi::new(state.clone())))
+        .add_service(FabricServiceServer::new(FabricApi::new(state.clone())))
+        .add_service(SyncServiceServer::new(SyncApi::new(state.clone())))
+        .add_service(DriftServiceServer::new(DriftApi::new(state)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    info!("fabricsync stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
