@@ -77,7 +77,7 @@ async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyho
     }
     let keyring = keyring(common)?;
     migrate(url).await?;
-    let mut conn = diesel_async::AsyncConnection::establish(url).await.context("connecting to the database")?;
+    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await.context("connecting to the database")?;
     let mut resealed = 0;
     for (id, blob, key_id) in db::repositories::sealed_secrets(&mut conn).await? {
         let context = crypto::repository_secret_context(id);

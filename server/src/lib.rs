@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod embedded_pg;
+pub mod git;
 pub mod server;
 pub mod telemetry;
 

@@ -47,11 +47,14 @@ pub async fn serve(settings: Settings, pool: DbPool, keyring: Arc<Keyring>) -> a
     health.set_serving::<SyncServiceServer<SyncApi>>().await;
     health.set_serving::<DriftServiceServer<DriftApi>>().await;
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let reflection_v1 = reflection.clone().build_v1()?;
-    let reflection_v1alpha = reflection.build_v1alpha()?;
+    // grpcurl and older clients speak v1alpha, newer ones v1: serve both.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let listener = TcpListener::bind(settings.listen).await?;
     info!(address = %listener.local_addr()?, "fabricsync listening");

@@ -100,8 +100,9 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &FabricFilter, page: &Pa
 /// Writes `row` if the stored version is still `expected_version`; bumps the version.
 /// Returns false when another writer got there first.
 pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_version: i64) -> Result<bool, DbError> {
+    let row = FabricRow { version: expected_version + 1, updated_at: super::now(), ..row.clone() };
     let changed = diesel::update(fabrics::table.filter(fabrics::id.eq(row.id)).filter(fabrics::version.eq(expected_version)))
-        .set((row, fabrics::version.eq(expected_version + 1), fabrics::updated_at.eq(Utc::now())))
+        .set(&row)
         .execute(conn)
         .await?;
     Ok(changed == 1)

@@ -108,6 +108,13 @@ fn connect_error(e: diesel::ConnectionError) -> DbError {
     DbError::Connect(reason)
 }
 
+/// The current time at the database's precision (microseconds), so what a handler returns
+/// equals what a later read returns.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().trunc_subsecs(6)
+}
+
 /// Keyset pagination: pages ordered by name, the token is the last name of the page.
 #[derive(Debug, Clone, Default)]
 pub struct Page {

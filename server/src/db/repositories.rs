@@ -84,8 +84,9 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &RepositoryFilter, page:
 /// Writes `row` if the stored version is still `expected_version`; bumps the version.
 /// Returns false when another writer got there first.
 pub async fn update(conn: &mut AsyncPgConnection, row: &RepositoryRow, expected_version: i64) -> Result<bool, DbError> {
+    let row = RepositoryRow { version: expected_version + 1, updated_at: super::now(), ..row.clone() };
     let changed = diesel::update(repositories::table.filter(repositories::id.eq(row.id)).filter(repositories::version.eq(expected_version)))
-        .set((row, repositories::version.eq(expected_version + 1), repositories::updated_at.eq(Utc::now())))
+        .set(&row)
         .execute(conn)
         .await?;
     Ok(changed == 1)
@@ -104,6 +105,7 @@ pub async fn record_validation(
             repositories::validation_error.eq(error),
             repositories::last_validated.eq(at),
             repositories::version.eq(repositories::version + 1),
+            repositories::updated_at.eq(super::now()),
         ))
         .execute(conn)
         .await?;

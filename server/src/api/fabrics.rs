@@ -1,0 +1,439 @@
+//! FabricService: fabric CRUD. Cluster calls (TestClusterConnection, GenerateRbacManifests)
+//! answer UNIMPLEMENTED until the Kubernetes layer lands.
+
+use tonic::{Request, Response, Status};
+use tracing::info;
+use uuid::Uuid;
+
+use super::convert::{self, CONNECTION_STATUSES, DRIFT_STATUSES, SYNC_STATUSES, WATCH_STATUSES};
+use super::error::{ApiError, Violations};
+use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
+use crate::crypto;
+use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
+use crate::db::{repositories, DbError};
+use crate::proto::fabric_service_server::FabricService;
+use crate::proto::*;
+
+pub struct FabricApi {
+    state: AppState,
+}
+
+impl FabricApi {
+    pub fn new(state: AppState) -> Self {
+        FabricApi { state }
+    }
+}
+
+const UPDATABLE: &[&str] = &[
+    "name",
+    "description",
+    "repository_id",
+    "git_ref",
+    "gitops_path",
+    "sync_policy",
+    "sync_policy.auto_sync_interval",
+    "sync_policy.self_heal",
+    "sync_policy.prune",
+    "sync_policy.allow_empty",
+    "sync_policy.strict_references",
+    "sync_policy.ignore_differences",
+    "cluster",
+    "cluster.server_url",
+    "cluster.ca_certificate_pem",
+    "cluster.bearer_token",
+    "cluster.namespace",
+];
+const FILTERS: &[&str] = &["name", "repository_id", "sync_status", "drift_status", "watch_status", "connection_status"];
+const DEFAULT_REF: &str = "main";
+const DEFAULT_NAMESPACE: &str = "default";
+const MIN_AUTO_SYNC_SECONDS: i64 = 10;
+const MAX_AUTO_SYNC_SECONDS: i64 = 7 * 24 * 3600;
+const MAX_IGNORE_RULES: usize = 100;
+
+/// "" and "." both mean the repository root; trailing slashes are dropped.
+fn normalize_gitops_path(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed == "." {
+        String::new()
+    } else {
+        trimmed.trim_start_matches("./").to_string()
+    }
+}
+
+fn auto_sync_seconds(d: Option<&prost_types::Duration>, v: &mut Violations) -> i64 {
+    let Some(d) = d else { return 0 };
+    let seconds = d.seconds;
+    if d.nanos != 0 || seconds < 0 || (seconds != 0 && !(MIN_AUTO_SYNC_SECONDS..=MAX_AUTO_SYNC_SECONDS).contains(&seconds)) {
+        v.add(
+            "fabric.sync_policy.auto_sync_interval",
+            format!("must be 0 (off) or whole seconds from {MIN_AUTO_SYNC_SECONDS} to {MAX_AUTO_SYNC_SECONDS}"),
+        );
+    }
+    seconds
+}
+
+fn ignore_differences(rules: &[IgnoreDifference], v: &mut Violations) -> serde_json::Value {
+    if rules.len() > MAX_IGNORE_RULES {
+        v.add("fabric.sync_policy.ignore_differences", format!("at most {MAX_IGNORE_RULES} rules"));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let field = format!("fabric.sync_policy.ignore_differences[{i}]");
+        if rule.kind.is_empty() {
+            v.add(format!("{field}.kind"), "is required");
+        }
+        if rule.json_pointers.is_empty() {
+            v.add(format!("{field}.json_pointers"), "must name at least one field");
+        }
+        for (j, pointer) in rule.json_pointers.iter().enumerate() {
+            v.check(validate::json_pointer(pointer), &format!("{field}.json_pointers[{j}]"));
+        }
+    }
+    serde_json::Value::Array(
+        rules
+            .iter()
+            .map(|r| serde_json::json!({ "group": r.group, "kind": r.kind, "json_pointers": r.json_pointers }))
+            .collect(),
+    )
+}
+
+fn ignore_differences_proto(value: &serde_json::Value) -> Vec<IgnoreDifference> {
+    let text = |rule: &serde_json::Value, key: &str| rule.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| IgnoreDifference {
+            group: text(rule, "group"),
+            kind: text(rule, "kind"),
+            json_pointers: rule
+                .get("json_pointers")
+                .and_then(|p| p.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Applies one sync-policy field (or all with "sync_policy") from the request to the row.
+fn apply_policy(row: &mut FabricRow, policy: &SyncPolicy, path: &str, v: &mut Violations) {
+    let all = path == "sync_policy";
+    if all || path == "sync_policy.auto_sync_interval" {
+        row.auto_sync_interval_seconds = auto_sync_seconds(policy.auto_sync_interval.as_ref(), v);
+    }
+    if all || path == "sync_policy.self_heal" {
+        row.self_heal = policy.self_heal;
+    }
+    if all || path == "sync_policy.prune" {
+        row.prune = policy.prune;
+    }
+    if all || path == "sync_policy.allow_empty" {
+        row.allow_empty = policy.allow_empty;
+    }
+    if all || path == "sync_policy.strict_references" {
+        row.strict_references = policy.strict_references;
+    }
+    if all || path == "sync_policy.ignore_differences" {
+        row.ignore_differences = ignore_differences(&policy.ignore_differences, v);
+    }
+}
+
+/// Applies one cluster field (or all with "cluster") from the request; the token is sealed
+/// bound to the fabric's id, and an empty token clears it.
+fn apply_cluster(row: &mut FabricRow, cluster: &ClusterConnectionInput, path: &str, keyring: &crypto::Keyring, v: &mut Violations) {
+    let all = path == "cluster";
+    if all || path == "cluster.server_url" {
+        if !cluster.server_url.is_empty() {
+            v.check(validate::cluster_url(&cluster.server_url), "cluster.server_url");
+        }
+        row.cluster_server_url = cluster.server_url.clone();
+    }
+    if all || path == "cluster.ca_certificate_pem" {
+        if !cluster.ca_certificate_pem.is_empty() {
+            v.check(validate::ca_certificate_pem(&cluster.ca_certificate_pem), "cluster.ca_certificate_pem");
+        }
+        row.cluster_ca_pem = cluster.ca_certificate_pem.clone();
+    }
+    if all || path == "cluster.namespace" {
+        let namespace = if cluster.namespace.is_empty() { DEFAULT_NAMESPACE } else { cluster.namespace.as_str() };
+        v.check(validate::dns1123_label(namespace), "cluster.namespace");
+        row.cluster_namespace = namespace.to_string();
+    }
+    if all || path == "cluster.bearer_token" {
+        v.check(validate::max_len(&cluster.bearer_token, validate::MAX_TOKEN), "cluster.bearer_token");
+        let sealed = (!cluster.bearer_token.is_empty()).then(|| {
+            keyring.seal_secret(&crypto::Secret::new(cluster.bearer_token.clone()), &crypto::fabric_token_context(row.id))
+        });
+        row.cluster_token_key_id = sealed.as_ref().map(|s| s.key_id.clone());
+        row.cluster_token_sealed = sealed.map(|s| s.blob);
+    }
+}
+
+fn apply_field(row: &mut FabricRow, fabric: &Fabric, path: &str, v: &mut Violations) -> Result<(), ApiError> {
+    match path {
+        "name" => {
+            v.check(validate::dns1123_label(&fabric.name), "fabric.name");
+            row.name = fabric.name.clone();
+        }
+        "description" => {
+            v.check(validate::max_len(&fabric.description, validate::MAX_DESCRIPTION), "fabric.description");
+            row.description = fabric.description.clone();
+        }
+        "repository_id" => row.repository_id = parse_id("fabric.repository_id", &fabric.repository_id)?,
+        "git_ref" => {
+            let git_ref = if fabric.git_ref.is_empty() { DEFAULT_REF } else { fabric.git_ref.as_str() };
+            v.check(validate::git_ref(git_ref), "fabric.git_ref");
+            row.git_ref = git_ref.to_string();
+        }
+        "gitops_path" => {
+            v.check(validate::gitops_path(&fabric.gitops_path), "fabric.gitops_path");
+            row.gitops_path = normalize_gitops_path(&fabric.gitops_path);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub(crate) fn to_proto(row: &FabricRow) -> Fabric {
+    let counts: Vec<KindCount> = serde_json::from_value(row.resource_counts.clone())
+        .map(|c: Vec<(String, String, i64)>| c.into_iter().map(|(group, kind, count)| KindCount { group, kind, count }).collect())
+        .unwrap_or_default();
+    Fabric {
+        id: row.id.to_string(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        repository_id: row.repository_id.to_string(),
+        git_ref: row.git_ref.clone(),
+        gitops_path: row.gitops_path.clone(),
+        cluster: Some(ClusterConnection {
+            server_url: row.cluster_server_url.clone(),
+            ca_certificate_pem: row.cluster_ca_pem.clone(),
+            has_bearer_token: row.cluster_token_sealed.is_some(),
+            namespace: row.cluster_namespace.clone(),
+        }),
+        sync_policy: Some(SyncPolicy {
+            auto_sync_interval: (row.auto_sync_interval_seconds > 0)
+                .then_some(prost_types::Duration { seconds: row.auto_sync_interval_seconds, nanos: 0 }),
+            self_heal: row.self_heal,
+            prune: row.prune,
+            allow_empty: row.allow_empty,
+            strict_references: row.strict_references,
+            ignore_differences: ignore_differences_proto(&row.ignore_differences),
+        }),
+        connection_status: CONNECTION_STATUSES.of(&row.connection_status) as i32,
+        sync_status: SYNC_STATUSES.of(&row.sync_status) as i32,
+        drift_status: DRIFT_STATUSES.of(&row.drift_status) as i32,
+        watch_status: WATCH_STATUSES.of(&row.watch_status) as i32,
+        watch_error: row.watch_error.clone().unwrap_or_default(),
+        resource_counts: counts,
+        last_synced_commit: row.last_synced_commit.clone().unwrap_or_default(),
+        last_sync_time: convert::opt_timestamp(row.last_sync_time),
+        last_error: row.last_error.clone().unwrap_or_default(),
+        create_time: Some(convert::timestamp(row.created_at)),
+        update_time: Some(convert::timestamp(row.updated_at)),
+        etag: etag(row.version),
+        drift_count: 0,
+    }
+}
+
+fn name_taken(name: &str) -> impl FnOnce(DbError) -> ApiError + '_ {
+    move |e| match e {
+        DbError::UniqueViolation(_) => ApiError::AlreadyExists(format!("a fabric named {name:?} already exists")),
+        DbError::ForeignKeyViolation(_) => ApiError::NotFound { kind: "repository", id: "referenced by the fabric".into() },
+        e => e.into(),
+    }
+}
+
+async fn load(state: &AppState, id: Uuid) -> Result<FabricRow, ApiError> {
+    let mut conn = state.conn().await?;
+    store::get(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound { kind: "fabric", id: id.to_string() })
+}
+
+async fn require_repository(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let mut conn = state.conn().await?;
+    match repositories::get(&mut conn, id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound { kind: "repository", id: id.to_string() }),
+    }
+}
+
+#[tonic::async_trait]
+impl FabricService for FabricApi {
+    async fn create_fabric(&self, request: Request<CreateFabricRequest>) -> Result<Response<CreateFabricResponse>, Status> {
+        let req = request.into_inner();
+        let fabric = req.fabric.ok_or_else(|| ApiError::invalid("fabric", "is required"))?;
+        let now = crate::db::now();
+        let mut row = FabricRow {
+            id: Uuid::new_v4(),
+            name: String::new(),
+            description: String::new(),
+            repository_id: Uuid::nil(),
+            git_ref: String::new(),
+            gitops_path: String::new(),
+            cluster_server_url: String::new(),
+            cluster_ca_pem: String::new(),
+            cluster_namespace: DEFAULT_NAMESPACE.into(),
+            cluster_token_sealed: None,
+            cluster_token_key_id: None,
+            auto_sync_interval_seconds: 0,
+            self_heal: false,
+            prune: false,
+            allow_empty: false,
+            strict_references: false,
+            ignore_differences: serde_json::json!([]),
+            connection_status: "unknown".into(),
+            sync_status: "never_synced".into(),
+            drift_status: "unknown".into(),
+            watch_status: "inactive".into(),
+            watch_error: None,
+            resource_counts: serde_json::json!([]),
+            last_synced_commit: None,
+            last_sync_time: None,
+            last_error: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut v = Violations::default();
+        for path in ["name", "description", "git_ref", "gitops_path"] {
+            apply_field(&mut row, &fabric, path, &mut v)?;
+        }
+        if fabric.repository_id.is_empty() {
+            v.add("fabric.repository_id", "is required");
+        } else {
+            apply_field(&mut row, &fabric, "repository_id", &mut v)?;
+        }
+        apply_policy(&mut row, &fabric.sync_policy.unwrap_or_default(), "sync_policy", &mut v);
+        if let Some(cluster) = &req.cluster {
+            apply_cluster(&mut row, cluster, "cluster", &self.state.keyring, &mut v);
+        }
+        v.into_result()?;
+        require_repository(&self.state, row.repository_id).await?;
+        let mut conn = self.state.conn().await?;
+        store::insert(&mut conn, &row).await.map_err(name_taken(&row.name))?;
+        info!(fabric_id = %row.id, name = %row.name, "fabric created");
+        Ok(Response::new(CreateFabricResponse { fabric: Some(to_proto(&row)) }))
+    }
+
+    async fn get_fabric(&self, request: Request<GetFabricRequest>) -> Result<Response<GetFabricResponse>, Status> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        Ok(Response::new(GetFabricResponse { fabric: Some(to_proto(&load(&self.state, id).await?)) }))
+    }
+
+    async fn list_fabrics(&self, request: Request<ListFabricsRequest>) -> Result<Response<ListFabricsResponse>, Status> {
+        let req = request.into_inner();
+        let page = listing::page(req.page_size, &req.page_token)?;
+        let terms = listing::filter(&req.filter, FILTERS)?;
+        let filter = FabricFilter {
+            name: terms.get("name").cloned(),
+            repository_id: terms.get("repository_id").map(|id| parse_id("filter", id)).transpose()?,
+            sync_status: terms.get("sync_status").map(|w| convert::filter_word(&SYNC_STATUSES, "sync_status", w)).transpose()?,
+            drift_status: terms.get("drift_status").map(|w| convert::filter_word(&DRIFT_STATUSES, "drift_status", w)).transpose()?,
+            watch_status: terms.get("watch_status").map(|w| convert::filter_word(&WATCH_STATUSES, "watch_status", w)).transpose()?,
+            connection_status: terms
+                .get("connection_status")
+                .map(|w| convert::filter_word(&CONNECTION_STATUSES, "connection_status", w))
+                .transpose()?,
+        };
+        let mut conn = self.state.conn().await?;
+        let listed = store::list(&mut conn, &filter, &page).await.map_err(ApiError::from)?;
+        Ok(Response::new(ListFabricsResponse {
+            next_page_token: listing::next_page_token(listed.has_more, listed.items.last().map(|f| f.name.as_str())),
+            fabrics: listed.items.iter().map(to_proto).collect(),
+            total_size: listed.total as i32,
+        }))
+    }
+
+    async fn update_fabric(&self, request: Request<UpdateFabricRequest>) -> Result<Response<UpdateFabricResponse>, Status> {
+        let req = request.into_inner();
+        let fabric = req.fabric.ok_or_else(|| ApiError::invalid("fabric", "is required"))?;
+        let id = parse_id("fabric.id", &fabric.id)?;
+        let paths = mask_paths(req.update_mask.as_ref(), UPDATABLE)?;
+        let current = load(&self.state, id).await?;
+        check_etag(&req.etag, current.version, "fabric")?;
+
+        let mut row = current.clone();
+        let mut v = Violations::default();
+        let policy = fabric.sync_policy.clone().unwrap_or_default();
+        let cluster = req.cluster.clone().unwrap_or_default();
+        for path in &paths {
+            if path.starts_with("sync_policy") {
+                apply_policy(&mut row, &policy, path, &mut v);
+            } else if path.starts_with("cluster") {
+                apply_cluster(&mut row, &cluster, path, &self.state.keyring, &mut v);
+            } else {
+                apply_field(&mut row, &fabric, path, &mut v)?;
+            }
+        }
+        v.into_result()?;
+        if row.repository_id != current.repository_id {
+            require_repository(&self.state, row.repository_id).await?;
+        }
+        if row.cluster_server_url != current.cluster_server_url
+            || row.cluster_ca_pem != current.cluster_ca_pem
+            || row.cluster_token_sealed != current.cluster_token_sealed
+        {
+            row.connection_status = "unknown".into();
+        }
+        let mut conn = self.state.conn().await?;
+        if !store::update(&mut conn, &row, current.version).await.map_err(name_taken(&row.name))? {
+            return Err(ApiError::stale_etag("fabric").into());
+        }
+        info!(fabric_id = %id, fields = ?paths, "fabric updated");
+        Ok(Response::new(UpdateFabricResponse { fabric: Some(to_proto(&load(&self.state, id).await?)) }))
+    }
+
+    async fn delete_fabric(&self, request: Request<DeleteFabricRequest>) -> Result<Response<DeleteFabricResponse>, Status> {
+        let req = request.into_inner();
+        let id = parse_id("id", &req.id)?;
+        let current = load(&self.state, id).await?;
+        check_etag(&req.etag, current.version, "fabric")?;
+        let mut conn = self.state.conn().await?;
+        let expected = (!req.etag.is_empty()).then_some(current.version);
+        if store::delete(&mut conn, id, expected).await.map_err(ApiError::from)? == 0 {
+            return Err(ApiError::stale_etag("fabric").into());
+        }
+        info!(fabric_id = %id, "fabric deleted");
+        Ok(Response::new(DeleteFabricResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitops_paths_normalize() {
+        assert_eq!(normalize_gitops_path("."), "");
+        assert_eq!(normalize_gitops_path("./"), "");
+        assert_eq!(normalize_gitops_path("env/lab/"), "env/lab");
+        assert_eq!(normalize_gitops_path("./env"), "env");
+    }
+
+    #[test]
+    fn auto_sync_bounds() {
+        let mut v = Violations::default();
+        assert_eq!(auto_sync_seconds(None, &mut v), 0);
+        assert_eq!(auto_sync_seconds(Some(&prost_types::Duration { seconds: 60, nanos: 0 }), &mut v), 60);
+        assert!(v.into_result().is_ok());
+        for bad in [(5, 0), (-1, 0), (60, 5), (MAX_AUTO_SYNC_SECONDS + 1, 0)] {
+            let mut v = Violations::default();
+            auto_sync_seconds(Some(&prost_types::Duration { seconds: bad.0, nanos: bad.1 }), &mut v);
+            assert!(v.into_result().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ignore_differences_round_trip_and_validate() {
+        let rules = vec![IgnoreDifference { group: "vpc.githedgehog.com".into(), kind: "VPC".into(), json_pointers: vec!["/spec/vlan".into()] }];
+        let mut v = Violations::default();
+        let stored = ignore_differences(&rules, &mut v);
+        assert!(v.into_result().is_ok());
+        assert_eq!(ignore_differences_proto(&stored), rules);
+        let mut v = Violations::default();
+        ignore_differences(&[IgnoreDifference { group: String::new(), kind: String::new(), json_pointers: vec!["spec".into()] }], &mut v);
+        let err = v.into_result().unwrap_err().to_string();
+        assert!(err.contains("ignore_differences[0].kind") && err.contains("ignore_differences[0].json_pointers[0]"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! gRPC services. Handlers validate requests, call the db/git layers and map errors to
+//! `tonic::Status` through `ApiError` only.
+
+pub mod convert;
+pub mod error;
+mod fabrics;
+pub mod listing;
+mod repositories;
+pub mod validate;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use error::ApiError;
+pub use fabrics::FabricApi;
+pub use repositories::RepositoryApi;
+
+use crate::crypto::Keyring;
+use crate::db::{DbConn, DbPool};
+use crate::server::Settings;
+
+/// What every service shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub keyring: Arc<Keyring>,
+    /// Becomes true when the server shuts down; open streams end then.
+    pub shutdown: watch::Receiver<bool>,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    pub async fn conn(&self) -> Result<DbConn, ApiError> {
+        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
+    }
+}
+
+/// SyncService: specified in the proto; its RPCs answer UNIMPLEMENTED until the sync engine lands.
+pub struct SyncApi {
+    _state: AppState,
+}
+
+impl SyncApi {
+    pub fn new(state: AppState) -> Self {
+        SyncApi { _state: state }
+    }
+}
+
+#[tonic::async_trait]
+impl crate::proto::sync_service_server::SyncService for SyncApi {}
+
+/// DriftService: specified in the proto; its RPCs answer UNIMPLEMENTED until drift lands.
+pub struct DriftApi {
+    _state: AppState,
+}
+
+impl DriftApi {
+    pub fn new(state: AppState) -> Self {
+        DriftApi { _state: state }
+    }
+}
+
+#[tonic::async_trait]
+impl crate::proto::drift_service_server::DriftService for DriftApi {}
+
+pub fn parse_id(field: &str, value: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(value).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// An empty etag skips the check; anything but the current one is stale.
+pub fn check_etag(given: &str, version: i64, kind: &str) -> Result<(), ApiError> {
+    if given.is_empty() || given == etag(version) {
+        Ok(())
+    } else {
+        Err(ApiError::stale_etag(kind))
+    }
+}
+
+/// Update masks must name at least one path, each from `allowed`.
+pub fn mask_paths(mask: Option<&prost_types::FieldMask>, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
+    let paths = mask.map(|m| m.paths.clone()).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(ApiError::invalid("update_mask", format!("must name the fields to change: {}", allowed.join(", "))));
+    }
+    if let Some(bad) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
+        return Err(ApiError::invalid("update_mask", format!("unknown or read-only path {bad:?}; allowed: {}", allowed.join(", "))));
+    }
+    Ok(paths)
+}
