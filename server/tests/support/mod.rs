@@ -2,6 +2,7 @@
 //! test) and real `fabricsync serve` processes on loopback.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod gitservers;
 pub mod server;
 
 use std::path::PathBuf;

@@ -1,0 +1,319 @@
+//! Typed git errors, the classification of gix/ssh failures into them, and the scrubbing of
+//! credentials out of every message.
+
+use std::io;
+
+/// The class of a [`GitError`], for mapping to API statuses without matching on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    Dns,
+    ConnectionRefused,
+    Timeout,
+    Tls,
+    Authentication,
+    HostKey,
+    NotARepository,
+    Protocol,
+    InvalidUrl,
+    UnknownRef,
+    DirectoryNotFound,
+    InvalidPath,
+    FileTooLarge,
+    LimitExceeded,
+    SymlinkEscapes,
+    BrokenSymlink,
+    Other,
+}
+
+/// A git failure. Messages never contain credentials: remote details are scrubbed of URL
+/// userinfo and of the secrets in use before they are stored here.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("host name could not be resolved: {0}")]
+    Dns(String),
+    #[error("connection refused: {0}")]
+    ConnectionRefused(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("TLS failure: {0}")]
+    Tls(String),
+    #[error("authentication failed: {0}")]
+    Authentication(String),
+    #[error("ssh host key verification failed: {0}")]
+    HostKey(String),
+    #[error("not a git repository, or not found: {0}")]
+    NotARepository(String),
+    #[error("git protocol error: {0}")]
+    Protocol(String),
+    #[error("invalid repository URL: {0}")]
+    InvalidUrl(String),
+    #[error("unknown ref {0:?}: no such branch, tag or commit")]
+    UnknownRef(String),
+    #[error("directory {0:?} does not exist at that commit")]
+    DirectoryNotFound(String),
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("file {path:?} is {size} bytes, over the limit of {limit} bytes")]
+    FileTooLarge { path: String, size: u64, limit: u64 },
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    #[error("symlink {path:?} points outside the repository (target {target:?})")]
+    SymlinkEscapes { path: String, target: String },
+    #[error("symlink {path:?} -> {target:?} does not resolve to a file in the repository")]
+    BrokenSymlink { path: String, target: String },
+    #[error("git: {0}")]
+    Other(String),
+}
+
+impl GitError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            GitError::Dns(_) => FailureKind::Dns,
+            GitError::ConnectionRefused(_) => FailureKind::ConnectionRefused,
+            GitError::Timeout(_) => FailureKind::Timeout,
+            GitError::Tls(_) => FailureKind::Tls,
+            GitError::Authentication(_) => FailureKind::Authentication,
+            GitError::HostKey(_) => FailureKind::HostKey,
+            GitError::NotARepository(_) => FailureKind::NotARepository,
+            GitError::Protocol(_) => FailureKind::Protocol,
+            GitError::InvalidUrl(_) => FailureKind::InvalidUrl,
+            GitError::UnknownRef(_) => FailureKind::UnknownRef,
+            GitError::DirectoryNotFound(_) => FailureKind::DirectoryNotFound,
+            GitError::InvalidPath { .. } => FailureKind::InvalidPath,
+            GitError::FileTooLarge { .. } => FailureKind::FileTooLarge,
+            GitError::LimitExceeded(_) => FailureKind::LimitExceeded,
+            GitError::SymlinkEscapes { .. } => FailureKind::SymlinkEscapes,
+            GitError::BrokenSymlink { .. } => FailureKind::BrokenSymlink,
+            GitError::Other(_) => FailureKind::Other,
+        }
+    }
+
+    /// A local failure (object database, file system) of the mirror; no credentials involved.
+    pub(crate) fn local(context: &str, err: impl std::fmt::Display) -> GitError {
+        GitError::Other(format!("{context}: {err}"))
+    }
+}
+
+/// Removes credentials from text bound for an error message.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub(crate) fn new(secrets: Vec<String>) -> Redactor {
+        Redactor { secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect() }
+    }
+
+    pub(crate) fn clean(&self, text: &str) -> String {
+        let mut text = strip_userinfo(text);
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        text
+    }
+}
+
+/// Drops the `user:password@` part of every `scheme://user:password@host` in `text`.
+pub(crate) fn strip_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail.find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace()).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str(&authority[userinfo_end + 1..]);
+                rest = &tail[authority_end..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a failed remote operation left to look at.
+#[derive(Debug, Default)]
+pub(crate) struct Evidence {
+    /// Messages of the error and its causes, outermost first, and lines ssh or the remote side printed.
+    pub texts: Vec<String>,
+    pub io_kinds: Vec<io::ErrorKind>,
+    /// gix classified the failure as missing or rejected credentials.
+    pub unauthenticated: bool,
+}
+
+impl Evidence {
+    pub(crate) fn from_gix(err: &gix::Error) -> Evidence {
+        let mut evidence = Evidence { unauthenticated: err.is_unauthenticated(), ..Evidence::default() };
+        for cause in err.iter_errors() {
+            if let Some(io) = cause.downcast_ref::<io::Error>() {
+                evidence.io_kinds.push(io.kind());
+            }
+            let text = cause.to_string();
+            if !text.is_empty() && !evidence.texts.contains(&text) {
+                evidence.texts.push(text);
+            }
+        }
+        evidence
+    }
+
+    fn any(&self, needles: &[&str]) -> bool {
+        self.texts.iter().any(|t| {
+            let t = t.to_ascii_lowercase();
+            needles.iter().any(|n| t.contains(n))
+        })
+    }
+
+    fn io(&self, kind: io::ErrorKind) -> bool {
+        self.io_kinds.contains(&kind)
+    }
+
+    /// The most specific failure the evidence supports. Order matters: ssh reports DNS failures
+    /// as refused connections, and "not found" also appears inside TLS and DNS messages.
+    pub(crate) fn classify(&self) -> FailureKind {
+        if self.io(io::ErrorKind::TimedOut) || self.any(&["timed out", "operation timed out", "timeout"]) {
+            FailureKind::Timeout
+        } else if self.any(&[
+            "dns error",
+            "failed to lookup address",
+            "could not resolve hostname",
+            "name or service not known",
+            "temporary failure in name resolution",
+            "no address associated with hostname",
+            "nodename nor servname",
+        ]) {
+            FailureKind::Dns
+        } else if self.io(io::ErrorKind::ConnectionRefused) || self.any(&["connection refused"]) {
+            FailureKind::ConnectionRefused
+        } else if self.any(&[
+            "host key verification failed",
+            "remote host identification has changed",
+            "no matching host key",
+            "host key for",
+        ]) {
+            FailureKind::HostKey
+        } else if self.any(&["certificate", "tls handshake", "invalid peer", "ssl", "rustls", "invalidcontenttype", "unknownissuer"])
+            || self.any(&["tls"]) && !self.any(&["authentication"])
+        {
+            FailureKind::Tls
+        } else if self.unauthenticated
+            || self.any(&["permission denied (publickey", "permission denied, please try again", "authentication failed", "were not accepted by the remote", "too many authentication failures"])
+        {
+            FailureKind::Authentication
+        } else if self.any(&[
+            "does not appear to be a git repository",
+            "not a git repository",
+            "repository not exported",
+            "no such repository",
+            "repository not found",
+            "is a valid git directory",
+            "status 404",
+            "not found",
+        ]) {
+            FailureKind::NotARepository
+        } else if self.any(&["packet line", "packetline", "expected", "protocol", "capabilities", "unexpected end", "corrupt"])
+            || self.io(io::ErrorKind::UnexpectedEof)
+        {
+            FailureKind::Protocol
+        } else {
+            FailureKind::Other
+        }
+    }
+
+    /// A one-line description: the distinct messages, outermost first, scrubbed and bounded.
+    pub(crate) fn describe(&self, redactor: &Redactor) -> String {
+        const MAX: usize = 800;
+        let joined = self.texts.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(": ");
+        let mut text = redactor.clean(&joined.replace(['\n', '\r'], " "));
+        if text.len() > MAX {
+            let cut = (0..=MAX).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    }
+
+    pub(crate) fn into_error(self, redactor: &Redactor) -> GitError {
+        let detail = self.describe(redactor);
+        remote_error(self.classify(), detail)
+    }
+}
+
+/// The error of `kind` for a remote operation, with an already scrubbed `detail`.
+pub(crate) fn remote_error(kind: FailureKind, detail: String) -> GitError {
+    match kind {
+        FailureKind::Dns => GitError::Dns(detail),
+        FailureKind::ConnectionRefused => GitError::ConnectionRefused(detail),
+        FailureKind::Timeout => GitError::Timeout(detail),
+        FailureKind::Tls => GitError::Tls(detail),
+        FailureKind::Authentication => GitError::Authentication(detail),
+        FailureKind::HostKey => GitError::HostKey(detail),
+        FailureKind::NotARepository => GitError::NotARepository(detail),
+        FailureKind::Protocol => GitError::Protocol(detail),
+        FailureKind::InvalidUrl => GitError::InvalidUrl(detail),
+        _ => GitError::Other(detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence(texts: &[&str]) -> Evidence {
+        Evidence { texts: texts.iter().map(|t| t.to_string()).collect(), ..Evidence::default() }
+    }
+
+    #[test]
+    fn userinfo_is_stripped_from_every_url() {
+        assert_eq!(
+            strip_userinfo("fetch \"https://u:p%40ss@host:8443/r.git\" and http://tok@h/x then ssh://git@h:22/p"),
+            "fetch \"https://host:8443/r.git\" and http://h/x then ssh://h:22/p"
+        );
+        assert_eq!(strip_userinfo("no url here @ all"), "no url here @ all");
+        assert_eq!(strip_userinfo("trailing ://"), "trailing ://");
+    }
+
+    #[test]
+    fn redactor_removes_secrets_anywhere() {
+        let r = Redactor::new(vec!["hunter2".into(), String::new()]);
+        assert_eq!(r.clean("password hunter2 rejected by https://a:hunter2@h/"), "password *** rejected by https://h/");
+    }
+
+    #[test]
+    fn classification_prefers_the_specific_cause() {
+        let cases = [
+            (&["ssh: Could not resolve hostname nope.invalid: Name or service not known"][..], FailureKind::Dns),
+            (&["error sending request", "client error (Connect)", "dns error", "failed to lookup address information"], FailureKind::Dns),
+            (&["ssh: connect to host 127.0.0.1 port 1: Connection refused"], FailureKind::ConnectionRefused),
+            (&["Host key verification failed."], FailureKind::HostKey),
+            (&["invalid peer certificate: UnknownIssuer"], FailureKind::Tls),
+            (&["git@127.0.0.1: Permission denied (publickey)."], FailureKind::Authentication),
+            (&["fatal: '/x' does not appear to be a git repository"], FailureKind::NotARepository),
+            (&["Received HTTP status 404"], FailureKind::NotARepository),
+            (&["A packet line could not be decoded"], FailureKind::Protocol),
+            (&["something else entirely"], FailureKind::Other),
+        ];
+        for (texts, kind) in cases {
+            assert_eq!(evidence(texts).classify(), kind, "{texts:?}");
+        }
+        let e = Evidence { io_kinds: vec![io::ErrorKind::ConnectionRefused], ..Evidence::default() };
+        assert_eq!(e.classify(), FailureKind::ConnectionRefused);
+        let e = Evidence { unauthenticated: true, ..evidence(&["Credentials provided were not accepted"]) };
+        assert_eq!(e.classify(), FailureKind::Authentication);
+    }
+
+    #[test]
+    fn description_is_scrubbed_and_bounded() {
+        let r = Redactor::new(vec!["s3cret".into()]);
+        let e = evidence(&["outer https://x:s3cret@h/r", "inner\nline s3cret", &"y".repeat(2000)]);
+        let d = e.describe(&r);
+        assert!(!d.contains("s3cret"), "{d}");
+        assert!(d.starts_with("outer https://h/r: inner line ***"), "{d}");
+        assert!(d.len() <= 810);
+    }
+}

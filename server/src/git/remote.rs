@@ -1,0 +1,409 @@
+//! Talking to remotes: URL checks, an isolated gix configuration with our credentials and ssh
+//! command, the deadline every network operation runs under, and the connection probe.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use gix::protocol::handshake::Ref;
+use gix::protocol::transport::client::blocking_io::{http, Transport};
+use gix::remote::{Connection, Direction};
+use gix::url::Scheme;
+
+use super::error::{strip_userinfo, Evidence, FailureKind, GitError, Redactor};
+use super::Auth;
+
+/// What a successful probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// Short name of the branch the remote HEAD points to, if it advertises one.
+    pub default_branch: Option<String>,
+    /// Refs advertised by the remote, HEAD excluded.
+    pub ref_count: usize,
+    /// Wall time of the whole probe: connect, authenticate, list refs.
+    pub latency: Duration,
+}
+
+/// Lists the refs of the remote at `url` (V2 ls-refs, or the V1 advertisement), within `timeout`.
+pub fn probe(url: &str, auth: &Auth, timeout: Duration) -> Result<ProbeReport, GitError> {
+    let started = Instant::now();
+    let session = Session::new(url, auth, timeout)?;
+    let (default_branch, ref_count) = with_deadline(timeout, "listing the remote refs", || (), move |_cancel| {
+        session.list_refs()
+    })?;
+    Ok(ProbeReport { default_branch, ref_count, latency: started.elapsed() })
+}
+
+/// (default branch, number of refs) of an advertisement, HEAD excluded from the count.
+fn summarize(refs: &[Ref]) -> (Option<String>, usize) {
+    let default_branch = refs.iter().find_map(|r| match r {
+        Ref::Symbolic { full_ref_name, target, .. } | Ref::Unborn { full_ref_name, target } if full_ref_name == "HEAD" => {
+            let target = target.to_string();
+            Some(target.strip_prefix("refs/heads/").map(str::to_owned).unwrap_or(target))
+        }
+        _ => None,
+    });
+    let count = refs.iter().filter(|r| ref_name(r) != "HEAD").count();
+    (default_branch, count)
+}
+
+pub(crate) fn ref_name(r: &Ref) -> &gix::bstr::BStr {
+    match r {
+        Ref::Peeled { full_ref_name, .. }
+        | Ref::Direct { full_ref_name, .. }
+        | Ref::Symbolic { full_ref_name, .. }
+        | Ref::Unborn { full_ref_name, .. } => full_ref_name.as_ref(),
+    }
+}
+
+/// Runs `work` on a thread of its own and waits at most `timeout` for its result, calling `tick`
+/// about every 100 ms meanwhile. On timeout `cancel` is raised for `work` to notice (gix checks it
+/// while receiving a pack) and the caller gets `Timeout` at once; the thread ends on its own, bounded
+/// by the transport's own timeouts. A panic inside gix becomes `Other`, never a panic here.
+pub(crate) fn with_deadline<T: Send + 'static>(
+    timeout: Duration,
+    what: &str,
+    mut tick: impl FnMut(),
+    work: impl FnOnce(&AtomicBool) -> Result<T, GitError> + Send + 'static,
+) -> Result<T, GitError> {
+    const TICK: Duration = Duration::from_millis(100);
+    let (send, receive) = mpsc::channel();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let worker_cancel = cancel.clone();
+    std::thread::Builder::new()
+        .name("fabricsync-git".into())
+        .spawn(move || {
+            // The receiver is gone after a timeout; nobody needs the late result.
+            send.send(work(&worker_cancel)).ok();
+        })
+        .map_err(|e| GitError::local("cannot start a git worker thread", e))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            cancel.store(true, Ordering::Relaxed);
+            return Err(GitError::Timeout(format!("{what} took longer than {timeout:?}")));
+        }
+        match receive.recv_timeout(left.min(TICK)) {
+            Ok(result) => {
+                tick();
+                return result;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => tick(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(GitError::Other(format!("{what}: the git worker stopped unexpectedly")))
+            }
+        }
+    }
+}
+
+/// Checks a repository URL before anything connects: supported scheme, a host where one is
+/// needed, and no credentials over plain http except to loopback (test servers).
+pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
+    let shown = strip_userinfo(url);
+    let invalid = |reason: &str| GitError::InvalidUrl(format!("{shown:?}: {reason}"));
+    if url.is_empty() || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid("empty, or contains whitespace or control characters"));
+    }
+    let parsed = gix::url::parse(gix::bstr::BStr::new(url)).map_err(|_| invalid("not a git URL"))?;
+    let host = parsed.host().map(str::to_owned);
+    let has_host = host.as_deref().is_some_and(|h| !h.is_empty());
+    match &parsed.scheme {
+        Scheme::File if parsed.serialize_alternative_form => return Err(invalid("local repositories need a file:// URL")),
+        Scheme::File => {}
+        Scheme::Ssh | Scheme::Http | Scheme::Https | Scheme::Git if !has_host => return Err(invalid("no host")),
+        Scheme::Ssh if host.as_deref().is_some_and(|h| h.starts_with('-')) || parsed.user().is_some_and(|u| u.starts_with('-')) => {
+            return Err(invalid("user or host could be taken for an ssh option"))
+        }
+        Scheme::Ssh | Scheme::Https | Scheme::Git => {}
+        Scheme::Http => {
+            let sends_credentials = auth.http_identity().is_some() || parsed.password().is_some();
+            if sends_credentials && !host.as_deref().is_some_and(is_loopback) {
+                return Err(invalid("credentials are only sent over https (plain http only to loopback hosts)"));
+            }
+        }
+        other => return Err(invalid(&format!("scheme {:?} is not supported (https, http, ssh, git, file)", other.as_str()))),
+    }
+    Ok(parsed)
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Quotes `path` for the POSIX shell that gix runs `core.sshCommand` with.
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+/// The ssh invocation: nothing from the machine's ssh setup (config, agent, default keys), no
+/// prompts, host keys checked against our file, and stderr kept for classifying failures.
+fn ssh_command(key: Option<&Path>, known_hosts: &Path, strict: bool, stderr: &Path, timeout: Duration) -> String {
+    let seconds = timeout.as_secs().max(1);
+    let identity = key.map_or_else(|| "none".to_string(), shell_quote);
+    let checking = if strict { "yes" } else { "accept-new" };
+    format!(
+        "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o IdentityFile={identity} \
+         -o UserKnownHostsFile={known_hosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking={checking} \
+         -o UpdateHostKeys=no -o ConnectTimeout={seconds} -o ServerAliveInterval={seconds} -o ServerAliveCountMax=2 \
+         -o LogLevel=ERROR \"$@\" 2>>{stderr}",
+        known_hosts = shell_quote(known_hosts),
+        stderr = shell_quote(stderr),
+    )
+}
+
+/// One network operation's setup: the checked URL, credentials, an isolated gix configuration,
+/// and the temporary files ssh needs (key, known_hosts, its stderr), removed on drop.
+pub(crate) struct Session {
+    url: gix::Url,
+    auth: Auth,
+    timeout: Duration,
+    redactor: Redactor,
+    overrides: Vec<String>,
+    ssh_stderr: Option<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl Session {
+    pub(crate) fn new(url: &str, auth: &Auth, timeout: Duration) -> Result<Session, GitError> {
+        let parsed = parse_url(url, auth)?;
+        let dir = tempfile::Builder::new()
+            .prefix("fabricsync-git-")
+            .tempdir()
+            .map_err(|e| GitError::local("cannot create a temporary directory", e))?;
+        let mut session = Session {
+            url: parsed,
+            auth: auth.clone(),
+            timeout,
+            redactor: Redactor::new(auth.secrets()),
+            overrides: Vec::new(),
+            ssh_stderr: None,
+            dir,
+        };
+        if session.url.scheme == Scheme::Ssh {
+            session.prepare_ssh()?;
+        }
+        Ok(session)
+    }
+
+    fn prepare_ssh(&mut self) -> Result<(), GitError> {
+        let write = |name: &str, content: &str| -> Result<PathBuf, GitError> {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let path = self.dir.path().join(name);
+            // ssh refuses keys readable by others; create the file 0600 from the start.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(content.as_bytes()))
+                .map_err(|e| GitError::local(&format!("cannot write the temporary {name}"), e))?;
+            Ok(path)
+        };
+        let (key, known_hosts) = match &self.auth {
+            Auth::SshKey { private_key, known_hosts } => {
+                // ssh rejects keys with CRLF line ends or without a final newline ("invalid format").
+                let mut key = private_key.replace("\r\n", "\n");
+                if !key.ends_with('\n') {
+                    key.push('\n');
+                }
+                (Some(write("id_key", &key)?), known_hosts.clone())
+            }
+            _ => (None, None),
+        };
+        let strict = known_hosts.as_deref().is_some_and(|k| !k.trim().is_empty());
+        let known_hosts = write("known_hosts", known_hosts.as_deref().unwrap_or_default())?;
+        let stderr = write("ssh_stderr", "")?;
+        let command = ssh_command(key.as_deref(), &known_hosts, strict, &stderr, self.timeout);
+        self.overrides.push(format!("core.sshCommand={command}"));
+        self.overrides.push("ssh.variant=ssh".into());
+        self.ssh_stderr = Some(stderr);
+        Ok(())
+    }
+
+    /// Options that ignore system, global and environment configuration, plus our overrides.
+    pub(crate) fn open_options(&self) -> gix::open::Options {
+        gix::open::Options::isolated().config_overrides(self.overrides.clone())
+    }
+
+    /// Turns a gix failure into a classified, scrubbed error, using what ssh printed too.
+    pub(crate) fn fail(&self, err: &gix::Error) -> GitError {
+        let mut evidence = Evidence::from_gix(err);
+        if let Some(path) = &self.ssh_stderr {
+            let printed = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<_> = printed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            // ssh's and the remote git's own words are the precise cause; put them first.
+            let tail = lines[lines.len().saturating_sub(5)..].iter().map(|l| l.to_string());
+            evidence.texts.splice(0..0, tail);
+        }
+        evidence.into_error(&self.redactor)
+    }
+
+    /// A throwaway bare repository in the session's temporary directory, for listing refs.
+    fn scratch_repo(&self) -> Result<gix::Repository, GitError> {
+        gix::ThreadSafeRepository::init_opts(
+            self.dir.path().join("probe.git"),
+            gix::create::Kind::Bare,
+            gix::create::Options::default(),
+            self.open_options(),
+        )
+        .map(|repo| repo.to_thread_local())
+        .map_err(|e| GitError::local("cannot create a scratch repository", e))
+    }
+
+    pub(crate) fn remote<'r>(&self, repo: &'r gix::Repository) -> Result<gix::Remote<'r>, GitError> {
+        repo.remote_at(self.url.clone()).map_err(|e| self.fail(&e))
+    }
+
+    /// Connects `remote` for fetching with our credentials and HTTP timeouts.
+    pub(crate) fn connect<'s, 'r>(
+        &'s self,
+        remote: &'s gix::Remote<'r>,
+    ) -> Result<Connection<'s, 's, 'r, Box<dyn Transport + Send>>, GitError> {
+        let connection = remote.connect(Direction::Fetch).map_err(|e| self.fail(&e))?;
+        let url = self.url.to_bstring();
+        let mut options = remote
+            .repo()
+            .transport_options(AsRef::<gix::bstr::BStr>::as_ref(&url), None)
+            .map_err(|e| self.fail(&e))?;
+        if let Some(http) = options.as_mut().and_then(|o| o.downcast_mut::<http::Options>()) {
+            let timeout = self.timeout;
+            let backend = http::reqwest::Options {
+                configure_client: Some(Box::new(move |builder| Ok(builder.timeout(timeout).connect_timeout(timeout)))),
+                configure_request: None,
+            };
+            http.backend = Some(Arc::new(std::sync::Mutex::new(backend)));
+        }
+        let connection = match options {
+            Some(options) => connection.with_transport_options(options),
+            None => connection,
+        };
+        let identity = self.auth.http_identity();
+        Ok(connection.with_credentials(move |action| credentials(identity, action)))
+    }
+
+    fn list_refs(&self) -> Result<(Option<String>, usize), GitError> {
+        let repo = self.scratch_repo()?;
+        let remote = self.remote(&repo)?;
+        let options = gix::remote::ref_map::Options { prefix_from_spec_as_filter_on_remote: false, ..Default::default() };
+        let (ref_map, _handshake) =
+            self.connect(&remote)?.ref_map(gix::progress::Discard, options).map_err(|e| self.fail(&e))?;
+        Ok(summarize(&ref_map.remote_refs))
+    }
+}
+
+/// Our credentials "helper": answers with the configured identity or none, never prompts, and
+/// ignores store/erase. A rejected identity makes the handshake fail as unauthenticated.
+fn credentials(
+    identity: Option<(&str, &str)>,
+    action: gix::credentials::helper::Action,
+) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
+    Ok(match (action, identity) {
+        (gix::credentials::helper::Action::Get(context), Some((username, password))) => {
+            Some(gix::credentials::protocol::Outcome {
+                identity: gix::sec::identity::Account {
+                    username: username.to_owned(),
+                    password: password.to_owned(),
+                    oauth_refresh_token: None,
+                },
+                next: context.into(),
+            })
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> Auth {
+        Auth::Token { username: String::new(), token: "t0ken".into() }
+    }
+
+    #[test]
+    fn urls_of_supported_schemes_pass() {
+        for url in [
+            "https://example.com/org/fabric.git",
+            "http://127.0.0.1:8080/fabric.git",
+            "ssh://git@example.com:2222/org/fabric.git",
+            "git@example.com:org/fabric.git",
+            "git://example.com/fabric.git",
+            "file:///srv/git/fabric.git",
+        ] {
+            assert!(parse_url(url, &Auth::None).is_ok(), "{url}");
+        }
+        assert!(parse_url("http://localhost:1/x.git", &token()).is_ok());
+        assert!(parse_url("http://[::1]:1/x.git", &token()).is_ok());
+    }
+
+    #[test]
+    fn bad_urls_are_invalid_without_echoing_secrets() {
+        for (url, auth) in [
+            ("", Auth::None),
+            ("/srv/git/fabric.git", Auth::None),
+            ("ext::sh -c evil", Auth::None),
+            ("ftp://example.com/x.git", Auth::None),
+            ("https:///x.git", Auth::None),
+            ("ssh://-oProxyCommand=evil/x", Auth::None),
+            ("http://example.com/x.git", token()),
+            ("http://user:pa55word@example.com/x.git", Auth::None),
+            ("https://example.com/x.git\n", Auth::None),
+        ] {
+            let err = parse_url(url, &auth).expect_err(url);
+            assert_eq!(err.kind(), FailureKind::InvalidUrl, "{url}");
+            assert!(!err.to_string().contains("pa55word"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ssh_command_is_isolated_and_quoted() {
+        let cmd = ssh_command(
+            Some(Path::new("/tmp/a b/key")),
+            Path::new("/tmp/it's/known_hosts"),
+            true,
+            Path::new("/tmp/e"),
+            Duration::from_millis(2500),
+        );
+        assert!(cmd.starts_with("ssh -F /dev/null -o BatchMode=yes"), "{cmd}");
+        assert!(cmd.contains("IdentityFile='/tmp/a b/key'"), "{cmd}");
+        assert!(cmd.contains(r"UserKnownHostsFile='/tmp/it'\''s/known_hosts'"), "{cmd}");
+        assert!(cmd.contains("StrictHostKeyChecking=yes") && cmd.contains("ConnectTimeout=2"), "{cmd}");
+        assert!(cmd.ends_with("\"$@\" 2>>'/tmp/e'"), "{cmd}");
+        let cmd = ssh_command(None, Path::new("/k"), false, Path::new("/e"), Duration::ZERO);
+        assert!(cmd.contains("IdentityFile=none") && cmd.contains("accept-new") && cmd.contains("ConnectTimeout=1"));
+    }
+
+    #[test]
+    fn summary_names_the_default_branch_and_counts_refs_without_head() {
+        let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
+        let refs = vec![
+            Ref::Symbolic { full_ref_name: "HEAD".into(), target: "refs/heads/main".into(), tag: None, object: id },
+            Ref::Direct { full_ref_name: "refs/heads/main".into(), object: id },
+            Ref::Peeled { full_ref_name: "refs/tags/v1".into(), tag: id, object: id },
+        ];
+        assert_eq!(summarize(&refs), (Some("main".into()), 2));
+        assert_eq!(summarize(&[]), (None, 0));
+    }
+
+    #[test]
+    fn deadline_reports_timeout_and_survives_panics() {
+        let slow = with_deadline(Duration::from_millis(50), "sleeping", || (), |cancel| {
+            while !cancel.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        });
+        assert_eq!(slow.map_err(|e| e.kind()), Err(FailureKind::Timeout));
+        let panicked: Result<(), _> = with_deadline(Duration::from_secs(5), "panicking", || (), |_| panic!("boom"));
+        assert_eq!(panicked.map_err(|e| e.kind()), Err(FailureKind::Other));
+        let mut ticks = 0;
+        let ok = with_deadline(Duration::from_secs(5), "quick", || ticks += 1, |_| Ok(7));
+        assert_eq!(ok.ok(), Some(7));
+        assert_eq!(ticks, 1);
+    }
+}
