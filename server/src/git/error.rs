@@ -123,7 +123,8 @@ pub(crate) fn strip_userinfo(text: &str) -> String {
     while let Some(at) = rest.find("://") {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
-        let authority_end = tail.find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace()).unwrap_or(tail.len());
+        let authority_end =
+            tail.find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace()).unwrap_or(tail.len());
         let authority = &tail[..authority_end];
         match authority.rfind('@') {
             Some(userinfo_end) => {
@@ -162,62 +163,65 @@ impl Evidence {
         evidence
     }
 
-    fn any(&self, needles: &[&str]) -> bool {
-        self.texts.iter().any(|t| {
-            let t = t.to_ascii_lowercase();
-            needles.iter().any(|n| t.contains(n))
-        })
-    }
-
     fn io(&self, kind: io::ErrorKind) -> bool {
         self.io_kinds.contains(&kind)
     }
 
-    /// The most specific failure the evidence supports. Order matters: ssh reports DNS failures
-    /// as refused connections, and "not found" also appears inside TLS and DNS messages.
+    /// The most specific failure the evidence supports. Typed evidence (I/O kinds, gix's own
+    /// classification) wins over words; words are matched as phrases, outside of URLs, as host
+    /// names and paths are chosen by users. Order matters: ssh reports DNS failures as refused
+    /// connections, and "not found" also appears inside other failures.
     pub(crate) fn classify(&self) -> FailureKind {
-        if self.io(io::ErrorKind::TimedOut) || self.any(&["timed out", "operation timed out", "timeout"]) {
+        let text = self.texts.iter().map(|t| without_urls(t).to_ascii_lowercase()).collect::<Vec<_>>().join("\n");
+        let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+        if self.io(io::ErrorKind::TimedOut) || any(&["timed out"]) {
             FailureKind::Timeout
-        } else if self.any(&[
+        } else if any(&[
             "dns error",
             "failed to lookup address",
             "could not resolve hostname",
             "name or service not known",
             "temporary failure in name resolution",
             "no address associated with hostname",
-            "nodename nor servname",
         ]) {
             FailureKind::Dns
-        } else if self.io(io::ErrorKind::ConnectionRefused) || self.any(&["connection refused"]) {
+        } else if self.io(io::ErrorKind::ConnectionRefused) || any(&["connection refused"]) {
             FailureKind::ConnectionRefused
-        } else if self.any(&[
-            "host key verification failed",
-            "remote host identification has changed",
-            "no matching host key",
-            "host key for",
-        ]) {
-            FailureKind::HostKey
-        } else if self.any(&["certificate", "tls handshake", "invalid peer", "ssl", "rustls", "invalidcontenttype", "unknownissuer"])
-            || self.any(&["tls"]) && !self.any(&["authentication"])
+        } else if any(&["host key verification failed", "host identification has changed", "no matching host key type"])
         {
+            FailureKind::HostKey
+        } else if any(&[
+            "peer certificate",
+            "peer sent no certificates",
+            "certificate verify failed",
+            "ssl certificate problem",
+            "received corrupt message",
+            "received fatal alert",
+            "peer is incompatible",
+            "tls handshake",
+        ]) {
             FailureKind::Tls
         } else if self.unauthenticated
-            || self.any(&["permission denied (publickey", "permission denied, please try again", "authentication failed", "were not accepted by the remote", "too many authentication failures"])
+            || any(&[
+                "permission denied (publickey",
+                "permission denied, please try again",
+                "authentication failed",
+                "too many authentication failures",
+            ])
         {
             FailureKind::Authentication
-        } else if self.any(&[
+        } else if any(&[
             "does not appear to be a git repository",
             "not a git repository",
             "repository not exported",
             "no such repository",
-            "repository not found",
             "is a valid git directory",
             "status 404",
             "not found",
         ]) {
             FailureKind::NotARepository
-        } else if self.any(&["packet line", "packetline", "expected", "protocol", "capabilities", "unexpected end", "corrupt"])
-            || self.io(io::ErrorKind::UnexpectedEof)
+        } else if self.io(io::ErrorKind::UnexpectedEof)
+            || any(&["packet line", "capabilities", "protocol", "unexpected end"])
         {
             FailureKind::Protocol
         } else {
@@ -242,6 +246,20 @@ impl Evidence {
         let detail = self.describe(redactor);
         remote_error(self.classify(), detail)
     }
+}
+
+/// `text` with every `scheme://...` token replaced by `<url>`.
+fn without_urls(text: &str) -> String {
+    text.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '(' || c == ')')
+        .map(|token| match token.find("://") {
+            Some(_) => {
+                let end = token
+                    .trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '(' || c == ')');
+                format!("<url>{}", &token[end.len()..])
+            }
+            None => token.to_owned(),
+        })
+        .collect()
 }
 
 /// The error of `kind` for a remote operation, with an already scrubbed `detail`.
@@ -288,10 +306,22 @@ mod tests {
     fn classification_prefers_the_specific_cause() {
         let cases = [
             (&["ssh: Could not resolve hostname nope.invalid: Name or service not known"][..], FailureKind::Dns),
-            (&["error sending request", "client error (Connect)", "dns error", "failed to lookup address information"], FailureKind::Dns),
+            (
+                &[
+                    "error sending request",
+                    "client error (Connect)",
+                    "dns error",
+                    "failed to lookup address information",
+                ],
+                FailureKind::Dns,
+            ),
             (&["ssh: connect to host 127.0.0.1 port 1: Connection refused"], FailureKind::ConnectionRefused),
             (&["Host key verification failed."], FailureKind::HostKey),
             (&["invalid peer certificate: UnknownIssuer"], FailureKind::Tls),
+            (
+                &["Credentials provided for \"https://tls.timed-out.example/not found\" were not accepted: 401"],
+                FailureKind::Other,
+            ),
             (&["git@127.0.0.1: Permission denied (publickey)."], FailureKind::Authentication),
             (&["fatal: '/x' does not appear to be a git repository"], FailureKind::NotARepository),
             (&["Received HTTP status 404"], FailureKind::NotARepository),
@@ -305,6 +335,11 @@ mod tests {
         assert_eq!(e.classify(), FailureKind::ConnectionRefused);
         let e = Evidence { unauthenticated: true, ..evidence(&["Credentials provided were not accepted"]) };
         assert_eq!(e.classify(), FailureKind::Authentication);
+    }
+
+    #[test]
+    fn urls_are_masked_for_matching() {
+        assert_eq!(without_urls("for \"https://h/x\" (http://a) end"), "for \"<url>\" (<url>) end");
     }
 
     #[test]

@@ -139,7 +139,9 @@ impl Mirror {
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(file),
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(25)),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(25))
+                }
                 Err(TryLockError::WouldBlock) => {
                     return Err(GitError::Timeout("another fetch of this repository is still running".into()))
                 }
@@ -179,9 +181,9 @@ impl Mirror {
             let outcome = prepare.receive(Tracker::new(counters.clone()), cancel).map_err(|e| session.fail(&e))?;
             match outcome.status {
                 gix::remote::fetch::Status::Change { write_pack_bundle, update_refs, .. } => {
-                    (update_refs.edits.len(), u64::from(write_pack_bundle.index.num_objects))
+                    (changed_refs(&update_refs)?, u64::from(write_pack_bundle.index.num_objects))
                 }
-                gix::remote::fetch::Status::NoPackReceived { update_refs, .. } => (update_refs.edits.len(), 0),
+                gix::remote::fetch::Status::NoPackReceived { update_refs, .. } => (changed_refs(&update_refs)?, 0),
             }
         };
         let pruned = prune(&repo, &remote_refs)?;
@@ -282,12 +284,27 @@ fn local_refs(repo: &gix::Repository) -> Result<Vec<String>, GitError> {
     Ok(names)
 }
 
+/// How many refs a fetch moved; a refused update would leave the mirror stale, so it is an error.
+fn changed_refs(outcome: &gix::remote::fetch::refs::update::Outcome) -> Result<usize, GitError> {
+    use gix::remote::fetch::refs::update::Mode;
+    let mut changed = 0;
+    for update in &outcome.updates {
+        match &update.mode {
+            Mode::NoChangeNeeded | Mode::ImplicitTagNotSentByRemote => {}
+            Mode::FastForward | Mode::Forced | Mode::New => changed += 1,
+            refused => return Err(GitError::Other(format!("the mirror refused a ref update: {refused}"))),
+        }
+    }
+    Ok(changed)
+}
+
 /// Deletes local branches and tags the remote no longer has; returns how many.
 fn prune(repo: &gix::Repository, remote_refs: &HashSet<String>) -> Result<usize, GitError> {
     let mut pruned = 0;
     for name in local_refs(repo)? {
         if !remote_refs.contains(&name) {
-            let reference = repo.find_reference(name.as_str()).map_err(|e| GitError::local("cannot find a stale ref", e))?;
+            let reference =
+                repo.find_reference(name.as_str()).map_err(|e| GitError::local("cannot find a stale ref", e))?;
             reference.delete().map_err(|e| GitError::local(&format!("cannot delete the stale ref {name}"), e))?;
             pruned += 1;
         }

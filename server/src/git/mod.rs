@@ -30,12 +30,21 @@ pub const DEFAULT_TOKEN_USERNAME: &str = "x-access-token";
 pub enum Auth {
     None,
     /// HTTPS token, sent as the password of HTTP basic auth (`username` empty: [`DEFAULT_TOKEN_USERNAME`]).
-    Token { username: String, token: String },
+    Token {
+        username: String,
+        token: String,
+    },
     /// HTTPS username and password (HTTP basic auth).
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// SSH private key (OpenSSH or PEM, no passphrase) and optionally the server's known_hosts lines.
     /// Without known_hosts the host key is accepted as presented (trust on first use, not remembered).
-    SshKey { private_key: String, known_hosts: Option<String> },
+    SshKey {
+        private_key: String,
+        known_hosts: Option<String>,
+    },
 }
 
 impl fmt::Debug for Auth {
@@ -75,7 +84,9 @@ impl Auth {
             Auth::SshKey { private_key, .. } => {
                 // The whole key and each of its base64 lines, should any line ever be quoted.
                 let mut secrets = vec![private_key.clone()];
-                secrets.extend(private_key.lines().filter(|l| l.len() >= 16 && !l.starts_with("-----")).map(str::to_owned));
+                secrets.extend(
+                    private_key.lines().filter(|l| l.len() >= 16 && !l.starts_with("-----")).map(str::to_owned),
+                );
                 secrets
             }
         }

@@ -1,7 +1,7 @@
 //! Talking to remotes: URL checks, an isolated gix configuration with our credentials and ssh
 //! command, the deadline every network operation runs under, and the connection probe.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -12,7 +12,7 @@ use gix::protocol::transport::client::blocking_io::{http, Transport};
 use gix::remote::{Connection, Direction};
 use gix::url::Scheme;
 
-use super::error::{strip_userinfo, Evidence, FailureKind, GitError, Redactor};
+use super::error::{strip_userinfo, Evidence, GitError, Redactor};
 use super::Auth;
 
 /// What a successful probe found.
@@ -30,16 +30,17 @@ pub struct ProbeReport {
 pub fn probe(url: &str, auth: &Auth, timeout: Duration) -> Result<ProbeReport, GitError> {
     let started = Instant::now();
     let session = Session::new(url, auth, timeout)?;
-    let (default_branch, ref_count) = with_deadline(timeout, "listing the remote refs", || (), move |_cancel| {
-        session.list_refs()
-    })?;
+    let (default_branch, ref_count) =
+        with_deadline(timeout, "listing the remote refs", || (), move |_cancel| session.list_refs())?;
     Ok(ProbeReport { default_branch, ref_count, latency: started.elapsed() })
 }
 
 /// (default branch, number of refs) of an advertisement, HEAD excluded from the count.
 fn summarize(refs: &[Ref]) -> (Option<String>, usize) {
     let default_branch = refs.iter().find_map(|r| match r {
-        Ref::Symbolic { full_ref_name, target, .. } | Ref::Unborn { full_ref_name, target } if full_ref_name == "HEAD" => {
+        Ref::Symbolic { full_ref_name, target, .. } | Ref::Unborn { full_ref_name, target }
+            if full_ref_name == "HEAD" =>
+        {
             let target = target.to_string();
             Some(target.strip_prefix("refs/heads/").map(str::to_owned).unwrap_or(target))
         }
@@ -111,10 +112,15 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
     let host = parsed.host().map(str::to_owned);
     let has_host = host.as_deref().is_some_and(|h| !h.is_empty());
     match &parsed.scheme {
-        Scheme::File if parsed.serialize_alternative_form => return Err(invalid("local repositories need a file:// URL")),
+        Scheme::File if parsed.serialize_alternative_form => {
+            return Err(invalid("local repositories need a file:// URL"))
+        }
         Scheme::File => {}
         Scheme::Ssh | Scheme::Http | Scheme::Https | Scheme::Git if !has_host => return Err(invalid("no host")),
-        Scheme::Ssh if host.as_deref().is_some_and(|h| h.starts_with('-')) || parsed.user().is_some_and(|u| u.starts_with('-')) => {
+        Scheme::Ssh
+            if host.as_deref().is_some_and(|h| h.starts_with('-'))
+                || parsed.user().is_some_and(|u| u.starts_with('-')) =>
+        {
             return Err(invalid("user or host could be taken for an ssh option"))
         }
         Scheme::Ssh | Scheme::Https | Scheme::Git => {}
@@ -124,7 +130,9 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
                 return Err(invalid("credentials are only sent over https (plain http only to loopback hosts)"));
             }
         }
-        other => return Err(invalid(&format!("scheme {:?} is not supported (https, http, ssh, git, file)", other.as_str()))),
+        other => {
+            return Err(invalid(&format!("scheme {:?} is not supported (https, http, ssh, git, file)", other.as_str())))
+        }
     }
     Ok(parsed)
 }
@@ -232,15 +240,52 @@ impl Session {
 
     /// Turns a gix failure into a classified, scrubbed error, using what ssh printed too.
     pub(crate) fn fail(&self, err: &gix::Error) -> GitError {
-        let mut evidence = Evidence::from_gix(err);
+        self.classified(Evidence::from_gix(err))
+    }
+
+    fn classified(&self, mut evidence: Evidence) -> GitError {
         if let Some(path) = &self.ssh_stderr {
             let printed = std::fs::read_to_string(path).unwrap_or_default();
             let lines: Vec<_> = printed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-            // ssh's and the remote git's own words are the precise cause; put them first.
-            let tail = lines[lines.len().saturating_sub(5)..].iter().map(|l| l.to_string());
+            // ssh's and the remote git's own last words are the precise cause; put them first.
+            let tail = lines[lines.len().saturating_sub(2)..].iter().map(|l| l.to_string());
             evidence.texts.splice(0..0, tail);
         }
         evidence.into_error(&self.redactor)
+    }
+
+    /// A git:// connection whose socket reads and writes time out, unlike gix's own, so a silent
+    /// daemon cannot hold the worker thread forever.
+    fn git_daemon_transport(&self) -> Result<Box<dyn Transport + Send>, GitError> {
+        use gix::protocol::transport::client::git;
+        let host = self.url.host().unwrap_or_default();
+        let io_failure = |context: &str, err: std::io::Error| {
+            self.classified(Evidence {
+                texts: vec![context.to_owned(), err.to_string()],
+                io_kinds: vec![err.kind()],
+                ..Evidence::default()
+            })
+        };
+        let address = (host, self.url.port.unwrap_or(9418))
+            .to_socket_addrs()
+            .map_err(|e| io_failure("could not resolve the git server", e))?
+            .next()
+            .ok_or_else(|| GitError::Dns(format!("no address for {host}")))?;
+        let stream = TcpStream::connect_timeout(&address, self.timeout)
+            .map_err(|e| io_failure("could not connect to the git server", e))?;
+        let read = stream.try_clone().map_err(|e| io_failure("could not use the connection", e))?;
+        for result in [stream.set_read_timeout(Some(self.timeout)), stream.set_write_timeout(Some(self.timeout))] {
+            result.map_err(|e| io_failure("could not set socket timeouts", e))?;
+        }
+        Ok(Box::new(git::blocking_io::Connection::new(
+            read,
+            stream,
+            gix::protocol::transport::Protocol::V2,
+            self.url.path.clone(),
+            Some((host, self.url.port)),
+            git::ConnectMode::Daemon,
+            false,
+        )))
     }
 
     /// A throwaway bare repository in the session's temporary directory, for listing refs.
@@ -264,12 +309,13 @@ impl Session {
         &'s self,
         remote: &'s gix::Remote<'r>,
     ) -> Result<Connection<'s, 's, 'r, Box<dyn Transport + Send>>, GitError> {
-        let connection = remote.connect(Direction::Fetch).map_err(|e| self.fail(&e))?;
+        let connection = match self.url.scheme {
+            Scheme::Git => remote.to_connection_with_transport(self.git_daemon_transport()?),
+            _ => remote.connect(Direction::Fetch).map_err(|e| self.fail(&e))?,
+        };
         let url = self.url.to_bstring();
-        let mut options = remote
-            .repo()
-            .transport_options(AsRef::<gix::bstr::BStr>::as_ref(&url), None)
-            .map_err(|e| self.fail(&e))?;
+        let mut options =
+            remote.repo().transport_options(AsRef::<gix::bstr::BStr>::as_ref(&url), None).map_err(|e| self.fail(&e))?;
         if let Some(http) = options.as_mut().and_then(|o| o.downcast_mut::<http::Options>()) {
             let timeout = self.timeout;
             let backend = http::reqwest::Options {
@@ -289,37 +335,43 @@ impl Session {
     fn list_refs(&self) -> Result<(Option<String>, usize), GitError> {
         let repo = self.scratch_repo()?;
         let remote = self.remote(&repo)?;
-        let options = gix::remote::ref_map::Options { prefix_from_spec_as_filter_on_remote: false, ..Default::default() };
+        let options =
+            gix::remote::ref_map::Options { prefix_from_spec_as_filter_on_remote: false, ..Default::default() };
         let (ref_map, _handshake) =
             self.connect(&remote)?.ref_map(gix::progress::Discard, options).map_err(|e| self.fail(&e))?;
         Ok(summarize(&ref_map.remote_refs))
     }
 }
 
-/// Our credentials "helper": answers with the configured identity or none, never prompts, and
-/// ignores store/erase. A rejected identity makes the handshake fail as unauthenticated.
+/// Our credentials "helper": answers with the configured identity, never prompts, and ignores
+/// store/erase. A rejected identity makes the handshake fail as unauthenticated.
 fn credentials(
     identity: Option<(&str, &str)>,
     action: gix::credentials::helper::Action,
 ) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
-    Ok(match (action, identity) {
+    match (action, identity) {
         (gix::credentials::helper::Action::Get(context), Some((username, password))) => {
-            Some(gix::credentials::protocol::Outcome {
+            Ok(Some(gix::credentials::protocol::Outcome {
                 identity: gix::sec::identity::Account {
                     username: username.to_owned(),
                     password: password.to_owned(),
                     oauth_refresh_token: None,
                 },
                 next: context.into(),
-            })
+            }))
         }
-        _ => None,
-    })
+        (gix::credentials::helper::Action::Get(_), None) => {
+            Err(gix::error::Message::new("the remote requires credentials and none are configured")
+                .unauthenticated_error())
+        }
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::FailureKind;
 
     fn token() -> Auth {
         Auth::Token { username: String::new(), token: "t0ken".into() }
@@ -392,12 +444,17 @@ mod tests {
 
     #[test]
     fn deadline_reports_timeout_and_survives_panics() {
-        let slow = with_deadline(Duration::from_millis(50), "sleeping", || (), |cancel| {
-            while !cancel.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Ok(())
-        });
+        let slow = with_deadline(
+            Duration::from_millis(50),
+            "sleeping",
+            || (),
+            |cancel| {
+                while !cancel.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(())
+            },
+        );
         assert_eq!(slow.map_err(|e| e.kind()), Err(FailureKind::Timeout));
         let panicked: Result<(), _> = with_deadline(Duration::from_secs(5), "panicking", || (), |_| panic!("boom"));
         assert_eq!(panicked.map_err(|e| e.kind()), Err(FailureKind::Other));

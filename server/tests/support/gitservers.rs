@@ -239,10 +239,14 @@ impl HttpGitServer {
     fn spawn(root: &Path, cert_dir: Option<TempDir>) -> HttpGitServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/git-http-server.py");
         let mut cmd = Command::new("python3");
-        cmd.arg(script)
-            .arg("--root")
-            .arg(root)
-            .args(["--user", HTTP_USER, "--password", HTTP_PASSWORD, "--token", HTTP_TOKEN]);
+        cmd.arg(script).arg("--root").arg(root).args([
+            "--user",
+            HTTP_USER,
+            "--password",
+            HTTP_PASSWORD,
+            "--token",
+            HTTP_TOKEN,
+        ]);
         if let Some(dir) = &cert_dir {
             cmd.arg("--tls-cert").arg(dir.path().join("cert.pem")).arg("--tls-key").arg(dir.path().join("key.pem"));
         }
@@ -343,9 +347,8 @@ impl SshServer {
             .spawn()
             .expect("spawn sshd");
         wait_listening(&mut child, port, "sshd");
-        let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output().expect("id -un").stdout)
-            .trim()
-            .to_string();
+        let user =
+            String::from_utf8_lossy(&Command::new("id").arg("-un").output().expect("id -un").stdout).trim().to_string();
         let host_key = host.public_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         let known_hosts = format!("[127.0.0.1]:{port} {host_key}\n");
         Some(SshServer { child, port, user, client, known_hosts, dir })
