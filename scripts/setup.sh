@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fabricsync needs on a fresh Debian machine of this kind, idempotently:
-# PostgreSQL (the embedded default database), git, openssh-server (tests' sshd), and buf
-# (proto lint) in .tools/. Rust, Go and Python come with the machine.
+# PostgreSQL (the embedded default database), git, openssh-server (tests' sshd), openssl (a test
+# certificate), and buf (proto lint) in .tools/. Rust, Go and Python come with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,7 @@ command -v git >/dev/null || need_apt+=(git)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ "${1:-}" = "--test" ]; then
   [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+  command -v openssl >/dev/null || need_apt+=(openssl)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -95,7 +95,6 @@ impl GitError {
 }
 
 /// Removes credentials from text bound for an error message.
-#[derive(Clone, Default)]
 pub(crate) struct Redactor {
     secrets: Vec<String>,
 }

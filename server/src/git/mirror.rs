@@ -208,10 +208,11 @@ impl Mirror {
             return Err(unknown());
         }
         let repo = self.open(gix::open::Options::isolated())?;
+        let commit_of = |id| find_commit(&repo, id).map(|c| c.id.to_string()).ok_or_else(unknown);
         let is_hex = git_ref.len() >= 4 && git_ref.len() <= 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit());
         if git_ref.len() == 40 && is_hex {
             let id = gix::ObjectId::from_hex(git_ref.as_bytes()).map_err(|_| unknown())?;
-            return peel_to_commit(&repo, id).map(|c| c.to_string()).ok_or_else(unknown);
+            return commit_of(id);
         }
         let candidates = if git_ref.starts_with("refs/") {
             vec![git_ref.to_owned()]
@@ -222,13 +223,13 @@ impl Mirror {
             // Names that are not valid ref names simply do not match.
             if let Ok(Some(mut reference)) = repo.try_find_reference(name.as_str()) {
                 let id = reference.peel_to_id().map_err(|e| GitError::local("cannot peel the ref", e))?;
-                return peel_to_commit(&repo, id.detach()).map(|c| c.to_string()).ok_or_else(unknown);
+                return commit_of(id.detach());
             }
         }
         if is_hex {
             let prefix = gix::hash::Prefix::from_hex(git_ref).map_err(|_| unknown())?;
             if let Ok(Some(Ok(id))) = repo.objects.lookup_prefix(prefix, None) {
-                return peel_to_commit(&repo, id).map(|c| c.to_string()).ok_or_else(unknown);
+                return commit_of(id);
             }
         }
         Err(unknown())
@@ -239,11 +240,11 @@ impl Mirror {
     pub fn read_dir(&self, commit: &str, dir: &str, limits: &ReadLimits) -> Result<Vec<SourceFile>, GitError> {
         let repo = self.open(gix::open::Options::isolated())?;
         let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|_| GitError::UnknownRef(commit.to_owned()))?;
-        let commit_id = peel_to_commit(&repo, id).ok_or_else(|| GitError::UnknownRef(commit.to_owned()))?;
-        let tree = repo
-            .find_commit(commit_id)
-            .and_then(|c| c.tree_id().map(|id| id.detach()))
-            .map_err(|e| GitError::local("cannot read the commit", e))?;
+        let tree = find_commit(&repo, id)
+            .ok_or_else(|| GitError::UnknownRef(commit.to_owned()))?
+            .tree_id()
+            .map_err(|e| GitError::local("cannot read the commit", e))?
+            .detach();
         read_tree(&repo, tree, dir, limits)
     }
 }
@@ -265,9 +266,8 @@ fn check_repository_id(id: &str) -> Result<(), GitError> {
 }
 
 /// The commit `id` is or (through tags) points to; None if absent or not a commit.
-fn peel_to_commit(repo: &gix::Repository, id: gix::ObjectId) -> Option<gix::ObjectId> {
-    let object = repo.try_find_object(id).ok().flatten()?;
-    object.peel_to_commit().ok().map(|c| c.id)
+fn find_commit(repo: &gix::Repository, id: gix::ObjectId) -> Option<gix::Commit<'_>> {
+    repo.try_find_object(id).ok().flatten()?.peel_to_commit().ok()
 }
 
 /// Full names of the local branches and tags.

@@ -182,11 +182,14 @@ impl Session {
             .prefix("fabricsync-git-")
             .tempdir()
             .map_err(|e| GitError::local("cannot create a temporary directory", e))?;
+        // A password in the URL itself is a secret too (userinfo is stripped anyway).
+        let mut secrets = auth.secrets();
+        secrets.extend(parsed.password().map(str::to_owned));
         let mut session = Session {
             url: parsed,
             auth: auth.clone(),
             timeout,
-            redactor: Redactor::new(auth.secrets()),
+            redactor: Redactor::new(secrets),
             overrides: Vec::new(),
             ssh_stderr: None,
             dir,
