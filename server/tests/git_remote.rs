@@ -256,6 +256,14 @@ fn fetch(mirror: &Mirror, url: &str, auth: &Auth) -> (git::FetchReport, Vec<Fetc
     (report, seen)
 }
 
+/// A fresh mirror cache (kept alive by the returned directory) holding `repo` fetched over file://.
+fn mirrored(repo: &GitFixture) -> (tempfile::TempDir, Mirror) {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = Mirror::open_or_init(cache.path(), "fabric").expect("mirror");
+    fetch(&mirror, &repo.file_url(), &Auth::None);
+    (cache, mirror)
+}
+
 #[test]
 fn first_fetch_clones_and_later_fetches_are_incremental() {
     let repo = fabric_repo();
@@ -293,9 +301,7 @@ fn first_fetch_clones_and_later_fetches_are_incremental() {
 #[test]
 fn fetch_mirrors_deleted_branches_and_moved_tags() {
     let repo = fabric_repo();
-    let cache = tempfile::tempdir().expect("tempdir");
-    let mirror = Mirror::open_or_init(cache.path(), "repo-prune").expect("mirror");
-    fetch(&mirror, &repo.file_url(), &Auth::None);
+    let (_cache, mirror) = mirrored(&repo);
     assert!(mirror.resolve("feature").is_ok());
     support::gitservers::git(&repo.bare_path(), &["branch", "-D", "feature"]);
     let (report, _) = fetch(&mirror, &repo.file_url(), &Auth::None);
@@ -368,9 +374,7 @@ fn resolve_branches_tags_full_refs_and_commit_ids() {
     let v1 = support::gitservers::git(&repo.work(), &["rev-parse", "v1^{commit}"]);
     let v2 = support::gitservers::git(&repo.work(), &["rev-parse", "v2^{commit}"]);
     let feature = support::gitservers::git(&repo.work(), &["rev-parse", "feature"]);
-    let cache = tempfile::tempdir().expect("tempdir");
-    let mirror = Mirror::open_or_init(cache.path(), "resolve").expect("mirror");
-    fetch(&mirror, &repo.file_url(), &Auth::None);
+    let (_cache, mirror) = mirrored(&repo);
     let cases = [
         ("main", &main),
         ("feature", &feature),
@@ -410,9 +414,7 @@ fn read_dir_reads_yaml_recursively_at_any_commit_without_checkout() {
     ]);
     let old = repo.head();
     let new = repo.commit(&[("fabric/a.yml", "kind: A2\n")], "change a");
-    let cache = tempfile::tempdir().expect("tempdir");
-    let mirror = Mirror::open_or_init(cache.path(), "read").expect("mirror");
-    fetch(&mirror, &repo.file_url(), &Auth::None);
+    let (_cache, mirror) = mirrored(&repo);
 
     let files = mirror.read_dir(&new, "fabric", &limits()).expect("read");
     assert_eq!(paths(&files), ["fabric/a.yml", "fabric/b.yaml", "fabric/sub/deeper/c.yaml"]);
@@ -433,9 +435,7 @@ fn read_dir_reads_yaml_recursively_at_any_commit_without_checkout() {
 fn read_dir_reports_missing_directories_and_bad_input() {
     let repo = GitFixture::with_files(&[("fabric/a.yaml", "a: 1\n")]);
     let commit = repo.head();
-    let cache = tempfile::tempdir().expect("tempdir");
-    let mirror = Mirror::open_or_init(cache.path(), "missing").expect("mirror");
-    fetch(&mirror, &repo.file_url(), &Auth::None);
+    let (_cache, mirror) = mirrored(&repo);
     for dir in ["nope", "fabric/a.yaml", "fabric/nope"] {
         let err = expect_failure(mirror.read_dir(&commit, dir, &limits()), FailureKind::DirectoryNotFound, &[]);
         assert!(err.to_string().contains(dir), "{err}");
@@ -457,9 +457,7 @@ fn read_dir_enforces_limits_naming_the_file() {
     let big = "x: ".to_string() + &"y".repeat(2000) + "\n";
     let repo = GitFixture::with_files(&[("f/small.yaml", "a: 1\n"), ("f/big.yaml", &big), ("f/other.yaml", "b: 2\n")]);
     let commit = repo.head();
-    let cache = tempfile::tempdir().expect("tempdir");
-    let mirror = Mirror::open_or_init(cache.path(), "limits").expect("mirror");
-    fetch(&mirror, &repo.file_url(), &Auth::None);
+    let (_cache, mirror) = mirrored(&repo);
     let err = mirror.read_dir(&commit, "f", &ReadLimits { max_file_bytes: 1000, ..limits() }).expect_err("too large");
     match err {
         GitError::FileTooLarge { path, size, limit } => {
@@ -492,9 +490,7 @@ fn read_dir_follows_symlinks_inside_and_rejects_escapes() {
     repo.commit_symlink("fabric/linked.yaml", "../shared/base.yaml");
     repo.commit_symlink("fabric/chain.yaml", "linked.yaml");
     let inside = repo.commit_symlink("fabric/shared-dir", "../shared");
-    let cache = tempfile::tempdir().expect("tempdir");
-    let mirror = Mirror::open_or_init(cache.path(), "links").expect("mirror");
-    fetch(&mirror, &repo.file_url(), &Auth::None);
+    let (_cache, mirror) = mirrored(&repo);
     let files = mirror.read_dir(&inside, "fabric", &limits()).expect("read");
     assert_eq!(paths(&files), ["fabric/a.yaml", "fabric/chain.yaml", "fabric/linked.yaml"]);
     assert_eq!(files[1].bytes, b"kind: Base\n");
@@ -532,8 +528,6 @@ fn read_dir_skips_submodules() {
     support::gitservers::git(&repo.work(), &["commit", "-q", "-m", "submodule"]);
     support::gitservers::git(&repo.work(), &["push", "-q", "origin", "main"]);
     let commit = repo.head();
-    let cache = tempfile::tempdir().expect("tempdir");
-    let mirror = Mirror::open_or_init(cache.path(), "submodule").expect("mirror");
-    fetch(&mirror, &repo.file_url(), &Auth::None);
+    let (_cache, mirror) = mirrored(&repo);
     assert_eq!(paths(&mirror.read_dir(&commit, "fabric", &limits()).expect("read")), ["fabric/a.yaml"]);
 }
