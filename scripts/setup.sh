@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fabricsync needs on a fresh Debian machine of this kind, idempotently:
 # PostgreSQL (the embedded default database), git, openssh-server (tests' sshd), openssl (a test
-# certificate), and buf (proto lint) in .tools/. Rust, Go and Python come with the machine.
+# certificate), jq, and in .tools/: buf (proto lint) and grpcurl (the README session test). Rust, Go and Python come with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ "${1:-}" = "--test" ]; then
   [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
   command -v openssl >/dev/null || need_apt+=(openssl)
+  command -v jq >/dev/null || need_apt+=(jq)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -32,4 +33,9 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rus
 if [ "${1:-}" = "--test" ] && [ ! -x .tools/venv/bin/buf ]; then
   python3 -m venv .tools/venv
   .tools/venv/bin/pip install -q buf-bin==1.75.0
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -x .tools/bin/grpcurl ]; then
+  command -v go >/dev/null || { echo "setup: go not found; it is needed to install grpcurl" >&2; exit 1; }
+  GOBIN="$PWD/.tools/bin" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: proto lint (and breaking-change check once a baseline exists), unit
+# Runs every test: proto lint and breaking-change check against the last landed contract, unit
 # tests, and integration tests against a real PostgreSQL and real git servers on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,10 +7,10 @@ scripts/setup.sh --test
 
 echo "== buf lint"
 .tools/venv/bin/buf lint
-if [ -f proto/BREAKING_BASELINE ]; then
-  baseline=$(cat proto/BREAKING_BASELINE)
-  echo "== buf breaking against $baseline"
-  .tools/venv/bin/buf breaking --against ".git#ref=$baseline"
+# The contract as last landed on main, as a buf image (a clean checkout may have no history).
+if [ -f proto/breaking-baseline.binpb ]; then
+  echo "== buf breaking against proto/breaking-baseline.binpb"
+  .tools/venv/bin/buf breaking --against proto/breaking-baseline.binpb
 fi
 
 # The integration tests start a private PostgreSQL in target/test-pg (kept between runs);
@@ -24,5 +24,6 @@ stop_test_pg() {
 }
 trap stop_test_pg EXIT
 
+export PATH="$PWD/.tools/bin:$PATH"
 echo "== cargo test"
 cargo test --workspace --locked 2>&1

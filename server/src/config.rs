@@ -79,4 +79,8 @@ pub struct ServeArgs {
     /// Timeout of a repository connection test.
     #[arg(long, env = "FABRICSYNC_GIT_TIMEOUT_SECONDS", default_value_t = 20)]
     pub git_timeout_seconds: u64,
+
+    /// After SIGTERM/SIGINT, how long in-flight calls may take before the server exits anyway.
+    #[arg(long, env = "FABRICSYNC_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
 }

@@ -22,6 +22,7 @@ use crate::proto::sync_service_server::SyncServiceServer;
 pub struct Settings {
     pub listen: std::net::SocketAddr,
     pub git_timeout: Duration,
+    pub shutdown_grace: Duration,
     pub data_dir: std::path::PathBuf,
 }
 
@@ -30,6 +31,7 @@ impl Settings {
         Settings {
             listen: args.listen,
             git_timeout: Duration::from_secs(args.git_timeout_seconds),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             data_dir: common.data_dir.clone(),
         }
     }
@@ -39,6 +41,7 @@ impl Settings {
 /// in-flight calls finish.
 pub async fn serve(settings: Settings, pool: DbPool, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut stopping = shutdown_rx.clone();
     let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()) };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -66,7 +69,7 @@ pub async fn serve(settings: Settings, pool: DbPool, keyring: Arc<Keyring>) -> a
         let _ = shutdown_tx.send(true);
     };
 
-    Server::builder()
+    let serving = Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -75,8 +78,17 @@ pub async fn serve(settings: Settings, pool: DbPool, keyring: Arc<Keyring>) -> a
         .add_service(FabricServiceServer::new(FabricApi::new(state.clone())))
         .add_service(SyncServiceServer::new(SyncApi::new(state.clone())))
         .add_service(DriftServiceServer::new(DriftApi::new(state)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    // Clients may keep idle connections open after GOAWAY; do not wait on them forever.
+    let grace = settings.shutdown_grace;
+    let drain_deadline = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        _ = drain_deadline => tracing::warn!(grace_seconds = grace.as_secs(), "connections still open after the grace period; stopping anyway"),
+    }
     info!("fabricsync stopped");
     Ok(())
 }

@@ -207,7 +207,7 @@ mod tests {
             ("git://example.com/r.git", "loopback"),
             ("https://user:hunter2@github.com/r.git", "credentials"),
             ("ftp://host/r.git", "not supported"),
-            ("https:///nohost", "host"),
+            ("ssh:///srv/r.git", "host"),
             ("file:///", "path"),
             ("just-words", "scp-like"),
             ("https://host/a b", "spaces"),

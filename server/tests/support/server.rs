@@ -75,10 +75,16 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// Sends SIGTERM and waits for the process to exit; returns its exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM and waits (without blocking the runtime, so open client connections can
+    /// still answer the server's GOAWAY) for the process to exit; returns its exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        self.child.wait().expect("wait for server")
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for server") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -1,0 +1,63 @@
+//! Runs the README's grpcurl session, line for line, with a real grpcurl against a real server.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::server::ServerProcess;
+
+const BEGIN: &str = "<!-- grpcurl-session:begin -->";
+const END: &str = "<!-- grpcurl-session:end -->";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shell lines between the session markers, without the code fence.
+fn readme_session() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let start = readme.find(BEGIN).expect("README has the session begin marker") + BEGIN.len();
+    let end = readme.find(END).expect("README has the session end marker");
+    let block = readme[start..end].trim();
+    let body = block.strip_prefix("```sh").and_then(|b| b.strip_suffix("```")).expect("a ```sh block");
+    body.to_string()
+}
+
+fn grpcurl_on_path() {
+    let found = Command::new("grpcurl").arg("-version").output().is_ok_and(|o| o.status.success());
+    assert!(found, "grpcurl is not on PATH; scripts/setup.sh --test installs it into .tools/bin");
+}
+
+#[tokio::test]
+async fn readme_grpcurl_session_runs() {
+    grpcurl_on_path();
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let demo = tempfile::tempdir().expect("tempdir");
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &readme_session()])
+        .current_dir(repo_root())
+        .env("ADDR", server.addr.to_string())
+        .env("DEMO", demo.path().join("repo"))
+        .output()
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "session failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nlog:\n{}", server.log());
+
+    for service in [
+        "fabricsync.v1.RepositoryService",
+        "fabricsync.v1.FabricService",
+        "fabricsync.v1.SyncService",
+        "fabricsync.v1.DriftService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(stdout.contains(service), "`list` lacks {service}:\n{stdout}");
+    }
+    assert!(stdout.contains("\"reachable\": true"), "repository not reachable:\n{stdout}");
+    assert!(stdout.contains("\"description\": \"demo fabric\""), "update not shown:\n{stdout}");
+    assert!(stdout.contains("\"prune\": true"), "fabric update not shown:\n{stdout}");
+    assert!(stdout.contains("\"hasBearerToken\": true"), "{stdout}");
+    assert!(!stdout.contains("demo-token") && !server.log().contains("demo-token"), "bearer token echoed");
+    assert!(stderr.contains("FailedPrecondition"), "delete of a used repository was not refused:\n{stderr}");
+}
