@@ -6,6 +6,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod credentials;
 pub mod crypto;
 pub mod db;
 pub mod embedded_pg;

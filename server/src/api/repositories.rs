@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::convert::{self, AUTH_TYPES, CONNECTION_STATUSES, PROVIDERS};
 use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
-use crate::crypto::{self, Sealed, Secret};
+use crate::crypto::{self, Secret};
 use crate::db::repositories::{self as store, RepositoryFilter, RepositoryRow};
 use crate::db::DbError;
 use crate::proto::repository_auth::Method;
@@ -150,24 +150,6 @@ fn name_taken(name: &str) -> impl FnOnce(DbError) -> ApiError + '_ {
 async fn load(state: &AppState, id: Uuid) -> Result<RepositoryRow, ApiError> {
     let mut conn = state.conn().await?;
     store::get(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound { kind: "repository", id: id.to_string() })
-}
-
-/// The stored credentials of a repository, opened for a connection (never returned or logged).
-pub(crate) fn git_auth(row: &RepositoryRow, keyring: &crypto::Keyring) -> Result<crate::git::Auth, ApiError> {
-    let secret = match (&row.secret_sealed, &row.secret_key_id) {
-        (Some(blob), Some(key_id)) => Some(
-            keyring.open_secret(&Sealed { key_id: key_id.clone(), blob: blob.clone() }, &crypto::repository_secret_context(row.id))?,
-        ),
-        _ => None,
-    };
-    let secret = || secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
-    let username = row.auth_username.clone().unwrap_or_default();
-    Ok(match row.auth_type.as_str() {
-        "token" => crate::git::Auth::Token { username, token: secret() },
-        "basic" => crate::git::Auth::Basic { username, password: secret() },
-        "ssh_key" => crate::git::Auth::SshKey { private_key: secret(), known_hosts: row.ssh_known_hosts.clone() },
-        _ => crate::git::Auth::None,
-    })
 }
 
 #[tonic::async_trait]
@@ -330,7 +312,7 @@ impl RepositoryService for RepositoryApi {
     ) -> Result<Response<TestRepositoryConnectionResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id)?;
         let row = load(&self.state, id).await?;
-        let auth = git_auth(&row, &self.state.keyring)?;
+        let auth = crate::credentials::git_auth(&row, &self.state.keyring).map_err(ApiError::from)?;
         let url = row.url.clone();
         let timeout = self.state.settings.git_timeout;
         let outcome = tokio::task::spawn_blocking(move || crate::git::probe(&url, &auth, timeout))

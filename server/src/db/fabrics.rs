@@ -133,3 +133,19 @@ pub async fn store_sealed_token(conn: &mut AsyncPgConnection, id: Uuid, blob: &[
         .await?;
     Ok(())
 }
+
+/// Status fields a sync run writes; output-only, so the etag version stays.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = fabrics)]
+pub struct SyncRecord {
+    pub sync_status: String,
+    pub last_error: Option<Option<String>>,
+    pub resource_counts: Option<serde_json::Value>,
+    pub last_synced_commit: Option<Option<String>>,
+    pub last_sync_time: Option<Option<DateTime<Utc>>>,
+}
+
+pub async fn record_sync(conn: &mut AsyncPgConnection, id: Uuid, record: &SyncRecord) -> Result<(), DbError> {
+    diesel::update(fabrics::table.find(id)).set(record).execute(conn).await?;
+    Ok(())
+}

@@ -1,8 +1,11 @@
 //! PostgreSQL persistence: connection pool, embedded migrations, and queries per aggregate.
 //! No business rules here: callers decide, this layer stores.
 
+pub mod events;
 pub mod fabrics;
 pub mod repositories;
+pub mod resources;
+pub mod runs;
 pub mod schema;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};

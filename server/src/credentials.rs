@@ -1,0 +1,24 @@
+//! Opening sealed credentials for use by a connection. The opened values go straight into the
+//! transport and are never returned, logged or put into errors.
+
+use crate::crypto::{self, CryptoError, Keyring, Sealed};
+use crate::db::repositories::RepositoryRow;
+use crate::git::Auth;
+
+/// The stored credentials of a repository, opened for a git connection.
+pub fn git_auth(row: &RepositoryRow, keyring: &Keyring) -> Result<Auth, CryptoError> {
+    let secret = match (&row.secret_sealed, &row.secret_key_id) {
+        (Some(blob), Some(key_id)) => Some(
+            keyring.open_secret(&Sealed { key_id: key_id.clone(), blob: blob.clone() }, &crypto::repository_secret_context(row.id))?,
+        ),
+        _ => None,
+    };
+    let secret = || secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
+    let username = row.auth_username.clone().unwrap_or_default();
+    Ok(match row.auth_type.as_str() {
+        "token" => Auth::Token { username, token: secret() },
+        "basic" => Auth::Basic { username, password: secret() },
+        "ssh_key" => Auth::SshKey { private_key: secret(), known_hosts: row.ssh_known_hosts.clone() },
+        _ => Auth::None,
+    })
+}

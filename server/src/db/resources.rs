@@ -1,0 +1,229 @@
+//! Resources of a fabric: the desired object from Git and, later, the live one from the cluster.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::resources;
+use super::{DbError, Listed, Page};
+
+/// Rows per INSERT statement; keeps bind parameters far below PostgreSQL's 65535.
+const UPSERT_CHUNK: usize = 1000;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = resources)]
+pub struct ResourceRow {
+    pub id: Uuid,
+    pub fabric_id: Uuid,
+    pub api_group: String,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub desired: Option<serde_json::Value>,
+    pub desired_hash: Option<String>,
+    pub source_file: Option<String>,
+    pub source_document: Option<i32>,
+    pub source_line: Option<i32>,
+    pub commit_sha: Option<String>,
+    pub live: Option<serde_json::Value>,
+    pub live_resource_version: Option<String>,
+    pub live_uid: Option<String>,
+    pub field_managers: Option<serde_json::Value>,
+    pub apply_status: String,
+    pub apply_error: Option<String>,
+    pub last_applied_hash: Option<String>,
+    pub last_applied_at: Option<DateTime<Utc>>,
+    pub drift_status: String,
+    pub drift: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The identity and desired hash of a stored resource, for planning a sync.
+#[derive(Debug, Clone, Queryable)]
+pub struct DesiredEntry {
+    pub id: Uuid,
+    pub api_group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub desired_hash: Option<String>,
+    pub has_live: bool,
+}
+
+/// A desired object to store.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = resources)]
+pub struct DesiredInput {
+    pub id: Uuid,
+    pub fabric_id: Uuid,
+    pub api_group: String,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub desired: Option<serde_json::Value>,
+    pub desired_hash: Option<String>,
+    pub source_file: Option<String>,
+    pub source_document: Option<i32>,
+    pub source_line: Option<i32>,
+    pub commit_sha: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ResourceFilter {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub drift_status: Option<String>,
+    pub apply_status: Option<String>,
+}
+
+/// Every resource of the fabric that has a desired object or a live one.
+pub async fn index(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<DesiredEntry>, DbError> {
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .select((
+            resources::id,
+            resources::api_group,
+            resources::kind,
+            resources::namespace,
+            resources::name,
+            resources::desired_hash,
+            resources::live.is_not_null(),
+        ))
+        .load(conn)
+        .await?)
+}
+
+/// Inserts new and replaces changed desired objects (by fabric, group, kind, namespace, name).
+pub async fn upsert_desired(conn: &mut AsyncPgConnection, rows: &[DesiredInput]) -> Result<(), DbError> {
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        diesel::insert_into(resources::table)
+            .values(chunk)
+            .on_conflict((resources::fabric_id, resources::api_group, resources::kind, resources::namespace, resources::name))
+            .do_update()
+            .set((
+                resources::api_version.eq(excluded(resources::api_version)),
+                resources::desired.eq(excluded(resources::desired)),
+                resources::desired_hash.eq(excluded(resources::desired_hash)),
+                resources::source_file.eq(excluded(resources::source_file)),
+                resources::source_document.eq(excluded(resources::source_document)),
+                resources::source_line.eq(excluded(resources::source_line)),
+                resources::commit_sha.eq(excluded(resources::commit_sha)),
+                resources::updated_at.eq(excluded(resources::updated_at)),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records the commit on unchanged objects without rewriting them (one cheap statement).
+pub async fn touch_commit(conn: &mut AsyncPgConnection, fabric_id: Uuid, commit: &str) -> Result<(), DbError> {
+    diesel::update(resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::desired.is_not_null()))
+        .filter(resources::commit_sha.is_distinct_from(commit))
+        .set(resources::commit_sha.eq(commit))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes objects from the desired state: rows with no live object go, others keep their
+/// live view (they become orphans if still labelled in the cluster).
+pub async fn remove_desired(conn: &mut AsyncPgConnection, ids: &[Uuid], now: DateTime<Utc>) -> Result<(), DbError> {
+    for chunk in ids.chunks(UPSERT_CHUNK * 10) {
+        diesel::delete(resources::table.filter(resources::id.eq_any(chunk)).filter(resources::live.is_null()))
+            .execute(conn)
+            .await?;
+        diesel::update(resources::table.filter(resources::id.eq_any(chunk)))
+            .set((
+                resources::desired.eq(None::<serde_json::Value>),
+                resources::desired_hash.eq(None::<String>),
+                resources::source_file.eq(None::<String>),
+                resources::source_document.eq(None::<i32>),
+                resources::source_line.eq(None::<i32>),
+                resources::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn filtered(fabric_id: Uuid, filter: &ResourceFilter) -> resources::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut query = resources::table.filter(resources::fabric_id.eq(fabric_id)).into_boxed();
+    if let Some(v) = &filter.group {
+        query = query.filter(resources::api_group.eq(v.clone()));
+    }
+    if let Some(v) = &filter.kind {
+        query = query.filter(resources::kind.eq(v.clone()));
+    }
+    if let Some(v) = &filter.namespace {
+        query = query.filter(resources::namespace.eq(v.clone()));
+    }
+    if let Some(v) = &filter.name {
+        query = query.filter(resources::name.eq(v.clone()));
+    }
+    if let Some(v) = &filter.drift_status {
+        query = query.filter(resources::drift_status.eq(v.clone()));
+    }
+    if let Some(v) = &filter.apply_status {
+        query = query.filter(resources::apply_status.eq(v.clone()));
+    }
+    query
+}
+
+/// Ordered by (kind, namespace, name, id); the page token is the last row's id-ordered key.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    filter: &ResourceFilter,
+    page: &Page,
+) -> Result<Listed<ResourceRow>, DbError> {
+    let total = filtered(fabric_id, filter).count().get_result(conn).await?;
+    let mut query = filtered(fabric_id, filter);
+    if let Some(after) = page.after_name.as_deref().and_then(|t| Uuid::parse_str(t).ok()) {
+        query = query.filter(resources::id.gt(after));
+    }
+    let mut items: Vec<ResourceRow> =
+        query.order(resources::id.asc()).limit(page.size + 1).select(ResourceRow::as_select()).load(conn).await?;
+    let has_more = items.len() as i64 > page.size;
+    items.truncate(page.size as usize);
+    Ok(Listed { items, total, has_more })
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, fabric_id: Uuid, id: Uuid) -> Result<Option<ResourceRow>, DbError> {
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .filter(resources::id.eq(id))
+        .select(ResourceRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+pub async fn get_by_key(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    group: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ResourceRow>, DbError> {
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .filter(resources::api_group.eq(group))
+        .filter(resources::kind.eq(kind))
+        .filter(resources::namespace.eq(namespace))
+        .filter(resources::name.eq(name))
+        .select(ResourceRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}

@@ -1,0 +1,196 @@
+//! Sync runs: a queue of rows claimed with `FOR UPDATE SKIP LOCKED` under a heartbeat lease.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Interval, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::sync_runs;
+use super::{DbError, Listed, Page};
+
+pub const ACTIVE_RUN_INDEX: &str = "sync_runs_one_active";
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, QueryableByName)]
+#[diesel(table_name = sync_runs)]
+pub struct RunRow {
+    pub id: Uuid,
+    pub fabric_id: Uuid,
+    pub mode: String,
+    pub trigger: String,
+    pub dry_run: bool,
+    pub force: bool,
+    pub requested_ref: String,
+    pub commit_sha: Option<String>,
+    pub status: String,
+    pub counters: serde_json::Value,
+    pub kind_counts: serde_json::Value,
+    pub diagnostics: serde_json::Value,
+    pub changes: serde_json::Value,
+    pub error: Option<String>,
+    pub cancel_requested: bool,
+    pub claimed_by: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a finished run records.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = sync_runs, treat_none_as_null = true)]
+pub struct RunOutcome {
+    pub status: String,
+    pub commit_sha: Option<String>,
+    pub counters: serde_json::Value,
+    pub kind_counts: serde_json::Value,
+    pub diagnostics: serde_json::Value,
+    pub changes: serde_json::Value,
+    pub error: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub fabric_id: Option<Uuid>,
+    pub status: Option<String>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &RunRow) -> Result<(), DbError> {
+    diesel::insert_into(sync_runs::table).values(row).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<RunRow>, DbError> {
+    Ok(sync_runs::table.find(id).select(RunRow::as_select()).first(conn).await.optional()?)
+}
+
+/// The queued or running run of a fabric, if any.
+pub async fn active_for_fabric(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Option<RunRow>, DbError> {
+    Ok(sync_runs::table
+        .filter(sync_runs::fabric_id.eq(fabric_id))
+        .filter(sync_runs::status.eq_any(["queued", "running"]))
+        .select(RunRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Newest first; the page token carries the last (created_at, id) of the previous page.
+pub async fn list(conn: &mut AsyncPgConnection, filter: &RunFilter, page: &Page) -> Result<Listed<RunRow>, DbError> {
+    let filtered = || {
+        let mut query = sync_runs::table.into_boxed();
+        if let Some(v) = filter.fabric_id {
+            query = query.filter(sync_runs::fabric_id.eq(v));
+        }
+        if let Some(v) = &filter.status {
+            query = query.filter(sync_runs::status.eq(v.clone()));
+        }
+        query
+    };
+    let total = filtered().count().get_result(conn).await?;
+    let mut query = filtered();
+    if let Some((time, id)) = page.after_name.as_deref().and_then(parse_cursor) {
+        query = query.filter(sync_runs::created_at.lt(time).or(sync_runs::created_at.eq(time).and(sync_runs::id.lt(id))));
+    }
+    let mut items: Vec<RunRow> = query
+        .order((sync_runs::created_at.desc(), sync_runs::id.desc()))
+        .limit(page.size + 1)
+        .select(RunRow::as_select())
+        .load(conn)
+        .await?;
+    let has_more = items.len() as i64 > page.size;
+    items.truncate(page.size as usize);
+    Ok(Listed { items, total, has_more })
+}
+
+/// The page cursor after `row`.
+pub fn cursor(row: &RunRow) -> String {
+    format!("{}|{}", row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), row.id)
+}
+
+fn parse_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let (time, id) = text.split_once('|')?;
+    Some((DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc), Uuid::parse_str(id).ok()?))
+}
+
+/// Claims the oldest queued run, or a running one whose lease expired (its worker died).
+pub async fn claim(conn: &mut AsyncPgConnection, worker: &str, lease: std::time::Duration) -> Result<Option<RunRow>, DbError> {
+    let rows: Vec<RunRow> = diesel::sql_query(
+        "UPDATE sync_runs SET status = 'running', claimed_by = $1, lease_expires_at = now() + $2,
+                started_at = coalesce(started_at, now())
+         WHERE id = (SELECT id FROM sync_runs
+                     WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < now())
+                     ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING *",
+    )
+    .bind::<Text, _>(worker)
+    .bind::<Interval, _>(interval(lease))
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Extends the lease while `worker` still holds the run. Returns None when the run was taken
+/// over or ended, else whether a cancel was requested.
+pub async fn heartbeat(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    worker: &str,
+    lease: std::time::Duration,
+) -> Result<Option<bool>, DbError> {
+    let rows: Vec<RunRow> = diesel::sql_query(
+        "UPDATE sync_runs SET lease_expires_at = now() + $3
+         WHERE id = $1 AND claimed_by = $2 AND status = 'running' RETURNING *",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(worker)
+    .bind::<Interval, _>(interval(lease))
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|r| r.cancel_requested))
+}
+
+/// Locks the run for the finishing transaction if `worker` still holds it (fencing a worker
+/// whose lease was taken over); returns whether a cancel was requested.
+pub async fn lock_if_held(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) -> Result<Option<bool>, DbError> {
+    Ok(sync_runs::table
+        .filter(sync_runs::id.eq(id))
+        .filter(sync_runs::claimed_by.eq(worker))
+        .filter(sync_runs::status.eq("running"))
+        .select(sync_runs::cancel_requested)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+pub async fn finish(conn: &mut AsyncPgConnection, id: Uuid, outcome: &RunOutcome) -> Result<(), DbError> {
+    diesel::update(sync_runs::table.find(id)).set(outcome).execute(conn).await?;
+    Ok(())
+}
+
+/// Marks a cancel request; a queued run is cancelled at once (returns true then).
+pub async fn request_cancel(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, DbError> {
+    let cancelled_queued = diesel::update(sync_runs::table.find(id).filter(sync_runs::status.eq("queued")))
+        .set((
+            sync_runs::status.eq("cancelled"),
+            sync_runs::cancel_requested.eq(true),
+            sync_runs::finished_at.eq(Some(super::now())),
+        ))
+        .execute(conn)
+        .await?;
+    if cancelled_queued > 0 {
+        return Ok(true);
+    }
+    diesel::update(sync_runs::table.find(id).filter(sync_runs::status.eq("running")))
+        .set(sync_runs::cancel_requested.eq(true))
+        .execute(conn)
+        .await?;
+    Ok(false)
+}
+
+fn interval(d: std::time::Duration) -> diesel::pg::data_types::PgInterval {
+    diesel::pg::data_types::PgInterval::from_microseconds(d.as_micros().min(i64::MAX as u128) as i64)
+}
