@@ -63,7 +63,7 @@ async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<(
     let keyring = Arc::new(keyring(common)?);
     migrate(url).await?;
     let pool = db::pool(url, args.db_pool_size)?;
-    crate::server::serve(crate::server::Settings::new(args, common), pool, keyring).await
+    crate::server::serve(crate::server::Settings::new(args, common), url, pool, keyring).await
 }
 
 async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyhow::Result<()> {

@@ -80,6 +80,27 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_GIT_TIMEOUT_SECONDS", default_value_t = 20)]
     pub git_timeout_seconds: u64,
 
+    /// Sync runs this process executes at once.
+    #[arg(long, env = "FABRICSYNC_SYNC_WORKERS", default_value_t = 2)]
+    pub sync_workers: usize,
+
+    /// Lease of a claimed sync run, renewed by heartbeats; when a process dies, another takes its
+    /// runs over after this long.
+    #[arg(long, env = "FABRICSYNC_SYNC_LEASE_SECONDS", default_value_t = 15)]
+    pub sync_lease_seconds: u64,
+
+    /// Largest YAML file a sync reads from Git; larger files fail the run.
+    #[arg(long, env = "FABRICSYNC_MAX_FILE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+
+    /// Most bytes of YAML one sync reads in all.
+    #[arg(long, env = "FABRICSYNC_MAX_TOTAL_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_total_bytes: u64,
+
+    /// Most YAML files one sync reads.
+    #[arg(long, env = "FABRICSYNC_MAX_FILES", default_value_t = 50_000)]
+    pub max_files: usize,
+
     /// After SIGTERM/SIGINT, how long in-flight calls may take before the server exits anyway.
     #[arg(long, env = "FABRICSYNC_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,

@@ -11,7 +11,9 @@ pub mod crypto;
 pub mod db;
 pub mod embedded_pg;
 pub mod git;
+pub mod manifest;
 pub mod server;
+pub mod sync;
 pub mod telemetry;
 
 /// Generated gRPC code of the `fabricsync.v1` package.

@@ -23,6 +23,9 @@ pub struct Settings {
     pub listen: std::net::SocketAddr,
     pub git_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub sync_workers: usize,
+    pub sync_lease: Duration,
+    pub read_limits: crate::git::ReadLimits,
     pub data_dir: std::path::PathBuf,
 }
 
@@ -32,6 +35,13 @@ impl Settings {
             listen: args.listen,
             git_timeout: Duration::from_secs(args.git_timeout_seconds),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+            sync_workers: args.sync_workers,
+            sync_lease: Duration::from_secs(args.sync_lease_seconds.max(1)),
+            read_limits: crate::git::ReadLimits {
+                max_file_bytes: args.max_file_bytes,
+                max_total_bytes: args.max_total_bytes,
+                max_files: args.max_files,
+            },
             data_dir: common.data_dir.clone(),
         }
     }
@@ -39,10 +49,12 @@ impl Settings {
 
 /// Serves until SIGINT or SIGTERM; then stops accepting, ends open streams and lets
 /// in-flight calls finish.
-pub async fn serve(settings: Settings, pool: DbPool, keyring: Arc<Keyring>) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stopping = shutdown_rx.clone();
-    let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()) };
+    let hub = crate::sync::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
+    let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub };
+    let workers = crate::sync::worker::spawn(state.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RepositoryServiceServer<RepositoryApi>>().await;
@@ -88,6 +100,10 @@ pub async fn serve(settings: Settings, pool: DbPool, keyring: Arc<Keyring>) -> a
     tokio::select! {
         served = serving => served?,
         _ = drain_deadline => tracing::warn!(grace_seconds = grace.as_secs(), "connections still open after the grace period; stopping anyway"),
+    }
+    // Workers stop at their next safe point; an unfinished run is taken over after its lease.
+    for worker in workers {
+        let _ = tokio::time::timeout(grace, worker).await;
     }
     info!("fabricsync stopped");
     Ok(())

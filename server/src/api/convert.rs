@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::proto::{AuthType, ConnectionStatus, DriftStatus, Provider, SyncStatus, WatchStatus};
+use crate::proto::{
+    ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Provider, ResourceDriftStatus, SyncMode, SyncRunStatus, SyncStatus,
+    SyncTrigger, WatchStatus,
+};
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
@@ -12,6 +15,30 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 
 pub fn opt_timestamp(t: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
     t.map(timestamp)
+}
+
+/// A JSON object as a protobuf Struct; None for anything but an object.
+pub fn json_struct(value: &serde_json::Value) -> Option<prost_types::Struct> {
+    match value {
+        serde_json::Value::Object(map) => {
+            Some(prost_types::Struct { fields: map.iter().map(|(k, v)| (k.clone(), json_value(v))).collect() })
+        }
+        _ => None,
+    }
+}
+
+fn json_value(value: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value as J;
+    let kind = match value {
+        J::Null => Kind::NullValue(0),
+        J::Bool(b) => Kind::BoolValue(*b),
+        J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        J::String(s) => Kind::StringValue(s.clone()),
+        J::Array(items) => Kind::ListValue(prost_types::ListValue { values: items.iter().map(json_value).collect() }),
+        J::Object(_) => Kind::StructValue(json_struct(value).unwrap_or_default()),
+    };
+    prost_types::Value { kind: Some(kind) }
 }
 
 /// A two-way table between stored words and enum values.
@@ -75,6 +102,35 @@ pub const WATCH_STATUSES: Words<WatchStatus> = Words(&[
     (WatchStatus::Starting, "starting"),
     (WatchStatus::Active, "active"),
     (WatchStatus::Error, "error"),
+]);
+
+pub const SYNC_MODES: Words<SyncMode> = Words(&[(SyncMode::Pull, "pull"), (SyncMode::Apply, "apply"), (SyncMode::Full, "full")]);
+
+pub const SYNC_TRIGGERS: Words<SyncTrigger> =
+    Words(&[(SyncTrigger::User, "user"), (SyncTrigger::Schedule, "schedule"), (SyncTrigger::SelfHeal, "self_heal")]);
+
+pub const RUN_STATUSES: Words<SyncRunStatus> = Words(&[
+    (SyncRunStatus::Queued, "queued"),
+    (SyncRunStatus::Running, "running"),
+    (SyncRunStatus::Succeeded, "succeeded"),
+    (SyncRunStatus::Failed, "failed"),
+    (SyncRunStatus::Cancelled, "cancelled"),
+]);
+
+pub const APPLY_STATUSES: Words<ApplyStatus> = Words(&[
+    (ApplyStatus::Pending, "pending"),
+    (ApplyStatus::Applied, "applied"),
+    (ApplyStatus::Failed, "failed"),
+    (ApplyStatus::Unchanged, "unchanged"),
+]);
+
+pub const RESOURCE_DRIFT_STATUSES: Words<ResourceDriftStatus> = Words(&[
+    (ResourceDriftStatus::Unknown, "unknown"),
+    (ResourceDriftStatus::InSync, "in_sync"),
+    (ResourceDriftStatus::Drifted, "drifted"),
+    (ResourceDriftStatus::Missing, "missing"),
+    (ResourceDriftStatus::Orphaned, "orphaned"),
+    (ResourceDriftStatus::Contested, "contested"),
 ]);
 
 /// Checks a filter value against a table; the error names the filter field and the allowed words.

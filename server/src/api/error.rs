@@ -5,6 +5,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::crypto::CryptoError;
 use crate::db::DbError;
+use crate::sync::pull::PullError;
 
 /// One invalid request field, reported as a google.rpc.BadRequest field violation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,26 @@ impl ApiError {
 
     pub fn stale_etag(kind: &str) -> ApiError {
         ApiError::Aborted(format!("the {kind} was changed since the given etag; read it again and retry"))
+    }
+}
+
+impl From<PullError> for ApiError {
+    fn from(e: PullError) -> ApiError {
+        use crate::git::FailureKind as K;
+        match e {
+            PullError::Git(git) => match git.kind() {
+                K::Dns | K::ConnectionRefused | K::Timeout | K::Tls | K::Authentication | K::HostKey | K::NotARepository | K::Protocol => {
+                    ApiError::Unavailable(format!("repository unreachable: {git}"))
+                }
+                K::Other => ApiError::Internal(git.to_string()),
+                _ => ApiError::FailedPrecondition(git.to_string()),
+            },
+            PullError::Db(e) => ApiError::Db(e),
+            PullError::Crypto(e) => ApiError::Crypto(e),
+            PullError::RepositoryGone(_) => ApiError::FailedPrecondition(e.to_string()),
+            PullError::Cancelled | PullError::Lost | PullError::Released => ApiError::Aborted(e.to_string()),
+            PullError::Internal(m) => ApiError::Internal(m),
+        }
     }
 }
 

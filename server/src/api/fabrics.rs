@@ -1,15 +1,18 @@
-//! FabricService: fabric CRUD. Cluster calls (TestClusterConnection, GenerateRbacManifests)
+//! FabricService: fabric CRUD and the stored resources of a fabric. Cluster calls (TestClusterConnection, GenerateRbacManifests)
 //! answer UNIMPLEMENTED until the Kubernetes layer lands.
 
 use tonic::{Request, Response, Status};
 use tracing::info;
 use uuid::Uuid;
 
-use super::convert::{self, CONNECTION_STATUSES, DRIFT_STATUSES, SYNC_STATUSES, WATCH_STATUSES};
+use super::convert::{
+    self, APPLY_STATUSES, CONNECTION_STATUSES, DRIFT_STATUSES, RESOURCE_DRIFT_STATUSES, SYNC_STATUSES, WATCH_STATUSES,
+};
 use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::crypto;
 use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
+use crate::db::resources::{self, ResourceFilter, ResourceRow};
 use crate::db::{repositories, DbError};
 use crate::proto::fabric_service_server::FabricService;
 use crate::proto::*;
@@ -396,6 +399,92 @@ impl FabricService for FabricApi {
         }
         info!(fabric_id = %id, "fabric deleted");
         Ok(Response::new(DeleteFabricResponse {}))
+    }
+
+    async fn list_resources(&self, request: Request<ListResourcesRequest>) -> Result<Response<ListResourcesResponse>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        let page = listing::page(req.page_size, &req.page_token)?;
+        let terms = listing::filter(&req.filter, RESOURCE_FILTERS)?;
+        let filter = ResourceFilter {
+            group: terms.get("group").cloned(),
+            kind: terms.get("kind").cloned(),
+            namespace: terms.get("namespace").cloned(),
+            name: terms.get("name").cloned(),
+            drift_status: terms
+                .get("drift_status")
+                .map(|w| convert::filter_word(&RESOURCE_DRIFT_STATUSES, "drift_status", w))
+                .transpose()?,
+            apply_status: terms.get("apply_status").map(|w| convert::filter_word(&APPLY_STATUSES, "apply_status", w)).transpose()?,
+        };
+        load(&self.state, fabric_id).await?;
+        let mut conn = self.state.conn().await?;
+        let listed = resources::list(&mut conn, fabric_id, &filter, &page).await.map_err(ApiError::from)?;
+        let last = listed.items.last().map(|r| r.id.to_string());
+        Ok(Response::new(ListResourcesResponse {
+            resources: listed.items.iter().map(|r| resource_proto(r, req.include_objects)).collect(),
+            next_page_token: listing::next_page_token(listed.has_more, last.as_deref()),
+            total_size: i32::try_from(listed.total).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn get_resource(&self, request: Request<GetResourceRequest>) -> Result<Response<GetResourceResponse>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        load(&self.state, fabric_id).await?;
+        let mut conn = self.state.conn().await?;
+        let (found, wanted) = match &req.resource {
+            Some(get_resource_request::Resource::Id(id)) => {
+                let id = parse_id("id", id)?;
+                (resources::get(&mut conn, fabric_id, id).await, id.to_string())
+            }
+            Some(get_resource_request::Resource::Key(key)) => {
+                if key.kind.is_empty() || key.name.is_empty() {
+                    return Err(ApiError::invalid("key", "kind and name are required").into());
+                }
+                let namespace = if key.namespace.is_empty() { DEFAULT_NAMESPACE } else { key.namespace.as_str() };
+                let found = resources::get_by_key(&mut conn, fabric_id, &key.group, &key.kind, namespace, &key.name).await;
+                (found, format!("{}/{}/{}", key.kind, namespace, key.name))
+            }
+            None => return Err(ApiError::invalid("resource", "give an id or a key").into()),
+        };
+        let row = found.map_err(ApiError::from)?.ok_or(ApiError::NotFound { kind: "resource", id: wanted })?;
+        Ok(Response::new(GetResourceResponse { resource: Some(resource_proto(&row, true)) }))
+    }
+}
+
+const RESOURCE_FILTERS: &[&str] = &["group", "kind", "namespace", "name", "drift_status", "apply_status"];
+
+fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {
+    let object = |v: &Option<serde_json::Value>| if with_objects { v.as_ref().and_then(convert::json_struct) } else { None };
+    Resource {
+        id: row.id.to_string(),
+        fabric_id: row.fabric_id.to_string(),
+        key: Some(ResourceKey {
+            group: row.api_group.clone(),
+            version: row.api_version.clone(),
+            kind: row.kind.clone(),
+            namespace: row.namespace.clone(),
+            name: row.name.clone(),
+        }),
+        desired: object(&row.desired),
+        source: row.source_file.as_ref().map(|file| SourceLocation {
+            file: file.clone(),
+            document_index: row.source_document.unwrap_or(0),
+            line: row.source_line.unwrap_or(0),
+        }),
+        content_hash: row.desired_hash.clone().unwrap_or_default(),
+        commit: row.commit_sha.clone().unwrap_or_default(),
+        live: object(&row.live),
+        live_resource_version: row.live_resource_version.clone().unwrap_or_default(),
+        uid: row.live_uid.clone().unwrap_or_default(),
+        field_managers: Vec::new(),
+        apply_status: APPLY_STATUSES.of(&row.apply_status) as i32,
+        apply_error: row.apply_error.clone().unwrap_or_default(),
+        last_applied_hash: row.last_applied_hash.clone().unwrap_or_default(),
+        last_applied_time: convert::opt_timestamp(row.last_applied_at),
+        drift_status: RESOURCE_DRIFT_STATUSES.of(&row.drift_status) as i32,
+        update_time: Some(convert::timestamp(row.updated_at)),
     }
 }
 

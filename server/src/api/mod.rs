@@ -6,6 +6,7 @@ pub mod error;
 mod fabrics;
 pub mod listing;
 mod repositories;
+mod sync;
 pub mod validate;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 pub use error::ApiError;
 pub use fabrics::FabricApi;
 pub use repositories::RepositoryApi;
+pub use sync::SyncApi;
 
 use crate::crypto::Keyring;
 use crate::db::{DbConn, DbPool};
@@ -29,6 +31,8 @@ pub struct AppState {
     /// Becomes true when the server shuts down; open streams end then.
     pub shutdown: watch::Receiver<bool>,
     pub settings: Arc<Settings>,
+    /// Wakes streams when events are appended by any process.
+    pub hub: crate::sync::hub::Hub,
 }
 
 impl AppState {
@@ -36,20 +40,6 @@ impl AppState {
         Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
     }
 }
-
-/// SyncService: specified in the proto; its RPCs answer UNIMPLEMENTED until the sync engine lands.
-pub struct SyncApi {
-    _state: AppState,
-}
-
-impl SyncApi {
-    pub fn new(state: AppState) -> Self {
-        SyncApi { _state: state }
-    }
-}
-
-#[tonic::async_trait]
-impl crate::proto::sync_service_server::SyncService for SyncApi {}
 
 /// DriftService: specified in the proto; its RPCs answer UNIMPLEMENTED until drift lands.
 pub struct DriftApi {

@@ -63,6 +63,10 @@ pub fn pool(url: &str, max_size: usize) -> Result<DbPool, DbError> {
     Pool::builder(manager).max_size(max_size).build().map_err(|e| DbError::Pool(e.to_string()))
 }
 
+pub async fn connect(pool: &DbPool) -> Result<DbConn, DbError> {
+    Ok(pool.get().await?)
+}
+
 /// Applies pending migrations; idempotent, and safe when several replicas start at once
 /// (they queue on an advisory lock, the later ones find nothing pending).
 pub async fn migrate(url: &str) -> Result<usize, DbError> {

@@ -227,3 +227,16 @@ pub async fn get_by_key(
         .await
         .optional()?)
 }
+
+/// Stored desired objects by resource id.
+pub async fn desired_bodies(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, serde_json::Value>, DbError> {
+    let rows: Vec<(Uuid, Option<serde_json::Value>)> = resources::table
+        .filter(resources::id.eq_any(ids))
+        .select((resources::id, resources::desired))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().filter_map(|(id, body)| body.map(|b| (id, b))).collect())
+}

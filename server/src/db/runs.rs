@@ -194,3 +194,16 @@ pub async fn request_cancel(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bo
 fn interval(d: std::time::Duration) -> diesel::pg::data_types::PgInterval {
     diesel::pg::data_types::PgInterval::from_microseconds(d.as_micros().min(i64::MAX as u128) as i64)
 }
+
+/// Hands a run back to the queue (its worker is shutting down) so another takes it at once.
+pub async fn release(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) -> Result<(), DbError> {
+    diesel::update(sync_runs::table.find(id).filter(sync_runs::claimed_by.eq(worker)).filter(sync_runs::status.eq("running")))
+        .set((
+            sync_runs::status.eq("queued"),
+            sync_runs::claimed_by.eq(None::<String>),
+            sync_runs::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! SyncService: queue runs, read and cancel them, stream their progress from the event log,
+//! and plan a ref without storing anything.
+
+use diesel_async::AsyncConnection;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status};
+use tracing::info;
+use uuid::Uuid;
+
+use super::convert::{self, opt_timestamp, timestamp, RUN_STATUSES, SYNC_MODES, SYNC_TRIGGERS};
+use super::{listing, parse_id, validate, ApiError, AppState};
+use crate::db::runs::{self as store, RunFilter, RunRow};
+use crate::db::{self, events, fabrics, DbError};
+use crate::proto::sync_progress_event::Payload;
+use crate::proto::sync_service_server::SyncService;
+use crate::proto::*;
+use crate::sync::pull::{self, Scope};
+use crate::sync::{self as engine, hub, Counters, StoredChange, StoredDiagnostic, PROGRESS};
+
+const FILTERS: &[&str] = &["fabric_id", "status"];
+/// Events read from the log per query while streaming.
+const STREAM_BATCH: i64 = 500;
+/// Events buffered per stream; a slow client only slows its own stream.
+const STREAM_BUFFER: usize = 64;
+
+pub struct SyncApi {
+    state: AppState,
+}
+
+impl SyncApi {
+    pub fn new(state: AppState) -> Self {
+        SyncApi { state }
+    }
+}
+
+#[tonic::async_trait]
+impl SyncService for SyncApi {
+    async fn start_sync(&self, request: Request<StartSyncRequest>) -> Result<Response<StartSyncResponse>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        let mode = SyncMode::try_from(req.mode).unwrap_or(SyncMode::Unspecified);
+        match mode {
+            SyncMode::Pull => {}
+            SyncMode::Apply | SyncMode::Full => {
+                return Err(Status::unimplemented("APPLY and FULL arrive with the Kubernetes integration; use PULL"))
+            }
+            SyncMode::Unspecified => return Err(ApiError::invalid("mode", "must be PULL, APPLY or FULL").into()),
+        }
+        if !req.ref_override.is_empty() {
+            validate::git_ref(&req.ref_override).map_err(|e| ApiError::invalid("ref_override", e))?;
+        }
+        let mut conn = self.state.conn().await?;
+        fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
+        let row = RunRow {
+            id: Uuid::new_v4(),
+            fabric_id,
+            mode: SYNC_MODES.word(mode).unwrap_or("pull").to_string(),
+            trigger: "user".into(),
+            dry_run: req.dry_run,
+            force: req.force,
+            requested_ref: req.ref_override.clone(),
+            commit_sha: None,
+            status: "queued".into(),
+            counters: serde_json::json!({}),
+            kind_counts: serde_json::json!([]),
+            diagnostics: serde_json::json!([]),
+            changes: serde_json::json!([]),
+            error: None,
+            cancel_requested: false,
+            claimed_by: None,
+            lease_expires_at: None,
+            created_at: db::now(),
+            started_at: None,
+            finished_at: None,
+        };
+        let queued = engine::encode_progress(row.id, Payload::Queued(QueuedProgress {}));
+        let inserted = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                store::insert(conn, &row).await?;
+                events::append(conn, row.fabric_id, Some(row.id), PROGRESS, &queued).await?;
+                Ok(())
+            })
+            .await;
+        match inserted {
+            Ok(()) => {
+                info!(fabric_id = %fabric_id, run_id = %row.id, dry_run = row.dry_run, "sync run queued");
+                let run = to_proto(&row, last_sequence(&mut conn, row.id).await?);
+                Ok(Response::new(StartSyncResponse { run: Some(run), already_active: false }))
+            }
+            Err(DbError::UniqueViolation(index)) if index == store::ACTIVE_RUN_INDEX => {
+                let active = store::active_for_fabric(&mut conn, fabric_id)
+                    .await
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| ApiError::Aborted("the fabric's active run just ended; start again".into()))?;
+                let run = to_proto(&active, last_sequence(&mut conn, active.id).await?);
+                Ok(Response::new(StartSyncResponse { run: Some(run), already_active: true }))
+            }
+            Err(e) => Err(ApiError::from(e).into()),
+        }
+    }
+
+    async fn get_sync_run(&self, request: Request<GetSyncRunRequest>) -> Result<Response<GetSyncRunResponse>, Status> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        let mut conn = self.state.conn().await?;
+        let row = load(&mut conn, id).await?;
+        Ok(Response::new(GetSyncRunResponse { run: Some(to_proto(&row, last_sequence(&mut conn, id).await?)) }))
+    }
+
+    async fn list_sync_runs(&self, request: Request<ListSyncRunsRequest>) -> Result<Response<ListSyncRunsResponse>, Status> {
+        let req = request.into_inner();
+        let page = listing::page(req.page_size, &req.page_token)?;
+        let terms = listing::filter(&req.filter, FILTERS)?;
+        let filter = RunFilter {
+            fabric_id: terms.get("fabric_id").map(|id| parse_id("filter", id)).transpose()?,
+            status: terms.get("status").map(|w| convert::filter_word(&RUN_STATUSES, "status", w)).transpose()?,
+        };
+        let mut conn = self.state.conn().await?;
+        let listed = store::list(&mut conn, &filter, &page).await.map_err(ApiError::from)?;
+        let mut runs = Vec::with_capacity(listed.items.len());
+        for row in &listed.items {
+            runs.push(to_proto(row, last_sequence(&mut conn, row.id).await?));
+        }
+        let cursor = listed.items.last().map(store::cursor);
+        Ok(Response::new(ListSyncRunsResponse {
+            runs,
+            next_page_token: listing::next_page_token(listed.has_more, cursor.as_deref()),
+            total_size: i32::try_from(listed.total).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn cancel_sync_run(&self, request: Request<CancelSyncRunRequest>) -> Result<Response<CancelSyncRunResponse>, Status> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        let mut conn = self.state.conn().await?;
+        let row = load(&mut conn, id).await?;
+        if !matches!(row.status.as_str(), "queued" | "running") {
+            return Err(ApiError::FailedPrecondition(format!("run {id} already ended ({})", row.status)).into());
+        }
+        let cancelled = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                let cancelled_now = store::request_cancel(conn, id).await?;
+                if cancelled_now {
+                    let event = engine::encode_progress(id, Payload::Cancelled(CancelledProgress {}));
+                    events::append(conn, row.fabric_id, Some(id), PROGRESS, &event).await?;
+                }
+                Ok(cancelled_now)
+            })
+            .await
+            .map_err(ApiError::from)?;
+        info!(run_id = %id, cancelled_now = cancelled, "sync run cancel requested");
+        let row = load(&mut conn, id).await?;
+        Ok(Response::new(CancelSyncRunResponse { run: Some(to_proto(&row, last_sequence(&mut conn, id).await?)) }))
+    }
+
+    async fn stream_sync_progress(
+        &self,
+        request: Request<StreamSyncProgressRequest>,
+    ) -> Result<Response<BoxStream<StreamSyncProgressResponse>>, Status> {
+        let req = request.into_inner();
+        let run_id = parse_id("run_id", &req.run_id)?;
+        if req.from_sequence < 0 {
+            return Err(ApiError::invalid("from_sequence", "must not be negative").into());
+        }
+        let mut conn = self.state.conn().await?;
+        load(&mut conn, run_id).await?;
+        drop(conn);
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(follow_run(self.state.clone(), run_id, req.from_sequence, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn plan_sync(&self, request: Request<PlanSyncRequest>) -> Result<Response<PlanSyncResponse>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        if !req.r#ref.is_empty() {
+            validate::git_ref(&req.r#ref).map_err(|e| ApiError::invalid("ref", e))?;
+        }
+        let mut conn = self.state.conn().await?;
+        let fabric =
+            fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
+        drop(conn);
+        let git_ref = if req.r#ref.is_empty() { fabric.git_ref.clone() } else { req.r#ref.clone() };
+        let scope = Scope::silent(self.state.clone(), fabric_id);
+        let pulled = pull::pull(&self.state, &fabric, &git_ref, &scope).await.map_err(ApiError::from)?;
+        let diagnostics: Vec<Diagnostic> =
+            pulled.diagnostics.iter().map(|d| Diagnostic::from(&StoredDiagnostic::from(d))).collect();
+        let mut counters = pulled.counters.clone();
+        let changes = if pulled.has_errors() {
+            Vec::new()
+        } else {
+            let plan = pull::plan_against_store(&self.state, fabric_id, &pulled).await.map_err(ApiError::from)?;
+            (counters.created, counters.updated, counters.unchanged, counters.deleted) =
+                (plan.created, plan.updated, plan.unchanged, plan.deleted);
+            plan.changes.iter().map(|c| ResourceChange::from(&StoredChange::from(c))).collect()
+        };
+        Ok(Response::new(PlanSyncResponse {
+            commit: pulled.commit.clone(),
+            changes,
+            diagnostics,
+            counters: Some((&counters).into()),
+            valid: !pulled.has_errors(),
+        }))
+    }
+}
+
+/// Sends the run's stored events after `after`, then follows new ones until the run ends, the
+/// client goes away, or the server shuts down.
+async fn follow_run(state: AppState, run_id: Uuid, mut after: i64, tx: mpsc::Sender<Result<StreamSyncProgressResponse, Status>>) {
+    // Subscribe before reading so nothing appended in between is missed.
+    let mut notices = state.hub.subscribe();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let read = async {
+            let mut conn = db::connect(&state.pool).await?;
+            let rows = events::of_run(&mut conn, run_id, after, STREAM_BATCH).await?;
+            let ended = if rows.is_empty() { store::get(&mut conn, run_id).await?.is_none_or(|r| is_finished(&r)) } else { false };
+            Ok::<_, DbError>((rows, ended))
+        };
+        let (rows, ended) = match read.await {
+            Ok(read) => read,
+            Err(e) => {
+                let _ = tx.send(Err(ApiError::from(e).into())).await;
+                return;
+            }
+        };
+        let full_batch = rows.len() as i64 == STREAM_BATCH;
+        for row in &rows {
+            after = row.sequence;
+            let Some(event) = engine::decode_progress(row) else { continue };
+            let terminal = engine::is_terminal(&event);
+            if tx.send(Ok(StreamSyncProgressResponse { event: Some(event) })).await.is_err() || terminal {
+                return;
+            }
+        }
+        if ended {
+            return;
+        }
+        if full_batch {
+            continue;
+        }
+        let stopping = tokio::select! {
+            _ = hub::wait_for(&mut notices, |n| n.run_id == Some(run_id)) => false,
+            _ = tx.closed() => return,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
+        if stopping {
+            let status = Status::unavailable(format!("server shutting down; reconnect with from_sequence={after}"));
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    }
+}
+
+fn is_finished(row: &RunRow) -> bool {
+    !matches!(row.status.as_str(), "queued" | "running")
+}
+
+fn fabric_not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound { kind: "fabric", id: id.to_string() }
+}
+
+async fn load(conn: &mut diesel_async::AsyncPgConnection, id: Uuid) -> Result<RunRow, ApiError> {
+    store::get(conn, id).await?.ok_or_else(|| ApiError::NotFound { kind: "sync run", id: id.to_string() })
+}
+
+async fn last_sequence(conn: &mut diesel_async::AsyncPgConnection, run_id: Uuid) -> Result<i64, ApiError> {
+    Ok(events::last_of_run(conn, run_id).await?)
+}
+
+fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
+    let counters: Counters = serde_json::from_value(row.counters.clone()).unwrap_or_default();
+    let diagnostics: Vec<StoredDiagnostic> = serde_json::from_value(row.diagnostics.clone()).unwrap_or_default();
+    let changes: Vec<StoredChange> = serde_json::from_value(row.changes.clone()).unwrap_or_default();
+    let kind_counts: Vec<(String, String, i64)> = serde_json::from_value(row.kind_counts.clone()).unwrap_or_default();
+    SyncRun {
+        id: row.id.to_string(),
+        fabric_id: row.fabric_id.to_string(),
+        mode: SYNC_MODES.of(&row.mode) as i32,
+        trigger: SYNC_TRIGGERS.of(&row.trigger) as i32,
+        dry_run: row.dry_run,
+        r#ref: row.requested_ref.clone(),
+        commit: row.commit_sha.clone().unwrap_or_default(),
+        status: RUN_STATUSES.of(&row.status) as i32,
+        counters: Some((&counters).into()),
+        kind_counts: kind_counts.into_iter().map(|(group, kind, count)| KindCount { group, kind, count }).collect(),
+        diagnostics: diagnostics.iter().map(Diagnostic::from).collect(),
+        changes: changes.iter().map(ResourceChange::from).collect(),
+        error: row.error.clone().unwrap_or_default(),
+        claimed_by: row.claimed_by.clone().unwrap_or_default(),
+        create_time: Some(timestamp(row.created_at)),
+        start_time: opt_timestamp(row.started_at),
+        finish_time: opt_timestamp(row.finished_at),
+        last_sequence,
+        force: row.force,
+    }
+}

@@ -1,0 +1,196 @@
+//! What a pull changes in the stored desired state: pure, from the parsed objects and the
+//! stored (key, hash) index.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::resources::DesiredEntry;
+use crate::manifest::Object;
+
+/// (group, kind, namespace, name): the identity of an object within a fabric.
+pub type Key = (String, String, String, String);
+
+pub fn key_of(object: &Object) -> Key {
+    (object.group.clone(), object.kind.clone(), object.namespace.clone(), object.name.clone())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: Key,
+    /// API version of the desired object; empty for deletions.
+    pub version: String,
+    pub action: Action,
+    /// JSON pointers of the fields that differ (updates only, when the old object is known).
+    pub changed_fields: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Indexes into the objects given to `plan` that must be written (created or updated).
+    pub writes: Vec<usize>,
+    /// Stored resources whose desired object goes away.
+    pub removals: Vec<Uuid>,
+    /// Created, updated and deleted objects, in key order (unchanged ones are only counted).
+    pub changes: Vec<Change>,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub deleted: i64,
+}
+
+/// Compares parsed objects with the stored index. Objects must have unique keys (validation
+/// rejects duplicates before this runs).
+pub fn plan(objects: &[Object], stored: &[DesiredEntry]) -> Plan {
+    let stored_by_key: HashMap<Key, &DesiredEntry> = stored
+        .iter()
+        .filter(|e| e.desired_hash.is_some())
+        .map(|e| ((e.api_group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone()), e))
+        .collect();
+    let mut plan = Plan::default();
+    let mut seen = std::collections::HashSet::with_capacity(objects.len());
+    for (index, object) in objects.iter().enumerate() {
+        let key = key_of(object);
+        let action = match stored_by_key.get(&key) {
+            None => Action::Create,
+            Some(entry) if entry.desired_hash.as_deref() == Some(object.hash.as_str()) => Action::Unchanged,
+            Some(_) => Action::Update,
+        };
+        match action {
+            Action::Create => plan.created += 1,
+            Action::Update => plan.updated += 1,
+            _ => plan.unchanged += 1,
+        }
+        if action != Action::Unchanged {
+            plan.writes.push(index);
+            plan.changes.push(Change { key: key.clone(), version: object.version.clone(), action, changed_fields: Vec::new() });
+        }
+        seen.insert(key);
+    }
+    for (key, entry) in &stored_by_key {
+        if !seen.contains(key) {
+            plan.deleted += 1;
+            plan.removals.push(entry.id);
+            plan.changes.push(Change { key: key.clone(), version: String::new(), action: Action::Delete, changed_fields: Vec::new() });
+        }
+    }
+    plan.changes.sort_by(|a, b| a.key.cmp(&b.key));
+    plan
+}
+
+/// Objects per (group, kind), in order.
+pub fn kind_counts(objects: &[Object]) -> Vec<(String, String, i64)> {
+    let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for o in objects {
+        *counts.entry((o.group.as_str(), o.kind.as_str())).or_default() += 1;
+    }
+    counts.into_iter().map(|((g, k), n)| (g.to_string(), k.to_string(), n)).collect()
+}
+
+/// JSON pointers where `old` and `new` differ: the deepest differing object member; lists and
+/// scalars are compared whole.
+pub fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff_into(old, new, &mut String::new(), &mut out);
+    out
+}
+
+fn diff_into(old: &Value, new: &Value, path: &mut String, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_into(x, y, path, out),
+                    _ => out.push(path.clone()),
+                }
+                path.truncate(len);
+            }
+        }
+        _ if old != new => out.push(if path.is_empty() { "/".into() } else { path.clone() }),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(kind: &str, name: &str, hash: &str) -> Object {
+        Object {
+            group: "wiring.githedgehog.com".into(),
+            version: "v1beta1".into(),
+            kind: kind.into(),
+            namespace: "default".into(),
+            name: name.into(),
+            file: "f.yaml".into(),
+            document: 0,
+            body: json!({}),
+            hash: hash.into(),
+        }
+    }
+
+    fn entry(kind: &str, name: &str, hash: Option<&str>) -> DesiredEntry {
+        DesiredEntry {
+            id: Uuid::new_v4(),
+            api_group: "wiring.githedgehog.com".into(),
+            kind: kind.into(),
+            namespace: "default".into(),
+            name: name.into(),
+            desired_hash: hash.map(str::to_owned),
+            has_live: false,
+        }
+    }
+
+    #[test]
+    fn creates_updates_unchanged_and_deletes() {
+        let objects = vec![object("Switch", "s1", "h1"), object("Switch", "s2", "h2-new"), object("Server", "srv", "h3")];
+        let gone = entry("Switch", "s9", Some("h9"));
+        let live_only = entry("Switch", "orphan", None);
+        let stored = vec![entry("Switch", "s1", Some("h1")), entry("Switch", "s2", Some("h2")), gone.clone(), live_only];
+        let plan = plan(&objects, &stored);
+        assert_eq!((plan.created, plan.updated, plan.unchanged, plan.deleted), (1, 1, 1, 1));
+        assert_eq!(plan.writes, vec![1, 2]);
+        assert_eq!(plan.removals, vec![gone.id]);
+        let actions: Vec<(&str, Action)> = plan.changes.iter().map(|c| (c.key.3.as_str(), c.action)).collect();
+        assert_eq!(actions, vec![("srv", Action::Create), ("s2", Action::Update), ("s9", Action::Delete)]);
+    }
+
+    #[test]
+    fn identical_input_plans_nothing() {
+        let objects = vec![object("Switch", "s1", "h1")];
+        let plan = plan(&objects, &[entry("Switch", "s1", Some("h1"))]);
+        assert!(plan.writes.is_empty() && plan.removals.is_empty() && plan.changes.is_empty());
+        assert_eq!(plan.unchanged, 1);
+    }
+
+    #[test]
+    fn kind_counts_group_by_kind() {
+        let objects = vec![object("Switch", "a", "1"), object("Switch", "b", "2"), object("Server", "c", "3")];
+        assert_eq!(
+            kind_counts(&objects),
+            vec![("wiring.githedgehog.com".into(), "Server".into(), 1), ("wiring.githedgehog.com".into(), "Switch".into(), 2)]
+        );
+    }
+
+    #[test]
+    fn changed_fields_name_the_deepest_member() {
+        let old = json!({"spec": {"vlan": 1000, "subnets": {"a": {"cidr": "10.0.0.0/24"}}, "list": [1, 2]}, "x~/y": 1});
+        let new = json!({"spec": {"vlan": 1001, "subnets": {"a": {"cidr": "10.0.0.0/24"}, "b": {}}, "list": [2, 1]}, "x~/y": 2});
+        assert_eq!(changed_fields(&old, &new), vec!["/spec/list", "/spec/subnets/b", "/spec/vlan", "/x~0~1y"]);
+        assert!(changed_fields(&old, &old).is_empty());
+    }
+}

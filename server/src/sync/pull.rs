@@ -1,0 +1,241 @@
+//! A pull: fetch the fabric's repository into its mirror, read the gitops directory at a ref,
+//! parse and validate every document, and plan the change against the stored desired state.
+//! Used by sync runs (which then persist) and by PlanSync (which only reports).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::warn;
+use uuid::Uuid;
+
+use super::plan::{self, Plan};
+use super::{encode_progress, Counters, PROGRESS};
+use crate::api::AppState;
+use crate::crypto::CryptoError;
+use crate::db::fabrics::FabricRow;
+use crate::db::{self, DbError};
+use crate::git::{FetchProgress, GitError, Mirror, SourceFile};
+use crate::manifest::{self, KindRegistry, Object, Severity};
+use crate::proto::sync_progress_event::Payload;
+use crate::proto::{FetchingProgress, ParsingProgress, ValidatingProgress};
+
+/// Progress events of one kind are sent at most this often.
+const THROTTLE: Duration = Duration::from_millis(100);
+/// Updates whose changed fields are computed (each needs the stored object).
+const MAX_DIFFED_UPDATES: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("stored credentials cannot be opened: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("repository {0} no longer exists")]
+    RepositoryGone(Uuid),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("the run was taken over by another worker")]
+    Lost,
+    #[error("the server is shutting down")]
+    Released,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Where a pull reports: a run's event log, or nowhere (PlanSync).
+pub struct Scope {
+    state: AppState,
+    fabric_id: Uuid,
+    run: Option<RunFlags>,
+}
+
+/// Set by the run's heartbeat: a cancel was requested, the lease was lost, the server stops.
+#[derive(Clone, Default)]
+pub struct RunFlags {
+    pub id: Uuid,
+    pub cancel: Arc<AtomicBool>,
+    pub lost: Arc<AtomicBool>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Scope {
+    pub fn for_run(state: AppState, fabric_id: Uuid, flags: RunFlags) -> Scope {
+        Scope { state, fabric_id, run: Some(flags) }
+    }
+
+    pub fn silent(state: AppState, fabric_id: Uuid) -> Scope {
+        Scope { state, fabric_id, run: None }
+    }
+
+    /// Appends a progress event of the run; a failure to report is logged, not fatal.
+    pub async fn emit(&self, payload: Payload) {
+        let Some(run) = &self.run else { return };
+        let bytes = encode_progress(run.id, payload);
+        let appended = async {
+            let mut conn = self.state.pool.get().await.map_err(DbError::from)?;
+            db::events::append(&mut conn, self.fabric_id, Some(run.id), PROGRESS, &bytes).await
+        };
+        if let Err(e) = appended.await {
+            warn!(run_id = %run.id, error = %e, "could not record a progress event");
+        }
+    }
+
+    /// A safe point: stop here if the run was cancelled or taken over.
+    pub fn checkpoint(&self) -> Result<(), PullError> {
+        match &self.run {
+            Some(run) if run.lost.load(Ordering::Relaxed) => Err(PullError::Lost),
+            Some(run) if run.stop.load(Ordering::Relaxed) => Err(PullError::Released),
+            Some(run) if run.cancel.load(Ordering::Relaxed) => Err(PullError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The parsed and validated sources at one commit.
+pub struct Pulled {
+    pub commit: String,
+    pub objects: Vec<Object>,
+    pub diagnostics: Vec<manifest::Diagnostic>,
+    pub counters: Counters,
+}
+
+impl Pulled {
+    pub fn has_errors(&self) -> bool {
+        self.counters.errors > 0
+    }
+}
+
+/// Fetches, reads, parses and validates `fabric`'s sources at `git_ref`.
+pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, scope: &Scope) -> Result<Pulled, PullError> {
+    scope.checkpoint()?;
+    let mut conn = db::connect(&state.pool).await?;
+    let repository =
+        db::repositories::get(&mut conn, fabric.repository_id).await?.ok_or(PullError::RepositoryGone(fabric.repository_id))?;
+    drop(conn);
+    let auth = crate::credentials::git_auth(&repository, &state.keyring)?;
+
+    scope.emit(Payload::Fetching(FetchingProgress::default())).await;
+    let cache = state.settings.data_dir.join("git");
+    let (url, timeout, limits) = (repository.url.clone(), state.settings.git_timeout, state.settings.read_limits);
+    let (dir, git_ref, repository_id) = (fabric.gitops_path.clone(), git_ref.to_string(), repository.id.to_string());
+    let (commit, files) = with_progress(
+        FetchProgress::default(),
+        move |progress| -> Result<(String, Vec<SourceFile>), GitError> {
+            let mirror = Mirror::open_or_init(&cache, &repository_id)?;
+            mirror.fetch(&url, &auth, timeout, &mut |p| {
+                progress.send_replace(p);
+            })?;
+            let commit = mirror.resolve(&git_ref)?;
+            let files = mirror.read_dir(&commit, &dir, &limits)?;
+            Ok((commit, files))
+        },
+        scope,
+        |p| {
+            Payload::Fetching(FetchingProgress {
+                bytes: i64::try_from(p.bytes_received).unwrap_or(i64::MAX),
+                objects: i64::try_from(p.objects_received).unwrap_or(i64::MAX),
+            })
+        },
+    )
+    .await??;
+    scope.checkpoint()?;
+
+    let file_count = i32::try_from(files.len()).unwrap_or(i32::MAX);
+    let options = manifest::Options { default_namespace: fabric.cluster_namespace.clone(), ..Default::default() };
+    let parsed = with_progress(
+        (0usize, String::new()),
+        move |progress| {
+            let registry = KindRegistry::hedgehog();
+            let results: Vec<manifest::ParsedFile> = files
+                .iter()
+                .enumerate()
+                .map(|(i, file)| {
+                    progress.send_replace((i + 1, file.path.clone()));
+                    manifest::parse_file(file, registry, &options)
+                })
+                .collect();
+            results
+        },
+        scope,
+        |(i, path)| Payload::Parsing(ParsingProgress { file_index: *i as i32, file_count, path: path.clone() }),
+    )
+    .await?;
+    scope.checkpoint()?;
+
+    let mut counters = Counters { files: i64::from(file_count), ..Default::default() };
+    let mut objects = Vec::new();
+    let mut diagnostics = Vec::new();
+    for file in parsed {
+        counters.ignored += file.ignored as i64;
+        objects.extend(file.objects);
+        diagnostics.extend(file.diagnostics);
+    }
+    counters.documents = objects.len() as i64 + counters.ignored;
+    scope.emit(Payload::Validating(ValidatingProgress { documents: counters.documents })).await;
+    let (objects, semantic) = tokio::task::spawn_blocking(move || {
+        let found = manifest::validate_fabric(&objects);
+        (objects, found)
+    })
+    .await
+    .map_err(|e| PullError::Internal(e.to_string()))?;
+    diagnostics.extend(semantic);
+    counters.errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count() as i64;
+    counters.warnings = diagnostics.len() as i64 - counters.errors;
+    scope.checkpoint()?;
+    Ok(Pulled { commit, objects, diagnostics, counters })
+}
+
+/// What storing `pulled` would change, with changed fields for (the first) updates.
+pub async fn plan_against_store(state: &AppState, fabric_id: Uuid, pulled: &Pulled) -> Result<Plan, PullError> {
+    let mut conn = db::connect(&state.pool).await?;
+    let index = db::resources::index(&mut conn, fabric_id).await?;
+    let mut plan = plan::plan(&pulled.objects, &index);
+    let ids: HashMap<plan::Key, Uuid> =
+        index.iter().map(|e| ((e.api_group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone()), e.id)).collect();
+    let new_bodies: HashMap<plan::Key, &serde_json::Value> = pulled.objects.iter().map(|o| (plan::key_of(o), &o.body)).collect();
+    let updates: Vec<usize> =
+        plan.changes.iter().enumerate().filter(|(_, c)| c.action == plan::Action::Update).map(|(i, _)| i).take(MAX_DIFFED_UPDATES).collect();
+    let wanted: Vec<Uuid> = updates.iter().filter_map(|&i| ids.get(&plan.changes[i].key).copied()).collect();
+    let old = db::resources::desired_bodies(&mut conn, &wanted).await?;
+    for i in updates {
+        let change = &mut plan.changes[i];
+        if let (Some(old), Some(new)) = (ids.get(&change.key).and_then(|id| old.get(id)), new_bodies.get(&change.key)) {
+            change.changed_fields = plan::changed_fields(old, new);
+        }
+    }
+    Ok(plan)
+}
+
+/// Runs blocking `work` on the blocking pool while reporting what it publishes to `progress`,
+/// at most every THROTTLE.
+async fn with_progress<T, P>(
+    initial: P,
+    work: impl FnOnce(&watch::Sender<P>) -> T + Send + 'static,
+    scope: &Scope,
+    payload: impl Fn(&P) -> Payload,
+) -> Result<T, PullError>
+where
+    T: Send + 'static,
+    P: Clone + Send + Sync + 'static,
+{
+    let (tx, mut rx) = watch::channel(initial);
+    let mut task = tokio::task::spawn_blocking(move || work(&tx));
+    loop {
+        tokio::select! {
+            done = &mut task => return done.map_err(|e| PullError::Internal(e.to_string())),
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return (&mut task).await.map_err(|e| PullError::Internal(e.to_string()));
+                }
+                let latest = rx.borrow_and_update().clone();
+                scope.emit(payload(&latest)).await;
+                tokio::time::sleep(THROTTLE).await;
+            }
+        }
+    }
+}

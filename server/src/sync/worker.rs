@@ -1,0 +1,396 @@
+//! Workers: claim queued runs (or runs whose worker died) with SKIP LOCKED, keep the lease
+//! alive with heartbeats, execute the pull and conclude it in one fenced transaction.
+
+use std::sync::atomic::Ordering;
+
+use diesel_async::AsyncConnection;
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn, Instrument};
+use uuid::Uuid;
+
+use super::pull::{self, PullError, Pulled, RunFlags, Scope};
+use super::{encode_progress, hub, plan::Plan, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
+use super::{MAX_STORED_CHANGES, MAX_STORED_DIAGNOSTICS, PROGRESS};
+use crate::api::AppState;
+use crate::db::fabrics::{self, FabricRow, SyncRecord};
+use crate::db::resources::{self, DesiredInput};
+use crate::db::runs::{self, RunOutcome, RunRow};
+use crate::db::{self, events, DbError};
+use crate::proto::sync_progress_event::Payload;
+use crate::proto::{CancelledProgress, FailedProgress, FinishedProgress, PersistingProgress};
+
+/// Starts the configured number of workers; they end when the server shuts down.
+pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
+    let process = format!("{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
+    (0..state.settings.sync_workers)
+        .map(|n| {
+            let state = state.clone();
+            let worker = format!("{process}/{n}");
+            tokio::spawn(async move { work(state, worker).await })
+        })
+        .collect()
+}
+
+async fn work(state: AppState, worker: String) {
+    let mut notices = state.hub.subscribe();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let claimed = async {
+            let mut conn = db::connect(&state.pool).await?;
+            runs::claim(&mut conn, &worker, state.settings.sync_lease).await
+        };
+        match claimed.await {
+            Ok(Some(run)) => {
+                let span = info_span!("sync_run", fabric_id = %run.fabric_id, run_id = %run.id, worker = %worker);
+                execute(&state, &worker, run).instrument(span).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "could not claim sync runs"),
+        }
+        // Woken by any progress notice (a new run announces itself as queued) or by the poll.
+        tokio::select! {
+            _ = hub::wait_for(&mut notices, |n| n.stream == PROGRESS) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+async fn execute(state: &AppState, worker: &str, run: RunRow) {
+    info!(mode = %run.mode, dry_run = run.dry_run, "sync run claimed");
+    let flags = RunFlags { id: run.id, ..Default::default() };
+    let heartbeat = tokio::spawn(heartbeat(state.clone(), worker.to_string(), flags.clone()));
+    let result = execute_pull(state, worker, &run, &flags).await;
+    heartbeat.abort();
+    match result {
+        Ok(()) => {}
+        Err(PullError::Lost) => warn!("lease lost: another worker took this run over"),
+        Err(PullError::Released) => {
+            let released = async {
+                let mut conn = db::connect(&state.pool).await?;
+                runs::release(&mut conn, run.id, worker).await
+            };
+            match released.await {
+                Ok(()) => info!("shutting down: run handed back to the queue"),
+                Err(e) => warn!(error = %e, "could not hand the run back; it is taken over after its lease"),
+            }
+        }
+        Err(e) => warn!(error = %e, "could not conclude the run; it is taken over after its lease"),
+    }
+}
+
+/// Renews the lease every third of it; flags a lost lease, a cancel request and shutdown.
+async fn heartbeat(state: AppState, worker: String, flags: RunFlags) {
+    let lease = state.settings.sync_lease;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(lease / 3) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {
+                flags.stop.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+        let beat = async {
+            let mut conn = db::connect(&state.pool).await?;
+            runs::heartbeat(&mut conn, flags.id, &worker, lease).await
+        };
+        match beat.await {
+            Ok(Some(cancel)) => flags.cancel.store(cancel, Ordering::Relaxed),
+            Ok(None) => {
+                flags.lost.store(true, Ordering::Relaxed);
+                return;
+            }
+            // A missed beat is retried; the lease covers two more.
+            Err(e) => warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunFlags) -> Result<(), PullError> {
+    let mut conn = db::connect(&state.pool).await?;
+    // A deleted fabric takes its runs with it (ON DELETE CASCADE): nothing to do.
+    let Some(fabric) = fabrics::get(&mut conn, run.fabric_id).await? else { return Ok(()) };
+    if !run.dry_run {
+        let syncing = SyncRecord {
+            sync_status: "syncing".into(),
+            last_error: None,
+            resource_counts: None,
+            last_synced_commit: None,
+            last_sync_time: None,
+        };
+        fabrics::record_sync(&mut conn, fabric.id, &syncing).await?;
+    }
+    drop(conn);
+    let git_ref = if run.requested_ref.is_empty() { fabric.git_ref.clone() } else { run.requested_ref.clone() };
+    let scope = Scope::for_run(state.clone(), fabric.id, flags.clone());
+    let outcome = match pull::pull(state, &fabric, &git_ref, &scope).await {
+        Ok(pulled) => conclude_pulled(state, worker, run, &fabric, &pulled, &scope).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(PullError::Cancelled) => conclude(state, worker, run, &fabric, Conclusion::cancelled(), None).await,
+        Err(e @ (PullError::Lost | PullError::Released)) => Err(e),
+        Err(e) => {
+            let code = match &e {
+                PullError::Git(g) => format!("git.{}", snake_case(&format!("{:?}", g.kind()))),
+                _ => "sync.internal".to_string(),
+            };
+            let message = e.to_string();
+            let failed = Conclusion::failed(vec![run_diagnostic(&code, message.clone())], message, Counters::default(), None);
+            conclude(state, worker, run, &fabric, failed, None).await
+        }
+    }
+}
+
+async fn conclude_pulled(
+    state: &AppState,
+    worker: &str,
+    run: &RunRow,
+    fabric: &FabricRow,
+    pulled: &Pulled,
+    scope: &Scope,
+) -> Result<(), PullError> {
+    let diagnostics: Vec<StoredDiagnostic> = pulled.diagnostics.iter().map(StoredDiagnostic::from).collect();
+    if pulled.has_errors() {
+        let message = format!("the sources at {} have {} error(s); nothing was stored", short(&pulled.commit), pulled.counters.errors);
+        let failed = Conclusion::failed(diagnostics, message, pulled.counters.clone(), Some(pulled.commit.clone()));
+        return conclude(state, worker, run, fabric, failed, None).await;
+    }
+    if pulled.objects.is_empty() && !fabric.allow_empty {
+        let message = format!(
+            "no Hedgehog objects under {:?} at {}; refusing to empty the fabric (set sync_policy.allow_empty to allow it)",
+            if fabric.gitops_path.is_empty() { "/" } else { &fabric.gitops_path },
+            short(&pulled.commit)
+        );
+        let mut all = diagnostics;
+        all.push(run_diagnostic("sync.empty", message.clone()));
+        let failed = Conclusion::failed(all, message, pulled.counters.clone(), Some(pulled.commit.clone()));
+        return conclude(state, worker, run, fabric, failed, None).await;
+    }
+    let plan = pull::plan_against_store(state, fabric.id, pulled).await?;
+    scope.checkpoint()?;
+    let mut counters = pulled.counters.clone();
+    (counters.created, counters.updated, counters.unchanged, counters.deleted) = (plan.created, plan.updated, plan.unchanged, plan.deleted);
+    let writes = (!run.dry_run).then_some((pulled, &plan));
+    if writes.is_some() {
+        let total = (plan.writes.len() + plan.removals.len()) as i64;
+        scope.emit(Payload::Persisting(PersistingProgress { done: 0, total })).await;
+    }
+    let mut done = Conclusion::succeeded(counters, pulled, &plan, diagnostics);
+    done.kind_counts = super::plan::kind_counts(&pulled.objects);
+    conclude(state, worker, run, fabric, done, writes).await
+}
+
+/// How a run ends.
+struct Conclusion {
+    status: &'static str,
+    counters: Counters,
+    commit: Option<String>,
+    diagnostics: Vec<StoredDiagnostic>,
+    changes: Vec<StoredChange>,
+    kind_counts: Vec<(String, String, i64)>,
+    error: Option<String>,
+}
+
+impl Conclusion {
+    fn cancelled() -> Conclusion {
+        Conclusion {
+            status: "cancelled",
+            counters: Counters::default(),
+            commit: None,
+            diagnostics: Vec::new(),
+            changes: Vec::new(),
+            kind_counts: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn failed(diagnostics: Vec<StoredDiagnostic>, message: String, counters: Counters, commit: Option<String>) -> Conclusion {
+        Conclusion { status: "failed", error: Some(message), diagnostics, counters, commit, ..Conclusion::cancelled() }
+    }
+
+    fn succeeded(counters: Counters, pulled: &Pulled, plan: &Plan, diagnostics: Vec<StoredDiagnostic>) -> Conclusion {
+        Conclusion {
+            status: "succeeded",
+            counters,
+            commit: Some(pulled.commit.clone()),
+            diagnostics,
+            changes: plan.changes.iter().take(MAX_STORED_CHANGES).map(StoredChange::from).collect(),
+            ..Conclusion::cancelled()
+        }
+    }
+
+    fn payload(&self) -> Payload {
+        match self.status {
+            "succeeded" => Payload::Finished(FinishedProgress {
+                counters: Some((&self.counters).into()),
+                commit: self.commit.clone().unwrap_or_default(),
+            }),
+            "failed" => Payload::Failed(FailedProgress {
+                diagnostics: self.diagnostics.iter().filter(|d| d.error).take(MAX_STORED_DIAGNOSTICS).map(Into::into).collect(),
+                message: self.error.clone().unwrap_or_default(),
+            }),
+            _ => Payload::Cancelled(CancelledProgress {}),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TxError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("lease lost")]
+    Lost,
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Db(e.into())
+    }
+}
+
+/// Ends the run in one transaction, fenced on still holding it: the desired state (if
+/// `writes`), the fabric's status, the run row and its final event commit together or not at all.
+async fn conclude(
+    state: &AppState,
+    worker: &str,
+    run: &RunRow,
+    fabric: &FabricRow,
+    conclusion: Conclusion,
+    writes: Option<(&Pulled, &Plan)>,
+) -> Result<(), PullError> {
+    let now = db::now();
+    let mut diagnostics = conclusion.diagnostics.clone();
+    if diagnostics.len() > MAX_STORED_DIAGNOSTICS {
+        let more = diagnostics.len() - MAX_STORED_DIAGNOSTICS;
+        diagnostics.truncate(MAX_STORED_DIAGNOSTICS);
+        diagnostics.push(run_diagnostic("sync.truncated", format!("{more} more diagnostics not stored")));
+    }
+    let to_json = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| PullError::Internal(e.to_string()));
+    let outcome = RunOutcome {
+        status: conclusion.status.to_string(),
+        commit_sha: conclusion.commit.clone(),
+        counters: to_json(serde_json::to_value(&conclusion.counters))?,
+        kind_counts: to_json(serde_json::to_value(&conclusion.kind_counts))?,
+        diagnostics: to_json(serde_json::to_value(&diagnostics))?,
+        changes: to_json(serde_json::to_value(&conclusion.changes))?,
+        error: conclusion.error.clone(),
+        finished_at: Some(now),
+        lease_expires_at: None,
+    };
+    let record = (!run.dry_run).then(|| fabric_record(fabric, &conclusion, now)).transpose()?;
+    let event = encode_progress(run.id, conclusion.payload());
+    let rows = writes.map(|(pulled, plan)| desired_rows(fabric.id, pulled, plan, now));
+    let removals = writes.map(|(_, plan)| plan.removals.clone()).unwrap_or_default();
+    let commit = conclusion.commit.clone().unwrap_or_default();
+
+    let mut conn = db::connect(&state.pool).await?;
+    let result = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            {
+                let cancel = runs::lock_if_held(conn, run.id, worker).await?.ok_or(TxError::Lost)?;
+                if let Some(rows) = &rows {
+                    if cancel {
+                        return Err(TxError::Cancelled);
+                    }
+                    resources::upsert_desired(conn, rows).await?;
+                    resources::remove_desired(conn, &removals, now).await?;
+                    resources::touch_commit(conn, run.fabric_id, &commit).await?;
+                }
+                if let Some(record) = &record {
+                    fabrics::record_sync(conn, run.fabric_id, record).await?;
+                }
+                runs::finish(conn, run.id, &outcome).await?;
+                events::append(conn, run.fabric_id, Some(run.id), PROGRESS, &event).await?;
+                Ok(())
+            }
+        })
+        .await;
+    match result {
+        Ok(()) => {
+            info!(status = conclusion.status, commit = %commit, "sync run ended");
+            Ok(())
+        }
+        Err(TxError::Lost) => Err(PullError::Lost),
+        Err(TxError::Cancelled) => Box::pin(conclude(state, worker, run, fabric, Conclusion::cancelled(), None)).await,
+        Err(TxError::Db(e)) => Err(e.into()),
+    }
+}
+
+/// The fabric's status after a (non dry) run: success records commit and counts; failure keeps
+/// the last good state and records the error; cancel restores the status before the run.
+fn fabric_record(fabric: &FabricRow, c: &Conclusion, now: chrono::DateTime<chrono::Utc>) -> Result<SyncRecord, PullError> {
+    let previous = if fabric.last_synced_commit.is_some() { "synced" } else { "never_synced" };
+    Ok(match c.status {
+        "succeeded" => SyncRecord {
+            sync_status: "synced".into(),
+            last_error: Some(None),
+            resource_counts: Some(serde_json::to_value(&c.kind_counts).map_err(|e| PullError::Internal(e.to_string()))?),
+            last_synced_commit: Some(c.commit.clone()),
+            last_sync_time: Some(Some(now)),
+        },
+        "failed" => SyncRecord {
+            sync_status: "failed".into(),
+            last_error: Some(c.error.clone()),
+            resource_counts: None,
+            last_synced_commit: None,
+            last_sync_time: None,
+        },
+        _ => SyncRecord { sync_status: previous.into(), last_error: None, resource_counts: None, last_synced_commit: None, last_sync_time: None },
+    })
+}
+
+fn desired_rows(fabric_id: Uuid, pulled: &Pulled, plan: &Plan, now: chrono::DateTime<chrono::Utc>) -> Vec<DesiredInput> {
+    plan.writes
+        .iter()
+        .filter_map(|&i| pulled.objects.get(i))
+        .map(|o| DesiredInput {
+            id: Uuid::new_v4(),
+            fabric_id,
+            api_group: o.group.clone(),
+            api_version: o.version.clone(),
+            kind: o.kind.clone(),
+            namespace: o.namespace.clone(),
+            name: o.name.clone(),
+            desired: Some(o.body.clone()),
+            desired_hash: Some(o.hash.clone()),
+            source_file: Some(o.file.clone()),
+            source_document: Some(i32::try_from(o.document).unwrap_or(i32::MAX)),
+            source_line: None,
+            commit_sha: Some(pulled.commit.clone()),
+            updated_at: now,
+        })
+        .collect()
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// `DirectoryNotFound` -> `directory_not_found`, for diagnostic codes.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn snake_case_codes() {
+        assert_eq!(super::snake_case("DirectoryNotFound"), "directory_not_found");
+        assert_eq!(super::snake_case("Dns"), "dns");
+    }
+}
