@@ -138,8 +138,10 @@ mod tests {
             name: name.into(),
             file: "f.yaml".into(),
             document: 0,
+            line: 1,
             body: json!({}),
             hash: hash.into(),
+            positions: Default::default(),
         }
     }
 

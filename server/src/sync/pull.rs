@@ -24,6 +24,7 @@ use crate::proto::{FetchingProgress, ParsingProgress, ValidatingProgress};
 
 /// Progress events of one kind are sent at most this often.
 const THROTTLE: Duration = Duration::from_millis(100);
+const UNRESOLVED_REFERENCE: &str = "ref.unresolved";
 /// Updates whose changed fields are computed (each needs the stored object).
 const MAX_DIFFED_UPDATES: usize = 1000;
 
@@ -146,7 +147,8 @@ pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, scope: &S
     scope.checkpoint()?;
 
     let file_count = i32::try_from(files.len()).unwrap_or(i32::MAX);
-    let options = manifest::Options { default_namespace: fabric.cluster_namespace.clone(), ..Default::default() };
+    let namespace = if fabric.cluster_namespace.is_empty() { "default" } else { fabric.cluster_namespace.as_str() };
+    let options = manifest::Options { default_namespace: namespace.to_string(), ..Default::default() };
     let parsed = with_progress(
         (0usize, String::new()),
         move |progress| {
@@ -183,7 +185,15 @@ pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, scope: &S
     })
     .await
     .map_err(|e| PullError::Internal(e.to_string()))?;
-    diagnostics.extend(semantic);
+    // Real gitops directories often hold part of a fabric (the rest lives only in the cluster):
+    // unresolved references fail the run only when the fabric asks for strict references.
+    let strict = fabric.strict_references;
+    diagnostics.extend(semantic.into_iter().map(|mut d| {
+        if d.code == UNRESOLVED_REFERENCE && !strict {
+            d.severity = Severity::Warning;
+        }
+        d
+    }));
     counters.errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count() as i64;
     counters.warnings = diagnostics.len() as i64 - counters.errors;
     scope.checkpoint()?;
@@ -212,7 +222,7 @@ pub async fn plan_against_store(state: &AppState, fabric_id: Uuid, pulled: &Pull
 }
 
 /// Runs blocking `work` on the blocking pool while reporting what it publishes to `progress`,
-/// at most every THROTTLE.
+/// at most every THROTTLE, and always its last value.
 async fn with_progress<T, P>(
     initial: P,
     work: impl FnOnce(&watch::Sender<P>) -> T + Send + 'static,
@@ -227,7 +237,14 @@ where
     let mut task = tokio::task::spawn_blocking(move || work(&tx));
     loop {
         tokio::select! {
-            done = &mut task => return done.map_err(|e| PullError::Internal(e.to_string())),
+            done = &mut task => {
+                // The sender is gone now: this returns at once, with the last value if unseen.
+                if rx.changed().await.is_ok() {
+                    let latest = rx.borrow_and_update().clone();
+                    scope.emit(payload(&latest)).await;
+                }
+                return done.map_err(|e| PullError::Internal(e.to_string()));
+            }
             changed = rx.changed() => {
                 if changed.is_err() {
                     return (&mut task).await.map_err(|e| PullError::Internal(e.to_string()));

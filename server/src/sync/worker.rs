@@ -133,7 +133,11 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
     };
     match outcome {
         Ok(()) => Ok(()),
+        // A step that failed while a cancel was pending (e.g. a fetch cut short) ends as cancelled.
         Err(PullError::Cancelled) => conclude(state, worker, run, &fabric, Conclusion::cancelled(), None).await,
+        Err(PullError::Git(_)) if flags.cancel.load(Ordering::Relaxed) => {
+            conclude(state, worker, run, &fabric, Conclusion::cancelled(), None).await
+        }
         Err(e @ (PullError::Lost | PullError::Released)) => Err(e),
         Err(e) => {
             let code = match &e {

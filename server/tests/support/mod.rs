@@ -4,6 +4,7 @@
 
 pub mod gitservers;
 pub mod server;
+pub mod sync;
 
 use std::path::PathBuf;
 

@@ -75,6 +75,12 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// SIGKILL: the process dies mid-work, as in a crash.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (without blocking the runtime, so open client connections can
     /// still answer the server's GOAWAY) for the process to exit; returns its exit status.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {

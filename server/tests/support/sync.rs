@@ -1,0 +1,183 @@
+//! gRPC helpers for sync tests: a fabric over a local repository, runs, their streams.
+
+use std::time::{Duration, Instant};
+
+use fabricsync::proto::fabric_service_client::FabricServiceClient;
+use fabricsync::proto::repository_service_client::RepositoryServiceClient;
+use fabricsync::proto::sync_progress_event::Payload;
+use fabricsync::proto::sync_service_client::SyncServiceClient;
+use fabricsync::proto::*;
+use tonic::transport::Channel;
+
+/// The real lab fabric from githedgehog/lab-ci.
+const LAB_CI: &str = include_str!("../data/samples/lab-ci/wiring.yaml");
+/// Its one document that the pinned CRDs reject (a static ExternalAttachment without the
+/// `switch` and `neighbor` they require; see the manifest tests).
+const REJECTED_DOCUMENT: &str = "  name: ds3000-03--static-ext";
+/// Objects in `lab_wiring()`.
+pub const LAB_OBJECTS: i64 = 50;
+
+/// The lab fabric without its rejected document: 50 valid objects.
+pub fn lab_wiring() -> String {
+    LAB_CI.split("\n---").filter(|doc| !doc.contains(REJECTED_DOCUMENT)).collect::<Vec<_>>().join("\n---")
+}
+
+pub struct Clients {
+    pub repos: RepositoryServiceClient<Channel>,
+    pub fabrics: FabricServiceClient<Channel>,
+    pub sync: SyncServiceClient<Channel>,
+}
+
+impl Clients {
+    pub fn new(channel: Channel) -> Clients {
+        Clients {
+            repos: RepositoryServiceClient::new(channel.clone()),
+            fabrics: FabricServiceClient::new(channel.clone()),
+            sync: SyncServiceClient::new(channel),
+        }
+    }
+
+    /// A repository at `url` and a fabric reading `gitops_path` on `main`; returns the fabric id.
+    pub async fn fabric(&mut self, name: &str, url: &str, gitops_path: &str, policy: SyncPolicy) -> String {
+        let repository = self
+            .repos
+            .create_repository(CreateRepositoryRequest {
+                repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
+                auth: None,
+            })
+            .await
+            .expect("create repository")
+            .into_inner()
+            .repository
+            .expect("repository");
+        let fabric = Fabric {
+            name: name.into(),
+            repository_id: repository.id,
+            git_ref: "main".into(),
+            gitops_path: gitops_path.into(),
+            sync_policy: Some(policy),
+            ..Default::default()
+        };
+        self.fabrics
+            .create_fabric(CreateFabricRequest { fabric: Some(fabric), cluster: None })
+            .await
+            .expect("create fabric")
+            .into_inner()
+            .fabric
+            .expect("fabric")
+            .id
+    }
+
+    pub async fn start(&mut self, fabric_id: &str, ref_override: &str, dry_run: bool) -> StartSyncResponse {
+        let request = StartSyncRequest {
+            fabric_id: fabric_id.into(),
+            mode: SyncMode::Pull as i32,
+            dry_run,
+            ref_override: ref_override.into(),
+            force: false,
+        };
+        self.sync.start_sync(request).await.expect("start sync").into_inner()
+    }
+
+    pub async fn run(&mut self, id: &str) -> SyncRun {
+        self.sync.get_sync_run(GetSyncRunRequest { id: id.into() }).await.expect("get run").into_inner().run.expect("run")
+    }
+
+    /// Polls until the run ended; panics after `limit`.
+    pub async fn wait(&mut self, id: &str, limit: Duration) -> SyncRun {
+        let deadline = Instant::now() + limit;
+        loop {
+            let run = self.run(id).await;
+            let status = SyncRunStatus::try_from(run.status).unwrap_or_default();
+            if !matches!(status, SyncRunStatus::Queued | SyncRunStatus::Running) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {id} did not end: {run:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts a pull and waits for it to end.
+    pub async fn sync(&mut self, fabric_id: &str, ref_override: &str, dry_run: bool) -> SyncRun {
+        let started = self.start(fabric_id, ref_override, dry_run).await;
+        let id = started.run.expect("run").id;
+        self.wait(&id, Duration::from_secs(60)).await
+    }
+
+    /// Every event of the stream from `from` until the server ends it.
+    pub async fn events(&mut self, run_id: &str, from: i64) -> Vec<SyncProgressEvent> {
+        let request = StreamSyncProgressRequest { run_id: run_id.into(), from_sequence: from };
+        let mut stream = self.sync.stream_sync_progress(request).await.expect("stream").into_inner();
+        let mut events = Vec::new();
+        while let Some(message) = tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .expect("stream went quiet")
+            .expect("stream error")
+        {
+            events.push(message.event.expect("event"));
+        }
+        events
+    }
+
+    /// (kind, namespace, name, content hash) of every stored resource, sorted.
+    pub async fn stored(&mut self, fabric_id: &str) -> Vec<(String, String, String, String)> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .fabrics
+                .list_resources(ListResourcesRequest {
+                    fabric_id: fabric_id.into(),
+                    page_size: 500,
+                    page_token: token.clone(),
+                    filter: String::new(),
+                    include_objects: false,
+                })
+                .await
+                .expect("list resources")
+                .into_inner();
+            for r in page.resources {
+                let key = r.key.expect("key");
+                out.push((key.kind, key.namespace, key.name, r.content_hash));
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        out.sort();
+        out
+    }
+
+    pub async fn get_fabric(&mut self, id: &str) -> Fabric {
+        self.fabrics.get_fabric(GetFabricRequest { id: id.into() }).await.expect("get fabric").into_inner().fabric.expect("fabric")
+    }
+}
+
+/// The kind of each event, e.g. "queued", "fetching", "finished".
+pub fn stages(events: &[SyncProgressEvent]) -> Vec<&'static str> {
+    events
+        .iter()
+        .map(|e| match e.payload {
+            Some(Payload::Queued(_)) => "queued",
+            Some(Payload::Fetching(_)) => "fetching",
+            Some(Payload::Parsing(_)) => "parsing",
+            Some(Payload::Validating(_)) => "validating",
+            Some(Payload::Persisting(_)) => "persisting",
+            Some(Payload::Applying(_)) => "applying",
+            Some(Payload::Finished(_)) => "finished",
+            Some(Payload::Failed(_)) => "failed",
+            Some(Payload::Cancelled(_)) => "cancelled",
+            Some(Payload::Warning(_)) => "warning",
+            None => "none",
+        })
+        .collect()
+}
+
+pub fn status(run: &SyncRun) -> SyncRunStatus {
+    SyncRunStatus::try_from(run.status).unwrap_or_default()
+}
+
+pub fn counters(run: &SyncRun) -> SyncCounters {
+    run.counters.clone().unwrap_or_default()
+}
