@@ -12,11 +12,15 @@ use crate::db;
 use crate::embedded_pg::EmbeddedPostgres;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Generate { resources, out } = &cli.command {
+        return generate(*resources, out);
+    }
     let (url, embedded) = database(&cli.common).await?;
     let result = match &cli.command {
         Command::Serve(args) => serve(&cli.common, args, &url).await,
         Command::Migrate => migrate(&url).await.map(|_| ()),
         Command::RotateKeys { add_key } => rotate_keys(&cli.common, add_key.as_deref(), &url).await,
+        Command::Generate { .. } => Ok(()),
     };
     if let Some(pg) = embedded {
         pg.stop().await.context("stopping the embedded PostgreSQL")?;
@@ -64,6 +68,19 @@ async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<(
     migrate(url).await?;
     let pool = db::pool(url, args.db_pool_size)?;
     crate::server::serve(crate::server::Settings::new(args, common), url, pool, keyring).await
+}
+
+fn generate(resources: usize, out: &std::path::Path) -> anyhow::Result<()> {
+    let files = crate::manifest::generate::fabric(resources);
+    for file in &files {
+        let path = out.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, &file.bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    info!(files = files.len(), out = %out.display(), "fabric generated");
+    Ok(())
 }
 
 async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyhow::Result<()> {

@@ -57,6 +57,16 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Write a synthetic, valid Hedgehog fabric of about N objects as YAML files under a
+    /// directory (for tests and benchmarks); needs no database.
+    Generate {
+        /// How many objects (rounded up to whole pods of about 36).
+        #[arg(long, default_value_t = 10_000)]
+        resources: usize,
+        /// Directory to write into (created; existing files of the same names are replaced).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Re-seal every stored secret with the primary (first) key. With --add-key, first
     /// generates a new primary key at the top of the key file.
     RotateKeys {
