@@ -99,6 +99,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_SYNC_LEASE_SECONDS", default_value_t = 15)]
     pub sync_lease_seconds: u64,
 
+    /// How often this process looks for fabrics whose auto-sync check is due.
+    #[arg(long, env = "FABRICSYNC_AUTO_SYNC_TICK_SECONDS", default_value_t = 5)]
+    pub auto_sync_tick_seconds: u64,
+
     /// Largest YAML file a sync reads from Git; larger files fail the run.
     #[arg(long, env = "FABRICSYNC_MAX_FILE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_file_bytes: u64,

@@ -25,6 +25,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub sync_workers: usize,
     pub sync_lease: Duration,
+    pub auto_sync_tick: Duration,
     pub read_limits: crate::git::ReadLimits,
     pub data_dir: std::path::PathBuf,
 }
@@ -37,6 +38,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             sync_workers: args.sync_workers,
             sync_lease: Duration::from_secs(args.sync_lease_seconds.max(1)),
+            auto_sync_tick: Duration::from_secs(args.auto_sync_tick_seconds.max(1)),
             read_limits: crate::git::ReadLimits {
                 max_file_bytes: args.max_file_bytes,
                 max_total_bytes: args.max_total_bytes,
@@ -54,7 +56,8 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     let mut stopping = shutdown_rx.clone();
     let hub = crate::sync::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
     let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub };
-    let workers = crate::sync::worker::spawn(state.clone());
+    let mut workers = crate::sync::worker::spawn(state.clone());
+    workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RepositoryServiceServer<RepositoryApi>>().await;

@@ -194,3 +194,55 @@ async fn cancel_stops_a_running_run_at_a_safe_point() {
     assert_eq!(stages(&c.events(&run.id, 0).await).last(), Some(&"cancelled"));
     assert_eq!(c.get_fabric(&fabric_id).await.sync_status, SyncStatus::NeverSynced as i32);
 }
+
+#[tokio::test]
+async fn auto_sync_pulls_on_schedule_only_when_the_ref_moved() {
+    let repo = lab_repo();
+    let server = ServerProcess::start_with(
+        &support::fresh_database().await,
+        &Keyring::generate_key_line("k"),
+        &["--auto-sync-tick-seconds", "1"],
+    )
+    .await;
+    let mut c = Clients::new(server.channel().await);
+    let every_10s = SyncPolicy { auto_sync_interval: Some(prost_types::Duration { seconds: 10, nanos: 0 }), ..Default::default() };
+    let fabric_id = c.fabric("lab", &repo.file_url(), "fabric", every_10s).await;
+    let runs = |c: &mut Clients| {
+        let mut sync = c.sync.clone();
+        let filter = format!("fabric_id={fabric_id}");
+        async move {
+            sync.list_sync_runs(ListSyncRunsRequest { filter, ..Default::default() }).await.expect("list").into_inner().runs
+        }
+    };
+    // Never synced: the first check pulls at once.
+    let first = wait_for_runs(&mut c, &runs, 1).await;
+    assert_eq!(first[0].trigger, SyncTrigger::Schedule as i32);
+    assert_eq!(status(&c.wait(&first[0].id, Duration::from_secs(30)).await), SyncRunStatus::Succeeded);
+    // The next check (10 s later) finds the same commit: no run.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(runs(&mut c).await.len(), 1, "a run was queued for an unchanged ref");
+    // A new commit is pulled at the following check.
+    repo.commit(&[("fabric/extra.yaml", "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: extra-server\nspec: {}\n")], "add a server");
+    let second = wait_for_runs(&mut c, &runs, 2).await;
+    let done = c.wait(&second[0].id, Duration::from_secs(30)).await;
+    assert_eq!(status(&done), SyncRunStatus::Succeeded);
+    assert_eq!(counters(&done).created, 1);
+    assert_eq!(done.commit, repo.head());
+}
+
+/// Polls the run list (newest first) until it has `n` runs.
+async fn wait_for_runs<F, Fut>(c: &mut Clients, runs: &F, n: usize) -> Vec<SyncRun>
+where
+    F: Fn(&mut Clients) -> Fut,
+    Fut: std::future::Future<Output = Vec<SyncRun>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = runs(c).await;
+        if found.len() >= n {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {} runs after 30 s", found.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

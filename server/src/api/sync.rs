@@ -17,6 +17,7 @@ use crate::proto::sync_progress_event::Payload;
 use crate::proto::sync_service_server::SyncService;
 use crate::proto::*;
 use crate::sync::pull::{self, Scope};
+use crate::sync::queue::Enqueued;
 use crate::sync::{self as engine, hub, Counters, StoredChange, StoredDiagnostic, PROGRESS};
 
 const FILTERS: &[&str] = &["fabric_id", "status"];
@@ -53,52 +54,21 @@ impl SyncService for SyncApi {
         }
         let mut conn = self.state.conn().await?;
         fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
-        let row = RunRow {
-            id: Uuid::new_v4(),
+        let request = engine::queue::Request {
             fabric_id,
-            mode: SYNC_MODES.word(mode).unwrap_or("pull").to_string(),
-            trigger: "user".into(),
+            mode: SYNC_MODES.word(mode).unwrap_or("pull"),
+            trigger: "user",
             dry_run: req.dry_run,
             force: req.force,
             requested_ref: req.ref_override.clone(),
-            commit_sha: None,
-            status: "queued".into(),
-            counters: serde_json::json!({}),
-            kind_counts: serde_json::json!([]),
-            diagnostics: serde_json::json!([]),
-            changes: serde_json::json!([]),
-            error: None,
-            cancel_requested: false,
-            claimed_by: None,
-            lease_expires_at: None,
-            created_at: db::now(),
-            started_at: None,
-            finished_at: None,
         };
-        let queued = engine::encode_progress(row.id, Payload::Queued(QueuedProgress {}));
-        let inserted = conn
-            .transaction::<_, DbError, _>(async |conn| {
-                store::insert(conn, &row).await?;
-                events::append(conn, row.fabric_id, Some(row.id), PROGRESS, &queued).await?;
-                Ok(())
-            })
-            .await;
-        match inserted {
-            Ok(()) => {
-                info!(fabric_id = %fabric_id, run_id = %row.id, dry_run = row.dry_run, "sync run queued");
-                let run = to_proto(&row, last_sequence(&mut conn, row.id).await?);
-                Ok(Response::new(StartSyncResponse { run: Some(run), already_active: false }))
-            }
-            Err(DbError::UniqueViolation(index)) if index == store::ACTIVE_RUN_INDEX => {
-                let active = store::active_for_fabric(&mut conn, fabric_id)
-                    .await
-                    .map_err(ApiError::from)?
-                    .ok_or_else(|| ApiError::Aborted("the fabric's active run just ended; start again".into()))?;
-                let run = to_proto(&active, last_sequence(&mut conn, active.id).await?);
-                Ok(Response::new(StartSyncResponse { run: Some(run), already_active: true }))
-            }
-            Err(e) => Err(ApiError::from(e).into()),
-        }
+        let (row, already_active) = match engine::queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
+            Enqueued::New(row) => (row, false),
+            Enqueued::AlreadyActive(Some(row)) => (row, true),
+            Enqueued::AlreadyActive(None) => return Err(ApiError::Aborted("the fabric's active run just ended; start again".into()).into()),
+        };
+        let run = to_proto(&row, last_sequence(&mut conn, row.id).await?);
+        Ok(Response::new(StartSyncResponse { run: Some(run), already_active }))
     }
 
     async fn get_sync_run(&self, request: Request<GetSyncRunRequest>) -> Result<Response<GetSyncRunResponse>, Status> {

@@ -149,3 +149,23 @@ pub async fn record_sync(conn: &mut AsyncPgConnection, id: Uuid, record: &SyncRe
     diesel::update(fabrics::table.find(id)).set(record).execute(conn).await?;
     Ok(())
 }
+
+/// Claims one fabric whose auto-sync check is due and moves its next check one interval ahead;
+/// SKIP LOCKED lets every replica's scheduler take different fabrics.
+pub async fn claim_due_auto_sync(conn: &mut AsyncPgConnection) -> Result<Option<Uuid>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Claimed {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let rows: Vec<Claimed> = diesel::sql_query(
+        "UPDATE fabrics SET next_auto_sync_at = now() + make_interval(secs => auto_sync_interval_seconds)
+         WHERE id = (SELECT id FROM fabrics
+                     WHERE auto_sync_interval_seconds > 0 AND (next_auto_sync_at IS NULL OR next_auto_sync_at <= now())
+                     ORDER BY next_auto_sync_at NULLS FIRST LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|c| c.id))
+}

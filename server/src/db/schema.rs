@@ -52,6 +52,7 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        next_auto_sync_at -> Nullable<Timestamptz>,
     }
 }
 

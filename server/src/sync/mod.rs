@@ -4,6 +4,8 @@
 pub mod hub;
 pub mod plan;
 pub mod pull;
+pub mod queue;
+pub mod schedule;
 pub mod worker;
 
 use prost::Message;

@@ -1,0 +1,70 @@
+//! Queuing a run: the row and its `queued` event commit together, and the partial unique index
+//! keeps at most one active run per fabric.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tracing::info;
+use uuid::Uuid;
+
+use super::{encode_progress, PROGRESS};
+use crate::db::runs::{self, RunRow};
+use crate::db::{self, events, DbError};
+use crate::proto::sync_progress_event::Payload;
+use crate::proto::QueuedProgress;
+
+pub struct Request<'a> {
+    pub fabric_id: Uuid,
+    pub mode: &'a str,
+    pub trigger: &'a str,
+    pub dry_run: bool,
+    pub force: bool,
+    pub requested_ref: String,
+}
+
+pub enum Enqueued {
+    New(RunRow),
+    /// The fabric already has a queued or running run (None if it ended in between).
+    AlreadyActive(Option<RunRow>),
+}
+
+pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request<'_>) -> Result<Enqueued, DbError> {
+    let row = RunRow {
+        id: Uuid::new_v4(),
+        fabric_id: request.fabric_id,
+        mode: request.mode.to_string(),
+        trigger: request.trigger.to_string(),
+        dry_run: request.dry_run,
+        force: request.force,
+        requested_ref: request.requested_ref.clone(),
+        commit_sha: None,
+        status: "queued".into(),
+        counters: serde_json::json!({}),
+        kind_counts: serde_json::json!([]),
+        diagnostics: serde_json::json!([]),
+        changes: serde_json::json!([]),
+        error: None,
+        cancel_requested: false,
+        claimed_by: None,
+        lease_expires_at: None,
+        created_at: db::now(),
+        started_at: None,
+        finished_at: None,
+    };
+    let queued = encode_progress(row.id, Payload::Queued(QueuedProgress {}));
+    let inserted = conn
+        .transaction::<_, DbError, _>(async |conn| {
+            runs::insert(conn, &row).await?;
+            events::append(conn, row.fabric_id, Some(row.id), PROGRESS, &queued).await?;
+            Ok(())
+        })
+        .await;
+    match inserted {
+        Ok(()) => {
+            info!(fabric_id = %row.fabric_id, run_id = %row.id, trigger = %row.trigger, dry_run = row.dry_run, "sync run queued");
+            Ok(Enqueued::New(row))
+        }
+        Err(DbError::UniqueViolation(index)) if index == runs::ACTIVE_RUN_INDEX => {
+            Ok(Enqueued::AlreadyActive(runs::active_for_fabric(conn, request.fabric_id).await?))
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,100 @@
+//! Auto-sync: fabrics with an interval are checked on schedule; a pull is queued only when the
+//! remote ref moved away from the last synced commit (or the check itself fails, so the run
+//! records why).
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::{debug, info_span, warn, Instrument};
+use uuid::Uuid;
+
+use super::queue::{self, Enqueued};
+use crate::api::AppState;
+use crate::db::{self, fabrics, runs, DbError};
+use crate::git::{GitError, Mirror};
+
+pub fn spawn(state: AppState, tick: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut shutdown = state.shutdown.clone();
+        loop {
+            loop {
+                let claimed = async {
+                    let mut conn = db::connect(&state.pool).await?;
+                    fabrics::claim_due_auto_sync(&mut conn).await
+                };
+                match claimed.await {
+                    Ok(Some(fabric_id)) => check(&state, fabric_id).instrument(info_span!("auto_sync", fabric_id = %fabric_id)).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(error = %e, "auto-sync: cannot claim due fabrics");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    })
+}
+
+async fn check(state: &AppState, fabric_id: Uuid) {
+    match moved(state, fabric_id).await {
+        Ok(false) => debug!("ref unchanged; nothing to pull"),
+        Ok(true) => enqueue(state, fabric_id).await,
+        Err(CheckError::Busy) => debug!("a run is already active"),
+        Err(CheckError::Db(e)) => warn!(error = %e, "auto-sync check failed"),
+        // The run reports the failure where users look (the run and the fabric's last error).
+        Err(CheckError::Git(e)) => {
+            debug!(error = %e, "auto-sync fetch failed; queuing a run to record it");
+            enqueue(state, fabric_id).await
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("a run is active")]
+    Busy,
+}
+
+/// Whether the fabric's ref resolves to another commit than the last synced one.
+async fn moved(state: &AppState, fabric_id: Uuid) -> Result<bool, CheckError> {
+    let mut conn = db::connect(&state.pool).await?;
+    if runs::active_for_fabric(&mut conn, fabric_id).await?.is_some() {
+        return Err(CheckError::Busy);
+    }
+    let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok(false) };
+    let Some(repository) = db::repositories::get(&mut conn, fabric.repository_id).await? else { return Ok(false) };
+    drop(conn);
+    let Ok(auth) = crate::credentials::git_auth(&repository, &state.keyring) else { return Ok(true) };
+    let cache = state.settings.data_dir.join("git");
+    let timeout = state.settings.git_timeout;
+    let git_ref = fabric.git_ref.clone();
+    let head = tokio::task::spawn_blocking(move || -> Result<String, GitError> {
+        let mirror = Mirror::open_or_init(&cache, &repository.id.to_string())?;
+        mirror.fetch(&repository.url, &auth, timeout, &mut |_| {})?;
+        mirror.resolve(&git_ref)
+    })
+    .await
+    .map_err(|e| DbError::Pool(format!("auto-sync task: {e}")))??;
+    Ok(fabric.last_synced_commit.as_deref() != Some(head.as_str()))
+}
+
+async fn enqueue(state: &AppState, fabric_id: Uuid) {
+    let request =
+        queue::Request { fabric_id, mode: "pull", trigger: "schedule", dry_run: false, force: false, requested_ref: String::new() };
+    let queued = async {
+        let mut conn = db::connect(&state.pool).await?;
+        queue::enqueue(&mut conn, &request).await
+    };
+    match queued.await {
+        Ok(Enqueued::New(_)) | Ok(Enqueued::AlreadyActive(_)) => {}
+        Err(e) => warn!(error = %e, "auto-sync: cannot queue a run"),
+    }
+}
