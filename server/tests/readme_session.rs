@@ -59,5 +59,9 @@ async fn readme_grpcurl_session_runs() {
     assert!(stdout.contains("\"prune\": true"), "fabric update not shown:\n{stdout}");
     assert!(stdout.contains("\"hasBearerToken\": true"), "{stdout}");
     assert!(!stdout.contains("demo-token") && !server.log().contains("demo-token"), "bearer token echoed");
+    assert!(stdout.contains("\"finished\""), "the sync did not stream to its end:\n{stdout}");
+    assert!(stdout.contains("\"status\": \"SYNC_RUN_STATUS_SUCCEEDED\""), "{stdout}");
+    assert!(stdout.contains("\"kind\": \"VPC\""), "no VPC listed:\n{stdout}");
+    assert!(stdout.contains("\"valid\": true"), "PlanSync:\n{stdout}");
     assert!(stderr.contains("FailedPrecondition"), "delete of a used repository was not refused:\n{stderr}");
 }
