@@ -15,14 +15,8 @@ fi
 
 # The integration tests start a private PostgreSQL in target/test-pg (kept between runs);
 # stop it when the tests end.
-stop_test_pg() {
-  local data=target/test-pg/data
-  [ -f "$data/postmaster.pid" ] || return 0
-  local bindir; bindir=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)")
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$bindir/pg_ctl" -D "$data" -m fast stop >/dev/null || true
-  else "$bindir/pg_ctl" -D "$data" -m fast stop >/dev/null || true; fi
-}
-trap stop_test_pg EXIT
+source scripts/lib.sh
+trap "stop_private_pg target/test-pg" EXIT
 
 export PATH="$PWD/.tools/bin:$PATH"
 echo "== cargo test"

@@ -66,25 +66,6 @@ pub async fn of_run(conn: &mut AsyncPgConnection, run_id: Uuid, after: i64, limi
         .await?)
 }
 
-/// Events of one fabric's stream after `after`, oldest first.
-pub async fn of_fabric(
-    conn: &mut AsyncPgConnection,
-    fabric_id: Uuid,
-    stream: &str,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<EventRow>, DbError> {
-    Ok(events::table
-        .filter(events::fabric_id.eq(fabric_id))
-        .filter(events::stream.eq(stream.to_string()))
-        .filter(events::sequence.gt(after))
-        .order(events::sequence.asc())
-        .limit(limit)
-        .select(EventRow::as_select())
-        .load(conn)
-        .await?)
-}
-
 /// The last sequence of a run's events (0 when none).
 pub async fn last_of_run(conn: &mut AsyncPgConnection, run_id: Uuid) -> Result<i64, DbError> {
     let last: Option<i64> =

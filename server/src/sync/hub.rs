@@ -44,11 +44,6 @@ impl Hub {
         hub
     }
 
-    /// A hub that never notifies (readers fall back to polling); for processes without a listener.
-    pub fn disconnected() -> Hub {
-        Hub { tx: broadcast::channel(1).0 }
-    }
-
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.tx.subscribe()
     }
