@@ -55,7 +55,7 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stopping = shutdown_rx.clone();
     let hub = crate::sync::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
-    let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub };
+    let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub, parse_cache: Default::default() };
     let mut workers = crate::sync::worker::spawn(state.clone());
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
 

@@ -94,6 +94,14 @@ async fn pull_stores_the_lab_fabric_then_only_what_changed() {
     let n = counters(&again);
     assert_eq!((n.created, n.updated, n.unchanged, n.deleted), (0, 0, LAB_OBJECTS, 0), "{again:?}");
     assert!(again.changes.is_empty());
+    assert_eq!(n.files, 0, "the same source was read again");
+    assert_eq!(c.stored(&fabric_id).await, stored);
+    // `force` reads and parses it anyway, and still writes nothing.
+    let request = StartSyncRequest { fabric_id: fabric_id.clone(), mode: SyncMode::Pull as i32, force: true, ..Default::default() };
+    let forced_id = c.sync.start_sync(request).await.expect("force").into_inner().run.expect("run").id;
+    let forced = c.wait(&forced_id, std::time::Duration::from_secs(60)).await;
+    let n = counters(&forced);
+    assert_eq!((n.files, n.unchanged, n.created + n.updated + n.deleted), (2, LAB_OBJECTS, 0), "{forced:?}");
     assert_eq!(c.stored(&fabric_id).await, stored);
 
     // Change one annotation of the first switch, delete the second file.

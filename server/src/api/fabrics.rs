@@ -297,6 +297,7 @@ impl FabricService for FabricApi {
             version: 1,
             created_at: now,
             updated_at: now,
+            synced_source: None,
         };
         let mut v = Violations::default();
         for path in ["name", "description", "git_ref", "gitops_path"] {

@@ -33,6 +33,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Wakes streams when events are appended by any process.
     pub hub: crate::sync::hub::Hub,
+    /// Parsed files by content, so re-pulls parse only what changed.
+    pub parse_cache: Arc<crate::sync::cache::ParseCache>,
 }
 
 impl AppState {

@@ -152,7 +152,7 @@ impl SyncService for SyncApi {
         drop(conn);
         let git_ref = if req.r#ref.is_empty() { fabric.git_ref.clone() } else { req.r#ref.clone() };
         let scope = Scope::silent(self.state.clone(), fabric_id);
-        let pulled = pull::pull(&self.state, &fabric, &git_ref, &scope).await.map_err(ApiError::from)?;
+        let pulled = pull::pull(&self.state, &fabric, &git_ref, true, &scope).await.map_err(ApiError::from)?;
         let diagnostics: Vec<Diagnostic> =
             pulled.diagnostics.iter().map(|d| Diagnostic::from(&StoredDiagnostic::from(d))).collect();
         let mut counters = pulled.counters.clone();

@@ -40,6 +40,7 @@ pub struct FabricRow {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub synced_source: Option<String>,
 }
 
 /// Equality filters of ListFabrics; None matches all.
@@ -143,6 +144,7 @@ pub struct SyncRecord {
     pub resource_counts: Option<serde_json::Value>,
     pub last_synced_commit: Option<Option<String>>,
     pub last_sync_time: Option<Option<DateTime<Utc>>>,
+    pub synced_source: Option<Option<String>>,
 }
 
 pub async fn record_sync(conn: &mut AsyncPgConnection, id: Uuid, record: &SyncRecord) -> Result<(), DbError> {

@@ -53,6 +53,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         next_auto_sync_at -> Nullable<Timestamptz>,
+        synced_source -> Nullable<Text>,
     }
 }
 

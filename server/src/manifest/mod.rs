@@ -15,6 +15,10 @@ pub use kinds::{KindDef, KindRegistry};
 pub use semantics::validate_fabric;
 pub use yaml::Positions;
 
+/// Bump when parsing, validation or normalization changes what a source yields: stored states
+/// pulled by an older version are then re-read instead of taken as up to date.
+pub const VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     Error,

@@ -2,6 +2,7 @@
 //! their IPv4Namespace and disjoint, VLANs inside their VLANNamespace and not reused.
 //! Rules follow Hedgehog's API validation (githedgehog/fabric api/vpc and api/wiring).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -24,11 +25,11 @@ impl<'a> Index<'a> {
 }
 
 /// All cross-object findings, sorted by file, document and field.
-pub fn validate_fabric(objects: &[Object]) -> Vec<Diagnostic> {
+pub fn validate_fabric<O: Borrow<Object>>(objects: &[O]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut index = Index(HashMap::with_capacity(objects.len()));
     let mut first: HashMap<(&str, &str, &str, &str), &Object> = HashMap::with_capacity(objects.len());
-    for o in objects {
+    for o in objects.iter().map(Borrow::borrow) {
         let key = (o.group.as_str(), o.kind.as_str(), o.namespace.as_str(), o.name.as_str());
         if let Some(earlier) = first.get(&key) {
             out.push(o.diagnostic(

@@ -1,6 +1,7 @@
 //! The sync engine: runs queued in PostgreSQL, executed by workers in any server process,
 //! reporting progress to the event log. `plan` is pure; `pull` and `worker` are the shell.
 
+pub mod cache;
 pub mod hub;
 pub mod plan;
 pub mod pull;

@@ -1,6 +1,7 @@
 //! What a pull changes in the stored desired state: pure, from the parsed objects and the
 //! stored (key, hash) index.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
@@ -50,7 +51,7 @@ pub struct Plan {
 
 /// Compares parsed objects with the stored index. Objects must have unique keys (validation
 /// rejects duplicates before this runs).
-pub fn plan(objects: &[Object], stored: &[DesiredEntry]) -> Plan {
+pub fn plan<O: Borrow<Object>>(objects: &[O], stored: &[DesiredEntry]) -> Plan {
     let stored_by_key: HashMap<Key, &DesiredEntry> = stored
         .iter()
         .filter(|e| e.desired_hash.is_some())
@@ -58,7 +59,7 @@ pub fn plan(objects: &[Object], stored: &[DesiredEntry]) -> Plan {
         .collect();
     let mut plan = Plan::default();
     let mut seen = std::collections::HashSet::with_capacity(objects.len());
-    for (index, object) in objects.iter().enumerate() {
+    for (index, object) in objects.iter().map(Borrow::borrow).enumerate() {
         let key = key_of(object);
         let action = match stored_by_key.get(&key) {
             None => Action::Create,
@@ -88,9 +89,9 @@ pub fn plan(objects: &[Object], stored: &[DesiredEntry]) -> Plan {
 }
 
 /// Objects per (group, kind), in order.
-pub fn kind_counts(objects: &[Object]) -> Vec<(String, String, i64)> {
+pub fn kind_counts<O: Borrow<Object>>(objects: &[O]) -> Vec<(String, String, i64)> {
     let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-    for o in objects {
+    for o in objects.iter().map(Borrow::borrow) {
         *counts.entry((o.group.as_str(), o.kind.as_str())).or_default() += 1;
     }
     counts.into_iter().map(|((g, k), n)| (g.to_string(), k.to_string(), n)).collect()

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tracing::warn;
 use uuid::Uuid;
 
+use super::cache::ParseCache;
 use super::plan::{self, Plan};
 use super::{encode_progress, Counters, PROGRESS};
 use crate::api::AppState;
@@ -18,7 +19,7 @@ use crate::crypto::CryptoError;
 use crate::db::fabrics::FabricRow;
 use crate::db::{self, DbError};
 use crate::git::{FetchProgress, GitError, Mirror, SourceFile};
-use crate::manifest::{self, KindRegistry, Object, Severity};
+use crate::manifest::{self, KindRegistry, Object, ParsedFile, Severity};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{FetchingProgress, ParsingProgress, ValidatingProgress};
 
@@ -100,7 +101,11 @@ impl Scope {
 /// The parsed and validated sources at one commit.
 pub struct Pulled {
     pub commit: String,
-    pub objects: Vec<Object>,
+    /// What the sources are: commit, directory and parse settings (see `source_key`).
+    pub source: String,
+    /// The stored desired state was pulled from this very source: nothing was read or parsed.
+    pub same_source: bool,
+    pub files: Vec<Arc<ParsedFile>>,
     pub diagnostics: Vec<manifest::Diagnostic>,
     pub counters: Counters,
 }
@@ -109,10 +114,34 @@ impl Pulled {
     pub fn has_errors(&self) -> bool {
         self.counters.errors > 0
     }
+
+    pub fn objects(&self) -> Vec<&Object> {
+        self.files.iter().flat_map(|f| f.objects.iter()).collect()
+    }
 }
 
-/// Fetches, reads, parses and validates `fabric`'s sources at `git_ref`.
-pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, scope: &Scope) -> Result<Pulled, PullError> {
+/// Everything the desired state of a pull depends on; equal keys give equal desired states.
+pub fn source_key(commit: &str, fabric: &FabricRow) -> String {
+    format!(
+        "{commit} {:?} ns={} strict={} manifest=v{}",
+        fabric.gitops_path,
+        namespace_of(fabric),
+        fabric.strict_references,
+        manifest::VERSION
+    )
+}
+
+fn namespace_of(fabric: &FabricRow) -> &str {
+    if fabric.cluster_namespace.is_empty() {
+        "default"
+    } else {
+        &fabric.cluster_namespace
+    }
+}
+
+/// Fetches, reads, parses and validates `fabric`'s sources at `git_ref`; stops after resolving
+/// the ref when the fabric's stored state came from the same source (unless `force`).
+pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, force: bool, scope: &Scope) -> Result<Pulled, PullError> {
     scope.checkpoint()?;
     let mut conn = db::connect(&state.pool).await?;
     let repository =
@@ -124,16 +153,22 @@ pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, scope: &S
     let cache = state.settings.data_dir.join("git");
     let (url, timeout, limits) = (repository.url.clone(), state.settings.git_timeout, state.settings.read_limits);
     let (dir, git_ref, repository_id) = (fabric.gitops_path.clone(), git_ref.to_string(), repository.id.to_string());
-    let (commit, files) = with_progress(
+    let known = if force { None } else { fabric.synced_source.clone() };
+    let row = fabric.clone();
+    let (commit, source, files) = with_progress(
         FetchProgress::default(),
-        move |progress| -> Result<(String, Vec<SourceFile>), GitError> {
+        move |progress| -> Result<(String, String, Option<Vec<SourceFile>>), GitError> {
             let mirror = Mirror::open_or_init(&cache, &repository_id)?;
             mirror.fetch(&url, &auth, timeout, &mut |p| {
                 progress.send_replace(p);
             })?;
             let commit = mirror.resolve(&git_ref)?;
+            let source = source_key(&commit, &row);
+            if known.as_deref() == Some(source.as_str()) {
+                return Ok((commit, source, None));
+            }
             let files = mirror.read_dir(&commit, &dir, &limits)?;
-            Ok((commit, files))
+            Ok((commit, source, Some(files)))
         },
         scope,
         |p| {
@@ -145,43 +180,34 @@ pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, scope: &S
     )
     .await??;
     scope.checkpoint()?;
+    let Some(files) = files else {
+        return Ok(Pulled { commit, source, same_source: true, files: Vec::new(), diagnostics: Vec::new(), counters: Counters::default() });
+    };
 
-    let file_count = i32::try_from(files.len()).unwrap_or(i32::MAX);
-    let namespace = if fabric.cluster_namespace.is_empty() { "default" } else { fabric.cluster_namespace.as_str() };
-    let options = manifest::Options { default_namespace: namespace.to_string(), ..Default::default() };
+    let file_count = files.len();
+    let options = manifest::Options { default_namespace: namespace_of(fabric).to_string(), ..Default::default() };
+    let parse_cache = state.parse_cache.clone();
     let parsed = with_progress(
         (0usize, String::new()),
-        move |progress| {
-            let registry = KindRegistry::hedgehog();
-            let results: Vec<manifest::ParsedFile> = files
-                .iter()
-                .enumerate()
-                .map(|(i, file)| {
-                    progress.send_replace((i + 1, file.path.clone()));
-                    manifest::parse_file(file, registry, &options)
-                })
-                .collect();
-            results
-        },
+        move |progress| parse_all(&files, &options, &parse_cache, progress),
         scope,
-        |(i, path)| Payload::Parsing(ParsingProgress { file_index: *i as i32, file_count, path: path.clone() }),
+        move |(i, path)| Payload::Parsing(ParsingProgress { file_index: clamp(*i), file_count: clamp(file_count), path: path.clone() }),
     )
-    .await?;
+    .await??;
     scope.checkpoint()?;
 
-    let mut counters = Counters { files: i64::from(file_count), ..Default::default() };
-    let mut objects = Vec::new();
-    let mut diagnostics = Vec::new();
-    for file in parsed {
+    let mut counters = Counters { files: file_count as i64, ..Default::default() };
+    let mut diagnostics: Vec<manifest::Diagnostic> = Vec::new();
+    for file in &parsed {
         counters.ignored += file.ignored as i64;
-        objects.extend(file.objects);
-        diagnostics.extend(file.diagnostics);
+        counters.documents += (file.objects.len() + file.ignored) as i64;
+        diagnostics.extend(file.diagnostics.iter().cloned());
     }
-    counters.documents = objects.len() as i64 + counters.ignored;
     scope.emit(Payload::Validating(ValidatingProgress { documents: counters.documents })).await;
-    let (objects, semantic) = tokio::task::spawn_blocking(move || {
+    let (parsed, semantic) = tokio::task::spawn_blocking(move || {
+        let objects: Vec<&Object> = parsed.iter().flat_map(|f| f.objects.iter()).collect();
         let found = manifest::validate_fabric(&objects);
-        (objects, found)
+        (parsed, found)
     })
     .await
     .map_err(|e| PullError::Internal(e.to_string()))?;
@@ -197,17 +223,59 @@ pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, scope: &S
     counters.errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count() as i64;
     counters.warnings = diagnostics.len() as i64 - counters.errors;
     scope.checkpoint()?;
-    Ok(Pulled { commit, objects, diagnostics, counters })
+    Ok(Pulled { commit, source, same_source: false, files: parsed, diagnostics, counters })
+}
+
+fn clamp(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Parses files on every core (through the cache), in order, publishing (files done, path).
+fn parse_all(
+    files: &[SourceFile],
+    options: &manifest::Options,
+    cache: &ParseCache,
+    progress: &watch::Sender<(usize, String)>,
+) -> Result<Vec<Arc<ParsedFile>>, PullError> {
+    let registry = KindRegistry::hedgehog();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                let done = &done;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|file| {
+                            let parsed = cache.parse(file, registry, options);
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            progress.send_replace((n, file.path.clone()));
+                            parsed
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut parsed = Vec::with_capacity(files.len());
+        for worker in workers {
+            // A parser that panicked must fail the run, never store part of the sources.
+            parsed.extend(worker.join().map_err(|_| PullError::Internal("a YAML parser thread failed".into()))?);
+        }
+        Ok(parsed)
+    })
 }
 
 /// What storing `pulled` would change, with changed fields for (the first) updates.
 pub async fn plan_against_store(state: &AppState, fabric_id: Uuid, pulled: &Pulled) -> Result<Plan, PullError> {
     let mut conn = db::connect(&state.pool).await?;
     let index = db::resources::index(&mut conn, fabric_id).await?;
-    let mut plan = plan::plan(&pulled.objects, &index);
+    let objects = pulled.objects();
+    let mut plan = plan::plan(&objects, &index);
     let ids: HashMap<plan::Key, Uuid> =
         index.iter().map(|e| ((e.api_group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone()), e.id)).collect();
-    let new_bodies: HashMap<plan::Key, &serde_json::Value> = pulled.objects.iter().map(|o| (plan::key_of(o), &o.body)).collect();
+    let new_bodies: HashMap<plan::Key, &serde_json::Value> = objects.iter().map(|o| (plan::key_of(o), &o.body)).collect();
     let updates: Vec<usize> =
         plan.changes.iter().enumerate().filter(|(_, c)| c.action == plan::Action::Update).map(|(i, _)| i).take(MAX_DIFFED_UPDATES).collect();
     let wanted: Vec<Uuid> = updates.iter().filter_map(|&i| ids.get(&plan.changes[i].key).copied()).collect();

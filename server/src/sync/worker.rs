@@ -121,13 +121,14 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
             resource_counts: None,
             last_synced_commit: None,
             last_sync_time: None,
+            synced_source: None,
         };
         fabrics::record_sync(&mut conn, fabric.id, &syncing).await?;
     }
     drop(conn);
     let git_ref = if run.requested_ref.is_empty() { fabric.git_ref.clone() } else { run.requested_ref.clone() };
     let scope = Scope::for_run(state.clone(), fabric.id, flags.clone());
-    let outcome = match pull::pull(state, &fabric, &git_ref, &scope).await {
+    let outcome = match pull::pull(state, &fabric, &git_ref, run.force, &scope).await {
         Ok(pulled) => conclude_pulled(state, worker, run, &fabric, &pulled, &scope).await,
         Err(e) => Err(e),
     };
@@ -159,13 +160,21 @@ async fn conclude_pulled(
     pulled: &Pulled,
     scope: &Scope,
 ) -> Result<(), PullError> {
+    if pulled.same_source {
+        // The stored state came from this very source: all of it is unchanged.
+        let stored: Vec<(String, String, i64)> = serde_json::from_value(fabric.resource_counts.clone()).unwrap_or_default();
+        let counters = Counters { unchanged: stored.iter().map(|(_, _, n)| n).sum(), ..Default::default() };
+        let done = Conclusion { kind_counts: stored, ..Conclusion::succeeded(counters, pulled, &Plan::default(), Vec::new()) };
+        return conclude(state, worker, run, fabric, done, None).await;
+    }
     let diagnostics: Vec<StoredDiagnostic> = pulled.diagnostics.iter().map(StoredDiagnostic::from).collect();
+    let objects = pulled.objects();
     if pulled.has_errors() {
         let message = format!("the sources at {} have {} error(s); nothing was stored", short(&pulled.commit), pulled.counters.errors);
         let failed = Conclusion::failed(diagnostics, message, pulled.counters.clone(), Some(pulled.commit.clone()));
         return conclude(state, worker, run, fabric, failed, None).await;
     }
-    if pulled.objects.is_empty() && !fabric.allow_empty {
+    if objects.is_empty() && !fabric.allow_empty {
         let message = format!(
             "no Hedgehog objects under {:?} at {}; refusing to empty the fabric (set sync_policy.allow_empty to allow it)",
             if fabric.gitops_path.is_empty() { "/" } else { &fabric.gitops_path },
@@ -186,7 +195,7 @@ async fn conclude_pulled(
         scope.emit(Payload::Persisting(PersistingProgress { done: 0, total })).await;
     }
     let mut done = Conclusion::succeeded(counters, pulled, &plan, diagnostics);
-    done.kind_counts = super::plan::kind_counts(&pulled.objects);
+    done.kind_counts = super::plan::kind_counts(&objects);
     conclude(state, worker, run, fabric, done, writes).await
 }
 
@@ -199,6 +208,8 @@ struct Conclusion {
     changes: Vec<StoredChange>,
     kind_counts: Vec<(String, String, i64)>,
     error: Option<String>,
+    /// The source a succeeded pull stored (see `pull::source_key`).
+    source: Option<String>,
 }
 
 impl Conclusion {
@@ -211,6 +222,7 @@ impl Conclusion {
             changes: Vec::new(),
             kind_counts: Vec::new(),
             error: None,
+            source: None,
         }
     }
 
@@ -225,6 +237,7 @@ impl Conclusion {
             commit: Some(pulled.commit.clone()),
             diagnostics,
             changes: plan.changes.iter().take(MAX_STORED_CHANGES).map(StoredChange::from).collect(),
+            source: Some(pulled.source.clone()),
             ..Conclusion::cancelled()
         }
     }
@@ -339,6 +352,7 @@ fn fabric_record(fabric: &FabricRow, c: &Conclusion, now: chrono::DateTime<chron
             resource_counts: Some(serde_json::to_value(&c.kind_counts).map_err(|e| PullError::Internal(e.to_string()))?),
             last_synced_commit: Some(c.commit.clone()),
             last_sync_time: Some(Some(now)),
+            synced_source: Some(c.source.clone()),
         },
         "failed" => SyncRecord {
             sync_status: "failed".into(),
@@ -346,15 +360,24 @@ fn fabric_record(fabric: &FabricRow, c: &Conclusion, now: chrono::DateTime<chron
             resource_counts: None,
             last_synced_commit: None,
             last_sync_time: None,
+            synced_source: None,
         },
-        _ => SyncRecord { sync_status: previous.into(), last_error: None, resource_counts: None, last_synced_commit: None, last_sync_time: None },
+        _ => SyncRecord {
+            sync_status: previous.into(),
+            last_error: None,
+            resource_counts: None,
+            last_synced_commit: None,
+            last_sync_time: None,
+            synced_source: None,
+        },
     })
 }
 
 fn desired_rows(fabric_id: Uuid, pulled: &Pulled, plan: &Plan, now: chrono::DateTime<chrono::Utc>) -> Vec<DesiredInput> {
+    let objects = pulled.objects();
     plan.writes
         .iter()
-        .filter_map(|&i| pulled.objects.get(i))
+        .filter_map(|&i| objects.get(i))
         .map(|o| DesiredInput {
             id: Uuid::new_v4(),
             fabric_id,
@@ -367,7 +390,7 @@ fn desired_rows(fabric_id: Uuid, pulled: &Pulled, plan: &Plan, now: chrono::Date
             desired_hash: Some(o.hash.clone()),
             source_file: Some(o.file.clone()),
             source_document: Some(i32::try_from(o.document).unwrap_or(i32::MAX)),
-            source_line: None,
+            source_line: i32::try_from(o.line).ok(),
             commit_sha: Some(pulled.commit.clone()),
             updated_at: now,
         })
