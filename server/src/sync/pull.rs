@@ -305,22 +305,35 @@ where
     let mut task = tokio::task::spawn_blocking(move || work(&tx));
     loop {
         tokio::select! {
-            done = &mut task => {
-                // The sender is gone now: this returns at once, with the last value if unseen.
-                if rx.changed().await.is_ok() {
-                    let latest = rx.borrow_and_update().clone();
-                    scope.emit(payload(&latest)).await;
-                }
-                return done.map_err(|e| PullError::Internal(e.to_string()));
-            }
+            done = &mut task => return finish(done, &mut rx, scope, &payload).await,
             changed = rx.changed() => {
                 if changed.is_err() {
-                    return (&mut task).await.map_err(|e| PullError::Internal(e.to_string()));
+                    let done = (&mut task).await;
+                    return finish(done, &mut rx, scope, &payload).await;
                 }
                 let latest = rx.borrow_and_update().clone();
                 scope.emit(payload(&latest)).await;
-                tokio::time::sleep(THROTTLE).await;
+                // Throttle, but never hold back a finished step.
+                tokio::select! {
+                    done = &mut task => return finish(done, &mut rx, scope, &payload).await,
+                    _ = tokio::time::sleep(THROTTLE) => {}
+                }
             }
         }
     }
+}
+
+/// Reports the last progress value if it was not sent yet, and returns the work's result.
+async fn finish<T, P: Clone>(
+    done: Result<T, tokio::task::JoinError>,
+    rx: &mut watch::Receiver<P>,
+    scope: &Scope,
+    payload: &impl Fn(&P) -> Payload,
+) -> Result<T, PullError> {
+    // The sender is gone now: this returns at once, with the last value if unseen.
+    if rx.changed().await.is_ok() {
+        let latest = rx.borrow_and_update().clone();
+        scope.emit(payload(&latest)).await;
+    }
+    done.map_err(|e| PullError::Internal(e.to_string()))
 }
