@@ -144,8 +144,16 @@ async fn pull(c: &mut Clients, fabric_id: &str) -> Pull {
         }
     }
     let total = started.elapsed();
+    let run = c.sync.get_sync_run(GetSyncRunRequest { id: run.id }).await.expect("run").into_inner().run.expect("run");
     let secs = |t: &prost_types::Timestamp| t.seconds as f64 + f64::from(t.nanos) / 1e9;
-    let stages = marks.windows(2).map(|w| (w[0].0, Duration::from_secs_f64((secs(&w[1].1) - secs(&w[0].1)).max(0.0)))).collect();
+    let between = |a: &prost_types::Timestamp, b: &prost_types::Timestamp| Duration::from_secs_f64((secs(b) - secs(a)).max(0.0));
+    let (created, claimed, finished) = (run.create_time.expect("created"), run.start_time.expect("started"), run.finish_time.expect("finished"));
+    let mut stages = vec![("queued until claimed", between(&created, &claimed))];
+    if let Some((_, first)) = marks.first() {
+        stages.push(("claim to first step", between(&claimed, first)));
+    }
+    stages.extend(marks.windows(2).map(|w| (w[0].0, between(&w[0].1, &w[1].1))));
+    stages.push(("outside the run (RPCs, stream)", total.saturating_sub(between(&created, &finished))));
     Pull { total, stages, counters: counters.expect("finished") }
 }
 
