@@ -18,6 +18,7 @@ fi
 source scripts/lib.sh
 trap "stop_private_pg target/test-pg" EXIT
 
+scripts/kube-harness.sh
 export PATH="$PWD/.tools/bin:$PATH"
 echo "== cargo test"
 cargo test --workspace --locked 2>&1

@@ -47,7 +47,6 @@ pub struct RunOutcome {
     pub diagnostics: serde_json::Value,
     pub changes: serde_json::Value,
     pub error: Option<String>,
-    pub finished_at: Option<DateTime<Utc>>,
     pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
@@ -166,8 +165,12 @@ pub async fn lock_if_held(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) 
         .optional()?)
 }
 
+/// Records the outcome; the finish time is the moment of this write.
 pub async fn finish(conn: &mut AsyncPgConnection, id: Uuid, outcome: &RunOutcome) -> Result<(), DbError> {
-    diesel::update(sync_runs::table.find(id)).set(outcome).execute(conn).await?;
+    diesel::update(sync_runs::table.find(id))
+        .set((outcome, sync_runs::finished_at.eq(Some(super::now()))))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

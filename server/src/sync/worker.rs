@@ -299,11 +299,9 @@ async fn conclude(
         diagnostics: to_json(serde_json::to_value(&diagnostics))?,
         changes: to_json(serde_json::to_value(&conclusion.changes))?,
         error: conclusion.error.clone(),
-        finished_at: Some(now),
         lease_expires_at: None,
     };
     let record = (!run.dry_run).then(|| fabric_record(fabric, &conclusion, now)).transpose()?;
-    let event = encode_progress(run.id, conclusion.payload());
     let rows = writes.map(|(pulled, plan)| desired_rows(fabric.id, pulled, plan, now));
     let removals = writes.map(|(_, plan)| plan.removals.clone()).unwrap_or_default();
     let commit = conclusion.commit.clone().unwrap_or_default();
@@ -324,7 +322,9 @@ async fn conclude(
                 if let Some(record) = &record {
                     fabrics::record_sync(conn, run.fabric_id, record).await?;
                 }
+                // Stamped after the writes so the run's times include them.
                 runs::finish(conn, run.id, &outcome).await?;
+                let event = encode_progress(run.id, conclusion.payload());
                 events::append(conn, run.fabric_id, Some(run.id), PROGRESS, &event).await?;
                 Ok(())
             }
