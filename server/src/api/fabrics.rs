@@ -1,5 +1,5 @@
-//! FabricService: fabric CRUD and the stored resources of a fabric. Cluster calls (TestClusterConnection, GenerateRbacManifests)
-//! answer UNIMPLEMENTED until the Kubernetes layer lands.
+//! FabricService: fabric CRUD, the stored resources of a fabric, and the cluster calls
+//! (TestClusterConnection, GenerateRbacManifests).
 
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -10,7 +10,9 @@ use super::convert::{
 };
 use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
+use crate::cluster::{self, check, rbac, ClusterError};
 use crate::crypto;
+use crate::manifest::kinds::KindRegistry;
 use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
 use crate::db::resources::{self, ResourceFilter, ResourceRow};
 use crate::db::{repositories, DbError};
@@ -451,6 +453,82 @@ impl FabricService for FabricApi {
         };
         let row = found.map_err(ApiError::from)?.ok_or(ApiError::NotFound { kind: "resource", id: wanted })?;
         Ok(Response::new(GetResourceResponse { resource: Some(resource_proto(&row, true)) }))
+    }
+
+    async fn test_cluster_connection(
+        &self,
+        request: Request<TestClusterConnectionRequest>,
+    ) -> Result<Response<TestClusterConnectionResponse>, Status> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        let fabric = load(&self.state, id).await?;
+        let started = std::time::Instant::now();
+        let kinds = KindRegistry::hedgehog();
+        let checked = match cluster::connect(&fabric, &self.state.keyring) {
+            Ok(client) => check::run(&client, kinds).await,
+            Err(e) => Err(e),
+        };
+        let mut response = TestClusterConnectionResponse::default();
+        match checked {
+            Ok(report) => {
+                response.reachable = true;
+                response.server_version = report.server_version.clone();
+                if let Some(problems) = check::problems(&report, kinds) {
+                    let forbidden = report.permissions.iter().any(|p| !p.allowed);
+                    response.failure = if forbidden { ClusterFailure::Forbidden } else { ClusterFailure::Other } as i32;
+                    response.message = problems;
+                }
+                response.crds = report
+                    .crds
+                    .into_iter()
+                    .map(|c| InstalledCrd { group: c.group, kind: c.kind, versions: c.versions })
+                    .collect();
+                response.permissions = report
+                    .permissions
+                    .into_iter()
+                    .map(|p| PermissionCheck { group: p.group, resource: p.resource, verb: p.verb, allowed: p.allowed, reason: p.reason })
+                    .collect();
+            }
+            Err(e) => {
+                response.failure = cluster_failure(&e) as i32;
+                response.message = e.to_string();
+            }
+        }
+        response.latency = prost_types::Duration::try_from(started.elapsed()).ok();
+        let status = if response.failure == ClusterFailure::Unspecified as i32 { "reachable" } else { "failed" };
+        let mut conn = self.state.conn().await?;
+        store::set_connection_status(&mut conn, id, status).await.map_err(ApiError::from)?;
+        info!(fabric_id = %id, status, "cluster connection tested");
+        Ok(Response::new(response))
+    }
+
+    async fn generate_rbac_manifests(
+        &self,
+        request: Request<GenerateRbacManifestsRequest>,
+    ) -> Result<Response<GenerateRbacManifestsResponse>, Status> {
+        let req = request.into_inner();
+        let id = parse_id("fabric_id", &req.fabric_id)?;
+        let account = if req.service_account_name.is_empty() { "fabricsync" } else { req.service_account_name.as_str() };
+        let mut v = Violations::default();
+        v.check(validate::dns1123_label(account), "service_account_name");
+        if !req.namespace.is_empty() {
+            v.check(validate::dns1123_label(&req.namespace), "namespace");
+        }
+        v.into_result()?;
+        let fabric = load(&self.state, id).await?;
+        let namespace = if req.namespace.is_empty() { fabric.cluster_namespace.as_str() } else { req.namespace.as_str() };
+        let m = rbac::manifests(KindRegistry::hedgehog(), &fabric.name, account, namespace);
+        Ok(Response::new(GenerateRbacManifestsResponse { yaml: m.yaml, token_secret_name: m.token_secret_name }))
+    }
+}
+
+fn cluster_failure(e: &ClusterError) -> ClusterFailure {
+    match e {
+        ClusterError::Unreachable(_) => ClusterFailure::Unreachable,
+        ClusterError::Timeout(_) => ClusterFailure::Timeout,
+        ClusterError::Tls(_) => ClusterFailure::Tls,
+        ClusterError::Unauthenticated(_) => ClusterFailure::Unauthenticated,
+        ClusterError::Forbidden(_) => ClusterFailure::Forbidden,
+        _ => ClusterFailure::Other,
     }
 }
 

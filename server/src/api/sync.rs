@@ -42,18 +42,18 @@ impl SyncService for SyncApi {
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let mode = SyncMode::try_from(req.mode).unwrap_or(SyncMode::Unspecified);
-        match mode {
-            SyncMode::Pull => {}
-            SyncMode::Apply | SyncMode::Full => {
-                return Err(Status::unimplemented("APPLY and FULL arrive with the Kubernetes integration; use PULL"))
-            }
-            SyncMode::Unspecified => return Err(ApiError::invalid("mode", "must be PULL, APPLY or FULL").into()),
+        if mode == SyncMode::Unspecified {
+            return Err(ApiError::invalid("mode", "must be PULL, APPLY or FULL").into());
         }
         if !req.ref_override.is_empty() {
             validate::git_ref(&req.ref_override).map_err(|e| ApiError::invalid("ref_override", e))?;
         }
         let mut conn = self.state.conn().await?;
-        fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
+        let fabric = fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
+        if mode != SyncMode::Pull && fabric.cluster_server_url.is_empty() {
+            let message = "APPLY and FULL need the fabric's cluster connection (cluster.server_url); set it with UpdateFabric";
+            return Err(ApiError::FailedPrecondition(message.into()).into());
+        }
         let request = engine::queue::Request {
             fabric_id,
             mode: SYNC_MODES.word(mode).unwrap_or("pull"),

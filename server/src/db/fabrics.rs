@@ -171,3 +171,9 @@ pub async fn claim_due_auto_sync(conn: &mut AsyncPgConnection) -> Result<Option<
     .await?;
     Ok(rows.into_iter().next().map(|c| c.id))
 }
+
+/// Records the outcome of a cluster connection check.
+pub async fn set_connection_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str) -> Result<(), DbError> {
+    diesel::update(fabrics::table.find(id)).set(fabrics::connection_status.eq(status)).execute(conn).await?;
+    Ok(())
+}

@@ -240,3 +240,78 @@ pub async fn desired_bodies(
         .await?;
     Ok(rows.into_iter().filter_map(|(id, body)| body.map(|b| (id, b))).collect())
 }
+
+/// A desired object with what the last apply recorded, for applying.
+#[derive(Debug, Clone, Queryable)]
+pub struct ApplyEntry {
+    pub id: Uuid,
+    pub api_group: String,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub desired: Option<serde_json::Value>,
+    pub desired_hash: Option<String>,
+    pub last_applied_hash: Option<String>,
+    pub live_resource_version: Option<String>,
+}
+
+/// Every desired object of a fabric.
+pub async fn for_apply(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<ApplyEntry>, DbError> {
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .filter(resources::desired.is_not_null())
+        .order((resources::kind, resources::namespace, resources::name))
+        .select((
+            resources::id,
+            resources::api_group,
+            resources::api_version,
+            resources::kind,
+            resources::namespace,
+            resources::name,
+            resources::desired,
+            resources::desired_hash,
+            resources::last_applied_hash,
+            resources::live_resource_version,
+        ))
+        .load(conn)
+        .await?)
+}
+
+/// The outcome of applying one object. `applied_hash` is set when the cluster accepted it.
+#[derive(Debug, Clone)]
+pub struct ApplyRecord {
+    pub id: Uuid,
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub applied_hash: Option<String>,
+}
+
+/// Records apply outcomes in one statement per chunk (arrays unnested server-side); a field
+/// left None keeps its stored value.
+pub async fn record_apply(conn: &mut AsyncPgConnection, records: &[ApplyRecord], now: DateTime<Utc>) -> Result<(), DbError> {
+    use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    for chunk in records.chunks(UPSERT_CHUNK * 5) {
+        let column = |f: fn(&ApplyRecord) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
+        diesel::sql_query(
+            "UPDATE resources r SET apply_status = u.status, apply_error = u.error, \
+               live_uid = COALESCE(u.uid, r.live_uid), \
+               live_resource_version = COALESCE(u.rv, r.live_resource_version), \
+               last_applied_hash = COALESCE(u.hash, r.last_applied_hash), \
+               last_applied_at = CASE WHEN u.hash IS NULL THEN r.last_applied_at ELSE $7 END \
+             FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, status, error, uid, rv, hash) WHERE r.id = u.id",
+        )
+        .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|r| r.status.to_string()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.error.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.uid.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.resource_version.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.applied_hash.clone()))
+        .bind::<Timestamptz, _>(now)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}

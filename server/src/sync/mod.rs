@@ -1,6 +1,7 @@
 //! The sync engine: runs queued in PostgreSQL, executed by workers in any server process,
 //! reporting progress to the event log. `plan` is pure; `pull` and `worker` are the shell.
 
+pub mod apply;
 pub mod cache;
 pub mod hub;
 pub mod plan;
@@ -162,6 +163,8 @@ pub struct Counters {
     pub ignored: i64,
     pub warnings: i64,
     pub errors: i64,
+    pub applied: i64,
+    pub pruned: i64,
 }
 
 impl From<&Counters> for crate::proto::SyncCounters {
@@ -176,8 +179,8 @@ impl From<&Counters> for crate::proto::SyncCounters {
             ignored: c.ignored,
             warnings: c.warnings,
             errors: c.errors,
-            applied: 0,
-            pruned: 0,
+            applied: c.applied,
+            pruned: c.pruned,
         }
     }
 }

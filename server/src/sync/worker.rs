@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
 use uuid::Uuid;
 
+use super::apply::{self, ApplyReport};
 use super::pull::{self, PullError, Pulled, RunFlags, Scope};
 use super::{encode_progress, hub, plan::Plan, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
 use super::{MAX_STORED_CHANGES, MAX_STORED_DIAGNOSTICS, PROGRESS};
@@ -128,9 +129,13 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
     drop(conn);
     let git_ref = if run.requested_ref.is_empty() { fabric.git_ref.clone() } else { run.requested_ref.clone() };
     let scope = Scope::for_run(state.clone(), fabric.id, flags.clone());
-    let outcome = match pull::pull(state, &fabric, &git_ref, run.force, &scope).await {
-        Ok(pulled) => conclude_pulled(state, worker, run, &fabric, &pulled, &scope).await,
-        Err(e) => Err(e),
+    let outcome = if run.mode == "apply" {
+        apply_stored(state, worker, run, &fabric, &scope).await
+    } else {
+        match pull::pull(state, &fabric, &git_ref, run.force, &scope).await {
+            Ok(pulled) => conclude_pulled(state, worker, run, &fabric, &pulled, &scope).await,
+            Err(e) => Err(e),
+        }
     };
     match outcome {
         Ok(()) => Ok(()),
@@ -196,7 +201,34 @@ async fn conclude_pulled(
     }
     let mut done = Conclusion::succeeded(counters, pulled, &plan, diagnostics);
     done.kind_counts = super::plan::kind_counts(&objects);
-    conclude(state, worker, run, fabric, done, writes).await
+    if run.mode != "full" {
+        return conclude(state, worker, run, fabric, done, writes).await;
+    }
+    // FULL: the pulled state is stored first (validated, all-or-nothing), then applied.
+    let desired = match writes {
+        Some(writes) => {
+            store(state, worker, run, fabric, writes).await?;
+            apply::stored_desired(state, fabric.id).await?
+        }
+        None => apply::desired_from_pulled(state, fabric.id, &objects).await?,
+    };
+    let report = apply::apply(state, fabric, run, desired, scope).await?;
+    conclude(state, worker, run, fabric, done.with_apply(report, true), None).await
+}
+
+/// APPLY: the stored desired state to the cluster.
+async fn apply_stored(state: &AppState, worker: &str, run: &RunRow, fabric: &FabricRow, scope: &Scope) -> Result<(), PullError> {
+    let desired = apply::stored_desired(state, fabric.id).await?;
+    let report = apply::apply(state, fabric, run, desired, scope).await?;
+    let stored: Vec<(String, String, i64)> = serde_json::from_value(fabric.resource_counts.clone()).unwrap_or_default();
+    let base = Conclusion {
+        status: "succeeded",
+        commit: fabric.last_synced_commit.clone(),
+        source: fabric.synced_source.clone(),
+        kind_counts: stored,
+        ..Conclusion::cancelled()
+    };
+    conclude(state, worker, run, fabric, base.with_apply(report, false), None).await
 }
 
 /// How a run ends.
@@ -240,6 +272,24 @@ impl Conclusion {
             source: Some(pulled.source.clone()),
             ..Conclusion::cancelled()
         }
+    }
+
+    /// Adds an apply's outcome. After a pull (`after_pull`) the pull's counters stay and the
+    /// apply adds applied/pruned; an APPLY run counts what happened in the cluster.
+    fn with_apply(mut self, report: ApplyReport, after_pull: bool) -> Conclusion {
+        if after_pull {
+            self.counters.applied = report.counters.applied;
+            self.counters.pruned = report.counters.pruned;
+        } else {
+            self.counters = report.counters;
+        }
+        self.changes = report.changes;
+        self.diagnostics.extend(report.diagnostics);
+        if let Some(error) = report.error {
+            self.status = "failed";
+            self.error = Some(error);
+        }
+        self
     }
 
     fn payload(&self) -> Payload {
@@ -315,9 +365,7 @@ async fn conclude(
                     if cancel {
                         return Err(TxError::Cancelled);
                     }
-                    resources::upsert_desired(conn, rows).await?;
-                    resources::remove_desired(conn, &removals, now).await?;
-                    resources::touch_commit(conn, run.fabric_id, &commit).await?;
+                    write_desired(conn, run.fabric_id, rows, &removals, &commit, now).await?;
                 }
                 if let Some(record) = &record {
                     fabrics::record_sync(conn, run.fabric_id, record).await?;
@@ -371,6 +419,43 @@ fn fabric_record(fabric: &FabricRow, c: &Conclusion, now: chrono::DateTime<chron
             synced_source: None,
         },
     })
+}
+
+async fn write_desired(
+    conn: &mut diesel_async::AsyncPgConnection,
+    fabric_id: Uuid,
+    rows: &[DesiredInput],
+    removals: &[Uuid],
+    commit: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbError> {
+    resources::upsert_desired(conn, rows).await?;
+    resources::remove_desired(conn, removals, now).await?;
+    resources::touch_commit(conn, fabric_id, commit).await
+}
+
+/// Stores a pull's desired state without ending the run (FULL runs apply it next), fenced
+/// like `conclude`.
+async fn store(state: &AppState, worker: &str, run: &RunRow, fabric: &FabricRow, (pulled, plan): (&Pulled, &Plan)) -> Result<(), PullError> {
+    let now = db::now();
+    let rows = desired_rows(fabric.id, pulled, plan, now);
+    let mut conn = db::connect(&state.pool).await?;
+    let result = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            let cancel = runs::lock_if_held(conn, run.id, worker).await?.ok_or(TxError::Lost)?;
+            if cancel {
+                return Err(TxError::Cancelled);
+            }
+            write_desired(conn, fabric.id, &rows, &plan.removals, &pulled.commit, now).await?;
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(TxError::Lost) => Err(PullError::Lost),
+        Err(TxError::Cancelled) => Err(PullError::Cancelled),
+        Err(TxError::Db(e)) => Err(e.into()),
+    }
 }
 
 fn desired_rows(fabric_id: Uuid, pulled: &Pulled, plan: &Plan, now: chrono::DateTime<chrono::Utc>) -> Vec<DesiredInput> {

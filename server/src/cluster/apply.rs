@@ -1,0 +1,318 @@
+//! Server-side apply of a fabric's stored desired state: in waves, unchanged objects skipped,
+//! optional prune of labelled objects that left Git. The decisions are pure (`decide`); the
+//! requests live in `Applier`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::{stream, StreamExt};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use super::{waves, ClusterError, FABRIC_LABEL, FIELD_MANAGER};
+use crate::manifest::kinds::KindRegistry;
+use crate::sync::plan::{changed_fields, Key};
+
+/// Objects sent at once within a wave.
+const CONCURRENCY: usize = 16;
+/// Attempts for a request that fails with 429, 5xx or a timeout.
+const ATTEMPTS: u32 = 4;
+const LIST_PAGE: u32 = 500;
+
+/// One stored desired object to apply.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub id: uuid::Uuid,
+    pub key: Key,
+    pub version: String,
+    pub body: Value,
+    pub hash: String,
+    pub last_applied_hash: Option<String>,
+    /// resourceVersion the cluster gave at the last apply (or the watch saw since).
+    pub live_resource_version: Option<String>,
+}
+
+/// One object as the cluster has it.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub key: Key,
+    pub version: String,
+    pub resource_version: String,
+    pub managed_by_fabric: bool,
+    pub object: Value,
+}
+
+/// What happens to one desired object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Hash equals the last applied one and the live object has not moved: not sent.
+    Skip,
+    Send { exists: bool },
+}
+
+/// Pure: skip an object only when nothing about it can have changed since its last apply.
+pub fn decide(desired: &Desired, live: Option<&Live>) -> Decision {
+    match live {
+        Some(live)
+            if desired.last_applied_hash.as_deref() == Some(desired.hash.as_str())
+                && desired.live_resource_version.as_deref() == Some(live.resource_version.as_str()) =>
+        {
+            Decision::Skip
+        }
+        Some(_) => Decision::Send { exists: true },
+        None => Decision::Send { exists: false },
+    }
+}
+
+/// Pure: labelled objects of this fabric that are no longer desired.
+pub fn prunable<'a>(live: &'a [Live], desired: &[Desired]) -> Vec<&'a Live> {
+    let wanted: std::collections::HashSet<&Key> = desired.iter().map(|d| &d.key).collect();
+    live.iter().filter(|l| l.managed_by_fabric && !wanted.contains(&l.key)).collect()
+}
+
+/// The object as sent: the desired body with the fabric's label.
+pub fn with_fabric_label(body: &Value, fabric: &str) -> Value {
+    let mut body = body.clone();
+    if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = metadata.entry("labels").or_insert_with(|| Value::Object(Default::default()));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert(FABRIC_LABEL.to_string(), Value::String(fabric.to_string()));
+        }
+    }
+    body
+}
+
+/// The parts of an object a user owns, for comparing live and applied: spec, labels, annotations.
+fn comparable(object: &Value) -> Value {
+    let pick = |pointer: &str| object.pointer(pointer).cloned().unwrap_or(Value::Null);
+    serde_json::json!({
+        "metadata": {"labels": pick("/metadata/labels"), "annotations": pick("/metadata/annotations")},
+        "spec": pick("/spec"),
+    })
+}
+
+/// The result for one object.
+#[derive(Debug)]
+pub enum Applied {
+    Created { uid: String, resource_version: String },
+    Updated { uid: String, resource_version: String, fields: Vec<String> },
+    Unchanged { uid: String, resource_version: String },
+    Failed(ClusterError),
+}
+
+pub struct Applier {
+    client: Client,
+    fabric: String,
+    dry_run: bool,
+    force: bool,
+}
+
+impl Applier {
+    pub fn new(client: Client, fabric: &str, dry_run: bool, force: bool) -> Applier {
+        Applier { client, fabric: fabric.to_string(), dry_run, force }
+    }
+
+    fn api(&self, key: &Key, version: &str, kinds: &KindRegistry) -> Result<Api<DynamicObject>, ClusterError> {
+        let (group, kind, namespace, _) = key;
+        let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        let def = kinds
+            .lookup(&api_version, kind)
+            .ok_or_else(|| ClusterError::Other(format!("{api_version} {kind} is not a known kind")))?;
+        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &def.plural);
+        Ok(if def.namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, &resource)
+        } else {
+            Api::all_with(self.client.clone(), &resource)
+        })
+    }
+
+    /// Every object of the fabric's kinds in the cluster, paged.
+    pub async fn list_live(&self, kinds: &KindRegistry) -> Result<Vec<Live>, ClusterError> {
+        let mut live = Vec::new();
+        for def in kinds.kinds() {
+            let resource =
+                ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&def.group, &def.version, &def.kind), &def.plural);
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+            let mut params = ListParams::default().limit(LIST_PAGE);
+            loop {
+                let page = retry(|| api.list(&params)).await?;
+                for object in page.items {
+                    let labels = object.metadata.labels.clone().unwrap_or_default();
+                    let key = (
+                        def.group.clone(),
+                        def.kind.clone(),
+                        object.metadata.namespace.clone().unwrap_or_default(),
+                        object.metadata.name.clone().unwrap_or_default(),
+                    );
+                    live.push(Live {
+                        key,
+                        version: def.version.clone(),
+                        resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
+                        managed_by_fabric: labels.get(FABRIC_LABEL) == Some(&self.fabric),
+                        object: serde_json::to_value(&object).map_err(|e| ClusterError::Other(e.to_string()))?,
+                    });
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Server-side apply of one object (dry run if asked); `live` tells created from updated.
+    pub async fn apply(&self, desired: &Desired, live: Option<&Live>, kinds: &KindRegistry) -> Applied {
+        let api = match self.api(&desired.key, &desired.version, kinds) {
+            Ok(api) => api,
+            Err(e) => return Applied::Failed(e),
+        };
+        let body = with_fabric_label(&desired.body, &self.fabric);
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = self.force;
+        params.dry_run = self.dry_run;
+        let name = &desired.key.3;
+        let patch = Patch::Apply(&body);
+        let applied = match retry(|| api.patch(name, &params, &patch)).await {
+            Ok(object) => object,
+            Err(e) => return Applied::Failed(e),
+        };
+        let uid = applied.metadata.uid.clone().unwrap_or_default();
+        let resource_version = applied.metadata.resource_version.clone().unwrap_or_default();
+        match live {
+            None => Applied::Created { uid, resource_version },
+            // An apply that changes nothing keeps the resourceVersion.
+            Some(live) if live.resource_version == resource_version => Applied::Unchanged { uid, resource_version },
+            Some(live) => {
+                let after = serde_json::to_value(&applied).unwrap_or(Value::Null);
+                let fields = changed_fields(&comparable(&live.object), &comparable(&after));
+                if fields.is_empty() && self.dry_run {
+                    Applied::Unchanged { uid, resource_version }
+                } else {
+                    Applied::Updated { uid, resource_version, fields }
+                }
+            }
+        }
+    }
+
+    /// Deletes one labelled object (dry run if asked).
+    pub async fn delete(&self, live: &Live, kinds: &KindRegistry) -> Result<(), ClusterError> {
+        let api = self.api(&live.key, &live.version, kinds)?;
+        let params = DeleteParams { dry_run: self.dry_run, ..Default::default() };
+        match retry(|| api.delete(&live.key.3, &params)).await {
+            Ok(_) => Ok(()),
+            Err(ClusterError::Other(m)) if m.contains("not found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `indexes` of `desired` with bounded concurrency; results in completion order.
+    pub async fn apply_wave<'a>(
+        &'a self,
+        desired: &'a [Desired],
+        indexes: &'a [usize],
+        live: &'a HashMap<Key, &'a Live>,
+        kinds: &'a KindRegistry,
+    ) -> impl futures::Stream<Item = (usize, Applied)> + 'a {
+        stream::iter(indexes.iter().copied())
+            .map(move |i| async move { (i, self.apply(&desired[i], live.get(&desired[i].key).copied(), kinds).await) })
+            .buffer_unordered(CONCURRENCY)
+    }
+}
+
+/// Groups of indexes of `desired` by wave; objects with a bad sync-wave annotation apart.
+pub fn plan_waves(desired: &[Desired]) -> (Vec<(i64, Vec<usize>)>, Vec<(usize, String)>) {
+    waves::waves(desired, |d| waves::wave_of(&d.key.1, &d.body))
+}
+
+/// Runs a request, retrying 429/5xx/timeouts with exponential backoff and jitter.
+async fn retry<T, F, Fut>(mut request: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match request().await.map_err(ClusterError::from) {
+            Err(e) if e.is_transient() && attempt + 1 < ATTEMPTS => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// 100 ms doubling per attempt, with up to half of it again as jitter so retries spread out.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(100) * 2u32.saturating_pow(attempt);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn desired(hash: &str, applied: Option<&str>, rv: Option<&str>) -> Desired {
+        Desired {
+            id: uuid::Uuid::nil(),
+            key: ("vpc.githedgehog.com".into(), "VPC".into(), "default".into(), "vpc-1".into()),
+            version: "v1beta1".into(),
+            body: json!({"metadata": {"name": "vpc-1"}}),
+            hash: hash.into(),
+            last_applied_hash: applied.map(Into::into),
+            live_resource_version: rv.map(Into::into),
+        }
+    }
+
+    fn live(rv: &str, ours: bool) -> Live {
+        Live {
+            key: ("vpc.githedgehog.com".into(), "VPC".into(), "default".into(), "vpc-1".into()),
+            version: "v1beta1".into(),
+            resource_version: rv.into(),
+            managed_by_fabric: ours,
+            object: json!({}),
+        }
+    }
+
+    #[test]
+    fn skips_only_when_hash_and_live_version_are_unchanged() {
+        assert_eq!(decide(&desired("h1", Some("h1"), Some("7")), Some(&live("7", true))), Decision::Skip);
+        assert_eq!(decide(&desired("h2", Some("h1"), Some("7")), Some(&live("7", true))), Decision::Send { exists: true });
+        // Someone changed the live object since: send again.
+        assert_eq!(decide(&desired("h1", Some("h1"), Some("7")), Some(&live("9", true))), Decision::Send { exists: true });
+        // Deleted from the cluster: create.
+        assert_eq!(decide(&desired("h1", Some("h1"), Some("7")), None), Decision::Send { exists: false });
+    }
+
+    #[test]
+    fn prunes_only_labelled_objects_that_left_git() {
+        let mut other = live("1", true);
+        other.key.3 = "vpc-2".into();
+        let mut foreign = live("1", false);
+        foreign.key.3 = "vpc-3".into();
+        let all = [live("1", true), other, foreign];
+        let pruned = prunable(&all, &[desired("h", None, None)]);
+        assert_eq!(pruned.len(), 1);
+        assert_eq!(pruned[0].key.3, "vpc-2");
+    }
+
+    #[test]
+    fn label_is_added_without_losing_others() {
+        let body = json!({"metadata": {"name": "a", "labels": {"team": "net"}}, "spec": {}});
+        let sent = with_fabric_label(&body, "lab");
+        assert_eq!(sent["metadata"]["labels"], json!({"team": "net", FABRIC_LABEL: "lab"}));
+        let bare = with_fabric_label(&json!({"metadata": {"name": "a"}}), "lab");
+        assert_eq!(bare["metadata"]["labels"][FABRIC_LABEL], "lab");
+    }
+
+    #[test]
+    fn backoff_grows() {
+        assert!(backoff(0) >= Duration::from_millis(100) && backoff(0) < Duration::from_millis(151));
+        assert!(backoff(3) >= Duration::from_millis(800));
+    }
+}

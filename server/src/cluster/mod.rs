@@ -1,0 +1,150 @@
+//! The Kubernetes layer: a client per fabric from its stored connection, connection checks,
+//! least-privilege RBAC manifests, server-side apply in waves.
+
+pub mod apply;
+pub mod check;
+pub mod rbac;
+pub mod waves;
+
+use std::time::Duration;
+
+use kube::Client;
+use secrecy::SecretString;
+
+use crate::crypto::{self, Keyring, Sealed};
+use crate::db::fabrics::FabricRow;
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "fabricsync";
+/// Label on every applied object: the name of the fabric that manages it (prune looks for it).
+pub const FABRIC_LABEL: &str = "fabricsync.dev/fabric";
+/// Annotation that moves an object to another apply wave (an integer, lower first).
+pub const SYNC_WAVE_ANNOTATION: &str = "fabricsync.dev/sync-wave";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why talking to a cluster failed, classified for users. Messages never hold the token.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("the fabric has no cluster connection (set cluster.server_url)")]
+    NotConfigured,
+    #[error("cannot reach the API server: {0}")]
+    Unreachable(String),
+    #[error("the API server did not answer in time: {0}")]
+    Timeout(String),
+    #[error("TLS with the API server failed (is cluster.ca_certificate_pem the cluster's CA?): {0}")]
+    Tls(String),
+    #[error("the API server rejected the bearer token (401): {0}")]
+    Unauthenticated(String),
+    #[error("permission denied (403): {0}")]
+    Forbidden(String),
+    #[error("conflict (409): {0}")]
+    Conflict(String),
+    #[error("the API server is busy or failing ({code}): {message}")]
+    Busy { code: u16, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ClusterError {
+    /// Whether trying again later may succeed (429, 5xx, timeouts, unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ClusterError::Unreachable(_) | ClusterError::Timeout(_) | ClusterError::Busy { .. })
+    }
+
+    /// A short code for diagnostics, e.g. `cluster.forbidden`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClusterError::NotConfigured => "cluster.not_configured",
+            ClusterError::Unreachable(_) => "cluster.unreachable",
+            ClusterError::Timeout(_) => "cluster.timeout",
+            ClusterError::Tls(_) => "cluster.tls",
+            ClusterError::Unauthenticated(_) => "cluster.unauthenticated",
+            ClusterError::Forbidden(_) => "cluster.forbidden",
+            ClusterError::Conflict(_) => "apply.conflict",
+            ClusterError::Busy { .. } => "cluster.busy",
+            ClusterError::Other(_) => "cluster.error",
+        }
+    }
+}
+
+impl From<kube::Error> for ClusterError {
+    fn from(e: kube::Error) -> Self {
+        if let kube::Error::Api(status) = &e {
+            let message = status.message.clone();
+            return match status.code {
+                401 => ClusterError::Unauthenticated(message),
+                403 => ClusterError::Forbidden(message),
+                409 => ClusterError::Conflict(message),
+                code @ (429 | 500..=599) => ClusterError::Busy { code, message },
+                _ => ClusterError::Other(message),
+            };
+        }
+        let chain = error_chain(&e);
+        let lower = chain.to_lowercase();
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            ClusterError::Tls(chain)
+        } else if lower.contains("timed out") || lower.contains("elapsed") || lower.contains("deadline") {
+            ClusterError::Timeout(chain)
+        } else if lower.contains("refused") || lower.contains("dns") || lower.contains("lookup") || lower.contains("unreachable") {
+            ClusterError::Unreachable(chain)
+        } else {
+            ClusterError::Other(chain)
+        }
+    }
+}
+
+/// The error and its causes on one line; kube's top-level messages alone are vague.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// A client for the fabric's cluster from its stored URL, CA and sealed bearer token.
+pub fn connect(fabric: &FabricRow, keyring: &Keyring) -> Result<Client, ClusterError> {
+    if fabric.cluster_server_url.is_empty() {
+        return Err(ClusterError::NotConfigured);
+    }
+    let uri: http::Uri = fabric
+        .cluster_server_url
+        .parse()
+        .map_err(|e| ClusterError::Other(format!("cluster.server_url {:?} is not a URL: {e}", fabric.cluster_server_url)))?;
+    let mut config = kube::Config::new(uri);
+    config.default_namespace = fabric.cluster_namespace.clone();
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(REQUEST_TIMEOUT);
+    config.write_timeout = Some(REQUEST_TIMEOUT);
+    if !fabric.cluster_ca_pem.is_empty() {
+        config.root_cert = Some(pem_certificates(&fabric.cluster_ca_pem)?);
+    }
+    if let (Some(blob), Some(key_id)) = (&fabric.cluster_token_sealed, &fabric.cluster_token_key_id) {
+        let sealed = Sealed { key_id: key_id.clone(), blob: blob.clone() };
+        let token = keyring
+            .open_secret(&sealed, &crypto::fabric_token_context(fabric.id))
+            .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
+        config.auth_info.token = Some(SecretString::from(token.expose().to_string()));
+    }
+    Client::try_from(config).map_err(ClusterError::from)
+}
+
+/// The DER bytes of each PEM certificate (validated when the fabric was stored).
+fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, ClusterError> {
+    let mut rest = pem.as_bytes();
+    let mut ders = Vec::new();
+    while rest.windows(11).any(|w| w == b"-----BEGIN ") {
+        let (remaining, block) = x509_parser::pem::parse_x509_pem(rest)
+            .map_err(|_| ClusterError::Other("cluster.ca_certificate_pem is not valid PEM".into()))?;
+        ders.push(block.contents);
+        rest = remaining;
+    }
+    Ok(ders)
+}

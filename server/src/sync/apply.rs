@@ -1,0 +1,243 @@
+//! The apply step of APPLY and FULL runs: the stored (or just pulled) desired state to the
+//! cluster in waves, per-object results recorded, progress streamed, then prune.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+
+use super::pull::{PullError, Scope};
+use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
+use crate::api::AppState;
+use crate::cluster::apply::{decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
+use crate::cluster;
+use crate::db::fabrics::FabricRow;
+use crate::db::resources::{self, ApplyEntry, ApplyRecord};
+use crate::db::{self, runs::RunRow};
+use crate::manifest::kinds::KindRegistry;
+use crate::proto::sync_progress_event::Payload;
+use crate::proto::{ApplyingProgress, ResourceKey};
+use crate::manifest::Object;
+use crate::sync::plan::{key_of, Key};
+
+/// Emit an Applying event every this many objects (and at each wave's end).
+const PROGRESS_EVERY: usize = 100;
+
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub counters: Counters,
+    pub changes: Vec<StoredChange>,
+    pub diagnostics: Vec<StoredDiagnostic>,
+    /// The first error, as the run's message; None when every object was applied.
+    pub error: Option<String>,
+}
+
+impl ApplyReport {
+    fn failed(code: &str, message: String) -> ApplyReport {
+        ApplyReport { diagnostics: vec![run_diagnostic(code, message.clone())], error: Some(message), ..Default::default() }
+    }
+}
+
+/// Stored desired objects as the applier takes them.
+pub fn desired_from_store(entries: Vec<ApplyEntry>) -> Vec<Desired> {
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            Some(Desired {
+                id: e.id,
+                key: (e.api_group, e.kind, e.namespace, e.name),
+                version: e.api_version,
+                body: e.desired?,
+                hash: e.desired_hash.unwrap_or_default(),
+                last_applied_hash: e.last_applied_hash,
+                live_resource_version: e.live_resource_version,
+            })
+        })
+        .collect()
+}
+
+fn key_proto(key: &Key, version: &str) -> ResourceKey {
+    ResourceKey {
+        group: key.0.clone(),
+        version: version.to_string(),
+        kind: key.1.clone(),
+        namespace: key.2.clone(),
+        name: key.3.clone(),
+    }
+}
+
+fn change(desired_key: &Key, version: &str, action: &str, fields: Vec<String>) -> StoredChange {
+    let (group, kind, namespace, name) = desired_key.clone();
+    StoredChange { group, version: version.into(), kind, namespace, name, action: action.into(), changed_fields: fields }
+}
+
+fn describe(key: &Key) -> String {
+    let (_, kind, namespace, name) = key;
+    if namespace.is_empty() { format!("{kind} {name}") } else { format!("{kind} {namespace}/{name}") }
+}
+
+/// Applies `desired` to the fabric's cluster. Cluster failures end in a report with an error;
+/// Err is for the run itself (database, cancel, lease).
+pub async fn apply(
+    state: &AppState,
+    fabric: &FabricRow,
+    run: &RunRow,
+    desired: Vec<Desired>,
+    scope: &Scope,
+) -> Result<ApplyReport, PullError> {
+    let kinds = KindRegistry::hedgehog();
+    let (waves, invalid) = plan_waves(&desired);
+    if !invalid.is_empty() {
+        // Validation before apply: nothing is sent while any object is unplaceable.
+        let diagnostics: Vec<StoredDiagnostic> =
+            invalid.iter().map(|(i, reason)| run_diagnostic("apply.sync_wave", format!("{}: {reason}", describe(&desired[*i].key)))).collect();
+        let message = format!("{} object(s) have an invalid sync-wave annotation; nothing was applied", invalid.len());
+        return Ok(ApplyReport { diagnostics, error: Some(message), ..Default::default() });
+    }
+    let client = match cluster::connect(fabric, &state.keyring) {
+        Ok(client) => client,
+        Err(e) => return Ok(ApplyReport::failed(e.code(), e.to_string())),
+    };
+    let applier = Applier::new(client, &fabric.name, run.dry_run, run.force);
+    let live = match applier.list_live(kinds).await {
+        Ok(live) => live,
+        Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {e}"))),
+    };
+    scope.checkpoint()?;
+    let live_by_key: HashMap<Key, &Live> = live.iter().map(|l| (l.key.clone(), l)).collect();
+
+    let mut report = ApplyReport::default();
+    let mut records = Vec::new();
+    let mut send: Vec<(i64, Vec<usize>)> = Vec::new();
+    for (wave, indexes) in &waves {
+        let mut to_send = Vec::new();
+        for &i in indexes {
+            match decide(&desired[i], live_by_key.get(&desired[i].key).copied()) {
+                Decision::Skip => {
+                    report.counters.unchanged += 1;
+                    records.push(record(&desired[i], "unchanged", None, None));
+                }
+                Decision::Send { .. } => to_send.push(i),
+            }
+        }
+        if !to_send.is_empty() {
+            send.push((*wave, to_send));
+        }
+    }
+    let total: usize = send.iter().map(|(_, v)| v.len()).sum();
+    let mut done = 0usize;
+    for (n, (wave, indexes)) in send.iter().enumerate() {
+        scope.checkpoint()?;
+        let wave_number = i32::try_from(n).unwrap_or(i32::MAX);
+        let mut results = applier.apply_wave(&desired, indexes, &live_by_key, kinds).await;
+        let mut failed = 0usize;
+        while let Some((i, outcome)) = results.next().await {
+            let d = &desired[i];
+            done += 1;
+            report.counters.applied += 1;
+            match outcome {
+                Applied::Created { uid, resource_version } => {
+                    report.counters.created += 1;
+                    report.changes.push(change(&d.key, &d.version, "create", Vec::new()));
+                    records.push(record(d, "applied", Some((uid, resource_version)), None));
+                }
+                Applied::Updated { uid, resource_version, fields } => {
+                    report.counters.updated += 1;
+                    report.changes.push(change(&d.key, &d.version, "update", fields));
+                    records.push(record(d, "applied", Some((uid, resource_version)), None));
+                }
+                Applied::Unchanged { uid, resource_version } => {
+                    report.counters.unchanged += 1;
+                    records.push(record(d, "applied", Some((uid, resource_version)), None));
+                }
+                Applied::Failed(e) => {
+                    failed += 1;
+                    report.diagnostics.push(run_diagnostic(e.code(), format!("{}: {e}", describe(&d.key))));
+                    records.push(record(d, "failed", None, Some(e.to_string())));
+                }
+            }
+            if done % PROGRESS_EVERY == 0 || done == total {
+                let key = Some(key_proto(&d.key, &d.version));
+                let total = total as i64;
+                scope.emit(Payload::Applying(ApplyingProgress { wave: wave_number, done: done as i64, total, key })).await;
+            }
+        }
+        drop(results);
+        if !run.dry_run {
+            save(state, &records).await?;
+            records.clear();
+        }
+        if failed > 0 {
+            let later: usize = send[n + 1..].iter().map(|(_, v)| v.len()).sum();
+            let message = format!("{failed} object(s) of wave {wave} failed; {later} object(s) of later waves were not applied");
+            report.diagnostics.push(run_diagnostic("apply.wave_failed", message.clone()));
+            report.error = Some(message);
+            report.changes.truncate(MAX_STORED_CHANGES);
+            return Ok(report);
+        }
+    }
+    if !run.dry_run {
+        save(state, &records).await?;
+    }
+    if fabric.prune {
+        for gone in prunable(&live, &desired) {
+            scope.checkpoint()?;
+            match applier.delete(gone, kinds).await {
+                Ok(()) => {
+                    report.counters.pruned += 1;
+                    report.changes.push(change(&gone.key, &gone.version, "delete", Vec::new()));
+                }
+                Err(e) => {
+                    let message = format!("prune of {} failed: {e}", describe(&gone.key));
+                    report.diagnostics.push(run_diagnostic(e.code(), message.clone()));
+                    report.error.get_or_insert(message);
+                }
+            }
+        }
+    }
+    report.changes.truncate(MAX_STORED_CHANGES);
+    Ok(report)
+}
+
+fn record(d: &Desired, status: &'static str, applied: Option<(String, String)>, error: Option<String>) -> ApplyRecord {
+    let applied_hash = applied.as_ref().map(|_| d.hash.clone());
+    let (uid, resource_version) = applied.map_or((None, None), |(u, r)| (Some(u), Some(r)));
+    ApplyRecord { id: d.id, status, error, uid, resource_version, applied_hash }
+}
+
+async fn save(state: &AppState, records: &[ApplyRecord]) -> Result<(), PullError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut conn = db::connect(&state.pool).await?;
+    resources::record_apply(&mut conn, records, db::now()).await?;
+    Ok(())
+}
+
+/// Loads the fabric's stored desired state for an apply.
+pub async fn stored_desired(state: &AppState, fabric_id: uuid::Uuid) -> Result<Vec<Desired>, PullError> {
+    let mut conn = db::connect(&state.pool).await?;
+    Ok(desired_from_store(resources::for_apply(&mut conn, fabric_id).await?))
+}
+
+/// Just-pulled objects (a FULL dry run stores nothing), with what the store knows of their
+/// last apply so unchanged ones are still skipped.
+pub async fn desired_from_pulled(state: &AppState, fabric_id: uuid::Uuid, objects: &[&Object]) -> Result<Vec<Desired>, PullError> {
+    let stored: HashMap<Key, Desired> =
+        stored_desired(state, fabric_id).await?.into_iter().map(|d| (d.key.clone(), d)).collect();
+    Ok(objects
+        .iter()
+        .map(|o| {
+            let key = key_of(o);
+            let previous = stored.get(&key);
+            Desired {
+                id: previous.map_or(uuid::Uuid::nil(), |p| p.id),
+                version: o.version.clone(),
+                body: o.body.clone(),
+                hash: o.hash.clone(),
+                last_applied_hash: previous.and_then(|p| p.last_applied_hash.clone()),
+                live_resource_version: previous.and_then(|p| p.live_resource_version.clone()),
+                key,
+            }
+        })
+        .collect())
+}
