@@ -111,6 +111,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// A client for the fabric's cluster from its stored URL, CA and sealed bearer token.
 pub fn connect(fabric: &FabricRow, keyring: &Keyring) -> Result<Client, ClusterError> {
+    // Two TLS providers are linked (gix's HTTP client brings aws-lc-rs, kube uses ring), so
+    // rustls needs to be told; the first call wins and later ones are no-ops.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if fabric.cluster_server_url.is_empty() {
         return Err(ClusterError::NotConfigured);
     }

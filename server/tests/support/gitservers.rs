@@ -138,7 +138,7 @@ impl GitFixture {
 }
 
 /// A port that was free a moment ago (servers that cannot be told to use port 0).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod gitservers;
+pub mod kube;
 pub mod server;
 pub mod sync;
 

@@ -39,6 +39,18 @@ impl Clients {
 
     /// A repository at `url` and a fabric reading `gitops_path` on `main`; returns the fabric id.
     pub async fn fabric(&mut self, name: &str, url: &str, gitops_path: &str, policy: SyncPolicy) -> String {
+        self.fabric_on_cluster(name, url, gitops_path, policy, None).await
+    }
+
+    /// As `fabric`, with a cluster connection.
+    pub async fn fabric_on_cluster(
+        &mut self,
+        name: &str,
+        url: &str,
+        gitops_path: &str,
+        policy: SyncPolicy,
+        cluster: Option<ClusterConnectionInput>,
+    ) -> String {
         let repository = self
             .repos
             .create_repository(CreateRepositoryRequest {
@@ -59,7 +71,7 @@ impl Clients {
             ..Default::default()
         };
         self.fabrics
-            .create_fabric(CreateFabricRequest { fabric: Some(fabric), cluster: None })
+            .create_fabric(CreateFabricRequest { fabric: Some(fabric), cluster })
             .await
             .expect("create fabric")
             .into_inner()
@@ -77,6 +89,13 @@ impl Clients {
             force: false,
         };
         self.sync.start_sync(request).await.expect("start sync").into_inner()
+    }
+
+    /// Runs a sync of any mode to its end.
+    pub async fn sync_mode(&mut self, fabric_id: &str, mode: SyncMode, dry_run: bool, force: bool) -> SyncRun {
+        let request = StartSyncRequest { fabric_id: fabric_id.into(), mode: mode as i32, dry_run, ref_override: String::new(), force };
+        let run = self.sync.start_sync(request).await.expect("start sync").into_inner().run.expect("run");
+        self.wait(&run.id, Duration::from_secs(120)).await
     }
 
     pub async fn run(&mut self, id: &str) -> SyncRun {

@@ -1,0 +1,226 @@
+//! Fabrics and their clusters end to end: a real kube-apiserver (tests/kube-harness) with the
+//! Hedgehog CRDs, a real server, a real PostgreSQL and Git repositories.
+
+mod support;
+
+use fabricsync::proto::sync_progress_event::Payload;
+use fabricsync::proto::*;
+use support::gitservers::{free_port, GitFixture};
+use support::kube::{KubeCluster, ADMIN_TOKEN, NOBODY_TOKEN};
+use support::server::ServerProcess;
+use support::sync::{counters, lab_wiring, status, Clients, LAB_OBJECTS};
+
+const LABEL: &str = "fabricsync.dev/fabric";
+
+fn cluster_input(kube: &KubeCluster, token: &str) -> ClusterConnectionInput {
+    ClusterConnectionInput { server_url: kube.url.clone(), ca_certificate_pem: kube.ca_pem.clone(), bearer_token: token.into(), namespace: String::new() }
+}
+
+async fn test_connection(c: &mut Clients, id: &str) -> TestClusterConnectionResponse {
+    c.fabrics.test_cluster_connection(TestClusterConnectionRequest { id: id.into() }).await.expect("test connection").into_inner()
+}
+
+async fn set_cluster(c: &mut Clients, id: &str, cluster: ClusterConnectionInput) {
+    let fabric = Fabric { id: id.into(), ..Default::default() };
+    let mask = prost_types::FieldMask { paths: vec!["cluster".into()] };
+    c.fabrics
+        .update_fabric(UpdateFabricRequest { fabric: Some(fabric), update_mask: Some(mask), cluster: Some(cluster), etag: String::new() })
+        .await
+        .expect("update fabric");
+}
+
+fn failure(r: &TestClusterConnectionResponse) -> ClusterFailure {
+    ClusterFailure::try_from(r.failure).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn connection_checks_and_least_privilege_rbac() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, NOBODY_TOKEN))).await;
+
+    // A token without rights: the server answers, every needed permission is named as missing.
+    let r = test_connection(&mut c, &id).await;
+    assert!(r.reachable, "{r:?}");
+    assert_eq!(r.server_version, "v1.36.3");
+    assert_eq!(failure(&r), ClusterFailure::Forbidden, "{r:?}");
+    assert!(r.message.contains("missing permissions:") && r.message.contains("patch vpcs.vpc.githedgehog.com"), "{}", r.message);
+    assert_eq!(r.crds.len(), 14, "{:?}", r.crds);
+    assert!(r.crds.iter().any(|crd| crd.kind == "VPC" && crd.versions == ["v1beta1"]));
+    assert!(r.permissions.iter().all(|p| !p.allowed));
+    let fabric = c.fabrics.get_fabric(GetFabricRequest { id: id.clone() }).await.expect("get").into_inner().fabric.expect("fabric");
+    assert_eq!(fabric.connection_status, ConnectionStatus::Failed as i32);
+
+    // The generated RBAC, applied by an admin, gives a token with exactly what is needed.
+    let rbac = c
+        .fabrics
+        .generate_rbac_manifests(GenerateRbacManifestsRequest { fabric_id: id.clone(), service_account_name: String::new(), namespace: "fabricsync-system".into() })
+        .await
+        .expect("rbac")
+        .into_inner();
+    kube.kubectl_ok(&["create", "namespace", "fabricsync-system"]);
+    kube.apply_yaml(&rbac.yaml);
+    let token = service_account_token(&kube, &rbac.token_secret_name);
+    set_cluster(&mut c, &id, cluster_input(&kube, &token)).await;
+    let r = test_connection(&mut c, &id).await;
+    assert_eq!(failure(&r), ClusterFailure::Unspecified, "{}", r.message);
+    assert_eq!(r.permissions.len(), 14 * 6);
+    assert!(r.permissions.iter().all(|p| p.allowed), "{:?}", r.permissions.iter().find(|p| !p.allowed));
+    let fabric = c.fabrics.get_fabric(GetFabricRequest { id: id.clone() }).await.expect("get").into_inner().fabric.expect("fabric");
+    assert_eq!(fabric.connection_status, ConnectionStatus::Reachable as i32);
+    // Least privilege: nothing beyond the Hedgehog kinds.
+    let can = kube.kubectl_as(&token, &["auth", "can-i", "list", "secrets", "-A"]);
+    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no");
+
+    // Failures are classified and never echo the token.
+    set_cluster(&mut c, &id, cluster_input(&kube, "not-a-valid-token")).await;
+    let r = test_connection(&mut c, &id).await;
+    assert_eq!((r.reachable, failure(&r)), (false, ClusterFailure::Unauthenticated), "{r:?}");
+    assert!(!r.message.contains("not-a-valid-token"));
+
+    let other_ca = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ca.pem")).expect("ca");
+    set_cluster(&mut c, &id, ClusterConnectionInput { ca_certificate_pem: other_ca, ..cluster_input(&kube, ADMIN_TOKEN) }).await;
+    let r = test_connection(&mut c, &id).await;
+    assert_eq!(failure(&r), ClusterFailure::Tls, "{r:?}");
+
+    let closed = format!("https://127.0.0.1:{}", free_port());
+    set_cluster(&mut c, &id, ClusterConnectionInput { server_url: closed, ..cluster_input(&kube, ADMIN_TOKEN) }).await;
+    let r = test_connection(&mut c, &id).await;
+    assert_eq!(failure(&r), ClusterFailure::Unreachable, "{r:?}");
+
+    let log = server.log();
+    for secret in [token.as_str(), ADMIN_TOKEN, NOBODY_TOKEN, "not-a-valid-token"] {
+        assert!(!log.contains(secret), "a token is in the server log");
+    }
+}
+
+/// The token the service-account token controller writes into the generated Secret.
+fn service_account_token(kube: &KubeCluster, secret: &str) -> String {
+    for _ in 0..100 {
+        let out = kube.kubectl(&["get", "secret", secret, "-n", "fabricsync-system", "-o", "jsonpath={.data.token}"]);
+        let encoded = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !encoded.is_empty() {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64 token");
+            return String::from_utf8(bytes).expect("utf-8 token");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the token controller did not fill Secret {secret}: {}", kube.log());
+}
+
+fn count(kube: &KubeCluster, resource: &str, selector: Option<&str>) -> usize {
+    let mut args = vec!["get", resource, "-A", "-o", "name"];
+    if let Some(s) = selector {
+        args.extend(["-l", s]);
+    }
+    kube.kubectl_ok(&args).lines().filter(|l| !l.is_empty()).count()
+}
+
+#[tokio::test]
+async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let policy = SyncPolicy { prune: true, ..Default::default() };
+    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+
+    // Dry run: the server validates every object, nothing is created.
+    let run = c.sync_mode(&id, SyncMode::Full, true, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    assert_eq!(counters(&run).applied, LAB_OBJECTS);
+    assert!(run.changes.iter().all(|ch| ch.action == ChangeAction::Create as i32));
+    assert_eq!(count(&kube, "connections.wiring.githedgehog.com", None), 0);
+
+    // FULL: pulled, stored, applied in waves, every object labelled with the fabric.
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    let n = counters(&run);
+    assert_eq!((n.created, n.applied, n.pruned), (LAB_OBJECTS, LAB_OBJECTS, 0), "{n:?}");
+    assert_eq!(count(&kube, "connections.wiring.githedgehog.com", Some(&format!("{LABEL}=lab"))), 24);
+    assert_eq!(count(&kube, "switches.wiring.githedgehog.com", Some(&format!("{LABEL}=lab"))), 6);
+    let events = c.events(&run.id, 0).await;
+    let waves: Vec<i32> = events.iter().filter_map(|e| match &e.payload { Some(Payload::Applying(a)) => Some(a.wave), _ => None }).collect();
+    assert!(!waves.is_empty() && waves.windows(2).all(|w| w[0] <= w[1]), "{waves:?}");
+    let last = events.iter().rev().find_map(|e| match &e.payload { Some(Payload::Applying(a)) => Some(a.clone()), _ => None }).expect("applying");
+    assert_eq!((last.done, last.total), (LAB_OBJECTS, LAB_OBJECTS));
+    let resource = c
+        .fabrics
+        .get_resource(GetResourceRequest {
+            fabric_id: id.clone(),
+            resource: Some(get_resource_request::Resource::Key(ResourceKey { group: "vpc.githedgehog.com".into(), kind: "External".into(), name: "default".into(), ..Default::default() })),
+        })
+        .await
+        .expect("get resource")
+        .into_inner()
+        .resource
+        .expect("resource");
+    assert_eq!(resource.apply_status, ApplyStatus::Applied as i32);
+    assert!(!resource.uid.is_empty() && !resource.live_resource_version.is_empty());
+    assert_eq!(resource.last_applied_hash, resource.content_hash);
+
+    // Nothing changed: nothing is sent.
+    let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
+    let n = counters(&run);
+    assert_eq!((status(&run), n.applied, n.unchanged), (SyncRunStatus::Succeeded, 0, LAB_OBJECTS), "{run:?}");
+
+    // Someone edits a field fabricsync applied: that makes them its manager, so the next apply
+    // conflicts and names them; `force` takes the field back and restores the value.
+    kube.kubectl_ok(&["patch", "externals.vpc.githedgehog.com", "default", "-n", "default", "--type=merge", "-p", r#"{"spec":{"inboundCommunity":"65101:9999"}}"#]);
+    let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Failed, "{run:?}");
+    let conflict = run.diagnostics.iter().find(|d| d.code == "apply.conflict").expect("conflict diagnostic");
+    assert!(conflict.message.contains("kubectl-patch") && conflict.message.contains("External default/default"), "{}", conflict.message);
+    assert_eq!(counters(&run).applied, 1, "only the moved object is sent");
+    let run = c.sync_mode(&id, SyncMode::Apply, false, true).await;
+    assert_eq!((status(&run), counters(&run).applied), (SyncRunStatus::Succeeded, 1), "{run:?}");
+    let community = || kube.kubectl_ok(&["get", "externals.vpc.githedgehog.com", "default", "-n", "default", "-o", "jsonpath={.spec.inboundCommunity}"]);
+    assert_eq!(community(), "65101:3001");
+    assert_eq!(run.changes.len(), 1);
+    assert_eq!(run.changes[0].changed_fields, ["/spec/inboundCommunity"]);
+
+    // A change in Git: FULL stores it and applies exactly that object.
+    let changed = lab_wiring().replace("inboundCommunity: 65101:3001", "inboundCommunity: 65101:3002");
+    repo.commit(&[("fabric/wiring.yaml", &changed)], "new community");
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    assert_eq!((counters(&run).updated, counters(&run).applied), (1, 1), "{run:?}");
+    assert_eq!(community(), "65101:3002");
+
+    // Prune: an object that left Git goes; an object without the fabric's label stays.
+    kube.apply_yaml("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: hand-made\n  namespace: default\n");
+    let without_server = changed.replace("kind: Server\nmetadata:\n  name: server-1\n", "kind: Server\nmetadata:\n  name: server-1-gone\n");
+    repo.commit(&[("fabric/wiring.yaml", &without_server)], "rename a server");
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    assert_eq!((counters(&run).pruned, counters(&run).applied), (1, 1), "{run:?}");
+    let servers = kube.kubectl_ok(&["get", "servers.wiring.githedgehog.com", "-n", "default", "-o", "name"]);
+    assert!(!servers.contains("/server-1\n") && servers.contains("/server-1-gone") && servers.contains("/hand-made"), "{servers}");
+}
+
+#[tokio::test]
+async fn invalid_sync_wave_applies_nothing_and_apply_needs_a_cluster() {
+    let kube = KubeCluster::start();
+    let annotated = lab_wiring().replacen("kind: External\nmetadata:\n  name: default\n  annotations:\n", "kind: External\nmetadata:\n  name: default\n  annotations:\n    fabricsync.dev/sync-wave: soon\n", 1);
+    assert_ne!(annotated, lab_wiring());
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &annotated)]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Failed, "{run:?}");
+    let d = run.diagnostics.iter().find(|d| d.code == "apply.sync_wave").expect("sync-wave diagnostic");
+    assert!(d.message.contains("External default/default") && d.message.contains("\"soon\""), "{}", d.message);
+    assert_eq!(counters(&run).applied, 0);
+    assert_eq!(count(&kube, "switches.wiring.githedgehog.com", None), 0);
+
+    // Without a cluster connection APPLY is refused up front.
+    let plain = c.fabric("no-cluster", &repo.file_url(), "fabric", SyncPolicy::default()).await;
+    let request = StartSyncRequest { fabric_id: plain, mode: SyncMode::Apply as i32, ..Default::default() };
+    let err = c.sync.start_sync(request).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("cluster.server_url"));
+}

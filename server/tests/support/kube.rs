@@ -1,0 +1,135 @@
+//! A real Kubernetes control plane on loopback: kube-apiserver with embedded etcd and the
+//! service-account token controller (tests/kube-harness, built by scripts/kube-harness.sh),
+//! with the Hedgehog CRDs installed. One per test; it ends with the test (or its process).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::gitservers::free_port;
+
+/// A system:masters token.
+pub const ADMIN_TOKEN: &str = "admin-5b1e0d77c2a94f3e";
+/// A token of a user with no RBAC bindings at all.
+pub const NOBODY_TOKEN: &str = "nobody-8c3f2a1e9d7b4c60";
+const CONTROLLER_TOKEN: &str = "controller-2d9e4b6a1f0c8e37";
+
+pub struct KubeCluster {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub url: String,
+    pub ca_pem: String,
+}
+
+fn harness() -> PathBuf {
+    if let Ok(path) = std::env::var("FABRICSYNC_KUBEHARNESS") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/kubeharness");
+    assert!(path.exists(), "{} is missing: run scripts/kube-harness.sh (scripts/test.sh does)", path.display());
+    path
+}
+
+impl KubeCluster {
+    /// Starts the control plane and installs the Hedgehog CRDs; panics with its log if it
+    /// does not come up.
+    pub fn start() -> KubeCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tokens = dir.path().join("tokens.csv");
+        std::fs::write(
+            &tokens,
+            format!(
+                "{ADMIN_TOKEN},admin,1,\"system:masters\"\n{CONTROLLER_TOKEN},controller,2,\"system:masters\"\n{NOBODY_TOKEN},nobody,3\n"
+            ),
+        )
+        .expect("write tokens");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("apiserver.log")).expect("log file");
+        let child = Command::new(harness())
+            .arg("serve")
+            .arg(format!("--dir={}", dir.path().join("state").display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--token-file={}", tokens.display()))
+            .arg(format!("--controller-token={CONTROLLER_TOKEN}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start kubeharness");
+        let url = format!("https://127.0.0.1:{port}");
+        let mut cluster = KubeCluster { child, dir, url, ca_pem: String::new() };
+        cluster.wait_ready();
+        cluster.install_crds();
+        cluster
+    }
+
+    fn wait_ready(&mut self) {
+        let ca = self.dir.path().join("state/ca.crt");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("kube-apiserver exited ({status}): {}", self.log());
+            }
+            if ca.exists() {
+                let ready = self.kubectl(&["get", "--raw", "/readyz"]);
+                if ready.status.success() {
+                    self.ca_pem = std::fs::read_to_string(&ca).expect("read ca");
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "kube-apiserver not ready in 90 s: {}", self.log());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn install_crds(&self) {
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let out = self.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()]);
+        assert!(out.status.success(), "install CRDs: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+        assert!(out.status.success(), "CRDs established: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// kubectl as the admin.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_as(ADMIN_TOKEN, args)
+    }
+
+    pub fn kubectl_as(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(harness())
+            .arg("kubectl")
+            .arg(format!("--server={}", self.url))
+            .arg(format!("--certificate-authority={}", self.dir.path().join("state/ca.crt").display()))
+            .arg(format!("--token={token}"))
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// kubectl that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies YAML from a string as the admin.
+    pub fn apply_yaml(&self, yaml: &str) -> String {
+        let file = self.dir.path().join(format!("apply-{}.yaml", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&file, yaml).expect("write yaml");
+        self.kubectl_ok(&["apply", "-f", &file.display().to_string()])
+    }
+
+    pub fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for KubeCluster {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
