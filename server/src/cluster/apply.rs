@@ -222,7 +222,7 @@ impl Applier {
 }
 
 /// Groups of indexes of `desired` by wave; objects with a bad sync-wave annotation apart.
-pub fn plan_waves(desired: &[Desired]) -> (Vec<(i64, Vec<usize>)>, Vec<(usize, String)>) {
+pub fn plan_waves(desired: &[Desired]) -> waves::WavePlan {
     waves::waves(desired, |d| waves::wave_of(&d.key.1, &d.body))
 }
 

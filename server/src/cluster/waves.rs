@@ -32,9 +32,15 @@ pub fn wave_of(kind: &str, body: &Value) -> Result<i64, String> {
     }
 }
 
-/// Indexes of `items` grouped by wave, lowest wave first; items whose annotation is invalid
-/// are returned apart with the reason.
-pub fn waves<T>(items: &[T], wave: impl Fn(&T) -> Result<i64, String>) -> (Vec<(i64, Vec<usize>)>, Vec<(usize, String)>) {
+/// Indexes of items grouped by wave, lowest wave first, and the items that have no valid wave.
+#[derive(Debug, Default, PartialEq)]
+pub struct WavePlan {
+    pub waves: Vec<(i64, Vec<usize>)>,
+    pub invalid: Vec<(usize, String)>,
+}
+
+/// Groups `items` by wave; items whose annotation is invalid are set apart with the reason.
+pub fn waves<T>(items: &[T], wave: impl Fn(&T) -> Result<i64, String>) -> WavePlan {
     let mut by_wave: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     let mut invalid = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -43,7 +49,7 @@ pub fn waves<T>(items: &[T], wave: impl Fn(&T) -> Result<i64, String>) -> (Vec<(
             Err(reason) => invalid.push((i, reason)),
         }
     }
-    (by_wave.into_iter().collect(), invalid)
+    WavePlan { waves: by_wave.into_iter().collect(), invalid }
 }
 
 #[cfg(test)]
@@ -71,9 +77,9 @@ mod tests {
         assert!(wave_of("VPC", &bad).unwrap_err().contains("\"soon\""));
 
         let items = [("VPC", plain), ("Switch", json!({})), ("VPC", early), ("VPC", bad)];
-        let (waves, invalid) = waves(&items, |(kind, body)| wave_of(kind, body));
-        assert_eq!(waves, vec![(-1, vec![2]), (1, vec![1]), (3, vec![0])]);
-        assert_eq!(invalid.len(), 1);
-        assert_eq!(invalid[0].0, 3);
+        let plan = waves(&items, |(kind, body)| wave_of(kind, body));
+        assert_eq!(plan.waves, vec![(-1, vec![2]), (1, vec![1]), (3, vec![0])]);
+        assert_eq!(plan.invalid.len(), 1);
+        assert_eq!(plan.invalid[0].0, 3);
     }
 }

@@ -80,7 +80,7 @@ fn core() -> String {
 
 /// Pod `p`: [switches, servers, connections, vpcs] as YAML.
 fn pod(p: usize) -> [String; 4] {
-    let eslag = p % 2 == 0;
+    let eslag = p.is_multiple_of(2);
     let group = format!("pod-{p:04}");
     let leaves = [format!("leaf-{p:04}-a"), format!("leaf-{p:04}-b")];
     let redundancy = if eslag { "eslag" } else { "mclag" };

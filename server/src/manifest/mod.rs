@@ -375,8 +375,11 @@ mod tests {
         files
     }
 
-    /// Errors of a sample directory as (file, document, code, pointer), and its object count.
-    fn load_sample(dir: &str) -> (Vec<(String, Option<usize>, String, String)>, usize) {
+    /// An error as (file, document, code, pointer).
+    type ErrorAt = (String, Option<usize>, String, String);
+
+    /// Errors of a sample directory, and its object count.
+    fn load_sample(dir: &str) -> (Vec<ErrorAt>, usize) {
         let mut objects = Vec::new();
         let mut errors = Vec::new();
         for f in sample(dir) {

@@ -157,7 +157,10 @@ fn vpc_peering(o: &Object, index: &Index, out: &mut Vec<Diagnostic>) {
 }
 
 /// An IPv4 prefix as (network, length).
-fn parse_cidr(text: &str) -> Option<(u32, u8)> {
+/// An IPv4 prefix: (address, length).
+type Prefix = (u32, u8);
+
+fn parse_cidr(text: &str) -> Option<Prefix> {
     let (addr, len) = text.split_once('/')?;
     let addr: std::net::Ipv4Addr = addr.parse().ok()?;
     let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
@@ -180,7 +183,8 @@ fn vpc_subnets_and_vlans(objects: &HashMap<(&str, &str, &str, &str), &Object>, i
     let mut vpcs: Vec<&Object> = objects.values().filter(|o| o.group == VPC && o.kind == "VPC").copied().collect();
     vpcs.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
     // Per namespace object: prefixes and VLANs already taken, with who took them.
-    let mut taken_prefixes: HashMap<(String, String), Vec<((u32, u8), String)>> = HashMap::new();
+    // (namespace, IPv4Namespace) -> (prefix, owner) taken so far.
+    let mut taken_prefixes: HashMap<(String, String), Vec<(Prefix, String)>> = HashMap::new();
     let mut taken_vlans: HashMap<(String, String), HashMap<i64, String>> = HashMap::new();
     for vpc in vpcs {
         let ipv4_ns = text(vpc, "/spec/ipv4Namespace").unwrap_or(DEFAULT_NS_OBJECT).to_string();

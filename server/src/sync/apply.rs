@@ -9,7 +9,7 @@ use super::pull::{PullError, Scope};
 use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
 use crate::api::AppState;
 use crate::cluster::apply::{decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
-use crate::cluster;
+use crate::cluster::{self, waves};
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ApplyEntry, ApplyRecord};
 use crate::db::{self, runs::RunRow};
@@ -85,7 +85,7 @@ pub async fn apply(
     scope: &Scope,
 ) -> Result<ApplyReport, PullError> {
     let kinds = KindRegistry::hedgehog();
-    let (waves, invalid) = plan_waves(&desired);
+    let waves::WavePlan { waves, invalid } = plan_waves(&desired);
     if !invalid.is_empty() {
         // Validation before apply: nothing is sent while any object is unplaceable.
         let diagnostics: Vec<StoredDiagnostic> =
@@ -155,7 +155,7 @@ pub async fn apply(
                     records.push(record(d, "failed", None, Some(e.to_string())));
                 }
             }
-            if done % PROGRESS_EVERY == 0 || done == total {
+            if done.is_multiple_of(PROGRESS_EVERY) || done == total {
                 let key = Some(key_proto(&d.key, &d.version));
                 let total = total as i64;
                 scope.emit(Payload::Applying(ApplyingProgress { wave: wave_number, done: done as i64, total, key })).await;

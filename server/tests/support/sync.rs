@@ -198,5 +198,5 @@ pub fn status(run: &SyncRun) -> SyncRunStatus {
 }
 
 pub fn counters(run: &SyncRun) -> SyncCounters {
-    run.counters.clone().unwrap_or_default()
+    run.counters.unwrap_or_default()
 }
