@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod server;
 pub mod sync;
 pub mod telemetry;
+pub mod watch;
 
 /// Generated gRPC code of the `fabricsync.v1` package.
 pub mod proto {

@@ -58,6 +58,7 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub, parse_cache: Default::default() };
     let mut workers = crate::sync::worker::spawn(state.clone());
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
+    workers.push(crate::watch::spawn(state.clone(), database_url.to_string()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RepositoryServiceServer<RepositoryApi>>().await;

@@ -224,3 +224,113 @@ async fn invalid_sync_wave_applies_nothing_and_apply_needs_a_cluster() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert!(err.message().contains("cluster.server_url"));
 }
+
+async fn watch_status(c: &mut Clients, id: &str) -> (WatchStatus, String) {
+    let f = c.fabrics.get_fabric(GetFabricRequest { id: id.into() }).await.expect("get").into_inner().fabric.expect("fabric");
+    (WatchStatus::try_from(f.watch_status).unwrap_or_default(), f.watch_error)
+}
+
+/// Reads the stream until an event matches; panics after 30 s.
+async fn next_matching(
+    stream: &mut tonic::Streaming<WatchFabricEventsResponse>,
+    seen: &mut Vec<FabricEvent>,
+    want: impl Fn(&FabricEvent) -> bool,
+) -> FabricEvent {
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no matching event in 30 s; seen {:?}", seen.iter().map(|e| (e.r#type, e.key.clone())).collect::<Vec<_>>()))
+            .expect("stream")
+            .expect("stream open");
+        let event = message.event.expect("event");
+        seen.push(event.clone());
+        if want(&event) {
+            return event;
+        }
+    }
+}
+
+fn is(event: &FabricEvent, kind: FabricEventType, name: &str) -> bool {
+    event.r#type == kind as i32 && event.key.as_ref().is_some_and(|k| k.name == name)
+}
+
+#[tokio::test]
+async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let db = support::fresh_database().await;
+    let keys = fabricsync::crypto::Keyring::generate_key_line("shared");
+    let mut servers = [ServerProcess::start_with(&db, &keys, &[]).await, ServerProcess::start_with(&db, &keys, &[]).await];
+    let mut c = Clients::new(servers[0].channel().await);
+    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while watch_status(&mut c, &id).await.0 != WatchStatus::Active {
+        assert!(std::time::Instant::now() < deadline, "watch not active: {:?}", watch_status(&mut c, &id).await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Exactly one process watches.
+    let watching: Vec<usize> = (0..2).filter(|&i| servers[i].log().contains("\"watching\"")).collect();
+    assert_eq!(watching.len(), 1, "watchers: {watching:?}");
+    let (watcher, other) = (watching[0], 1 - watching[0]);
+
+    // The stored objects' live view came from the initial list, with field managers.
+    let switch = c
+        .fabrics
+        .get_resource(GetResourceRequest {
+            fabric_id: id.clone(),
+            resource: Some(get_resource_request::Resource::Key(ResourceKey { group: "wiring.githedgehog.com".into(), kind: "Switch".into(), name: "ds3000-01".into(), ..Default::default() })),
+        })
+        .await
+        .expect("get switch")
+        .into_inner()
+        .resource
+        .expect("resource");
+    assert!(switch.live.is_some() && !switch.live_resource_version.is_empty(), "{switch:?}");
+    assert!(switch.field_managers.iter().any(|m| m.manager == "fabricsync" && m.fields.iter().any(|f| f.starts_with("/spec/"))), "{:?}", switch.field_managers);
+
+    // The other process serves the stream; kinds filter; ADDED for an object only the cluster has.
+    let mut o = Clients::new(servers[other].channel().await);
+    let request = WatchFabricEventsRequest { fabric_id: id.clone(), from_sequence: 0, kinds: vec!["Server".into()] };
+    let mut stream = o.sync.watch_fabric_events(request).await.expect("watch").into_inner();
+    let mut seen = Vec::new();
+    kube.apply_yaml("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: hand-made\n  namespace: default\n");
+    let added = next_matching(&mut stream, &mut seen, |e| is(e, FabricEventType::Added, "hand-made")).await;
+    assert!(added.object.is_some() && !added.resource_version.is_empty());
+    assert!(seen.iter().all(|e| e.key.as_ref().is_some_and(|k| k.kind == "Server")), "kinds filter");
+    let orphan = o
+        .fabrics
+        .get_resource(GetResourceRequest {
+            fabric_id: id.clone(),
+            resource: Some(get_resource_request::Resource::Key(ResourceKey { group: "wiring.githedgehog.com".into(), kind: "Server".into(), name: "hand-made".into(), ..Default::default() })),
+        })
+        .await
+        .expect("orphan stored")
+        .into_inner()
+        .resource
+        .expect("resource");
+    assert!(orphan.desired.is_none() && orphan.live.is_some());
+
+    kube.kubectl_ok(&["label", "servers.wiring.githedgehog.com", "server-1", "-n", "default", "rack=r1"]);
+    let modified = next_matching(&mut stream, &mut seen, |e| is(e, FabricEventType::Modified, "server-1")).await;
+    assert_eq!(modified.field_manager, "kubectl-label");
+
+    // Reconnecting after the last sequence: no duplicate, no gap.
+    drop(stream);
+    let last = modified.sequence;
+    kube.kubectl_ok(&["delete", "servers.wiring.githedgehog.com", "hand-made", "-n", "default"]);
+    let request = WatchFabricEventsRequest { fabric_id: id.clone(), from_sequence: last, kinds: vec![] };
+    let mut stream = o.sync.watch_fabric_events(request).await.expect("watch").into_inner();
+    let mut resumed = Vec::new();
+    next_matching(&mut stream, &mut resumed, |e| is(e, FabricEventType::Deleted, "hand-made")).await;
+    assert!(resumed.iter().all(|e| e.sequence > last), "replayed an old event");
+    assert!(resumed.windows(2).all(|w| w[0].sequence < w[1].sequence));
+
+    // The watching process dies; the survivor takes the watch over and keeps streaming.
+    servers[watcher].kill_hard();
+    kube.kubectl_ok(&["label", "servers.wiring.githedgehog.com", "server-2", "-n", "default", "rack=r2"]);
+    next_matching(&mut stream, &mut resumed, |e| is(e, FabricEventType::Modified, "server-2")).await;
+    assert!(servers[other].log().contains("\"watching\""), "the survivor did not take over");
+}

@@ -534,6 +534,23 @@ fn cluster_failure(e: &ClusterError) -> ClusterFailure {
 
 const RESOURCE_FILTERS: &[&str] = &["group", "kind", "namespace", "name", "drift_status", "apply_status"];
 
+/// The stored managedFields summary (see `watch::field_managers`).
+fn field_managers(stored: &serde_json::Value) -> Vec<FieldManager> {
+    let text = |m: &serde_json::Value, k: &str| m.get(k).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+    stored
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| FieldManager {
+            manager: text(m, "manager"),
+            operation: text(m, "operation"),
+            time: chrono::DateTime::parse_from_rfc3339(&text(m, "time")).ok().map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
+            fields: m.get("fields").and_then(|f| serde_json::from_value(f.clone()).ok()).unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {
     let object = |v: &Option<serde_json::Value>| if with_objects { v.as_ref().and_then(convert::json_struct) } else { None };
     Resource {
@@ -557,7 +574,7 @@ fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {
         live: object(&row.live),
         live_resource_version: row.live_resource_version.clone().unwrap_or_default(),
         uid: row.live_uid.clone().unwrap_or_default(),
-        field_managers: Vec::new(),
+        field_managers: row.field_managers.as_ref().map(field_managers).unwrap_or_default(),
         apply_status: APPLY_STATUSES.of(&row.apply_status) as i32,
         apply_error: row.apply_error.clone().unwrap_or_default(),
         last_applied_hash: row.last_applied_hash.clone().unwrap_or_default(),

@@ -4,6 +4,7 @@
 use diesel_async::AsyncConnection;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use prost::Message;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -140,6 +141,23 @@ impl SyncService for SyncApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn watch_fabric_events(
+        &self,
+        request: Request<WatchFabricEventsRequest>,
+    ) -> Result<Response<BoxStream<WatchFabricEventsResponse>>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        if req.from_sequence < 0 {
+            return Err(ApiError::invalid("from_sequence", "must not be negative").into());
+        }
+        let mut conn = self.state.conn().await?;
+        fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
+        drop(conn);
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(follow_fabric(self.state.clone(), fabric_id, req.from_sequence, req.kinds, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn plan_sync(&self, request: Request<PlanSyncRequest>) -> Result<Response<PlanSyncResponse>, Status> {
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
@@ -211,6 +229,59 @@ async fn follow_run(state: AppState, run_id: Uuid, mut after: i64, tx: mpsc::Sen
         }
         let stopping = tokio::select! {
             _ = hub::wait_for(&mut notices, |n| n.run_id == Some(run_id)) => false,
+            _ = tx.closed() => return,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
+        if stopping {
+            let status = Status::unavailable(format!("server shutting down; reconnect with from_sequence={after}"));
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    }
+}
+
+/// Sends the fabric's stored cluster events after `after` (of the given kinds, or all), then
+/// follows new ones until the client goes away or the server shuts down.
+async fn follow_fabric(
+    state: AppState,
+    fabric_id: Uuid,
+    mut after: i64,
+    kinds: Vec<String>,
+    tx: mpsc::Sender<Result<WatchFabricEventsResponse, Status>>,
+) {
+    let mut notices = state.hub.subscribe();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let read = async {
+            let mut conn = db::connect(&state.pool).await?;
+            events::of_fabric(&mut conn, fabric_id, crate::watch::STREAM, after, STREAM_BATCH).await
+        };
+        let rows = match read.await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = tx.send(Err(ApiError::from(e).into())).await;
+                return;
+            }
+        };
+        let full_batch = rows.len() as i64 == STREAM_BATCH;
+        for row in &rows {
+            after = row.sequence;
+            let Ok(mut event) = FabricEvent::decode(row.payload.as_slice()) else { continue };
+            if !kinds.is_empty() && !event.key.as_ref().is_some_and(|k| kinds.contains(&k.kind)) {
+                continue;
+            }
+            event.sequence = row.sequence;
+            event.fabric_id = fabric_id.to_string();
+            event.time = Some(timestamp(row.created_at));
+            if tx.send(Ok(WatchFabricEventsResponse { event: Some(event) })).await.is_err() {
+                return;
+            }
+        }
+        if full_batch {
+            continue;
+        }
+        let stopping = tokio::select! {
+            _ = hub::wait_for(&mut notices, |n| n.fabric_id == fabric_id && n.stream == crate::watch::STREAM) => false,
             _ = tx.closed() => return,
             _ = shutdown.wait_for(|stop| *stop) => true,
         };

@@ -29,8 +29,8 @@ pub struct Desired {
     pub body: Value,
     pub hash: String,
     pub last_applied_hash: Option<String>,
-    /// resourceVersion the cluster gave at the last apply (or the watch saw since).
-    pub live_resource_version: Option<String>,
+    /// resourceVersion the cluster returned to the last apply.
+    pub applied_resource_version: Option<String>,
 }
 
 /// One object as the cluster has it.
@@ -56,7 +56,7 @@ pub fn decide(desired: &Desired, live: Option<&Live>) -> Decision {
     match live {
         Some(live)
             if desired.last_applied_hash.as_deref() == Some(desired.hash.as_str())
-                && desired.live_resource_version.as_deref() == Some(live.resource_version.as_str()) =>
+                && desired.applied_resource_version.as_deref() == Some(live.resource_version.as_str()) =>
         {
             Decision::Skip
         }
@@ -265,7 +265,7 @@ mod tests {
             body: json!({"metadata": {"name": "vpc-1"}}),
             hash: hash.into(),
             last_applied_hash: applied.map(Into::into),
-            live_resource_version: rv.map(Into::into),
+            applied_resource_version: rv.map(Into::into),
         }
     }
 

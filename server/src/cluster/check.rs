@@ -87,7 +87,7 @@ pub async fn run(client: &Client, kinds: &KindRegistry) -> Result<Report, Cluste
 
 /// The Hedgehog kinds the server serves, with their versions (API discovery, which every
 /// authenticated user may read).
-async fn installed_crds(client: &Client, kinds: &KindRegistry) -> Result<Vec<Crd>, ClusterError> {
+pub async fn installed_crds(client: &Client, kinds: &KindRegistry) -> Result<Vec<Crd>, ClusterError> {
     let groups: std::collections::BTreeSet<String> = kinds.kinds().map(|k| k.group.clone()).collect();
     let served = client.list_api_groups().await?;
     let mut found: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();

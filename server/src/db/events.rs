@@ -54,6 +54,37 @@ pub async fn append(
     Ok(row.sequence)
 }
 
+/// Appends several events of one stream in one statement; one notice names the last.
+pub async fn append_many(conn: &mut AsyncPgConnection, fabric_id: Uuid, stream: &str, payloads: &[Vec<u8>]) -> Result<Option<i64>, DbError> {
+    use diesel::sql_types::Array;
+    if payloads.is_empty() {
+        return Ok(None);
+    }
+    let row: Appended = diesel::sql_query(
+        "WITH e AS (INSERT INTO events (fabric_id, stream, payload) SELECT $1, $2, p FROM unnest($3) WITH ORDINALITY AS u(p, i)                     ORDER BY i RETURNING sequence),               last AS (SELECT max(sequence) AS sequence FROM e)          SELECT last.sequence FROM last          CROSS JOIN LATERAL (SELECT pg_notify($4, concat_ws(' ', $2, $1::text, '-', last.sequence::text))) AS n",
+    )
+    .bind::<SqlUuid, _>(fabric_id)
+    .bind::<Text, _>(stream)
+    .bind::<Array<Bytea>, _>(payloads)
+    .bind::<Text, _>(CHANNEL)
+    .get_result(conn)
+    .await?;
+    Ok(Some(row.sequence))
+}
+
+/// Events of one fabric's stream after `after`, oldest first.
+pub async fn of_fabric(conn: &mut AsyncPgConnection, fabric_id: Uuid, stream: &str, after: i64, limit: i64) -> Result<Vec<EventRow>, DbError> {
+    Ok(events::table
+        .filter(events::fabric_id.eq(fabric_id))
+        .filter(events::stream.eq(stream))
+        .filter(events::sequence.gt(after))
+        .order(events::sequence.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// Events of one run after `after`, oldest first.
 pub async fn of_run(conn: &mut AsyncPgConnection, run_id: Uuid, after: i64, limit: i64) -> Result<Vec<EventRow>, DbError> {
     Ok(events::table

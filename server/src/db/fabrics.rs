@@ -177,3 +177,17 @@ pub async fn set_connection_status(conn: &mut AsyncPgConnection, id: Uuid, statu
     diesel::update(fabrics::table.find(id)).set(fabrics::connection_status.eq(status)).execute(conn).await?;
     Ok(())
 }
+
+/// (id, version) of every fabric with a cluster connection: the fabrics to watch.
+pub async fn with_cluster(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, i64)>, DbError> {
+    Ok(fabrics::table.filter(fabrics::cluster_server_url.ne("")).select((fabrics::id, fabrics::version)).load(conn).await?)
+}
+
+/// Records the state of the fabric's cluster watch.
+pub async fn set_watch_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str, error: Option<&str>) -> Result<(), DbError> {
+    diesel::update(fabrics::table.find(id))
+        .set((fabrics::watch_status.eq(status), fabrics::watch_error.eq(error)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -40,6 +40,7 @@ pub struct ResourceRow {
     pub drift: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub applied_resource_version: Option<String>,
 }
 
 /// The identity and desired hash of a stored resource, for planning a sync.
@@ -253,7 +254,7 @@ pub struct ApplyEntry {
     pub desired: Option<serde_json::Value>,
     pub desired_hash: Option<String>,
     pub last_applied_hash: Option<String>,
-    pub live_resource_version: Option<String>,
+    pub applied_resource_version: Option<String>,
 }
 
 /// Every desired object of a fabric.
@@ -272,7 +273,7 @@ pub async fn for_apply(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<
             resources::desired,
             resources::desired_hash,
             resources::last_applied_hash,
-            resources::live_resource_version,
+            resources::applied_resource_version,
         ))
         .load(conn)
         .await?)
@@ -299,6 +300,7 @@ pub async fn record_apply(conn: &mut AsyncPgConnection, records: &[ApplyRecord],
             "UPDATE resources r SET apply_status = u.status, apply_error = u.error, \
                live_uid = COALESCE(u.uid, r.live_uid), \
                live_resource_version = COALESCE(u.rv, r.live_resource_version), \
+               applied_resource_version = COALESCE(u.rv, r.applied_resource_version), \
                last_applied_hash = COALESCE(u.hash, r.last_applied_hash), \
                last_applied_at = CASE WHEN u.hash IS NULL THEN r.last_applied_at ELSE $7 END \
              FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, status, error, uid, rv, hash) WHERE r.id = u.id",
@@ -314,4 +316,69 @@ pub async fn record_apply(conn: &mut AsyncPgConnection, records: &[ApplyRecord],
         .await?;
     }
     Ok(())
+}
+
+/// A live object as the watch saw it; `object` None means it was deleted.
+#[derive(Debug, Clone)]
+pub struct LiveRecord {
+    pub api_group: String,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub object: Option<serde_json::Value>,
+    pub resource_version: Option<String>,
+    pub uid: Option<String>,
+    pub field_managers: Option<serde_json::Value>,
+}
+
+/// Records live objects: updates the resource with that key, or adds one without a desired
+/// object (an object only the cluster has). Deleted objects lose their live view; a row left
+/// with neither desired nor live goes.
+pub async fn record_live(conn: &mut AsyncPgConnection, fabric_id: Uuid, records: &[LiveRecord], now: DateTime<Utc>) -> Result<(), DbError> {
+    use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    for chunk in records.chunks(UPSERT_CHUNK) {
+        let text = |f: fn(&LiveRecord) -> String| chunk.iter().map(f).collect::<Vec<_>>();
+        let opt = |f: fn(&LiveRecord) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
+        let json = |f: fn(&LiveRecord) -> Option<serde_json::Value>| chunk.iter().map(f).collect::<Vec<_>>();
+        diesel::sql_query(
+            "INSERT INTO resources (id, fabric_id, api_group, api_version, kind, namespace, name, live, \
+               live_resource_version, live_uid, field_managers, updated_at) \
+             SELECT gen_random_uuid(), $1, u.g, u.v, u.k, u.ns, u.n, u.live, u.rv, u.uid, u.fm, $11 \
+             FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10) AS u(g, v, k, ns, n, live, rv, uid, fm) \
+             ON CONFLICT (fabric_id, api_group, kind, namespace, name) DO UPDATE SET \
+               live = excluded.live, live_resource_version = excluded.live_resource_version, \
+               live_uid = excluded.live_uid, field_managers = excluded.field_managers, updated_at = excluded.updated_at",
+        )
+        .bind::<SqlUuid, _>(fabric_id)
+        .bind::<Array<Text>, _>(text(|r| r.api_group.clone()))
+        .bind::<Array<Text>, _>(text(|r| r.api_version.clone()))
+        .bind::<Array<Text>, _>(text(|r| r.kind.clone()))
+        .bind::<Array<Text>, _>(text(|r| r.namespace.clone()))
+        .bind::<Array<Text>, _>(text(|r| r.name.clone()))
+        .bind::<Array<Nullable<Jsonb>>, _>(json(|r| r.object.clone()))
+        .bind::<Array<Nullable<Text>>, _>(opt(|r| r.resource_version.clone()))
+        .bind::<Array<Nullable<Text>>, _>(opt(|r| r.uid.clone()))
+        .bind::<Array<Nullable<Jsonb>>, _>(json(|r| r.field_managers.clone()))
+        .bind::<Timestamptz, _>(now)
+        .execute(conn)
+        .await?;
+    }
+    diesel::delete(resources::table.filter(resources::fabric_id.eq(fabric_id)))
+        .filter(resources::desired.is_null())
+        .filter(resources::live.is_null())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// (key, live resourceVersion) of every live object stored for a fabric.
+pub async fn live_versions(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<(String, String, String, String, String)>, DbError> {
+    let rows: Vec<(String, String, String, String, Option<String>)> = resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .filter(resources::live.is_not_null())
+        .select((resources::api_group, resources::kind, resources::namespace, resources::name, resources::live_resource_version))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(g, k, ns, n, rv)| (g, k, ns, n, rv.unwrap_or_default())).collect())
 }

@@ -84,6 +84,7 @@ diesel::table! {
         drift -> Nullable<Jsonb>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        applied_resource_version -> Nullable<Text>,
     }
 }
 

@@ -49,7 +49,7 @@ pub fn desired_from_store(entries: Vec<ApplyEntry>) -> Vec<Desired> {
                 body: e.desired?,
                 hash: e.desired_hash.unwrap_or_default(),
                 last_applied_hash: e.last_applied_hash,
-                live_resource_version: e.live_resource_version,
+                applied_resource_version: e.applied_resource_version,
             })
         })
         .collect()
@@ -235,7 +235,7 @@ pub async fn desired_from_pulled(state: &AppState, fabric_id: uuid::Uuid, object
                 body: o.body.clone(),
                 hash: o.hash.clone(),
                 last_applied_hash: previous.and_then(|p| p.last_applied_hash.clone()),
-                live_resource_version: previous.and_then(|p| p.live_resource_version.clone()),
+                applied_resource_version: previous.and_then(|p| p.applied_resource_version.clone()),
                 key,
             }
         })

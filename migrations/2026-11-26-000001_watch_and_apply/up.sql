@@ -1,3 +1,7 @@
 -- now() is the transaction's start: an event appended at the end of a long transaction (a run's
 -- final event after writing thousands of objects) would carry a time before that work.
 ALTER TABLE events ALTER COLUMN created_at SET DEFAULT clock_timestamp();
+
+-- The resourceVersion the cluster returned to fabricsync's last apply. The watch moves
+-- live_resource_version; an apply is skipped only while the two are equal.
+ALTER TABLE resources ADD COLUMN applied_resource_version text;

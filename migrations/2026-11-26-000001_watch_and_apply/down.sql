@@ -1,1 +1,2 @@
+ALTER TABLE resources DROP COLUMN applied_resource_version;
 ALTER TABLE events ALTER COLUMN created_at SET DEFAULT now();

@@ -1,0 +1,393 @@
+//! Cluster watches: per fabric with a cluster, exactly one server process (the holder of a
+//! PostgreSQL advisory lock) watches every installed Hedgehog kind, stores what it sees against
+//! the fabric's resources (orphans included) and appends ADDED / MODIFIED / DELETED events to the
+//! event log, from which every process serves WatchFabricEvents.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::{stream, StreamExt};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use prost::Message;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn, Instrument};
+use uuid::Uuid;
+
+use crate::api::AppState;
+use crate::cluster::{self, check};
+use crate::db::resources::{self, LiveRecord};
+use crate::db::{self, events, fabrics, DbError};
+use crate::manifest::kinds::{KindDef, KindRegistry};
+use crate::proto::{FabricEvent, FabricEventType, ResourceKey};
+use crate::sync::plan::Key;
+
+/// The event log stream of cluster events.
+pub const STREAM: &str = "watch";
+/// How often each process looks for fabrics to watch (and takes over those whose watcher died).
+const SCAN: Duration = Duration::from_secs(3);
+/// Events written per transaction.
+const BATCH: usize = 500;
+/// First of the two advisory-lock keys: "fabricsync watch".
+const LOCK_CLASS: i32 = 0x6677_6174;
+
+/// Starts the supervisor; it ends with the server.
+pub fn spawn(state: AppState, database_url: String) -> JoinHandle<()> {
+    tokio::spawn(async move { supervise(state, database_url).await })
+}
+
+async fn supervise(state: AppState, database_url: String) {
+    let mut running: HashMap<Uuid, (i64, JoinHandle<()>)> = HashMap::new();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let wanted = async {
+            let mut conn = db::connect(&state.pool).await?;
+            fabrics::with_cluster(&mut conn).await
+        };
+        match wanted.await {
+            Ok(wanted) => {
+                let wanted: HashMap<Uuid, i64> = wanted.into_iter().collect();
+                // A changed fabric (new URL or token) restarts its watch; a deleted one stops it.
+                running.retain(|id, (version, task)| {
+                    let keep = wanted.get(id) == Some(version) && !task.is_finished();
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                for (id, version) in wanted {
+                    if running.contains_key(&id) {
+                        continue;
+                    }
+                    match try_lock(&database_url, id).await {
+                        Ok(Some(lock)) => {
+                            let span = info_span!("watch", fabric_id = %id);
+                            let task = tokio::spawn(watch_fabric(state.clone(), id, lock).instrument(span));
+                            running.insert(id, (version, task));
+                        }
+                        Ok(None) => {} // another process watches it
+                        Err(e) => warn!(error = %e, "advisory lock for a watch failed"),
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not list fabrics to watch"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SCAN) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    for (_, (_, task)) in running {
+        task.abort();
+    }
+}
+
+/// A connection of its own holding the fabric's watch lock; the lock goes with the connection
+/// (or the process).
+async fn try_lock(database_url: &str, fabric_id: Uuid) -> Result<Option<AsyncPgConnection>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    let mut conn = AsyncPgConnection::establish(database_url).await.map_err(|e| DbError::Connect(e.to_string()))?;
+    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
+        .bind::<diesel::sql_types::Int4, _>(LOCK_CLASS)
+        .bind::<diesel::sql_types::Text, _>(fabric_id.to_string())
+        .get_result(&mut conn)
+        .await?;
+    Ok(locked.locked.then_some(conn))
+}
+
+async fn set_status(state: &AppState, fabric_id: Uuid, status: &str, error: Option<String>) {
+    let set = async {
+        let mut conn = db::connect(&state.pool).await?;
+        fabrics::set_watch_status(&mut conn, fabric_id, status, error.as_deref()).await
+    };
+    if let Err(e) = set.await {
+        warn!(error = %e, "could not record the watch status");
+    }
+}
+
+/// Watches one fabric until aborted; reconnects with backoff after failures.
+async fn watch_fabric(state: AppState, fabric_id: Uuid, _lock: AsyncPgConnection) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        set_status(&state, fabric_id, "starting", None).await;
+        let error = match follow(&state, fabric_id).await {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        warn!(error = %error, "watch failed; retrying");
+        set_status(&state, fabric_id, "error", Some(error)).await;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// One watched object as it arrives.
+enum Seen {
+    Applied(&'static KindDef, DynamicObject),
+    Deleted(&'static KindDef, DynamicObject),
+    /// The kind's (re)list is complete: stored objects of the kind not listed are gone.
+    Listed(&'static KindDef),
+    Error(String),
+}
+
+async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
+    let fabric = {
+        let mut conn = db::connect(&state.pool).await.map_err(|e| e.to_string())?;
+        fabrics::get(&mut conn, fabric_id).await.map_err(|e| e.to_string())?.ok_or("the fabric is gone")?
+    };
+    let client = cluster::connect(&fabric, &state.keyring).map_err(|e| e.to_string())?;
+    let registry = KindRegistry::hedgehog();
+    let installed = check::installed_crds(&client, registry).await.map_err(|e| e.to_string())?;
+    let kinds: Vec<&'static KindDef> = registry
+        .kinds()
+        .filter(|k| installed.iter().any(|c| c.group == k.group && c.kind == k.kind && c.versions.contains(&k.version)))
+        .collect();
+    if kinds.is_empty() {
+        return Err("no Hedgehog CRDs are installed in the cluster".into());
+    }
+    let streams = kinds.iter().map(|&def| {
+        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&def.group, &def.version, &def.kind), &def.plural);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .filter_map(move |event| async move {
+                match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Some(Seen::Applied(def, o)),
+                    Ok(watcher::Event::Delete(o)) => Some(Seen::Deleted(def, o)),
+                    Ok(watcher::Event::InitDone) => Some(Seen::Listed(def)),
+                    Ok(watcher::Event::Init) => None,
+                    Err(e) => Some(Seen::Error(e.to_string())),
+                }
+            })
+            .boxed()
+    });
+    let mut merged = stream::select_all(streams).ready_chunks(BATCH);
+
+    let mut known: HashMap<Key, String> = {
+        let mut conn = db::connect(&state.pool).await.map_err(|e| e.to_string())?;
+        resources::live_versions(&mut conn, fabric_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(g, k, ns, n, rv)| ((g, k, ns, n), rv))
+            .collect()
+    };
+    // Objects seen in the current (re)list of each kind.
+    let mut listing: HashMap<String, HashSet<Key>> = kinds.iter().map(|k| (k.kind.clone(), HashSet::new())).collect();
+    let mut listed: HashSet<String> = HashSet::new();
+    let mut status = "starting";
+    info!(kinds = kinds.len(), "watching");
+    while let Some(batch) = merged.next().await {
+        let mut changes = Changes::default();
+        let mut error = None;
+        for seen in batch {
+            match seen {
+                Seen::Applied(def, object) => {
+                    let record = live_record(def, &object, false);
+                    let key = key_of(&record);
+                    if let Some(set) = listing.get_mut(&def.kind) {
+                        set.insert(key.clone());
+                    }
+                    let rv = record.resource_version.clone().unwrap_or_default();
+                    let kind = match known.get(&key) {
+                        Some(old) if *old == rv => continue, // a relist of what is stored
+                        Some(_) => FabricEventType::Modified,
+                        None => FabricEventType::Added,
+                    };
+                    known.insert(key, rv);
+                    changes.push(kind, record);
+                }
+                Seen::Deleted(def, object) => {
+                    let record = live_record(def, &object, true);
+                    if known.remove(&key_of(&record)).is_some() {
+                        changes.push(FabricEventType::Deleted, record);
+                    }
+                }
+                Seen::Listed(def) => {
+                    let seen = listing.insert(def.kind.clone(), HashSet::new()).unwrap_or_default();
+                    let gone: Vec<Key> =
+                        known.keys().filter(|k| k.0 == def.group && k.1 == def.kind && !seen.contains(*k)).cloned().collect();
+                    for key in gone {
+                        known.remove(&key);
+                        changes.push(FabricEventType::Deleted, deleted_record(def, &key));
+                    }
+                    listed.insert(def.kind.clone());
+                }
+                Seen::Error(e) => error = Some(e),
+            }
+        }
+        changes.write(state, fabric_id).await.map_err(|e| e.to_string())?;
+        let now = match &error {
+            Some(_) => "error",
+            None if listed.len() == kinds.len() => "active",
+            None => "starting",
+        };
+        if now != status || error.is_some() {
+            status = now;
+            set_status(state, fabric_id, now, error).await;
+        }
+    }
+    Err("the watch streams ended".into())
+}
+
+/// Live records and their events, written together.
+#[derive(Default)]
+struct Changes {
+    records: Vec<LiveRecord>,
+    events: Vec<Vec<u8>>,
+}
+
+impl Changes {
+    fn push(&mut self, kind: FabricEventType, record: LiveRecord) {
+        self.events.push(event_payload(kind, &record));
+        self.records.push(record);
+    }
+
+    async fn write(self, state: &AppState, fabric_id: Uuid) -> Result<(), DbError> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let mut conn = db::connect(&state.pool).await?;
+        let now = db::now();
+        conn.transaction::<_, DbError, _>(async |conn| {
+            resources::record_live(conn, fabric_id, &self.records, now).await?;
+            events::append_many(conn, fabric_id, STREAM, &self.events).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn key_of(r: &LiveRecord) -> Key {
+    (r.api_group.clone(), r.kind.clone(), r.namespace.clone(), r.name.clone())
+}
+
+/// The stored form of a live object: without managedFields (kept apart, summarized).
+pub fn live_record(def: &KindDef, object: &DynamicObject, deleted: bool) -> LiveRecord {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    let managed = value.pointer_mut("/metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"));
+    LiveRecord {
+        api_group: def.group.clone(),
+        api_version: def.version.clone(),
+        kind: def.kind.clone(),
+        namespace: object.metadata.namespace.clone().unwrap_or_default(),
+        name: object.metadata.name.clone().unwrap_or_default(),
+        object: (!deleted).then_some(value),
+        resource_version: object.metadata.resource_version.clone(),
+        uid: object.metadata.uid.clone(),
+        field_managers: if deleted { None } else { managed.map(|m| field_managers(&m)) },
+    }
+}
+
+fn deleted_record(def: &KindDef, key: &Key) -> LiveRecord {
+    LiveRecord {
+        api_group: def.group.clone(),
+        api_version: def.version.clone(),
+        kind: def.kind.clone(),
+        namespace: key.2.clone(),
+        name: key.3.clone(),
+        object: None,
+        resource_version: None,
+        uid: None,
+        field_managers: None,
+    }
+}
+
+/// managedFields summarized: manager, operation, time and the JSON pointers of its fields.
+pub fn field_managers(managed: &Value) -> Value {
+    let entries = managed.as_array().map(Vec::as_slice).unwrap_or_default();
+    Value::Array(
+        entries
+            .iter()
+            .map(|e| {
+                let mut fields = Vec::new();
+                if let Some(v1) = e.get("fieldsV1") {
+                    collect_fields(v1, String::new(), &mut fields);
+                }
+                serde_json::json!({
+                    "manager": e.get("manager").cloned().unwrap_or(Value::Null),
+                    "operation": e.get("operation").cloned().unwrap_or(Value::Null),
+                    "time": e.get("time").cloned().unwrap_or(Value::Null),
+                    "fields": fields,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Leaf paths of a fieldsV1 tree ("f:spec" -> {"f:vlan": {}}) as JSON pointers ("/spec/vlan").
+fn collect_fields(node: &Value, prefix: String, out: &mut Vec<String>) {
+    let Some(map) = node.as_object() else { return };
+    let children: Vec<(&String, &Value)> = map.iter().filter(|(k, _)| k.starts_with("f:")).collect();
+    if children.is_empty() && !prefix.is_empty() {
+        out.push(prefix);
+        return;
+    }
+    for (k, v) in children {
+        let name = k.trim_start_matches("f:").replace('~', "~0").replace('/', "~1");
+        collect_fields(v, format!("{prefix}/{name}"), out);
+    }
+}
+
+/// The most recent writer among the field managers.
+fn latest_manager(managers: &Value) -> String {
+    managers
+        .as_array()
+        .and_then(|all| all.iter().max_by_key(|m| m.get("time").and_then(Value::as_str).unwrap_or("").to_string()))
+        .and_then(|m| m.get("manager").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A stored cluster event (sequence and time come from the log row).
+pub fn event_payload(kind: FabricEventType, r: &LiveRecord) -> Vec<u8> {
+    FabricEvent {
+        sequence: 0,
+        fabric_id: String::new(),
+        time: None,
+        r#type: kind as i32,
+        key: Some(ResourceKey {
+            group: r.api_group.clone(),
+            version: r.api_version.clone(),
+            kind: r.kind.clone(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+        }),
+        object: r.object.as_ref().and_then(crate::api::convert::json_struct),
+        resource_version: r.resource_version.clone().unwrap_or_default(),
+        field_manager: r.field_managers.as_ref().map(latest_manager).unwrap_or_default(),
+    }
+    .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn managed_fields_become_pointers_and_the_latest_writer_wins() {
+        let managed = json!([
+            {"manager": "fabricsync", "operation": "Apply", "time": "2026-11-25T10:00:00Z",
+             "fieldsV1": {"f:metadata": {"f:labels": {"f:fabricsync.dev/fabric": {}}}, "f:spec": {"f:vlan": {}, "f:subnets": {"f:a/b": {}}}}},
+            {"manager": "kubectl-patch", "operation": "Update", "time": "2026-11-25T11:00:00Z",
+             "fieldsV1": {"f:spec": {"f:ipv4Namespace": {}}}}
+        ]);
+        let summary = field_managers(&managed);
+        assert_eq!(
+            summary[0]["fields"],
+            json!(["/metadata/labels/fabricsync.dev~1fabric", "/spec/subnets/a~1b", "/spec/vlan"])
+        );
+        assert_eq!(summary[1]["fields"], json!(["/spec/ipv4Namespace"]));
+        assert_eq!(latest_manager(&summary), "kubectl-patch");
+        assert_eq!(latest_manager(&json!([])), "");
+    }
+}
