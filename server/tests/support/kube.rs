@@ -1,12 +1,13 @@
 //! A real Kubernetes control plane on loopback: kube-apiserver with embedded etcd and the
 //! service-account token controller (tests/kube-harness, built by scripts/kube-harness.sh),
 //! with the Hedgehog CRDs installed. One per test; it ends with the test (or its process).
+//! Self-contained: the cluster benchmark includes it too.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::gitservers::free_port;
 
 /// A system:masters token.
 pub const ADMIN_TOKEN: &str = "admin-5b1e0d77c2a94f3e";
@@ -43,7 +44,8 @@ impl KubeCluster {
             ),
         )
         .expect("write tokens");
-        let port = free_port();
+        // A free loopback port (the harness binds it a moment later).
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let log = std::fs::File::create(dir.path().join("apiserver.log")).expect("log file");
         let child = Command::new(harness())
             .arg("serve")

@@ -1,0 +1,163 @@
+//! Cluster benchmark: the generated fabric applied to a real kube-apiserver (tests/kube-harness)
+//! by fabricsync and by `kubectl apply --server-side` in the same run against the same server;
+//! a no-op re-apply and the write requests it makes; watch latency and memory with every object
+//! watched. Run with `scripts/bench.sh`; prints a Markdown report.
+
+mod common;
+#[path = "../tests/support/kube.rs"]
+mod kube_harness;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{connect, create_fabric, memory, ms, run, start_server};
+use fabricsync::proto::*;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube_harness::{KubeCluster, ADMIN_TOKEN};
+
+/// Hedgehog resources (plural.group) for kubectl.
+fn resources() -> String {
+    let mut all: Vec<String> =
+        fabricsync::manifest::kinds::KindRegistry::hedgehog().kinds().map(|k| format!("{}.{}", k.plural, k.group)).collect();
+    all.sort();
+    all.dedup();
+    all.join(",")
+}
+
+fn count_objects(kube: &KubeCluster) -> usize {
+    kube.kubectl_ok(&["get", &resources(), "-A", "-o", "name"]).lines().filter(|l| !l.is_empty()).count()
+}
+
+/// Write requests the API server has served for the Hedgehog groups, by verb, from /metrics.
+fn writes(kube: &KubeCluster) -> BTreeMap<String, f64> {
+    let metrics = kube.kubectl_ok(&["get", "--raw", "/metrics"]);
+    let mut by_verb = BTreeMap::new();
+    for line in metrics.lines().filter(|l| l.starts_with("apiserver_request_total{") && l.contains("githedgehog.com")) {
+        let verb = line.split("verb=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+        if matches!(verb, "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION") {
+            let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            *by_verb.entry(verb.to_string()).or_insert(0.0) += value;
+        }
+    }
+    by_verb
+}
+
+fn total(w: &BTreeMap<String, f64>) -> f64 {
+    w.values().sum()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn kube_client(kube: &KubeCluster) -> kube::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = kube::Config::new(kube.url.parse().expect("url"));
+    let (_, pem) = x509_parser::pem::parse_x509_pem(kube.ca_pem.as_bytes()).expect("ca pem");
+    config.root_cert = Some(vec![pem.contents]);
+    config.auth_info.token = Some(secrecy::SecretString::from(ADMIN_TOKEN.to_string()));
+    kube::Client::try_from(config).expect("kube client")
+}
+
+#[tokio::main]
+async fn main() {
+    let resources_wanted: usize = std::env::args()
+        .skip_while(|a| a != "--resources")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let samples: usize = std::env::args().skip_while(|a| a != "--watch-samples").nth(1).and_then(|v| v.parse().ok()).unwrap_or(200);
+    let work = tempfile::tempdir().expect("tempdir");
+    let (_pg, database_url) = common::database().await;
+    let repo = work.path().join("repo");
+    common::generated_repo(&repo, resources_wanted);
+    let kube = KubeCluster::start();
+
+    // The peer: kubectl's server-side apply of the same directory, then everything deleted.
+    let started = Instant::now();
+    kube.kubectl_ok(&["apply", "--server-side", "-R", "-f", &repo.join("fabric").display().to_string()]);
+    let kubectl_time = started.elapsed();
+    let objects = count_objects(&kube);
+    kube.kubectl_ok(&["delete", &resources(), "--all", "-A", "--wait=true"]);
+    assert_eq!(count_objects(&kube), 0, "cluster not empty after the kubectl run");
+
+    // fabricsync: pull once, then measure APPLY runs.
+    let data_dir = work.path().join("server");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let server = start_server(&database_url, &data_dir);
+    let mut c = connect(&server.addr).await;
+    let cluster = ClusterConnectionInput { server_url: kube.url.clone(), ca_certificate_pem: kube.ca_pem.clone(), bearer_token: ADMIN_TOKEN.into(), namespace: String::new() };
+    let fabric_id = create_fabric(&mut c, "bench", &format!("file://{}", repo.display()), Some(cluster)).await;
+    run(&mut c, &fabric_id, SyncMode::Pull).await;
+    let first = run(&mut c, &fabric_id, SyncMode::Apply).await;
+    assert_eq!(count_objects(&kube), objects, "fabricsync applied a different number of objects than kubectl");
+    let before = writes(&kube);
+    let noop = run(&mut c, &fabric_id, SyncMode::Apply).await;
+    let noop_writes = total(&writes(&kube)) - total(&before);
+
+    // Watch: wait until every object is listed, then time cluster change -> event on a stream.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let f = c.fabrics.get_fabric(GetFabricRequest { id: fabric_id.clone() }).await.expect("fabric").into_inner().fabric.expect("fabric");
+        if f.watch_status == WatchStatus::Active as i32 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "watch not active: {} {}", f.watch_status, f.watch_error);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let watch_rss = memory(server.child.id());
+    let request = WatchFabricEventsRequest { fabric_id: fabric_id.clone(), from_sequence: 0, kinds: vec!["Server".into()] };
+    let mut stream = c.sync.watch_fabric_events(request).await.expect("watch").into_inner();
+    // Drain what is stored (the initial list) until the stream goes quiet.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await.map(|m| m.expect("stream")) {}
+    let servers: Vec<String> = kube
+        .kubectl_ok(&["get", "servers.wiring.githedgehog.com", "-n", "default", "-o", "jsonpath={.items[*].metadata.name}"])
+        .split_whitespace()
+        .take(samples)
+        .map(String::from)
+        .collect();
+    let client = kube_client(&kube);
+    let gvk = GroupVersionKind::gvk("wiring.githedgehog.com", "v1beta1", "Server");
+    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(client, "default", &ApiResource::from_gvk_with_plural(&gvk, "servers"));
+    let mut latencies = Vec::new();
+    for (i, name) in servers.iter().enumerate() {
+        let patch = serde_json::json!({"metadata": {"labels": {"bench": format!("m{i}")}}});
+        let sent = Instant::now();
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.expect("event in 30 s").expect("stream").expect("open");
+            let event = message.event.expect("event");
+            if event.r#type == FabricEventType::Modified as i32 && event.key.as_ref().is_some_and(|k| &k.name == name) {
+                latencies.push(sent.elapsed());
+                break;
+            }
+        }
+    }
+    latencies.sort();
+    let (peak, rss) = memory(server.child.id());
+    drop(server);
+
+    let throughput = |objects: usize, d: Duration| objects as f64 / d.as_secs_f64();
+    let ours = throughput(objects, first.total);
+    let theirs = throughput(objects, kubectl_time);
+    println!("## Cluster benchmark ({objects} objects, kube-apiserver v1.36.3 on loopback)\n");
+    println!("| measurement | fabricsync | kubectl apply --server-side | goal |");
+    println!("|---|---|---|---|");
+    println!(
+        "| first apply | {} ({ours:.0} objects/s) | {} ({theirs:.0} objects/s) | >= 2x kubectl: {:.1}x |",
+        ms(first.total),
+        ms(kubectl_time),
+        ours / theirs
+    );
+    println!("| re-apply, nothing changed | {} , {noop_writes:.0} write requests, {} objects sent | | 0 writes, <= 1000 ms |", ms(noop.total), noop.counters.applied);
+    println!(
+        "| watch latency, change -> client event ({} changes, {objects} watched) | p50 {}, p99 {} | | p99 <= 100 ms |",
+        latencies.len(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    println!("| server RSS, everything watched | {:.0} MiB after the initial list, {rss:.0} MiB at the end (peak {peak:.0} MiB) | | <= 300 MB |", watch_rss.1);
+    println!("\nfirst apply stages: {}", first.stages.iter().map(|(s, d)| format!("{s} {}", ms(*d))).collect::<Vec<_>>().join(", "));
+    println!("first apply counters: applied {}, created {}", first.counters.applied, first.counters.created);
+}
