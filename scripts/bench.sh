@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmarks (release build): the pull of a generated 10,000-object fabric, and the Python
-# plugin's way of doing the same (PyYAML + psycopg, installed into .tools/bench-venv).
-# Usage: scripts/bench.sh [--resources N] [--repeat N]
+# Benchmarks (release build) on a generated 10,000-object fabric: the pull against the Python
+# plugin's way (PyYAML + psycopg, installed into .tools/bench-venv), then apply and watch against
+# `kubectl apply --server-side` on a real kube-apiserver (tests/kube-harness).
+# Usage: scripts/bench.sh [pull|cluster] [--resources N] [--repeat N] [--watch-samples N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,4 +12,12 @@ if [ ! -x .tools/bench-venv/bin/python ]; then
 fi
 source scripts/lib.sh
 trap "stop_private_pg target/bench-pg" EXIT
-cargo bench --locked --bench pull -- --python "$PWD/.tools/bench-venv/bin/python" "$@"
+which=all
+case "${1:-}" in pull|cluster) which=$1; shift ;; esac
+if [ "$which" != cluster ]; then
+  cargo bench --locked --bench pull -- --python "$PWD/.tools/bench-venv/bin/python" "$@"
+fi
+if [ "$which" != pull ]; then
+  scripts/kube-harness.sh
+  cargo bench --locked --bench cluster -- "$@"
+fi

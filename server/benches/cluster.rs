@@ -28,6 +28,28 @@ fn count_objects(kube: &KubeCluster) -> usize {
     kube.kubectl_ok(&["get", &resources(), "-A", "-o", "name"]).lines().filter(|l| !l.is_empty()).count()
 }
 
+/// Deletes every Hedgehog object with one DELETE per collection (kubectl's `delete --all`
+/// deletes one object at a time), and waits until they are gone.
+fn delete_all(kube: &KubeCluster) {
+    let mut paths: Vec<String> = fabricsync::manifest::kinds::KindRegistry::hedgehog()
+        .kinds()
+        .map(|d| {
+            let scope = if d.namespaced { "namespaces/default/" } else { "" };
+            format!("/apis/{}/{}/{scope}{}", d.group, d.version, d.plural)
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    for path in paths {
+        kube.kubectl_ok(&["delete", "--raw", &path]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while count_objects(kube) > 0 {
+        assert!(Instant::now() < deadline, "objects still present after 300 s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Write requests the API server has served for the Hedgehog groups, by verb, from /metrics.
 fn writes(kube: &KubeCluster) -> BTreeMap<String, f64> {
     let metrics = kube.kubectl_ok(&["get", "--raw", "/metrics"]);
@@ -44,6 +66,33 @@ fn writes(kube: &KubeCluster) -> BTreeMap<String, f64> {
 
 fn total(w: &BTreeMap<String, f64>) -> f64 {
     w.values().sum()
+}
+
+/// CPU seconds (user + system) a process and its waited-for children used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
+    let ticks: f64 = [11, 12, 13, 14].iter().filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok())).sum();
+    ticks / 100.0
+}
+
+/// CPU seconds of every process whose command line contains `needle`.
+fn cpu_of(needle: &str) -> f64 {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.contains(needle) {
+            total += cpu_seconds(pid);
+        }
+    }
+    total
+}
+
+/// CPU seconds of fabricsync, the control plane and PostgreSQL.
+fn cpu_split(server_pid: u32) -> [f64; 3] {
+    [cpu_seconds(server_pid), cpu_of("kubeharness\0serve"), cpu_of("postgres")]
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -76,11 +125,21 @@ async fn main() {
 
     // The peer: kubectl's server-side apply of the same directory, then everything deleted.
     let started = Instant::now();
-    kube.kubectl_ok(&["apply", "--server-side", "-R", "-f", &repo.join("fabric").display().to_string()]);
+    let control_plane_before = cpu_of("kubeharness\0serve");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("TIMEFORMAT=%U+%S; { time \"$@\" >/dev/null; } 2>&1 | tail -1")
+        .arg("time")
+        .arg(kube.harness_path())
+        .args(kube.kubectl_flags())
+        .args(["apply", "--server-side", "-R", "-f", &repo.join("fabric").display().to_string()])
+        .output()
+        .expect("kubectl");
     let kubectl_time = started.elapsed();
+    let kubectl_cpu: f64 = String::from_utf8_lossy(&out.stdout).trim().split('+').filter_map(|v| v.parse::<f64>().ok()).sum();
+    let control_plane_kubectl = cpu_of("kubeharness\0serve") - control_plane_before;
     let objects = count_objects(&kube);
-    kube.kubectl_ok(&["delete", &resources(), "--all", "-A", "--wait=true"]);
-    assert_eq!(count_objects(&kube), 0, "cluster not empty after the kubectl run");
+    delete_all(&kube);
 
     // fabricsync: pull once, then measure APPLY runs.
     let data_dir = work.path().join("server");
@@ -90,7 +149,9 @@ async fn main() {
     let cluster = ClusterConnectionInput { server_url: kube.url.clone(), ca_certificate_pem: kube.ca_pem.clone(), bearer_token: ADMIN_TOKEN.into(), namespace: String::new() };
     let fabric_id = create_fabric(&mut c, "bench", &format!("file://{}", repo.display()), Some(cluster)).await;
     run(&mut c, &fabric_id, SyncMode::Pull).await;
+    let cpu_before = cpu_split(server.child.id());
     let first = run(&mut c, &fabric_id, SyncMode::Apply).await;
+    let cpu_after = cpu_split(server.child.id());
     assert_eq!(count_objects(&kube), objects, "fabricsync applied a different number of objects than kubectl");
     let before = writes(&kube);
     let noop = run(&mut c, &fabric_id, SyncMode::Apply).await;
@@ -158,6 +219,12 @@ async fn main() {
         ms(percentile(&latencies, 0.99))
     );
     println!("| server RSS, everything watched | {:.0} MiB after the initial list, {rss:.0} MiB at the end (peak {peak:.0} MiB) | | <= 300 MB |", watch_rss.1);
+    println!(
+        "\nCPU seconds during the first apply: fabricsync {:.1}, kube-apiserver + etcd {:.1}, PostgreSQL {:.1}; during kubectl's: kubectl {kubectl_cpu:.1}, kube-apiserver + etcd {control_plane_kubectl:.1}",
+        cpu_after[0] - cpu_before[0],
+        cpu_after[1] - cpu_before[1],
+        cpu_after[2] - cpu_before[2]
+    );
     println!("\nfirst apply stages: {}", first.stages.iter().map(|(s, d)| format!("{s} {}", ms(*d))).collect::<Vec<_>>().join(", "));
     println!("first apply counters: applied {}, created {}", first.counters.applied, first.counters.created);
 }

@@ -3,14 +3,14 @@
 //! requests live in `Applier`.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::{waves, ClusterError, FABRIC_LABEL, FIELD_MANAGER};
+use super::{breaker, waves, ClusterError, FABRIC_LABEL, FIELD_MANAGER};
 use crate::manifest::kinds::KindRegistry;
 use crate::sync::plan::{changed_fields, Key};
 
@@ -19,6 +19,8 @@ const CONCURRENCY: usize = 16;
 /// Attempts for a request that fails with 429, 5xx or a timeout.
 const ATTEMPTS: u32 = 4;
 const LIST_PAGE: u32 = 500;
+/// The longest Retry-After honoured, in seconds.
+const MAX_RETRY_AFTER: u64 = 30;
 
 /// One stored desired object to apply.
 #[derive(Debug, Clone)]
@@ -40,6 +42,7 @@ pub struct Live {
     pub version: String,
     pub resource_version: String,
     pub managed_by_fabric: bool,
+    /// Its labels, annotations and spec (see `comparable`).
     pub object: Value,
 }
 
@@ -103,14 +106,16 @@ pub enum Applied {
 
 pub struct Applier {
     client: Client,
+    /// The API server URL: the circuit breaker's key.
+    cluster: String,
     fabric: String,
     dry_run: bool,
     force: bool,
 }
 
 impl Applier {
-    pub fn new(client: Client, fabric: &str, dry_run: bool, force: bool) -> Applier {
-        Applier { client, fabric: fabric.to_string(), dry_run, force }
+    pub fn new(client: Client, cluster: &str, fabric: &str, dry_run: bool, force: bool) -> Applier {
+        Applier { client, cluster: cluster.to_string(), fabric: fabric.to_string(), dry_run, force }
     }
 
     fn api(&self, key: &Key, version: &str, kinds: &KindRegistry) -> Result<Api<DynamicObject>, ClusterError> {
@@ -136,7 +141,7 @@ impl Applier {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
             let mut params = ListParams::default().limit(LIST_PAGE);
             loop {
-                let page = retry(|| api.list(&params)).await?;
+                let page = retry(&self.cluster, || api.list(&params)).await?;
                 for object in page.items {
                     let labels = object.metadata.labels.clone().unwrap_or_default();
                     let key = (
@@ -150,7 +155,8 @@ impl Applier {
                         version: def.version.clone(),
                         resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
                         managed_by_fabric: labels.get(FABRIC_LABEL) == Some(&self.fabric),
-                        object: serde_json::to_value(&object).map_err(|e| ClusterError::Other(e.to_string()))?,
+                        // Only what a diff needs: managedFields and status would triple the memory.
+                        object: comparable(&serde_json::to_value(&object).map_err(|e| ClusterError::Other(e.to_string()))?),
                     });
                 }
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -174,7 +180,7 @@ impl Applier {
         params.dry_run = self.dry_run;
         let name = &desired.key.3;
         let patch = Patch::Apply(&body);
-        let applied = match retry(|| api.patch(name, &params, &patch)).await {
+        let applied = match retry(&self.cluster, || api.patch(name, &params, &patch)).await {
             Ok(object) => object,
             Err(e) => return Applied::Failed(e),
         };
@@ -200,7 +206,7 @@ impl Applier {
     pub async fn delete(&self, live: &Live, kinds: &KindRegistry) -> Result<(), ClusterError> {
         let api = self.api(&live.key, &live.version, kinds)?;
         let params = DeleteParams { dry_run: self.dry_run, ..Default::default() };
-        match retry(|| api.delete(&live.key.3, &params)).await {
+        match retry(&self.cluster, || api.delete(&live.key.3, &params)).await {
             Ok(_) => Ok(()),
             Err(ClusterError::Other(m)) if m.contains("not found") => Ok(()),
             Err(e) => Err(e),
@@ -226,17 +232,26 @@ pub fn plan_waves(desired: &[Desired]) -> waves::WavePlan {
     waves::waves(desired, |d| waves::wave_of(&d.key.1, &d.body))
 }
 
-/// Runs a request, retrying 429/5xx/timeouts with exponential backoff and jitter.
-async fn retry<T, F, Fut>(mut request: F) -> Result<T, ClusterError>
+/// Runs a request through the cluster's circuit breaker, retrying 429/5xx/timeouts with
+/// exponential backoff and jitter, or after the server's Retry-After when it gives one.
+async fn retry<T, F, Fut>(cluster: &str, mut request: F) -> Result<T, ClusterError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
+    let breakers = breaker::breakers();
     let mut attempt = 0;
     loop {
-        match request().await.map_err(ClusterError::from) {
+        breakers.check(cluster, Instant::now())?;
+        let result = request().await.map_err(ClusterError::from);
+        breakers.record(cluster, result.as_ref().map(|_| ()), Instant::now());
+        match result {
             Err(e) if e.is_transient() && attempt + 1 < ATTEMPTS => {
-                tokio::time::sleep(backoff(attempt)).await;
+                let wait = match &e {
+                    ClusterError::Busy { retry_after: Some(s), .. } => Duration::from_secs(u64::from(*s).min(MAX_RETRY_AFTER)),
+                    _ => backoff(attempt),
+                };
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             other => return other,

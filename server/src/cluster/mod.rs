@@ -2,6 +2,7 @@
 //! least-privilege RBAC manifests, server-side apply in waves.
 
 pub mod apply;
+pub mod breaker;
 pub mod check;
 pub mod rbac;
 pub mod waves;
@@ -42,7 +43,7 @@ pub enum ClusterError {
     #[error("conflict (409): {0}")]
     Conflict(String),
     #[error("the API server is busy or failing ({code}): {message}")]
-    Busy { code: u16, message: String },
+    Busy { code: u16, message: String, retry_after: Option<u32> },
     #[error("{0}")]
     Other(String),
 }
@@ -77,7 +78,11 @@ impl From<kube::Error> for ClusterError {
                 401 => ClusterError::Unauthenticated(message),
                 403 => ClusterError::Forbidden(message),
                 409 => ClusterError::Conflict(message),
-                code @ (429 | 500..=599) => ClusterError::Busy { code, message },
+                code @ (429 | 500..=599) => {
+                    // The API server's Retry-After, also carried in the Status body.
+                    let retry_after = status.details.as_ref().map(|d| d.retry_after_seconds).filter(|s| *s > 0);
+                    ClusterError::Busy { code, message, retry_after }
+                }
                 _ => ClusterError::Other(message),
             };
         }

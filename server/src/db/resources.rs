@@ -364,11 +364,23 @@ pub async fn record_live(conn: &mut AsyncPgConnection, fabric_id: Uuid, records:
         .execute(conn)
         .await?;
     }
-    diesel::delete(resources::table.filter(resources::fabric_id.eq(fabric_id)))
-        .filter(resources::desired.is_null())
-        .filter(resources::live.is_null())
+    // Only the keys just deleted can have become empty: no scan of the fabric per batch.
+    let gone: Vec<&LiveRecord> = records.iter().filter(|r| r.object.is_none()).collect();
+    if !gone.is_empty() {
+        let text = |f: fn(&LiveRecord) -> String| gone.iter().map(|r| f(r)).collect::<Vec<_>>();
+        diesel::sql_query(
+            "DELETE FROM resources r USING unnest($2, $3, $4, $5) AS u(g, k, ns, n) \
+             WHERE r.fabric_id = $1 AND r.api_group = u.g AND r.kind = u.k AND r.namespace = u.ns AND r.name = u.n \
+               AND r.desired IS NULL AND r.live IS NULL",
+        )
+        .bind::<SqlUuid, _>(fabric_id)
+        .bind::<Array<Text>, _>(text(|r| r.api_group.clone()))
+        .bind::<Array<Text>, _>(text(|r| r.kind.clone()))
+        .bind::<Array<Text>, _>(text(|r| r.namespace.clone()))
+        .bind::<Array<Text>, _>(text(|r| r.name.clone()))
         .execute(conn)
         .await?;
+    }
     Ok(())
 }
 

@@ -97,7 +97,7 @@ pub async fn apply(
         Ok(client) => client,
         Err(e) => return Ok(ApplyReport::failed(e.code(), e.to_string())),
     };
-    let applier = Applier::new(client, &fabric.name, run.dry_run, run.force);
+    let applier = Applier::new(client, &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
     let live = match applier.list_live(kinds).await {
         Ok(live) => live,
         Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {e}"))),

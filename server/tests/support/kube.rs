@@ -98,14 +98,26 @@ impl KubeCluster {
     }
 
     pub fn kubectl_as(&self, token: &str, args: &[&str]) -> Output {
-        Command::new(harness())
-            .arg("kubectl")
-            .arg(format!("--server={}", self.url))
-            .arg(format!("--certificate-authority={}", self.dir.path().join("state/ca.crt").display()))
-            .arg(format!("--token={token}"))
-            .args(args)
-            .output()
-            .expect("run kubectl")
+        Command::new(harness()).args(self.kubectl_flags_as(token)).args(args).output().expect("run kubectl")
+    }
+
+    /// The harness binary (for running kubectl under other tools).
+    pub fn harness_path(&self) -> PathBuf {
+        harness()
+    }
+
+    /// `kubectl` and its connection flags as the admin, to follow the harness binary.
+    pub fn kubectl_flags(&self) -> Vec<String> {
+        self.kubectl_flags_as(ADMIN_TOKEN)
+    }
+
+    fn kubectl_flags_as(&self, token: &str) -> Vec<String> {
+        vec![
+            "kubectl".into(),
+            format!("--server={}", self.url),
+            format!("--certificate-authority={}", self.dir.path().join("state/ca.crt").display()),
+            format!("--token={token}"),
+        ]
     }
 
     /// kubectl that must succeed; its stdout.
