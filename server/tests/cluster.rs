@@ -29,6 +29,13 @@ async fn set_cluster(c: &mut Clients, id: &str, cluster: ClusterConnectionInput)
         .expect("update fabric");
 }
 
+/// The stored resource with this key (namespace "default").
+async fn resource(c: &mut Clients, fabric_id: &str, group: &str, kind: &str, name: &str) -> Resource {
+    let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
+    let request = GetResourceRequest { fabric_id: fabric_id.into(), resource: Some(get_resource_request::Resource::Key(key)) };
+    c.fabrics.get_resource(request).await.expect("get resource").into_inner().resource.expect("resource")
+}
+
 fn failure(r: &TestClusterConnectionResponse) -> ClusterFailure {
     ClusterFailure::try_from(r.failure).unwrap_or_default()
 }
@@ -147,20 +154,10 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     assert!(!waves.is_empty() && waves.windows(2).all(|w| w[0] <= w[1]), "{waves:?}");
     let last = events.iter().rev().find_map(|e| match &e.payload { Some(Payload::Applying(a)) => Some(a.clone()), _ => None }).expect("applying");
     assert_eq!((last.done, last.total), (LAB_OBJECTS, LAB_OBJECTS));
-    let resource = c
-        .fabrics
-        .get_resource(GetResourceRequest {
-            fabric_id: id.clone(),
-            resource: Some(get_resource_request::Resource::Key(ResourceKey { group: "vpc.githedgehog.com".into(), kind: "External".into(), name: "default".into(), ..Default::default() })),
-        })
-        .await
-        .expect("get resource")
-        .into_inner()
-        .resource
-        .expect("resource");
-    assert_eq!(resource.apply_status, ApplyStatus::Applied as i32);
-    assert!(!resource.uid.is_empty() && !resource.live_resource_version.is_empty());
-    assert_eq!(resource.last_applied_hash, resource.content_hash);
+    let external = resource(&mut c, &id, "vpc.githedgehog.com", "External", "default").await;
+    assert_eq!(external.apply_status, ApplyStatus::Applied as i32);
+    assert!(!external.uid.is_empty() && !external.live_resource_version.is_empty());
+    assert_eq!(external.last_applied_hash, external.content_hash);
 
     // Nothing changed: nothing is sent.
     let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
@@ -277,17 +274,7 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
     let (watcher, other) = (watching[0], 1 - watching[0]);
 
     // The stored objects' live view came from the initial list, with field managers.
-    let switch = c
-        .fabrics
-        .get_resource(GetResourceRequest {
-            fabric_id: id.clone(),
-            resource: Some(get_resource_request::Resource::Key(ResourceKey { group: "wiring.githedgehog.com".into(), kind: "Switch".into(), name: "ds3000-01".into(), ..Default::default() })),
-        })
-        .await
-        .expect("get switch")
-        .into_inner()
-        .resource
-        .expect("resource");
+    let switch = resource(&mut c, &id, "wiring.githedgehog.com", "Switch", "ds3000-01").await;
     assert!(switch.live.is_some() && !switch.live_resource_version.is_empty(), "{switch:?}");
     assert!(switch.field_managers.iter().any(|m| m.manager == "fabricsync" && m.fields.iter().any(|f| f.starts_with("/spec/"))), "{:?}", switch.field_managers);
 
@@ -300,17 +287,7 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
     let added = next_matching(&mut stream, &mut seen, |e| is(e, FabricEventType::Added, "hand-made")).await;
     assert!(added.object.is_some() && !added.resource_version.is_empty());
     assert!(seen.iter().all(|e| e.key.as_ref().is_some_and(|k| k.kind == "Server")), "kinds filter");
-    let orphan = o
-        .fabrics
-        .get_resource(GetResourceRequest {
-            fabric_id: id.clone(),
-            resource: Some(get_resource_request::Resource::Key(ResourceKey { group: "wiring.githedgehog.com".into(), kind: "Server".into(), name: "hand-made".into(), ..Default::default() })),
-        })
-        .await
-        .expect("orphan stored")
-        .into_inner()
-        .resource
-        .expect("resource");
+    let orphan = resource(&mut o, &id, "wiring.githedgehog.com", "Server", "hand-made").await;
     assert!(orphan.desired.is_none() && orphan.live.is_some());
 
     kube.kubectl_ok(&["label", "servers.wiring.githedgehog.com", "server-1", "-n", "default", "rack=r1"]);
