@@ -1,7 +1,9 @@
 //! SyncService: queue runs, read and cancel them, stream their progress from the event log,
 //! and plan a ref without storing anything.
 
-use diesel_async::AsyncConnection;
+use std::future::Future;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use prost::Message;
@@ -13,6 +15,7 @@ use uuid::Uuid;
 use super::convert::{self, opt_timestamp, timestamp, RUN_STATUSES, SYNC_MODES, SYNC_TRIGGERS};
 use super::{listing, parse_id, validate, ApiError, AppState};
 use crate::db::runs::{self as store, RunFilter, RunRow};
+use crate::db::events::{EventRow, Notice};
 use crate::db::{self, events, fabrics, DbError};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::sync_service_server::SyncService;
@@ -137,7 +140,7 @@ impl SyncService for SyncApi {
         load(&mut conn, run_id).await?;
         drop(conn);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(follow_run(self.state.clone(), run_id, req.from_sequence, tx));
+        tokio::spawn(follow(self.state.clone(), RunEvents { run_id }, req.from_sequence, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -154,7 +157,7 @@ impl SyncService for SyncApi {
         fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
         drop(conn);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(follow_fabric(self.state.clone(), fabric_id, req.from_sequence, req.kinds, tx));
+        tokio::spawn(follow(self.state.clone(), ClusterEvents { fabric_id, kinds: req.kinds }, req.from_sequence, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -192,18 +195,80 @@ impl SyncService for SyncApi {
     }
 }
 
-/// Sends the run's stored events after `after`, then follows new ones until the run ends, the
+/// A stream served from the event log: which rows, which notices wake it, what it sends.
+trait EventStream: Send + 'static {
+    type Message: Send + 'static;
+    /// Rows after `after`, and whether the stream is over once they are sent.
+    fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> impl Future<Output = Result<(Vec<EventRow>, bool), DbError>> + Send;
+    fn wakes(&self, notice: &Notice) -> bool;
+    /// The message for a row (None skips it) and whether it ends the stream.
+    fn message(&self, row: &EventRow) -> Option<(Self::Message, bool)>;
+}
+
+/// A run's progress: ends with the run.
+struct RunEvents {
+    run_id: Uuid,
+}
+
+impl EventStream for RunEvents {
+    type Message = StreamSyncProgressResponse;
+
+    async fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> Result<(Vec<EventRow>, bool), DbError> {
+        let rows = events::of_run(conn, self.run_id, after, STREAM_BATCH).await?;
+        let ended = if rows.is_empty() { store::get(conn, self.run_id).await?.is_none_or(|r| is_finished(&r)) } else { false };
+        Ok((rows, ended))
+    }
+
+    fn wakes(&self, notice: &Notice) -> bool {
+        notice.run_id == Some(self.run_id)
+    }
+
+    fn message(&self, row: &EventRow) -> Option<(Self::Message, bool)> {
+        let event = engine::decode_progress(row)?;
+        let terminal = engine::is_terminal(&event);
+        Some((StreamSyncProgressResponse { event: Some(event) }, terminal))
+    }
+}
+
+/// A fabric's cluster events, optionally of some kinds: never ends by itself.
+struct ClusterEvents {
+    fabric_id: Uuid,
+    kinds: Vec<String>,
+}
+
+impl EventStream for ClusterEvents {
+    type Message = WatchFabricEventsResponse;
+
+    async fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> Result<(Vec<EventRow>, bool), DbError> {
+        Ok((events::of_fabric(conn, self.fabric_id, crate::watch::STREAM, after, STREAM_BATCH).await?, false))
+    }
+
+    fn wakes(&self, notice: &Notice) -> bool {
+        notice.fabric_id == self.fabric_id && notice.stream == crate::watch::STREAM
+    }
+
+    fn message(&self, row: &EventRow) -> Option<(Self::Message, bool)> {
+        let mut event = FabricEvent::decode(row.payload.as_slice()).ok()?;
+        if !self.kinds.is_empty() && !event.key.as_ref().is_some_and(|k| self.kinds.contains(&k.kind)) {
+            return None;
+        }
+        event.sequence = row.sequence;
+        event.fabric_id = self.fabric_id.to_string();
+        event.time = Some(timestamp(row.created_at));
+        Some((WatchFabricEventsResponse { event: Some(event) }, false))
+    }
+}
+
+/// Sends the stored events after `after`, then follows new ones until the stream ends, the
 /// client goes away, or the server shuts down.
-async fn follow_run(state: AppState, run_id: Uuid, mut after: i64, tx: mpsc::Sender<Result<StreamSyncProgressResponse, Status>>) {
+async fn follow<S: EventStream>(state: AppState, stream: S, mut after: i64, tx: mpsc::Sender<Result<S::Message, Status>>) {
     // Subscribe before reading so nothing appended in between is missed.
     let mut notices = state.hub.subscribe();
     let mut shutdown = state.shutdown.clone();
     loop {
         let read = async {
             let mut conn = db::connect(&state.pool).await?;
-            let rows = events::of_run(&mut conn, run_id, after, STREAM_BATCH).await?;
-            let ended = if rows.is_empty() { store::get(&mut conn, run_id).await?.is_none_or(|r| is_finished(&r)) } else { false };
-            Ok::<_, DbError>((rows, ended))
+            stream.read(&mut conn, after).await
         };
         let (rows, ended) = match read.await {
             Ok(read) => read,
@@ -215,9 +280,8 @@ async fn follow_run(state: AppState, run_id: Uuid, mut after: i64, tx: mpsc::Sen
         let full_batch = rows.len() as i64 == STREAM_BATCH;
         for row in &rows {
             after = row.sequence;
-            let Some(event) = engine::decode_progress(row) else { continue };
-            let terminal = engine::is_terminal(&event);
-            if tx.send(Ok(StreamSyncProgressResponse { event: Some(event) })).await.is_err() || terminal {
+            let Some((message, last)) = stream.message(row) else { continue };
+            if tx.send(Ok(message)).await.is_err() || last {
                 return;
             }
         }
@@ -228,60 +292,7 @@ async fn follow_run(state: AppState, run_id: Uuid, mut after: i64, tx: mpsc::Sen
             continue;
         }
         let stopping = tokio::select! {
-            _ = hub::wait_for(&mut notices, |n| n.run_id == Some(run_id)) => false,
-            _ = tx.closed() => return,
-            _ = shutdown.wait_for(|stop| *stop) => true,
-        };
-        if stopping {
-            let status = Status::unavailable(format!("server shutting down; reconnect with from_sequence={after}"));
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
-    }
-}
-
-/// Sends the fabric's stored cluster events after `after` (of the given kinds, or all), then
-/// follows new ones until the client goes away or the server shuts down.
-async fn follow_fabric(
-    state: AppState,
-    fabric_id: Uuid,
-    mut after: i64,
-    kinds: Vec<String>,
-    tx: mpsc::Sender<Result<WatchFabricEventsResponse, Status>>,
-) {
-    let mut notices = state.hub.subscribe();
-    let mut shutdown = state.shutdown.clone();
-    loop {
-        let read = async {
-            let mut conn = db::connect(&state.pool).await?;
-            events::of_fabric(&mut conn, fabric_id, crate::watch::STREAM, after, STREAM_BATCH).await
-        };
-        let rows = match read.await {
-            Ok(rows) => rows,
-            Err(e) => {
-                let _ = tx.send(Err(ApiError::from(e).into())).await;
-                return;
-            }
-        };
-        let full_batch = rows.len() as i64 == STREAM_BATCH;
-        for row in &rows {
-            after = row.sequence;
-            let Ok(mut event) = FabricEvent::decode(row.payload.as_slice()) else { continue };
-            if !kinds.is_empty() && !event.key.as_ref().is_some_and(|k| kinds.contains(&k.kind)) {
-                continue;
-            }
-            event.sequence = row.sequence;
-            event.fabric_id = fabric_id.to_string();
-            event.time = Some(timestamp(row.created_at));
-            if tx.send(Ok(WatchFabricEventsResponse { event: Some(event) })).await.is_err() {
-                return;
-            }
-        }
-        if full_batch {
-            continue;
-        }
-        let stopping = tokio::select! {
-            _ = hub::wait_for(&mut notices, |n| n.fabric_id == fabric_id && n.stream == crate::watch::STREAM) => false,
+            _ = hub::wait_for(&mut notices, |n| stream.wakes(n)) => false,
             _ = tx.closed() => return,
             _ = shutdown.wait_for(|stop| *stop) => true,
         };
