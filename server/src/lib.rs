@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod crypto;
+pub mod drift;
 pub mod db;
 pub mod embedded_pg;
 pub mod git;
