@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::api::AppState;
 use crate::cluster::{self, check};
 use crate::db::resources::{self, LiveRecord};
+use crate::drift::refresh::refresh_pooled;
 use crate::db::{self, events, fabrics, DbError};
 use crate::manifest::kinds::{KindDef, KindRegistry};
 use crate::proto::{FabricEvent, FabricEventType, ResourceKey};
@@ -223,7 +224,11 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
                 Seen::Error(e) => error = Some(e),
             }
         }
+        let touched: Vec<Key> = changes.records.iter().map(key_of).collect();
         changes.write(state, fabric_id).await.map_err(|e| e.to_string())?;
+        if !touched.is_empty() && status == "active" {
+            refresh_pooled(&state.pool, fabric_id, Some(&touched)).await.map_err(|e| e.to_string())?;
+        }
         let now = match &error {
             Some(_) => "error",
             None if listed.len() == kinds.len() => "active",
@@ -232,6 +237,10 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         if now != status || error.is_some() {
             status = now;
             set_status(state, fabric_id, now, error).await;
+            if now == "active" {
+                // Everything is listed: the live view is complete, drift can be told.
+                refresh_pooled(&state.pool, fabric_id, None).await.map_err(|e| e.to_string())?;
+            }
         }
     }
     Err("the watch streams ended".into())

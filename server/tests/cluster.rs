@@ -311,3 +311,84 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
     next_matching(&mut stream, &mut resumed, |e| is(e, FabricEventType::Modified, "server-2")).await;
     assert!(servers[other].log().contains("\"watching\""), "the survivor did not take over");
 }
+
+async fn resource_drift(c: &mut Clients, id: &str, kind: &str, name: &str) -> ResourceDrift {
+    let key = ResourceKey { group: if kind == "External" { "vpc.githedgehog.com" } else { "wiring.githedgehog.com" }.into(), kind: kind.into(), name: name.into(), ..Default::default() };
+    let request = GetResourceDriftRequest { fabric_id: id.into(), resource: Some(get_resource_drift_request::Resource::Key(key)) };
+    c.drift.get_resource_drift(request).await.expect("drift").into_inner().drift.expect("drift")
+}
+
+/// Polls a resource's drift until it has `status`; panics after 30 s.
+async fn wait_drift(c: &mut Clients, id: &str, kind: &str, name: &str, status: ResourceDriftStatus) -> ResourceDrift {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let d = resource_drift(c, id, kind, name).await;
+        if d.status == status as i32 {
+            return d;
+        }
+        assert!(std::time::Instant::now() < deadline, "{kind} {name} not {status:?}: {d:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn drift_names_fields_values_and_who_changed_them() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    let summary = c.drift.detect_drift(DetectDriftRequest { fabric_id: id.clone() }).await.expect("detect").into_inner().summary.expect("summary");
+    assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::InSync as i32, 0), "{summary:?}");
+
+    // Another manager changes a field: drifted, with the path, both values and who did it.
+    kube.kubectl_ok(&["patch", "externals.vpc.githedgehog.com", "default", "-n", "default", "--type=merge", "-p", r#"{"spec":{"inboundCommunity":"65101:9999"}}"#]);
+    let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
+    assert_eq!(d.fields.len(), 1, "{d:?}");
+    let field = &d.fields[0];
+    assert_eq!(field.path, "/spec/inboundCommunity");
+    let text = |v: &Option<prost_types::Value>| match v.as_ref().and_then(|v| v.kind.clone()) {
+        Some(prost_types::value::Kind::StringValue(s)) => s,
+        other => panic!("not a string: {other:?}"),
+    };
+    assert_eq!((text(&field.desired), text(&field.live)), ("65101:3001".to_string(), "65101:9999".to_string()));
+    assert_eq!(field.managers.first().map(|m| m.manager.as_str()), Some("kubectl-patch"), "{:?}", field.managers);
+    assert!(d.unified_diff.contains("-  inboundCommunity: \"65101:3001\"") || d.unified_diff.contains("-  inboundCommunity: 65101:3001"), "{}", d.unified_diff);
+    assert!(d.score > 0.0 && d.score <= 1.0);
+
+    // Deleted live object: missing. Labelled extra: orphaned. An unlabelled extra is not ours.
+    kube.kubectl_ok(&["delete", "servers.wiring.githedgehog.com", "server-1", "-n", "default"]);
+    wait_drift(&mut c, &id, "Server", "server-1", ResourceDriftStatus::Missing).await;
+    kube.apply_yaml(&format!("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: stray\n  namespace: default\n  labels:\n    {LABEL}: lab\n"));
+    kube.apply_yaml("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: someone-elses\n  namespace: default\n");
+    wait_drift(&mut c, &id, "Server", "stray", ResourceDriftStatus::Orphaned).await;
+    wait_drift(&mut c, &id, "Server", "someone-elses", ResourceDriftStatus::InSync).await;
+
+    let summary = c.drift.get_fabric_drift(GetFabricDriftRequest { fabric_id: id.clone() }).await.expect("summary").into_inner().summary.expect("summary");
+    assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::Drifted as i32, 3), "{summary:?}");
+    let listed = c
+        .drift
+        .list_drifted_resources(ListDriftedResourcesRequest { fabric_id: id.clone(), page_size: 10, ..Default::default() })
+        .await
+        .expect("list")
+        .into_inner();
+    let mut names: Vec<String> = listed.resources.iter().filter_map(|r| r.key.as_ref().map(|k| k.name.clone())).collect();
+    names.sort();
+    assert_eq!(names, ["default", "server-1", "stray"]);
+    let missing = c
+        .drift
+        .list_drifted_resources(ListDriftedResourcesRequest { fabric_id: id.clone(), filter: "status=missing".into(), ..Default::default() })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(missing.total_size, 1);
+
+    // Re-applying (taking the field back) brings the changed and the deleted object back in sync.
+    let run = c.sync_mode(&id, SyncMode::Apply, false, true).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    wait_drift(&mut c, &id, "Server", "server-1", ResourceDriftStatus::InSync).await;
+}

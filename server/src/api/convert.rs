@@ -27,7 +27,7 @@ pub fn json_struct(value: &serde_json::Value) -> Option<prost_types::Struct> {
     }
 }
 
-fn json_value(value: &serde_json::Value) -> prost_types::Value {
+pub fn json_value(value: &serde_json::Value) -> prost_types::Value {
     use prost_types::value::Kind;
     use serde_json::Value as J;
     let kind = match value {

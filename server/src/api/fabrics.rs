@@ -250,7 +250,7 @@ fn name_taken(name: &str) -> impl FnOnce(DbError) -> ApiError + '_ {
     }
 }
 
-async fn load(state: &AppState, id: Uuid) -> Result<FabricRow, ApiError> {
+pub(super) async fn load(state: &AppState, id: Uuid) -> Result<FabricRow, ApiError> {
     let mut conn = state.conn().await?;
     store::get(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound { kind: "fabric", id: id.to_string() })
 }
@@ -419,6 +419,7 @@ impl FabricService for FabricApi {
                 .map(|w| convert::filter_word(&RESOURCE_DRIFT_STATUSES, "drift_status", w))
                 .transpose()?,
             apply_status: terms.get("apply_status").map(|w| convert::filter_word(&APPLY_STATUSES, "apply_status", w)).transpose()?,
+            drifted_only: false,
         };
         load(&self.state, fabric_id).await?;
         let mut conn = self.state.conn().await?;
@@ -434,24 +435,12 @@ impl FabricService for FabricApi {
     async fn get_resource(&self, request: Request<GetResourceRequest>) -> Result<Response<GetResourceResponse>, Status> {
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
-        load(&self.state, fabric_id).await?;
-        let mut conn = self.state.conn().await?;
-        let (found, wanted) = match &req.resource {
-            Some(get_resource_request::Resource::Id(id)) => {
-                let id = parse_id("id", id)?;
-                (resources::get(&mut conn, fabric_id, id).await, id.to_string())
-            }
-            Some(get_resource_request::Resource::Key(key)) => {
-                if key.kind.is_empty() || key.name.is_empty() {
-                    return Err(ApiError::invalid("key", "kind and name are required").into());
-                }
-                let namespace = if key.namespace.is_empty() { DEFAULT_NAMESPACE } else { key.namespace.as_str() };
-                let found = resources::get_by_key(&mut conn, fabric_id, &key.group, &key.kind, namespace, &key.name).await;
-                (found, format!("{}/{}/{}", key.kind, namespace, key.name))
-            }
-            None => return Err(ApiError::invalid("resource", "give an id or a key").into()),
+        let wanted = match &req.resource {
+            Some(get_resource_request::Resource::Id(id)) => Some(ResourceRef::Id(id)),
+            Some(get_resource_request::Resource::Key(key)) => Some(ResourceRef::Key(key)),
+            None => None,
         };
-        let row = found.map_err(ApiError::from)?.ok_or(ApiError::NotFound { kind: "resource", id: wanted })?;
+        let row = find_resource(&self.state, fabric_id, wanted).await?;
         Ok(Response::new(GetResourceResponse { resource: Some(resource_proto(&row, true)) }))
     }
 
@@ -532,6 +521,34 @@ fn cluster_failure(e: &ClusterError) -> ClusterFailure {
     }
 }
 
+/// A resource named in a request: by id or by key.
+pub(super) enum ResourceRef<'a> {
+    Id(&'a str),
+    Key(&'a ResourceKey),
+}
+
+/// The fabric's resource named by `wanted`; NOT_FOUND for the fabric or the resource.
+pub(super) async fn find_resource(state: &AppState, fabric_id: Uuid, wanted: Option<ResourceRef<'_>>) -> Result<ResourceRow, ApiError> {
+    load(state, fabric_id).await?;
+    let mut conn = state.conn().await?;
+    let (found, wanted) = match wanted {
+        Some(ResourceRef::Id(id)) => {
+            let id = parse_id("id", id)?;
+            (resources::get(&mut conn, fabric_id, id).await, id.to_string())
+        }
+        Some(ResourceRef::Key(key)) => {
+            if key.kind.is_empty() || key.name.is_empty() {
+                return Err(ApiError::invalid("key", "kind and name are required"));
+            }
+            let namespace = if key.namespace.is_empty() { DEFAULT_NAMESPACE } else { key.namespace.as_str() };
+            let found = resources::get_by_key(&mut conn, fabric_id, &key.group, &key.kind, namespace, &key.name).await;
+            (found, format!("{}/{}/{}", key.kind, namespace, key.name))
+        }
+        None => return Err(ApiError::invalid("resource", "give an id or a key")),
+    };
+    found?.ok_or(ApiError::NotFound { kind: "resource", id: wanted })
+}
+
 const RESOURCE_FILTERS: &[&str] = &["group", "kind", "namespace", "name", "drift_status", "apply_status"];
 
 /// The stored managedFields summary (see `watch::field_managers`).
@@ -551,18 +568,22 @@ fn field_managers(stored: &serde_json::Value) -> Vec<FieldManager> {
         .collect()
 }
 
+pub(super) fn resource_key(row: &ResourceRow) -> ResourceKey {
+    ResourceKey {
+        group: row.api_group.clone(),
+        version: row.api_version.clone(),
+        kind: row.kind.clone(),
+        namespace: row.namespace.clone(),
+        name: row.name.clone(),
+    }
+}
+
 fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {
     let object = |v: &Option<serde_json::Value>| if with_objects { v.as_ref().and_then(convert::json_struct) } else { None };
     Resource {
         id: row.id.to_string(),
         fabric_id: row.fabric_id.to_string(),
-        key: Some(ResourceKey {
-            group: row.api_group.clone(),
-            version: row.api_version.clone(),
-            kind: row.kind.clone(),
-            namespace: row.namespace.clone(),
-            name: row.name.clone(),
-        }),
+        key: Some(resource_key(row)),
         desired: object(&row.desired),
         source: row.source_file.as_ref().map(|file| SourceLocation {
             file: file.clone(),

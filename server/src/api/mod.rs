@@ -2,6 +2,7 @@
 //! `tonic::Status` through `ApiError` only.
 
 pub mod convert;
+mod drift;
 pub mod error;
 mod fabrics;
 pub mod listing;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use drift::DriftApi;
 pub use error::ApiError;
 pub use fabrics::FabricApi;
 pub use repositories::RepositoryApi;
@@ -42,20 +44,6 @@ impl AppState {
         Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
     }
 }
-
-/// DriftService: specified in the proto; its RPCs answer UNIMPLEMENTED until drift lands.
-pub struct DriftApi {
-    _state: AppState,
-}
-
-impl DriftApi {
-    pub fn new(state: AppState) -> Self {
-        DriftApi { _state: state }
-    }
-}
-
-#[tonic::async_trait]
-impl crate::proto::drift_service_server::DriftService for DriftApi {}
 
 pub fn parse_id(field: &str, value: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(value).map_err(|_| ApiError::invalid(field, "must be a UUID"))

@@ -191,3 +191,9 @@ pub async fn set_watch_status(conn: &mut AsyncPgConnection, id: Uuid, status: &s
         .await?;
     Ok(())
 }
+
+/// Records the fabric's aggregate drift status.
+pub async fn set_drift_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str) -> Result<(), DbError> {
+    diesel::update(fabrics::table.find(id)).set(fabrics::drift_status.eq(status)).execute(conn).await?;
+    Ok(())
+}

@@ -83,6 +83,8 @@ pub struct ResourceFilter {
     pub name: Option<String>,
     pub drift_status: Option<String>,
     pub apply_status: Option<String>,
+    /// Only resources that count as drift (see `DRIFTED`).
+    pub drifted_only: bool,
 }
 
 /// Every resource of the fabric that has a desired object or a live one.
@@ -176,6 +178,9 @@ fn filtered(fabric_id: Uuid, filter: &ResourceFilter) -> resources::BoxedQuery<'
     }
     if let Some(v) = &filter.apply_status {
         query = query.filter(resources::apply_status.eq(v.clone()));
+    }
+    if filter.drifted_only {
+        query = query.filter(resources::drift_status.eq_any(DRIFTED));
     }
     query
 }
@@ -393,4 +398,97 @@ pub async fn live_versions(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Res
         .load(conn)
         .await?;
     Ok(rows.into_iter().map(|(g, k, ns, n, rv)| (g, k, ns, n, rv.unwrap_or_default())).collect())
+}
+
+/// What drift is computed from.
+#[derive(Debug, Clone, Queryable)]
+pub struct DriftInput {
+    pub id: Uuid,
+    pub api_group: String,
+    pub api_version: String,
+    pub kind: String,
+    pub desired: Option<serde_json::Value>,
+    pub live: Option<serde_json::Value>,
+    pub field_managers: Option<serde_json::Value>,
+}
+
+/// Drift of one resource to store.
+#[derive(Debug, Clone)]
+pub struct DriftRecord {
+    pub id: Uuid,
+    pub status: &'static str,
+    pub drift: serde_json::Value,
+}
+
+/// The drift inputs of a fabric's resources, or of the given keys.
+pub async fn drift_inputs(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    keys: Option<&[(String, String, String, String)]>,
+) -> Result<Vec<DriftInput>, DbError> {
+    let columns = (
+        resources::id,
+        resources::api_group,
+        resources::api_version,
+        resources::kind,
+        resources::desired,
+        resources::live,
+        resources::field_managers,
+    );
+    let Some(keys) = keys else {
+        return Ok(resources::table.filter(resources::fabric_id.eq(fabric_id)).select(columns).load(conn).await?);
+    };
+    let mut out = Vec::new();
+    for chunk in keys.chunks(UPSERT_CHUNK) {
+        let names: Vec<&str> = chunk.iter().map(|k| k.3.as_str()).collect();
+        let rows: Vec<(DriftInput, String, String)> = resources::table
+            .filter(resources::fabric_id.eq(fabric_id))
+            .filter(resources::name.eq_any(names))
+            .select((columns, resources::namespace, resources::name))
+            .load(conn)
+            .await?;
+        // Names narrow the query; the full key decides.
+        out.extend(rows.into_iter().filter(|(r, ns, n)| chunk.iter().any(|k| k.0 == r.api_group && k.1 == r.kind && &k.2 == ns && &k.3 == n)).map(|(r, _, _)| r));
+    }
+    Ok(out)
+}
+
+/// Stores computed drift in one statement per chunk.
+pub async fn record_drift(conn: &mut AsyncPgConnection, records: &[DriftRecord]) -> Result<(), DbError> {
+    use diesel::sql_types::{Array, Jsonb, Text, Uuid as SqlUuid};
+    for chunk in records.chunks(UPSERT_CHUNK * 5) {
+        diesel::sql_query(
+            "UPDATE resources r SET drift_status = u.status, drift = u.drift \
+             FROM unnest($1, $2, $3) AS u(id, status, drift) WHERE r.id = u.id",
+        )
+        .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|r| r.status.to_string()).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(chunk.iter().map(|r| r.drift.clone()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Resources of a fabric that are drifted, missing, orphaned or contested.
+pub async fn drifted_count(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<i64, DbError> {
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .filter(resources::drift_status.eq_any(DRIFTED))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// Drift statuses that count as drift.
+pub const DRIFTED: [&str; 4] = ["drifted", "missing", "orphaned", "contested"];
+
+/// (group, kind, status, count) of a fabric's resources.
+pub async fn drift_counts(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<(String, String, String, i64)>, DbError> {
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .group_by((resources::api_group, resources::kind, resources::drift_status))
+        .select((resources::api_group, resources::kind, resources::drift_status, diesel::dsl::count_star()))
+        .load(conn)
+        .await?)
 }

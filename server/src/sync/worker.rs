@@ -67,6 +67,12 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
     let result = execute_pull(state, worker, &run, &flags).await;
     heartbeat.abort();
     match result {
+        Ok(()) if !run.dry_run => {
+            // The desired state or the cluster changed: drift follows.
+            if let Err(e) = crate::drift::refresh::refresh_pooled(&state.pool, run.fabric_id, None).await {
+                warn!(error = %e, "could not recompute drift after the run");
+            }
+        }
         Ok(()) => {}
         Err(PullError::Lost) => warn!("lease lost: another worker took this run over"),
         Err(PullError::Released) => {

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use fabricsync::proto::drift_service_client::DriftServiceClient;
 use fabricsync::proto::fabric_service_client::FabricServiceClient;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
@@ -26,6 +27,7 @@ pub struct Clients {
     pub repos: RepositoryServiceClient<Channel>,
     pub fabrics: FabricServiceClient<Channel>,
     pub sync: SyncServiceClient<Channel>,
+    pub drift: DriftServiceClient<Channel>,
 }
 
 impl Clients {
@@ -33,6 +35,7 @@ impl Clients {
         Clients {
             repos: RepositoryServiceClient::new(channel.clone()),
             fabrics: FabricServiceClient::new(channel.clone()),
+            drift: DriftServiceClient::new(channel.clone()),
             sync: SyncServiceClient::new(channel),
         }
     }

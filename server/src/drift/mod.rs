@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::manifest::yaml::escape;
 
+pub mod refresh;
+
 /// A resource's drift state, as stored (`resources.drift_status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -208,6 +210,64 @@ fn same_value(a: &Value, b: &Value, schema: &Value) -> bool {
     out.is_empty()
 }
 
+/// The live object as a user compares it with Git: without status, server-set metadata and the
+/// service's own label.
+pub fn comparable_live(live: &Value, own_labels: &[&str]) -> Value {
+    let mut out = live.clone();
+    if let Some(object) = out.as_object_mut() {
+        object.remove("status");
+    }
+    if let Some(metadata) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations"));
+        if let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut) {
+            labels.retain(|k, _| !own_labels.contains(&k.as_str()));
+            if labels.is_empty() {
+                metadata.remove("labels");
+            }
+        }
+        if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
+            annotations.retain(|k, _| k != "kubectl.kubernetes.io/last-applied-configuration");
+            if annotations.is_empty() {
+                metadata.remove("annotations");
+            }
+        }
+    }
+    out
+}
+
+/// A unified diff of the two objects as YAML (keys sorted so only content differs).
+pub fn unified_yaml_diff(desired: Option<&Value>, live: Option<&Value>) -> String {
+    let render = |v: Option<&Value>| v.map(yaml_text).unwrap_or_default();
+    let (a, b) = (render(desired), render(live));
+    similar::TextDiff::from_lines(&a, &b).unified_diff().context_radius(3).header("desired (Git)", "live (cluster)").to_string()
+}
+
+fn yaml_text(value: &Value) -> String {
+    fn convert(v: &Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match v {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) if n.is_i64() => Yaml::Integer(n.as_i64().unwrap_or_default()),
+            Value::Number(n) => Yaml::Real(n.to_string()),
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(a) => Yaml::Array(a.iter().map(convert).collect()),
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Yaml::Hash(keys.into_iter().map(|k| (Yaml::String(k.clone()), convert(&m[k]))).collect())
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut emitter = yaml_rust2::YamlEmitter::new(&mut out);
+    if emitter.dump(&convert(value)).is_err() {
+        return String::new();
+    }
+    out.push('\n');
+    out
+}
+
 /// The owners of `pointer` in a managedFields summary (see `watch::field_managers`): managers
 /// owning the field, a parent of it or a field inside it. Latest first.
 pub fn owners(pointer: &str, managers: &Value) -> Vec<(String, String, String)> {
@@ -292,6 +352,18 @@ mod tests {
             pointers(&diff(&desired, &changed, &ctx(&schema, &[]))),
             ["/spec/order/0", "/spec/order/1", "/spec/ports/1/speed", "/spec/ports/[\"c\"]", "/spec/tags"]
         );
+    }
+
+    #[test]
+    fn unified_diff_shows_the_changed_line_only() {
+        let desired = json!({"metadata": {"name": "a"}, "spec": {"vlan": 10, "ipv4Namespace": "default"}});
+        let live = comparable_live(
+            &json!({"metadata": {"name": "a", "uid": "u", "labels": {"fabricsync.dev/fabric": "lab"}}, "spec": {"vlan": 11, "ipv4Namespace": "default"}, "status": {}}),
+            &["fabricsync.dev/fabric"],
+        );
+        let text = unified_yaml_diff(Some(&desired), Some(&live));
+        assert!(text.contains("-  vlan: 10\n+  vlan: 11"), "{text}");
+        assert!(!text.contains("uid") && !text.contains("status") && !text.contains("fabricsync.dev"), "{text}");
     }
 
     #[test]
