@@ -103,6 +103,15 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_AUTO_SYNC_TICK_SECONDS", default_value_t = 5)]
     pub auto_sync_tick_seconds: u64,
 
+    /// Self-heal gives up on a resource (marks it contested) after reverting it this many times
+    /// within --self-heal-window-seconds: another controller keeps changing it.
+    #[arg(long, env = "FABRICSYNC_SELF_HEAL_MAX_REVERTS", default_value_t = 3)]
+    pub self_heal_max_reverts: usize,
+
+    /// The window of --self-heal-max-reverts.
+    #[arg(long, env = "FABRICSYNC_SELF_HEAL_WINDOW_SECONDS", default_value_t = 600)]
+    pub self_heal_window_seconds: u64,
+
     /// Largest YAML file a sync reads from Git; larger files fail the run.
     #[arg(long, env = "FABRICSYNC_MAX_FILE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_file_bytes: u64,

@@ -26,6 +26,8 @@ pub struct Settings {
     pub sync_workers: usize,
     pub sync_lease: Duration,
     pub auto_sync_tick: Duration,
+    pub self_heal_max_reverts: usize,
+    pub self_heal_window: Duration,
     pub read_limits: crate::git::ReadLimits,
     pub data_dir: std::path::PathBuf,
 }
@@ -39,6 +41,8 @@ impl Settings {
             sync_workers: args.sync_workers,
             sync_lease: Duration::from_secs(args.sync_lease_seconds.max(1)),
             auto_sync_tick: Duration::from_secs(args.auto_sync_tick_seconds.max(1)),
+            self_heal_max_reverts: args.self_heal_max_reverts.max(1),
+            self_heal_window: Duration::from_secs(args.self_heal_window_seconds.max(1)),
             read_limits: crate::git::ReadLimits {
                 max_file_bytes: args.max_file_bytes,
                 max_total_bytes: args.max_total_bytes,

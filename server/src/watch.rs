@@ -3,8 +3,8 @@
 //! the fabric's resources (orphans included) and appends ADDED / MODIFIED / DELETED events to the
 //! event log, from which every process serves WatchFabricEvents.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::{stream, StreamExt};
@@ -20,7 +20,9 @@ use uuid::Uuid;
 use crate::api::AppState;
 use crate::cluster::{self, check};
 use crate::db::resources::{self, LiveRecord};
-use crate::drift::refresh::refresh_pooled;
+use crate::cluster::FIELD_MANAGER;
+use crate::drift::refresh::{mark_contested, refresh_pooled, DriftChange};
+use crate::sync::queue;
 use crate::db::{self, events, fabrics, DbError};
 use crate::manifest::kinds::{KindDef, KindRegistry};
 use crate::proto::{FabricEvent, FabricEventType, ResourceKey};
@@ -184,6 +186,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
     let mut listing: HashMap<String, HashSet<Key>> = kinds.iter().map(|k| (k.kind.clone(), HashSet::new())).collect();
     let mut listed: HashSet<String> = HashSet::new();
     let mut status = "starting";
+    let mut heal = SelfHeal::default();
     info!(kinds = kinds.len(), "watching");
     while let Some(batch) = merged.next().await {
         let mut changes = Changes::default();
@@ -227,7 +230,10 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         let touched: Vec<Key> = changes.records.iter().map(key_of).collect();
         changes.write(state, fabric_id).await.map_err(|e| e.to_string())?;
         if !touched.is_empty() && status == "active" {
-            refresh_pooled(&state.pool, fabric_id, Some(&touched)).await.map_err(|e| e.to_string())?;
+            let drifted = refresh_pooled(&state.pool, fabric_id, Some(&touched)).await.map_err(|e| e.to_string())?;
+            if fabric.self_heal {
+                heal.react(state, fabric_id, &drifted).await.map_err(|e| e.to_string())?;
+            }
         }
         let now = match &error {
             Some(_) => "error",
@@ -244,6 +250,41 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         }
     }
     Err("the watch streams ended".into())
+}
+
+/// Self-heal: reverts drift by queueing an APPLY run; a resource reverted too often in the
+/// window is marked contested instead (another controller keeps changing it).
+#[derive(Default)]
+struct SelfHeal {
+    reverts: HashMap<Key, VecDeque<Instant>>,
+}
+
+impl SelfHeal {
+    async fn react(&mut self, state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -> Result<(), DbError> {
+        let (max, window) = (state.settings.self_heal_max_reverts, state.settings.self_heal_window);
+        let now = Instant::now();
+        let mut revert = false;
+        for change in changes.iter().filter(|c| matches!(c.status, "drifted" | "missing")) {
+            let times = self.reverts.entry(change.key.clone()).or_default();
+            times.retain(|t| now.duration_since(*t) < window);
+            if times.len() >= max {
+                let other = change.managers.iter().find(|m| m.as_str() != FIELD_MANAGER).cloned().unwrap_or_else(|| "another writer".into());
+                warn!(resource = ?change.key, manager = %other, "self-heal gave up: contested");
+                mark_contested(&state.pool, fabric_id, &change.key, &other).await?;
+                times.clear();
+            } else {
+                times.push_back(now);
+                revert = true;
+            }
+        }
+        if revert {
+            let request = queue::Request { fabric_id, mode: "apply", trigger: "self_heal", dry_run: false, force: true, requested_ref: String::new() };
+            let mut conn = db::connect(&state.pool).await?;
+            queue::enqueue(&mut conn, &request).await?;
+            info!("self-heal: apply queued");
+        }
+        Ok(())
+    }
 }
 
 /// Live records and their events, written together.

@@ -392,3 +392,73 @@ async fn drift_names_fields_values_and_who_changed_them() {
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
     wait_drift(&mut c, &id, "Server", "server-1", ResourceDriftStatus::InSync).await;
 }
+
+/// Polls the External's inboundCommunity in the cluster until it is `want`; panics after 30 s.
+fn wait_community(kube: &KubeCluster, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = kube.kubectl_ok(&["get", "externals.vpc.githedgehog.com", "default", "-n", "default", "-o", "jsonpath={.spec.inboundCommunity}"]);
+        if now == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "inboundCommunity is {now}, not {want}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[tokio::test]
+async fn self_heal_reverts_then_leaves_a_fighting_writer_contested() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let db = support::fresh_database().await;
+    let keys = fabricsync::crypto::Keyring::generate_key_line("k");
+    let server = ServerProcess::start_with(&db, &keys, &["--self-heal-max-reverts", "2"]).await;
+    let mut c = Clients::new(server.channel().await);
+    let policy = SyncPolicy { self_heal: true, ..Default::default() };
+    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    let mut stream = c.drift.stream_drift(StreamDriftRequest { fabric_id: id.clone(), from_sequence: 0 }).await.expect("stream").into_inner();
+
+    let patch = |value: &str| {
+        let body = format!(r#"{{"spec":{{"inboundCommunity":"{value}"}}}}"#);
+        kube.kubectl_ok(&["patch", "externals.vpc.githedgehog.com", "default", "-n", "default", "--type=merge", "-p", &body]);
+    };
+    // Twice reverted...
+    for attempt in ["65101:9001", "65101:9002"] {
+        patch(attempt);
+        wait_community(&kube, "65101:3001");
+    }
+    // ...the third time it is left alone and marked contested by the writer.
+    patch("65101:9003");
+    let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Contested).await;
+    assert_eq!(d.contested_by, "kubectl-patch");
+    assert_eq!(d.fields.first().map(|f| f.path.as_str()), Some("/spec/inboundCommunity"));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    wait_community(&kube, "65101:9003");
+
+    // The drift stream told each step.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&(ResourceDriftStatus::Contested as i32)) {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await.expect("drift event").expect("stream").expect("open");
+        let event = message.event.expect("event");
+        if event.drift.as_ref().and_then(|d| d.key.as_ref()).is_some_and(|k| k.name == "default" && k.kind == "External") {
+            seen.push(event.drift.expect("drift").status);
+        }
+    }
+    let drifted = seen.iter().filter(|s| **s == ResourceDriftStatus::Drifted as i32).count();
+    let healed = seen.iter().filter(|s| **s == ResourceDriftStatus::InSync as i32).count();
+    assert!(drifted >= 2 && healed >= 2, "{seen:?}");
+    let runs = c.sync.list_sync_runs(ListSyncRunsRequest { filter: format!("fabric_id={id}"), page_size: 50, ..Default::default() }).await.expect("runs").into_inner();
+    assert!(runs.runs.iter().filter(|r| r.trigger == SyncTrigger::SelfHeal as i32).count() >= 2);
+
+    // Remediate, as a user, takes it back.
+    let run = c.drift.remediate(RemediateRequest { fabric_id: id.clone(), force: true, ..Default::default() }).await.expect("remediate").into_inner().run.expect("run");
+    let run = c.wait(&run.id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_community(&kube, "65101:3001");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    let chosen = RemediateRequest { fabric_id: id.clone(), keys: vec![ResourceKey::default()], ..Default::default() };
+    assert_eq!(c.drift.remediate(chosen).await.expect_err("not yet").code(), tonic::Code::Unimplemented);
+}

@@ -3,16 +3,25 @@
 
 use std::collections::BTreeMap;
 
+use diesel_async::AsyncPgConnection;
+use prost::Message;
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert::{self, DRIFT_STATUSES, RESOURCE_DRIFT_STATUSES};
 use super::fabrics::{find_resource, load, resource_key, ResourceRef};
+use super::sync::{follow, EventStream, STREAM_BATCH, STREAM_BUFFER};
 use super::{listing, parse_id, ApiError, AppState};
 use crate::cluster::FABRIC_LABEL;
 use crate::db::fabrics::FabricRow;
+use crate::db::events::{self, EventRow, Notice};
 use crate::db::resources::{self, ResourceFilter, ResourceRow, DRIFTED};
+use crate::db::DbError;
+use crate::sync::queue::{self, Enqueued};
 use crate::drift;
 use crate::proto::drift_service_server::DriftService;
 use crate::proto::*;
@@ -50,50 +59,40 @@ impl DriftApi {
 /// A resource's stored drift as the API shows it; with the unified diff when asked.
 fn resource_drift(row: &ResourceRow, with_diff: bool) -> ResourceDrift {
     let stored = row.drift.clone().unwrap_or(Value::Null);
-    let text = |v: &Value, i: usize| v.get(i).and_then(Value::as_str).unwrap_or("").to_string();
-    let fields = stored
-        .get("fields")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|f| FieldDrift {
-            path: f.get("path").and_then(Value::as_str).unwrap_or("").to_string(),
-            desired: f.get("desired").filter(|v| !v.is_null()).map(convert::json_value),
-            live: f.get("live").filter(|v| !v.is_null()).map(convert::json_value),
-            managers: f
-                .get("managers")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|m| FieldChange {
-                    manager: text(m, 0),
-                    operation: text(m, 1),
-                    time: chrono::DateTime::parse_from_rfc3339(&text(m, 2)).ok().map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
-                })
-                .collect(),
-        })
-        .collect();
-    let unified_diff = if with_diff {
+    let mut out = drift::drift_proto(row.id, resource_key(row), &row.drift_status, &stored, Some(convert::timestamp(row.updated_at)));
+    if with_diff {
         let live = row.live.as_ref().map(|l| drift::comparable_live(l, &[FABRIC_LABEL]));
-        drift::unified_yaml_diff(row.desired.as_ref(), live.as_ref())
-    } else {
-        String::new()
-    };
-    ResourceDrift {
-        resource_id: row.id.to_string(),
-        key: Some(resource_key(row)),
-        status: RESOURCE_DRIFT_STATUSES.of(&row.drift_status) as i32,
-        score: stored.get("score").and_then(Value::as_f64).unwrap_or(0.0),
-        fields,
-        unified_diff,
-        contested_by: String::new(),
-        compute_time: Some(convert::timestamp(row.updated_at)),
+        out.unified_diff = drift::unified_yaml_diff(row.desired.as_ref(), live.as_ref());
     }
+    out
 }
 
 const FILTERS: &[&str] = &["group", "kind", "status"];
+
+/// A fabric's drift changes: never ends by itself.
+struct DriftEvents {
+    fabric_id: Uuid,
+}
+
+impl EventStream for DriftEvents {
+    type Message = StreamDriftResponse;
+
+    async fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> Result<(Vec<EventRow>, bool), DbError> {
+        Ok((events::of_fabric(conn, self.fabric_id, drift::refresh::STREAM, after, STREAM_BATCH).await?, false))
+    }
+
+    fn wakes(&self, notice: &Notice) -> bool {
+        notice.fabric_id == self.fabric_id && notice.stream == drift::refresh::STREAM
+    }
+
+    fn message(&self, row: &EventRow) -> Option<(Self::Message, bool)> {
+        let mut event = DriftEvent::decode(row.payload.as_slice()).ok()?;
+        event.sequence = row.sequence;
+        event.fabric_id = self.fabric_id.to_string();
+        event.time = Some(convert::timestamp(row.created_at));
+        Some((StreamDriftResponse { event: Some(event) }, false))
+    }
+}
 
 #[tonic::async_trait]
 impl DriftService for DriftApi {
@@ -143,6 +142,41 @@ impl DriftService for DriftApi {
         };
         let row = find_resource(&self.state, fabric_id, wanted).await?;
         Ok(Response::new(GetResourceDriftResponse { drift: Some(resource_drift(&row, true)) }))
+    }
+
+    async fn stream_drift(&self, request: Request<StreamDriftRequest>) -> Result<Response<BoxStream<StreamDriftResponse>>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        if req.from_sequence < 0 {
+            return Err(ApiError::invalid("from_sequence", "must not be negative").into());
+        }
+        load(&self.state, fabric_id).await?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(follow(self.state.clone(), DriftEvents { fabric_id }, req.from_sequence, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn remediate(&self, request: Request<RemediateRequest>) -> Result<Response<RemediateResponse>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        if !req.keys.is_empty() || !req.delete_orphans.is_empty() {
+            return Err(Status::unimplemented(
+                "remediating chosen resources is not available yet; leave keys and delete_orphans empty to reapply everything that drifted",
+            ));
+        }
+        let fabric = load(&self.state, fabric_id).await?;
+        if fabric.cluster_server_url.is_empty() {
+            return Err(ApiError::FailedPrecondition("the fabric has no cluster connection (cluster.server_url)".into()).into());
+        }
+        // An APPLY run resends exactly what moved since its last apply or is missing.
+        let request = queue::Request { fabric_id, mode: "apply", trigger: "user", dry_run: req.dry_run, force: req.force, requested_ref: String::new() };
+        let mut conn = self.state.conn().await?;
+        let row = match queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
+            Enqueued::New(row) | Enqueued::AlreadyActive(Some(row)) => row,
+            Enqueued::AlreadyActive(None) => return Err(ApiError::Aborted("the fabric's active run just ended; try again".into()).into()),
+        };
+        let sequence = events::last_of_run(&mut conn, row.id).await.map_err(ApiError::from)?;
+        Ok(Response::new(RemediateResponse { run: Some(super::sync::to_proto(&row, sequence)) }))
     }
 
     async fn detect_drift(&self, request: Request<DetectDriftRequest>) -> Result<Response<DetectDriftResponse>, Status> {

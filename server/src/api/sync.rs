@@ -26,9 +26,9 @@ use crate::sync::{self as engine, hub, Counters, StoredChange, StoredDiagnostic,
 
 const FILTERS: &[&str] = &["fabric_id", "status"];
 /// Events read from the log per query while streaming.
-const STREAM_BATCH: i64 = 500;
+pub(super) const STREAM_BATCH: i64 = 500;
 /// Events buffered per stream; a slow client only slows its own stream.
-const STREAM_BUFFER: usize = 64;
+pub(super) const STREAM_BUFFER: usize = 64;
 
 pub struct SyncApi {
     state: AppState,
@@ -196,7 +196,7 @@ impl SyncService for SyncApi {
 }
 
 /// A stream served from the event log: which rows, which notices wake it, what it sends.
-trait EventStream: Send + 'static {
+pub(super) trait EventStream: Send + 'static {
     type Message: Send + 'static;
     /// Rows after `after`, and whether the stream is over once they are sent.
     fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> impl Future<Output = Result<(Vec<EventRow>, bool), DbError>> + Send;
@@ -261,7 +261,7 @@ impl EventStream for ClusterEvents {
 
 /// Sends the stored events after `after`, then follows new ones until the stream ends, the
 /// client goes away, or the server shuts down.
-async fn follow<S: EventStream>(state: AppState, stream: S, mut after: i64, tx: mpsc::Sender<Result<S::Message, Status>>) {
+pub(super) async fn follow<S: EventStream>(state: AppState, stream: S, mut after: i64, tx: mpsc::Sender<Result<S::Message, Status>>) {
     // Subscribe before reading so nothing appended in between is missed.
     let mut notices = state.hub.subscribe();
     let mut shutdown = state.shutdown.clone();
@@ -320,7 +320,7 @@ async fn last_sequence(conn: &mut diesel_async::AsyncPgConnection, run_id: Uuid)
     Ok(events::last_of_run(conn, run_id).await?)
 }
 
-fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
+pub(super) fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
     let counters: Counters = serde_json::from_value(row.counters.clone()).unwrap_or_default();
     let diagnostics: Vec<StoredDiagnostic> = serde_json::from_value(row.diagnostics.clone()).unwrap_or_default();
     let changes: Vec<StoredChange> = serde_json::from_value(row.changes.clone()).unwrap_or_default();

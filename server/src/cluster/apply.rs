@@ -33,6 +33,8 @@ pub struct Desired {
     pub last_applied_hash: Option<String>,
     /// resourceVersion the cluster returned to the last apply.
     pub applied_resource_version: Option<String>,
+    /// Self-heal gave up on it (another writer keeps changing it).
+    pub contested: bool,
 }
 
 /// One object as the cluster has it.
@@ -281,6 +283,7 @@ mod tests {
             hash: hash.into(),
             last_applied_hash: applied.map(Into::into),
             applied_resource_version: rv.map(Into::into),
+            contested: false,
         }
     }
 

@@ -260,6 +260,7 @@ pub struct ApplyEntry {
     pub desired_hash: Option<String>,
     pub last_applied_hash: Option<String>,
     pub applied_resource_version: Option<String>,
+    pub drift_status: String,
 }
 
 /// Every desired object of a fabric.
@@ -279,6 +280,7 @@ pub async fn for_apply(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<
             resources::desired_hash,
             resources::last_applied_hash,
             resources::applied_resource_version,
+            resources::drift_status,
         ))
         .load(conn)
         .await?)
@@ -407,9 +409,13 @@ pub struct DriftInput {
     pub api_group: String,
     pub api_version: String,
     pub kind: String,
+    pub namespace: String,
+    pub name: String,
     pub desired: Option<serde_json::Value>,
     pub live: Option<serde_json::Value>,
     pub field_managers: Option<serde_json::Value>,
+    pub drift_status: String,
+    pub drift: Option<serde_json::Value>,
 }
 
 /// Drift of one resource to store.
@@ -431,9 +437,13 @@ pub async fn drift_inputs(
         resources::api_group,
         resources::api_version,
         resources::kind,
+        resources::namespace,
+        resources::name,
         resources::desired,
         resources::live,
         resources::field_managers,
+        resources::drift_status,
+        resources::drift,
     );
     let Some(keys) = keys else {
         return Ok(resources::table.filter(resources::fabric_id.eq(fabric_id)).select(columns).load(conn).await?);
@@ -441,14 +451,10 @@ pub async fn drift_inputs(
     let mut out = Vec::new();
     for chunk in keys.chunks(UPSERT_CHUNK) {
         let names: Vec<&str> = chunk.iter().map(|k| k.3.as_str()).collect();
-        let rows: Vec<(DriftInput, String, String)> = resources::table
-            .filter(resources::fabric_id.eq(fabric_id))
-            .filter(resources::name.eq_any(names))
-            .select((columns, resources::namespace, resources::name))
-            .load(conn)
-            .await?;
+        let rows: Vec<DriftInput> =
+            resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::name.eq_any(names)).select(columns).load(conn).await?;
         // Names narrow the query; the full key decides.
-        out.extend(rows.into_iter().filter(|(r, ns, n)| chunk.iter().any(|k| k.0 == r.api_group && k.1 == r.kind && &k.2 == ns && &k.3 == n)).map(|(r, _, _)| r));
+        out.extend(rows.into_iter().filter(|r| chunk.iter().any(|k| k.0 == r.api_group && k.1 == r.kind && k.2 == r.namespace && k.3 == r.name)));
     }
     Ok(out)
 }

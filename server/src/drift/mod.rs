@@ -268,6 +268,47 @@ fn yaml_text(value: &Value) -> String {
     out
 }
 
+/// A resource's stored drift (see `refresh::compute`) as the API shows it.
+pub fn drift_proto(id: uuid::Uuid, key: crate::proto::ResourceKey, status: &str, stored: &Value, time: Option<prost_types::Timestamp>) -> crate::proto::ResourceDrift {
+    use crate::api::convert;
+    use crate::proto::{FieldChange, FieldDrift as FieldProto, ResourceDrift};
+    let text = |v: &Value, i: usize| v.get(i).and_then(Value::as_str).unwrap_or("").to_string();
+    let fields = stored
+        .get("fields")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| FieldProto {
+            path: f.get("path").and_then(Value::as_str).unwrap_or("").to_string(),
+            desired: f.get("desired").filter(|v| !v.is_null()).map(convert::json_value),
+            live: f.get("live").filter(|v| !v.is_null()).map(convert::json_value),
+            managers: f
+                .get("managers")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|m| FieldChange {
+                    manager: text(m, 0),
+                    operation: text(m, 1),
+                    time: chrono::DateTime::parse_from_rfc3339(&text(m, 2)).ok().map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
+                })
+                .collect(),
+        })
+        .collect();
+    ResourceDrift {
+        resource_id: id.to_string(),
+        key: Some(key),
+        status: convert::RESOURCE_DRIFT_STATUSES.of(status) as i32,
+        score: stored.get("score").and_then(Value::as_f64).unwrap_or(0.0),
+        fields,
+        unified_diff: String::new(),
+        contested_by: stored.get("contested_by").and_then(Value::as_str).unwrap_or("").to_string(),
+        compute_time: time,
+    }
+}
+
 /// The owners of `pointer` in a managedFields summary (see `watch::field_managers`): managers
 /// owning the field, a parent of it or a field inside it. Latest first.
 pub fn owners(pointer: &str, managers: &Value) -> Vec<(String, String, String)> {

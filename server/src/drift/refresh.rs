@@ -1,6 +1,8 @@
 //! Keeps stored drift current: recomputes resources (all of a fabric, or the keys a watch batch
-//! touched), writes what changed, and the fabric's aggregate status.
+//! touched), writes what changed, appends a drift event per status change, and updates the
+//! fabric's aggregate status.
 
+use prost::Message;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -8,9 +10,24 @@ use super::{resource_drift, Context, FieldDrift, Status};
 use crate::cluster::FABRIC_LABEL;
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, DriftInput, DriftRecord};
-use crate::db::{self, fabrics, DbConn, DbError};
+use crate::db::{self, events, fabrics, DbConn, DbError};
 use crate::manifest::kinds::KindRegistry;
+use crate::proto::{DriftEvent, ResourceKey};
 use crate::sync::plan::Key;
+
+/// The event log stream of drift changes.
+pub const STREAM: &str = "drift";
+
+/// A resource whose drift status changed.
+#[derive(Debug, Clone)]
+pub struct DriftChange {
+    pub id: Uuid,
+    pub key: Key,
+    pub previous: String,
+    pub status: &'static str,
+    /// The live owners of the drifted fields, latest first (for self-heal's contested mark).
+    pub managers: Vec<String>,
+}
 
 /// The fabric's ignore-differences pointers for one kind.
 fn ignored(fabric: &FabricRow, group: &str, kind: &str) -> Vec<String> {
@@ -36,15 +53,16 @@ fn leaves(v: &Value) -> usize {
     }
 }
 
-/// Pure: the drift of one stored resource as it will be stored.
-pub fn compute(fabric: &FabricRow, row: &DriftInput, watching: bool) -> DriftRecord {
+/// Pure: the drift of one stored resource as it will be stored. A contested resource stays
+/// contested until it is back in sync.
+pub fn compute(fabric: &FabricRow, row: &DriftInput, watching: bool) -> (DriftRecord, Vec<FieldDrift>) {
     let registry = KindRegistry::hedgehog();
     let api_version = if row.api_group.is_empty() { row.api_version.clone() } else { format!("{}/{}", row.api_group, row.api_version) };
     let schema = registry.lookup(&api_version, &row.kind).map(|k| k.schema.clone()).unwrap_or(Value::Null);
     let ignore = ignored(fabric, &row.api_group, &row.kind);
     let ctx = Context { schema: &schema, ignore: &ignore, own_labels: &[FABRIC_LABEL] };
-    let labelled = row.live.as_ref().and_then(|l| l.pointer(&format!("/metadata/labels/{}", FABRIC_LABEL.replace('/', "~1")))).and_then(Value::as_str)
-        == Some(fabric.name.as_str());
+    let label = format!("/metadata/labels/{}", FABRIC_LABEL.replace('/', "~1"));
+    let labelled = row.live.as_ref().and_then(|l| l.pointer(&label)).and_then(Value::as_str) == Some(fabric.name.as_str());
     let (status, fields) = resource_drift(row.desired.as_ref(), row.live.as_ref(), labelled, watching, row.field_managers.as_ref(), &ctx);
     let score = match status {
         Status::InSync | Status::Unknown => 0.0,
@@ -54,20 +72,42 @@ pub fn compute(fabric: &FabricRow, row: &DriftInput, watching: bool) -> DriftRec
             (fields.len() as f64 / total as f64).min(1.0)
         }
     };
-    DriftRecord { id: row.id, status: status.word(), drift: json!({ "score": score, "fields": fields.iter().map(field_json).collect::<Vec<_>>() }) }
+    let contested = row.drift_status == "contested" && !matches!(status, Status::InSync | Status::Unknown);
+    let mut drift = json!({ "score": score, "fields": fields.iter().map(field_json).collect::<Vec<_>>() });
+    if contested {
+        drift["contested_by"] = row.drift.as_ref().and_then(|d| d.get("contested_by")).cloned().unwrap_or(Value::Null);
+    }
+    (DriftRecord { id: row.id, status: if contested { "contested" } else { status.word() }, drift }, fields)
 }
 
 fn field_json(f: &FieldDrift) -> Value {
     json!({ "path": f.pointer, "desired": f.desired, "live": f.live, "managers": f.managers })
 }
 
-/// Recomputes the drift of `keys` (None: every resource) and the fabric's aggregate.
-pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -> Result<(), DbError> {
-    let Some(fabric) = fabrics::get(conn, fabric_id).await? else { return Ok(()) };
+/// Recomputes the drift of `keys` (None: every resource) and the fabric's aggregate; returns
+/// the resources whose status changed.
+pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -> Result<Vec<DriftChange>, DbError> {
+    let Some(fabric) = fabrics::get(conn, fabric_id).await? else { return Ok(Vec::new()) };
     let watching = fabric.watch_status == "active";
     let rows = resources::drift_inputs(conn, fabric_id, keys).await?;
-    let records: Vec<DriftRecord> = rows.iter().map(|r| compute(&fabric, r, watching)).collect();
+    let mut records = Vec::new();
+    let mut changes = Vec::new();
+    let mut payloads = Vec::new();
+    for row in &rows {
+        let (record, fields) = compute(&fabric, row, watching);
+        if record.status == row.drift_status && Some(&record.drift) == row.drift.as_ref() {
+            continue;
+        }
+        if record.status != row.drift_status {
+            let key = (row.api_group.clone(), row.kind.clone(), row.namespace.clone(), row.name.clone());
+            payloads.push(event_payload(row, &record));
+            let managers = fields.iter().flat_map(|f| f.managers.iter().map(|m| m.0.clone())).collect();
+            changes.push(DriftChange { id: row.id, key, previous: row.drift_status.clone(), status: record.status, managers });
+        }
+        records.push(record);
+    }
     resources::record_drift(conn, &records).await?;
+    events::append_many(conn, fabric_id, STREAM, &payloads).await?;
     let aggregate = if !watching {
         "unknown"
     } else if resources::drifted_count(conn, fabric_id).await? > 0 {
@@ -75,11 +115,45 @@ pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -
     } else {
         "in_sync"
     };
-    fabrics::set_drift_status(conn, fabric_id, aggregate).await
+    fabrics::set_drift_status(conn, fabric_id, aggregate).await?;
+    Ok(changes)
+}
+
+fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
+    let key = ResourceKey {
+        group: row.api_group.clone(),
+        version: row.api_version.clone(),
+        kind: row.kind.clone(),
+        namespace: row.namespace.clone(),
+        name: row.name.clone(),
+    };
+    DriftEvent {
+        sequence: 0,
+        fabric_id: String::new(),
+        time: None,
+        previous_status: crate::api::convert::RESOURCE_DRIFT_STATUSES.of(&row.drift_status) as i32,
+        drift: Some(super::drift_proto(row.id, key, record.status, &record.drift, None)),
+    }
+    .encode_to_vec()
 }
 
 /// `refresh` on a pooled connection, for callers outside a transaction.
-pub async fn refresh_pooled(pool: &db::DbPool, fabric_id: Uuid, keys: Option<&[Key]>) -> Result<(), DbError> {
+pub async fn refresh_pooled(pool: &db::DbPool, fabric_id: Uuid, keys: Option<&[Key]>) -> Result<Vec<DriftChange>, DbError> {
     let mut conn = db::connect(pool).await?;
     refresh(&mut conn, fabric_id, keys).await
+}
+
+/// Marks a resource contested by `manager`: self-heal stops fighting over it until it is back
+/// in sync.
+pub async fn mark_contested(pool: &db::DbPool, fabric_id: Uuid, key: &Key, manager: &str) -> Result<(), DbError> {
+    let mut conn = db::connect(pool).await?;
+    let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok(()) };
+    let rows = resources::drift_inputs(&mut conn, fabric_id, Some(std::slice::from_ref(key))).await?;
+    let Some(row) = rows.first() else { return Ok(()) };
+    let (mut record, _) = compute(&fabric, row, true);
+    record.status = "contested";
+    record.drift["contested_by"] = json!(manager);
+    resources::record_drift(&mut conn, std::slice::from_ref(&record)).await?;
+    events::append_many(&mut conn, fabric_id, STREAM, &[event_payload(row, &record)]).await?;
+    Ok(())
 }

@@ -50,6 +50,7 @@ pub fn desired_from_store(entries: Vec<ApplyEntry>) -> Vec<Desired> {
                 hash: e.desired_hash.unwrap_or_default(),
                 last_applied_hash: e.last_applied_hash,
                 applied_resource_version: e.applied_resource_version,
+                contested: e.drift_status == "contested",
             })
         })
         .collect()
@@ -111,6 +112,11 @@ pub async fn apply(
     for (wave, indexes) in &waves {
         let mut to_send = Vec::new();
         for &i in indexes {
+            // Self-heal leaves contested resources alone (they stay desired: never pruned); a
+            // user's run applies them.
+            if run.trigger == "self_heal" && desired[i].contested {
+                continue;
+            }
             match decide(&desired[i], live_by_key.get(&desired[i].key).copied()) {
                 Decision::Skip => {
                     report.counters.unchanged += 1;
@@ -236,6 +242,7 @@ pub async fn desired_from_pulled(state: &AppState, fabric_id: uuid::Uuid, object
                 hash: o.hash.clone(),
                 last_applied_hash: previous.and_then(|p| p.last_applied_hash.clone()),
                 applied_resource_version: previous.and_then(|p| p.applied_resource_version.clone()),
+                contested: previous.is_some_and(|p| p.contested),
                 key,
             }
         })
