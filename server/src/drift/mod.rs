@@ -135,7 +135,9 @@ fn walk(pointer: &str, desired: Option<&Value>, live: Option<&Value>, schema: &V
         }
         (Some(Value::Array(d)), Some(Value::Array(l))) => compare_lists(pointer, d, l, schema, ctx, out),
         (Some(d), Some(l)) => {
-            if !same_scalar(d, l) {
+            let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+            let same = same_scalar(d, l) || (int_or_string && quantity(d).is_some_and(|q| Some(q) == quantity(l)));
+            if !same {
                 push(out, ctx, pointer.to_string(), Some(d), Some(l));
             }
         }
@@ -201,6 +203,38 @@ fn same_scalar(a: &Value, b: &Value) -> bool {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
     }
+}
+
+/// A Kubernetes quantity ("1Gi", "1024Mi", "500m", "1e3", 2) as a number, for int-or-string
+/// fields where the server may rewrite the notation.
+fn quantity(v: &Value) -> Option<f64> {
+    let text = match v {
+        Value::Number(n) => return n.as_f64(),
+        Value::String(s) => s.trim(),
+        _ => return None,
+    };
+    const SUFFIXES: [(&str, f64); 14] = [
+        ("Ki", 1024.0),
+        ("Mi", 1_048_576.0),
+        ("Gi", 1_073_741_824.0),
+        ("Ti", 1_099_511_627_776.0),
+        ("Pi", 1_125_899_906_842_624.0),
+        ("Ei", 1_152_921_504_606_846_976.0),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+    ];
+    for (suffix, factor) in SUFFIXES {
+        if let Some(number) = text.strip_suffix(suffix) {
+            return number.parse::<f64>().ok().map(|n| n * factor);
+        }
+    }
+    text.strip_suffix('E').map_or_else(|| text.parse().ok(), |n| n.parse::<f64>().ok().map(|n| n * 1e18))
 }
 
 fn same_value(a: &Value, b: &Value, schema: &Value) -> bool {
@@ -393,6 +427,18 @@ mod tests {
             pointers(&diff(&desired, &changed, &ctx(&schema, &[]))),
             ["/spec/order/0", "/spec/order/1", "/spec/ports/1/speed", "/spec/ports/[\"c\"]", "/spec/tags"]
         );
+    }
+
+    #[test]
+    fn quantities_in_other_notation_are_equal_where_the_schema_allows_them() {
+        let schema = json!({"properties": {"spec": {"properties": {"size": {"x-kubernetes-int-or-string": true}, "name": {"type": "string"}}}}});
+        let desired = json!({"spec": {"size": "1Gi", "name": "1k"}});
+        let live = json!({"spec": {"size": "1024Mi", "name": "1000"}});
+        assert_eq!(pointers(&diff(&desired, &live, &ctx(&schema, &[]))), ["/spec/name"]);
+        assert_eq!(quantity(&json!("500m")), Some(0.5));
+        assert_eq!(quantity(&json!("1e3")), quantity(&json!(1000)));
+        assert_eq!(quantity(&json!("2E")), Some(2e18));
+        assert_eq!(quantity(&json!("fast")), None);
     }
 
     #[test]
