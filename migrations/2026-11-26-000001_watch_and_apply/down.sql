@@ -1,2 +1,3 @@
+DROP INDEX resources_fabric_drift;
 ALTER TABLE resources DROP COLUMN applied_resource_version;
 ALTER TABLE events ALTER COLUMN created_at SET DEFAULT now();

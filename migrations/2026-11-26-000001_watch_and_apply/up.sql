@@ -5,3 +5,6 @@ ALTER TABLE events ALTER COLUMN created_at SET DEFAULT clock_timestamp();
 -- The resourceVersion the cluster returned to fabricsync's last apply. The watch moves
 -- live_resource_version; an apply is skipped only while the two are equal.
 ALTER TABLE resources ADD COLUMN applied_resource_version text;
+
+-- Whether a fabric has drift is asked after every watch batch that changes a status.
+CREATE INDEX resources_fabric_drift ON resources (fabric_id, drift_status);

@@ -334,13 +334,20 @@ async fn wait_drift(c: &mut Clients, id: &str, kind: &str, name: &str, status: R
 #[tokio::test]
 async fn drift_names_fields_values_and_who_changed_them() {
     let kube = KubeCluster::start();
-    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    // ds3000-01 asks for link-flap protection without its settings: the API server fills in the
+    // CRD's defaults, which must not count as drift.
+    let wiring = lab_wiring().replacen("  name: ds3000-01\nspec:\n", "  name: ds3000-01\nspec:\n  linkFlapErrDisable: {}\n", 1);
+    assert_ne!(wiring, lab_wiring());
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &wiring)]);
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
     let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    let defaulted = kube.kubectl_ok(&["get", "switches.wiring.githedgehog.com", "ds3000-01", "-n", "default", "-o", "jsonpath={.spec.linkFlapErrDisable.recoveryInterval}"]);
+    assert_eq!(defaulted, "300", "the API server defaults the field");
+    wait_drift(&mut c, &id, "Switch", "ds3000-01", ResourceDriftStatus::InSync).await;
     let summary = c.drift.detect_drift(DetectDriftRequest { fabric_id: id.clone() }).await.expect("detect").into_inner().summary.expect("summary");
     assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::InSync as i32, 0), "{summary:?}");
 

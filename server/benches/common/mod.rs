@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fabricsync::embedded_pg::EmbeddedPostgres;
+use fabricsync::proto::drift_service_client::DriftServiceClient;
 use fabricsync::proto::fabric_service_client::FabricServiceClient;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
@@ -70,6 +71,7 @@ pub struct Clients {
     pub repos: RepositoryServiceClient<Channel>,
     pub fabrics: FabricServiceClient<Channel>,
     pub sync: SyncServiceClient<Channel>,
+    pub drift: DriftServiceClient<Channel>,
 }
 
 pub async fn connect(addr: &str) -> Clients {
@@ -78,7 +80,12 @@ pub async fn connect(addr: &str) -> Clients {
         if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
             let mut repos = RepositoryServiceClient::new(channel.clone());
             if repos.list_repositories(ListRepositoriesRequest::default()).await.is_ok() {
-                return Clients { repos, fabrics: FabricServiceClient::new(channel.clone()), sync: SyncServiceClient::new(channel) };
+                return Clients {
+                    repos,
+                    fabrics: FabricServiceClient::new(channel.clone()),
+                    drift: DriftServiceClient::new(channel.clone()),
+                    sync: SyncServiceClient::new(channel),
+                };
             }
         }
         assert!(Instant::now() < deadline, "server did not start");

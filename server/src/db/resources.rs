@@ -476,14 +476,10 @@ pub async fn record_drift(conn: &mut AsyncPgConnection, records: &[DriftRecord])
     Ok(())
 }
 
-/// Resources of a fabric that are drifted, missing, orphaned or contested.
-pub async fn drifted_count(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<i64, DbError> {
-    Ok(resources::table
-        .filter(resources::fabric_id.eq(fabric_id))
-        .filter(resources::drift_status.eq_any(DRIFTED))
-        .count()
-        .get_result(conn)
-        .await?)
+/// Whether any resource of a fabric is drifted, missing, orphaned or contested (an index probe).
+pub async fn any_drifted(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<bool, DbError> {
+    let query = resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::drift_status.eq_any(DRIFTED));
+    Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn).await?)
 }
 
 /// Drift statuses that count as drift.

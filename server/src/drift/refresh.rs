@@ -108,9 +108,13 @@ pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -
     }
     resources::record_drift(conn, &records).await?;
     events::append_many(conn, fabric_id, STREAM, &payloads).await?;
+    // The aggregate moves only with a status; a watch event that changed none skips the count.
+    if keys.is_some() && changes.is_empty() {
+        return Ok(changes);
+    }
     let aggregate = if !watching {
         "unknown"
-    } else if resources::drifted_count(conn, fabric_id).await? > 0 {
+    } else if resources::any_drifted(conn, fabric_id).await? {
         "drifted"
     } else {
         "in_sync"
