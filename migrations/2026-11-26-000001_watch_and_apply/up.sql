@@ -8,3 +8,7 @@ ALTER TABLE resources ADD COLUMN applied_resource_version text;
 
 -- Whether a fabric has drift is asked after every watch batch that changes a status.
 CREATE INDEX resources_fabric_drift ON resources (fabric_id, drift_status);
+
+-- The resources a Remediate run is limited to: {"apply": [key...], "delete": [key...]} with a
+-- key as [group, kind, namespace, name]; NULL for a run over the whole fabric.
+ALTER TABLE sync_runs ADD COLUMN targets jsonb;

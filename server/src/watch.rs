@@ -278,7 +278,7 @@ impl SelfHeal {
             }
         }
         if revert {
-            let request = queue::Request { fabric_id, mode: "apply", trigger: "self_heal", dry_run: false, force: true, requested_ref: String::new() };
+            let request = queue::Request { fabric_id, mode: "apply", trigger: "self_heal", dry_run: false, force: true, requested_ref: String::new(), targets: None };
             let mut conn = db::connect(&state.pool).await?;
             queue::enqueue(&mut conn, &request).await?;
             info!("self-heal: apply queued");

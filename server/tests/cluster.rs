@@ -393,7 +393,51 @@ async fn drift_names_fields_values_and_who_changed_them() {
         .into_inner();
     assert_eq!(missing.total_size, 1);
 
-    // Re-applying (taking the field back) brings the changed and the deleted object back in sync.
+    // Remediate a chosen resource: only it is reapplied.
+    let key = |group: &str, kind: &str, name: &str| ResourceKey {
+        group: group.into(),
+        kind: kind.into(),
+        namespace: "default".into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    let external = key("vpc.githedgehog.com", "External", "default");
+    let server_1 = key("wiring.githedgehog.com", "Server", "server-1");
+    let stray = key("wiring.githedgehog.com", "Server", "stray");
+    let remediate = RemediateRequest { fabric_id: id.clone(), keys: vec![external.clone()], force: true, ..Default::default() };
+    let run = c.drift.remediate(remediate).await.expect("remediate").into_inner().run.expect("run");
+    let run = c.wait(&run.id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.counters.as_ref().map(|n| (n.applied, n.pruned)), Some((1, 0)), "{run:?}");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    wait_drift(&mut c, &id, "Server", "server-1", ResourceDriftStatus::Missing).await;
+
+    // Chosen resources are checked: an orphan is not reapplied, a desired one is not deleted.
+    for (keys, orphans, code, names) in [
+        (vec![stray.clone()], vec![], tonic::Code::FailedPrecondition, "keys[0]"),
+        (vec![], vec![server_1.clone()], tonic::Code::FailedPrecondition, "delete_orphans[0]"),
+        (vec![key("wiring.githedgehog.com", "Server", "nowhere")], vec![], tonic::Code::NotFound, "nowhere"),
+    ] {
+        let request = RemediateRequest { fabric_id: id.clone(), keys, delete_orphans: orphans, ..Default::default() };
+        let e = c.drift.remediate(request).await.expect_err("refused");
+        assert_eq!(e.code(), code, "{e:?}");
+        assert!(e.message().contains(names), "{e:?}");
+    }
+
+    // Deleting a chosen orphan, whatever the prune policy (off here); a dry run deletes nothing.
+    for dry_run in [true, false] {
+        let remediate = RemediateRequest { fabric_id: id.clone(), delete_orphans: vec![stray.clone()], dry_run, ..Default::default() };
+        let run = c.drift.remediate(remediate).await.expect("remediate").into_inner().run.expect("run");
+        let run = c.wait(&run.id, std::time::Duration::from_secs(60)).await;
+        assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+        assert_eq!(run.counters.as_ref().map(|n| (n.applied, n.pruned)), Some((0, 1)), "{run:?}");
+        let exists = kube.kubectl(&["get", "servers.wiring.githedgehog.com", "stray", "-n", "default"]).status.success();
+        assert_eq!(exists, dry_run);
+    }
+    kube.kubectl_ok(&["get", "servers.wiring.githedgehog.com", "someone-elses", "-n", "default"]);
+    wait_drift(&mut c, &id, "Server", "server-1", ResourceDriftStatus::Missing).await;
+
+    // Re-applying everything brings the deleted object back in sync.
     let run = c.sync_mode(&id, SyncMode::Apply, false, true).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
@@ -466,6 +510,4 @@ async fn self_heal_reverts_then_leaves_a_fighting_writer_contested() {
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_community(&kube, "65101:3001");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
-    let chosen = RemediateRequest { fabric_id: id.clone(), keys: vec![ResourceKey::default()], ..Default::default() };
-    assert_eq!(c.drift.remediate(chosen).await.expect_err("not yet").code(), tonic::Code::Unimplemented);
 }

@@ -21,6 +21,7 @@ use crate::db::fabrics::FabricRow;
 use crate::db::events::{self, EventRow, Notice};
 use crate::db::resources::{self, ResourceFilter, ResourceRow, DRIFTED};
 use crate::db::DbError;
+use crate::sync::apply::Targets;
 use crate::sync::queue::{self, Enqueued};
 use crate::drift;
 use crate::proto::drift_service_server::DriftService;
@@ -56,6 +57,36 @@ impl DriftApi {
     }
 }
 
+impl DriftApi {
+    /// The chosen resources of a Remediate call, each checked: `keys` must be in Git,
+    /// `delete_orphans` must be orphans (this fabric's label, not in Git).
+    async fn targets(&self, fabric_id: Uuid, keys: &[ResourceKey], orphans: &[ResourceKey]) -> Result<Targets, ApiError> {
+        for (field, list) in [("keys", keys), ("delete_orphans", orphans)] {
+            if list.len() > MAX_TARGETS {
+                return Err(ApiError::invalid(field, format!("at most {MAX_TARGETS} resources per call")));
+            }
+        }
+        let mut targets = Targets::default();
+        for (field, list, want_orphan) in [("keys", keys, false), ("delete_orphans", orphans, true)] {
+            for (i, key) in list.iter().enumerate() {
+                let row = find_resource(&self.state, fabric_id, Some(ResourceRef::Key(key))).await?;
+                let orphan = row.drift_status == "orphaned";
+                if orphan != want_orphan {
+                    let why = if want_orphan {
+                        "is not an orphan (it is in Git or lacks this fabric's label); only orphans are deleted"
+                    } else {
+                        "is not in Git; an orphan is removed with delete_orphans"
+                    };
+                    return Err(ApiError::FailedPrecondition(format!("{field}[{i}]: {} {}/{} {why}", row.kind, row.namespace, row.name)));
+                }
+                let key = (row.api_group, row.kind, row.namespace, row.name);
+                if want_orphan { targets.delete.insert(key) } else { targets.apply.insert(key) };
+            }
+        }
+        Ok(targets)
+    }
+}
+
 /// A resource's stored drift as the API shows it; with the unified diff when asked.
 fn resource_drift(row: &ResourceRow, with_diff: bool) -> ResourceDrift {
     let stored = row.drift.clone().unwrap_or(Value::Null);
@@ -68,6 +99,9 @@ fn resource_drift(row: &ResourceRow, with_diff: bool) -> ResourceDrift {
 }
 
 const FILTERS: &[&str] = &["group", "kind", "status"];
+
+/// Most resources one Remediate call may name.
+const MAX_TARGETS: usize = 1000;
 
 /// A fabric's drift changes: never ends by itself.
 struct DriftEvents {
@@ -159,20 +193,28 @@ impl DriftService for DriftApi {
     async fn remediate(&self, request: Request<RemediateRequest>) -> Result<Response<RemediateResponse>, Status> {
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
-        if !req.keys.is_empty() || !req.delete_orphans.is_empty() {
-            return Err(Status::unimplemented(
-                "remediating chosen resources is not available yet; leave keys and delete_orphans empty to reapply everything that drifted",
-            ));
-        }
         let fabric = load(&self.state, fabric_id).await?;
         if fabric.cluster_server_url.is_empty() {
             return Err(ApiError::FailedPrecondition("the fabric has no cluster connection (cluster.server_url)".into()).into());
         }
-        // An APPLY run resends exactly what moved since its last apply or is missing.
-        let request = queue::Request { fabric_id, mode: "apply", trigger: "user", dry_run: req.dry_run, force: req.force, requested_ref: String::new() };
+        let targets = if req.keys.is_empty() && req.delete_orphans.is_empty() {
+            // An APPLY run over the whole fabric resends exactly what moved since its last
+            // apply or is missing.
+            None
+        } else {
+            Some(self.targets(fabric_id, &req.keys, &req.delete_orphans).await?)
+        };
+        let chosen = targets.is_some();
+        let targets = targets.map(|t| serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))).transpose()?;
+        let request = queue::Request { fabric_id, mode: "apply", trigger: "user", dry_run: req.dry_run, force: req.force, requested_ref: String::new(), targets };
         let mut conn = self.state.conn().await?;
         let row = match queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
-            Enqueued::New(row) | Enqueued::AlreadyActive(Some(row)) => row,
+            Enqueued::New(row) => row,
+            // The active run would not be limited to the chosen resources.
+            Enqueued::AlreadyActive(Some(row)) if chosen => {
+                return Err(ApiError::Aborted(format!("the fabric has an active run ({}); remediate when it has ended", row.id)).into());
+            }
+            Enqueued::AlreadyActive(Some(row)) => row,
             Enqueued::AlreadyActive(None) => return Err(ApiError::Aborted("the fabric's active run just ended; try again".into()).into()),
         };
         let sequence = events::last_of_run(&mut conn, row.id).await.map_err(ApiError::from)?;

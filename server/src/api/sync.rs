@@ -65,6 +65,7 @@ impl SyncService for SyncApi {
             dry_run: req.dry_run,
             force: req.force,
             requested_ref: req.ref_override.clone(),
+            targets: None,
         };
         let (row, already_active) = match engine::queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
             Enqueued::New(row) => (row, false),

@@ -34,6 +34,8 @@ pub struct RunRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// A Remediate run's chosen resources (`sync::apply::Targets`); None: the whole fabric.
+    pub targets: Option<serde_json::Value>,
 }
 
 /// What a finished run records.

@@ -110,6 +110,7 @@ diesel::table! {
         created_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        targets -> Nullable<Jsonb>,
     }
 }
 

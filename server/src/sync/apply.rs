@@ -1,9 +1,10 @@
 //! The apply step of APPLY and FULL runs: the stored (or just pulled) desired state to the
 //! cluster in waves, per-object results recorded, progress streamed, then prune.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 
 use super::pull::{PullError, Scope};
 use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
@@ -35,6 +36,14 @@ impl ApplyReport {
     fn failed(code: &str, message: String) -> ApplyReport {
         ApplyReport { diagnostics: vec![run_diagnostic(code, message.clone())], error: Some(message), ..Default::default() }
     }
+}
+
+/// The resources a Remediate run is limited to (the run's `targets`): desired ones to reapply,
+/// orphans to delete. A run without targets covers the whole fabric.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Targets {
+    pub apply: HashSet<Key>,
+    pub delete: HashSet<Key>,
 }
 
 /// Stored desired objects as the applier takes them.
@@ -86,6 +95,10 @@ pub async fn apply(
     scope: &Scope,
 ) -> Result<ApplyReport, PullError> {
     let kinds = KindRegistry::hedgehog();
+    let targets: Option<Targets> = match run.targets.clone().map(serde_json::from_value).transpose() {
+        Ok(targets) => targets,
+        Err(e) => return Ok(ApplyReport::failed("apply.targets", format!("the run's targets cannot be read: {e}"))),
+    };
     let waves::WavePlan { waves, invalid } = plan_waves(&desired);
     if !invalid.is_empty() {
         // Validation before apply: nothing is sent while any object is unplaceable.
@@ -115,6 +128,9 @@ pub async fn apply(
             // Self-heal leaves contested resources alone (they stay desired: never pruned); a
             // user's run applies them.
             if run.trigger == "self_heal" && desired[i].contested {
+                continue;
+            }
+            if targets.as_ref().is_some_and(|t| !t.apply.contains(&desired[i].key)) {
                 continue;
             }
             match decide(&desired[i], live_by_key.get(&desired[i].key).copied()) {
@@ -184,19 +200,23 @@ pub async fn apply(
     if !run.dry_run {
         save(state, &records).await?;
     }
-    if fabric.prune {
-        for gone in prunable(&live, &desired) {
-            scope.checkpoint()?;
-            match applier.delete(gone, kinds).await {
-                Ok(()) => {
-                    report.counters.pruned += 1;
-                    report.changes.push(change(&gone.key, &gone.version, "delete", Vec::new()));
-                }
-                Err(e) => {
-                    let message = format!("prune of {} failed: {e}", describe(&gone.key));
-                    report.diagnostics.push(run_diagnostic(e.code(), message.clone()));
-                    report.error.get_or_insert(message);
-                }
+    // Orphans go with the fabric's prune policy, or when a Remediate run names them.
+    let gone: Vec<&Live> = match &targets {
+        Some(t) => prunable(&live, &desired).into_iter().filter(|l| t.delete.contains(&l.key)).collect(),
+        None if fabric.prune => prunable(&live, &desired),
+        None => Vec::new(),
+    };
+    for gone in gone {
+        scope.checkpoint()?;
+        match applier.delete(gone, kinds).await {
+            Ok(()) => {
+                report.counters.pruned += 1;
+                report.changes.push(change(&gone.key, &gone.version, "delete", Vec::new()));
+            }
+            Err(e) => {
+                let message = format!("prune of {} failed: {e}", describe(&gone.key));
+                report.diagnostics.push(run_diagnostic(e.code(), message.clone()));
+                report.error.get_or_insert(message);
             }
         }
     }

@@ -18,6 +18,8 @@ pub struct Request<'a> {
     pub dry_run: bool,
     pub force: bool,
     pub requested_ref: String,
+    /// Limits an APPLY run to chosen resources (`apply::Targets`).
+    pub targets: Option<serde_json::Value>,
 }
 
 pub enum Enqueued {
@@ -48,6 +50,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request<'_>) -> Res
         created_at: db::now(),
         started_at: None,
         finished_at: None,
+        targets: request.targets.clone(),
     };
     let queued = encode_progress(row.id, Payload::Queued(QueuedProgress {}));
     let inserted = conn
