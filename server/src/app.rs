@@ -65,6 +65,10 @@ async fn migrate(url: &str) -> anyhow::Result<usize> {
 
 async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     let keyring = Arc::new(keyring(common)?);
+    if let Some(dir) = &args.crds_dir {
+        let files = crate::manifest::kinds::KindRegistry::install_extra(dir).map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
+        info!(files, dir = %dir.display(), "extra CRDs loaded");
+    }
     migrate(url).await?;
     let pool = db::pool(url, args.db_pool_size)?;
     crate::server::serve(crate::server::Settings::new(args, common), url, pool, keyring).await

@@ -112,6 +112,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_SELF_HEAL_WINDOW_SECONDS", default_value_t = 600)]
     pub self_heal_window_seconds: u64,
 
+    /// A directory of CRD files (YAML) that add Hedgehog kinds to the embedded ones or replace
+    /// them (same group, version and kind): a newer release's CRDs, or list types declared.
+    /// They drive validation, apply and drift; install the same CRDs in the fabric's cluster.
+    #[arg(long, env = "FABRICSYNC_CRDS_DIR")]
+    pub crds_dir: Option<std::path::PathBuf>,
+
     /// Largest YAML file a sync reads from Git; larger files fail the run.
     #[arg(long, env = "FABRICSYNC_MAX_FILE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_file_bytes: u64,

@@ -313,7 +313,8 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
 }
 
 async fn resource_drift(c: &mut Clients, id: &str, kind: &str, name: &str) -> ResourceDrift {
-    let key = ResourceKey { group: if kind == "External" { "vpc.githedgehog.com" } else { "wiring.githedgehog.com" }.into(), kind: kind.into(), name: name.into(), ..Default::default() };
+    let group = if kind.starts_with("External") { "vpc.githedgehog.com" } else { "wiring.githedgehog.com" };
+    let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
     let request = GetResourceDriftRequest { fabric_id: id.into(), resource: Some(get_resource_drift_request::Resource::Key(key)) };
     c.drift.get_resource_drift(request).await.expect("drift").into_inner().drift.expect("drift")
 }
@@ -442,6 +443,47 @@ async fn drift_names_fields_values_and_who_changed_them() {
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
     wait_drift(&mut c, &id, "Server", "server-1", ResourceDriftStatus::InSync).await;
+}
+
+#[tokio::test]
+async fn a_map_list_in_another_order_is_not_drift() {
+    // The pinned Hedgehog CRDs declare no list types, so this ExternalPeering CRD declares its
+    // prefixes a map list keyed by prefix, both in the cluster and to the server (--crds-dir).
+    let kube = KubeCluster::start();
+    let crd_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/vpc.githedgehog.com_externalpeerings.yaml");
+    let mut crd: serde_json::Value =
+        serde_json::from_str(&kube.kubectl_ok(&["create", "--dry-run=client", "-o", "json", "-f", &crd_file.display().to_string()])).expect("crd json");
+    let items = crd
+        .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/permit/properties/external/properties/prefixes")
+        .expect("prefixes schema");
+    items["x-kubernetes-list-type"] = "map".into();
+    items["x-kubernetes-list-map-keys"] = serde_json::json!(["prefix"]);
+    items["items"]["required"] = serde_json::json!(["prefix"]);
+    let crds = tempfile::tempdir().expect("dir");
+    let crd_path = crds.path().join("externalpeerings.yaml");
+    std::fs::write(&crd_path, crd.to_string()).expect("write crd");
+    kube.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &crd_path.display().to_string()]);
+
+    let demo = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/samples/demo-gitops/demo.yaml")).expect("demo");
+    let demo = demo.replacen("        - prefix: 0.0.0.0/0\n", "        - prefix: 0.0.0.0/0\n        - prefix: 10.0.0.0/8\n", 1);
+    let repo = GitFixture::with_files(&[("fabric/demo.yaml", &demo)]);
+    let keys = fabricsync::crypto::Keyring::generate_key_line("test-key");
+    let crds_dir = crds.path().display().to_string();
+    let server = ServerProcess::start_with(&support::fresh_database().await, &keys, &["--crds-dir", &crds_dir]).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c.fabric_on_cluster("demo", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_drift(&mut c, &id, "ExternalPeering", "demo-vpc-1--default", ResourceDriftStatus::InSync).await;
+
+    // One patch reverses the map list and changes an atomic list: only the latter is drift.
+    let patch = r#"{"spec":{"permit":{"external":{"prefixes":[{"prefix":"10.0.0.0/8"},{"prefix":"0.0.0.0/0"}]},"vpc":{"subnets":["default","extra"]}}}}"#;
+    kube.kubectl_ok(&["patch", "externalpeerings.vpc.githedgehog.com", "demo-vpc-1--default", "-n", "default", "--type=merge", "-p", patch]);
+    let live = kube.kubectl_ok(&["get", "externalpeerings.vpc.githedgehog.com", "demo-vpc-1--default", "-n", "default", "-o", "jsonpath={.spec.permit.external.prefixes[*].prefix}"]);
+    assert_eq!(live, "10.0.0.0/8 0.0.0.0/0", "the cluster keeps the new order");
+    let d = wait_drift(&mut c, &id, "ExternalPeering", "demo-vpc-1--default", ResourceDriftStatus::Drifted).await;
+    let paths: Vec<&str> = d.fields.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["/spec/permit/vpc/subnets"], "{d:?}");
 }
 
 /// Polls the External's inboundCommunity in the cluster until it is `want`; panics after 30 s.

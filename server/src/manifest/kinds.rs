@@ -2,6 +2,7 @@
 //! read from the CustomResourceDefinitions (data, not a type per kind).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -25,6 +26,8 @@ pub struct KindRegistry {
     by_api: HashMap<(String, String), KindDef>,
 }
 
+static REGISTRY: OnceLock<KindRegistry> = OnceLock::new();
+
 /// The Hedgehog CRDs this build knows (githedgehog/fabric, see server/tests/data/SOURCES.md).
 const HEDGEHOG_CRDS: &[(&str, &str)] = &[
     ("vpc.githedgehog.com_externalattachments.yaml", include_str!("../../crds/vpc.githedgehog.com_externalattachments.yaml")),
@@ -44,24 +47,48 @@ const HEDGEHOG_CRDS: &[(&str, &str)] = &[
 ];
 
 impl KindRegistry {
-    /// The registry of the embedded Hedgehog CRDs, built once.
+    /// The registry in use: the embedded Hedgehog CRDs, plus those `install_extra` added.
     pub fn hedgehog() -> &'static KindRegistry {
-        static REGISTRY: OnceLock<KindRegistry> = OnceLock::new();
         // The embedded CRDs are tested to load; an empty registry would fail every sync loudly.
         REGISTRY.get_or_init(|| KindRegistry::from_crds(HEDGEHOG_CRDS).unwrap_or_default())
     }
 
+    /// At start, before the registry is used: the CRDs in `dir` (*.yaml, *.yml; e.g. of a newer
+    /// Hedgehog release, or with list types declared) add kinds to the embedded ones or replace
+    /// those of the same group, version and kind. Returns the number of files read.
+    pub fn install_extra(dir: &Path) -> Result<usize, String> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        paths.sort();
+        let mut files = Vec::new();
+        for path in &paths {
+            files.push((path.display().to_string(), std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?));
+        }
+        let mut registry = KindRegistry::from_crds(HEDGEHOG_CRDS)?;
+        registry.add_files(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
+        REGISTRY.set(registry).map_err(|_| "the kind registry is already in use".to_string())?;
+        Ok(paths.len())
+    }
+
     /// Builds a registry from CRD documents, given as (file name, YAML).
     pub fn from_crds(files: &[(&str, &str)]) -> Result<KindRegistry, String> {
-        let limits = yaml::Limits { max_alias_nodes: 100_000, max_depth: 256, max_documents: 100 };
         let mut registry = KindRegistry::default();
+        registry.add_files(files.iter().copied())?;
+        Ok(registry)
+    }
+
+    fn add_files<'a>(&mut self, files: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), String> {
+        let limits = yaml::Limits { max_alias_nodes: 100_000, max_depth: 256, max_documents: 100 };
         for (name, text) in files {
             let docs = yaml::parse(text, &limits).map_err(|e| format!("{name}: {}", e.message))?;
             for doc in docs.iter().filter(|d| !d.value.is_null()) {
-                registry.add(&doc.value).map_err(|e| format!("{name}: document {}: {e}", doc.index))?;
+                self.add(&doc.value).map_err(|e| format!("{name}: document {}: {e}", doc.index))?;
             }
         }
-        Ok(registry)
+        Ok(())
     }
 
     fn add(&mut self, crd: &Value) -> Result<(), String> {
@@ -120,6 +147,20 @@ mod tests {
         assert!(registry.lookup("wiring.githedgehog.com/v1beta1", "Switch").is_some());
         assert!(registry.lookup("v1", "Secret").is_none());
         assert_eq!(registry.versions_of("vpc.githedgehog.com", "VPC"), vec!["v1beta1"]);
+    }
+
+    #[test]
+    fn a_later_crd_replaces_the_same_kind() {
+        let crd = |description: &str| {
+            format!(
+                "kind: CustomResourceDefinition\nspec:\n  group: vpc.githedgehog.com\n  scope: Namespaced\n  names: {{kind: VPC, plural: vpcs}}\n  versions:\n  - name: v1beta1\n    schema:\n      openAPIV3Schema: {{description: {description}}}\n"
+            )
+        };
+        let (first, second) = (crd("first"), crd("second"));
+        let registry = KindRegistry::from_crds(&[("a.yaml", &first), ("b.yaml", &second)]).expect("crds");
+        let vpc = registry.lookup("vpc.githedgehog.com/v1beta1", "VPC").expect("VPC");
+        assert_eq!(vpc.schema["description"], "second");
+        assert_eq!(registry.kinds().count(), 1);
     }
 
     #[test]
