@@ -63,5 +63,7 @@ async fn readme_grpcurl_session_runs() {
     assert!(stdout.contains("\"status\": \"SYNC_RUN_STATUS_SUCCEEDED\""), "{stdout}");
     assert!(stdout.contains("\"kind\": \"VPC\""), "no VPC listed:\n{stdout}");
     assert!(stdout.contains("\"valid\": true"), "PlanSync:\n{stdout}");
+    assert!(stdout.contains("\"driftStatus\": \"DRIFT_STATUS_UNKNOWN\""), "GetFabricDrift:\n{stdout}");
+    assert!(stdout.contains("\"status\": \"RESOURCE_DRIFT_STATUS_UNKNOWN\""), "ListDriftedResources:\n{stdout}");
     assert!(stderr.contains("FailedPrecondition"), "delete of a used repository was not refused:\n{stderr}");
 }
