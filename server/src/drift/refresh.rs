@@ -58,9 +58,10 @@ fn leaves(v: &Value) -> usize {
 pub fn compute(fabric: &FabricRow, row: &DriftInput, watching: bool) -> (DriftRecord, Vec<FieldDrift>) {
     let registry = KindRegistry::hedgehog();
     let api_version = if row.api_group.is_empty() { row.api_version.clone() } else { format!("{}/{}", row.api_group, row.api_version) };
-    let schema = registry.lookup(&api_version, &row.kind).map(|k| k.schema.clone()).unwrap_or(Value::Null);
+    static UNKNOWN: Value = Value::Null;
+    let schema = registry.lookup(&api_version, &row.kind).map_or(&UNKNOWN, |k| &k.schema);
     let ignore = ignored(fabric, &row.api_group, &row.kind);
-    let ctx = Context { schema: &schema, ignore: &ignore, own_labels: &[FABRIC_LABEL] };
+    let ctx = Context { schema, ignore: &ignore, own_labels: &[FABRIC_LABEL] };
     let label = format!("/metadata/labels/{}", FABRIC_LABEL.replace('/', "~1"));
     let labelled = row.live.as_ref().and_then(|l| l.pointer(&label)).and_then(Value::as_str) == Some(fabric.name.as_str());
     let (status, fields) = resource_drift(row.desired.as_ref(), row.live.as_ref(), labelled, watching, row.field_managers.as_ref(), &ctx);
