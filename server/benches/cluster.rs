@@ -207,7 +207,7 @@ async fn main() {
     let pool = fabricsync::db::pool(&database_url, 2).expect("pool");
     let mut conn = fabricsync::db::connect(&pool).await.expect("connection");
     let fabric_row = fabricsync::db::fabrics::get(&mut conn, fabric_uuid).await.expect("fabric").expect("fabric row");
-    let rows = fabricsync::db::resources::drift_inputs(&mut conn, fabric_uuid, None).await.expect("drift inputs");
+    let rows = fabricsync::db::resources::drift_inputs_page(&mut conn, fabric_uuid, None, i64::MAX).await.expect("drift inputs");
     let started = Instant::now();
     let computed: usize = rows.iter().map(|r| fabricsync::drift::refresh::compute(&fabric_row, r, true).1.len()).sum();
     let pure_time = started.elapsed();

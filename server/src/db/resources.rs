@@ -403,7 +403,8 @@ pub async fn live_versions(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Res
 }
 
 /// What drift is computed from.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = resources)]
 pub struct DriftInput {
     pub id: Uuid,
     pub api_group: String,
@@ -426,33 +427,23 @@ pub struct DriftRecord {
     pub drift: serde_json::Value,
 }
 
-/// The drift inputs of a fabric's resources, or of the given keys.
-pub async fn drift_inputs(
-    conn: &mut AsyncPgConnection,
-    fabric_id: Uuid,
-    keys: Option<&[(String, String, String, String)]>,
-) -> Result<Vec<DriftInput>, DbError> {
-    let columns = (
-        resources::id,
-        resources::api_group,
-        resources::api_version,
-        resources::kind,
-        resources::namespace,
-        resources::name,
-        resources::desired,
-        resources::live,
-        resources::field_managers,
-        resources::drift_status,
-        resources::drift,
-    );
-    let Some(keys) = keys else {
-        return Ok(resources::table.filter(resources::fabric_id.eq(fabric_id)).select(columns).load(conn).await?);
-    };
+/// One page of a fabric's drift inputs in id order, after `after`: a full recompute holds
+/// one page in memory at a time.
+pub async fn drift_inputs_page(conn: &mut AsyncPgConnection, fabric_id: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<DriftInput>, DbError> {
+    let mut query = resources::table.filter(resources::fabric_id.eq(fabric_id)).into_boxed();
+    if let Some(after) = after {
+        query = query.filter(resources::id.gt(after));
+    }
+    Ok(query.order(resources::id).limit(limit).select(DriftInput::as_select()).load(conn).await?)
+}
+
+/// The drift inputs of the given keys of a fabric.
+pub async fn drift_inputs(conn: &mut AsyncPgConnection, fabric_id: Uuid, keys: &[(String, String, String, String)]) -> Result<Vec<DriftInput>, DbError> {
     let mut out = Vec::new();
     for chunk in keys.chunks(UPSERT_CHUNK) {
         let names: Vec<&str> = chunk.iter().map(|k| k.3.as_str()).collect();
         let rows: Vec<DriftInput> =
-            resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::name.eq_any(names)).select(columns).load(conn).await?;
+            resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::name.eq_any(names)).select(DriftInput::as_select()).load(conn).await?;
         // Names narrow the query; the full key decides.
         out.extend(rows.into_iter().filter(|r| chunk.iter().any(|k| k.0 == r.api_group && k.1 == r.kind && k.2 == r.namespace && k.3 == r.name)));
     }

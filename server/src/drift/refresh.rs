@@ -85,17 +85,51 @@ fn field_json(f: &FieldDrift) -> Value {
     json!({ "path": f.pointer, "desired": f.desired, "live": f.live, "managers": f.managers })
 }
 
-/// Recomputes the drift of `keys` (None: every resource) and the fabric's aggregate; returns
-/// the resources whose status changed.
+/// Resources per page of a full recompute.
+const PAGE: i64 = 1000;
+
+/// Recomputes the drift of `keys` (None: every resource, page by page) and the fabric's
+/// aggregate; returns the resources whose status changed.
 pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -> Result<Vec<DriftChange>, DbError> {
     let Some(fabric) = fabrics::get(conn, fabric_id).await? else { return Ok(Vec::new()) };
     let watching = fabric.watch_status == "active";
-    let rows = resources::drift_inputs(conn, fabric_id, keys).await?;
-    let mut records = Vec::new();
     let mut changes = Vec::new();
+    match keys {
+        Some(keys) => {
+            let rows = resources::drift_inputs(conn, fabric_id, keys).await?;
+            store(conn, &fabric, &rows, watching, &mut changes).await?;
+            // The aggregate moves only with a status; a watch event that changed none skips the count.
+            if changes.is_empty() {
+                return Ok(changes);
+            }
+        }
+        None => {
+            let mut after = None;
+            loop {
+                let rows = resources::drift_inputs_page(conn, fabric_id, after, PAGE).await?;
+                let Some(last) = rows.last() else { break };
+                after = Some(last.id);
+                store(conn, &fabric, &rows, watching, &mut changes).await?;
+            }
+        }
+    }
+    let aggregate = if !watching {
+        "unknown"
+    } else if resources::any_drifted(conn, fabric_id).await? {
+        "drifted"
+    } else {
+        "in_sync"
+    };
+    fabrics::set_drift_status(conn, fabric_id, aggregate).await?;
+    Ok(changes)
+}
+
+/// Computes `rows` and writes the drift that changed, with an event per status change.
+async fn store(conn: &mut DbConn, fabric: &FabricRow, rows: &[DriftInput], watching: bool, changes: &mut Vec<DriftChange>) -> Result<(), DbError> {
+    let mut records = Vec::new();
     let mut payloads = Vec::new();
-    for row in &rows {
-        let (record, fields) = compute(&fabric, row, watching);
+    for row in rows {
+        let (record, fields) = compute(fabric, row, watching);
         if record.status == row.drift_status && Some(&record.drift) == row.drift.as_ref() {
             continue;
         }
@@ -108,20 +142,8 @@ pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -
         records.push(record);
     }
     resources::record_drift(conn, &records).await?;
-    events::append_many(conn, fabric_id, STREAM, &payloads).await?;
-    // The aggregate moves only with a status; a watch event that changed none skips the count.
-    if keys.is_some() && changes.is_empty() {
-        return Ok(changes);
-    }
-    let aggregate = if !watching {
-        "unknown"
-    } else if resources::any_drifted(conn, fabric_id).await? {
-        "drifted"
-    } else {
-        "in_sync"
-    };
-    fabrics::set_drift_status(conn, fabric_id, aggregate).await?;
-    Ok(changes)
+    events::append_many(conn, fabric.id, STREAM, &payloads).await?;
+    Ok(())
 }
 
 fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
@@ -153,7 +175,7 @@ pub async fn refresh_pooled(pool: &db::DbPool, fabric_id: Uuid, keys: Option<&[K
 pub async fn mark_contested(pool: &db::DbPool, fabric_id: Uuid, key: &Key, manager: &str) -> Result<(), DbError> {
     let mut conn = db::connect(pool).await?;
     let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok(()) };
-    let rows = resources::drift_inputs(&mut conn, fabric_id, Some(std::slice::from_ref(key))).await?;
+    let rows = resources::drift_inputs(&mut conn, fabric_id, std::slice::from_ref(key)).await?;
     let Some(row) = rows.first() else { return Ok(()) };
     let (mut record, _) = compute(&fabric, row, true);
     record.status = "contested";
