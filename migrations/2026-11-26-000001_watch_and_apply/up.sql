@@ -12,3 +12,7 @@ CREATE INDEX resources_fabric_drift ON resources (fabric_id, drift_status);
 -- The resources a Remediate run is limited to: {"apply": [key...], "delete": [key...]} with a
 -- key as [group, kind, namespace, name]; NULL for a run over the whole fabric.
 ALTER TABLE sync_runs ADD COLUMN targets jsonb;
+
+-- Self-heal's reverts per drifted field ({"<JSON pointer>": [unix ms, ...]}): kept with the
+-- resource so a process taking the watch over keeps counting towards `contested`.
+ALTER TABLE resources ADD COLUMN self_heal_reverts jsonb;

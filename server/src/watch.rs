@@ -3,8 +3,8 @@
 //! the fabric's resources (orphans included) and appends ADDED / MODIFIED / DELETED events to the
 //! event log, from which every process serves WatchFabricEvents.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::{stream, StreamExt};
@@ -21,6 +21,7 @@ use crate::api::AppState;
 use crate::cluster::{self, check};
 use crate::db::resources::{self, LiveRecord};
 use crate::cluster::FIELD_MANAGER;
+use crate::drift::heal;
 use crate::drift::refresh::{mark_contested, refresh_pooled, DriftChange};
 use crate::sync::queue;
 use crate::db::{self, events, fabrics, DbError};
@@ -186,7 +187,6 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
     let mut listing: HashMap<String, HashSet<Key>> = kinds.iter().map(|k| (k.kind.clone(), HashSet::new())).collect();
     let mut listed: HashSet<String> = HashSet::new();
     let mut status = "starting";
-    let mut heal = SelfHeal::default();
     info!(kinds = kinds.len(), "watching");
     while let Some(batch) = merged.next().await {
         let mut changes = Changes::default();
@@ -232,7 +232,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         if !touched.is_empty() && status == "active" {
             let drifted = refresh_pooled(&state.pool, fabric_id, Some(&touched)).await.map_err(|e| e.to_string())?;
             if fabric.self_heal {
-                heal.react(state, fabric_id, &drifted).await.map_err(|e| e.to_string())?;
+                self_heal(state, fabric_id, &drifted).await.map_err(|e| e.to_string())?;
             }
         }
         let now = match &error {
@@ -244,6 +244,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
             status = now;
             set_status(state, fabric_id, now, error).await;
             if now == "active" {
+                info!("watch active");
                 // Everything is listed: the live view is complete, drift can be told.
                 refresh_pooled(&state.pool, fabric_id, None).await.map_err(|e| e.to_string())?;
             }
@@ -252,39 +253,35 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
     Err("the watch streams ended".into())
 }
 
-/// Self-heal: reverts drift by queueing an APPLY run; a resource reverted too often in the
-/// window is marked contested instead (another controller keeps changing it).
-#[derive(Default)]
-struct SelfHeal {
-    reverts: HashMap<Key, VecDeque<Instant>>,
-}
-
-impl SelfHeal {
-    async fn react(&mut self, state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -> Result<(), DbError> {
-        let (max, window) = (state.settings.self_heal_max_reverts, state.settings.self_heal_window);
-        let now = Instant::now();
-        let mut revert = false;
-        for change in changes.iter().filter(|c| matches!(c.status, "drifted" | "missing")) {
-            let times = self.reverts.entry(change.key.clone()).or_default();
-            times.retain(|t| now.duration_since(*t) < window);
-            if times.len() >= max {
-                let other = change.managers.iter().find(|m| m.as_str() != FIELD_MANAGER).cloned().unwrap_or_else(|| "another writer".into());
-                warn!(resource = ?change.key, manager = %other, "self-heal gave up: contested");
-                mark_contested(&state.pool, fabric_id, &change.key, &other).await?;
-                times.clear();
-            } else {
-                times.push_back(now);
+/// Self-heal: reverts drift by queueing an APPLY run; a field reverted too often in the window
+/// makes the resource contested instead (another controller keeps changing it).
+async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -> Result<(), DbError> {
+    let max = state.settings.self_heal_max_reverts;
+    let window = i64::try_from(state.settings.self_heal_window.as_millis()).unwrap_or(i64::MAX);
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut revert = false;
+    let mut conn = db::connect(&state.pool).await?;
+    for change in changes.iter().filter(|c| matches!(c.status, "drifted" | "missing")) {
+        let stored = resources::self_heal_reverts(&mut conn, change.id).await?;
+        match heal::verdict(stored.as_ref(), &change.fields, now, max, window) {
+            heal::Verdict::Revert(reverts) => {
+                resources::set_self_heal_reverts(&mut conn, change.id, Some(&reverts)).await?;
                 revert = true;
             }
+            heal::Verdict::Contested { field } => {
+                let other = change.managers.iter().find(|m| m.as_str() != FIELD_MANAGER).cloned().unwrap_or_else(|| "another writer".into());
+                warn!(resource = ?change.key, field = %field, manager = %other, "self-heal gave up: contested");
+                mark_contested(&state.pool, fabric_id, &change.key, &other).await?;
+                resources::set_self_heal_reverts(&mut conn, change.id, None).await?;
+            }
         }
-        if revert {
-            let request = queue::Request { fabric_id, mode: "apply", trigger: "self_heal", dry_run: false, force: true, requested_ref: String::new(), targets: None };
-            let mut conn = db::connect(&state.pool).await?;
-            queue::enqueue(&mut conn, &request).await?;
-            info!("self-heal: apply queued");
-        }
-        Ok(())
     }
+    if revert {
+        let request = queue::Request { fabric_id, mode: "apply", trigger: "self_heal", dry_run: false, force: true, requested_ref: String::new(), targets: None };
+        queue::enqueue(&mut conn, &request).await?;
+        info!("self-heal: apply queued");
+    }
+    Ok(())
 }
 
 /// Live records and their events, written together.

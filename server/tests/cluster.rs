@@ -505,25 +505,37 @@ async fn self_heal_reverts_then_leaves_a_fighting_writer_contested() {
     let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
     let db = support::fresh_database().await;
     let keys = fabricsync::crypto::Keyring::generate_key_line("k");
-    let server = ServerProcess::start_with(&db, &keys, &["--self-heal-max-reverts", "2"]).await;
-    let mut c = Clients::new(server.channel().await);
+    let args = ["--self-heal-max-reverts", "2"];
+    let mut servers = [ServerProcess::start_with(&db, &keys, &args).await, ServerProcess::start_with(&db, &keys, &args).await];
+    let mut c = Clients::new(servers[0].channel().await);
     let policy = SyncPolicy { self_heal: true, ..Default::default() };
     let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    let watcher = (0..2).find(|&i| servers[i].log().contains("\"watch active\"")).expect("a watcher");
+    let survivor = 1 - watcher;
+    let mut c = Clients::new(servers[survivor].channel().await);
     let mut stream = c.drift.stream_drift(StreamDriftRequest { fabric_id: id.clone(), from_sequence: 0 }).await.expect("stream").into_inner();
 
     let patch = |value: &str| {
         let body = format!(r#"{{"spec":{{"inboundCommunity":"{value}"}}}}"#);
         kube.kubectl_ok(&["patch", "externals.vpc.githedgehog.com", "default", "-n", "default", "--type=merge", "-p", &body]);
     };
-    // Twice reverted...
-    for attempt in ["65101:9001", "65101:9002"] {
-        patch(attempt);
-        wait_community(&kube, "65101:3001");
+    // Reverted once; then the watching process dies and the survivor, taking over, keeps
+    // counting (the reverts are stored with the resource)...
+    patch("65101:9001");
+    wait_community(&kube, "65101:3001");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    servers[watcher].kill_hard();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !servers[survivor].log().contains("\"watch active\"") {
+        assert!(std::time::Instant::now() < deadline, "the survivor did not take the watch over");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    // ...the third time it is left alone and marked contested by the writer.
+    patch("65101:9002");
+    wait_community(&kube, "65101:3001");
+    // ...so the third time it is left alone and marked contested by the writer.
     patch("65101:9003");
     let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Contested).await;
     assert_eq!(d.contested_by, "kubectl-patch");

@@ -41,6 +41,7 @@ pub struct ResourceRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub applied_resource_version: Option<String>,
+    pub self_heal_reverts: Option<serde_json::Value>,
 }
 
 /// The identity and desired hash of a stored resource, for planning a sync.
@@ -471,6 +472,16 @@ pub async fn record_drift(conn: &mut AsyncPgConnection, records: &[DriftRecord])
 pub async fn any_drifted(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<bool, DbError> {
     let query = resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::drift_status.eq_any(DRIFTED));
     Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn).await?)
+}
+
+/// Self-heal's stored reverts of a resource (`drift::heal`).
+pub async fn self_heal_reverts(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<serde_json::Value>, DbError> {
+    Ok(resources::table.find(id).select(resources::self_heal_reverts).first(conn).await.optional()?.flatten())
+}
+
+pub async fn set_self_heal_reverts(conn: &mut AsyncPgConnection, id: Uuid, reverts: Option<&serde_json::Value>) -> Result<(), DbError> {
+    diesel::update(resources::table.find(id)).set(resources::self_heal_reverts.eq(reverts)).execute(conn).await?;
+    Ok(())
 }
 
 /// Drift statuses that count as drift.

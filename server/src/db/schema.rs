@@ -85,6 +85,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         applied_resource_version -> Nullable<Text>,
+        self_heal_reverts -> Nullable<Jsonb>,
     }
 }
 

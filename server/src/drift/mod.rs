@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::manifest::yaml::escape;
 
+pub mod heal;
 pub mod refresh;
 
 /// A resource's drift state, as stored (`resources.drift_status`).

@@ -27,6 +27,8 @@ pub struct DriftChange {
     pub status: &'static str,
     /// The live owners of the drifted fields, latest first (for self-heal's contested mark).
     pub managers: Vec<String>,
+    /// The drifted fields' JSON pointers; "" (the whole object) when it is missing.
+    pub fields: Vec<String>,
 }
 
 /// The fabric's ignore-differences pointers for one kind.
@@ -137,7 +139,12 @@ async fn store(conn: &mut DbConn, fabric: &FabricRow, rows: &[DriftInput], watch
             let key = (row.api_group.clone(), row.kind.clone(), row.namespace.clone(), row.name.clone());
             payloads.push(event_payload(row, &record));
             let managers = fields.iter().flat_map(|f| f.managers.iter().map(|m| m.0.clone())).collect();
-            changes.push(DriftChange { id: row.id, key, previous: row.drift_status.clone(), status: record.status, managers });
+            let mut pointers: Vec<String> = fields.iter().map(|f| f.pointer.clone()).collect();
+            if pointers.is_empty() {
+                pointers.push(String::new());
+            }
+            let previous = row.drift_status.clone();
+            changes.push(DriftChange { id: row.id, key, previous, status: record.status, managers, fields: pointers });
         }
         records.push(record);
     }
