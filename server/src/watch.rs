@@ -106,6 +106,27 @@ async fn try_lock(database_url: &str, fabric_id: Uuid) -> Result<Option<AsyncPgC
     Ok(locked.locked.then_some(conn))
 }
 
+/// Whether a live process watches the fabric with a complete view (the lock's holder is still
+/// connected and the watch is active): then the stored live objects are current.
+pub async fn watched(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<bool, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Watched {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        watched: bool,
+    }
+    let row: Watched = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                         AND classid = $1::oid AND objid = hashtext($2)::oid AND objsubid = 2) \
+            AND EXISTS (SELECT 1 FROM fabrics WHERE id = $3 AND watch_status = 'active') AS watched",
+    )
+    .bind::<diesel::sql_types::Int4, _>(LOCK_CLASS)
+    .bind::<diesel::sql_types::Text, _>(fabric_id.to_string())
+    .bind::<diesel::sql_types::Uuid, _>(fabric_id)
+    .get_result(conn)
+    .await?;
+    Ok(row.watched)
+}
+
 async fn set_status(state: &AppState, fabric_id: Uuid, status: &str, error: Option<String>) {
     let set = async {
         let mut conn = db::connect(&state.pool).await?;

@@ -159,14 +159,18 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     assert!(!external.uid.is_empty() && !external.live_resource_version.is_empty());
     assert_eq!(external.last_applied_hash, external.content_hash);
 
-    // Nothing changed: nothing is sent.
+    // Nothing changed: nothing is sent, and with the watch active the cluster is not even listed.
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
     let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
     let n = counters(&run);
     assert_eq!((status(&run), n.applied, n.unchanged), (SyncRunStatus::Succeeded, 0, LAB_OBJECTS), "{run:?}");
+    assert!(server.log().contains(r#""source":"watch""#), "the apply listed the cluster though the watch is active");
 
     // Someone edits a field fabricsync applied: that makes them its manager, so the next apply
-    // conflicts and names them; `force` takes the field back and restores the value.
+    // (once the watch has seen it) conflicts and names them; `force` takes the field back and
+    // restores the value.
     kube.kubectl_ok(&["patch", "externals.vpc.githedgehog.com", "default", "-n", "default", "--type=merge", "-p", r#"{"spec":{"inboundCommunity":"65101:9999"}}"#]);
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Failed, "{run:?}");
     let conflict = run.diagnostics.iter().find(|d| d.code == "apply.conflict").expect("conflict diagnostic");

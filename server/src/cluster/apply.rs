@@ -89,7 +89,7 @@ pub fn with_fabric_label(body: &Value, fabric: &str) -> Value {
 }
 
 /// The parts of an object a user owns, for comparing live and applied: spec, labels, annotations.
-fn comparable(object: &Value) -> Value {
+pub fn comparable(object: &Value) -> Value {
     let pick = |pointer: &str| object.pointer(pointer).cloned().unwrap_or(Value::Null);
     serde_json::json!({
         "metadata": {"labels": pick("/metadata/labels"), "annotations": pick("/metadata/annotations")},

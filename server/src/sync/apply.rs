@@ -5,14 +5,16 @@ use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use super::pull::{PullError, Scope};
 use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
 use crate::api::AppState;
-use crate::cluster::apply::{decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
-use crate::cluster::{self, waves};
+use crate::watch;
+use crate::cluster::apply::{comparable, decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
+use crate::cluster::{self, waves, FABRIC_LABEL};
 use crate::db::fabrics::FabricRow;
-use crate::db::resources::{self, ApplyEntry, ApplyRecord};
+use crate::db::resources::{self, ApplyEntry, ApplyRecord, WatchedLive};
 use crate::db::{self, runs::RunRow};
 use crate::manifest::kinds::KindRegistry;
 use crate::proto::sync_progress_event::Payload;
@@ -112,12 +114,21 @@ pub async fn apply(
         Err(e) => return Ok(ApplyReport::failed(e.code(), e.to_string())),
     };
     let applier = Applier::new(client, &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
-    let live = match applier.list_live(kinds).await {
-        Ok(live) => live,
-        Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {e}"))),
+    // While a live process watches the fabric, its stored view is current: no cluster list.
+    let watched = {
+        let mut conn = db::connect(&state.pool).await?;
+        if watch::watched(&mut conn, fabric.id).await? { Some(resources::watched_live(&mut conn, fabric.id, FABRIC_LABEL, &fabric.name).await?) } else { None }
     };
+    let mut live = match &watched {
+        Some(rows) => rows.iter().map(live_of).collect(),
+        None => match applier.list_live(kinds).await {
+            Ok(live) => live,
+            Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {e}"))),
+        },
+    };
+    info!(objects = live.len(), source = if watched.is_some() { "watch" } else { "cluster list" }, "live view");
     scope.checkpoint()?;
-    let live_by_key: HashMap<Key, &Live> = live.iter().map(|l| (l.key.clone(), l)).collect();
+    let index: HashMap<Key, usize> = live.iter().enumerate().map(|(i, l)| (l.key.clone(), i)).collect();
 
     let mut report = ApplyReport::default();
     let mut records = Vec::new();
@@ -133,7 +144,7 @@ pub async fn apply(
             if targets.as_ref().is_some_and(|t| !t.apply.contains(&desired[i].key)) {
                 continue;
             }
-            match decide(&desired[i], live_by_key.get(&desired[i].key).copied()) {
+            match decide(&desired[i], index.get(&desired[i].key).map(|&j| &live[j])) {
                 Decision::Skip => {
                     report.counters.unchanged += 1;
                     records.push(record(&desired[i], "unchanged", None, None));
@@ -145,6 +156,20 @@ pub async fn apply(
             send.push((*wave, to_send));
         }
     }
+    if let Some(rows) = &watched {
+        // The bodies of the objects to send, for the changed fields they report.
+        let sent: Vec<usize> = send.iter().flat_map(|(_, v)| v.iter()).filter_map(|&i| index.get(&desired[i].key).copied()).collect();
+        let ids: Vec<uuid::Uuid> = sent.iter().map(|&j| rows[j].id).collect();
+        let mut conn = db::connect(&state.pool).await?;
+        let bodies: HashMap<uuid::Uuid, serde_json::Value> =
+            resources::live_objects(&mut conn, &ids).await?.into_iter().filter_map(|(id, body)| Some((id, body?))).collect();
+        for j in sent {
+            if let Some(body) = bodies.get(&rows[j].id) {
+                live[j].object = comparable(body);
+            }
+        }
+    }
+    let live_by_key: HashMap<Key, &Live> = index.iter().map(|(k, &j)| (k.clone(), &live[j])).collect();
     let total: usize = send.iter().map(|(_, v)| v.len()).sum();
     let mut done = 0usize;
     for (n, (wave, indexes)) in send.iter().enumerate() {
@@ -222,6 +247,17 @@ pub async fn apply(
     }
     report.changes.truncate(MAX_STORED_CHANGES);
     Ok(report)
+}
+
+/// A live object as the watch stored it; its body is read only if it is sent.
+fn live_of(row: &WatchedLive) -> Live {
+    Live {
+        key: (row.api_group.clone(), row.kind.clone(), row.namespace.clone(), row.name.clone()),
+        version: row.api_version.clone(),
+        resource_version: row.resource_version.clone(),
+        managed_by_fabric: row.labelled,
+        object: serde_json::Value::Null,
+    }
 }
 
 fn record(d: &Desired, status: &'static str, applied: Option<(String, String)>, error: Option<String>) -> ApplyRecord {
