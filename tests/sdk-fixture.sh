@@ -31,8 +31,10 @@ dir=$(mktemp -d /tmp/fabricsync-fixture.XXXXXX)
 chmod 755 "$dir"
 pids=()
 cleanup() {
-  # SIGTERM lets the server stop its embedded PostgreSQL.
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # SIGTERM lets the server stop its embedded PostgreSQL; the control plane's graceful stop
+  # waits out its watches (a minute), and its state is thrown away anyway: SIGKILL.
+  [ ${#pids[@]} -lt 2 ] || kill "${pids[1]}" 2>/dev/null || true
+  kill -KILL "${pids[0]}" 2>/dev/null || true
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$dir"
 }
