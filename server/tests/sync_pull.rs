@@ -43,6 +43,25 @@ async fn pull_stores_the_lab_fabric_then_only_what_changed() {
     assert_eq!(kinds, LAB_OBJECTS);
     assert!(run.kind_counts.iter().any(|k| k.kind == "Switch" && k.group == "wiring.githedgehog.com"));
 
+    // Listed page by page in key order, each resource once.
+    let mut keys = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = ListResourcesRequest { fabric_id: fabric_id.clone(), page_size: 7, page_token: token, ..Default::default() };
+        let page = c.fabrics.list_resources(request).await.expect("list").into_inner();
+        assert_eq!(i64::from(page.total_size), LAB_OBJECTS);
+        keys.extend(page.resources.iter().filter_map(|r| r.key.as_ref()).map(|k| (k.group.clone(), k.kind.clone(), k.namespace.clone(), k.name.clone())));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(keys, sorted, "not in (group, kind, namespace, name) order, or repeated");
+    assert_eq!(keys.len() as i64, LAB_OBJECTS);
+
     // The stream of a finished run replays everything in order and ends.
     let events = c.events(&run.id, 0).await;
     let seen = stages(&events);

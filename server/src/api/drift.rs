@@ -155,7 +155,7 @@ impl DriftService for DriftApi {
         load(&self.state, fabric_id).await?;
         let mut conn = self.state.conn().await?;
         let listed = resources::list(&mut conn, fabric_id, &filter, &page).await.map_err(ApiError::from)?;
-        let last = listed.items.last().map(|r| r.id.to_string());
+        let last = listed.items.last().map(resources::page_key);
         Ok(Response::new(ListDriftedResourcesResponse {
             resources: listed.items.iter().map(|r| resource_drift(r, false)).collect(),
             next_page_token: listing::next_page_token(listed.has_more, last.as_deref()),

@@ -186,23 +186,39 @@ fn filtered(fabric_id: Uuid, filter: &ResourceFilter) -> resources::BoxedQuery<'
     query
 }
 
-/// Ordered by (kind, namespace, name, id); the page token is the last row's id-ordered key.
+/// Ordered by (group, kind, namespace, name), unique in a fabric; a page starts after the key
+/// `page_key` made of the previous page's last row.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
     filter: &ResourceFilter,
     page: &Page,
 ) -> Result<Listed<ResourceRow>, DbError> {
+    use diesel::sql_types::{Bool, Text};
     let total = filtered(fabric_id, filter).count().get_result(conn).await?;
     let mut query = filtered(fabric_id, filter);
-    if let Some(after) = page.after_name.as_deref().and_then(|t| Uuid::parse_str(t).ok()) {
-        query = query.filter(resources::id.gt(after));
+    if let Some([group, kind, namespace, name]) = page.after_name.as_deref().and_then(|t| serde_json::from_str::<[String; 4]>(t).ok()) {
+        let after = diesel::dsl::sql::<Bool>("(api_group, kind, namespace, name) > (")
+            .bind::<Text, _>(group)
+            .sql(", ")
+            .bind::<Text, _>(kind)
+            .sql(", ")
+            .bind::<Text, _>(namespace)
+            .sql(", ")
+            .bind::<Text, _>(name)
+            .sql(")");
+        query = query.filter(after);
     }
-    let mut items: Vec<ResourceRow> =
-        query.order(resources::id.asc()).limit(page.size + 1).select(ResourceRow::as_select()).load(conn).await?;
+    let order = (resources::api_group.asc(), resources::kind.asc(), resources::namespace.asc(), resources::name.asc());
+    let mut items: Vec<ResourceRow> = query.order(order).limit(page.size + 1).select(ResourceRow::as_select()).load(conn).await?;
     let has_more = items.len() as i64 > page.size;
     items.truncate(page.size as usize);
     Ok(Listed { items, total, has_more })
+}
+
+/// Where the page after `row` starts (see `list`).
+pub fn page_key(row: &ResourceRow) -> String {
+    serde_json::json!([row.api_group, row.kind, row.namespace, row.name]).to_string()
 }
 
 pub async fn get(conn: &mut AsyncPgConnection, fabric_id: Uuid, id: Uuid) -> Result<Option<ResourceRow>, DbError> {
