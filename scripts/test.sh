@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: proto lint and breaking-change check against the last landed contract, unit
-# tests, and integration tests against a real PostgreSQL and real git servers on loopback.
+# tests, integration tests against a real PostgreSQL, real git servers and a real kube-apiserver
+# on loopback, then the generated SDKs (fresh, and tested against a real server) and the Helm chart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -22,3 +23,12 @@ scripts/kube-harness.sh
 export PATH="$PWD/.tools/bin:$PATH"
 echo "== cargo test"
 cargo test --workspace --locked 2>&1
+
+echo "== SDK code is what proto/ generates"
+scripts/check-sdk-fresh.sh
+echo "== Go SDK"
+client-sdk/go/test.sh
+echo "== Python SDK"
+client-sdk/python/test.sh
+echo "== Helm chart"
+helm/test.sh
