@@ -1,0 +1,168 @@
+"""The asyncio client: the same surface as `Client`, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Optional, Protocol, Sequence, Type, TypeVar
+
+from fabricsync.v1 import (
+    drift_pb2,
+    drift_pb2_grpc,
+    fabric_pb2,
+    fabric_pb2_grpc,
+    repository_pb2,
+    repository_pb2_grpc,
+    sync_pb2,
+    sync_pb2_grpc,
+)
+
+from . import _channel
+from ._common import PageRequest, PageResponse, ResumePolicy, ResumeState, StreamSpec, drift_spec, progress_spec, watch_spec
+from .errors import FabricSyncError
+
+_Req = TypeVar("_Req", bound=PageRequest)
+_Resp = TypeVar("_Resp", bound=PageResponse)
+_SReq = TypeVar("_SReq")
+_SResp = TypeVar("_SResp")
+_Item = TypeVar("_Item")
+_Event = TypeVar("_Event")
+_T = TypeVar("_T", covariant=True)
+_Q = TypeVar("_Q", contravariant=True)
+_R = TypeVar("_R", covariant=True)
+
+
+class _Call(Protocol[_T]):
+    """What a server-streaming stub method returns: responses, and cancel()."""
+
+    def __aiter__(self) -> AsyncIterator[_T]: ...
+
+    def cancel(self) -> bool: ...
+
+
+class _StreamRpc(Protocol[_Q, _R]):
+    """A server-streaming stub method."""
+
+    def __call__(self, request: _Q, *, timeout: Optional[float] = ...) -> _Call[_R]: ...
+
+
+class AsyncClient:
+    """A grpc.aio connection to a fabricsync server; see `Client` for the surface.
+
+        async with AsyncClient("localhost:50051", token=t) as client:
+            async for repo in client.list_repositories():
+                ...
+            run = (await client.sync.StartSync(StartSyncRequest(...))).run
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        tls: bool = False,
+        ca_file: Optional[str] = None,
+        token: Optional[str] = None,
+        options: _channel.ChannelOptions = (),
+        resume: ResumePolicy = ResumePolicy(),
+    ) -> None:
+        """TLS when `tls` or `ca_file` (the CA verifying the server; system roots without
+        it), else plaintext. `token` is sent as `authorization: Bearer <token>` on every call."""
+        credentials = _channel.channel_credentials(tls, ca_file)
+        self.channel = _channel.async_channel(target, credentials, token, options)
+        self.repositories = repository_pb2_grpc.RepositoryServiceStub(self.channel)
+        self.fabrics = fabric_pb2_grpc.FabricServiceStub(self.channel)
+        self.sync = sync_pb2_grpc.SyncServiceStub(self.channel)
+        self.drift = drift_pb2_grpc.DriftServiceStub(self.channel)
+        self._resume = resume
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, t: Optional[Type[BaseException]], e: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        await self.close()
+
+    def list_repositories(self, filter: str = "", page_size: int = 0) -> AsyncIterator[repository_pb2.Repository]:
+        request = repository_pb2.ListRepositoriesRequest(filter=filter, page_size=page_size)
+        return _paginate(self.repositories.ListRepositories, request, lambda r: r.repositories)
+
+    def list_fabrics(self, filter: str = "", page_size: int = 0) -> AsyncIterator[fabric_pb2.Fabric]:
+        request = fabric_pb2.ListFabricsRequest(filter=filter, page_size=page_size)
+        return _paginate(self.fabrics.ListFabrics, request, lambda r: r.fabrics)
+
+    def list_resources(
+        self, fabric_id: str, filter: str = "", include_objects: bool = False, page_size: int = 0
+    ) -> AsyncIterator[fabric_pb2.Resource]:
+        request = fabric_pb2.ListResourcesRequest(fabric_id=fabric_id, filter=filter, include_objects=include_objects, page_size=page_size)
+        return _paginate(self.fabrics.ListResources, request, lambda r: r.resources)
+
+    def list_sync_runs(self, filter: str = "", page_size: int = 0) -> AsyncIterator[sync_pb2.SyncRun]:
+        request = sync_pb2.ListSyncRunsRequest(filter=filter, page_size=page_size)
+        return _paginate(self.sync.ListSyncRuns, request, lambda r: r.runs)
+
+    def list_drifted_resources(self, fabric_id: str, filter: str = "", page_size: int = 0) -> AsyncIterator[drift_pb2.ResourceDrift]:
+        request = drift_pb2.ListDriftedResourcesRequest(fabric_id=fabric_id, filter=filter, page_size=page_size)
+        return _paginate(self.drift.ListDriftedResources, request, lambda r: r.resources)
+
+    def stream_sync_progress(
+        self, run_id: str, from_sequence: int = 0, timeout: Optional[float] = None
+    ) -> AsyncGenerator[sync_pb2.SyncProgressEvent, None]:
+        """As Client.stream_sync_progress."""
+        return self._resumed(self.sync.StreamSyncProgress, progress_spec(run_id), from_sequence, timeout)
+
+    def watch_fabric_events(
+        self, fabric_id: str, from_sequence: int = 0, kinds: Sequence[str] = (), timeout: Optional[float] = None
+    ) -> AsyncGenerator[sync_pb2.FabricEvent, None]:
+        """As Client.watch_fabric_events."""
+        return self._resumed(self.sync.WatchFabricEvents, watch_spec(fabric_id, kinds), from_sequence, timeout)
+
+    def stream_drift(
+        self, fabric_id: str, from_sequence: int = 0, timeout: Optional[float] = None
+    ) -> AsyncGenerator[drift_pb2.DriftEvent, None]:
+        """As Client.stream_drift."""
+        return self._resumed(self.drift.StreamDrift, drift_spec(fabric_id), from_sequence, timeout)
+
+    async def wait_for_run(
+        self,
+        run_id: str,
+        on_event: Optional[Callable[[sync_pb2.SyncProgressEvent], None]] = None,
+        timeout: Optional[float] = None,
+    ) -> sync_pb2.SyncRun:
+        """As Client.wait_for_run."""
+        async for event in self.stream_sync_progress(run_id, timeout=timeout):
+            if on_event is not None:
+                on_event(event)
+        return (await self.sync.GetSyncRun(sync_pb2.GetSyncRunRequest(id=run_id))).run
+
+    async def _resumed(
+        self, rpc: _StreamRpc[_SReq, _SResp], spec: StreamSpec[_SReq, _SResp, _Event], from_sequence: int, timeout: Optional[float]
+    ) -> AsyncGenerator[_Event, None]:
+        state = ResumeState(from_sequence, self._resume, timeout)
+        while True:
+            call = rpc(spec.request(state.last_sequence), timeout=state.remaining())
+            try:
+                async for response in call:
+                    event = spec.event(response)
+                    if state.accept(spec.sequence(event)):
+                        yield event
+                        if spec.is_last(event):
+                            return
+                return  # the server ended the stream
+            except FabricSyncError as error:
+                await asyncio.sleep(state.retry_delay(error))
+            finally:
+                call.cancel()  # left early, failed or done: the RPC ends here
+
+
+async def _paginate(
+    call: Callable[[_Req], Awaitable[_Resp]], request: _Req, items: Callable[[_Resp], Iterable[_Item]]
+) -> AsyncIterator[_Item]:
+    while True:
+        response = await call(request)
+        for item in items(response):
+            yield item
+        if not response.next_page_token:
+            return
+        request.page_token = response.next_page_token
