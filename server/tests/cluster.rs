@@ -164,7 +164,7 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
     let n = counters(&run);
     assert_eq!((status(&run), n.applied, n.unchanged), (SyncRunStatus::Succeeded, 0, LAB_OBJECTS), "{run:?}");
-    assert!(server.log().contains(r#""source":"watch""#), "the apply listed the cluster though the watch is active");
+    assert!(server.log().contains(r#""source":"watch","listed_kinds":0"#), "the apply listed the cluster though the watch is active");
 
     // Someone edits a field fabricsync applied: that makes them its manager, so the next apply
     // (once the watch has seen it) conflicts and names them; `force` takes the field back and
@@ -176,6 +176,7 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     let conflict = run.diagnostics.iter().find(|d| d.code == "apply.conflict").expect("conflict diagnostic");
     assert!(conflict.message.contains("kubectl-patch") && conflict.message.contains("External default/default"), "{}", conflict.message);
     assert_eq!(counters(&run).applied, 1, "only the moved object is sent");
+    assert!(server.log().contains(r#""source":"watch","listed_kinds":1"#), "only the moved object's kind is listed");
     let run = c.sync_mode(&id, SyncMode::Apply, false, true).await;
     assert_eq!((status(&run), counters(&run).applied), (SyncRunStatus::Succeeded, 1), "{run:?}");
     let community = || kube.kubectl_ok(&["get", "externals.vpc.githedgehog.com", "default", "-n", "default", "-o", "jsonpath={.spec.inboundCommunity}"]);

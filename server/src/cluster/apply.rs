@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use super::{breaker, waves, ClusterError, FABRIC_LABEL, FIELD_MANAGER};
-use crate::manifest::kinds::KindRegistry;
+use crate::manifest::kinds::{KindDef, KindRegistry};
 use crate::sync::plan::{changed_fields, Key};
 
 /// Objects sent at once within a wave.
@@ -89,7 +89,7 @@ pub fn with_fabric_label(body: &Value, fabric: &str) -> Value {
 }
 
 /// The parts of an object a user owns, for comparing live and applied: spec, labels, annotations.
-pub fn comparable(object: &Value) -> Value {
+fn comparable(object: &Value) -> Value {
     let pick = |pointer: &str| object.pointer(pointer).cloned().unwrap_or(Value::Null);
     serde_json::json!({
         "metadata": {"labels": pick("/metadata/labels"), "annotations": pick("/metadata/annotations")},
@@ -135,9 +135,9 @@ impl Applier {
     }
 
     /// Every object of the fabric's kinds in the cluster, paged.
-    pub async fn list_live(&self, kinds: &KindRegistry) -> Result<Vec<Live>, ClusterError> {
+    pub async fn list_live(&self, defs: impl Iterator<Item = &KindDef>) -> Result<Vec<Live>, ClusterError> {
         let mut live = Vec::new();
-        for def in kinds.kinds() {
+        for def in defs {
             let resource =
                 ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&def.group, &def.version, &def.kind), &def.plural);
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);

@@ -493,8 +493,6 @@ pub async fn any_drifted(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Resul
 /// What the watch stored of one live object, for deciding an apply without listing the cluster.
 #[derive(Debug, QueryableByName)]
 pub struct WatchedLive {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub api_group: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -515,7 +513,7 @@ pub struct WatchedLive {
 /// The fabric's live objects as the watch stored them (without their bodies).
 pub async fn watched_live(conn: &mut AsyncPgConnection, fabric_id: Uuid, label: &str, fabric: &str) -> Result<Vec<WatchedLive>, DbError> {
     Ok(diesel::sql_query(
-        "SELECT id, api_group, api_version, kind, namespace, name, coalesce(live_resource_version, '') AS resource_version, \
+        "SELECT api_group, api_version, kind, namespace, name, coalesce(live_resource_version, '') AS resource_version, \
                 coalesce(live -> 'metadata' -> 'labels' ->> $2 = $3, false) AS labelled \
          FROM resources WHERE fabric_id = $1 AND live IS NOT NULL",
     )
@@ -524,15 +522,6 @@ pub async fn watched_live(conn: &mut AsyncPgConnection, fabric_id: Uuid, label: 
     .bind::<diesel::sql_types::Text, _>(fabric)
     .load(conn)
     .await?)
-}
-
-/// The stored live objects of `ids`.
-pub async fn live_objects(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, Option<serde_json::Value>)>, DbError> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(UPSERT_CHUNK) {
-        out.extend(resources::table.filter(resources::id.eq_any(chunk)).select((resources::id, resources::live)).load::<(Uuid, Option<serde_json::Value>)>(conn).await?);
-    }
-    Ok(out)
 }
 
 /// Self-heal's stored reverts of a resource (`drift::heal`).

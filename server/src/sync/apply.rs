@@ -11,7 +11,7 @@ use super::pull::{PullError, Scope};
 use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
 use crate::api::AppState;
 use crate::watch;
-use crate::cluster::apply::{comparable, decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
+use crate::cluster::apply::{decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
 use crate::cluster::{self, waves, FABRIC_LABEL};
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ApplyEntry, ApplyRecord, WatchedLive};
@@ -114,21 +114,14 @@ pub async fn apply(
         Err(e) => return Ok(ApplyReport::failed(e.code(), e.to_string())),
     };
     let applier = Applier::new(client, &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
-    // While a live process watches the fabric, its stored view is current: no cluster list.
-    let watched = {
-        let mut conn = db::connect(&state.pool).await?;
-        if watch::watched(&mut conn, fabric.id).await? { Some(resources::watched_live(&mut conn, fabric.id, FABRIC_LABEL, &fabric.name).await?) } else { None }
+    // A run leaves contested resources to the user (self-heal) and others to the targets.
+    let in_run = |d: &Desired| !(run.trigger == "self_heal" && d.contested) && targets.as_ref().is_none_or(|t| t.apply.contains(&d.key));
+    let live = match live_view(state, fabric, &applier, kinds, &desired, &in_run).await? {
+        Ok(live) => live,
+        Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {e}"))),
     };
-    let mut live = match &watched {
-        Some(rows) => rows.iter().map(live_of).collect(),
-        None => match applier.list_live(kinds).await {
-            Ok(live) => live,
-            Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {e}"))),
-        },
-    };
-    info!(objects = live.len(), source = if watched.is_some() { "watch" } else { "cluster list" }, "live view");
     scope.checkpoint()?;
-    let index: HashMap<Key, usize> = live.iter().enumerate().map(|(i, l)| (l.key.clone(), i)).collect();
+    let live_by_key: HashMap<Key, &Live> = live.iter().map(|l| (l.key.clone(), l)).collect();
 
     let mut report = ApplyReport::default();
     let mut records = Vec::new();
@@ -136,15 +129,11 @@ pub async fn apply(
     for (wave, indexes) in &waves {
         let mut to_send = Vec::new();
         for &i in indexes {
-            // Self-heal leaves contested resources alone (they stay desired: never pruned); a
-            // user's run applies them.
-            if run.trigger == "self_heal" && desired[i].contested {
+            // Contested resources stay desired: never pruned.
+            if !in_run(&desired[i]) {
                 continue;
             }
-            if targets.as_ref().is_some_and(|t| !t.apply.contains(&desired[i].key)) {
-                continue;
-            }
-            match decide(&desired[i], index.get(&desired[i].key).map(|&j| &live[j])) {
+            match decide(&desired[i], live_by_key.get(&desired[i].key).copied()) {
                 Decision::Skip => {
                     report.counters.unchanged += 1;
                     records.push(record(&desired[i], "unchanged", None, None));
@@ -156,20 +145,6 @@ pub async fn apply(
             send.push((*wave, to_send));
         }
     }
-    if let Some(rows) = &watched {
-        // The bodies of the objects to send, for the changed fields they report.
-        let sent: Vec<usize> = send.iter().flat_map(|(_, v)| v.iter()).filter_map(|&i| index.get(&desired[i].key).copied()).collect();
-        let ids: Vec<uuid::Uuid> = sent.iter().map(|&j| rows[j].id).collect();
-        let mut conn = db::connect(&state.pool).await?;
-        let bodies: HashMap<uuid::Uuid, serde_json::Value> =
-            resources::live_objects(&mut conn, &ids).await?.into_iter().filter_map(|(id, body)| Some((id, body?))).collect();
-        for j in sent {
-            if let Some(body) = bodies.get(&rows[j].id) {
-                live[j].object = comparable(body);
-            }
-        }
-    }
-    let live_by_key: HashMap<Key, &Live> = index.iter().map(|(k, &j)| (k.clone(), &live[j])).collect();
     let total: usize = send.iter().map(|(_, v)| v.len()).sum();
     let mut done = 0usize;
     for (n, (wave, indexes)) in send.iter().enumerate() {
@@ -249,7 +224,48 @@ pub async fn apply(
     Ok(report)
 }
 
-/// A live object as the watch stored it; its body is read only if it is sent.
+/// The cluster's objects as the apply decides from. While a live process watches the fabric,
+/// its stored view (without bodies); only the kinds in which something looks moved are listed
+/// from the cluster, since the watch may not have caught up yet (right after an apply) and a
+/// sent object needs its body. Otherwise the whole cluster is listed.
+async fn live_view(
+    state: &AppState,
+    fabric: &FabricRow,
+    applier: &Applier,
+    kinds: &KindRegistry,
+    desired: &[Desired],
+    in_run: &(dyn Fn(&Desired) -> bool + Sync),
+) -> Result<Result<Vec<Live>, cluster::ClusterError>, PullError> {
+    let watched = {
+        let mut conn = db::connect(&state.pool).await?;
+        if watch::watched(&mut conn, fabric.id).await? { Some(resources::watched_live(&mut conn, fabric.id, FABRIC_LABEL, &fabric.name).await?) } else { None }
+    };
+    let Some(rows) = watched else {
+        info!(source = "cluster list", "live view");
+        return Ok(applier.list_live(kinds.kinds()).await);
+    };
+    let mut live: Vec<Live> = rows.iter().map(live_of).collect();
+    let moved: HashSet<(String, String)> = {
+        let by_key: HashMap<&Key, &Live> = live.iter().map(|l| (&l.key, l)).collect();
+        desired
+            .iter()
+            .filter(|d| in_run(d) && decide(d, by_key.get(&d.key).copied()) != Decision::Skip)
+            .map(|d| (d.key.0.clone(), d.key.1.clone()))
+            .collect()
+    };
+    info!(source = "watch", listed_kinds = moved.len(), "live view");
+    if !moved.is_empty() {
+        let listed = match applier.list_live(kinds.kinds().filter(|k| moved.contains(&(k.group.clone(), k.kind.clone())))).await {
+            Ok(listed) => listed,
+            Err(e) => return Ok(Err(e)),
+        };
+        live.retain(|l| !moved.contains(&(l.key.0.clone(), l.key.1.clone())));
+        live.extend(listed);
+    }
+    Ok(Ok(live))
+}
+
+/// A live object as the watch stored it (without its body).
 fn live_of(row: &WatchedLive) -> Live {
     Live {
         key: (row.api_group.clone(), row.kind.clone(), row.namespace.clone(), row.name.clone()),
