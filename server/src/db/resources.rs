@@ -484,12 +484,6 @@ pub async fn record_drift(conn: &mut AsyncPgConnection, records: &[DriftRecord])
     Ok(())
 }
 
-/// Whether any resource of a fabric is drifted, missing, orphaned or contested (an index probe).
-pub async fn any_drifted(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<bool, DbError> {
-    let query = resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::drift_status.eq_any(DRIFTED));
-    Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn).await?)
-}
-
 /// What the watch stored of one live object, for deciding an apply without listing the cluster.
 #[derive(Debug, QueryableByName)]
 pub struct WatchedLive {

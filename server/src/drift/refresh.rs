@@ -115,14 +115,7 @@ pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -
             }
         }
     }
-    let aggregate = if !watching {
-        "unknown"
-    } else if resources::any_drifted(conn, fabric_id).await? {
-        "drifted"
-    } else {
-        "in_sync"
-    };
-    fabrics::set_drift_status(conn, fabric_id, aggregate).await?;
+    fabrics::set_drift_aggregate(conn, fabric_id, watching).await?;
     Ok(changes)
 }
 
