@@ -420,7 +420,7 @@ pub async fn live_versions(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Res
 }
 
 /// What drift is computed from.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = resources)]
 pub struct DriftInput {
     pub id: Uuid,
@@ -454,15 +454,27 @@ pub async fn drift_inputs_page(conn: &mut AsyncPgConnection, fabric_id: Uuid, af
     Ok(query.order(resources::id).limit(limit).select(DriftInput::as_select()).load(conn).await?)
 }
 
-/// The drift inputs of the given keys of a fabric.
+/// The drift inputs of the given keys of a fabric (each found through the unique key index).
 pub async fn drift_inputs(conn: &mut AsyncPgConnection, fabric_id: Uuid, keys: &[(String, String, String, String)]) -> Result<Vec<DriftInput>, DbError> {
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
     let mut out = Vec::new();
     for chunk in keys.chunks(UPSERT_CHUNK) {
-        let names: Vec<&str> = chunk.iter().map(|k| k.3.as_str()).collect();
-        let rows: Vec<DriftInput> =
-            resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::name.eq_any(names)).select(DriftInput::as_select()).load(conn).await?;
-        // Names narrow the query; the full key decides.
-        out.extend(rows.into_iter().filter(|r| chunk.iter().any(|k| k.0 == r.api_group && k.1 == r.kind && k.2 == r.namespace && k.3 == r.name)));
+        let part = |f: fn(&(String, String, String, String)) -> &String| chunk.iter().map(f).cloned().collect::<Vec<String>>();
+        let rows: Vec<DriftInput> = diesel::sql_query(
+            "SELECT r.id, r.api_group, r.api_version, r.kind, r.namespace, r.name, r.desired, r.live, r.field_managers, \
+                    r.drift_status, r.drift \
+             FROM unnest($2, $3, $4, $5) AS k(api_group, kind, namespace, name) \
+             JOIN resources r ON r.fabric_id = $1 AND r.api_group = k.api_group AND r.kind = k.kind \
+                             AND r.namespace = k.namespace AND r.name = k.name",
+        )
+        .bind::<SqlUuid, _>(fabric_id)
+        .bind::<Array<Text>, _>(part(|k| &k.0))
+        .bind::<Array<Text>, _>(part(|k| &k.1))
+        .bind::<Array<Text>, _>(part(|k| &k.2))
+        .bind::<Array<Text>, _>(part(|k| &k.3))
+        .load(conn)
+        .await?;
+        out.extend(rows);
     }
     Ok(out)
 }
