@@ -4,6 +4,7 @@
 
 use prost::Message;
 use serde_json::{json, Value};
+use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 use super::{resource_drift, Context, FieldDrift, Status};
@@ -95,34 +96,39 @@ const PAGE: i64 = 1000;
 pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -> Result<Vec<DriftChange>, DbError> {
     let Some(fabric) = fabrics::get(conn, fabric_id).await? else { return Ok(Vec::new()) };
     let watching = fabric.watch_status == "active";
-    let mut changes = Vec::new();
-    match keys {
-        Some(keys) => {
-            let rows = resources::drift_inputs(conn, fabric_id, keys).await?;
-            store(conn, &fabric, &rows, watching, &mut changes).await?;
-            // The aggregate moves only with a status; a watch event that changed none skips the count.
-            if changes.is_empty() {
-                return Ok(changes);
-            }
+    let Some(keys) = keys else {
+        let mut changes = Vec::new();
+        let mut after = None;
+        loop {
+            let rows = resources::drift_inputs_page(conn, fabric_id, after, PAGE).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.id);
+            let page = assess(&fabric, &rows, watching);
+            write(conn, fabric_id, &page, None).await?;
+            changes.extend(page.changes);
         }
-        None => {
-            let mut after = None;
-            loop {
-                let rows = resources::drift_inputs_page(conn, fabric_id, after, PAGE).await?;
-                let Some(last) = rows.last() else { break };
-                after = Some(last.id);
-                store(conn, &fabric, &rows, watching, &mut changes).await?;
-            }
-        }
-    }
-    fabrics::set_drift_aggregate(conn, fabric_id, watching).await?;
-    Ok(changes)
+        fabrics::set_drift_aggregate(conn, fabric_id, watching).await?;
+        return Ok(changes);
+    };
+    let rows = resources::drift_inputs(conn, fabric_id, keys).await?;
+    let assessed = assess(&fabric, &rows, watching);
+    // The aggregate moves only with a status; a watch event that changed none skips the count.
+    let aggregate = (!assessed.changes.is_empty()).then_some(watching);
+    write(conn, fabric_id, &assessed, aggregate).await?;
+    Ok(assessed.changes)
 }
 
-/// Computes `rows` and writes the drift that changed, with an event per status change.
-async fn store(conn: &mut DbConn, fabric: &FabricRow, rows: &[DriftInput], watching: bool, changes: &mut Vec<DriftChange>) -> Result<(), DbError> {
-    let mut records = Vec::new();
-    let mut payloads = Vec::new();
+/// What a recomputation changed: drift to store, an event per status change, the changes.
+#[derive(Default)]
+struct Assessed {
+    records: Vec<DriftRecord>,
+    payloads: Vec<Vec<u8>>,
+    changes: Vec<DriftChange>,
+}
+
+/// Pure: computes `rows` and keeps what differs from the stored drift.
+fn assess(fabric: &FabricRow, rows: &[DriftInput], watching: bool) -> Assessed {
+    let mut out = Assessed::default();
     for row in rows {
         let (record, fields) = compute(fabric, row, watching);
         if record.status == row.drift_status && Some(&record.drift) == row.drift.as_ref() {
@@ -130,20 +136,35 @@ async fn store(conn: &mut DbConn, fabric: &FabricRow, rows: &[DriftInput], watch
         }
         if record.status != row.drift_status {
             let key = (row.api_group.clone(), row.kind.clone(), row.namespace.clone(), row.name.clone());
-            payloads.push(event_payload(row, &record));
+            out.payloads.push(event_payload(row, &record));
             let managers = fields.iter().flat_map(|f| f.managers.iter().map(|m| m.0.clone())).collect();
             let mut pointers: Vec<String> = fields.iter().map(|f| f.pointer.clone()).collect();
             if pointers.is_empty() {
                 pointers.push(String::new());
             }
             let previous = row.drift_status.clone();
-            changes.push(DriftChange { id: row.id, key, previous, status: record.status, managers, fields: pointers });
+            out.changes.push(DriftChange { id: row.id, key, previous, status: record.status, managers, fields: pointers });
         }
-        records.push(record);
+        out.records.push(record);
     }
-    resources::record_drift(conn, &records).await?;
-    events::append_many(conn, fabric.id, STREAM, &payloads).await?;
-    Ok(())
+    out
+}
+
+/// Stores assessed drift, its events and (when given whether the fabric is watched) the
+/// aggregate in one transaction: one commit per watch batch.
+async fn write(conn: &mut DbConn, fabric_id: Uuid, assessed: &Assessed, aggregate: Option<bool>) -> Result<(), DbError> {
+    if assessed.records.is_empty() && aggregate.is_none() {
+        return Ok(());
+    }
+    conn.transaction::<_, DbError, _>(async |conn| {
+        resources::record_drift(conn, &assessed.records).await?;
+        events::append_many(conn, fabric_id, STREAM, &assessed.payloads).await?;
+        if let Some(watching) = aggregate {
+            fabrics::set_drift_aggregate(conn, fabric_id, watching).await?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
@@ -180,7 +201,7 @@ pub async fn mark_contested(pool: &db::DbPool, fabric_id: Uuid, key: &Key, manag
     let (mut record, _) = compute(&fabric, row, true);
     record.status = "contested";
     record.drift["contested_by"] = json!(manager);
-    resources::record_drift(&mut conn, std::slice::from_ref(&record)).await?;
-    events::append_many(&mut conn, fabric_id, STREAM, &[event_payload(row, &record)]).await?;
-    Ok(())
+    let payloads = vec![event_payload(row, &record)];
+    // Contested counts as drift, as drifted and missing did: the aggregate stays.
+    write(&mut conn, fabric_id, &Assessed { records: vec![record], payloads, changes: Vec::new() }, None).await
 }
