@@ -1,3 +1,4 @@
+DROP FUNCTION fabricsync_store_drift;
 ALTER TABLE resources DROP COLUMN self_heal_reverts;
 ALTER TABLE sync_runs DROP COLUMN targets;
 DROP INDEX resources_fabric_drift;

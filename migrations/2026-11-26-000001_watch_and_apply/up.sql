@@ -16,3 +16,28 @@ ALTER TABLE sync_runs ADD COLUMN targets jsonb;
 -- Self-heal's reverts per drifted field ({"<JSON pointer>": [unix ms, ...]}): kept with the
 -- resource so a process taking the watch over keeps counting towards `contested`.
 ALTER TABLE resources ADD COLUMN self_heal_reverts jsonb;
+
+-- One watch event's drift write in one call (a cached statement on the client): stores the
+-- computed drift of resources, appends their drift events with one notice naming the last, and
+-- when set_aggregate, the fabric's aggregate status (counting the new statuses, which the
+-- statement itself does not see).
+CREATE FUNCTION fabricsync_store_drift(
+    fabric uuid, ids uuid[], statuses text[], drifts jsonb[], stream text, payloads bytea[],
+    channel text, watching boolean, drifted text[], set_aggregate boolean) RETURNS bigint
+LANGUAGE sql AS $$
+    WITH d AS (UPDATE resources r SET drift_status = u.status, drift = u.drift
+               FROM unnest(ids, statuses, drifts) AS u(id, status, drift)
+               WHERE r.id = u.id AND r.fabric_id = fabric RETURNING r.id),
+         e AS (INSERT INTO events (fabric_id, stream, payload)
+               SELECT fabric, stream, p FROM unnest(payloads) WITH ORDINALITY AS v(p, i) ORDER BY i
+               RETURNING sequence),
+         n AS (SELECT pg_notify(channel, concat_ws(' ', stream, fabric::text, '-', max(sequence)::text))
+               FROM e HAVING count(*) > 0),
+         a AS (UPDATE fabrics SET drift_status = CASE WHEN NOT watching THEN 'unknown'
+                 WHEN EXISTS (SELECT 1 FROM unnest(statuses) AS s(status) WHERE s.status = ANY(drifted))
+                   OR EXISTS (SELECT 1 FROM resources
+                              WHERE fabric_id = fabric AND drift_status = ANY(drifted) AND id <> ALL(ids))
+                 THEN 'drifted' ELSE 'in_sync' END
+               WHERE id = fabric AND set_aggregate)
+    SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM n)
+$$;

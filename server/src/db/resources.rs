@@ -420,7 +420,7 @@ pub async fn live_versions(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Res
 }
 
 /// What drift is computed from.
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = resources)]
 pub struct DriftInput {
     pub id: Uuid,
@@ -454,45 +454,73 @@ pub async fn drift_inputs_page(conn: &mut AsyncPgConnection, fabric_id: Uuid, af
     Ok(query.order(resources::id).limit(limit).select(DriftInput::as_select()).load(conn).await?)
 }
 
-/// The drift inputs of the given keys of a fabric (each found through the unique key index).
+/// The drift inputs of the given keys of a fabric, found through the unique key index (each key
+/// part as an array: a cached statement; combinations that are not keys are dropped here).
 pub async fn drift_inputs(conn: &mut AsyncPgConnection, fabric_id: Uuid, keys: &[(String, String, String, String)]) -> Result<Vec<DriftInput>, DbError> {
-    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
     let mut out = Vec::new();
     for chunk in keys.chunks(UPSERT_CHUNK) {
-        let part = |f: fn(&(String, String, String, String)) -> &String| chunk.iter().map(f).cloned().collect::<Vec<String>>();
-        let rows: Vec<DriftInput> = diesel::sql_query(
-            "SELECT r.id, r.api_group, r.api_version, r.kind, r.namespace, r.name, r.desired, r.live, r.field_managers, \
-                    r.drift_status, r.drift \
-             FROM unnest($2, $3, $4, $5) AS k(api_group, kind, namespace, name) \
-             JOIN resources r ON r.fabric_id = $1 AND r.api_group = k.api_group AND r.kind = k.kind \
-                             AND r.namespace = k.namespace AND r.name = k.name",
-        )
-        .bind::<SqlUuid, _>(fabric_id)
-        .bind::<Array<Text>, _>(part(|k| &k.0))
-        .bind::<Array<Text>, _>(part(|k| &k.1))
-        .bind::<Array<Text>, _>(part(|k| &k.2))
-        .bind::<Array<Text>, _>(part(|k| &k.3))
-        .load(conn)
-        .await?;
-        out.extend(rows);
+        let part = |f: fn(&(String, String, String, String)) -> &String| {
+            let mut values: Vec<&str> = chunk.iter().map(|k| f(k).as_str()).collect();
+            values.sort_unstable();
+            values.dedup();
+            values
+        };
+        let rows: Vec<DriftInput> = resources::table
+            .filter(resources::fabric_id.eq(fabric_id))
+            .filter(resources::api_group.eq_any(part(|k| &k.0)))
+            .filter(resources::kind.eq_any(part(|k| &k.1)))
+            .filter(resources::namespace.eq_any(part(|k| &k.2)))
+            .filter(resources::name.eq_any(part(|k| &k.3)))
+            .select(DriftInput::as_select())
+            .load(conn)
+            .await?;
+        let wanted: std::collections::HashSet<(&str, &str, &str, &str)> =
+            chunk.iter().map(|k| (k.0.as_str(), k.1.as_str(), k.2.as_str(), k.3.as_str())).collect();
+        out.extend(rows.into_iter().filter(|r| wanted.contains(&(r.api_group.as_str(), r.kind.as_str(), r.namespace.as_str(), r.name.as_str()))));
     }
     Ok(out)
 }
 
-/// Stores computed drift in one statement per chunk.
-pub async fn record_drift(conn: &mut AsyncPgConnection, records: &[DriftRecord]) -> Result<(), DbError> {
-    use diesel::sql_types::{Array, Jsonb, Text, Uuid as SqlUuid};
-    for chunk in records.chunks(UPSERT_CHUNK * 5) {
-        diesel::sql_query(
-            "UPDATE resources r SET drift_status = u.status, drift = u.drift \
-             FROM unnest($1, $2, $3) AS u(id, status, drift) WHERE r.id = u.id",
-        )
-        .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(chunk.iter().map(|r| r.status.to_string()).collect::<Vec<_>>())
-        .bind::<Array<Jsonb>, _>(chunk.iter().map(|r| r.drift.clone()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    }
+diesel::define_sql_function! {
+    /// migrations/2026-11-26-000001_watch_and_apply: drift, events, notice and aggregate at once.
+    fn fabricsync_store_drift(
+        fabric: diesel::sql_types::Uuid,
+        ids: diesel::sql_types::Array<diesel::sql_types::Uuid>,
+        statuses: diesel::sql_types::Array<diesel::sql_types::Text>,
+        drifts: diesel::sql_types::Array<diesel::sql_types::Jsonb>,
+        stream: diesel::sql_types::Text,
+        payloads: diesel::sql_types::Array<diesel::sql_types::Bytea>,
+        channel: diesel::sql_types::Text,
+        watching: diesel::sql_types::Bool,
+        drifted: diesel::sql_types::Array<diesel::sql_types::Text>,
+        set_aggregate: diesel::sql_types::Bool,
+    ) -> diesel::sql_types::BigInt;
+}
+
+/// Stores computed drift, appends its events to `stream` (with one notice naming the last) and,
+/// when `aggregate` says whether the fabric is watched, sets the fabric's aggregate status: one
+/// cached statement, so one round trip and one commit per watch event.
+pub async fn store_drift(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    records: &[DriftRecord],
+    stream: &str,
+    payloads: &[Vec<u8>],
+    aggregate: Option<bool>,
+) -> Result<(), DbError> {
+    let call = fabricsync_store_drift(
+        fabric_id,
+        records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        records.iter().map(|r| r.status.to_string()).collect::<Vec<_>>(),
+        records.iter().map(|r| r.drift.clone()).collect::<Vec<_>>(),
+        stream,
+        payloads.to_vec(),
+        super::events::CHANNEL,
+        aggregate.unwrap_or(false),
+        DRIFTED.map(String::from).to_vec(),
+        aggregate.is_some(),
+    );
+    diesel::select(call).execute(conn).await?;
     Ok(())
 }
 

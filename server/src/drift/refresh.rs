@@ -4,14 +4,13 @@
 
 use prost::Message;
 use serde_json::{json, Value};
-use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 use super::{resource_drift, Context, FieldDrift, Status};
 use crate::cluster::FABRIC_LABEL;
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, DriftInput, DriftRecord};
-use crate::db::{self, events, fabrics, DbConn, DbError};
+use crate::db::{self, fabrics, DbConn, DbError};
 use crate::manifest::kinds::KindRegistry;
 use crate::proto::{DriftEvent, ResourceKey};
 use crate::sync::plan::Key;
@@ -151,20 +150,12 @@ fn assess(fabric: &FabricRow, rows: &[DriftInput], watching: bool) -> Assessed {
 }
 
 /// Stores assessed drift, its events and (when given whether the fabric is watched) the
-/// aggregate in one transaction: one commit per watch batch.
+/// aggregate.
 async fn write(conn: &mut DbConn, fabric_id: Uuid, assessed: &Assessed, aggregate: Option<bool>) -> Result<(), DbError> {
     if assessed.records.is_empty() && aggregate.is_none() {
         return Ok(());
     }
-    conn.transaction::<_, DbError, _>(async |conn| {
-        resources::record_drift(conn, &assessed.records).await?;
-        events::append_many(conn, fabric_id, STREAM, &assessed.payloads).await?;
-        if let Some(watching) = aggregate {
-            fabrics::set_drift_aggregate(conn, fabric_id, watching).await?;
-        }
-        Ok(())
-    })
-    .await
+    resources::store_drift(conn, fabric_id, &assessed.records, STREAM, &assessed.payloads, aggregate).await
 }
 
 fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
