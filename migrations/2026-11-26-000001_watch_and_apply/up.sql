@@ -20,10 +20,11 @@ ALTER TABLE resources ADD COLUMN self_heal_reverts jsonb;
 -- One watch event's drift write in one call (a cached statement on the client): stores the
 -- computed drift of resources, appends their drift events with one notice naming the last, and
 -- when set_aggregate, the fabric's aggregate status (counting the new statuses, which the
--- statement itself does not see).
+-- statement itself does not see). The statuses that count as drift are literals (those of
+-- db::resources::DRIFTED): with a parameter the function's generic plan scans every resource.
 CREATE FUNCTION fabricsync_store_drift(
     fabric uuid, ids uuid[], statuses text[], drifts jsonb[], stream text, payloads bytea[],
-    channel text, watching boolean, drifted text[], set_aggregate boolean) RETURNS bigint
+    channel text, watching boolean, set_aggregate boolean) RETURNS bigint
 LANGUAGE sql AS $$
     WITH d AS (UPDATE resources r SET drift_status = u.status, drift = u.drift
                FROM unnest(ids, statuses, drifts) AS u(id, status, drift)
@@ -34,9 +35,11 @@ LANGUAGE sql AS $$
          n AS (SELECT pg_notify(channel, concat_ws(' ', stream, fabric::text, '-', max(sequence)::text))
                FROM e HAVING count(*) > 0),
          a AS (UPDATE fabrics SET drift_status = CASE WHEN NOT watching THEN 'unknown'
-                 WHEN EXISTS (SELECT 1 FROM unnest(statuses) AS s(status) WHERE s.status = ANY(drifted))
+                 WHEN EXISTS (SELECT 1 FROM unnest(statuses) AS s(status)
+                              WHERE s.status IN ('drifted', 'missing', 'orphaned', 'contested'))
                    OR EXISTS (SELECT 1 FROM resources
-                              WHERE fabric_id = fabric AND drift_status = ANY(drifted) AND id <> ALL(ids))
+                              WHERE fabric_id = fabric AND drift_status IN ('drifted', 'missing', 'orphaned', 'contested')
+                                AND id <> ALL(ids))
                  THEN 'drifted' ELSE 'in_sync' END
                WHERE id = fabric AND set_aggregate)
     SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM n)

@@ -492,7 +492,6 @@ diesel::define_sql_function! {
         payloads: diesel::sql_types::Array<diesel::sql_types::Bytea>,
         channel: diesel::sql_types::Text,
         watching: diesel::sql_types::Bool,
-        drifted: diesel::sql_types::Array<diesel::sql_types::Text>,
         set_aggregate: diesel::sql_types::Bool,
     ) -> diesel::sql_types::BigInt;
 }
@@ -517,7 +516,6 @@ pub async fn store_drift(
         payloads.to_vec(),
         super::events::CHANNEL,
         aggregate.unwrap_or(false),
-        DRIFTED.map(String::from).to_vec(),
         aggregate.is_some(),
     );
     diesel::select(call).execute(conn).await?;
@@ -568,7 +566,8 @@ pub async fn set_self_heal_reverts(conn: &mut AsyncPgConnection, id: Uuid, rever
     Ok(())
 }
 
-/// Drift statuses that count as drift.
+/// Drift statuses that count as drift (also spelled out in the SQL function
+/// fabricsync_store_drift).
 pub const DRIFTED: [&str; 4] = ["drifted", "missing", "orphaned", "contested"];
 
 /// (group, kind, status, count) of a fabric's resources.
