@@ -102,10 +102,27 @@ pub fn ms(d: Duration) -> String {
 pub async fn database() -> (EmbeddedPostgres, String) {
     let target = PathBuf::from(env!("CARGO_BIN_EXE_fabricsync")).parent().and_then(Path::parent).map(PathBuf::from).expect("target");
     let pg = EmbeddedPostgres::start(&target.join("bench-pg")).await.expect("PostgreSQL");
+    drop_earlier_databases(&pg.url("postgres")).await;
     let name = format!("bench_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple());
     fabricsync::db::ensure_database(&pg.url("postgres"), &name).await.expect("database");
     let url = pg.url(&name);
     (pg, url)
+}
+
+/// Earlier runs' databases: a run keeps its own for inspection until the next one starts.
+async fn drop_earlier_databases(admin_url: &str) {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let mut conn = AsyncPgConnection::establish(admin_url).await.expect("connect to postgres");
+    let names: Vec<Name> =
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'").load(&mut conn).await.expect("list databases");
+    for Name { datname } in names {
+        diesel::sql_query(format!("DROP DATABASE \"{datname}\" WITH (FORCE)")).execute(&mut conn).await.expect("drop database");
+    }
 }
 
 /// `fabricsync generate`'s fabric of about `resources` objects, committed to a new repository
