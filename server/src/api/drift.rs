@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert::{self, DRIFT_STATUSES, RESOURCE_DRIFT_STATUSES};
-use super::fabrics::{find_resource, load, resource_key, ResourceRef};
+use super::fabrics::{find_resource, find_resource_in, load, resource_key, ResourceRef};
 use super::sync::{follow, EventStream, STREAM_BATCH, STREAM_BUFFER};
 use super::{listing, parse_id, ApiError, AppState};
 use crate::cluster::FABRIC_LABEL;
@@ -55,9 +55,7 @@ impl DriftApi {
             compute_time: None,
         })
     }
-}
 
-impl DriftApi {
     /// The chosen resources of a Remediate call, each checked: `keys` must be in Git,
     /// `delete_orphans` must be orphans (this fabric's label, not in Git).
     async fn targets(&self, fabric_id: Uuid, keys: &[ResourceKey], orphans: &[ResourceKey]) -> Result<Targets, ApiError> {
@@ -66,10 +64,11 @@ impl DriftApi {
                 return Err(ApiError::invalid(field, format!("at most {MAX_TARGETS} resources per call")));
             }
         }
+        let mut conn = self.state.conn().await?;
         let mut targets = Targets::default();
         for (field, list, want_orphan) in [("keys", keys, false), ("delete_orphans", orphans, true)] {
             for (i, key) in list.iter().enumerate() {
-                let row = find_resource(&self.state, fabric_id, Some(ResourceRef::Key(key))).await?;
+                let row = find_resource_in(&mut conn, fabric_id, Some(ResourceRef::Key(key))).await?;
                 let orphan = row.drift_status == "orphaned";
                 if orphan != want_orphan {
                     let why = if want_orphan {

@@ -3,6 +3,7 @@
 
 use tonic::{Request, Response, Status};
 use tracing::info;
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use super::convert::{
@@ -531,17 +532,22 @@ pub(super) enum ResourceRef<'a> {
 pub(super) async fn find_resource(state: &AppState, fabric_id: Uuid, wanted: Option<ResourceRef<'_>>) -> Result<ResourceRow, ApiError> {
     load(state, fabric_id).await?;
     let mut conn = state.conn().await?;
+    find_resource_in(&mut conn, fabric_id, wanted).await
+}
+
+/// `find_resource` of a fabric known to exist, on `conn`.
+pub(super) async fn find_resource_in(conn: &mut AsyncPgConnection, fabric_id: Uuid, wanted: Option<ResourceRef<'_>>) -> Result<ResourceRow, ApiError> {
     let (found, wanted) = match wanted {
         Some(ResourceRef::Id(id)) => {
             let id = parse_id("id", id)?;
-            (resources::get(&mut conn, fabric_id, id).await, id.to_string())
+            (resources::get(conn, fabric_id, id).await, id.to_string())
         }
         Some(ResourceRef::Key(key)) => {
             if key.kind.is_empty() || key.name.is_empty() {
                 return Err(ApiError::invalid("key", "kind and name are required"));
             }
             let namespace = if key.namespace.is_empty() { DEFAULT_NAMESPACE } else { key.namespace.as_str() };
-            let found = resources::get_by_key(&mut conn, fabric_id, &key.group, &key.kind, namespace, &key.name).await;
+            let found = resources::get_by_key(conn, fabric_id, &key.group, &key.kind, namespace, &key.name).await;
             (found, format!("{}/{}/{}", key.kind, namespace, key.name))
         }
         None => return Err(ApiError::invalid("resource", "give an id or a key")),

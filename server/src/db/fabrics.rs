@@ -192,21 +192,3 @@ pub async fn set_watch_status(conn: &mut AsyncPgConnection, id: Uuid, status: &s
     Ok(())
 }
 
-/// Records the fabric's aggregate drift status in one statement (it follows every watch batch
-/// that changes a status): unknown without a watch, drifted when any resource counts as drift
-/// (an index probe), else in sync.
-pub async fn set_drift_aggregate(conn: &mut AsyncPgConnection, id: Uuid, watching: bool) -> Result<(), DbError> {
-    use diesel::sql_types::{Array, Bool, Text, Uuid as SqlUuid};
-    diesel::sql_query(
-        "UPDATE fabrics SET drift_status = CASE WHEN NOT $2 THEN 'unknown' \
-             WHEN EXISTS (SELECT 1 FROM resources WHERE fabric_id = $1 AND drift_status = ANY($3)) THEN 'drifted' \
-             ELSE 'in_sync' END \
-         WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(id)
-    .bind::<Bool, _>(watching)
-    .bind::<Array<Text>, _>(super::resources::DRIFTED.to_vec())
-    .execute(conn)
-    .await?;
-    Ok(())
-}

@@ -567,7 +567,7 @@ pub async fn set_self_heal_reverts(conn: &mut AsyncPgConnection, id: Uuid, rever
 }
 
 /// Drift statuses that count as drift (also spelled out in the SQL function
-/// fabricsync_store_drift).
+/// fabricsync_store_drift, which keeps the fabric's aggregate).
 pub const DRIFTED: [&str; 4] = ["drifted", "missing", "orphaned", "contested"];
 
 /// (group, kind, status, count) of a fabric's resources.

@@ -106,7 +106,7 @@ pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -
             write(conn, fabric_id, &page, None).await?;
             changes.extend(page.changes);
         }
-        fabrics::set_drift_aggregate(conn, fabric_id, watching).await?;
+        write(conn, fabric_id, &Assessed::default(), Some(watching)).await?;
         return Ok(changes);
     };
     let rows = resources::drift_inputs(conn, fabric_id, keys).await?;
