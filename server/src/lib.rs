@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod credentials;
@@ -17,6 +18,7 @@ pub mod manifest;
 pub mod server;
 pub mod sync;
 pub mod telemetry;
+pub mod transport;
 pub mod watch;
 
 /// Generated gRPC code of the `fabricsync.v1` package.

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tracing::info;
 
@@ -98,7 +97,7 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
         .add_service(FabricServiceServer::new(FabricApi::new(state.clone())))
         .add_service(SyncServiceServer::new(SyncApi::new(state.clone())))
         .add_service(DriftServiceServer::new(DriftApi::new(state)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(crate::transport::plaintext(listener), shutdown);
     // Clients may keep idle connections open after GOAWAY; do not wait on them forever.
     let grace = settings.shutdown_grace;
     let drain_deadline = async move {
