@@ -16,6 +16,8 @@
 #   FABRICSYNC_KUBE_TOKEN    a cluster-admin bearer token
 #   FABRICSYNC_KUBECTL       a kubectl (a script) already pointed at that server as that admin
 #   FABRICSYNC_SERVER_LOG    the server's log file
+#   FABRICSYNC_TOKEN         the server's admin API token (the one its first start wrote)
+#   FABRICSYNC_VIEWER_TOKEN, FABRICSYNC_OPERATOR_TOKEN   tokens of those roles (`fabricsync token create`)
 # Needs target/debug/fabricsync (cargo build -p fabricsync) and .tools/bin/kubeharness
 # (scripts/kube-harness.sh); FABRICSYNC_BIN overrides the first.
 set -euo pipefail
@@ -85,6 +87,11 @@ export FABRICSYNC_ADDR=127.0.0.1:$gport
 export FABRICSYNC_GIT_URL=file://$git FABRICSYNC_GIT_DIR=$git FABRICSYNC_GITOPS_PATH=fabric
 export FABRICSYNC_KUBE_URL=https://127.0.0.1:$kport FABRICSYNC_KUBE_CA_FILE=$dir/kube/ca.crt
 export FABRICSYNC_KUBE_TOKEN=$admin FABRICSYNC_KUBECTL=$dir/kubectl FABRICSYNC_SERVER_LOG=$dir/server.log
+export FABRICSYNC_TOKEN=$(cat "$dir/server/admin-token")
+# The command line reaches the server's embedded PostgreSQL through the same data directory.
+token() { "$bin" --data-dir "$dir/server" --log warn token create --name "$1" --role "$1"; }
+FABRICSYNC_VIEWER_TOKEN=$(token viewer) FABRICSYNC_OPERATOR_TOKEN=$(token operator)
+export FABRICSYNC_VIEWER_TOKEN FABRICSYNC_OPERATOR_TOKEN
 status=0
 "$@" || status=$?
 exit $status

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::info;
 
-use crate::config::{Cli, Command, Common, ServeArgs};
+use crate::config::{Cli, Command, Common, ServeArgs, TokenCommand};
 use crate::crypto::{self, Keyring, Sealed};
 use crate::db;
 use crate::embedded_pg::EmbeddedPostgres;
@@ -20,6 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(&cli.common, args, &url).await,
         Command::Migrate => migrate(&url).await.map(|_| ()),
         Command::RotateKeys { add_key } => rotate_keys(&cli.common, add_key.as_deref(), &url).await,
+        Command::Token { action } => token(&cli.common, action, &url).await,
         Command::Generate { .. } => Ok(()),
     };
     if let Some(pg) = embedded {
@@ -71,7 +72,59 @@ async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<(
     }
     migrate(url).await?;
     let pool = db::pool(url, args.db_pool_size)?;
-    crate::server::serve(crate::server::Settings::new(args, common), url, pool, keyring).await
+    let given = args.bootstrap_token.as_deref().map(crate::crypto::Secret::new);
+    let mut conn = db::connect(&pool).await?;
+    let pepper = crate::auth::manage::pepper(&mut conn, &keyring).await?;
+    if let Some(path) = crate::auth::manage::bootstrap(&mut conn, &pepper, given.as_ref(), &common.data_dir).await? {
+        info!(path = %path.display(), "no API token existed: an admin token was created and written to this file (mode 0600)");
+    }
+    drop(conn);
+    crate::server::serve(crate::server::Settings::new(args, common), url, pool, keyring, pepper).await
+}
+
+/// `fabricsync token ...`: tokens straight in the database, for bootstrap and recovery.
+async fn token(common: &Common, action: &TokenCommand, url: &str) -> anyhow::Result<()> {
+    use crate::auth::manage::{self, TokenSpec};
+    let keyring = keyring(common)?;
+    migrate(url).await?;
+    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await.context("connecting to the database")?;
+    match action {
+        TokenCommand::Create { name, role, fabrics, expires, allowed_networks, description } => {
+            let spec = TokenSpec {
+                name: name.clone(),
+                role: Some(*role),
+                fabrics: fabrics.clone(),
+                ttl: *expires,
+                allowed_networks: allowed_networks.clone(),
+                description: description.clone(),
+            };
+            let pepper = manage::pepper(&mut conn, &keyring).await?;
+            let (row, value) = manage::create(&mut conn, &pepper, &spec, "cli").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            info!(token = %row.name, role = %row.role, "API token created");
+            println!("{}", value.expose());
+        }
+        TokenCommand::List { all } => {
+            let mut page = db::Page { size: crate::api::listing::MAX_PAGE_SIZE, after_name: None };
+            println!("{:<24} {:<9} {:<20} {:<26} {:<26} {}", "NAME", "ROLE", "FABRICS", "EXPIRES", "LAST USED", "REVOKED");
+            loop {
+                let listed = db::tokens::list(&mut conn, *all, &page).await?;
+                let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".to_string(), |t| t.to_rfc3339());
+                for row in &listed.items {
+                    let fabrics = if row.fabric_scope.is_empty() { "*".to_string() } else { row.fabric_scope.join(",") };
+                    println!("{:<24} {:<9} {:<20} {:<26} {:<26} {}", row.name, row.role, fabrics, when(row.expires_at), when(row.last_used_at), when(row.revoked_at));
+                }
+                match (listed.has_more, listed.items.last()) {
+                    (true, Some(last)) => page.after_name = Some(db::tokens::cursor(last)),
+                    _ => break,
+                }
+            }
+        }
+        TokenCommand::Revoke { name } => match db::tokens::revoke(&mut conn, name).await? {
+            Some(row) => info!(token = %row.name, "API token revoked"),
+            None => anyhow::bail!("no active token named {name:?}"),
+        },
+    }
+    Ok(())
 }
 
 fn generate(resources: usize, out: &std::path::Path) -> anyhow::Result<()> {
@@ -111,6 +164,13 @@ async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyho
         let context = crypto::fabric_token_context(id);
         if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
             db::fabrics::store_sealed_token(&mut conn, id, &new.blob, &new.key_id).await?;
+            resealed += 1;
+        }
+    }
+    for (name, blob, key_id) in db::server_keys::all(&mut conn).await? {
+        let context = crypto::server_key_context(&name);
+        if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
+            db::server_keys::store(&mut conn, &name, &new.blob, &new.key_id).await?;
             resealed += 1;
         }
     }

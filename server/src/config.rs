@@ -67,6 +67,12 @@ pub enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Manage API tokens directly in the database (bootstrap and recovery; the AccessService
+    /// does the same over the API). Uses the same database and keys as `serve`.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
     /// Re-seal every stored secret with the primary (first) key. With --add-key, first
     /// generates a new primary key at the top of the key file.
     RotateKeys {
@@ -74,6 +80,40 @@ pub enum Command {
         #[arg(long)]
         add_key: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print its value (only the value, on stdout; it is shown only once).
+    Create {
+        /// Unique name among active tokens (a-z 0-9 . _ -).
+        #[arg(long)]
+        name: String,
+        /// viewer (reads, plans, streams), operator (+ runs, drift, remediation, connection
+        /// tests) or admin (everything).
+        #[arg(long)]
+        role: crate::auth::Role,
+        /// Fabric name globs the token is limited to, comma separated (e.g. `prod-*,lab`).
+        #[arg(long, value_delimiter = ',')]
+        fabrics: Vec<String>,
+        /// Validity, e.g. `90d`, `12h`; without it the token is valid until revoked.
+        #[arg(long, value_parser = crate::auth::manage::parse_ttl)]
+        expires: Option<std::time::Duration>,
+        /// Client networks (CIDRs) the token may be used from, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        allowed_networks: Vec<String>,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List tokens (never their values).
+    List {
+        /// Also list revoked tokens.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke the active token of that name; its calls and open streams end within 5 s.
+    Revoke { name: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +169,46 @@ pub struct ServeArgs {
     /// Most YAML files one sync reads.
     #[arg(long, env = "FABRICSYNC_MAX_FILES", default_value_t = 50_000)]
     pub max_files: usize,
+
+    /// Serve gRPC reflection without credentials (it lists the API, no data).
+    #[arg(long, env = "FABRICSYNC_PUBLIC_REFLECTION")]
+    pub public_reflection: bool,
+
+    /// YAML file mapping verified client certificates (subject or SAN) to a role and fabric
+    /// scope: `- {match: "CN=netbox", role: operator, fabrics: [prod-*]}`; first match wins.
+    #[arg(long, env = "FABRICSYNC_CLIENT_CERT_IDENTITIES")]
+    pub client_cert_identities: Option<std::path::PathBuf>,
+
+    /// Value of the first admin token, registered on a database without tokens instead of
+    /// generating one into <data-dir>/admin-token (the Helm chart's Secret).
+    #[arg(long, env = "FABRICSYNC_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+
+    /// Requests per second one principal may sustain (0: no limit); beyond it, calls fail
+    /// with RESOURCE_EXHAUSTED and a retry delay.
+    #[arg(long, env = "FABRICSYNC_RATE_LIMIT_PER_SECOND", default_value_t = 100)]
+    pub rate_limit_per_second: u32,
+
+    /// Requests one principal may send at once above the sustained rate.
+    #[arg(long, env = "FABRICSYNC_RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
+
+    /// Server streams (progress, watch, drift) one principal may hold open at once.
+    #[arg(long, env = "FABRICSYNC_MAX_STREAMS_PER_PRINCIPAL", default_value_t = 64)]
+    pub max_streams_per_principal: usize,
+
+    /// Largest request message accepted, in bytes (larger: RESOURCE_EXHAUSTED / INVALID_ARGUMENT).
+    #[arg(long, env = "FABRICSYNC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Deadline of a unary call on the server (a client's shorter grpc-timeout wins); streams
+    /// are not bounded by it.
+    #[arg(long, env = "FABRICSYNC_REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub request_timeout_seconds: u64,
+
+    /// How long audit events are kept.
+    #[arg(long, env = "FABRICSYNC_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u64,
 
     /// After SIGTERM/SIGINT, how long in-flight calls may take before the server exits anyway.
     #[arg(long, env = "FABRICSYNC_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]

@@ -194,6 +194,10 @@ pub fn fabric_token_context(id: uuid::Uuid) -> String {
     format!("fabrics.cluster_token:{id}")
 }
 
+pub fn server_key_context(name: &str) -> String {
+    format!("server_keys.secret:{name}")
+}
+
 /// Writes a file readable by its owner only (keys, passwords).
 pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

@@ -8,10 +8,11 @@ use tokio::sync::watch;
 use tonic::transport::Server;
 use tracing::info;
 
-use crate::api::{AppState, DriftApi, FabricApi, RepositoryApi, SyncApi};
+use crate::api::{AccessApi, AppState, DriftApi, FabricApi, RepositoryApi, SyncApi};
 use crate::config::{Common, ServeArgs};
 use crate::crypto::Keyring;
 use crate::db::DbPool;
+use crate::proto::access_service_server::AccessServiceServer;
 use crate::proto::drift_service_server::DriftServiceServer;
 use crate::proto::fabric_service_server::FabricServiceServer;
 use crate::proto::repository_service_server::RepositoryServiceServer;
@@ -29,6 +30,12 @@ pub struct Settings {
     pub self_heal_window: Duration,
     pub read_limits: crate::git::ReadLimits,
     pub data_dir: std::path::PathBuf,
+    pub public_reflection: bool,
+    pub client_cert_identities: Option<std::path::PathBuf>,
+    pub limits: crate::auth::limits::LimitSettings,
+    pub max_message_bytes: usize,
+    pub request_timeout: Duration,
+    pub audit_retention: Duration,
 }
 
 impl Settings {
@@ -48,26 +55,34 @@ impl Settings {
                 max_files: args.max_files,
             },
             data_dir: common.data_dir.clone(),
+            public_reflection: args.public_reflection,
+            client_cert_identities: args.client_cert_identities.clone(),
+            limits: crate::auth::limits::LimitSettings {
+                requests_per_second: args.rate_limit_per_second,
+                burst: args.rate_limit_burst,
+                max_streams: args.max_streams_per_principal.max(1),
+            },
+            max_message_bytes: args.max_message_bytes.max(1024),
+            request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
+            audit_retention: Duration::from_secs(args.audit_retention_days.max(1) * 86_400),
         }
     }
 }
 
 /// Serves until SIGINT or SIGTERM; then stops accepting, ends open streams and lets
 /// in-flight calls finish.
-pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring: Arc<Keyring>) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring: Arc<Keyring>, pepper: crate::auth::token::Pepper) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stopping = shutdown_rx.clone();
     let hub = crate::sync::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
-    let state = AppState { pool, keyring, shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub, parse_cache: Default::default() };
+    let state = AppState { pool, keyring, token_pepper: Arc::new(pepper), shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub, parse_cache: Default::default() };
+    let (gate, audit_writer) = gate(&settings, &state)?;
     let mut workers = crate::sync::worker::spawn(state.clone());
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
     workers.push(crate::watch::spawn(state.clone(), database_url.to_string()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<RepositoryServiceServer<RepositoryApi>>().await;
-    health.set_serving::<FabricServiceServer<FabricApi>>().await;
-    health.set_serving::<SyncServiceServer<SyncApi>>().await;
-    health.set_serving::<DriftServiceServer<DriftApi>>().await;
+    set_health(&health, true).await;
 
     // grpcurl and older clients speak v1alpha, newer ones v1: serve both.
     let reflection = || {
@@ -84,19 +99,23 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     let shutdown = async move {
         wait_for_signal().await;
         info!("shutting down: finishing in-flight calls and closing streams");
-        health.set_not_serving::<RepositoryServiceServer<RepositoryApi>>().await;
+        set_health(&health, false).await;
         let _ = shutdown_tx.send(true);
     };
 
+    let max = settings.max_message_bytes;
     let serving = Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        .timeout(settings.request_timeout)
+        .layer(crate::auth::layer::AuthLayer::new(gate))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(RepositoryServiceServer::new(RepositoryApi::new(state.clone())))
-        .add_service(FabricServiceServer::new(FabricApi::new(state.clone())))
-        .add_service(SyncServiceServer::new(SyncApi::new(state.clone())))
-        .add_service(DriftServiceServer::new(DriftApi::new(state)))
+        .add_service(RepositoryServiceServer::new(RepositoryApi::new(state.clone())).max_decoding_message_size(max))
+        .add_service(FabricServiceServer::new(FabricApi::new(state.clone())).max_decoding_message_size(max))
+        .add_service(SyncServiceServer::new(SyncApi::new(state.clone())).max_decoding_message_size(max))
+        .add_service(DriftServiceServer::new(DriftApi::new(state.clone())).max_decoding_message_size(max))
+        .add_service(AccessServiceServer::new(AccessApi::new(state)).max_decoding_message_size(max))
         .serve_with_incoming_shutdown(crate::transport::plaintext(listener), shutdown);
     // Clients may keep idle connections open after GOAWAY; do not wait on them forever.
     let grace = settings.shutdown_grace;
@@ -109,11 +128,49 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
         _ = drain_deadline => tracing::warn!(grace_seconds = grace.as_secs(), "connections still open after the grace period; stopping anyway"),
     }
     // Workers stop at their next safe point; an unfinished run is taken over after its lease.
+    // The audit writer ends once the server (holding its queue) is gone, after writing it out.
+    workers.push(audit_writer);
     for worker in workers {
         let _ = tokio::time::timeout(grace, worker).await;
     }
     info!("fabricsync stopped");
     Ok(())
+}
+
+/// The auth layer's parts: token and certificate authentication, limits, the audit log.
+fn gate(settings: &Settings, state: &AppState) -> anyhow::Result<(Arc<crate::auth::layer::Gate>, tokio::task::JoinHandle<()>)> {
+    use crate::auth::{authenticator, layer};
+    let certificates = settings
+        .client_cert_identities
+        .as_deref()
+        .map(crate::auth::certs::CertIdentities::load)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--client-cert-identities: {e}"))?;
+    let invalid = authenticator::spawn_invalid_refresher(state.pool.clone(), state.shutdown.clone());
+    let (audit, writer) = crate::auth::audit::AuditLog::spawn(state.pool.clone(), settings.audit_retention);
+    let gate = layer::Gate {
+        authenticator: authenticator::Authenticator::new(state.pool.clone(), state.token_pepper.clone(), invalid, certificates),
+        limits: crate::auth::limits::Limits::new(settings.limits),
+        audit,
+        pool: state.pool.clone(),
+        settings: layer::AuthSettings { public_reflection: settings.public_reflection, max_message_bytes: settings.max_message_bytes },
+    };
+    Ok((Arc::new(gate), writer))
+}
+
+/// The overall status (`""`, what probes check) and every service's go together.
+async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+    for service in [
+        "",
+        <RepositoryServiceServer<RepositoryApi> as tonic::server::NamedService>::NAME,
+        <FabricServiceServer<FabricApi> as tonic::server::NamedService>::NAME,
+        <SyncServiceServer<SyncApi> as tonic::server::NamedService>::NAME,
+        <DriftServiceServer<DriftApi> as tonic::server::NamedService>::NAME,
+        <AccessServiceServer<AccessApi> as tonic::server::NamedService>::NAME,
+    ] {
+        health.set_service_status(service, status).await;
+    }
 }
 
 async fn wait_for_signal() {

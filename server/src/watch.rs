@@ -298,7 +298,7 @@ async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -
         }
     }
     if revert {
-        let request = queue::Request { fabric_id, mode: "apply", trigger: "self_heal", dry_run: false, force: true, requested_ref: String::new(), targets: None };
+        let request = queue::Request { fabric_id, mode: "apply", trigger: "self_heal", dry_run: false, force: true, requested_ref: String::new(), targets: None, requested_by: "self-heal".into() };
         queue::enqueue(&mut conn, &request).await?;
         info!("self-heal: apply queued");
     }

@@ -29,18 +29,6 @@ fn with_auth(name: &str, url: &str, method: Method) -> CreateRepositoryRequest {
     }
 }
 
-fn pg_dump(database_url: &str) -> String {
-    let bindir = std::fs::read_dir("/usr/lib/postgresql")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("bin"))
-        .find(|p| p.join("pg_dump").exists())
-        .expect("pg_dump");
-    let out = Command::new(bindir.join("pg_dump")).arg("--dbname").arg(database_url).output().expect("run pg_dump");
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Creates repositories and a fabric holding each kind of secret; returns the repository ids.
 async fn store_secrets(server: &ServerProcess) -> Vec<String> {
     let mut repos = RepositoryServiceClient::new(server.channel().await);
@@ -85,7 +73,7 @@ async fn secrets_appear_nowhere_in_the_database_dump_logs_or_responses() {
     let got = repos.get_repository(GetRepositoryRequest { id: ids[1].clone() }).await.unwrap().into_inner();
     assert_eq!(got.repository.unwrap().auth.unwrap().username, "netops");
 
-    let dump = pg_dump(&db);
+    let dump = support::pg_dump(&db);
     assert!(dump.contains("https://git.example.org/a.git"), "the dump has the repositories");
     let log = server.log();
     assert!(log.contains("repository created"), "the log has the requests");

@@ -32,13 +32,14 @@ fn grpcurl_on_path() {
 #[tokio::test]
 async fn readme_grpcurl_session_runs() {
     grpcurl_on_path();
-    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let server = ServerProcess::start_first_run(&support::fresh_database().await).await;
     let demo = tempfile::tempdir().expect("tempdir");
     let output = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &readme_session()])
         .current_dir(repo_root())
         .env("ADDR", server.addr.to_string())
         .env("DEMO", demo.path().join("repo"))
+        .env("TOKEN_FILE", server.data_dir().join("admin-token"))
         .output()
         .expect("run bash");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -51,6 +52,7 @@ async fn readme_grpcurl_session_runs() {
         "fabricsync.v1.SyncService",
         "fabricsync.v1.DriftService",
         "grpc.health.v1.Health",
+        "fabricsync.v1.AccessService",
     ] {
         assert!(stdout.contains(service), "`list` lacks {service}:\n{stdout}");
     }
@@ -66,4 +68,9 @@ async fn readme_grpcurl_session_runs() {
     assert!(stdout.contains("\"driftStatus\": \"DRIFT_STATUS_UNKNOWN\""), "GetFabricDrift:\n{stdout}");
     assert!(stdout.contains("\"status\": \"RESOURCE_DRIFT_STATUS_UNKNOWN\""), "ListDriftedResources:\n{stdout}");
     assert!(stderr.contains("FailedPrecondition"), "delete of a used repository was not refused:\n{stderr}");
+    assert!(stdout.contains("\"principal\": \"admin\""), "WhoAmI:\n{stdout}");
+    assert!(stderr.contains("PermissionDenied") && stderr.contains("needs role operator"), "viewer StartSync:\n{stderr}");
+    assert!(stdout.contains("\"code\": \"PERMISSION_DENIED\"") && stdout.contains("\"principal\": \"demo-viewer\""), "audit:\n{stdout}");
+    let token = std::fs::read_to_string(server.data_dir().join("admin-token")).expect("admin-token");
+    assert!(!server.log().contains(token.trim()), "the admin token is in the server log");
 }

@@ -8,9 +8,8 @@ use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::*;
 use support::gitservers::{GitDaemon, GitFixture, HttpGitServer, SshServer, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER};
 use support::server::ServerProcess;
-use tonic::transport::Channel;
 
-type Client = RepositoryServiceClient<Channel>;
+type Client = RepositoryServiceClient<support::server::AuthChannel>;
 
 async fn create(client: &mut Client, name: &str, url: &str, auth: Option<Method>) -> Repository {
     let request = CreateRepositoryRequest {

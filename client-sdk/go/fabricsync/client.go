@@ -32,6 +32,7 @@ type Client struct {
 	FabricService     v1.FabricServiceClient
 	SyncService       v1.SyncServiceClient
 	DriftService      v1.DriftServiceClient
+	AccessService     v1.AccessServiceClient
 }
 
 type dialOptions struct {
@@ -123,6 +124,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		FabricService:     v1.NewFabricServiceClient(conn),
 		SyncService:       v1.NewSyncServiceClient(conn),
 		DriftService:      v1.NewDriftServiceClient(conn),
+		AccessService:     v1.NewAccessServiceClient(conn),
 	}, nil
 }
 

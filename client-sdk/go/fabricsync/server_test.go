@@ -41,6 +41,8 @@ const patchedPath = "/spec/subnets/subnet-1/vlan"
 // env is what the fixture exports.
 type env struct {
 	addr, gitURL, gitDir, gitopsPath, kubeURL, kubeCAFile, kubeToken, kubectl string
+	// API tokens of the server: admin, viewer, operator.
+	token, viewerToken, operatorToken string
 }
 
 func fixtureEnv(t *testing.T) env {
@@ -48,6 +50,7 @@ func fixtureEnv(t *testing.T) env {
 		addr: os.Getenv("FABRICSYNC_ADDR"), gitURL: os.Getenv("FABRICSYNC_GIT_URL"), gitDir: os.Getenv("FABRICSYNC_GIT_DIR"),
 		gitopsPath: os.Getenv("FABRICSYNC_GITOPS_PATH"), kubeURL: os.Getenv("FABRICSYNC_KUBE_URL"),
 		kubeCAFile: os.Getenv("FABRICSYNC_KUBE_CA_FILE"), kubeToken: os.Getenv("FABRICSYNC_KUBE_TOKEN"), kubectl: os.Getenv("FABRICSYNC_KUBECTL"),
+		token: os.Getenv("FABRICSYNC_TOKEN"), viewerToken: os.Getenv("FABRICSYNC_VIEWER_TOKEN"), operatorToken: os.Getenv("FABRICSYNC_OPERATOR_TOKEN"),
 	}
 	if e.addr == "" {
 		t.Skip("FABRICSYNC_ADDR is unset: run under tests/sdk-fixture.sh (client-sdk/go/test.sh does)")
@@ -59,7 +62,8 @@ func dial(t *testing.T, addr string, opts ...fabricsync.Option) *fabricsync.Clie
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := fabricsync.Dial(ctx, addr, append([]fabricsync.Option{fabricsync.WithPlaintext()}, opts...)...)
+	defaults := []fabricsync.Option{fabricsync.WithPlaintext(), fabricsync.WithBearerToken(os.Getenv("FABRICSYNC_TOKEN"))}
+	c, err := fabricsync.Dial(ctx, addr, append(defaults, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +98,7 @@ func TestAgainstServer(t *testing.T) {
 		{"WatchResumeAfterCancel", watchResumeAfterCancel},
 		{"WatchReconnectsOnUnavailable", watchReconnects},
 		{"Drift", drift},
+		{"Roles", roles},
 		{"Delete", deleteAll},
 	}
 	for _, step := range steps {
@@ -508,6 +513,37 @@ func deleteAll(t *testing.T, ctx context.Context, s *state) {
 	must(t, err)
 	_, err = c.FabricService.GetFabric(ctx, &v1.GetFabricRequest{Id: s.fabric.GetId()})
 	asError(t, err, codes.NotFound)
+}
+
+// roles: a viewer reads but cannot start runs; an operator can; no token is refused.
+func roles(t *testing.T, ctx context.Context, s *state) {
+	viewer := dial(t, s.addr, fabricsync.WithBearerToken(s.viewerToken))
+	_, err := viewer.FabricService.GetFabric(ctx, &v1.GetFabricRequest{Id: s.fabric.GetId()})
+	must(t, err)
+	start := &v1.StartSyncRequest{FabricId: s.fabric.GetId(), Mode: v1.SyncMode_SYNC_MODE_PULL, DryRun: true}
+	_, err = viewer.SyncService.StartSync(ctx, start)
+	if e := asError(t, err, codes.PermissionDenied); e != nil && !strings.Contains(e.Message, "needs role operator") {
+		t.Errorf("the refusal does not name the role: %v", e)
+	}
+	if !errors.Is(err, fabricsync.ErrPermissionDenied) {
+		t.Errorf("errors.Is(ErrPermissionDenied) = false for %v", err)
+	}
+	operator := dial(t, s.addr, fabricsync.WithBearerToken(s.operatorToken))
+	run, err := operator.SyncService.StartSync(ctx, start)
+	must(t, err)
+	for _, err := range operator.SyncProgress(ctx, &v1.StreamSyncProgressRequest{RunId: run.GetRun().GetId()}) {
+		must(t, err)
+	}
+	me, err := operator.AccessService.WhoAmI(ctx, &v1.WhoAmIRequest{})
+	must(t, err)
+	if me.GetRole() != v1.Role_ROLE_OPERATOR {
+		t.Errorf("WhoAmI role = %v", me.GetRole())
+	}
+	anonymous := dial(t, s.addr, fabricsync.WithBearerToken(""))
+	_, err = anonymous.FabricService.ListFabrics(ctx, &v1.ListFabricsRequest{})
+	if !errors.Is(err, fabricsync.ErrUnauthenticated) {
+		t.Errorf("no token: want ErrUnauthenticated, got %v", err)
+	}
 }
 
 // breakingClient is a client whose first `streams` streams fail with UNAVAILABLE after

@@ -560,7 +560,11 @@ type SyncRun struct {
 	// Sequence of the run's last progress event, to resume StreamSyncProgress.
 	LastSequence int64 `protobuf:"varint,18,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
 	// Whether ownership of fields held by other field managers is taken on apply.
-	Force         bool `protobuf:"varint,19,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,19,opt,name=force,proto3" json:"force,omitempty"`
+	// Who asked for it: the principal (token name or certificate subject), as
+	// `<actor> via <principal>` when a trusted client named the person; `auto-sync` or
+	// `self-heal` for the server's own runs.
+	RequestedBy   string `protobuf:"bytes,20,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -726,6 +730,13 @@ func (x *SyncRun) GetForce() bool {
 		return x.Force
 	}
 	return false
+}
+
+func (x *SyncRun) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
 }
 
 // Request of StartSync.
@@ -2383,7 +2394,7 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x0eResourceChange\x12,\n" +
 	"\x03key\x18\x01 \x01(\v2\x1a.fabricsync.v1.ResourceKeyR\x03key\x123\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x1b.fabricsync.v1.ChangeActionR\x06action\x12%\n" +
-	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\"\xa1\x06\n" +
+	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\"\xc4\x06\n" +
 	"\aSyncRun\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tfabric_id\x18\x02 \x01(\tR\bfabricId\x12+\n" +
@@ -2409,7 +2420,8 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\vfinish_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishTime\x12#\n" +
 	"\rlast_sequence\x18\x12 \x01(\x03R\flastSequence\x12\x14\n" +
-	"\x05force\x18\x13 \x01(\bR\x05force\"\xae\x01\n" +
+	"\x05force\x18\x13 \x01(\bR\x05force\x12!\n" +
+	"\frequested_by\x18\x14 \x01(\tR\vrequestedBy\"\xae\x01\n" +
 	"\x10StartSyncRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12+\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x17.fabricsync.v1.SyncModeR\x04mode\x12\x17\n" +

@@ -17,5 +17,5 @@ def env() -> Env:
 
 @pytest.fixture(scope="session")
 def client(env: Env) -> Iterator[Client]:
-    with Client(env.addr) as c:
+    with Client(env.addr, token=env.token) as c:
         yield c

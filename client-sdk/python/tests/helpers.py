@@ -27,6 +27,9 @@ class Env:
     kube_ca_file: str
     kube_token: str
     kubectl: str
+    token: str
+    viewer_token: str
+    operator_token: str
 
     @staticmethod
     def from_environ() -> "Env":
@@ -40,6 +43,9 @@ class Env:
             kube_ca_file=e["FABRICSYNC_KUBE_CA_FILE"],
             kube_token=e["FABRICSYNC_KUBE_TOKEN"],
             kubectl=e["FABRICSYNC_KUBECTL"],
+            token=e["FABRICSYNC_TOKEN"],
+            viewer_token=e["FABRICSYNC_VIEWER_TOKEN"],
+            operator_token=e["FABRICSYNC_OPERATOR_TOKEN"],
         )
 
     def kubectl_run(self, *args: str) -> str:

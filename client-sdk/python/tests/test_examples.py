@@ -13,7 +13,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def test_pull_fabric_example(env: Env) -> None:
     name = unique("example")
-    args = ["--addr", env.addr, "--git-url", env.git_url, "--path", env.gitops_path, "--name", name, "--token", "unused"]
+    args = ["--addr", env.addr, "--git-url", env.git_url, "--path", env.gitops_path, "--name", name, "--token", env.token]
     out = subprocess.run([sys.executable, EXAMPLES / "pull_fabric.py", *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -28,6 +28,6 @@ def test_pull_fabric_example(env: Env) -> None:
 
 
 def test_watch_fabric_example_reports_a_missing_fabric(env: Env) -> None:
-    args = ["--addr", env.addr, "--fabric", unique("nowhere"), "--limit", "1"]
+    args = ["--addr", env.addr, "--token", env.token, "--fabric", unique("nowhere"), "--limit", "1"]
     out = subprocess.run([sys.executable, EXAMPLES / "watch_fabric.py", *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "no fabric named" in out.stderr, out.stderr

@@ -136,7 +136,7 @@ def test_progress_resumes_from_a_sequence_without_duplicates_or_gaps(client: Cli
 
 
 async def test_apply_reaches_the_cluster(env: Env, flow: Flow) -> None:
-    async with AsyncClient(env.addr) as client:
+    async with AsyncClient(env.addr, token=env.token) as client:
         request = sync_pb2.StartSyncRequest(fabric_id=flow.fabric.id, mode=sync_pb2.SYNC_MODE_APPLY)
         run = (await client.sync.StartSync(request)).run
         events = [e async for e in client.stream_sync_progress(run.id, timeout=120)]
@@ -193,7 +193,7 @@ async def test_watch_resumes_after_a_dropped_connection(env: Env, flow: Flow) ->
     proxy = CuttableProxy(env.addr)
     received: "asyncio.Queue[sync_pb2.FabricEvent]" = asyncio.Queue()
     try:
-        async with AsyncClient(proxy.address, resume=ResumePolicy(initial_backoff=0.05)) as client:
+        async with AsyncClient(proxy.address, token=env.token, resume=ResumePolicy(initial_backoff=0.05)) as client:
 
             async def consume() -> None:
                 async with contextlib.aclosing(client.watch_fabric_events(flow.fabric.id, from_sequence=last, timeout=90)) as events:
@@ -253,7 +253,7 @@ async def test_drift_stream_and_resume(env: Env, flow: Flow) -> None:
                     return taken
         raise AssertionError(f"the drift stream ended early: {taken}")
 
-    async with AsyncClient(env.addr) as client:
+    async with AsyncClient(env.addr, token=env.token) as client:
         everything = await until_drifted()
         assert all(a < b for a, b in itertools.pairwise(sequences(everything)))
         assert everything[-1].drift.fields[0].path == "/spec/subnets/subnet-1/vlan"

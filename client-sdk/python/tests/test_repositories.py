@@ -72,7 +72,7 @@ def test_repository_lifecycle(client: Client, env: Env) -> None:
 
 
 async def test_repository_lifecycle_async(env: Env) -> None:
-    async with AsyncClient(env.addr) as client:
+    async with AsyncClient(env.addr, token=env.token) as client:
         names = sorted(unique("arepo") for _ in range(2))
         created = [(await client.repositories.CreateRepository(create_request(n, env.git_url))).repository for n in names]
         got = (await client.repositories.GetRepository(pb.GetRepositoryRequest(id=created[1].id))).repository

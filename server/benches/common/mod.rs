@@ -13,6 +13,7 @@ use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::sync_service_client::SyncServiceClient;
 use fabricsync::proto::*;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub fn git(dir: &Path, args: &[&str]) {
@@ -60,6 +61,7 @@ pub fn start_server(database_url: &str, data_dir: &Path) -> Server {
         .env("DATABASE_URL", database_url)
         .env("FABRICSYNC_ENCRYPTION_KEYS", fabricsync::crypto::Keyring::generate_key_line("bench"))
         .env("FABRICSYNC_DATA_DIR", data_dir)
+        .env("FABRICSYNC_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -67,17 +69,33 @@ pub fn start_server(database_url: &str, data_dir: &Path) -> Server {
     Server { child, addr }
 }
 
+/// The benchmark server's admin token (registered on its first start).
+pub const ADMIN_TOKEN: &str = "fsk_benchadmin01_YmVuY2htYXJrLWFkbWluLXRva2VuLW9mLWZhYnJpY3N5bmM";
+
+fn with_token(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let value = format!("Bearer {ADMIN_TOKEN}").parse().map_err(|_| tonic::Status::internal("token"))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+pub type AuthChannel = InterceptedService<Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>;
+
+pub fn authenticated(channel: Channel) -> AuthChannel {
+    InterceptedService::new(channel, with_token)
+}
+
 pub struct Clients {
-    pub repos: RepositoryServiceClient<Channel>,
-    pub fabrics: FabricServiceClient<Channel>,
-    pub sync: SyncServiceClient<Channel>,
-    pub drift: DriftServiceClient<Channel>,
+    pub repos: RepositoryServiceClient<AuthChannel>,
+    pub fabrics: FabricServiceClient<AuthChannel>,
+    pub sync: SyncServiceClient<AuthChannel>,
+    pub drift: DriftServiceClient<AuthChannel>,
 }
 
 pub async fn connect(addr: &str) -> Clients {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+            let channel = authenticated(channel);
             let mut repos = RepositoryServiceClient::new(channel.clone());
             if repos.list_repositories(ListRepositoriesRequest::default()).await.is_ok() {
                 return Clients {

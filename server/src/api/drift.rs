@@ -190,6 +190,7 @@ impl DriftService for DriftApi {
     }
 
     async fn remediate(&self, request: Request<RemediateRequest>) -> Result<Response<RemediateResponse>, Status> {
+        let requested_by = super::requester(&request)?;
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let fabric = load(&self.state, fabric_id).await?;
@@ -205,7 +206,7 @@ impl DriftService for DriftApi {
         };
         let chosen = targets.is_some();
         let targets = targets.map(|t| serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))).transpose()?;
-        let request = queue::Request { fabric_id, mode: "apply", trigger: "user", dry_run: req.dry_run, force: req.force, requested_ref: String::new(), targets };
+        let request = queue::Request { fabric_id, mode: "apply", trigger: "user", dry_run: req.dry_run, force: req.force, requested_ref: String::new(), targets, requested_by };
         let mut conn = self.state.conn().await?;
         let row = match queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
             Enqueued::New(row) => row,

@@ -329,6 +329,7 @@ impl FabricService for FabricApi {
     }
 
     async fn list_fabrics(&self, request: Request<ListFabricsRequest>) -> Result<Response<ListFabricsResponse>, Status> {
+        let scope = super::scope_patterns(&request)?;
         let req = request.into_inner();
         let page = listing::page(req.page_size, &req.page_token)?;
         let terms = listing::filter(&req.filter, FILTERS)?;
@@ -342,6 +343,7 @@ impl FabricService for FabricApi {
                 .get("connection_status")
                 .map(|w| convert::filter_word(&CONNECTION_STATUSES, "connection_status", w))
                 .transpose()?,
+            scope,
         };
         let mut conn = self.state.conn().await?;
         let listed = store::list(&mut conn, &filter, &page).await.map_err(ApiError::from)?;

@@ -1,6 +1,7 @@
 //! gRPC services. Handlers validate requests, call the db/git layers and map errors to
 //! `tonic::Status` through `ApiError` only.
 
+mod access;
 pub mod convert;
 mod drift;
 pub mod error;
@@ -15,12 +16,14 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use access::AccessApi;
 pub use drift::DriftApi;
 pub use error::ApiError;
 pub use fabrics::FabricApi;
 pub use repositories::RepositoryApi;
 pub use sync::SyncApi;
 
+use crate::auth::{Actor, Principal};
 use crate::crypto::Keyring;
 use crate::db::{DbConn, DbPool};
 use crate::server::Settings;
@@ -30,6 +33,8 @@ use crate::server::Settings;
 pub struct AppState {
     pub pool: DbPool,
     pub keyring: Arc<Keyring>,
+    /// Keys API token hashes (AccessService creates tokens; the auth layer checks them).
+    pub token_pepper: Arc<crate::auth::token::Pepper>,
     /// Becomes true when the server shuts down; open streams end then.
     pub shutdown: watch::Receiver<bool>,
     pub settings: Arc<Settings>,
@@ -43,6 +48,21 @@ impl AppState {
     pub async fn conn(&self) -> Result<DbConn, ApiError> {
         Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
     }
+}
+
+/// The caller, as the auth layer let it through (every service sits behind that layer).
+pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, ApiError> {
+    request.extensions().get::<Principal>().ok_or_else(|| ApiError::Internal("the request has no principal (auth layer missing)".into()))
+}
+
+/// Who asked, as runs record it.
+pub fn requester<T>(request: &tonic::Request<T>) -> Result<String, ApiError> {
+    Ok(principal(request)?.requester(request.extensions().get::<Actor>()))
+}
+
+/// The caller's fabric scope as LIKE patterns for list queries (empty: every fabric).
+pub fn scope_patterns<T>(request: &tonic::Request<T>) -> Result<Vec<String>, ApiError> {
+    Ok(principal(request)?.scope.like_patterns())
 }
 
 pub fn parse_id(field: &str, value: &str) -> Result<Uuid, ApiError> {

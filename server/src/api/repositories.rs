@@ -197,6 +197,7 @@ impl RepositoryService for RepositoryApi {
     }
 
     async fn list_repositories(&self, request: Request<ListRepositoriesRequest>) -> Result<Response<ListRepositoriesResponse>, Status> {
+        let scope = super::scope_patterns(&request)?;
         let req = request.into_inner();
         let page = listing::page(req.page_size, &req.page_token)?;
         let terms = listing::filter(&req.filter, FILTERS)?;
@@ -208,6 +209,7 @@ impl RepositoryService for RepositoryApi {
                 .get("connection_status")
                 .map(|w| convert::filter_word(&CONNECTION_STATUSES, "connection_status", w))
                 .transpose()?,
+            scope,
         };
         let mut conn = self.state.conn().await?;
         let listed = store::list(&mut conn, &filter, &page).await.map_err(ApiError::from)?;

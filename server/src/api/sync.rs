@@ -24,7 +24,7 @@ use crate::sync::pull::{self, Scope};
 use crate::sync::queue::Enqueued;
 use crate::sync::{self as engine, hub, Counters, StoredChange, StoredDiagnostic, PROGRESS};
 
-const FILTERS: &[&str] = &["fabric_id", "status"];
+const FILTERS: &[&str] = &["fabric_id", "status", "mode", "trigger"];
 /// Events read from the log per query while streaming.
 pub(super) const STREAM_BATCH: i64 = 500;
 /// Events buffered per stream; a slow client only slows its own stream.
@@ -43,6 +43,7 @@ impl SyncApi {
 #[tonic::async_trait]
 impl SyncService for SyncApi {
     async fn start_sync(&self, request: Request<StartSyncRequest>) -> Result<Response<StartSyncResponse>, Status> {
+        let requested_by = super::requester(&request)?;
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let mode = SyncMode::try_from(req.mode).unwrap_or(SyncMode::Unspecified);
@@ -66,6 +67,7 @@ impl SyncService for SyncApi {
             force: req.force,
             requested_ref: req.ref_override.clone(),
             targets: None,
+            requested_by,
         };
         let (row, already_active) = match engine::queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
             Enqueued::New(row) => (row, false),
@@ -84,12 +86,16 @@ impl SyncService for SyncApi {
     }
 
     async fn list_sync_runs(&self, request: Request<ListSyncRunsRequest>) -> Result<Response<ListSyncRunsResponse>, Status> {
+        let scope = super::scope_patterns(&request)?;
         let req = request.into_inner();
         let page = listing::page(req.page_size, &req.page_token)?;
         let terms = listing::filter(&req.filter, FILTERS)?;
         let filter = RunFilter {
             fabric_id: terms.get("fabric_id").map(|id| parse_id("filter", id)).transpose()?,
             status: terms.get("status").map(|w| convert::filter_word(&RUN_STATUSES, "status", w)).transpose()?,
+            mode: terms.get("mode").map(|w| convert::filter_word(&SYNC_MODES, "mode", w)).transpose()?,
+            trigger: terms.get("trigger").map(|w| convert::filter_word(&SYNC_TRIGGERS, "trigger", w)).transpose()?,
+            scope,
         };
         let mut conn = self.state.conn().await?;
         let listed = store::list(&mut conn, &filter, &page).await.map_err(ApiError::from)?;
@@ -346,5 +352,6 @@ pub(super) fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
         finish_time: opt_timestamp(row.finished_at),
         last_sequence,
         force: row.force,
+        requested_by: row.requested_by.clone(),
     }
 }

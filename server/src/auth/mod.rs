@@ -1,6 +1,15 @@
 //! Who may call the API: principals (API tokens, client certificates), their roles and fabric
 //! scopes. The per-RPC rules live in `rules`; the tower layer that enforces them in `layer`.
 
+pub mod audit;
+pub mod authenticator;
+pub mod certs;
+pub mod layer;
+pub mod limits;
+pub mod manage;
+pub mod rules;
+pub mod token;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -104,11 +113,16 @@ pub fn glob_matches(glob: &str, text: &str) -> bool {
 /// How a principal proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// An API token, by its row id.
-    Token(uuid::Uuid),
+    /// An API token, by its row id; open streams end when it expires.
+    Token { id: uuid::Uuid, expires_at: Option<chrono::DateTime<chrono::Utc>> },
     /// A verified client certificate, by its subject.
     Certificate,
 }
+
+/// The person a trusted client (the NetBox plugin) says it acts for: metadata
+/// `x-fabricsync-actor`, recorded in the audit log and on runs; it grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor(pub String);
 
 /// An authenticated caller, put in each request's extensions by the auth layer.
 #[derive(Debug, Clone)]
@@ -118,6 +132,40 @@ pub struct Principal {
     pub credential: Credential,
     pub role: Role,
     pub scope: FabricScope,
+}
+
+impl Principal {
+    /// How runs and audit rows name who asked: `<actor> via <principal>` when an actor is given.
+    pub fn requester(&self, actor: Option<&Actor>) -> String {
+        match actor {
+            Some(Actor(a)) if !a.is_empty() => format!("{a} via {}", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+impl FabricScope {
+    /// The scope's globs as SQL LIKE patterns (for list queries); empty for every fabric.
+    pub fn like_patterns(&self) -> Vec<String> {
+        self.globs()
+            .iter()
+            .map(|g| {
+                let mut p = String::with_capacity(g.len());
+                for c in g.chars() {
+                    match c {
+                        '*' => p.push('%'),
+                        '?' => p.push('_'),
+                        '%' | '_' | '\\' => {
+                            p.push('\\');
+                            p.push(c);
+                        }
+                        c => p.push(c),
+                    }
+                }
+                p
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +197,8 @@ mod tests {
         assert!("root".parse::<Role>().is_err());
         assert!(FabricScope::from_globs(vec![]).is_all());
         assert!(!FabricScope::from_globs(vec!["a*".into()]).allows("b"));
+        let scope = FabricScope::from_globs(vec!["prod-*".into(), "a_b?".into()]);
+        assert_eq!(scope.like_patterns(), vec!["prod-%".to_string(), "a\\_b_".to_string()]);
+        assert!(FabricScope::All.like_patterns().is_empty());
     }
 }

@@ -52,11 +52,23 @@ pub struct FabricFilter {
     pub drift_status: Option<String>,
     pub watch_status: Option<String>,
     pub connection_status: Option<String>,
+    /// A principal's fabric scope as LIKE patterns; empty matches all.
+    pub scope: Vec<String>,
 }
+
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &FabricRow) -> Result<(), DbError> {
     diesel::insert_into(fabrics::table).values(row).execute(conn).await?;
     Ok(())
+}
+
+pub async fn name_of(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<String>, DbError> {
+    Ok(fabrics::table.find(id).select(fabrics::name).first(conn).await.optional()?)
+}
+
+/// Names of the fabrics that use a repository.
+pub async fn names_using_repository(conn: &mut AsyncPgConnection, repository_id: Uuid) -> Result<Vec<String>, DbError> {
+    Ok(fabrics::table.filter(fabrics::repository_id.eq(repository_id)).select(fabrics::name).load(conn).await?)
 }
 
 pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<FabricRow>, DbError> {
@@ -67,6 +79,9 @@ fn filtered(filter: &FabricFilter) -> fabrics::BoxedQuery<'static, diesel::pg::P
     let mut query = fabrics::table.into_boxed();
     if let Some(v) = &filter.name {
         query = query.filter(fabrics::name.eq(v.clone()));
+    }
+    if !filter.scope.is_empty() {
+        query = query.filter(super::scope_condition("fabrics.name LIKE ANY(", &filter.scope, ")"));
     }
     if let Some(v) = filter.repository_id {
         query = query.filter(fabrics::repository_id.eq(v));

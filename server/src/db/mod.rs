@@ -1,12 +1,15 @@
 //! PostgreSQL persistence: connection pool, embedded migrations, and queries per aggregate.
 //! No business rules here: callers decide, this layer stores.
 
+pub mod audit;
 pub mod events;
 pub mod fabrics;
 pub mod repositories;
 pub mod resources;
 pub mod runs;
 pub mod schema;
+pub mod server_keys;
+pub mod tokens;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -120,6 +123,13 @@ fn connect_error(e: diesel::ConnectionError) -> DbError {
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::{SubsecRound, Utc};
     Utc::now().trunc_subsecs(6)
+}
+
+/// `<before> $patterns <after>`: a principal's fabric scope (SQL LIKE patterns of fabric names)
+/// as a condition of a list query, in raw SQL because it reads the fabrics table from any list.
+pub(crate) fn scope_condition<QS>(before: &'static str, patterns: &[String], after: &'static str) -> Box<dyn diesel::BoxableExpression<QS, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>> {
+    use diesel::sql_types::{Array, Bool, Text};
+    Box::new(diesel::dsl::sql::<Bool>(before).bind::<Array<Text>, _>(patterns.to_vec()).sql(after))
 }
 
 /// Keyset pagination: pages ordered by name, the token is the last name of the page.

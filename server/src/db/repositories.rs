@@ -36,6 +36,8 @@ pub struct RepositoryFilter {
     pub provider: Option<String>,
     pub auth_type: Option<String>,
     pub connection_status: Option<String>,
+    /// A principal's fabric scope as LIKE patterns: only repositories those fabrics use.
+    pub scope: Vec<String>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &RepositoryRow) -> Result<(), DbError> {
@@ -65,6 +67,9 @@ fn filtered(filter: &RepositoryFilter) -> repositories::BoxedQuery<'static, dies
     }
     if let Some(v) = &filter.connection_status {
         query = query.filter(repositories::connection_status.eq(v.clone()));
+    }
+    if !filter.scope.is_empty() {
+        query = query.filter(super::scope_condition("repositories.id IN (SELECT repository_id FROM fabrics WHERE name LIKE ANY(", &filter.scope, "))"));
     }
     query
 }

@@ -36,6 +36,7 @@ pub struct RunRow {
     pub finished_at: Option<DateTime<Utc>>,
     /// A Remediate run's chosen resources (`sync::apply::Targets`); None: the whole fabric.
     pub targets: Option<serde_json::Value>,
+    pub requested_by: String,
 }
 
 /// What a finished run records.
@@ -56,6 +57,22 @@ pub struct RunOutcome {
 pub struct RunFilter {
     pub fabric_id: Option<Uuid>,
     pub status: Option<String>,
+    pub mode: Option<String>,
+    pub trigger: Option<String>,
+    /// A principal's fabric scope as LIKE patterns: only those fabrics' runs.
+    pub scope: Vec<String>,
+}
+
+/// The fabric (id, name) of a run.
+pub async fn fabric_of(conn: &mut AsyncPgConnection, run: Uuid) -> Result<Option<(Uuid, String)>, DbError> {
+    use super::schema::fabrics;
+    Ok(sync_runs::table
+        .inner_join(fabrics::table)
+        .filter(sync_runs::id.eq(run))
+        .select((fabrics::id, fabrics::name))
+        .first(conn)
+        .await
+        .optional()?)
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &RunRow) -> Result<(), DbError> {
@@ -87,6 +104,15 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &RunFilter, page: &Page)
         }
         if let Some(v) = &filter.status {
             query = query.filter(sync_runs::status.eq(v.clone()));
+        }
+        if let Some(v) = &filter.mode {
+            query = query.filter(sync_runs::mode.eq(v.clone()));
+        }
+        if let Some(v) = &filter.trigger {
+            query = query.filter(sync_runs::trigger.eq(v.clone()));
+        }
+        if !filter.scope.is_empty() {
+            query = query.filter(super::scope_condition("sync_runs.fabric_id IN (SELECT id FROM fabrics WHERE name LIKE ANY(", &filter.scope, "))"));
         }
         query
     };

@@ -112,6 +112,7 @@ diesel::table! {
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
         targets -> Nullable<Jsonb>,
+        requested_by -> Text,
     }
 }
 
@@ -126,7 +127,49 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    server_keys (name) {
+        name -> Text,
+        secret_sealed -> Bytea,
+        secret_key_id -> Text,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        name -> Text,
+        lookup_key -> Text,
+        secret_hash -> Bytea,
+        role -> Text,
+        fabric_scope -> Array<Text>,
+        allowed_networks -> Array<Text>,
+        description -> Text,
+        created_by -> Text,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Int8,
+        time -> Timestamptz,
+        principal -> Text,
+        actor -> Text,
+        rpc -> Text,
+        fabric_id -> Nullable<Uuid>,
+        fabric_name -> Text,
+        targets -> Jsonb,
+        code -> Text,
+        message -> Text,
+        peer -> Text,
+    }
+}
+
 diesel::joinable!(fabrics -> repositories (repository_id));
 diesel::joinable!(resources -> fabrics (fabric_id));
 diesel::joinable!(sync_runs -> fabrics (fabric_id));
-diesel::allow_tables_to_appear_in_same_query!(repositories, fabrics, resources, sync_runs, events);
+diesel::allow_tables_to_appear_in_same_query!(repositories, fabrics, resources, sync_runs, events, api_tokens, audit_events, server_keys);

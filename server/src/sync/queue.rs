@@ -20,6 +20,8 @@ pub struct Request<'a> {
     pub requested_ref: String,
     /// Limits an APPLY run to chosen resources (`apply::Targets`).
     pub targets: Option<serde_json::Value>,
+    /// Who asked (`Principal::requester`, or the server's own `auto-sync` / `self-heal`).
+    pub requested_by: String,
 }
 
 pub enum Enqueued {
@@ -51,6 +53,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request<'_>) -> Res
         started_at: None,
         finished_at: None,
         targets: request.targets.clone(),
+        requested_by: request.requested_by.clone(),
     };
     let queued = encode_progress(row.id, Payload::Queued(QueuedProgress {}));
     let inserted = conn

@@ -88,7 +88,7 @@ async fn moved(state: &AppState, fabric_id: Uuid) -> Result<bool, CheckError> {
 
 async fn enqueue(state: &AppState, fabric_id: Uuid) {
     let request =
-        queue::Request { fabric_id, mode: "pull", trigger: "schedule", dry_run: false, force: false, requested_ref: String::new(), targets: None };
+        queue::Request { fabric_id, mode: "pull", trigger: "schedule", dry_run: false, force: false, requested_ref: String::new(), targets: None, requested_by: "auto-sync".into() };
     let queued = async {
         let mut conn = db::connect(&state.pool).await?;
         queue::enqueue(&mut conn, &request).await

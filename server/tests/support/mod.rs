@@ -39,6 +39,19 @@ pub async fn fresh_database() -> String {
     format!("{base}/{name}")
 }
 
+/// The whole database as SQL text (to search it for secrets).
+pub fn pg_dump(database_url: &str) -> String {
+    let bindir = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .find(|p| p.join("pg_dump").exists())
+        .expect("pg_dump");
+    let out = std::process::Command::new(bindir.join("pg_dump")).arg("--dbname").arg(database_url).output().expect("run pg_dump");
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 dump")
+}
+
 pub fn target_dir() -> PathBuf {
     // CARGO_BIN_EXE_* points into target/<profile>/; its grandparent is the target dir.
     PathBuf::from(env!("CARGO_BIN_EXE_fabricsync"))

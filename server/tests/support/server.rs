@@ -6,14 +6,59 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fabricsync::crypto::Keyring;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// The admin token of every test server (registered on first start of a database through
+/// FABRICSYNC_BOOTSTRAP_TOKEN, so servers sharing a database share it).
+pub const ADMIN_TOKEN: &str = "fsk_testadmin001_c2VjcmV0LW9mLXRoZS10ZXN0LWFkbWluLXRva2VuLTAwMQ";
+
+/// Sends `authorization: Bearer <token>` (and an actor, when set) with every call.
+#[derive(Clone)]
+pub struct Bearer {
+    header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    actor: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Bearer {
+    pub fn new(token: &str) -> Bearer {
+        Bearer { header: Some(format!("Bearer {token}").parse().expect("ascii token")), actor: None }
+    }
+
+    /// Sends no credentials.
+    pub fn none() -> Bearer {
+        Bearer { header: None, actor: None }
+    }
+
+    pub fn acting_for(mut self, actor: &str) -> Bearer {
+        self.actor = Some(actor.parse().expect("ascii actor"));
+        self
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(header) = &self.header {
+            request.metadata_mut().insert("authorization", header.clone());
+        }
+        if let Some(actor) = &self.actor {
+            request.metadata_mut().insert("x-fabricsync-actor", actor.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel that authenticates as the test admin (or another token).
+pub type AuthChannel = InterceptedService<Channel, Bearer>;
 
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     pub log_path: PathBuf,
     pub database_url: String,
-    _dir: tempfile::TempDir,
+    /// Its encryption keys (FABRICSYNC_ENCRYPTION_KEYS): the command line needs the same.
+    pub keys: String,
+    dir: tempfile::TempDir,
 }
 
 impl ServerProcess {
@@ -23,23 +68,38 @@ impl ServerProcess {
     }
 
     pub async fn start_with(database_url: &str, keys: &str, extra_args: &[&str]) -> ServerProcess {
+        Self::spawn(database_url, keys, extra_args, Some(ADMIN_TOKEN)).await
+    }
+
+    /// As a user's first start: no bootstrap token given, so the server writes its admin
+    /// token to `<data dir>/admin-token`.
+    pub async fn start_first_run(database_url: &str) -> ServerProcess {
+        Self::spawn(database_url, &Keyring::generate_key_line("test-key"), &[], None).await
+    }
+
+    async fn spawn(database_url: &str, keys: &str, extra_args: &[&str], bootstrap_token: Option<&str>) -> ServerProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_fabricsync"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fabricsync"));
+        command
             .args(["serve", "--listen", &addr.to_string(), "--log-format", "json", "--log", "debug"])
             .args(extra_args)
             .env("DATABASE_URL", database_url)
             .env("FABRICSYNC_ENCRYPTION_KEYS", keys)
-            .env("FABRICSYNC_DATA_DIR", dir.path())
+            .env("FABRICSYNC_DATA_DIR", dir.path());
+        if let Some(token) = bootstrap_token {
+            command.env("FABRICSYNC_BOOTSTRAP_TOKEN", token);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("spawn fabricsync");
-        let server = ServerProcess { child, addr, log_path, database_url: database_url.to_string(), _dir: dir };
+        let server = ServerProcess { child, addr, log_path, database_url: database_url.to_string(), keys: keys.to_string(), dir };
         server.wait_serving().await;
         server
     }
@@ -63,8 +123,33 @@ impl ServerProcess {
         format!("http://{}", self.addr)
     }
 
-    pub async fn channel(&self) -> Channel {
+    /// A channel authenticated as the test admin.
+    pub async fn channel(&self) -> AuthChannel {
+        self.channel_as(Bearer::new(ADMIN_TOKEN)).await
+    }
+
+    pub async fn channel_as(&self, bearer: Bearer) -> AuthChannel {
+        InterceptedService::new(self.plain_channel().await, bearer)
+    }
+
+    /// A channel without credentials.
+    pub async fn plain_channel(&self) -> Channel {
         Channel::from_shared(self.url()).unwrap().connect().await.expect("connect")
+    }
+
+    /// Runs `fabricsync <args>` against this server's database and keys: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_fabricsync"))
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("FABRICSYNC_ENCRYPTION_KEYS", &self.keys)
+            .output()
+            .expect("run fabricsync");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn log(&self) -> String {

@@ -8,7 +8,7 @@ use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::sync_service_client::SyncServiceClient;
 use fabricsync::proto::*;
-use tonic::transport::Channel;
+use super::server::AuthChannel;
 
 /// The real lab fabric from githedgehog/lab-ci.
 const LAB_CI: &str = include_str!("../data/samples/lab-ci/wiring.yaml");
@@ -24,14 +24,14 @@ pub fn lab_wiring() -> String {
 }
 
 pub struct Clients {
-    pub repos: RepositoryServiceClient<Channel>,
-    pub fabrics: FabricServiceClient<Channel>,
-    pub sync: SyncServiceClient<Channel>,
-    pub drift: DriftServiceClient<Channel>,
+    pub repos: RepositoryServiceClient<AuthChannel>,
+    pub fabrics: FabricServiceClient<AuthChannel>,
+    pub sync: SyncServiceClient<AuthChannel>,
+    pub drift: DriftServiceClient<AuthChannel>,
 }
 
 impl Clients {
-    pub fn new(channel: Channel) -> Clients {
+    pub fn new(channel: AuthChannel) -> Clients {
         Clients {
             repos: RepositoryServiceClient::new(channel.clone()),
             fabrics: FabricServiceClient::new(channel.clone()),

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Optional, Protocol, Sequence, Type, TypeVar
 
 from fabricsync.v1 import (
+    access_pb2_grpc,
     drift_pb2,
     drift_pb2_grpc,
     fabric_pb2,
@@ -73,6 +74,7 @@ class AsyncClient:
         self.fabrics = fabric_pb2_grpc.FabricServiceStub(self.channel)
         self.sync = sync_pb2_grpc.SyncServiceStub(self.channel)
         self.drift = drift_pb2_grpc.DriftServiceStub(self.channel)
+        self.access = access_pb2_grpc.AccessServiceStub(self.channel)
         self._resume = resume
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Callable, Generator, Iterable, Iterator, Optional, Protocol, Sequence, Type, TypeVar
 
 from fabricsync.v1 import (
+    access_pb2_grpc,
     drift_pb2,
     drift_pb2_grpc,
     fabric_pb2,
@@ -49,7 +50,7 @@ class _StreamRpc(Protocol[_Q, _R]):
 class Client:
     """A connection to a fabricsync server.
 
-    The generated stubs are `repositories`, `fabrics`, `sync` and `drift`; every call on them
+    The generated stubs are `repositories`, `fabrics`, `sync`, `drift` and `access`; every call on them
     carries the token and raises a typed `FabricSyncError`. The methods add paging iterators
     and server-stream helpers that reconnect and resume on UNAVAILABLE.
 
@@ -75,6 +76,7 @@ class Client:
         self.fabrics = fabric_pb2_grpc.FabricServiceStub(self.channel)
         self.sync = sync_pb2_grpc.SyncServiceStub(self.channel)
         self.drift = drift_pb2_grpc.DriftServiceStub(self.channel)
+        self.access = access_pb2_grpc.AccessServiceStub(self.channel)
         self._resume = resume
 
     def close(self) -> None:

@@ -295,6 +295,7 @@ class SyncRun(_message.Message):
     FINISH_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     fabric_id: _builtins.str
@@ -319,6 +320,11 @@ class SyncRun(_message.Message):
     """Sequence of the run's last progress event, to resume StreamSyncProgress."""
     force: _builtins.bool
     """Whether ownership of fields held by other field managers is taken on apply."""
+    requested_by: _builtins.str
+    """Who asked for it: the principal (token name or certificate subject), as
+    `<actor> via <principal>` when a trusted client named the person; `auto-sync` or
+    `self-heal` for the server's own runs.
+    """
     @_builtins.property
     def counters(self) -> Global___SyncCounters:
         """Counters."""
@@ -369,10 +375,11 @@ class SyncRun(_message.Message):
         finish_time: _timestamp_pb2.Timestamp | None = ...,
         last_sequence: _builtins.int = ...,
         force: _builtins.bool = ...,
+        requested_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "create_time", b"create_time", "finish_time", b"finish_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "claimed_by", b"claimed_by", "commit", b"commit", "counters", b"counters", "create_time", b"create_time", "diagnostics", b"diagnostics", "dry_run", b"dry_run", "error", b"error", "fabric_id", b"fabric_id", "finish_time", b"finish_time", "force", b"force", "id", b"id", "kind_counts", b"kind_counts", "last_sequence", b"last_sequence", "mode", b"mode", "ref", b"ref", "start_time", b"start_time", "status", b"status", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "claimed_by", b"claimed_by", "commit", b"commit", "counters", b"counters", "create_time", b"create_time", "diagnostics", b"diagnostics", "dry_run", b"dry_run", "error", b"error", "fabric_id", b"fabric_id", "finish_time", b"finish_time", "force", b"force", "id", b"id", "kind_counts", b"kind_counts", "last_sequence", b"last_sequence", "mode", b"mode", "ref", b"ref", "requested_by", b"requested_by", "start_time", b"start_time", "status", b"status", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
