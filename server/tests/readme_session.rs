@@ -32,7 +32,7 @@ fn grpcurl_on_path() {
 #[tokio::test]
 async fn readme_grpcurl_session_runs() {
     grpcurl_on_path();
-    let server = ServerProcess::start_first_run(&support::fresh_database().await).await;
+    let server = ServerProcess::start_first_run(&support::fresh_database().await, &fabricsync::crypto::Keyring::generate_key_line("k")).await;
     let demo = tempfile::tempdir().expect("tempdir");
     let output = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &readme_session()])

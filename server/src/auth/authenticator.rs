@@ -97,12 +97,16 @@ impl Authenticator {
         if !token::verify(&self.pepper, &presented, &row.secret_hash) {
             return Err(AuthError::Invalid);
         }
-        if row.revoked_at.is_some() || self.invalid.borrow().contains(&row.id) {
+        let now = Utc::now();
+        if row.revoked_at.is_some() {
             return Err(AuthError::Revoked(row.name.clone()));
         }
-        let now = Utc::now();
         if row.expires_at.is_some_and(|at| at <= now) {
             return Err(AuthError::Expired(row.name.clone()));
+        }
+        // Revoked since this row was cached (the refresher's set also holds expired tokens).
+        if self.invalid.borrow().contains(&row.id) {
+            return Err(AuthError::Revoked(row.name.clone()));
         }
         if !cached.networks.is_empty() && !peer.is_some_and(|ip| cached.networks.iter().any(|n| n.contains(&ip))) {
             let peer = peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());

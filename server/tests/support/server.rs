@@ -73,8 +73,8 @@ impl ServerProcess {
 
     /// As a user's first start: no bootstrap token given, so the server writes its admin
     /// token to `<data dir>/admin-token`.
-    pub async fn start_first_run(database_url: &str) -> ServerProcess {
-        Self::spawn(database_url, &Keyring::generate_key_line("test-key"), &[], None).await
+    pub async fn start_first_run(database_url: &str, keys: &str) -> ServerProcess {
+        Self::spawn(database_url, keys, &[], None).await
     }
 
     async fn spawn(database_url: &str, keys: &str, extra_args: &[&str], bootstrap_token: Option<&str>) -> ServerProcess {
