@@ -60,13 +60,14 @@ fn token_to_proto(row: &TokenRow) -> ApiToken {
 }
 
 fn audit_to_proto(row: AuditRow) -> AuditEvent {
+    let AuditRow { id, time, event: row } = row;
     let targets = match row.targets {
         serde_json::Value::Object(map) => map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect(),
         _ => Default::default(),
     };
     AuditEvent {
-        id: row.id,
-        time: Some(timestamp(row.time)),
+        id,
+        time: Some(timestamp(time)),
         principal: row.principal,
         actor: row.actor,
         rpc: row.rpc,

@@ -180,10 +180,11 @@ impl Gate {
             let why = format!("{method} needs a principal without a fabric scope; {name:?} is limited to {}", principal.scope.globs().join(", "));
             return Err(Refusal::new(Status::permission_denied(why), &name));
         }
-        let Some(rule) = rule.filter(|r| r.audited || !principal.scope.is_all()) else {
+        let decoder = rule.filter(|r| r.audited || !principal.scope.is_all()).and_then(|r| r.targets.map(|t| (r.method, t)));
+        let Some((rpc, decode)) = decoder else {
             return self.check_role(req, principal, needed, method, About::default());
         };
-        let (req, targets) = self.read_targets(req, rule).await.map_err(|status| Refusal::new(status, &name))?;
+        let (req, targets) = self.read_targets(req, rpc, decode).await.map_err(|status| Refusal::new(status, &name))?;
         let about = self.resolve(&targets, &principal).await.map_err(|status| Refusal::new(status, &name))?;
         self.check_role(req, principal, needed, method, about)
     }
@@ -221,7 +222,7 @@ impl Gate {
     }
 
     /// Reads the (unary or first) request message to find its targets, and rebuilds the body.
-    async fn read_targets(&self, req: Req, rule: &Rule) -> Result<(Req, Vec<Target>), Status> {
+    async fn read_targets(&self, req: Req, rpc: &str, decode: rules::Targets) -> Result<(Req, Vec<Target>), Status> {
         let (parts, body) = req.into_parts();
         let limit = self.settings.max_message_bytes + 5;
         let bytes = http_body_util::Limited::new(body, limit)
@@ -230,7 +231,7 @@ impl Gate {
             .map_err(|_| Status::invalid_argument(format!("request larger than {} bytes or cut off", self.settings.max_message_bytes)))?
             .to_bytes();
         let targets = match grpc_message(&bytes) {
-            Some(message) => (rule.targets)(message).map_err(|e| Status::invalid_argument(format!("the request is not a valid {} message: {e}", rule.method)))?,
+            Some(message) => decode(message).map_err(|e| Status::invalid_argument(format!("the request is not a valid {rpc} request: {e}")))?,
             None => return Err(Status::invalid_argument("the request body is not one uncompressed gRPC message")),
         };
         Ok((http::Request::from_parts(parts, Body::new(http_body_util::Full::new(bytes))), targets))

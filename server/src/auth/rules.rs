@@ -46,11 +46,8 @@ pub struct Rule {
     /// Server-streaming: open streams end when the principal's token is revoked.
     pub streaming: bool,
     /// Decodes the request's targets; only called for scoped principals and audited calls.
-    pub targets: Targets,
-}
-
-fn none(_: &[u8]) -> Result<Vec<Target>, prost::DecodeError> {
-    Ok(Vec::new())
+    /// None: the request names nothing (or streams, like reflection, and is never buffered).
+    pub targets: Option<Targets>,
 }
 
 /// `Option<message>` fields of requests: absent reads as empty.
@@ -65,20 +62,20 @@ macro_rules! rule {
         Rule {
             method: $method,
             access: $access,
-            targets: |bytes| {
+            targets: Some(|bytes| {
                 let $r = <$request>::decode(bytes)?;
                 Ok($targets)
-            },
+            }),
             ..flags(&[$(stringify!($flag)),*])
         }
     };
     ($method:literal, $access:expr $(, $flag:ident)*) => {
-        Rule { method: $method, access: $access, targets: none, ..flags(&[$(stringify!($flag)),*]) }
+        Rule { method: $method, access: $access, targets: None, ..flags(&[$(stringify!($flag)),*]) }
     };
 }
 
 const fn flags(names: &[&str]) -> Rule {
-    let mut rule = Rule { method: "", access: Access::Role(Role::Admin), unscoped: false, audited: false, streaming: false, targets: none };
+    let mut rule = Rule { method: "", access: Access::Role(Role::Admin), unscoped: false, audited: false, streaming: false, targets: None };
     let mut i = 0;
     while i < names.len() {
         match names[i].as_bytes() {
@@ -215,12 +212,14 @@ mod tests {
     fn targets_come_from_the_request() {
         let body = StartSyncRequest { fabric_id: "f-1".into(), ..Default::default() }.encode_to_vec();
         let r = rule("/fabricsync.v1.SyncService/StartSync").unwrap();
-        assert_eq!((r.targets)(&body).unwrap(), vec![Target::Fabric("f-1".into())]);
+        assert_eq!((r.targets.unwrap())(&body).unwrap(), vec![Target::Fabric("f-1".into())]);
         let body = UpdateFabricRequest { fabric: Some(Fabric { id: "f-2".into(), name: "lab".into(), ..Default::default() }), ..Default::default() }
             .encode_to_vec();
         let r = rule("/fabricsync.v1.FabricService/UpdateFabric").unwrap();
-        let targets = (r.targets)(&body).unwrap();
+        let decode = r.targets.unwrap();
+        let targets = decode(&body).unwrap();
         assert!(targets.contains(&Target::Fabric("f-2".into())) && targets.contains(&Target::FabricName("lab".into())));
-        assert!((r.targets)(b"\xff\xff\xff").is_err());
+        assert!(decode(b"\xff\xff\xff").is_err());
+        assert!(rule("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").unwrap().targets.is_none(), "a bidi stream is never buffered");
     }
 }

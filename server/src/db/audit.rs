@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::schema::audit_events;
 use super::{DbError, Listed, Page};
 
-#[derive(Debug, Clone, Insertable)]
+/// What an audit event says; `AuditRow` adds what the database assigns.
+#[derive(Debug, Clone, Insertable, Queryable, Selectable)]
 #[diesel(table_name = audit_events)]
 pub struct NewAuditEvent {
     pub principal: String,
@@ -27,15 +28,8 @@ pub struct NewAuditEvent {
 pub struct AuditRow {
     pub id: i64,
     pub time: DateTime<Utc>,
-    pub principal: String,
-    pub actor: String,
-    pub rpc: String,
-    pub fabric_id: Option<Uuid>,
-    pub fabric_name: String,
-    pub targets: serde_json::Value,
-    pub code: String,
-    pub message: String,
-    pub peer: String,
+    #[diesel(embed)]
+    pub event: NewAuditEvent,
 }
 
 /// Filters of ListAuditEvents; None matches all.
