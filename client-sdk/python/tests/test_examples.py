@@ -13,7 +13,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def test_pull_fabric_example(env: Env) -> None:
     name = unique("example")
-    args = ["--addr", env.addr, "--git-url", env.git_url, "--path", env.gitops_path, "--name", name, "--token", env.token]
+    args = ["--addr", env.addr, "--token", env.token, "--git-url", env.git_url, "--path", env.gitops_path, "--name", name]
     out = subprocess.run([sys.executable, EXAMPLES / "pull_fabric.py", *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -23,7 +23,7 @@ def test_pull_fabric_example(env: Env) -> None:
     again = subprocess.run([sys.executable, EXAMPLES / "pull_fabric.py", *args], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "  finished at" in again.stdout and ": 0 created" in again.stdout, again.stdout + again.stderr
 
-    bad = subprocess.run([sys.executable, EXAMPLES / "pull_fabric.py", *args[:6], "--name", "Bad Name"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, EXAMPLES / "pull_fabric.py", *args[:8], "--name", "Bad Name"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("repository.name: "), bad.stderr
 
 

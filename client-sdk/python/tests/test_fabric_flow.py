@@ -221,8 +221,11 @@ def drifted_key() -> common_pb2.ResourceKey:
 
 def test_drift_names_the_field_and_who_changed_it(client: Client, flow: Flow) -> None:
     request = drift_pb2.GetResourceDriftRequest(fabric_id=flow.fabric.id, key=drifted_key())
+    # Drifted since the first patch; wait for the live value of the last one (1197).
     drift = poll(
-        "drifted", lambda: client.drift.GetResourceDrift(request).drift, lambda d: d.status == fabric_pb2.RESOURCE_DRIFT_STATUS_DRIFTED
+        "drifted to 1197",
+        lambda: client.drift.GetResourceDrift(request).drift,
+        lambda d: d.status == fabric_pb2.RESOURCE_DRIFT_STATUS_DRIFTED and any(f.live.number_value == 1197 for f in d.fields),
     )
     assert [f.path for f in drift.fields] == ["/spec/subnets/subnet-1/vlan"], drift
     field = drift.fields[0]

@@ -455,8 +455,10 @@ impl HttpBody for GuardedBody {
         polled
     }
 
+    /// A trailers-only response (an error before the first message) must end with its
+    /// headers, revocation check or not: gRPC clients reject a separate empty end.
     fn is_end_stream(&self) -> bool {
-        self.done || (self.revocation.is_none() && self.inner.is_end_stream())
+        self.done || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
