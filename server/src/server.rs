@@ -29,6 +29,11 @@ pub struct Settings {
     pub self_heal_window: Duration,
     pub read_limits: crate::git::ReadLimits,
     pub data_dir: std::path::PathBuf,
+    pub tls: Option<crate::transport::tls::TlsFiles>,
+    pub tls_reload: Duration,
+    pub health_listen: Option<std::net::SocketAddr>,
+    /// Roles of client certificates (--client-cert-identities), for the auth layer.
+    pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
 }
 
 impl Settings {
@@ -48,6 +53,10 @@ impl Settings {
                 max_files: args.max_files,
             },
             data_dir: common.data_dir.clone(),
+            tls: args.tls_files(),
+            tls_reload: Duration::from_secs(args.tls_reload_seconds.max(1)),
+            health_listen: args.health_listen,
+            client_cert_identities: None,
         }
     }
 }
@@ -55,6 +64,11 @@ impl Settings {
 /// Serves until SIGINT or SIGTERM; then stops accepting, ends open streams and lets
 /// in-flight calls finish.
 pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring: Arc<Keyring>) -> anyhow::Result<()> {
+    // Certificate problems stop the start, before anything runs.
+    let tls = match &settings.tls {
+        Some(files) => Some(crate::transport::tls::Reloading::load(files.clone()).await?),
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stopping = shutdown_rx.clone();
     let hub = crate::sync::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
@@ -78,8 +92,26 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    if let Some((tls, loaded)) = &tls {
+        workers.push(tls.clone().spawn_watch(*loaded, settings.tls_reload, state.shutdown.clone()));
+    }
+    if let Some(addr) = settings.health_listen {
+        let listener = TcpListener::bind(addr).await?;
+        info!(address = %listener.local_addr()?, "health service listening (plaintext)");
+        let health_only = Server::builder().add_service(health_service.clone());
+        let mut stopping = state.shutdown.clone();
+        workers.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = health_only.serve_with_incoming_shutdown(crate::transport::plaintext(listener), stop).await {
+                tracing::warn!(error = %e, "health listener stopped");
+            }
+        }));
+    }
+
     let listener = TcpListener::bind(settings.listen).await?;
-    info!(address = %listener.local_addr()?, "fabricsync listening");
+    info!(address = %listener.local_addr()?, tls = tls.is_some(), client_ca = settings.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "fabricsync listening");
 
     let shutdown = async move {
         wait_for_signal().await;
@@ -88,7 +120,7 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
         let _ = shutdown_tx.send(true);
     };
 
-    let serving = Server::builder()
+    let router = Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -96,8 +128,13 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
         .add_service(RepositoryServiceServer::new(RepositoryApi::new(state.clone())))
         .add_service(FabricServiceServer::new(FabricApi::new(state.clone())))
         .add_service(SyncServiceServer::new(SyncApi::new(state.clone())))
-        .add_service(DriftServiceServer::new(DriftApi::new(state)))
-        .serve_with_incoming_shutdown(crate::transport::plaintext(listener), shutdown);
+        .add_service(DriftServiceServer::new(DriftApi::new(state)));
+    let serving = async move {
+        match tls {
+            Some((tls, _)) => router.serve_with_incoming_shutdown(crate::transport::tls(listener, tls), shutdown).await,
+            None => router.serve_with_incoming_shutdown(crate::transport::plaintext(listener), shutdown).await,
+        }
+    };
     // Clients may keep idle connections open after GOAWAY; do not wait on them forever.
     let grace = settings.shutdown_grace;
     let drain_deadline = async move {

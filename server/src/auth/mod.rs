@@ -1,6 +1,8 @@
 //! Who may call the API: principals (API tokens, client certificates), their roles and fabric
 //! scopes. The per-RPC rules live in `rules`; the tower layer that enforces them in `layer`.
 
+pub mod certs;
+
 use std::fmt;
 use std::str::FromStr;
 

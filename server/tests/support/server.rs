@@ -6,13 +6,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fabricsync::crypto::Keyring;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     pub log_path: PathBuf,
     pub database_url: String,
+    /// How the harness's clients connect when the server runs TLS.
+    pub tls: Option<ClientTlsConfig>,
     _dir: tempfile::TempDir,
 }
 
@@ -23,13 +25,19 @@ impl ServerProcess {
     }
 
     pub async fn start_with(database_url: &str, keys: &str, extra_args: &[&str]) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(database_url, keys, format!("127.0.0.1:{port}").parse().unwrap(), extra_args, None).await
+    }
+
+    /// Starts a server listening on `listen` (connected to on 127.0.0.1 when it is 0.0.0.0),
+    /// with TLS for the harness's clients when `tls` is given (pass --tls-cert etc. in `extra_args`).
+    pub async fn start_on(database_url: &str, keys: &str, listen: SocketAddr, extra_args: &[&str], tls: Option<ClientTlsConfig>) -> ServerProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
         let child = Command::new(env!("CARGO_BIN_EXE_fabricsync"))
-            .args(["serve", "--listen", &addr.to_string(), "--log-format", "json", "--log", "debug"])
+            .args(["serve", "--listen", &listen.to_string(), "--log-format", "json", "--log", "debug"])
             .args(extra_args)
             .env("DATABASE_URL", database_url)
             .env("FABRICSYNC_ENCRYPTION_KEYS", keys)
@@ -39,7 +47,7 @@ impl ServerProcess {
             .stderr(log)
             .spawn()
             .expect("spawn fabricsync");
-        let server = ServerProcess { child, addr, log_path, database_url: database_url.to_string(), _dir: dir };
+        let server = ServerProcess { child, addr, log_path, database_url: database_url.to_string(), tls, _dir: dir };
         server.wait_serving().await;
         server
     }
@@ -47,7 +55,7 @@ impl ServerProcess {
     async fn wait_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(channel) = Channel::from_shared(self.url()).unwrap().connect().await {
+            if let Ok(channel) = self.endpoint().connect().await {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
                 if health.check(req).await.is_ok() {
@@ -60,11 +68,19 @@ impl ServerProcess {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.addr)
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        let endpoint = Channel::from_shared(self.url()).unwrap();
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()).expect("client TLS config"),
+            None => endpoint,
+        }
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).unwrap().connect().await.expect("connect")
+        self.endpoint().connect().await.expect("connect")
     }
 
     pub fn log(&self) -> String {
