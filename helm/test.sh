@@ -123,7 +123,7 @@ expect_fail "identity with subject and san" "clientCertIdentities" \
 expect_fail "healthPort = containerPort" "healthPort must differ" \
   "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set healthPort=50051
 expect_fail "extraEnv redefining FABRICSYNC_INSECURE_PLAINTEXT" "set by the chart" \
-  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set config.extraEnv.FABRICSYNC_INSECURE_PLAINTEXT=true
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set-string config.extraEnv.FABRICSYNC_INSECURE_PLAINTEXT=true
 # helm lint renders `required` leniently (a warning, exit 0); the message must still show.
 "$helm" lint "$chart" >"$work/out" 2>&1 || true
 grep -q "database.existingSecret is required" "$work/out" || fail "helm lint without a database Secret does not warn"
