@@ -13,6 +13,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
+use x509_parser::asn1_rs::ToDer;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
 use zeroize::Zeroizing;
 
@@ -185,9 +186,10 @@ pub fn client_cert(der: &[u8]) -> Result<ClientCert, String> {
     Ok(ClientCert { subject: rfc4514(cert.subject()), sans })
 }
 
-/// A distinguished name as RFC 4514 writes it, which is how `openssl x509 -noout -subject
-/// -nameopt RFC2253` prints it: the last RDN first, `,` between RDNs, `+` inside one,
-/// special characters escaped; attribute types without a short name as dotted OIDs.
+/// A distinguished name as RFC 4514 writes it, and as `openssl x509 -noout -subject -nameopt
+/// RFC2253` prints it (so that is what an identities file can copy): the last RDN first, `,`
+/// between RDNs, `+` inside one (in openssl's order, also reversed), special characters
+/// escaped; attribute types without a short name as dotted OIDs.
 pub fn rfc4514(name: &X509Name) -> String {
     let rdns: Vec<String> = name
         .iter_rdn()
@@ -216,6 +218,7 @@ pub fn rfc4514(name: &X509Name) -> String {
                     };
                     format!("{key}={value}")
                 })
+                .rev()
                 .collect();
             attrs.join("+")
         })
@@ -247,6 +250,36 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `openssl req -x509 -multivalue-rdn -subj '/DC=org/DC=example/O=Example, Inc./OU=ops+CN=net box/emailAddress=a@example.org'
+    /// -addext 'subjectAltName=DNS:netbox.example.org,URI:spiffe://example.org/netbox,email:ops@example.org,IP:10.0.0.1'`
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIICsTCCAligAwIBAgIUP6HpHGCaZW3GZEPmxEXYc3C41oowCgYIKoZIzj0EAwIw\ngYIxEzARBgoJkiaJk/IsZAEZFgNvcmcxFzAVBgoJkiaJk/IsZAEZFgdleGFtcGxl\nMRYwFAYDVQQKDA1FeGFtcGxlLCBJbmMuMRwwCgYDVQQLDANvcHMwDgYDVQQDDAdu\nZXQgYm94MRwwGgYJKoZIhvcNAQkBFg1hQGV4YW1wbGUub3JnMCAXDTI2MTIwMTIx\nMzcxNFoYDzIxMjYxMTA3MjEzNzE0WjCBgjETMBEGCgmSJomT8ixkARkWA29yZzEX\nMBUGCgmSJomT8ixkARkWB2V4YW1wbGUxFjAUBgNVBAoMDUV4YW1wbGUsIEluYy4x\nHDAKBgNVBAsMA29wczAOBgNVBAMMB25ldCBib3gxHDAaBgkqhkiG9w0BCQEWDWFA\nZXhhbXBsZS5vcmcwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARgd+FXXRO9Oyza\n5HkA9Zcqn114BYoNz/Ir8gIrpe6GvtnPsKrM1rFnzROSF2MjwEGnh6PWQC0Y78+d\n8NmRYJFHo4GnMIGkMB0GA1UdDgQWBBQePmfcGSqq5EIij2jZViwIXEdm0jAfBgNV\nHSMEGDAWgBQePmfcGSqq5EIij2jZViwIXEdm0jAPBgNVHRMBAf8EBTADAQH/MFEG\nA1UdEQRKMEiCEm5ldGJveC5leGFtcGxlLm9yZ4Ybc3BpZmZlOi8vZXhhbXBsZS5v\ncmcvbmV0Ym94gQ9vcHNAZXhhbXBsZS5vcmeHBAoAAAEwCgYIKoZIzj0EAwIDRwAw\nRAIgdIzfY2UerGbLF9vt9VVWrO77LNxPRu+SZ/Yc05limj0CIB7QCd8P93PkmjmS\nd8jUtSOpJyhhyxr0CyMNjhLIBlkY\n-----END CERTIFICATE-----";
+
+    #[test]
+    fn client_cert_reads_subject_as_openssl_prints_it_and_sans() {
+        let der = CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap();
+        let cert = client_cert(&der).unwrap();
+        // openssl x509 -noout -subject -nameopt RFC2253
+        assert_eq!(cert.subject, "emailAddress=a@example.org,CN=net box+OU=ops,O=Example\\, Inc.,DC=example,DC=org");
+        // IP SANs are not names.
+        assert_eq!(cert.sans, ["netbox.example.org", "spiffe://example.org/netbox", "ops@example.org"]);
+        assert!(client_cert(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn config_errors_name_the_file() {
+        let files = TlsFiles { cert: "/etc/tls/tls.crt".into(), key: "/etc/tls/tls.key".into(), client_ca: Some("/etc/tls/ca.crt".into()) };
+        let contents = |cert: &str, key: &str, ca: &str| Contents { cert: cert.into(), key: Zeroizing::new(key.as_bytes().to_vec()), client_ca: Some(ca.into()) };
+        let error = |c: Contents| server_config(&c, &files).unwrap_err().to_string();
+        assert_eq!(error(contents("", "", "")), "/etc/tls/tls.crt: no PEM certificate in it");
+        // A certificate where the key should be: no key, and nothing of the file in the message.
+        let e = error(contents(CERT, CERT, CERT));
+        assert!(e.starts_with("/etc/tls/tls.key: no usable private key") && !e.contains("MII"), "{e}");
+        assert_eq!(Contents { client_ca: None, ..contents(CERT, "k", "") }.fingerprint(), Contents { client_ca: None, ..contents(CERT, "k", "") }.fingerprint());
+        assert_ne!(contents(CERT, "k", "").fingerprint(), contents(CERT, "k2", "").fingerprint());
+        // The same bytes split differently between the files are another content.
+        assert_ne!(contents("ab", "c", "").fingerprint(), contents("a", "bc", "").fingerprint());
+    }
 
     #[test]
     fn escapes_rfc4514_specials() {
