@@ -194,7 +194,7 @@ pub fn rfc4514(name: &X509Name) -> String {
     let rdns: Vec<String> = name
         .iter_rdn()
         .map(|rdn| {
-            let attrs: Vec<String> = rdn
+            let mut attrs: Vec<String> = rdn
                 .iter()
                 .map(|attr| {
                     let oid = attr.attr_type().to_id_string();
@@ -218,8 +218,8 @@ pub fn rfc4514(name: &X509Name) -> String {
                     };
                     format!("{key}={value}")
                 })
-                .rev()
                 .collect();
+            attrs.reverse();
             attrs.join("+")
         })
         .collect();
