@@ -98,7 +98,9 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     if let Some(addr) = settings.health_listen {
         let listener = TcpListener::bind(addr).await?;
         info!(address = %listener.local_addr()?, "health service listening (plaintext)");
-        let health_only = Server::builder().add_service(health_service.clone());
+        // Reflection of the health service alone, so grpcurl can call it there too.
+        let health_reflection = tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET).build_v1()?;
+        let health_only = Server::builder().add_service(health_service.clone()).add_service(health_reflection);
         let mut stopping = state.shutdown.clone();
         workers.push(tokio::spawn(async move {
             let stop = async move {
