@@ -7,8 +7,12 @@ package fabricsync_test
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -84,21 +88,11 @@ func TestTLSWithClientCertificate(t *testing.T) {
 	calls(t, dial(t, e.addr, e.withToken(fabricsync.WithTLS(e.caFile), fabricsync.WithClientCertificate(e.certFile, e.keyFile))...))
 
 	// A certificate the server's client CA did not issue is refused at the handshake.
-	cert, _ := selfSigned(t)
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "rogue.crt"), filepath.Join(dir, "rogue.key")
-	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: cert.Certificate[0]}, keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	certFile, keyFile := forgedClientCert(t, e.caFile)
 	if err := dialErr(e.addr, fabricsync.WithTLS(e.caFile), fabricsync.WithClientCertificate(certFile, keyFile)); err == nil {
 		t.Error("a client certificate of another CA was accepted")
 	}
+	dir := t.TempDir()
 	if err := dialErr(e.addr, fabricsync.WithTLS(e.caFile), fabricsync.WithClientCertificate(filepath.Join(dir, "missing.crt"), keyFile)); err == nil {
 		t.Error("Dial with a missing client certificate succeeded")
 	}
@@ -112,4 +106,59 @@ func TestTLSServerRefusesPlaintext(t *testing.T) {
 	if err := dialErr(e.addr, fabricsync.WithPlaintext()); err == nil {
 		t.Error("a plaintext client talked to the TLS server")
 	}
+}
+
+// forgedClientCert issues a client certificate from another CA that has the same name as the
+// one in caFile: Go sends a client certificate only when its issuer is among the names the
+// server asks for, so only such a forgery reaches the server's signature check.
+func forgedClientCert(t *testing.T, caFile string) (certFile, keyFile string) {
+	t.Helper()
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(caPEM)
+	if block == nil {
+		t.Fatalf("no PEM in %s", caFile)
+	}
+	real, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, leafKey := key(), key()
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), RawSubject: real.RawSubject, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca, err = x509.ParseCertificate(caDER); err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "sdk-client", Organization: []string{"fabricsync-tests"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "forged.crt"), filepath.Join(dir, "forged.key")
+	for file, b := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: leafDER}, keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
 }
