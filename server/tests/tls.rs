@@ -114,7 +114,15 @@ async fn tls_serves_rpcs_and_refuses_plaintext_clients() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path(), "main");
     let (crt, key) = pki.server("server", 1);
-    let server = start_tls(&["--tls-cert", &crt, "--tls-key", &key], client_tls(pki.ca())).await;
+    let health_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let health_addr = format!("127.0.0.1:{health_port}");
+    let server = start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--health-listen", &health_addr], client_tls(pki.ca())).await;
+
+    // The health-only listener answers plaintext probes, and serves nothing else.
+    let probe = Channel::from_shared(format!("http://{health_addr}")).unwrap().connect().await.unwrap();
+    assert_eq!(health(probe.clone()).await.unwrap(), 1);
+    let other = RepositoryServiceClient::new(probe).list_repositories(ListRepositoriesRequest::default()).await.unwrap_err();
+    assert_eq!(other.code(), tonic::Code::Unimplemented, "{other:?}");
 
     // Health and a RepositoryService call over TLS, the server verified with the CA.
     let channel = server.channel().await;
