@@ -83,8 +83,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
 pub enum TransportError {
     #[error("refusing to serve plaintext gRPC on {0}, which is not a loopback address: give --tls-cert and --tls-key, or --insecure-plaintext when a mesh or proxy in front secures the traffic")]
     PlaintextNotLoopback(SocketAddr),
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
 }
 
 /// Plaintext gRPC carries tokens in the clear: only on loopback, unless the operator says that
@@ -144,15 +142,24 @@ pub fn tls(listener: TcpListener, tls: Arc<tls::Reloading>) -> impl Stream<Item 
                 let _permit = permit;
                 let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
                 };
                 // rustls has verified the chain against the client CA; read who it names.
                 let client_cert = match stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()) {
                     None => None,
                     Some(der) => match tls::client_cert(der) {
                         Ok(cert) => Some(cert),
-                        Err(e) => return tracing::debug!(%remote, error = %e, "unreadable client certificate; connection dropped"),
+                        Err(e) => {
+                            tracing::debug!(%remote, error = %e, "unreadable client certificate; connection dropped");
+                            return;
+                        }
                     },
                 };
                 tracing::debug!(%remote, client_subject = client_cert.as_ref().map(|c| c.subject.as_str()), "TLS connection");
