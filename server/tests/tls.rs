@@ -116,7 +116,7 @@ async fn tls_serves_rpcs_and_refuses_plaintext_clients() {
     let (crt, key) = pki.server("server", 1);
     let health_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let health_addr = format!("127.0.0.1:{health_port}");
-    let server = start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--health-listen", &health_addr], client_tls(pki.ca())).await;
+    let mut server = start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--health-listen", &health_addr], client_tls(pki.ca())).await;
 
     // The health-only listener answers plaintext probes, and serves nothing else.
     let probe = Channel::from_shared(format!("http://{health_addr}")).unwrap().connect().await.unwrap();
@@ -162,6 +162,9 @@ async fn tls_serves_rpcs_and_refuses_plaintext_clients() {
     assert_eq!(call_with(&server, client_tls(pki.ca())).await.unwrap(), 1);
     assert!(started.elapsed() < Duration::from_secs(5), "a stalled handshake delayed another connection: {:?}", started.elapsed());
     assert!(server.log().contains("TLS handshake failed"), "handshake failures are logged at debug:\n{}", server.log());
+
+    // SIGTERM stops a TLS server as cleanly as a plaintext one.
+    assert!(server.terminate().await.success(), "{}", server.log());
 }
 
 #[tokio::test]
@@ -193,6 +196,33 @@ async fn mtls_accepts_trusted_client_certificates_only() {
     // Without a certificate: accepted (such clients authenticate with tokens).
     assert_eq!(call_with(&server, client_tls(pki.ca())).await.unwrap(), 1);
     assert!(server.log().contains("TLS handshake failed"));
+}
+
+#[tokio::test]
+async fn client_ca_is_reloaded_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "main");
+    let next = Pki::new(dir.path(), "next");
+    let (crt, key) = pki.server("server", 1);
+    let (old_crt, old_key) = pki.client("old", "/CN=old");
+    let (new_crt, new_key) = next.client("new", "/CN=new");
+    let client_ca = dir.path().join("client-ca.crt");
+    std::fs::copy(pki.path("ca.crt"), &client_ca).unwrap();
+    let server = start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--client-ca", client_ca.to_str().unwrap(), "--tls-reload-seconds", "1"], client_tls(pki.ca())).await;
+    let with = |crt: &str, key: &str| client_tls(pki.ca()).identity(identity(crt, key));
+    assert!(call_with(&server, with(&old_crt, &old_key)).await.is_ok());
+    assert!(call_with(&server, with(&new_crt, &new_key)).await.is_err());
+
+    // The client CA file now names the next CA: its certificates get in, the old ones no more.
+    let tmp = dir.path().join("client-ca.tmp");
+    std::fs::copy(next.path("ca.crt"), &tmp).unwrap();
+    std::fs::rename(&tmp, &client_ca).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while call_with(&server, with(&new_crt, &new_key)).await.is_err() {
+        assert!(Instant::now() < deadline, "the new client CA is not used:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(call_with(&server, with(&old_crt, &old_key)).await.is_err());
 }
 
 #[tokio::test]
