@@ -7,7 +7,7 @@
 #   tests/sdk-fixture.sh <command> [args...]
 #
 # The command sees:
-#   FABRICSYNC_ADDR          host:port of the gRPC server (plaintext)
+#   FABRICSYNC_ADDR          host:port of the gRPC server (plaintext; TLS with FABRICSYNC_FIXTURE_TLS=1)
 #   FABRICSYNC_GIT_URL       file:// URL of the Git repository (branch main)
 #   FABRICSYNC_GIT_DIR       its work tree (commit to it to change the fabric)
 #   FABRICSYNC_GITOPS_PATH   the fabric's directory inside it (fabric)
