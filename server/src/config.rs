@@ -51,6 +51,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start; the size of `Serve` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server (applies pending migrations first).
