@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Tests the Helm chart in helm/fabricsync:
 #   1. helm (pinned, from the Go module proxy) into .tools/bin, once;
-#   2. helm lint, helm template of two variants (generated key, 2 replicas; existing key
-#      Secret, 3 replicas, CRDs ConfigMap, PDB), and negative cases: no database Secret, values
-#      the schema rejects;
+#   2. helm lint, helm template of three variants (generated key, TLS certificate and admin
+#      token, 2 replicas; existing key, TLS and token Secrets with mTLS, certificate identities,
+#      a NetworkPolicy with selectors, 3 replicas, CRDs ConfigMap, PDB; plaintext behind a mesh),
+#      and negative cases: no database Secret, values the schema or the chart rejects;
 #   3. on a real kube-apiserver (tests/sdk-fixture.sh): a server-side dry run of each variant,
-#      a real install/upgrade/uninstall (the generated key survives both, the Secret is kept),
-#      and one more fabricsync process started with the installed ConfigMap and key Secret
-#      against the fixture's PostgreSQL, checked with the gRPC health service.
+#      a real install/upgrade/uninstall (the generated key, certificate and token survive the
+#      upgrade; key and token Secrets are kept), and one more fabricsync process started with
+#      the installed ConfigMap, key, certificate and token Secrets against the fixture's
+#      PostgreSQL, checked with the gRPC health service over TLS and on the health port.
 # Needs go, and for step 3 target/debug/fabricsync, .tools/bin/kubeharness and grpcurl.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,10 +42,12 @@ expect_fail() {
 echo "== helm lint"
 "$helm" lint --strict "$chart" -f "$chart/ci/default-values.yaml"
 "$helm" lint --strict "$chart" -f "$chart/ci/existing-key-values.yaml"
+"$helm" lint --strict "$chart" -f "$chart/ci/insecure-plaintext-values.yaml"
 
 echo "== helm template"
 "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" >"$work/default.yaml"
 "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/existing-key-values.yaml" >"$work/existing-key.yaml"
+"$helm" template fs "$chart" -n "$ns" -f "$chart/ci/insecure-plaintext-values.yaml" >"$work/insecure-plaintext.yaml"
 grep -q '^  replicas: 2$' "$work/default.yaml" || fail "default: replicas is not 2"
 grep -q '^kind: Secret$' "$work/default.yaml" || fail "default: no generated key Secret"
 grep -q 'helm.sh/resource-policy: keep' "$work/default.yaml" || fail "default: key Secret not kept"
@@ -51,14 +55,49 @@ grep -q '^  replicas: 3$' "$work/existing-key.yaml" || fail "existing-key: repli
 ! grep -q '^kind: Secret$' "$work/existing-key.yaml" || fail "existing-key: a Secret was generated"
 grep -q 'secretName: fabricsync-keys$' "$work/existing-key.yaml" || fail "existing-key: key Secret not mounted"
 grep -q '^kind: PodDisruptionBudget$' "$work/existing-key.yaml" || fail "existing-key: no PodDisruptionBudget"
-for f in "$work/default.yaml" "$work/existing-key.yaml"; do
+for f in "$work/default.yaml" "$work/existing-key.yaml" "$work/insecure-plaintext.yaml"; do
   grep -q 'FABRICSYNC_LISTEN: "0.0.0.0:50051"' "$f" || fail "$f: not listening on 0.0.0.0"
   grep -q 'readOnlyRootFilesystem: true' "$f" || fail "$f: root filesystem writable"
+  grep -q 'FABRICSYNC_HEALTH_LISTEN: "0.0.0.0:50052"' "$f" || fail "$f: no health port"
+  [ "$(grep -A1 -E '^          (startup|liveness|readiness)Probe:' "$f" | grep -c '^            grpc:')" = 3 ] || fail "$f: not three gRPC probes"
+  [ "$(grep -A2 -E '^          (startup|liveness|readiness)Probe:' "$f" | grep -c 'port: 50052$')" = 3 ] || fail "$f: probes not on the health port"
+  grep -q 'name: FABRICSYNC_BOOTSTRAP_TOKEN$' "$f" || fail "$f: no bootstrap token"
 done
+# TLS by default, from a generated self-signed certificate, no plaintext.
+grep -q 'FABRICSYNC_TLS_CERT: /etc/fabricsync/tls/tls.crt' "$work/default.yaml" || fail "default: no TLS"
+grep -q '^type: kubernetes.io/tls$' "$work/default.yaml" || fail "default: no generated TLS Secret"
+! grep -q 'FABRICSYNC_INSECURE_PLAINTEXT\|FABRICSYNC_CLIENT_CA' "$work/default.yaml" || fail "default: plaintext or mTLS"
+grep -q 'secretName: fs-fabricsync-tls$' "$work/default.yaml" || fail "default: TLS Secret not mounted"
+grep -B3 -A3 'secretName: fs-fabricsync-tls$' "$work/default.yaml" | grep -q subPath && fail "default: TLS Secret mounted by subPath (no renewals)"
+crt=$(awk '/^type: kubernetes.io\/tls$/{t=1} t && /^  tls.crt: /{print $2; exit}' "$work/default.yaml")
+tlskey=$(awk '/^type: kubernetes.io\/tls$/{t=1} t && /^  tls.key: /{print $2; exit}' "$work/default.yaml")
+echo "$crt" | base64 -d >"$work/gen.crt"
+echo "$tlskey" | base64 -d >"$work/gen.key"
+sans=$(openssl x509 -in "$work/gen.crt" -noout -ext subjectAltName)
+for name in DNS:fs-fabricsync.fabricsync.svc, DNS:fs-fabricsync.fabricsync.svc.cluster.local DNS:localhost "IP Address:127.0.0.1"; do
+  grep -q "$name" <<<"$sans" || fail "generated certificate lacks $name: $sans"
+done
+[ "$(openssl x509 -in "$work/gen.crt" -noout -pubkey | openssl sha256)" = "$(openssl pkey -in "$work/gen.key" -pubout | openssl sha256)" ] \
+  || fail "generated TLS key does not match its certificate"
+token=$(awk '/name: fs-fabricsync-admin-token$/{t=1} t && /^  token: /{print $2; exit}' "$work/default.yaml" | base64 -d)
+[[ $token =~ ^fsk_[A-Za-z0-9]{12}_[A-Za-z0-9]{48}$ ]] || fail "generated bootstrap token has the wrong shape: ${token:0:4}..."
+grep -q '^kind: NetworkPolicy$' "$work/default.yaml" || fail "default: no NetworkPolicy"
+! grep -q -- '- Egress' "$work/default.yaml" || fail "default: egress restricted"
+# Existing Secrets, mTLS, identities, NetworkPolicy selectors.
+grep -q 'secretName: fabricsync-tls$' "$work/existing-key.yaml" || fail "existing-key: TLS Secret not mounted"
+grep -q 'FABRICSYNC_CLIENT_CA: /etc/fabricsync/client-ca/ca.crt' "$work/existing-key.yaml" || fail "existing-key: no client CA"
+grep -q 'FABRICSYNC_CLIENT_CERT_IDENTITIES: /etc/fabricsync/cert-identities/identities.yaml' "$work/existing-key.yaml" || fail "existing-key: no identities"
+grep -A8 'identities.yaml: |' "$work/existing-key.yaml" | grep -q 'subject: CN=netbox,O=example' || fail "existing-key: identities not rendered"
+grep -A3 'name: FABRICSYNC_BOOTSTRAP_TOKEN$' "$work/existing-key.yaml" | grep -q 'name: fabricsync-admin$' || fail "existing-key: token Secret not used"
+grep -q 'kubernetes.io/metadata.name: netbox' "$work/existing-key.yaml" || fail "existing-key: NetworkPolicy has no selector"
+grep -q -- '- Egress' "$work/existing-key.yaml" || fail "existing-key: egress rules not applied"
+# Plaintext only when asked, and then without any TLS part.
+grep -q 'FABRICSYNC_INSECURE_PLAINTEXT: "true"' "$work/insecure-plaintext.yaml" || fail "insecure-plaintext: flag not set"
+! grep -q 'FABRICSYNC_TLS_CERT\|kubernetes.io/tls\|^kind: NetworkPolicy$' "$work/insecure-plaintext.yaml" || fail "insecure-plaintext: TLS parts or NetworkPolicy rendered"
 # The generated key is a valid key file line: "<id> <base64 of 32 bytes>".
 line=$(sed -n 's/^  keys: //p' "$work/default.yaml" | base64 -d)
 [ "$(echo "$line" | awk '{print $2}' | base64 -d | wc -c)" = 32 ] || fail "generated key is not 32 bytes: $line"
-echo "ok: both variants render"
+echo "ok: the three variants render"
 
 echo "== negative cases"
 expect_fail "no database Secret" "database.existingSecret is required" \
@@ -71,6 +110,20 @@ expect_fail "logFormat: xml" "logFormat" \
   "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set config.logFormat=xml
 expect_fail "extraEnv redefining FABRICSYNC_LISTEN" "set by the chart" \
   "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set config.extraEnv.FABRICSYNC_LISTEN=127.0.0.1:1
+expect_fail "insecurePlaintext with a TLS Secret" "insecurePlaintext: true turns TLS off" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/insecure-plaintext-values.yaml" --set tls.existingSecret=x
+expect_fail "identities without a client CA" "tls.clientCertIdentities needs tls.clientCA.enabled" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set-json 'tls.clientCertIdentities=[{"subject":"CN=a","role":"viewer"}]'
+expect_fail "client CA with a generated certificate" "tls.clientCA.existingSecret is required" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set tls.clientCA.enabled=true
+expect_fail "identity role root" "role" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/existing-key-values.yaml" --set-json 'tls.clientCertIdentities=[{"subject":"CN=a","role":"root"}]'
+expect_fail "identity with subject and san" "clientCertIdentities" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/existing-key-values.yaml" --set-json 'tls.clientCertIdentities=[{"subject":"CN=a","san":"b","role":"viewer"}]'
+expect_fail "healthPort = containerPort" "healthPort must differ" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set healthPort=50051
+expect_fail "extraEnv redefining FABRICSYNC_INSECURE_PLAINTEXT" "set by the chart" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set-string config.extraEnv.FABRICSYNC_INSECURE_PLAINTEXT=true
 # helm lint renders `required` leniently (a warning, exit 0); the message must still show.
 "$helm" lint "$chart" >"$work/out" 2>&1 || true
 grep -q "database.existingSecret is required" "$work/out" || fail "helm lint without a database Secret does not warn"
@@ -84,7 +137,7 @@ grpcurl=$(command -v grpcurl || echo "$ROOT/.tools/bin/grpcurl")
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 $kubectl create namespace "$NS" >/dev/null
-for variant in default existing-key; do
+for variant in default existing-key insecure-plaintext; do
   $kubectl apply --server-side --dry-run=server -f "$WORK/$variant.yaml" >"$WORK/$variant.applied" \
     || fail "$variant: rejected by the API server"
   echo "ok: server-side dry run accepts the $variant variant ($(wc -l <"$WORK/$variant.applied") objects)"
@@ -101,15 +154,23 @@ current-context: fixture
 KUBECONFIG
 chmod 600 "$WORK/kubeconfig"
 helm() { "$HELM" --kubeconfig "$WORK/kubeconfig" -n "$NS" "$@"; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-helm install fs "$CHART" -f "$CHART/ci/default-values.yaml" --set containerPort="$port" >"$WORK/notes"
-grep -q "grpcurl -plaintext localhost:50051 list" "$WORK/notes" || fail "NOTES has no grpcurl command"
-key=$($kubectl -n "$NS" get secret fs-fabricsync-encryption -o jsonpath='{.data.keys}')
-helm upgrade fs "$CHART" -f "$CHART/ci/default-values.yaml" --set containerPort="$port" --set replicaCount=3 >/dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+hport=$(free_port)
+ports=(--set containerPort="$port" --set healthPort="$hport")
+helm install fs "$CHART" -f "$CHART/ci/default-values.yaml" "${ports[@]}" >"$WORK/notes"
+grep -q "grpcurl -cacert fabricsync-ca.crt -servername fs-fabricsync.$NS.svc -H \"authorization: Bearer \$TOKEN\" localhost:50051 list" "$WORK/notes" \
+  || { cat "$WORK/notes" >&2; fail "NOTES has no grpcurl command with TLS and the token"; }
+secret() { $kubectl -n "$NS" get secret "$1" -o jsonpath="{.data.$2}"; }
+key=$(secret fs-fabricsync-encryption keys)
+crt=$(secret fs-fabricsync-tls 'tls\.crt')
+token=$(secret fs-fabricsync-admin-token token)
+helm upgrade fs "$CHART" -f "$CHART/ci/default-values.yaml" "${ports[@]}" --set replicaCount=3 >/dev/null
 [ "$($kubectl -n "$NS" get deployment fs-fabricsync -o jsonpath='{.spec.replicas}')" = 3 ] || fail "upgrade: replicas not 3"
-[ "$($kubectl -n "$NS" get secret fs-fabricsync-encryption -o jsonpath='{.data.keys}')" = "$key" ] \
-  || fail "upgrade replaced the generated encryption key"
-echo "ok: install, upgrade keeps the generated key"
+[ "$(secret fs-fabricsync-encryption keys)" = "$key" ] || fail "upgrade replaced the generated encryption key"
+[ "$(secret fs-fabricsync-tls 'tls\.crt')" = "$crt" ] || fail "upgrade replaced the generated TLS certificate"
+[ "$(secret fs-fabricsync-admin-token token)" = "$token" ] || fail "upgrade replaced the generated admin token"
+echo "ok: install, upgrade keeps the generated key, certificate and admin token"
 
 # One more replica as the pod would run it: the ConfigMap's environment, the Secret's key file,
 # DATABASE_URL of the fixture's PostgreSQL (its server's embedded one, shared like a real one).
@@ -118,18 +179,22 @@ pg=$(dirname "$FABRICSYNC_SERVER_LOG")/server/postgres
 env_args=()
 while IFS= read -r kv; do env_args+=("$kv"); done < <($kubectl -n "$NS" get configmap fs-fabricsync \
   -o go-template='{{range $k, $v := .data}}{{$k}}={{$v}}{{"\n"}}{{end}}')
-mkdir -p "$WORK/pod/data" "$WORK/pod/keys" "$WORK/pod/tmp"
+mkdir -p "$WORK/pod/data" "$WORK/pod/keys" "$WORK/pod/tmp" "$WORK/pod/tls"
 echo "$key" | base64 -d >"$WORK/pod/keys/encryption.keys"
-chmod 400 "$WORK/pod/keys/encryption.keys"
+for f in tls.crt tls.key ca.crt; do secret fs-fabricsync-tls "${f/./\\.}" | base64 -d >"$WORK/pod/tls/$f"; done
+chmod 400 "$WORK/pod/keys/encryption.keys" "$WORK/pod/tls/tls.key"
 env_args=("${env_args[@]/#FABRICSYNC_DATA_DIR=*/FABRICSYNC_DATA_DIR=$WORK/pod/data}")
 env_args=("${env_args[@]/#FABRICSYNC_KEY_FILE=*/FABRICSYNC_KEY_FILE=$WORK/pod/keys/encryption.keys}")
-env -i PATH="$PATH" TMPDIR="$WORK/pod/tmp" "${env_args[@]}" \
+env_args=("${env_args[@]/#FABRICSYNC_TLS_CERT=*/FABRICSYNC_TLS_CERT=$WORK/pod/tls/tls.crt}")
+env_args=("${env_args[@]/#FABRICSYNC_TLS_KEY=*/FABRICSYNC_TLS_KEY=$WORK/pod/tls/tls.key}")
+env -i PATH="$PATH" TMPDIR="$WORK/pod/tmp" "${env_args[@]}" FABRICSYNC_BOOTSTRAP_TOKEN="$(echo "$token" | base64 -d)" \
   DATABASE_URL="postgres://fabricsync:$(cat "$pg/password")@127.0.0.1:$(cat "$pg/port")/fabricsync" \
   "$BIN" serve >"$WORK/pod/log" 2>&1 &
 pid=$!
 status=""
 for _ in $(seq 1 300); do
-  status=$("$grpcurl" -plaintext "127.0.0.1:$port" grpc.health.v1.Health/Check 2>/dev/null | grep -o SERVING || true)
+  status=$("$grpcurl" -cacert "$WORK/pod/tls/ca.crt" -servername "fs-fabricsync.$NS.svc" -H "authorization: Bearer $(echo "$token" | base64 -d)" \
+    "127.0.0.1:$port" grpc.health.v1.Health/Check 2>/dev/null | grep -o SERVING || true)
   [ "$status" = SERVING ] && break
   kill -0 $pid 2>/dev/null || { cat "$WORK/pod/log" >&2; fail "the replica exited"; }
   sleep 0.2
@@ -138,6 +203,10 @@ done
 if command -v ss >/dev/null; then
   ss -ltn | grep -q "0.0.0.0:$port " || fail "the replica does not listen on 0.0.0.0:$port"
 fi
+# The kubelet's probes: plaintext, on the health port; the gRPC port speaks only TLS.
+"$grpcurl" -plaintext "127.0.0.1:$hport" grpc.health.v1.Health/Check | grep -q SERVING || fail "the health port is not SERVING"
+! "$grpcurl" -plaintext -max-time 5 "127.0.0.1:$port" grpc.health.v1.Health/Check >/dev/null 2>&1 || fail "the gRPC port answered plaintext"
+echo "ok: the replica serves TLS with the chart's certificate on $port, plaintext health on $hport"
 head -c 1 "$WORK/pod/log" | grep -q '{' || fail "log is not JSON"
 kill -TERM $pid
 wait $pid || fail "the replica did not exit cleanly on SIGTERM"
@@ -146,9 +215,9 @@ echo "ok: a replica with the chart's settings serves on 0.0.0.0:$port (data dir 
 
 helm uninstall fs >/dev/null
 $kubectl -n "$NS" get deployment fs-fabricsync >/dev/null 2>&1 && fail "uninstall left the Deployment"
-[ "$($kubectl -n "$NS" get secret fs-fabricsync-encryption -o jsonpath='{.data.keys}')" = "$key" ] \
-  || fail "uninstall removed the generated encryption key"
-echo "ok: uninstall keeps the generated key Secret"
+[ "$(secret fs-fabricsync-encryption keys)" = "$key" ] || fail "uninstall removed the generated encryption key"
+[ "$(secret fs-fabricsync-admin-token token)" = "$token" ] || fail "uninstall removed the generated admin token"
+echo "ok: uninstall keeps the generated key and admin token Secrets"
 EOF
 ROOT=$root WORK=$work NS=$ns CHART=$chart HELM=$helm BIN=${FABRICSYNC_BIN:-$root/target/debug/fabricsync} \
   tests/sdk-fixture.sh bash "$work/cluster.sh"

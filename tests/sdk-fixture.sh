@@ -7,7 +7,7 @@
 #   tests/sdk-fixture.sh <command> [args...]
 #
 # The command sees:
-#   FABRICSYNC_ADDR          host:port of the gRPC server (plaintext)
+#   FABRICSYNC_ADDR          host:port of the gRPC server (plaintext; TLS with FABRICSYNC_FIXTURE_TLS=1)
 #   FABRICSYNC_GIT_URL       file:// URL of the Git repository (branch main)
 #   FABRICSYNC_GIT_DIR       its work tree (commit to it to change the fabric)
 #   FABRICSYNC_GITOPS_PATH   the fabric's directory inside it (fabric)
@@ -18,6 +18,12 @@
 #   FABRICSYNC_SERVER_LOG    the server's log file
 #   FABRICSYNC_TOKEN         the server's admin API token (the one its first start wrote)
 #   FABRICSYNC_VIEWER_TOKEN, FABRICSYNC_OPERATOR_TOKEN   tokens of those roles (`fabricsync token create`)
+# With FABRICSYNC_FIXTURE_TLS=1 the server serves TLS and verifies client certificates
+# (--tls-cert, --tls-key, --client-ca; certificates made with openssl), and it also exports:
+#   FABRICSYNC_TLS=1
+#   FABRICSYNC_CA_FILE       the CA of the server's and the client's certificates (PEM)
+#   FABRICSYNC_CLIENT_CERT   a client certificate (CN=sdk-client,O=fabricsync-tests) that CA issued
+#   FABRICSYNC_CLIENT_KEY    its private key
 # Needs target/debug/fabricsync (cargo build -p fabricsync) and .tools/bin/kubeharness
 # (scripts/kube-harness.sh); FABRICSYNC_BIN overrides the first.
 set -euo pipefail
@@ -73,9 +79,30 @@ git -C "$git" init -q -b main
 git -C "$git" add .
 git -C "$git" -c user.name=fixture -c user.email=fixture@example.com commit -q -m "demo fabric"
 
+# TLS: a CA, a server certificate for localhost/127.0.0.1, a client certificate.
+tls_args=()
+if [ "${FABRICSYNC_FIXTURE_TLS:-}" = 1 ]; then
+  pki=$dir/pki
+  mkdir -m 700 "$pki"
+  ossl() { openssl "$@" 2>"$pki/openssl.err" || { cat "$pki/openssl.err" >&2; exit 1; }; }
+  ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/ca.key"
+  ossl req -x509 -new -key "$pki/ca.key" -out "$pki/ca.crt" -days 2 -subj "/CN=fabricsync fixture CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+  issue() { # <name> <subject> <extensions>
+    ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$1.key"
+    ossl req -new -key "$pki/$1.key" -out "$pki/$1.csr" -subj "$2"
+    printf 'basicConstraints=CA:FALSE\n%b\n' "$3" >"$pki/$1.ext"
+    ossl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 2 -extfile "$pki/$1.ext" -out "$pki/$1.crt"
+  }
+  issue server /CN=localhost 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
+  issue client /O=fabricsync-tests/CN=sdk-client 'subjectAltName=DNS:sdk-client.example.com\nextendedKeyUsage=clientAuth'
+  tls_args=(--tls-cert "$pki/server.crt" --tls-key "$pki/server.key" --client-ca "$pki/ca.crt")
+  export FABRICSYNC_TLS=1 FABRICSYNC_CA_FILE=$pki/ca.crt FABRICSYNC_CLIENT_CERT=$pki/client.crt FABRICSYNC_CLIENT_KEY=$pki/client.key
+fi
+
 # The server, with its embedded PostgreSQL in the fixture's directory.
 gport=$(free_port)
-"$bin" serve --listen "127.0.0.1:$gport" --data-dir "$dir/server" --log-format json >"$dir/server.log" 2>&1 &
+"$bin" serve --listen "127.0.0.1:$gport" --data-dir "$dir/server" --log-format json "${tls_args[@]}" >"$dir/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 600); do
   (exec 3<>"/dev/tcp/127.0.0.1/$gport") 2>/dev/null && break

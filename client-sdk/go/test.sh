@@ -12,3 +12,5 @@ cd "$sdk"
 go vet ./...
 # One fixture for everything; -count=1: the results depend on the fixture, never cache them.
 "$root/tests/sdk-fixture.sh" bash -c 'go test -count=1 "$@" ./... && go run ./examples/sync' go-test "$@"
+# Dial over TLS and mTLS: a second fixture whose server serves TLS and verifies client certificates.
+FABRICSYNC_FIXTURE_TLS=1 "$root/tests/sdk-fixture.sh" go test -count=1 -run '^TestTLS' "$@" ./fabricsync

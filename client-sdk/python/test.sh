@@ -18,3 +18,5 @@ echo "== mypy --strict (client-sdk/python: src, gen, examples)"
 
 echo "== pytest client-sdk/python/tests (tests/sdk-fixture.sh)"
 tests/sdk-fixture.sh "$venv/bin/pytest" -p no:cacheprovider client-sdk/python/tests "$@"
+echo "== pytest client-sdk/python/tests/test_tls.py (FABRICSYNC_FIXTURE_TLS=1 tests/sdk-fixture.sh: TLS and mTLS)"
+FABRICSYNC_FIXTURE_TLS=1 tests/sdk-fixture.sh "$venv/bin/pytest" -p no:cacheprovider client-sdk/python/tests/test_tls.py "$@"

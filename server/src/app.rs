@@ -15,6 +15,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Generate { resources, out } = &cli.command {
         return generate(*resources, out);
     }
+    // Refused before the database starts: a wrong listen setting should fail at once.
+    if let Command::Serve(args) = &cli.command {
+        if args.tls_cert.is_none() {
+            crate::transport::check_plaintext(args.listen, args.insecure_plaintext)?;
+        }
+    }
     let (url, embedded) = database(&cli.common).await?;
     let result = match &cli.command {
         Command::Serve(args) => serve(&cli.common, args, &url).await,
@@ -70,6 +76,12 @@ async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<(
         let files = crate::manifest::kinds::KindRegistry::install_extra(dir).map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
         info!(files, dir = %dir.display(), "extra CRDs loaded");
     }
+    let mut settings = crate::server::Settings::new(args, common);
+    if let Some(path) = &args.client_cert_identities {
+        let identities = crate::auth::certs::CertIdentities::load(path)?;
+        info!(entries = identities.len(), file = %path.display(), "client certificate identities loaded");
+        settings.client_cert_identities = Some(Arc::new(identities));
+    }
     migrate(url).await?;
     let pool = db::pool(url, args.db_pool_size)?;
     let given = args.bootstrap_token.as_deref().map(crate::crypto::Secret::new);
@@ -79,7 +91,7 @@ async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<(
         info!(path = %path.display(), "no API token existed: an admin token was created and written to this file (mode 0600)");
     }
     drop(conn);
-    crate::server::serve(crate::server::Settings::new(args, common), url, pool, keyring, pepper).await
+    crate::server::serve(settings, url, pool, keyring, pepper).await
 }
 
 /// `fabricsync token ...`: tokens straight in the database, for bootstrap and recovery.

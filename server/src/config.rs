@@ -51,6 +51,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start; the size of `Serve` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server (applies pending migrations first).
@@ -174,11 +176,6 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_PUBLIC_REFLECTION")]
     pub public_reflection: bool,
 
-    /// YAML file mapping verified client certificates (subject or SAN) to a role and fabric
-    /// scope: `- {match: "CN=netbox", role: operator, fabrics: [prod-*]}`; first match wins.
-    #[arg(long, env = "FABRICSYNC_CLIENT_CERT_IDENTITIES")]
-    pub client_cert_identities: Option<std::path::PathBuf>,
-
     /// Value of the first admin token, registered on a database without tokens instead of
     /// generating one into <data-dir>/admin-token (the Helm chart's Secret).
     #[arg(long, env = "FABRICSYNC_BOOTSTRAP_TOKEN", hide_env_values = true)]
@@ -213,4 +210,54 @@ pub struct ServeArgs {
     /// After SIGTERM/SIGINT, how long in-flight calls may take before the server exits anyway.
     #[arg(long, env = "FABRICSYNC_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+
+    /// Serve gRPC over TLS with this PEM certificate chain (server certificate first). Re-read
+    /// when it changes (see --tls-reload-seconds), as when cert-manager rotates it.
+    #[arg(long, env = "FABRICSYNC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "FABRICSYNC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) for mutual TLS: a client that presents a certificate must present
+    /// one issued by them (else the handshake fails); clients without one are still accepted and
+    /// authenticate with an API token.
+    #[arg(long, env = "FABRICSYNC_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+
+    /// How often the TLS files are checked for new content. New files that do not load (half
+    /// written, key not matching) leave the previous certificate serving, with a warning.
+    #[arg(long, env = "FABRICSYNC_TLS_RELOAD_SECONDS", default_value_t = 5)]
+    pub tls_reload_seconds: u64,
+
+    /// Roles for client certificates, a YAML (or JSON) file:
+    /// `identities: [{subject: "CN=netbox,O=example", role: operator, fabrics: ["prod-*"]}, {san: "*.ops.example.com", role: viewer}]`.
+    /// Each entry matches the certificate's subject (RFC 4514, as `openssl x509 -noout -subject
+    /// -nameopt RFC2253` prints it) or any of its DNS/URI/e-mail SANs, exactly or as a glob
+    /// (`*`, `?`); the first matching entry gives the role (viewer, operator, admin) and the
+    /// fabrics (globs; none: all). Needs --client-ca.
+    #[arg(long, env = "FABRICSYNC_CLIENT_CERT_IDENTITIES", requires = "client_ca")]
+    pub client_cert_identities: Option<PathBuf>,
+
+    /// Allow plaintext gRPC on a non-loopback --listen address: only where something else
+    /// protects the traffic (a service mesh's mTLS). Without TLS the server otherwise refuses
+    /// to listen anywhere but on loopback.
+    #[arg(long, env = "FABRICSYNC_INSECURE_PLAINTEXT", conflicts_with = "tls_cert")]
+    pub insecure_plaintext: bool,
+
+    /// Also serve the gRPC health service (grpc.health.v1 only) in plaintext on this address,
+    /// for probes that cannot speak TLS (Kubernetes' native gRPC probes). It tells whether the
+    /// server is serving, nothing else.
+    #[arg(long, env = "FABRICSYNC_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    pub fn tls_files(&self) -> Option<crate::transport::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::transport::tls::TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: self.client_ca.clone() }),
+            _ => None,
+        }
+    }
 }

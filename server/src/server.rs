@@ -31,11 +31,15 @@ pub struct Settings {
     pub read_limits: crate::git::ReadLimits,
     pub data_dir: std::path::PathBuf,
     pub public_reflection: bool,
-    pub client_cert_identities: Option<std::path::PathBuf>,
     pub limits: crate::auth::limits::LimitSettings,
     pub max_message_bytes: usize,
     pub request_timeout: Duration,
     pub audit_retention: Duration,
+    pub tls: Option<crate::transport::tls::TlsFiles>,
+    pub tls_reload: Duration,
+    pub health_listen: Option<std::net::SocketAddr>,
+    /// Roles of client certificates (--client-cert-identities), for the auth layer.
+    pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
 }
 
 impl Settings {
@@ -56,7 +60,6 @@ impl Settings {
             },
             data_dir: common.data_dir.clone(),
             public_reflection: args.public_reflection,
-            client_cert_identities: args.client_cert_identities.clone(),
             limits: crate::auth::limits::LimitSettings {
                 requests_per_second: args.rate_limit_per_second,
                 burst: args.rate_limit_burst,
@@ -65,6 +68,10 @@ impl Settings {
             max_message_bytes: args.max_message_bytes.max(1024),
             request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
             audit_retention: Duration::from_secs(args.audit_retention_days.max(1) * 86_400),
+            tls: args.tls_files(),
+            tls_reload: Duration::from_secs(args.tls_reload_seconds.max(1)),
+            health_listen: args.health_listen,
+            client_cert_identities: None,
         }
     }
 }
@@ -72,11 +79,16 @@ impl Settings {
 /// Serves until SIGINT or SIGTERM; then stops accepting, ends open streams and lets
 /// in-flight calls finish.
 pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring: Arc<Keyring>, pepper: crate::auth::token::Pepper) -> anyhow::Result<()> {
+    // Certificate problems stop the start, before anything runs.
+    let tls = match &settings.tls {
+        Some(files) => Some(crate::transport::tls::Reloading::load(files.clone()).await?),
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stopping = shutdown_rx.clone();
     let hub = crate::sync::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
     let state = AppState { pool, keyring, token_pepper: Arc::new(pepper), shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub, parse_cache: Default::default() };
-    let (gate, audit_writer) = gate(&settings, &state)?;
+    let (gate, audit_writer) = gate(&settings, &state);
     let mut workers = crate::sync::worker::spawn(state.clone());
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
     workers.push(crate::watch::spawn(state.clone(), database_url.to_string()));
@@ -93,8 +105,28 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    if let Some((tls, loaded)) = &tls {
+        workers.push(tls.clone().spawn_watch(*loaded, settings.tls_reload, state.shutdown.clone()));
+    }
+    if let Some(addr) = settings.health_listen {
+        let listener = TcpListener::bind(addr).await?;
+        info!(address = %listener.local_addr()?, "health service listening (plaintext)");
+        // Reflection of the health service alone, so grpcurl can call it there too.
+        let health_reflection = tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET).build_v1()?;
+        let health_only = Server::builder().add_service(health_service.clone()).add_service(health_reflection);
+        let mut stopping = state.shutdown.clone();
+        workers.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = health_only.serve_with_incoming_shutdown(crate::transport::plaintext(listener), stop).await {
+                tracing::warn!(error = %e, "health listener stopped");
+            }
+        }));
+    }
+
     let listener = TcpListener::bind(settings.listen).await?;
-    info!(address = %listener.local_addr()?, "fabricsync listening");
+    info!(address = %listener.local_addr()?, tls = tls.is_some(), client_ca = settings.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "fabricsync listening");
 
     let shutdown = async move {
         wait_for_signal().await;
@@ -104,7 +136,7 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     };
 
     let max = settings.max_message_bytes;
-    let serving = Server::builder()
+    let router = Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         .timeout(settings.request_timeout)
         .layer(crate::auth::layer::AuthLayer::new(gate))
@@ -115,8 +147,13 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
         .add_service(FabricServiceServer::new(FabricApi::new(state.clone())).max_decoding_message_size(max))
         .add_service(SyncServiceServer::new(SyncApi::new(state.clone())).max_decoding_message_size(max))
         .add_service(DriftServiceServer::new(DriftApi::new(state.clone())).max_decoding_message_size(max))
-        .add_service(AccessServiceServer::new(AccessApi::new(state)).max_decoding_message_size(max))
-        .serve_with_incoming_shutdown(crate::transport::plaintext(listener), shutdown);
+        .add_service(AccessServiceServer::new(AccessApi::new(state)).max_decoding_message_size(max));
+    let serving = async move {
+        match tls {
+            Some((tls, _)) => router.serve_with_incoming_shutdown(crate::transport::tls(listener, tls), shutdown).await,
+            None => router.serve_with_incoming_shutdown(crate::transport::plaintext(listener), shutdown).await,
+        }
+    };
     // Clients may keep idle connections open after GOAWAY; do not wait on them forever.
     let grace = settings.shutdown_grace;
     let drain_deadline = async move {
@@ -138,14 +175,9 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
 }
 
 /// The auth layer's parts: token and certificate authentication, limits, the audit log.
-fn gate(settings: &Settings, state: &AppState) -> anyhow::Result<(Arc<crate::auth::layer::Gate>, tokio::task::JoinHandle<()>)> {
+fn gate(settings: &Settings, state: &AppState) -> (Arc<crate::auth::layer::Gate>, tokio::task::JoinHandle<()>) {
     use crate::auth::{authenticator, layer};
-    let certificates = settings
-        .client_cert_identities
-        .as_deref()
-        .map(crate::auth::certs::CertIdentities::load)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--client-cert-identities: {e}"))?;
+    let certificates = settings.client_cert_identities.clone();
     let invalid = authenticator::spawn_invalid_refresher(state.pool.clone(), state.shutdown.clone());
     let (audit, writer) = crate::auth::audit::AuditLog::spawn(state.pool.clone(), settings.audit_retention);
     let gate = layer::Gate {
@@ -155,7 +187,7 @@ fn gate(settings: &Settings, state: &AppState) -> anyhow::Result<(Arc<crate::aut
         pool: state.pool.clone(),
         settings: layer::AuthSettings { public_reflection: settings.public_reflection, max_message_bytes: settings.max_message_bytes },
     };
-    Ok((Arc::new(gate), writer))
+    (Arc::new(gate), writer)
 }
 
 /// The overall status (`""`, what probes check) and every service's go together.

@@ -38,6 +38,8 @@ type Client struct {
 type dialOptions struct {
 	plaintext     bool
 	caFile        string
+	certFile      string
+	keyFile       string
 	token         string
 	insecureToken bool
 	grpcOptions   []grpc.DialOption
@@ -50,6 +52,12 @@ type Option func(*dialOptions)
 // the system roots. TLS with the system roots is the default.
 func WithTLS(caFile string) Option {
 	return func(o *dialOptions) { o.plaintext, o.caFile = false, caFile }
+}
+
+// WithClientCertificate presents the PEM certificate in certFile, with its private key in
+// keyFile, to a server that verifies client certificates (mutual TLS). Needs TLS.
+func WithClientCertificate(certFile, keyFile string) Option {
+	return func(o *dialOptions) { o.certFile, o.keyFile = certFile, keyFile }
 }
 
 // WithPlaintext connects without TLS (e.g. to a server on loopback).
@@ -87,6 +95,9 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		grpc.WithChainStreamInterceptor(streamErrors),
 	}
 	if o.plaintext {
+		if o.certFile != "" {
+			return nil, errors.New("fabricsync: a client certificate needs TLS; drop WithPlaintext")
+		}
 		grpcOpts = append(grpcOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	} else {
 		config := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -99,6 +110,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 			if !config.RootCAs.AppendCertsFromPEM(pem) {
 				return nil, fmt.Errorf("fabricsync: no PEM certificate in %s", o.caFile)
 			}
+		}
+		if o.certFile != "" {
+			cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("fabricsync: client certificate %s with key %s: %w", o.certFile, o.keyFile, err)
+			}
+			config.Certificates = []tls.Certificate{cert}
 		}
 		grpcOpts = append(grpcOpts, grpc.WithTransportCredentials(credentials.NewTLS(config)))
 	}

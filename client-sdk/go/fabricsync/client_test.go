@@ -161,21 +161,13 @@ func TestDialPlaintextSendsTokenOnlyToLoopback(t *testing.T) {
 	}
 }
 
-func TestDialTLSWithCAFile(t *testing.T) {
+// The token reaches the server over TLS (TLS itself is tested against the real server in
+// tls_test.go; this server reports the header it got).
+func TestDialTLSSendsBearerToken(t *testing.T) {
 	cert, caFile := selfSigned(t)
 	addr := serve(t, cert)
 	if got := authorization(t, addr, fabricsync.WithTLS(caFile), fabricsync.WithBearerToken("s3cret")); got != "Bearer s3cret" {
 		t.Errorf("server got %q", got)
-	}
-
-	// The system roots do not trust the test CA: Dial fails instead of the first call.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if _, err := fabricsync.Dial(ctx, addr, fabricsync.WithTLS("")); err == nil {
-		t.Error("Dial with the system roots succeeded against a self-signed server")
-	}
-	if _, err := fabricsync.Dial(ctx, addr, fabricsync.WithTLS(filepath.Join(t.TempDir(), "missing.pem"))); err == nil {
-		t.Error("Dial with a missing CA file succeeded")
 	}
 }
 

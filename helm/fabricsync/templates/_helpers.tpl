@@ -76,3 +76,50 @@ PostgreSQL inside the pod, which is for local use only (lost with the pod, not s
 {{- "keys" }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret with the server's tls.crt/tls.key: the user's (cert-manager's), or the generated one. */}}
+{{- define "fabricsync.tlsSecret" -}}
+{{- if .Values.tls.existingSecret }}
+{{- .Values.tls.existingSecret }}
+{{- else }}
+{{- printf "%s-tls" (include "fabricsync.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the client CA for mTLS; the chart's own self-signed certificate is no CA. */}}
+{{- define "fabricsync.clientCASecret" -}}
+{{- $name := .Values.tls.clientCA.existingSecret | default .Values.tls.existingSecret }}
+{{- required "tls.clientCA.existingSecret is required with tls.clientCA.enabled when the chart generates the server certificate (tls.existingSecret empty): the Secret holding the CA that issues client certificates" $name }}
+{{- end }}
+
+{{/* The Secret holding the bootstrap admin token: the user's, or the one this chart generates. */}}
+{{- define "fabricsync.bootstrapTokenSecret" -}}
+{{- if .Values.bootstrapToken.existingSecret }}
+{{- .Values.bootstrapToken.existingSecret }}
+{{- else }}
+{{- printf "%s-admin-token" (include "fabricsync.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "fabricsync.bootstrapTokenSecretKey" -}}
+{{- if .Values.bootstrapToken.existingSecret }}
+{{- .Values.bootstrapToken.existingSecretKey }}
+{{- else }}
+{{- "token" }}
+{{- end }}
+{{- end }}
+
+{{/* The transport settings must make sense together; fails the render otherwise. */}}
+{{- define "fabricsync.validateTransport" -}}
+{{- if .Values.insecurePlaintext }}
+{{- if or .Values.tls.existingSecret .Values.tls.clientCA.enabled }}
+{{- fail "insecurePlaintext: true turns TLS off; unset tls.existingSecret and tls.clientCA.enabled (or keep TLS and drop insecurePlaintext)" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.tls.clientCertIdentities (not .Values.tls.clientCA.enabled) }}
+{{- fail "tls.clientCertIdentities needs tls.clientCA.enabled: true (identities map verified client certificates)" }}
+{{- end }}
+{{- if eq (int .Values.healthPort) (int .Values.containerPort) }}
+{{- fail "healthPort must differ from containerPort" }}
+{{- end }}
+{{- end }}

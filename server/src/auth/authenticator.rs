@@ -68,7 +68,7 @@ pub struct Authenticator {
     pepper: Arc<Pepper>,
     cache: Mutex<HashMap<String, Cached>>,
     invalid: watch::Receiver<Arc<HashSet<Uuid>>>,
-    certificates: Option<super::certs::CertIdentities>,
+    certificates: Option<Arc<super::certs::CertIdentities>>,
 }
 
 impl Authenticator {
@@ -76,7 +76,7 @@ impl Authenticator {
         pool: DbPool,
         pepper: Arc<Pepper>,
         invalid: watch::Receiver<Arc<HashSet<Uuid>>>,
-        certificates: Option<super::certs::CertIdentities>,
+        certificates: Option<Arc<super::certs::CertIdentities>>,
     ) -> Authenticator {
         Authenticator { pool, pepper, cache: Mutex::new(HashMap::new()), invalid, certificates }
     }

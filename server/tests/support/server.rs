@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fabricsync::crypto::Keyring;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// The admin token of every test server (registered on first start of a database through
 /// FABRICSYNC_BOOTSTRAP_TOKEN, so servers sharing a database share it).
@@ -58,6 +58,8 @@ pub struct ServerProcess {
     pub database_url: String,
     /// Its encryption keys (FABRICSYNC_ENCRYPTION_KEYS): the command line needs the same.
     pub keys: String,
+    /// How the harness's clients connect when the server runs TLS.
+    pub tls: Option<ClientTlsConfig>,
     dir: tempfile::TempDir,
 }
 
@@ -68,24 +70,36 @@ impl ServerProcess {
     }
 
     pub async fn start_with(database_url: &str, keys: &str, extra_args: &[&str]) -> ServerProcess {
-        Self::spawn(database_url, keys, extra_args, Some(ADMIN_TOKEN)).await
+        Self::spawn(database_url, keys, free_loopback(), extra_args, None, Some(ADMIN_TOKEN)).await
+    }
+
+    /// Starts a server listening on `listen` (connected to on 127.0.0.1 when it is 0.0.0.0),
+    /// with TLS for the harness's clients when `tls` is given (pass --tls-cert etc. in `extra_args`).
+    pub async fn start_on(database_url: &str, keys: &str, listen: SocketAddr, extra_args: &[&str], tls: Option<ClientTlsConfig>) -> ServerProcess {
+        Self::spawn(database_url, keys, listen, extra_args, tls, Some(ADMIN_TOKEN)).await
     }
 
     /// As a user's first start: no bootstrap token given, so the server writes its admin
     /// token to `<data dir>/admin-token`.
     pub async fn start_first_run(database_url: &str, keys: &str) -> ServerProcess {
-        Self::spawn(database_url, keys, &[], None).await
+        Self::spawn(database_url, keys, free_loopback(), &[], None, None).await
     }
 
-    async fn spawn(database_url: &str, keys: &str, extra_args: &[&str], bootstrap_token: Option<&str>) -> ServerProcess {
+    async fn spawn(
+        database_url: &str,
+        keys: &str,
+        listen: SocketAddr,
+        extra_args: &[&str],
+        tls: Option<ClientTlsConfig>,
+        bootstrap_token: Option<&str>,
+    ) -> ServerProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
         let mut command = Command::new(env!("CARGO_BIN_EXE_fabricsync"));
         command
-            .args(["serve", "--listen", &addr.to_string(), "--log-format", "json", "--log", "debug"])
+            .args(["serve", "--listen", &listen.to_string(), "--log-format", "json", "--log", "debug"])
             .args(extra_args)
             .env("DATABASE_URL", database_url)
             .env("FABRICSYNC_ENCRYPTION_KEYS", keys)
@@ -99,7 +113,7 @@ impl ServerProcess {
             .stderr(log)
             .spawn()
             .expect("spawn fabricsync");
-        let server = ServerProcess { child, addr, log_path, database_url: database_url.to_string(), keys: keys.to_string(), dir };
+        let server = ServerProcess { child, addr, log_path, database_url: database_url.to_string(), keys: keys.to_string(), tls, dir };
         server.wait_serving().await;
         server
     }
@@ -107,7 +121,7 @@ impl ServerProcess {
     async fn wait_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(channel) = Channel::from_shared(self.url()).unwrap().connect().await {
+            if let Ok(channel) = self.endpoint().connect().await {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
                 if health.check(req).await.is_ok() {
@@ -120,7 +134,15 @@ impl ServerProcess {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.addr)
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        let endpoint = Channel::from_shared(self.url()).unwrap();
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()).expect("client TLS config"),
+            None => endpoint,
+        }
     }
 
     /// A channel authenticated as the test admin.
@@ -134,7 +156,7 @@ impl ServerProcess {
 
     /// A channel without credentials.
     pub async fn plain_channel(&self) -> Channel {
-        Channel::from_shared(self.url()).unwrap().connect().await.expect("connect")
+        self.endpoint().connect().await.expect("connect")
     }
 
     /// Runs `fabricsync <args>` against this server's database and keys: (success, stdout, stderr).
@@ -177,6 +199,11 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+fn free_loopback() -> SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 impl Drop for ServerProcess {

@@ -23,16 +23,26 @@ _Resp = TypeVar("_Resp")
 ChannelOptions = Sequence[Tuple[str, Any]]
 
 
-def channel_credentials(tls: bool, ca_file: Optional[str]) -> Optional[grpc.ChannelCredentials]:
-    """TLS credentials verifying the server with the CA file (system roots when None), or None
-    for plaintext. A CA file implies TLS."""
-    if not tls and ca_file is None:
+def _read(path: Optional[str]) -> Optional[bytes]:
+    if path is None:
         return None
-    roots = None
-    if ca_file is not None:
-        with open(ca_file, "rb") as f:
-            roots = f.read()
-    return grpc.ssl_channel_credentials(root_certificates=roots)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def channel_credentials(
+    tls: bool, ca_file: Optional[str], client_cert_file: Optional[str] = None, client_key_file: Optional[str] = None
+) -> Optional[grpc.ChannelCredentials]:
+    """TLS credentials verifying the server with the CA file (system roots when None), and
+    presenting the client certificate with its key when given (mutual TLS), or None for
+    plaintext. A CA file or a client certificate implies TLS."""
+    if (client_cert_file is None) != (client_key_file is None):
+        raise ValueError("client_cert_file and client_key_file go together")
+    if not tls and ca_file is None and client_cert_file is None:
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(ca_file), private_key=_read(client_key_file), certificate_chain=_read(client_cert_file)
+    )
 
 
 def _with_token(metadata: Optional[Sequence[Tuple[str, Union[str, bytes]]]], token: Optional[str]) -> List[Tuple[str, Union[str, bytes]]]:

@@ -64,13 +64,17 @@ class Client:
         *,
         tls: bool = False,
         ca_file: Optional[str] = None,
+        client_cert_file: Optional[str] = None,
+        client_key_file: Optional[str] = None,
         token: Optional[str] = None,
         options: _channel.ChannelOptions = (),
         resume: ResumePolicy = ResumePolicy(),
     ) -> None:
-        """TLS when `tls` or `ca_file` (the CA verifying the server; system roots without
-        it), else plaintext. `token` is sent as `authorization: Bearer <token>` on every call."""
-        credentials = _channel.channel_credentials(tls, ca_file)
+        """TLS when `tls`, `ca_file` (the CA verifying the server; system roots without it) or
+        `client_cert_file` (a PEM certificate presented with its key `client_key_file`, for
+        servers that verify client certificates), else plaintext. `token` is sent as
+        `authorization: Bearer <token>` on every call."""
+        credentials = _channel.channel_credentials(tls, ca_file, client_cert_file, client_key_file)
         self.channel = _channel.sync_channel(target, credentials, token, options)
         self.repositories = repository_pb2_grpc.RepositoryServiceStub(self.channel)
         self.fabrics = fabric_pb2_grpc.FabricServiceStub(self.channel)
