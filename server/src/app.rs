@@ -10,6 +10,7 @@ use crate::config::{Cli, Command, Common, ServeArgs};
 use crate::crypto::{self, Keyring, Sealed};
 use crate::db;
 use crate::embedded_pg::EmbeddedPostgres;
+use crate::outbound::Outbound;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Generate { resources, out } = &cli.command {
@@ -71,7 +72,20 @@ async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<(
     }
     migrate(url).await?;
     let pool = db::pool(url, args.db_pool_size)?;
-    crate::server::serve(crate::server::Settings::new(args, common), url, pool, keyring).await
+    let settings = crate::server::Settings::new(args, common, outbound(common, args)?);
+    crate::server::serve(settings, url, pool, keyring).await
+}
+
+/// The outbound policy from the flags. The embedded default on loopback (a local trial, as in the
+/// README) reads local repositories without --allow-file-repositories.
+fn outbound(common: &Common, args: &ServeArgs) -> anyhow::Result<Outbound> {
+    let embedded_on_loopback = common.database_url.is_none() && args.listen.ip().is_loopback();
+    if embedded_on_loopback && !args.allow_file_repositories {
+        info!("embedded PostgreSQL on a loopback address: file:// repositories are allowed");
+    }
+    let allow_file = args.allow_file_repositories || embedded_on_loopback;
+    Outbound::new(allow_file, args.allow_hosts.clone(), args.deny_hosts.clone(), &common.data_dir)
+        .with_context(|| format!("--data-dir {}", common.data_dir.display()))
 }
 
 fn generate(resources: usize, out: &std::path::Path) -> anyhow::Result<()> {

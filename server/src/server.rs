@@ -29,10 +29,11 @@ pub struct Settings {
     pub self_heal_window: Duration,
     pub read_limits: crate::git::ReadLimits,
     pub data_dir: std::path::PathBuf,
+    pub outbound: crate::outbound::Outbound,
 }
 
 impl Settings {
-    pub fn new(args: &ServeArgs, common: &Common) -> Settings {
+    pub fn new(args: &ServeArgs, common: &Common, outbound: crate::outbound::Outbound) -> Settings {
         Settings {
             listen: args.listen,
             git_timeout: Duration::from_secs(args.git_timeout_seconds),
@@ -48,6 +49,7 @@ impl Settings {
                 max_files: args.max_files,
             },
             data_dir: common.data_dir.clone(),
+            outbound,
         }
     }
 }

@@ -22,7 +22,13 @@ impl ServerProcess {
         Self::start_with(database_url, &Keyring::generate_key_line("test-key"), &[]).await
     }
 
+    /// With file:// repositories allowed (the tests' repositories are local); see `start_plain`.
     pub async fn start_with(database_url: &str, keys: &str, extra_args: &[&str]) -> ServerProcess {
+        Self::start_plain(database_url, keys, &[&["--allow-file-repositories"], extra_args].concat()).await
+    }
+
+    /// With only `extra_args`: the outbound policy's defaults (no file:// repositories).
+    pub async fn start_plain(database_url: &str, keys: &str, extra_args: &[&str]) -> ServerProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
@@ -65,6 +71,11 @@ impl ServerProcess {
 
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(self.url()).unwrap().connect().await.expect("connect")
+    }
+
+    /// The server's --data-dir (its git mirrors are in `git/`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub fn log(&self) -> String {
