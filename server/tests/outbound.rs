@@ -32,44 +32,92 @@ enum Mode {
 
 struct Recorder {
     port: u16,
+    tls: Option<TestCa>,
     received: Arc<Mutex<Vec<u8>>>,
     connections: Arc<Mutex<usize>>,
 }
 
+/// A CA and a server certificate it signed for `localhost` and 127.0.0.1 (made with `openssl`).
+struct TestCa {
+    ca_pem: String,
+    acceptor: tokio_rustls::TlsAcceptor,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().expect("run openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt"]);
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"]);
+        openssl(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "cert.pem"]);
+        let read = |name: &str| std::fs::read(path(name)).expect("read pem");
+        let certs = vec![CertificateDer::from_pem_slice(&read("cert.pem")).expect("cert")];
+        let key = PrivateKeyDer::from_pem_slice(&read("key.pem")).expect("key");
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        let ca_pem = String::from_utf8(read("ca.crt")).expect("utf-8");
+        TestCa { ca_pem, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)), _dir: dir }
+    }
+}
+
 impl Recorder {
     async fn start(mode: Mode) -> Recorder {
+        Self::listen(mode, None).await
+    }
+
+    /// Over TLS, with a certificate for `localhost` signed by a CA of its own (`ca_pem()`).
+    async fn start_tls(mode: Mode) -> Recorder {
+        Self::listen(mode, Some(TestCa::new())).await
+    }
+
+    async fn listen(mode: Mode, tls: Option<TestCa>) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind recorder");
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0));
         let (all, count) = (received.clone(), connections.clone());
+        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
         tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
+            while let Ok((socket, _)) = listener.accept().await {
                 *count.lock().unwrap() += 1;
-                let all = all.clone();
+                let (all, acceptor) = (all.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    let deadline = Instant::now() + Duration::from_secs(5);
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
-                        match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await {
-                            Ok(Ok(n)) if n > 0 => {
-                                head.extend_from_slice(&buf[..n]);
-                                all.lock().unwrap().extend_from_slice(&buf[..n]);
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(socket)).await {
+                                serve(stream, mode, all).await;
                             }
-                            _ => break,
                         }
+                        None => serve(socket, mode, all).await,
                     }
-                    let _ = socket.write_all(answer(mode, &String::from_utf8_lossy(&head)).as_bytes()).await;
-                    let _ = socket.shutdown().await;
                 });
             }
         });
-        Recorder { port, received, connections }
+        Recorder { port, tls, received, connections }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        match &self.tls {
+            Some(_) => format!("https://localhost:{}{path}", self.port),
+            None => format!("http://127.0.0.1:{}{path}", self.port),
+        }
+    }
+
+    fn ca_pem(&self) -> String {
+        self.tls.as_ref().map(|t| t.ca_pem.clone()).unwrap_or_default()
     }
 
     fn received(&self) -> String {
@@ -79,6 +127,24 @@ impl Recorder {
     fn connections(&self) -> usize {
         *self.connections.lock().unwrap()
     }
+}
+
+/// Reads one request head (keeping every byte), answers it and closes.
+async fn serve(mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, mode: Mode, all: Arc<Mutex<Vec<u8>>>) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                head.extend_from_slice(&buf[..n]);
+                all.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+            _ => break,
+        }
+    }
+    let _ = stream.write_all(answer(mode, &String::from_utf8_lossy(&head)).as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 fn answer(mode: Mode, head: &str) -> String {
@@ -270,12 +336,14 @@ async fn repointing_a_cluster_drops_its_bearer_token() {
 
 #[tokio::test]
 async fn an_echoing_api_server_never_gets_the_token_stored_returned_or_logged() {
-    let echo = Recorder::start(Mode::Echo).await;
+    // Over TLS to `localhost`: the client connects to the checked address and still verifies the name.
+    let echo = Recorder::start_tls(Mode::Echo).await;
     let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
     let db = support::fresh_database().await;
     let server = ServerProcess::start(&db).await;
     let mut c = Clients::new(server.channel().await);
-    let id = c.fabric_on_cluster("echoed", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster(&echo.url(""), CLUSTER_TOKEN))).await;
+    let input = ClusterConnectionInput { ca_certificate_pem: echo.ca_pem(), ..cluster(&echo.url(""), CLUSTER_TOKEN) };
+    let id = c.fabric_on_cluster("echoed", &repo.file_url(), "fabric", SyncPolicy::default(), Some(input)).await;
     let mut seen = Vec::new();
 
     let tested = test_cluster(&mut c, &id).await;

@@ -150,7 +150,7 @@ pub enum Endpoint {
 pub fn endpoint(url: &str) -> Option<Endpoint> {
     let parsed = gix::url::parse(gix::bstr::BStr::new(url)).ok()?;
     Some(match parsed.scheme {
-        Scheme::File => Endpoint::File(gix::path::from_bstr(parsed.path.as_ref()).into_owned()),
+        Scheme::File => Endpoint::File(gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).into_owned()),
         _ => Endpoint::Host { host: parsed.host()?.to_owned(), port: parsed.port_or_default()? },
     })
 }
@@ -225,7 +225,7 @@ impl Session {
         match parsed.scheme {
             // Read the path as checked, not as given: a symlink swapped afterwards changes nothing.
             Scheme::File => {
-                let path = gix::path::from_bstr(parsed.path.as_ref()).into_owned();
+                let path = gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).into_owned();
                 parsed.path = gix::path::into_bstr(outbound.repository_path(&path)?).into_owned();
             }
             // Names are checked by the HTTP client's resolver, git:// and ssh resolve below.
