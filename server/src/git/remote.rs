@@ -150,7 +150,7 @@ pub enum Endpoint {
 pub fn endpoint(url: &str) -> Option<Endpoint> {
     let parsed = gix::url::parse(gix::bstr::BStr::new(url)).ok()?;
     Some(match parsed.scheme {
-        Scheme::File => Endpoint::File(gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).into_owned()),
+        Scheme::File => Endpoint::File(gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).ok()?.into_owned()),
         _ => Endpoint::Host { host: parsed.host()?.to_owned(), port: parsed.port_or_default()? },
     })
 }
@@ -225,8 +225,8 @@ impl Session {
         match parsed.scheme {
             // Read the path as checked, not as given: a symlink swapped afterwards changes nothing.
             Scheme::File => {
-                let path = gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).into_owned();
-                parsed.path = gix::path::into_bstr(outbound.repository_path(&path)?).into_owned();
+                let path = gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).map_err(|_| GitError::unreadable())?.into_owned();
+                parsed.path = gix::path::into_bstr(outbound.repository_path(&path)?).map_err(|_| GitError::unreadable())?.into_owned();
             }
             // Names are checked by the HTTP client's resolver, git:// and ssh resolve below.
             _ => outbound.check_literal(parsed.host().unwrap_or_default())?,
@@ -509,7 +509,7 @@ mod tests {
         assert!(same_repository("git@h:org/r.git", "git@h:org/r.git"));
         assert!(!same_repository("git@h:org/r.git", "git@h:org/s.git"));
         assert_eq!(endpoint("git@h:org/r.git"), Some(Endpoint::Host { host: "h".into(), port: 22 }));
-        assert_eq!(endpoint("https://[::1]:8443/r.git"), Some(Endpoint::Host { host: "::1".into(), port: 8443 }));
+        assert_eq!(endpoint("https://[::1]:8443/r.git"), Some(Endpoint::Host { host: "[::1]".into(), port: 8443 }));
         assert_eq!(endpoint("file:///srv/r.git"), Some(Endpoint::File("/srv/r.git".into())));
     }
 
