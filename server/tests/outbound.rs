@@ -390,7 +390,7 @@ async fn file_repositories_need_the_flag() {
 
 #[tokio::test]
 async fn file_repositories_never_reach_into_the_data_directory_nor_tell_file_system_facts() {
-    let repo = GitFixture::with_files(&[("fabric/switches.yaml", "kind: Switch\n")]);
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
     // A fabric pulled once leaves its repository's mirror in <data-dir>/git/<id>.git.
