@@ -1,10 +1,10 @@
-//! Typed git errors, the classification of gix/ssh failures into them, and the scrubbing of
-//! credentials out of every message.
+//! Typed git errors and the classification of gix/ssh failures into them; every message is
+//! scrubbed of the credentials in use by `crate::redact`.
 
 use std::io;
 
 use crate::outbound::Refused;
-pub(crate) use crate::redact::{strip_userinfo, Redactor};
+use crate::redact::Redactor;
 
 /// The class of a [`GitError`], for mapping to API statuses without matching on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

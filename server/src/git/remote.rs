@@ -12,9 +12,10 @@ use gix::protocol::transport::client::blocking_io::{http, Transport};
 use gix::remote::{Connection, Direction};
 use gix::url::Scheme;
 
-use super::error::{strip_userinfo, Evidence, GitError, Redactor};
+use super::error::{Evidence, GitError};
 use super::Auth;
 use crate::outbound::Outbound;
+use crate::redact::{strip_userinfo, Redactor};
 
 /// What a successful probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
