@@ -539,3 +539,34 @@ fn read_dir_skips_submodules() {
     let (_cache, mirror) = mirrored(&repo);
     assert_eq!(paths(&mirror.read_dir(&commit, "fabric", &limits()).expect("read")), ["fabric/a.yaml"]);
 }
+
+#[test]
+fn the_outbound_policy_refuses_before_connecting_on_every_transport() {
+    let repo = fabric_repo();
+    let http = HttpGitServer::start(&repo.srv_root());
+    let daemon = GitDaemon::start(&repo.srv_root());
+    let ssh = SshServer::start();
+    let by_name = |url: String| url.replace("127.0.0.1", "localhost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deny = Outbound::new(true, Vec::new(), vec!["127.0.0.1/32".parse().unwrap()], dir.path()).expect("policy");
+    // By name: the HTTP client's resolver, git:// and ssh resolve and check before connecting.
+    let mut refused = vec![
+        (by_name(http.url("fabric.git")), token(HTTP_TOKEN)),
+        (by_name(daemon.url("fabric.git")), Auth::None),
+        ("https://169.254.169.254/fabric.git".to_string(), token(HTTP_TOKEN)),
+    ];
+    if let Some(ssh) = &ssh {
+        refused.push((by_name(ssh.url(&repo.bare_path())), ssh_key(&ssh.client.private_key, Some(&ssh.known_hosts))));
+    }
+    for (url, auth) in refused {
+        let err = expect_failure(git::probe(&deny, &url, &auth, TIMEOUT), FailureKind::Refused, &[HTTP_TOKEN]);
+        assert!(err.to_string().contains("outbound policy"), "{err}");
+    }
+    // The same servers by name, allowed: ssh checks the host key under the name (HostKeyAlias).
+    assert_eq!(git::probe(&outbound(), &by_name(http.url("fabric.git")), &token(HTTP_TOKEN), TIMEOUT).expect("http").ref_count, 4);
+    if let Some(ssh) = &ssh {
+        let known_hosts = ssh.known_hosts.replace("127.0.0.1", "localhost");
+        let key = ssh_key(&ssh.client.private_key, Some(&known_hosts));
+        assert_eq!(git::probe(&outbound(), &by_name(ssh.url(&repo.bare_path())), &key, TIMEOUT).expect("ssh").ref_count, 4);
+    }
+}
