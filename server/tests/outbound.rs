@@ -28,6 +28,8 @@ const CLUSTER_TOKEN: &str = "cluster-tok-3e9b71c40d5a";
 enum Mode {
     Challenge,
     Echo,
+    /// 302 to the same path on another loopback port.
+    Redirect(u16),
 }
 
 struct Recorder {
@@ -152,6 +154,10 @@ fn answer(mode: Mode, head: &str) -> String {
         Mode::Challenge => "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nWWW-Authenticate: Bearer\r\n\
                             Content-Length: 0\r\nConnection: close\r\n\r\n"
             .to_string(),
+        Mode::Redirect(port) => {
+            let path = head.split_whitespace().nth(1).unwrap_or("/");
+            format!("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        }
         Mode::Echo => {
             let token = head
                 .lines()
@@ -299,6 +305,20 @@ async fn repointing_a_repository_drops_its_token_before_anything_connects() {
     let kept = c.repos.update_repository(description).await.expect("update").into_inner();
     assert!(!kept.credentials_cleared && kept.repository.expect("repository").auth.expect("auth").has_secret);
     assert_no_secret("the server log", &server.log(), HTTP_TOKEN);
+}
+
+#[tokio::test]
+async fn git_redirects_are_not_followed() {
+    let elsewhere = Recorder::start(Mode::Challenge).await;
+    let redirector = Recorder::start(Mode::Redirect(elsewhere.port)).await;
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let token = Method::Token(TokenAuth { token: HTTP_TOKEN.into(), username: String::new() });
+    let created = c.repos.create_repository(create_repository("redirected", &redirector.url("/fabric.git"), Some(token))).await.expect("create");
+    let tested = test_repository(&mut c, &created.into_inner().repository.expect("repository").id).await;
+    assert!(!tested.reachable, "{tested:?}");
+    assert!(redirector.connections() > 0, "never asked");
+    assert_eq!(elsewhere.connections(), 0, "followed the redirect");
 }
 
 #[tokio::test]
