@@ -290,7 +290,9 @@ impl Session {
         let host = self.url.host().unwrap_or_default().to_owned();
         let port = self.url.port.unwrap_or(22);
         let address = self.outbound.resolve_blocking(&host, port)?[0].ip();
-        let host_key_alias = if port == 22 { host } else { format!("[{host}]:{port}") };
+        // gix keeps an IPv6 host in brackets; known_hosts names it bare (bracketed with a port).
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let host_key_alias = if port == 22 { bare.to_owned() } else { format!("[{bare}]:{port}") };
         let command = ssh_command(key.as_deref(), &known_hosts, strict, &stderr, self.timeout, &SshPin { address, host_key_alias });
         self.overrides.push(format!("core.sshCommand={command}"));
         self.overrides.push("ssh.variant=ssh".into());
