@@ -2,13 +2,14 @@
 
 use std::io::Write;
 
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("--log {filter:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| ScrubbedLine(Vec::new()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(Stderr);
     let result = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
@@ -16,13 +17,34 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
 }
 
-/// One log line on its way to stderr, without the secrets of the connections open now: libraries
-/// (the Kubernetes client among them) log what remotes answered, and an answer may echo a token.
-struct ScrubbedLine(Vec<u8>);
+/// Log lines go to stderr without the secrets of the connections open now: libraries (the
+/// Kubernetes client among them) log what remotes answered, and an answer may echo a token.
+struct Stderr;
 
-impl Write for ScrubbedLine {
+impl<'a> MakeWriter<'a> for Stderr {
+    type Writer = Line;
+
+    fn make_writer(&'a self) -> Line {
+        Line { bytes: Vec::new(), scrub: true }
+    }
+
+    /// The database client logs our own statements and their parameters at length (whole live
+    /// objects): nothing a remote answered, and what we store is scrubbed before, so those lines
+    /// are not searched (it would slow every write down).
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Line {
+        Line { bytes: Vec::new(), scrub: !meta.target().starts_with("tokio_postgres") }
+    }
+}
+
+/// One log line, written when the formatter is done with it.
+struct Line {
+    bytes: Vec<u8>,
+    scrub: bool,
+}
+
+impl Write for Line {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.bytes.extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -31,9 +53,12 @@ impl Write for ScrubbedLine {
     }
 }
 
-impl Drop for ScrubbedLine {
+impl Drop for Line {
     fn drop(&mut self) {
-        let line = String::from_utf8_lossy(&self.0);
-        let _ = std::io::stderr().write_all(crate::redact::scrub_live(&line).as_bytes());
+        let mut stderr = std::io::stderr();
+        let _ = match self.scrub {
+            true => stderr.write_all(crate::redact::scrub_live(&String::from_utf8_lossy(&self.bytes)).as_bytes()),
+            false => stderr.write_all(&self.bytes),
+        };
     }
 }
