@@ -10,6 +10,7 @@ use crate::config::{Cli, Command, Common, ServeArgs, TokenCommand};
 use crate::crypto::{self, Keyring, Sealed};
 use crate::db;
 use crate::embedded_pg::EmbeddedPostgres;
+use crate::outbound::Outbound;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Generate { resources, out } = &cli.command {
@@ -76,7 +77,7 @@ async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<(
         let files = crate::manifest::kinds::KindRegistry::install_extra(dir).map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
         info!(files, dir = %dir.display(), "extra CRDs loaded");
     }
-    let mut settings = crate::server::Settings::new(args, common);
+    let mut settings = crate::server::Settings::new(args, common, outbound(common, args)?);
     if let Some(path) = &args.client_cert_identities {
         let identities = crate::auth::certs::CertIdentities::load(path)?;
         info!(entries = identities.len(), file = %path.display(), "client certificate identities loaded");
@@ -137,6 +138,19 @@ async fn token(common: &Common, action: &TokenCommand, url: &str) -> anyhow::Res
         },
     }
     Ok(())
+
+}
+
+/// The outbound policy from the flags. The embedded default on loopback (a local trial, as in the
+/// README) reads local repositories without --allow-file-repositories.
+fn outbound(common: &Common, args: &ServeArgs) -> anyhow::Result<Outbound> {
+    let embedded_on_loopback = common.database_url.is_none() && args.listen.ip().is_loopback();
+    if embedded_on_loopback && !args.allow_file_repositories {
+        info!("embedded PostgreSQL on a loopback address: file:// repositories are allowed");
+    }
+    let allow_file = args.allow_file_repositories || embedded_on_loopback;
+    Outbound::new(allow_file, args.allow_hosts.clone(), args.deny_hosts.clone(), &common.data_dir)
+        .with_context(|| format!("--data-dir {}", common.data_dir.display()))
 }
 
 fn generate(resources: usize, out: &std::path::Path) -> anyhow::Result<()> {

@@ -251,6 +251,22 @@ pub struct ServeArgs {
     /// server is serving, nothing else.
     #[arg(long, env = "FABRICSYNC_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+
+    /// Accept file:// repository URLs (paths on this server; never inside --data-dir). Without
+    /// DATABASE_URL and with a loopback --listen (the embedded default) they are accepted anyway.
+    #[arg(long, env = "FABRICSYNC_ALLOW_FILE_REPOSITORIES")]
+    pub allow_file_repositories: bool,
+
+    /// What git and cluster connections may reach. The deny list (169.254.0.0/16, fe80::/10,
+    /// fd00:ec2::254 and --deny-hosts) always applies, and so does the refusal of 0.0.0.0 and ::;
+    /// loopback is allowed; when --allow-hosts is given, it is the only other set permitted.
+    /// Checked on the addresses a name resolves to, when connecting. CIDRs or addresses, comma-separated.
+    #[arg(long, env = "FABRICSYNC_ALLOW_HOSTS", value_delimiter = ',', value_parser = crate::outbound::parse_net)]
+    pub allow_hosts: Vec<ipnet::IpNet>,
+
+    /// More address ranges git and cluster connections may never reach (see --allow-hosts).
+    #[arg(long, env = "FABRICSYNC_DENY_HOSTS", value_delimiter = ',', value_parser = crate::outbound::parse_net)]
+    pub deny_hosts: Vec<ipnet::IpNet>,
 }
 
 impl ServeArgs {

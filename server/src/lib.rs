@@ -15,6 +15,8 @@ pub mod db;
 pub mod embedded_pg;
 pub mod git;
 pub mod manifest;
+pub mod outbound;
+pub mod redact;
 pub mod server;
 pub mod sync;
 pub mod telemetry;

@@ -40,10 +40,11 @@ pub struct Settings {
     pub health_listen: Option<std::net::SocketAddr>,
     /// Roles of client certificates (--client-cert-identities), for the auth layer.
     pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
+    pub outbound: crate::outbound::Outbound,
 }
 
 impl Settings {
-    pub fn new(args: &ServeArgs, common: &Common) -> Settings {
+    pub fn new(args: &ServeArgs, common: &Common, outbound: crate::outbound::Outbound) -> Settings {
         Settings {
             listen: args.listen,
             git_timeout: Duration::from_secs(args.git_timeout_seconds),
@@ -72,6 +73,7 @@ impl Settings {
             tls_reload: Duration::from_secs(args.tls_reload_seconds.max(1)),
             health_listen: args.health_listen,
             client_cert_identities: None,
+            outbound,
         }
     }
 }

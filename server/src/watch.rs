@@ -167,9 +167,10 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         let mut conn = db::connect(&state.pool).await.map_err(|e| e.to_string())?;
         fabrics::get(&mut conn, fabric_id).await.map_err(|e| e.to_string())?.ok_or("the fabric is gone")?
     };
-    let client = cluster::connect(&fabric, &state.keyring).map_err(|e| e.to_string())?;
+    let cluster::Connection { client, redactor } =
+        cluster::connect(&fabric, &state.keyring, &state.settings.outbound).await.map_err(|e| e.to_string())?;
     let registry = KindRegistry::hedgehog();
-    let installed = check::installed_crds(&client, registry).await.map_err(|e| e.to_string())?;
+    let installed = check::installed_crds(&client, registry).await.map_err(|e| redactor.clean(&e.to_string()))?;
     let kinds: Vec<&'static KindDef> = registry
         .kinds()
         .filter(|k| installed.iter().any(|c| c.group == k.group && c.kind == k.kind && c.versions.contains(&k.version)))
@@ -245,7 +246,8 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
                     }
                     listed.insert(def.kind.clone());
                 }
-                Seen::Error(e) => error = Some(e),
+                // The cluster's answer may echo the request's token.
+                Seen::Error(e) => error = Some(redactor.clean(&e)),
             }
         }
         let touched: Vec<Key> = changes.records.iter().map(key_of).collect();

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use fabricsync::git::{self, Auth, FailureKind, FetchProgress, GitError, Mirror, ReadLimits};
+use fabricsync::outbound::Outbound;
 use support::gitservers::{
     GitDaemon, GitFixture, HttpGitServer, SilentServer, SshServer, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER,
 };
@@ -23,6 +24,13 @@ fn fabric_repo() -> GitFixture {
     repo.commit(&[("fabric/feature.yml", "kind: VPC\n")], "feature");
     repo.checkout("main");
     repo
+}
+
+/// The default policy (loopback allowed) with file:// repositories on, and a data directory of
+/// its own that no test reads from.
+fn outbound() -> Outbound {
+    static DATA_DIR: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
+    Outbound::new(true, Vec::new(), Vec::new(), DATA_DIR.path()).expect("outbound policy")
 }
 
 fn token(value: &str) -> Auth {
@@ -59,7 +67,7 @@ fn refused_port() -> u16 {
 #[test]
 fn probe_file_url_lists_refs_and_default_branch() {
     let repo = fabric_repo();
-    let report = git::probe(&repo.file_url(), &Auth::None, TIMEOUT).expect("probe");
+    let report = git::probe(&outbound(), &repo.file_url(), &Auth::None, TIMEOUT).expect("probe");
     assert_eq!(report.default_branch.as_deref(), Some("main"));
     assert_eq!(report.ref_count, 4, "main, feature, v1, v2");
     assert!(report.latency > Duration::ZERO && report.latency < TIMEOUT);
@@ -69,7 +77,7 @@ fn probe_file_url_lists_refs_and_default_branch() {
 fn probe_git_daemon() {
     let repo = fabric_repo();
     let daemon = GitDaemon::start(&repo.srv_root());
-    let report = git::probe(&daemon.url("fabric.git"), &Auth::None, TIMEOUT).expect("probe");
+    let report = git::probe(&outbound(), &daemon.url("fabric.git"), &Auth::None, TIMEOUT).expect("probe");
     assert_eq!(report.default_branch.as_deref(), Some("main"));
     assert_eq!(report.ref_count, 4);
 }
@@ -82,7 +90,7 @@ fn probe_http_with_token_and_with_basic_credentials() {
     for auth in
         [token(HTTP_TOKEN), Auth::Token { username: "oauth2".into(), token: HTTP_TOKEN.into() }, basic(HTTP_PASSWORD)]
     {
-        let report = git::probe(&url, &auth, TIMEOUT).unwrap_or_else(|e| panic!("{auth:?}: {e}"));
+        let report = git::probe(&outbound(), &url, &auth, TIMEOUT).unwrap_or_else(|e| panic!("{auth:?}: {e}"));
         assert_eq!(report.default_branch.as_deref(), Some("main"));
         assert_eq!(report.ref_count, 4);
     }
@@ -94,12 +102,12 @@ fn probe_ssh_with_key_and_known_hosts() {
     let repo = fabric_repo();
     let url = ssh.url(&repo.bare_path());
     let auth = ssh_key(&ssh.client.private_key, Some(&ssh.known_hosts));
-    let report = git::probe(&url, &auth, TIMEOUT).unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", ssh.log()));
+    let report = git::probe(&outbound(), &url, &auth, TIMEOUT).unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", ssh.log()));
     assert_eq!(report.default_branch.as_deref(), Some("main"));
     assert_eq!(report.ref_count, 4);
     // Without known_hosts the presented host key is accepted.
     let auth = ssh_key(&ssh.client.private_key, None);
-    assert_eq!(git::probe(&url, &auth, TIMEOUT).expect("probe without known_hosts").ref_count, 4);
+    assert_eq!(git::probe(&outbound(), &url, &auth, TIMEOUT).expect("probe without known_hosts").ref_count, 4);
 }
 
 // ---- probe: failures ----
@@ -116,13 +124,13 @@ fn wrong_http_credentials_fail_as_authentication_quickly() {
     ];
     for (auth, secret) in cases {
         let started = Instant::now();
-        expect_failure(git::probe(&url, &auth, TIMEOUT), FailureKind::Authentication, &[secret]);
+        expect_failure(git::probe(&outbound(), &url, &auth, TIMEOUT), FailureKind::Authentication, &[secret]);
         assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     }
-    expect_failure(git::probe(&url, &Auth::None, TIMEOUT), FailureKind::Authentication, &[]);
+    expect_failure(git::probe(&outbound(), &url, &Auth::None, TIMEOUT), FailureKind::Authentication, &[]);
     // Credentials in the URL itself are scrubbed as well.
     let with_userinfo = url.replace("http://", "http://someone:url-secret-77@");
-    expect_failure(git::probe(&with_userinfo, &Auth::None, TIMEOUT), FailureKind::Authentication, &["url-secret-77"]);
+    expect_failure(git::probe(&outbound(), &with_userinfo, &Auth::None, TIMEOUT), FailureKind::Authentication, &["url-secret-77"]);
 }
 
 #[test]
@@ -134,7 +142,7 @@ fn wrong_ssh_key_fails_as_authentication_and_wrong_host_key_as_host_key() {
     let started = Instant::now();
     let secret_line = other.private_key.lines().nth(1).expect("key body").to_owned();
     expect_failure(
-        git::probe(&url, &ssh_key(&other.private_key, Some(&ssh.known_hosts)), TIMEOUT),
+        git::probe(&outbound(), &url, &ssh_key(&other.private_key, Some(&ssh.known_hosts)), TIMEOUT),
         FailureKind::Authentication,
         &[&secret_line],
     );
@@ -146,7 +154,7 @@ fn wrong_ssh_key_fails_as_authentication_and_wrong_host_key_as_host_key() {
         other.public_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
     );
     expect_failure(
-        git::probe(&url, &ssh_key(&ssh.client.private_key, Some(&forged)), TIMEOUT),
+        git::probe(&outbound(), &url, &ssh_key(&ssh.client.private_key, Some(&forged)), TIMEOUT),
         FailureKind::HostKey,
         &[],
     );
@@ -166,7 +174,7 @@ fn refused_ports_fail_as_connection_refused() {
     for (url, auth) in cases {
         let started = Instant::now();
         expect_failure(
-            git::probe(&url, &auth, TIMEOUT),
+            git::probe(&outbound(), &url, &auth, TIMEOUT),
             FailureKind::ConnectionRefused,
             &["tok-refused-1", "not-a-key"],
         );
@@ -180,7 +188,7 @@ fn unresolvable_hosts_fail_as_dns() {
     for url in
         ["https://nonexistent.invalid/x.git", "ssh://git@nonexistent.invalid/x.git", "git://nonexistent.invalid/x.git"]
     {
-        expect_failure(git::probe(url, &Auth::None, TIMEOUT), FailureKind::Dns, &[]);
+        expect_failure(git::probe(&outbound(), url, &Auth::None, TIMEOUT), FailureKind::Dns, &[]);
     }
 }
 
@@ -189,26 +197,26 @@ fn paths_that_are_not_repositories_fail_as_not_a_repository() {
     let repo = fabric_repo();
     let not_a_repo = repo.srv_root().join("not-a-repo");
     expect_failure(
-        git::probe(&format!("file://{}", not_a_repo.display()), &Auth::None, TIMEOUT),
+        git::probe(&outbound(), &format!("file://{}", not_a_repo.display()), &Auth::None, TIMEOUT),
         FailureKind::NotARepository,
         &[],
     );
     expect_failure(
-        git::probe(&format!("file://{}/missing.git", repo.srv_root().display()), &Auth::None, TIMEOUT),
+        git::probe(&outbound(), &format!("file://{}/missing.git", repo.srv_root().display()), &Auth::None, TIMEOUT),
         FailureKind::NotARepository,
         &[],
     );
     let daemon = GitDaemon::start(&repo.srv_root());
-    expect_failure(git::probe(&daemon.url("not-a-repo"), &Auth::None, TIMEOUT), FailureKind::NotARepository, &[]);
+    expect_failure(git::probe(&outbound(), &daemon.url("not-a-repo"), &Auth::None, TIMEOUT), FailureKind::NotARepository, &[]);
     let http = HttpGitServer::start(&repo.srv_root());
     expect_failure(
-        git::probe(&http.url("missing.git"), &token(HTTP_TOKEN), TIMEOUT),
+        git::probe(&outbound(), &http.url("missing.git"), &token(HTTP_TOKEN), TIMEOUT),
         FailureKind::NotARepository,
         &[HTTP_TOKEN],
     );
     if let Some(ssh) = SshServer::start() {
         let auth = ssh_key(&ssh.client.private_key, Some(&ssh.known_hosts));
-        expect_failure(git::probe(&ssh.url(&not_a_repo), &auth, TIMEOUT), FailureKind::NotARepository, &[]);
+        expect_failure(git::probe(&outbound(), &ssh.url(&not_a_repo), &auth, TIMEOUT), FailureKind::NotARepository, &[]);
     }
 }
 
@@ -216,7 +224,7 @@ fn paths_that_are_not_repositories_fail_as_not_a_repository() {
 fn untrusted_certificate_fails_as_tls() {
     let repo = fabric_repo();
     let https = HttpGitServer::start_tls(&repo.srv_root());
-    expect_failure(git::probe(&https.url("fabric.git"), &token(HTTP_TOKEN), TIMEOUT), FailureKind::Tls, &[HTTP_TOKEN]);
+    expect_failure(git::probe(&outbound(), &https.url("fabric.git"), &token(HTTP_TOKEN), TIMEOUT), FailureKind::Tls, &[HTTP_TOKEN]);
 }
 
 #[test]
@@ -225,7 +233,7 @@ fn silent_servers_fail_as_timeout_within_the_deadline() {
     let timeout = Duration::from_secs(2);
     for url in [format!("http://127.0.0.1:{}/x.git", silent.port), format!("git://127.0.0.1:{}/x.git", silent.port)] {
         let started = Instant::now();
-        expect_failure(git::probe(&url, &Auth::None, timeout), FailureKind::Timeout, &[]);
+        expect_failure(git::probe(&outbound(), &url, &Auth::None, timeout), FailureKind::Timeout, &[]);
         assert!(started.elapsed() < timeout + Duration::from_secs(1), "{url} took {:?}", started.elapsed());
     }
 }
@@ -234,11 +242,11 @@ fn silent_servers_fail_as_timeout_within_the_deadline() {
 fn invalid_urls_are_rejected_before_connecting() {
     for url in ["", "not a url", "/srv/local/path", "ftp://127.0.0.1/x.git", "http://user:url-pass-1@example.com/x.git"]
     {
-        expect_failure(git::probe(url, &Auth::None, TIMEOUT), FailureKind::InvalidUrl, &["url-pass-1"]);
+        expect_failure(git::probe(&outbound(), url, &Auth::None, TIMEOUT), FailureKind::InvalidUrl, &["url-pass-1"]);
     }
     // Credentials never travel over plain http to a non-loopback host.
     expect_failure(
-        git::probe("http://example.com/x.git", &token("tok-plain-1"), TIMEOUT),
+        git::probe(&outbound(), "http://example.com/x.git", &token("tok-plain-1"), TIMEOUT),
         FailureKind::InvalidUrl,
         &["tok-plain-1"],
     );
@@ -252,7 +260,7 @@ fn limits() -> ReadLimits {
 
 fn fetch(mirror: &Mirror, url: &str, auth: &Auth) -> (git::FetchReport, Vec<FetchProgress>) {
     let mut seen = Vec::new();
-    let report = mirror.fetch(url, auth, TIMEOUT, &mut |p| seen.push(p)).unwrap_or_else(|e| panic!("fetch {url}: {e}"));
+    let report = mirror.fetch(&outbound(), url, auth, TIMEOUT, &mut |p| seen.push(p)).unwrap_or_else(|e| panic!("fetch {url}: {e}"));
     (report, seen)
 }
 
@@ -319,7 +327,7 @@ fn fetch_over_http_and_ssh_with_credentials() {
     let (report, _) = fetch(&mirror, &http.url("fabric.git"), &token(HTTP_TOKEN));
     assert!(report.initial && report.ref_count == 4 && report.objects_received > 0, "{report:?}");
     expect_failure(
-        mirror.fetch(&http.url("fabric.git"), &token("tok-bad-fetch"), TIMEOUT, &mut |_| {}),
+        mirror.fetch(&outbound(), &http.url("fabric.git"), &token("tok-bad-fetch"), TIMEOUT, &mut |_| {}),
         FailureKind::Authentication,
         &["tok-bad-fetch"],
     );
@@ -345,7 +353,7 @@ fn fetches_of_one_mirror_serialize_and_different_mirrors_run_together() {
                 let (root, url) = (cache.path(), url.clone());
                 scope.spawn(move || {
                     let mirror = Mirror::open_or_init(root, id)?;
-                    mirror.fetch(&url, &Auth::None, TIMEOUT, &mut |_| {}).map(|r| (id, r))
+                    mirror.fetch(&outbound(), &url, &Auth::None, TIMEOUT, &mut |_| {}).map(|r| (id, r))
                 })
             })
             .collect();
@@ -530,4 +538,35 @@ fn read_dir_skips_submodules() {
     let commit = repo.head();
     let (_cache, mirror) = mirrored(&repo);
     assert_eq!(paths(&mirror.read_dir(&commit, "fabric", &limits()).expect("read")), ["fabric/a.yaml"]);
+}
+
+#[test]
+fn the_outbound_policy_refuses_before_connecting_on_every_transport() {
+    let repo = fabric_repo();
+    let http = HttpGitServer::start(&repo.srv_root());
+    let daemon = GitDaemon::start(&repo.srv_root());
+    let ssh = SshServer::start();
+    let by_name = |url: String| url.replace("127.0.0.1", "localhost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deny = Outbound::new(true, Vec::new(), vec!["127.0.0.1/32".parse().unwrap()], dir.path()).expect("policy");
+    // By name: the HTTP client's resolver, git:// and ssh resolve and check before connecting.
+    let mut refused = vec![
+        (by_name(http.url("fabric.git")), token(HTTP_TOKEN)),
+        (by_name(daemon.url("fabric.git")), Auth::None),
+        ("https://169.254.169.254/fabric.git".to_string(), token(HTTP_TOKEN)),
+    ];
+    if let Some(ssh) = &ssh {
+        refused.push((by_name(ssh.url(&repo.bare_path())), ssh_key(&ssh.client.private_key, Some(&ssh.known_hosts))));
+    }
+    for (url, auth) in refused {
+        let err = expect_failure(git::probe(&deny, &url, &auth, TIMEOUT), FailureKind::Refused, &[HTTP_TOKEN]);
+        assert!(err.to_string().contains("outbound policy"), "{err}");
+    }
+    // The same servers by name, allowed: ssh checks the host key under the name (HostKeyAlias).
+    assert_eq!(git::probe(&outbound(), &by_name(http.url("fabric.git")), &token(HTTP_TOKEN), TIMEOUT).expect("http").ref_count, 4);
+    if let Some(ssh) = &ssh {
+        let known_hosts = ssh.known_hosts.replace("127.0.0.1", "localhost");
+        let key = ssh_key(&ssh.client.private_key, Some(&known_hosts));
+        assert_eq!(git::probe(&outbound(), &by_name(ssh.url(&repo.bare_path())), &key, TIMEOUT).expect("ssh").ref_count, 4);
+    }
 }

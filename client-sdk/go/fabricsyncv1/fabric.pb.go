@@ -407,6 +407,8 @@ func (ResourceDriftStatus) EnumDescriptor() ([]byte, []int) {
 type ClusterConnectionInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Kubernetes API server URL: https://, or http:// for loopback only. Empty = no cluster.
+	// Hosts resolving to link-local or metadata addresses, or outside the server's --allow-hosts,
+	// are refused.
 	ServerUrl string `protobuf:"bytes,1,opt,name=server_url,json=serverUrl,proto3" json:"server_url,omitempty"`
 	// PEM CA certificate(s) to verify the API server; empty uses the system roots.
 	CaCertificatePem string `protobuf:"bytes,2,opt,name=ca_certificate_pem,json=caCertificatePem,proto3" json:"ca_certificate_pem,omitempty"`
@@ -1335,9 +1337,12 @@ func (x *UpdateFabricRequest) GetEtag() string {
 type UpdateFabricResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The updated fabric.
-	Fabric        *Fabric `protobuf:"bytes,1,opt,name=fabric,proto3" json:"fabric,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Fabric *Fabric `protobuf:"bytes,1,opt,name=fabric,proto3" json:"fabric,omitempty"`
+	// True when the update changed cluster.server_url without giving cluster.bearer_token again,
+	// so the stored bearer token was dropped: a token is only ever sent where it was given for.
+	CredentialsCleared bool `protobuf:"varint,2,opt,name=credentials_cleared,json=credentialsCleared,proto3" json:"credentials_cleared,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *UpdateFabricResponse) Reset() {
@@ -1375,6 +1380,13 @@ func (x *UpdateFabricResponse) GetFabric() *Fabric {
 		return x.Fabric
 	}
 	return nil
+}
+
+func (x *UpdateFabricResponse) GetCredentialsCleared() bool {
+	if x != nil {
+		return x.CredentialsCleared
+	}
+	return false
 }
 
 // Request of DeleteFabric.
@@ -2508,9 +2520,10 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\x12?\n" +
 	"\acluster\x18\x03 \x01(\v2%.fabricsync.v1.ClusterConnectionInputR\acluster\x12\x12\n" +
-	"\x04etag\x18\x04 \x01(\tR\x04etag\"E\n" +
+	"\x04etag\x18\x04 \x01(\tR\x04etag\"v\n" +
 	"\x14UpdateFabricResponse\x12-\n" +
-	"\x06fabric\x18\x01 \x01(\v2\x15.fabricsync.v1.FabricR\x06fabric\"9\n" +
+	"\x06fabric\x18\x01 \x01(\v2\x15.fabricsync.v1.FabricR\x06fabric\x12/\n" +
+	"\x13credentials_cleared\x18\x02 \x01(\bR\x12credentialsCleared\"9\n" +
 	"\x13DeleteFabricRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x16\n" +

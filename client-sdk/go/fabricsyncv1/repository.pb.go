@@ -639,7 +639,9 @@ type Repository struct {
 	// Free text, at most 1024 bytes.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// Remote URL: https://, ssh:// or scp-like user@host:path, file://; http:// and git:// only
-	// for loopback hosts. Must not contain credentials.
+	// for loopback hosts; file:// only on servers started with --allow-file-repositories (never a
+	// path inside the server's data directory). Hosts resolving to link-local or metadata
+	// addresses, or outside the server's --allow-hosts, are refused. Must not contain credentials.
 	Url string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
 	// Hosting provider; informational.
 	Provider Provider `protobuf:"varint,5,opt,name=provider,proto3,enum=fabricsync.v1.Provider" json:"provider,omitempty"`
@@ -1175,9 +1177,13 @@ func (x *UpdateRepositoryRequest) GetEtag() string {
 type UpdateRepositoryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The updated repository.
-	Repository    *Repository `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Repository *Repository `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	// True when the update changed the URL's scheme, host, port or path without giving `auth`
+	// again, so the stored credentials were dropped (auth is now none): credentials are only ever
+	// sent where they were given for.
+	CredentialsCleared bool `protobuf:"varint,2,opt,name=credentials_cleared,json=credentialsCleared,proto3" json:"credentials_cleared,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *UpdateRepositoryResponse) Reset() {
@@ -1215,6 +1221,13 @@ func (x *UpdateRepositoryResponse) GetRepository() *Repository {
 		return x.Repository
 	}
 	return nil
+}
+
+func (x *UpdateRepositoryResponse) GetCredentialsCleared() bool {
+	if x != nil {
+		return x.CredentialsCleared
+	}
+	return false
 }
 
 // Request of DeleteRepository.
@@ -1534,11 +1547,12 @@ const file_fabricsync_v1_repository_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\x121\n" +
 	"\x04auth\x18\x03 \x01(\v2\x1d.fabricsync.v1.RepositoryAuthR\x04auth\x12\x12\n" +
-	"\x04etag\x18\x04 \x01(\tR\x04etag\"U\n" +
+	"\x04etag\x18\x04 \x01(\tR\x04etag\"\x86\x01\n" +
 	"\x18UpdateRepositoryResponse\x129\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x19.fabricsync.v1.RepositoryR\n" +
-	"repository\"=\n" +
+	"repository\x12/\n" +
+	"\x13credentials_cleared\x18\x02 \x01(\bR\x12credentialsCleared\"=\n" +
 	"\x17DeleteRepositoryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x1a\n" +

@@ -13,6 +13,8 @@ use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::cluster::{self, check, rbac, ClusterError};
 use crate::crypto;
+use crate::outbound::Outbound;
+use crate::redact::Redactor;
 use crate::manifest::kinds::KindRegistry;
 use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
 use crate::db::resources::{self, ResourceFilter, ResourceRow};
@@ -256,6 +258,15 @@ pub(super) async fn load(state: &AppState, id: Uuid) -> Result<FabricRow, ApiErr
     store::get(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound { kind: "fabric", id: id.to_string() })
 }
 
+/// Refuses, before anything is stored or connects, a cluster URL whose literal address or current
+/// resolution the outbound policy rules out (checked again at every connection).
+async fn check_cluster_reachable(outbound: &Outbound, server_url: &str) -> Result<(), ApiError> {
+    let Some((host, port)) = url::Url::parse(server_url).ok().and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?))) else {
+        return Ok(()); // empty (no cluster), or already refused by validation
+    };
+    outbound.precheck(&host, port).await.map_err(|r| ApiError::invalid("cluster.server_url", r.to_string()))
+}
+
 async fn require_repository(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     let mut conn = state.conn().await?;
     match repositories::get(&mut conn, id).await? {
@@ -316,6 +327,7 @@ impl FabricService for FabricApi {
             apply_cluster(&mut row, cluster, "cluster", &self.state.keyring, &mut v);
         }
         v.into_result()?;
+        check_cluster_reachable(&self.state.settings.outbound, &row.cluster_server_url).await?;
         require_repository(&self.state, row.repository_id).await?;
         let mut conn = self.state.conn().await?;
         store::insert(&mut conn, &row).await.map_err(name_taken(&row.name))?;
@@ -376,6 +388,17 @@ impl FabricService for FabricApi {
             }
         }
         v.into_result()?;
+        // The bearer token is bound to the API server it was given for: a new server_url without
+        // the token given again drops it.
+        let token_given = paths.iter().any(|p| p == "cluster" || p == "cluster.bearer_token");
+        let credentials_cleared = row.cluster_server_url != current.cluster_server_url && !token_given && current.cluster_token_sealed.is_some();
+        if credentials_cleared {
+            row.cluster_token_sealed = None;
+            row.cluster_token_key_id = None;
+        }
+        if row.cluster_server_url != current.cluster_server_url {
+            check_cluster_reachable(&self.state.settings.outbound, &row.cluster_server_url).await?;
+        }
         if row.repository_id != current.repository_id {
             require_repository(&self.state, row.repository_id).await?;
         }
@@ -389,8 +412,8 @@ impl FabricService for FabricApi {
         if !store::update(&mut conn, &row, current.version).await.map_err(name_taken(&row.name))? {
             return Err(ApiError::stale_etag("fabric").into());
         }
-        info!(fabric_id = %id, fields = ?paths, "fabric updated");
-        Ok(Response::new(UpdateFabricResponse { fabric: Some(to_proto(&load(&self.state, id).await?)) }))
+        info!(fabric_id = %id, fields = ?paths, credentials_cleared, "fabric updated");
+        Ok(Response::new(UpdateFabricResponse { fabric: Some(to_proto(&load(&self.state, id).await?)), credentials_cleared }))
     }
 
     async fn delete_fabric(&self, request: Request<DeleteFabricRequest>) -> Result<Response<DeleteFabricResponse>, Status> {
@@ -455,15 +478,15 @@ impl FabricService for FabricApi {
         let fabric = load(&self.state, id).await?;
         let started = std::time::Instant::now();
         let kinds = KindRegistry::hedgehog();
-        let checked = match cluster::connect(&fabric, &self.state.keyring) {
-            Ok(client) => check::run(&client, kinds).await,
-            Err(e) => Err(e),
+        let (checked, redactor) = match cluster::connect(&fabric, &self.state.keyring, &self.state.settings.outbound).await {
+            Ok(connection) => (check::run(&connection.client, kinds).await, connection.redactor),
+            Err(e) => (Err(e), Redactor::none()),
         };
         let mut response = TestClusterConnectionResponse::default();
         match checked {
             Ok(report) => {
                 response.reachable = true;
-                response.server_version = report.server_version.clone();
+                response.server_version = redactor.clean(&report.server_version);
                 if let Some(problems) = check::problems(&report, kinds) {
                     let forbidden = report.permissions.iter().any(|p| !p.allowed);
                     response.failure = if forbidden { ClusterFailure::Forbidden } else { ClusterFailure::Other } as i32;
@@ -477,12 +500,12 @@ impl FabricService for FabricApi {
                 response.permissions = report
                     .permissions
                     .into_iter()
-                    .map(|p| PermissionCheck { group: p.group, resource: p.resource, verb: p.verb, allowed: p.allowed, reason: p.reason })
+                    .map(|p| PermissionCheck { group: p.group, resource: p.resource, verb: p.verb, allowed: p.allowed, reason: redactor.clean(&p.reason) })
                     .collect();
             }
             Err(e) => {
                 response.failure = cluster_failure(&e) as i32;
-                response.message = e.to_string();
+                response.message = redactor.clean(&e.to_string());
             }
         }
         response.latency = prost_types::Duration::try_from(started.elapsed()).ok();

@@ -8,6 +8,8 @@ use super::convert::{self, AUTH_TYPES, CONNECTION_STATUSES, PROVIDERS};
 use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::crypto::{self, Secret};
+use crate::git::Endpoint;
+use crate::outbound::{Outbound, Refused};
 use crate::db::repositories::{self as store, RepositoryFilter, RepositoryRow};
 use crate::db::DbError;
 use crate::proto::repository_auth::Method;
@@ -91,6 +93,22 @@ fn provider_word(value: i32, v: &mut Violations) -> &'static str {
     }
 }
 
+/// Refuses, before anything is stored, a URL the outbound policy already rules out: file:// when
+/// not enabled or inside the data directory, a literal or resolved address that is refused.
+/// What cannot be told yet (a path that does not exist, a name that does not resolve) is checked
+/// again at connect time, where every outbound connection is.
+async fn check_reachable(outbound: &Outbound, url: &str) -> Result<(), ApiError> {
+    let refused = match crate::git::endpoint(url) {
+        Some(Endpoint::File(path)) => match outbound.repository_path(&path) {
+            Ok(_) | Err(Refused::Unreadable) => None,
+            Err(refused) => Some(refused),
+        },
+        Some(Endpoint::Host { host, port }) => outbound.precheck(&host, port).await.err(),
+        None => None,
+    };
+    refused.map_or(Ok(()), |r| Err(ApiError::invalid("repository.url", r.to_string())))
+}
+
 fn check_fields(r: &Repository, v: &mut Violations) {
     v.check(validate::dns1123_label(&r.name), "repository.name");
     v.check(validate::max_len(&r.description, validate::MAX_DESCRIPTION), "repository.description");
@@ -163,6 +181,7 @@ impl RepositoryService for RepositoryApi {
         let auth = auth_input(req.auth.as_ref(), "auth", &mut v);
         check_auth_matches_url(AUTH_TYPES.word(auth.auth_type).unwrap_or("none"), &repository.url, &mut v);
         v.into_result()?;
+        check_reachable(&self.state.settings.outbound, &repository.url).await?;
 
         let now = crate::db::now();
         let mut row = RepositoryRow {
@@ -255,9 +274,18 @@ impl RepositoryService for RepositoryApi {
                 _ => {}
             }
         }
+        // Credentials are bound to the repository they were given for (as Argo CD binds them to
+        // their URL): pointed elsewhere without new ones, the stored ones are dropped.
+        let credentials_cleared = auth.is_none() && current.auth_type != "none" && !crate::git::same_repository(&current.url, &row.url);
+        if credentials_cleared {
+            auth = Some(AuthInput { auth_type: AuthType::None, username: None, known_hosts: None, secret: None });
+        }
         let auth_type = auth.as_ref().and_then(|a| AUTH_TYPES.word(a.auth_type)).unwrap_or(&row.auth_type).to_string();
         check_auth_matches_url(&auth_type, &row.url, &mut v);
         v.into_result()?;
+        if row.url != current.url {
+            check_reachable(&self.state.settings.outbound, &row.url).await?;
+        }
         if let Some(auth) = auth {
             set_auth(&mut row, auth, &self.state.keyring);
         }
@@ -272,8 +300,8 @@ impl RepositoryService for RepositoryApi {
             return Err(ApiError::stale_etag("repository").into());
         }
         let updated = load(&self.state, id).await?;
-        info!(repository_id = %id, fields = ?paths, "repository updated");
-        Ok(Response::new(UpdateRepositoryResponse { repository: Some(to_proto(&updated)) }))
+        info!(repository_id = %id, fields = ?paths, credentials_cleared, "repository updated");
+        Ok(Response::new(UpdateRepositoryResponse { repository: Some(to_proto(&updated)), credentials_cleared }))
     }
 
     async fn delete_repository(&self, request: Request<DeleteRepositoryRequest>) -> Result<Response<DeleteRepositoryResponse>, Status> {
@@ -317,7 +345,8 @@ impl RepositoryService for RepositoryApi {
         let auth = crate::credentials::git_auth(&row, &self.state.keyring).map_err(ApiError::from)?;
         let url = row.url.clone();
         let timeout = self.state.settings.git_timeout;
-        let outcome = tokio::task::spawn_blocking(move || crate::git::probe(&url, &auth, timeout))
+        let outbound = self.state.settings.outbound.clone();
+        let outcome = tokio::task::spawn_blocking(move || crate::git::probe(&outbound, &url, &auth, timeout))
             .await
             .map_err(|e| ApiError::Internal(format!("connection test task: {e}")))?;
         let now = crate::db::now();

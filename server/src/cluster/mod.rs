@@ -14,6 +14,8 @@ use secrecy::SecretString;
 
 use crate::crypto::{self, Keyring, Sealed};
 use crate::db::fabrics::FabricRow;
+use crate::outbound::{Outbound, Refused};
+use crate::redact::Redactor;
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "fabricsync";
@@ -45,6 +47,8 @@ pub enum ClusterError {
     #[error("the API server is busy or failing ({code}): {message}")]
     Busy { code: u16, message: String, retry_after: Option<u32> },
     #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
     Other(String),
 }
 
@@ -65,6 +69,7 @@ impl ClusterError {
             ClusterError::Forbidden(_) => "cluster.forbidden",
             ClusterError::Conflict(_) => "apply.conflict",
             ClusterError::Busy { .. } => "cluster.busy",
+            ClusterError::Refused(_) => "cluster.refused",
             ClusterError::Other(_) => "cluster.error",
         }
     }
@@ -114,8 +119,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// A client for the fabric's cluster from its stored URL, CA and sealed bearer token.
-pub fn connect(fabric: &FabricRow, keyring: &Keyring) -> Result<Client, ClusterError> {
+impl From<Refused> for ClusterError {
+    fn from(refused: Refused) -> ClusterError {
+        match refused {
+            Refused::Unresolved { .. } => ClusterError::Unreachable(refused.to_string()),
+            _ => ClusterError::Refused(refused.to_string()),
+        }
+    }
+}
+
+/// A client of a fabric's cluster, and the redactor of the secrets it sends: every message built
+/// from the cluster's answers goes through it (an endpoint may echo the request's headers).
+pub struct Connection {
+    pub client: Client,
+    pub redactor: Redactor,
+}
+
+/// A client for the fabric's cluster from its stored URL, CA and sealed bearer token, connected
+/// only to addresses the outbound policy permits.
+pub async fn connect(fabric: &FabricRow, keyring: &Keyring, outbound: &Outbound) -> Result<Connection, ClusterError> {
     // Two TLS providers are linked (gix's HTTP client brings aws-lc-rs, kube uses ring), so
     // rustls needs to be told; the first call wins and later ones are no-ops.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -126,7 +148,9 @@ pub fn connect(fabric: &FabricRow, keyring: &Keyring) -> Result<Client, ClusterE
         .cluster_server_url
         .parse()
         .map_err(|e| ClusterError::Other(format!("cluster.server_url {:?} is not a URL: {e}", fabric.cluster_server_url)))?;
+    let (uri, server_name) = pin(uri, outbound).await?;
     let mut config = kube::Config::new(uri);
+    config.tls_server_name = server_name;
     config.default_namespace = fabric.cluster_namespace.clone();
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(REQUEST_TIMEOUT);
@@ -134,14 +158,35 @@ pub fn connect(fabric: &FabricRow, keyring: &Keyring) -> Result<Client, ClusterE
     if !fabric.cluster_ca_pem.is_empty() {
         config.root_cert = Some(pem_certificates(&fabric.cluster_ca_pem)?);
     }
+    let mut secrets = Vec::new();
     if let (Some(blob), Some(key_id)) = (&fabric.cluster_token_sealed, &fabric.cluster_token_key_id) {
         let sealed = Sealed { key_id: key_id.clone(), blob: blob.clone() };
         let token = keyring
             .open_secret(&sealed, &crypto::fabric_token_context(fabric.id))
             .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
         config.auth_info.token = Some(SecretString::from(token.expose().to_string()));
+        secrets.push(token.expose().to_string());
     }
-    Client::try_from(config).map_err(ClusterError::from)
+    let client = Client::try_from(config).map_err(ClusterError::from)?;
+    Ok(Connection { client, redactor: Redactor::new(secrets) })
+}
+
+/// `uri` with its host replaced by the address the outbound policy checked, so that the client
+/// cannot resolve the name again to somewhere else; TLS still verifies (and sends) the name.
+async fn pin(uri: http::Uri, outbound: &Outbound) -> Result<(http::Uri, Option<String>), ClusterError> {
+    let host = uri.host().unwrap_or_default().to_owned();
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let address = outbound.resolve(&host, port).await?[0];
+    if host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok() {
+        return Ok((uri, None));
+    }
+    let mut parts = uri.into_parts();
+    parts.authority = Some(
+        address.to_string().parse().map_err(|e| ClusterError::Other(format!("cluster.server_url: cannot use the address {address}: {e}")))?,
+    );
+    let pinned = http::Uri::from_parts(parts).map_err(|e| ClusterError::Other(format!("cluster.server_url: {e}")))?;
+    Ok((pinned, Some(host)))
 }
 
 /// The DER bytes of each PEM certificate (validated when the fabric was stored).

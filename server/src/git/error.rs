@@ -1,7 +1,10 @@
-//! Typed git errors, the classification of gix/ssh failures into them, and the scrubbing of
-//! credentials out of every message.
+//! Typed git errors and the classification of gix/ssh failures into them; every message is
+//! scrubbed of the credentials in use by `crate::redact`.
 
 use std::io;
+
+use crate::outbound::Refused;
+use crate::redact::Redactor;
 
 /// The class of a [`GitError`], for mapping to API statuses without matching on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,6 +25,8 @@ pub enum FailureKind {
     LimitExceeded,
     SymlinkEscapes,
     BrokenSymlink,
+    /// The server's outbound policy refused the address or path.
+    Refused,
     Other,
 }
 
@@ -61,6 +66,8 @@ pub enum GitError {
     SymlinkEscapes { path: String, target: String },
     #[error("symlink {path:?} -> {target:?} does not resolve to a file in the repository")]
     BrokenSymlink { path: String, target: String },
+    #[error("refused: {0}")]
+    Refused(String),
     #[error("git: {0}")]
     Other(String),
 }
@@ -84,8 +91,14 @@ impl GitError {
             GitError::LimitExceeded(_) => FailureKind::LimitExceeded,
             GitError::SymlinkEscapes { .. } => FailureKind::SymlinkEscapes,
             GitError::BrokenSymlink { .. } => FailureKind::BrokenSymlink,
+            GitError::Refused(_) => FailureKind::Refused,
             GitError::Other(_) => FailureKind::Other,
         }
+    }
+
+    /// The message every failure of a file:// repository gets, whatever the file-system fact.
+    pub(crate) fn unreadable() -> GitError {
+        GitError::NotARepository(Refused::Unreadable.to_string())
     }
 
     /// A local failure (object database, file system) of the mirror; no credentials involved.
@@ -94,47 +107,14 @@ impl GitError {
     }
 }
 
-/// Removes credentials from text bound for an error message.
-pub(crate) struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    pub(crate) fn new(secrets: Vec<String>) -> Redactor {
-        Redactor { secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect() }
-    }
-
-    pub(crate) fn clean(&self, text: &str) -> String {
-        let mut text = strip_userinfo(text);
-        for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), "***");
-            }
-        }
-        text
-    }
-}
-
-/// Drops the `user:password@` part of every `scheme://user:password@host` in `text`.
-pub(crate) fn strip_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let authority_end =
-            tail.find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace()).unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match authority.rfind('@') {
-            Some(userinfo_end) => {
-                out.push_str(&authority[userinfo_end + 1..]);
-                rest = &tail[authority_end..];
-            }
-            None => rest = tail,
+impl From<Refused> for GitError {
+    fn from(refused: Refused) -> GitError {
+        match refused {
+            Refused::Unresolved { .. } => GitError::Dns(refused.to_string()),
+            Refused::Unreadable => GitError::unreadable(),
+            _ => GitError::Refused(refused.to_string()),
         }
     }
-    out.push_str(rest);
-    out
 }
 
 /// What a failed remote operation left to look at.
@@ -173,7 +153,10 @@ impl Evidence {
     pub(crate) fn classify(&self) -> FailureKind {
         let text = self.texts.iter().map(|t| without_urls(t).to_ascii_lowercase()).collect::<Vec<_>>().join("\n");
         let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-        if self.io(io::ErrorKind::TimedOut) || any(&["timed out"]) {
+        // Our own resolver's refusal, wherever the transport wrapped it (e.g. as a DNS error).
+        if any(&["outbound policy:"]) {
+            FailureKind::Refused
+        } else if self.io(io::ErrorKind::TimedOut) || any(&["timed out"]) {
             FailureKind::Timeout
         } else if any(&[
             "dns error",
@@ -230,15 +213,8 @@ impl Evidence {
 
     /// A one-line description: the distinct messages, outermost first, scrubbed and bounded.
     pub(crate) fn describe(&self, redactor: &Redactor) -> String {
-        const MAX: usize = 800;
         let joined = self.texts.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(": ");
-        let mut text = redactor.clean(&joined.replace(['\n', '\r'], " "));
-        if text.len() > MAX {
-            let cut = (0..=MAX).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-            text.truncate(cut);
-            text.push('…');
-        }
-        text
+        redactor.clean(&joined)
     }
 
     pub(crate) fn into_error(self, redactor: &Redactor) -> GitError {
@@ -273,6 +249,7 @@ pub(crate) fn remote_error(kind: FailureKind, detail: String) -> GitError {
         FailureKind::NotARepository => GitError::NotARepository(detail),
         FailureKind::Protocol => GitError::Protocol(detail),
         FailureKind::InvalidUrl => GitError::InvalidUrl(detail),
+        FailureKind::Refused => GitError::Refused(detail),
         _ => GitError::Other(detail),
     }
 }
@@ -283,22 +260,6 @@ mod tests {
 
     fn evidence(texts: &[&str]) -> Evidence {
         Evidence { texts: texts.iter().map(|t| t.to_string()).collect(), ..Evidence::default() }
-    }
-
-    #[test]
-    fn userinfo_is_stripped_from_every_url() {
-        assert_eq!(
-            strip_userinfo("fetch \"https://u:p%40ss@host:8443/r.git\" and http://tok@h/x then ssh://git@h:22/p"),
-            "fetch \"https://host:8443/r.git\" and http://h/x then ssh://h:22/p"
-        );
-        assert_eq!(strip_userinfo("no url here @ all"), "no url here @ all");
-        assert_eq!(strip_userinfo("trailing ://"), "trailing ://");
-    }
-
-    #[test]
-    fn redactor_removes_secrets_anywhere() {
-        let r = Redactor::new(vec!["hunter2".into(), String::new()]);
-        assert_eq!(r.clean("password hunter2 rejected by https://a:hunter2@h/"), "password *** rejected by https://h/");
     }
 
     #[test]
@@ -326,6 +287,7 @@ mod tests {
             (&["Received HTTP status 404"], FailureKind::NotARepository),
             (&["A packet line could not be decoded"], FailureKind::Protocol),
             (&["something else entirely"], FailureKind::Other),
+            (&["client error (Connect)", "dns error", "outbound policy: meta (169.254.169.254) is denied"], FailureKind::Refused),
         ];
         for (texts, kind) in cases {
             assert_eq!(evidence(texts).classify(), kind, "{texts:?}");
@@ -348,6 +310,6 @@ mod tests {
         let d = e.describe(&r);
         assert!(!d.contains("s3cret"), "{d}");
         assert!(d.starts_with("outer https://h/r: inner line ***"), "{d}");
-        assert!(d.len() <= 810);
+        assert!(d.len() <= crate::redact::MAX_MESSAGE, "{}", d.len());
     }
 }

@@ -13,6 +13,7 @@ use super::progress::{Counters, Tracker};
 use super::remote::{ref_name, with_deadline, Session};
 use super::tree::{read_tree, ReadLimits, SourceFile};
 use super::Auth;
+use crate::outbound::Outbound;
 
 /// Mirror every branch and tag under its own name, moving refs even when history was rewritten.
 const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
@@ -97,13 +98,14 @@ impl Mirror {
     /// against `timeout`.
     pub fn fetch(
         &self,
+        outbound: &Outbound,
         url: &str,
         auth: &Auth,
         timeout: Duration,
         progress: &mut dyn FnMut(FetchProgress),
     ) -> Result<FetchReport, GitError> {
         let started = Instant::now();
-        let session = Session::new(url, auth, timeout)?;
+        let session = Session::new(outbound, url, auth, timeout)?;
         let lock = self.lock(started + timeout)?;
         let counters = Counters::default();
         let worker_counters = counters.clone();

@@ -1,7 +1,7 @@
 //! Talking to remotes: URL checks, an isolated gix configuration with our credentials and ssh
 //! command, the deadline every network operation runs under, and the connection probe.
 
-use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -12,8 +12,10 @@ use gix::protocol::transport::client::blocking_io::{http, Transport};
 use gix::remote::{Connection, Direction};
 use gix::url::Scheme;
 
-use super::error::{strip_userinfo, Evidence, GitError, Redactor};
+use super::error::{Evidence, GitError};
 use super::Auth;
+use crate::outbound::Outbound;
+use crate::redact::{strip_userinfo, Redactor};
 
 /// What a successful probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,10 +28,11 @@ pub struct ProbeReport {
     pub latency: Duration,
 }
 
-/// Lists the refs of the remote at `url` (V2 ls-refs, or the V1 advertisement), within `timeout`.
-pub fn probe(url: &str, auth: &Auth, timeout: Duration) -> Result<ProbeReport, GitError> {
+/// Lists the refs of the remote at `url` (V2 ls-refs, or the V1 advertisement), within `timeout`,
+/// connecting only where `outbound` permits.
+pub fn probe(outbound: &Outbound, url: &str, auth: &Auth, timeout: Duration) -> Result<ProbeReport, GitError> {
     let started = Instant::now();
-    let session = Session::new(url, auth, timeout)?;
+    let session = Session::new(outbound, url, auth, timeout)?;
     let (default_branch, ref_count) =
         with_deadline(timeout, "listing the remote refs", || (), move |_cancel| session.list_refs())?;
     Ok(ProbeReport { default_branch, ref_count, latency: started.elapsed() })
@@ -137,6 +140,37 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
     Ok(parsed)
 }
 
+/// Where a repository URL leads, for the outbound policy's check before anything connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    File(PathBuf),
+    Host { host: String, port: u16 },
+}
+
+/// The endpoint of `url`, if it parses as a git URL.
+pub fn endpoint(url: &str) -> Option<Endpoint> {
+    let parsed = gix::url::parse(gix::bstr::BStr::new(url)).ok()?;
+    Some(match parsed.scheme {
+        Scheme::File => Endpoint::File(gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).ok()?.into_owned()),
+        _ => Endpoint::Host { host: parsed.host()?.to_owned(), port: parsed.port_or_default()? },
+    })
+}
+
+/// Whether two repository URLs lead to the same repository: same scheme, host, port and path.
+/// Stored credentials stay bound to it; URLs that do not parse are never the same.
+pub fn same_repository(a: &str, b: &str) -> bool {
+    let parse = |url: &str| gix::url::parse(gix::bstr::BStr::new(url)).ok();
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => {
+            a.scheme == b.scheme
+                && a.host().map(str::to_ascii_lowercase) == b.host().map(str::to_ascii_lowercase)
+                && a.port_or_default() == b.port_or_default()
+                && a.path == b.path
+        }
+        _ => false,
+    }
+}
+
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -147,9 +181,17 @@ fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
+/// Where ssh connects: the address the outbound policy checked, and the name host keys are
+/// looked up under (`[host]:port` off port 22, as known_hosts writes it).
+struct SshPin {
+    address: IpAddr,
+    host_key_alias: String,
+}
+
 /// The ssh invocation: nothing from the machine's ssh setup (config, agent, default keys), no
-/// prompts, host keys checked against our file, and stderr kept for classifying failures.
-fn ssh_command(key: Option<&Path>, known_hosts: &Path, strict: bool, stderr: &Path, timeout: Duration) -> String {
+/// prompts, host keys checked against our file, stderr kept for classifying failures, and the
+/// checked address pinned so that ssh does not resolve the name again.
+fn ssh_command(key: Option<&Path>, known_hosts: &Path, strict: bool, stderr: &Path, timeout: Duration, pin: &SshPin) -> String {
     let seconds = timeout.as_secs().max(1);
     let identity = key.map_or_else(|| "none".to_string(), shell_quote);
     let checking = if strict { "yes" } else { "accept-new" };
@@ -157,9 +199,11 @@ fn ssh_command(key: Option<&Path>, known_hosts: &Path, strict: bool, stderr: &Pa
         "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o IdentityFile={identity} \
          -o UserKnownHostsFile={known_hosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking={checking} \
          -o UpdateHostKeys=no -o ConnectTimeout={seconds} -o ServerAliveInterval={seconds} -o ServerAliveCountMax=2 \
-         -o LogLevel=ERROR \"$@\" 2>>{stderr}",
+         -o HostName={address} -o HostKeyAlias={alias} -o LogLevel=ERROR \"$@\" 2>>{stderr}",
         known_hosts = shell_quote(known_hosts),
         stderr = shell_quote(stderr),
+        address = pin.address,
+        alias = shell_quote(Path::new(&pin.host_key_alias)),
     )
 }
 
@@ -167,6 +211,7 @@ fn ssh_command(key: Option<&Path>, known_hosts: &Path, strict: bool, stderr: &Pa
 /// and the temporary files ssh needs (key, known_hosts, its stderr), removed on drop.
 pub(crate) struct Session {
     url: gix::Url,
+    outbound: Outbound,
     auth: Auth,
     timeout: Duration,
     redactor: Redactor,
@@ -176,8 +221,17 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(url: &str, auth: &Auth, timeout: Duration) -> Result<Session, GitError> {
-        let parsed = parse_url(url, auth)?;
+    pub(crate) fn new(outbound: &Outbound, url: &str, auth: &Auth, timeout: Duration) -> Result<Session, GitError> {
+        let mut parsed = parse_url(url, auth)?;
+        match parsed.scheme {
+            // Read the path as checked, not as given: a symlink swapped afterwards changes nothing.
+            Scheme::File => {
+                let path = gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).map_err(|_| GitError::unreadable())?.into_owned();
+                parsed.path = gix::path::into_bstr(outbound.repository_path(&path)?).map_err(|_| GitError::unreadable())?.into_owned();
+            }
+            // Names are checked by the HTTP client's resolver, git:// and ssh resolve below.
+            _ => outbound.check_literal(parsed.host().unwrap_or_default())?,
+        }
         let dir = tempfile::Builder::new()
             .prefix("fabricsync-git-")
             .tempdir()
@@ -187,6 +241,7 @@ impl Session {
         secrets.extend(parsed.password().map(str::to_owned));
         let mut session = Session {
             url: parsed,
+            outbound: outbound.clone(),
             auth: auth.clone(),
             timeout,
             redactor: Redactor::new(secrets),
@@ -194,8 +249,11 @@ impl Session {
             ssh_stderr: None,
             dir,
         };
-        if session.url.scheme == Scheme::Ssh {
-            session.prepare_ssh()?;
+        match session.url.scheme {
+            Scheme::Ssh => session.prepare_ssh()?,
+            // A redirect could lead anywhere, literal addresses included.
+            Scheme::Http | Scheme::Https => session.overrides.push("http.followRedirects=false".into()),
+            _ => {}
         }
         Ok(session)
     }
@@ -229,7 +287,13 @@ impl Session {
         let strict = known_hosts.as_deref().is_some_and(|k| !k.trim().is_empty());
         let known_hosts = write("known_hosts", known_hosts.as_deref().unwrap_or_default())?;
         let stderr = write("ssh_stderr", "")?;
-        let command = ssh_command(key.as_deref(), &known_hosts, strict, &stderr, self.timeout);
+        let host = self.url.host().unwrap_or_default().to_owned();
+        let port = self.url.port.unwrap_or(22);
+        let address = self.outbound.resolve_blocking(&host, port)?[0].ip();
+        // gix keeps an IPv6 host in brackets; known_hosts names it bare (bracketed with a port).
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let host_key_alias = if port == 22 { bare.to_owned() } else { format!("[{bare}]:{port}") };
+        let command = ssh_command(key.as_deref(), &known_hosts, strict, &stderr, self.timeout, &SshPin { address, host_key_alias });
         self.overrides.push(format!("core.sshCommand={command}"));
         self.overrides.push("ssh.variant=ssh".into());
         self.ssh_stderr = Some(stderr);
@@ -247,6 +311,9 @@ impl Session {
     }
 
     fn classified(&self, mut evidence: Evidence) -> GitError {
+        if self.url.scheme == Scheme::File {
+            return GitError::unreadable();
+        }
         if let Some(path) = &self.ssh_stderr {
             let printed = std::fs::read_to_string(path).unwrap_or_default();
             let lines: Vec<_> = printed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -269,11 +336,7 @@ impl Session {
                 ..Evidence::default()
             })
         };
-        let address = (host, self.url.port.unwrap_or(9418))
-            .to_socket_addrs()
-            .map_err(|e| io_failure("could not resolve the git server", e))?
-            .next()
-            .ok_or_else(|| GitError::Dns(format!("no address for {host}")))?;
+        let address: SocketAddr = self.outbound.resolve_blocking(host, self.url.port.unwrap_or(9418))?[0];
         let stream = TcpStream::connect_timeout(&address, self.timeout)
             .map_err(|e| io_failure("could not connect to the git server", e))?;
         let read = stream.try_clone().map_err(|e| io_failure("could not use the connection", e))?;
@@ -321,8 +384,13 @@ impl Session {
             remote.repo().transport_options(AsRef::<gix::bstr::BStr>::as_ref(&url), None).map_err(|e| self.fail(&e))?;
         if let Some(http) = options.as_mut().and_then(|o| o.downcast_mut::<http::Options>()) {
             let timeout = self.timeout;
+            let outbound = self.outbound.clone();
+            // Every name the client resolves is checked, and no proxy resolves it for us.
             let backend = http::reqwest::Options {
-                configure_client: Some(Box::new(move |builder| Ok(builder.timeout(timeout).connect_timeout(timeout)))),
+                configure_client: Some(Box::new(move |builder| {
+                    let resolver = Arc::new(CheckedResolver(outbound.clone()));
+                    Ok(builder.timeout(timeout).connect_timeout(timeout).no_proxy().dns_resolver(resolver))
+                })),
                 configure_request: None,
             };
             http.backend = Some(Arc::new(std::sync::Mutex::new(backend)));
@@ -343,6 +411,19 @@ impl Session {
         let (ref_map, _handshake) =
             self.connect(&remote)?.ref_map(gix::progress::Discard, options).map_err(|e| self.fail(&e))?;
         Ok(summarize(&ref_map.remote_refs))
+    }
+}
+
+/// The HTTP client's resolver: the outbound policy's, so a refused address is never connected to.
+struct CheckedResolver(Outbound);
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let outbound = self.0.clone();
+        Box::pin(async move {
+            let addresses = outbound.resolve(name.as_str(), 0).await?;
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -416,20 +497,43 @@ mod tests {
     }
 
     #[test]
+    fn a_repository_is_the_same_only_at_the_same_scheme_host_port_and_path() {
+        let url = "https://git.example/org/fabric.git";
+        assert!(same_repository(url, "https://GIT.example:443/org/fabric.git"));
+        for other in [
+            "http://git.example/org/fabric.git",
+            "https://evil.example/org/fabric.git",
+            "https://git.example:8443/org/fabric.git",
+            "https://git.example/org/other.git",
+            "not a url",
+        ] {
+            assert!(!same_repository(url, other), "{other}");
+        }
+        assert!(same_repository("git@h:org/r.git", "git@h:org/r.git"));
+        assert!(!same_repository("git@h:org/r.git", "git@h:org/s.git"));
+        assert_eq!(endpoint("git@h:org/r.git"), Some(Endpoint::Host { host: "h".into(), port: 22 }));
+        assert_eq!(endpoint("https://[::1]:8443/r.git"), Some(Endpoint::Host { host: "[::1]".into(), port: 8443 }));
+        assert_eq!(endpoint("file:///srv/r.git"), Some(Endpoint::File("/srv/r.git".into())));
+    }
+
+    #[test]
     fn ssh_command_is_isolated_and_quoted() {
+        let pin = SshPin { address: "::1".parse().unwrap(), host_key_alias: "[git.example]:2222".into() };
         let cmd = ssh_command(
             Some(Path::new("/tmp/a b/key")),
             Path::new("/tmp/it's/known_hosts"),
             true,
             Path::new("/tmp/e"),
             Duration::from_millis(2500),
+            &pin,
         );
         assert!(cmd.starts_with("ssh -F /dev/null -o BatchMode=yes"), "{cmd}");
         assert!(cmd.contains("IdentityFile='/tmp/a b/key'"), "{cmd}");
         assert!(cmd.contains(r"UserKnownHostsFile='/tmp/it'\''s/known_hosts'"), "{cmd}");
         assert!(cmd.contains("StrictHostKeyChecking=yes") && cmd.contains("ConnectTimeout=2"), "{cmd}");
+        assert!(cmd.contains("-o HostName=::1 -o HostKeyAlias='[git.example]:2222'"), "{cmd}");
         assert!(cmd.ends_with("\"$@\" 2>>'/tmp/e'"), "{cmd}");
-        let cmd = ssh_command(None, Path::new("/k"), false, Path::new("/e"), Duration::ZERO);
+        let cmd = ssh_command(None, Path::new("/k"), false, Path::new("/e"), Duration::ZERO, &pin);
         assert!(cmd.contains("IdentityFile=none") && cmd.contains("accept-new") && cmd.contains("ConnectTimeout=1"));
     }
 

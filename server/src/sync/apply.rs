@@ -109,16 +109,18 @@ pub async fn apply(
         let message = format!("{} object(s) have an invalid sync-wave annotation; nothing was applied", invalid.len());
         return Ok(ApplyReport { diagnostics, error: Some(message), ..Default::default() });
     }
-    let client = match cluster::connect(fabric, &state.keyring) {
-        Ok(client) => client,
+    let cluster::Connection { client, redactor } = match cluster::connect(fabric, &state.keyring, &state.settings.outbound).await {
+        Ok(connection) => connection,
         Err(e) => return Ok(ApplyReport::failed(e.code(), e.to_string())),
     };
+    // Every message from here on may quote the cluster's answers.
+    let say = |e: &cluster::ClusterError| redactor.clean(&e.to_string());
     let applier = Applier::new(client, &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
     // A run leaves contested resources to the user (self-heal) and others to the targets.
     let in_run = |d: &Desired| !(run.trigger == "self_heal" && d.contested) && targets.as_ref().is_none_or(|t| t.apply.contains(&d.key));
     let live = match live_view(state, fabric, &applier, kinds, &desired, &in_run).await? {
         Ok(live) => live,
-        Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {e}"))),
+        Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {}", say(&e)))),
     };
     scope.checkpoint()?;
     let live_by_key: HashMap<Key, &Live> = live.iter().map(|l| (l.key.clone(), l)).collect();
@@ -173,8 +175,8 @@ pub async fn apply(
                 }
                 Applied::Failed(e) => {
                     failed += 1;
-                    report.diagnostics.push(run_diagnostic(e.code(), format!("{}: {e}", describe(&d.key))));
-                    records.push(record(d, "failed", None, Some(e.to_string())));
+                    report.diagnostics.push(run_diagnostic(e.code(), format!("{}: {}", describe(&d.key), say(&e))));
+                    records.push(record(d, "failed", None, Some(say(&e))));
                 }
             }
             if done.is_multiple_of(PROGRESS_EVERY) || done == total {
@@ -214,7 +216,7 @@ pub async fn apply(
                 report.changes.push(change(&gone.key, &gone.version, "delete", Vec::new()));
             }
             Err(e) => {
-                let message = format!("prune of {} failed: {e}", describe(&gone.key));
+                let message = format!("prune of {} failed: {}", describe(&gone.key), say(&e));
                 report.diagnostics.push(run_diagnostic(e.code(), message.clone()));
                 report.error.get_or_insert(message);
             }

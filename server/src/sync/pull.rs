@@ -155,11 +155,12 @@ pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, force: bo
     let (dir, git_ref, repository_id) = (fabric.gitops_path.clone(), git_ref.to_string(), repository.id.to_string());
     let known = if force { None } else { fabric.synced_source.clone() };
     let row = fabric.clone();
+    let outbound = state.settings.outbound.clone();
     let (commit, source, files) = with_progress(
         FetchProgress::default(),
         move |progress| -> Result<(String, String, Option<Vec<SourceFile>>), GitError> {
             let mirror = Mirror::open_or_init(&cache, &repository_id)?;
-            mirror.fetch(&url, &auth, timeout, &mut |p| {
+            mirror.fetch(&outbound, &url, &auth, timeout, &mut |p| {
                 progress.send_replace(p);
             })?;
             let commit = mirror.resolve(&git_ref)?;

@@ -76,9 +76,10 @@ async fn moved(state: &AppState, fabric_id: Uuid) -> Result<bool, CheckError> {
     let cache = state.settings.data_dir.join("git");
     let timeout = state.settings.git_timeout;
     let git_ref = fabric.git_ref.clone();
+    let outbound = state.settings.outbound.clone();
     let head = tokio::task::spawn_blocking(move || -> Result<String, GitError> {
         let mirror = Mirror::open_or_init(&cache, &repository.id.to_string())?;
-        mirror.fetch(&repository.url, &auth, timeout, &mut |_| {})?;
+        mirror.fetch(&outbound, &repository.url, &auth, timeout, &mut |_| {})?;
         mirror.resolve(&git_ref)
     })
     .await

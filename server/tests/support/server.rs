@@ -69,20 +69,26 @@ impl ServerProcess {
         Self::start_with(database_url, &Keyring::generate_key_line("test-key"), &[]).await
     }
 
+    /// With file:// repositories allowed (the tests' repositories are local); see `start_plain`.
     pub async fn start_with(database_url: &str, keys: &str, extra_args: &[&str]) -> ServerProcess {
+        Self::spawn(database_url, keys, free_loopback(), &with_file_repositories(extra_args), None, Some(ADMIN_TOKEN)).await
+    }
+
+    /// With only `extra_args`: the outbound policy's defaults (no file:// repositories).
+    pub async fn start_plain(database_url: &str, keys: &str, extra_args: &[&str]) -> ServerProcess {
         Self::spawn(database_url, keys, free_loopback(), extra_args, None, Some(ADMIN_TOKEN)).await
     }
 
     /// Starts a server listening on `listen` (connected to on 127.0.0.1 when it is 0.0.0.0),
     /// with TLS for the harness's clients when `tls` is given (pass --tls-cert etc. in `extra_args`).
     pub async fn start_on(database_url: &str, keys: &str, listen: SocketAddr, extra_args: &[&str], tls: Option<ClientTlsConfig>) -> ServerProcess {
-        Self::spawn(database_url, keys, listen, extra_args, tls, Some(ADMIN_TOKEN)).await
+        Self::spawn(database_url, keys, listen, &with_file_repositories(extra_args), tls, Some(ADMIN_TOKEN)).await
     }
 
     /// As a user's first start: no bootstrap token given, so the server writes its admin
     /// token to `<data dir>/admin-token`.
     pub async fn start_first_run(database_url: &str, keys: &str) -> ServerProcess {
-        Self::spawn(database_url, keys, free_loopback(), &[], None, None).await
+        Self::spawn(database_url, keys, free_loopback(), &with_file_repositories(&[]), None, None).await
     }
 
     async fn spawn(
@@ -170,6 +176,7 @@ impl ServerProcess {
         (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
     }
 
+    /// The server's --data-dir (its git mirrors are in `git/`).
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
     }
@@ -199,6 +206,11 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The tests' repositories are local: file:// URLs allowed.
+fn with_file_repositories<'a>(extra_args: &[&'a str]) -> Vec<&'a str> {
+    [&["--allow-file-repositories"][..], extra_args].concat()
 }
 
 fn free_loopback() -> SocketAddr {

@@ -239,7 +239,10 @@ class ClusterConnectionInput(_message.Message):
     BEARER_TOKEN_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
     server_url: _builtins.str
-    """Kubernetes API server URL: https://, or http:// for loopback only. Empty = no cluster."""
+    """Kubernetes API server URL: https://, or http:// for loopback only. Empty = no cluster.
+    Hosts resolving to link-local or metadata addresses, or outside the server's --allow-hosts,
+    are refused.
+    """
     ca_certificate_pem: _builtins.str
     """PEM CA certificate(s) to verify the API server; empty uses the system roots."""
     bearer_token: _builtins.str
@@ -709,6 +712,11 @@ class UpdateFabricResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FABRIC_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_CLEARED_FIELD_NUMBER: _builtins.int
+    credentials_cleared: _builtins.bool
+    """True when the update changed cluster.server_url without giving cluster.bearer_token again,
+    so the stored bearer token was dropped: a token is only ever sent where it was given for.
+    """
     @_builtins.property
     def fabric(self) -> Global___Fabric:
         """The updated fabric."""
@@ -717,10 +725,11 @@ class UpdateFabricResponse(_message.Message):
         self,
         *,
         fabric: Global___Fabric | None = ...,
+        credentials_cleared: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fabric", b"fabric"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fabric", b"fabric"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials_cleared", b"credentials_cleared", "fabric", b"fabric"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -346,7 +346,9 @@ class Repository(_message.Message):
     """Free text, at most 1024 bytes."""
     url: _builtins.str
     """Remote URL: https://, ssh:// or scp-like user@host:path, file://; http:// and git:// only
-    for loopback hosts. Must not contain credentials.
+    for loopback hosts; file:// only on servers started with --allow-file-repositories (never a
+    path inside the server's data directory). Hosts resolving to link-local or metadata
+    addresses, or outside the server's --allow-hosts, are refused. Must not contain credentials.
     """
     provider: Global___Provider.ValueType
     """Hosting provider; informational."""
@@ -609,6 +611,12 @@ class UpdateRepositoryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REPOSITORY_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_CLEARED_FIELD_NUMBER: _builtins.int
+    credentials_cleared: _builtins.bool
+    """True when the update changed the URL's scheme, host, port or path without giving `auth`
+    again, so the stored credentials were dropped (auth is now none): credentials are only ever
+    sent where they were given for.
+    """
     @_builtins.property
     def repository(self) -> Global___Repository:
         """The updated repository."""
@@ -617,10 +625,11 @@ class UpdateRepositoryResponse(_message.Message):
         self,
         *,
         repository: Global___Repository | None = ...,
+        credentials_cleared: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["repository", b"repository"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["repository", b"repository"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials_cleared", b"credentials_cleared", "repository", b"repository"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
