@@ -1,0 +1,217 @@
+"""Every page against the real fabricsync: a demo fabric pulled and applied to the real
+kube-apiserver, one of its VPCs patched with kubectl (drift, events), and a wiring fabric
+(Switches, Servers, Connections) for paging and the Device panel."""
+
+from dcim.models import Device, DeviceRole, DeviceType, Manufacturer, Site
+from django.test import TestCase
+from django.urls import reverse
+from fabricsync.v1 import fabric_pb2, repository_pb2, sync_pb2
+
+from netbox_fabricsync.present import key_query
+from netbox_fabricsync.tests import support
+from netbox_fabricsync.tests.support import PATCHED, sdk
+
+
+def url(name, **kwargs):
+    return reverse(f"plugins:netbox_fabricsync:{name}", kwargs=kwargs)
+
+
+
+class FabricPagesTests(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.fabric = support.drifted_fabric("default")
+        cls.repository = sdk().repositories.GetRepository(repository_pb2.GetRepositoryRequest(id=cls.fabric.repository_id)).repository
+        support.add_wiring()
+        cls.wiring = support.create_fabric(cls.repository, path=support.WIRING, namespace=None)
+        support.run_to_end(cls.wiring.id, sync_pb2.SYNC_MODE_PULL)
+
+    def setUp(self):
+        self.client.force_login(support.superuser())
+        self.vpc_key = self.resource_key("VPC", PATCHED)
+
+    def resource_key(self, kind, name, fabric=None):
+        listed = sdk().fabrics.ListResources(fabric_pb2.ListResourcesRequest(fabric_id=(fabric or self.fabric).id, filter=f"kind={kind} name={name}"))
+        self.assertEqual(len(listed.resources), 1, listed)
+        return key_query(listed.resources[0].key)
+
+    def get(self, path, status=200):
+        response = self.client.get(path)
+        self.assertEqual(response.status_code, status, response.content[:2000])
+        return response.content.decode()
+
+    def test_menu_and_fabric_list_with_statuses_and_counts(self):
+        page = self.get(url("fabric_list"))
+        self.assertIn(self.fabric.name, page)
+        self.assertIn(self.repository.name, page)
+        self.assertIn('<span class="badge text-bg-green">synced</span>', page)
+        self.assertIn('<span class="badge text-bg-orange">drifted</span>', page)
+        self.assertIn('<span class="badge text-bg-green">active</span>', page)
+        self.assertIn("VPC&nbsp;4", page)
+        self.assertIn("Sync runs", page)  # the menu
+        self.assertIn(url("run_list"), page)
+
+    def test_fabric_detail(self):
+        page = self.get(url("fabric", pk=self.fabric.id))
+        fabric = sdk().fabrics.GetFabric(fabric_pb2.GetFabricRequest(id=self.fabric.id)).fabric
+        for text in (self.repository.name, "<code>fabric</code>", fabric.last_synced_commit, 'id="pull"', 'id="apply"', 'id="full-sync"', 'id="detect-drift"', 'id="test-cluster"', "Bearer token</th><td>set"):
+            self.assertIn(text, page)
+        self.assertNotIn(support.ENV["FABRICSYNC_KUBE_TOKEN"], page)
+        self.assertEqual(page.count("succeeded"), 2)  # the pull and the apply, under Last runs
+
+    def test_resources_tab_filters_and_server_side_pages(self):
+        page = self.get(url("fabric_resources", pk=self.fabric.id) + "?kind=VPC")
+        self.assertIn("Showing 4 of 4", page)
+        self.assertIn(PATCHED, page)
+        self.assertNotIn("VPCAttachment", page.split("<tbody>")[1])
+        page = self.get(url("fabric_resources", pk=self.fabric.id) + "?drift_status=drifted")
+        self.assertIn("Showing 1 of 1", page)
+        bad = self.get(url("fabric_resources", pk=self.fabric.id) + "?kind=a%20b")
+        self.assertIn("Letters, digits", bad)
+        first = self.client.get(url("fabric_resources", pk=self.wiring.id))
+        self.assertContains(first, "Showing 50 of 51")
+        token = first.context["paging"]["next_query"]
+        self.assertTrue(token)
+        self.assertContains(self.client.get(url("fabric_resources", pk=self.wiring.id) + "?" + token), "Showing 1 of 51")
+
+    def test_resource_page_with_desired_and_live(self):
+        response = self.client.get(url("resource", pk=self.fabric.id, key=self.vpc_key))
+        self.assertEqual(response.status_code, 200)
+        self.assertIn("vlan: 1131", response.context["desired"])
+        self.assertIn("vlan: 1198", response.context["live"])
+        page = response.content.decode()
+        resource = response.context["resource"]
+        self.assertTrue(resource.uid)
+        for text in (resource.uid, "kubectl-patch", "applied", "demo.yaml"):
+            self.assertIn(text, page)
+
+    def test_drift_tab_field_diff_and_remediation(self):
+        page = self.get(url("fabric_drift", pk=self.fabric.id))
+        self.assertIn(PATCHED, page)
+        self.assertIn("/spec/subnets/subnet-1/vlan", page)
+        self.assertIn("kubectl-patch", page)
+        self.assertIn("1 differ", page)
+        page = self.get(url("resource_drift", pk=self.fabric.id, key=self.vpc_key))
+        for text in ("<code>/spec/subnets/subnet-1/vlan</code>", "<code>1131</code>", "<code>1198</code>", "kubectl-patch", "bg-red-lt", "bg-green-lt"):
+            self.assertIn(text, page)
+
+
+    def test_pull_button_run_page_and_live_stream_with_resume(self):
+        response = self.client.post(url("fabric_sync", pk=self.fabric.id), {"mode": "pull"})
+        self.assertEqual(response.status_code, 302)
+        run_id = response.url.rstrip("/").split("/")[-1]
+        stream = self.client.get(url("run_events", pk=run_id))
+        self.assertEqual(stream["Content-Type"], "text/event-stream")
+        body = b"".join(stream.streaming_content).decode()
+        events = [block for block in body.split("\n\n") if block]
+        self.assertTrue(events[0].startswith("id: "), events)
+        self.assertIn('"stage": "finished"', events[-2])
+        self.assertEqual(events[-1], "event: end\ndata: {}")
+        ids = [int(e.split("\n")[0][4:]) for e in events if e.startswith("id: ")]
+        # A reconnecting browser sends the last id it showed: only later events come.
+        resumed = b"".join(self.client.get(url("run_events", pk=run_id), HTTP_LAST_EVENT_ID=str(ids[0])).streaming_content).decode()
+        self.assertEqual([int(line[4:]) for line in resumed.split("\n") if line.startswith("id: ")], ids[1:])
+
+        page = self.get(url("run", pk=run_id))
+        self.assertIn('id="run-outcome">succeeded', page)
+        self.assertIn('id="diagnostics"', page)
+        self.assertIn(self.fabric.name, self.get(url("run_list") + f"?fabric_id={self.fabric.id}"))
+
+    def test_plan_a_ref_shows_changes_and_diagnostics(self):
+        branch = support.unique("plan")
+        support.git("checkout", "-q", "-b", branch)
+        try:
+            with open(f"{support.GIT_DIR}/fabric/broken.yaml", "w") as f:
+                f.write("apiVersion: vpc.githedgehog.com/v1beta1\nkind: VPC\nmetadata:\n  name: Not_A_Name\nspec: {}\n")
+            support.git("add", ".")
+            support.git("commit", "-q", "-m", "a broken VPC")
+        finally:
+            support.git("checkout", "-q", "main")
+        response = self.client.get(url("fabric_plan", pk=self.fabric.id) + f"?ref={branch}")
+        self.assertEqual(response.status_code, 200)
+        plan = response.context["plan"]
+        self.assertFalse(plan.valid)
+        self.assertTrue(plan.diagnostics)
+        page = response.content.decode()
+        self.assertIn("Not valid", page)
+        self.assertIn("fabric/broken.yaml", page)
+        self.assertIn(plan.diagnostics[0].code, page)
+        self.assertIn("Plan", self.get(url("fabric_plan", pk=self.fabric.id)))
+
+    def test_cluster_events(self):
+        page = self.get(url("fabric_events", pk=self.fabric.id) + "?kind=VPC")
+        self.assertIn("kubectl-patch", page)
+        self.assertIn('<span class="badge text-bg-blue">modified</span>', page)
+        self.assertNotIn("VPCAttachment", page.split("<tbody>")[1])
+
+    def test_repository_pages_and_connection_test(self):
+        self.assertIn(self.repository.name, self.get(url("repository_list")))
+        page = self.get(url("repository", pk=self.repository.id))
+        self.assertIn(support.GIT_URL, page)
+        self.assertIn('id="secret-state">not set', page)
+        response = self.client.post(url("repository", pk=self.repository.id))
+        self.assertContains(response, "Reachable")
+        self.assertContains(response, "Default branch <strong>main</strong>")
+
+    def test_cluster_connection_rbac_and_detect_drift(self):
+        response = self.client.post(url("fabric_test_cluster", pk=self.fabric.id))
+        self.assertContains(response, "Cluster reachable")
+        self.assertContains(response, "vpc.githedgehog.com")
+        rbac = self.client.get(url("fabric_rbac", pk=self.fabric.id))
+        self.assertEqual(rbac.status_code, 200)
+        self.assertIn("attachment", rbac["Content-Disposition"])
+        self.assertIn("kind: ServiceAccount", rbac.content.decode())
+        response = self.client.post(url("fabric_detect_drift", pk=self.fabric.id), follow=True)
+        self.assertContains(response, "Drift detected")
+
+    def test_device_panel(self):
+        site = Site.objects.create(name="lab", slug="lab")
+        maker = Manufacturer.objects.create(name="Celestica", slug="celestica")
+        device_type = DeviceType.objects.create(manufacturer=maker, model="DS3000", slug="ds3000")
+        role = DeviceRole.objects.create(name="leaf", slug="leaf")
+        device = Device.objects.create(name=support.WIRING_SWITCH, site=site, device_type=device_type, role=role)
+        page = self.get(device.get_absolute_url())
+        self.assertIn('id="fabricsync-device"', page)
+        self.assertIn(self.wiring.name, page)
+        self.assertIn("server-1--eslag--ds3000-01--ds3000-02", page)
+        other = Device.objects.create(name="not-in-any-fabric", site=site, device_type=device_type, role=role)
+        self.assertNotIn('id="fabricsync-device"', self.get(other.get_absolute_url()))
+
+
+NAMESPACE = "remediate"
+
+
+class RemediateTests(TestCase):
+    """Remediation changes the cluster: its own fabric, in its own namespace."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.fabric = support.drifted_fabric(NAMESPACE)
+
+    def setUp(self):
+        self.client.force_login(support.superuser())
+
+    def get(self, path):
+        response = self.client.get(path)
+        self.assertEqual(response.status_code, 200)
+        return response.content.decode()
+
+    def test_dry_run_preview_then_remediate(self):
+        listed = sdk().fabrics.ListResources(fabric_pb2.ListResourcesRequest(fabric_id=self.fabric.id, filter=f"kind=VPC name={PATCHED}"))
+        key = key_query(listed.resources[0].key)
+        # Remediate: the dry-run preview changes nothing, then the real run puts Git's value back.
+        response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key, "dry_run": "1"})
+        self.assertEqual(response.status_code, 302)
+        run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
+        self.assertTrue(run.dry_run)
+        self.assertEqual(run.status, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED, run)
+        self.assertIn("1198", support.live_vlan(NAMESPACE))
+        response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key})
+        run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
+        self.assertEqual((run.dry_run, run.status), (False, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED))
+        self.assertIn("1131", support.live_vlan(NAMESPACE))
+        page = self.get(url("run", pk=run.id))
+        self.assertIn('id="counters"', page)
+
