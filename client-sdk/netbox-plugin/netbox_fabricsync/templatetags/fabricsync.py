@@ -21,12 +21,6 @@ def enum_label(value, enum_name):
 
 
 @register.filter
-def term(value, enum_name):
-    """An enum value as a List filter term: RESOURCE_DRIFT_STATUS_IN_SYNC -> in_sync."""
-    return present.label(present.ENUMS[enum_name], value).replace(" ", "_")
-
-
-@register.filter
 def ts(timestamp):
     """A protobuf Timestamp as a datetime (None when unset), for NetBox's isodatetime."""
     return present.when(timestamp)

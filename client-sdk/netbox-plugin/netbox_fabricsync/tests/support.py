@@ -145,7 +145,7 @@ def demo_in_namespace(namespace: str) -> str:
 
 
 def superuser(name: str = "admin") -> Any:
-    return get_user_model().objects.create_user(name, password="x", is_superuser=True, is_staff=True)
+    return get_user_model().objects.create_user(name, password="x", is_superuser=True)
 
 
 def closed_address() -> str:

@@ -79,7 +79,7 @@ class FormTests(TestCase):
 
         form = self.client.get(url("fabric_edit", pk=pk)).context["form"]
         self.assertNotIn("cluster-secret-token", self.client.get(url("fabric_edit", pk=pk)).content.decode())
-        edited = {k: v for k, v in form.initial.items() if v not in (None, False)} | {"git_ref": "release-1", "auto_sync_interval": "300", "bearer_token": ""}
+        edited = {k: v for k, v in form.initial.items() if v not in (None, False) and k != "prune"} | {"git_ref": "release-1", "auto_sync_interval": "300", "bearer_token": ""}
         self.assertEqual(self.client.post(url("fabric_edit", pk=pk), edited).status_code, 302)
         fabric = get_fabric(pk)
         self.assertEqual((fabric.git_ref, fabric.sync_policy.auto_sync_interval.seconds, fabric.cluster.has_bearer_token), ("release-1", 300, True))

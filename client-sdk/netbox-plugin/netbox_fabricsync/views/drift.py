@@ -26,6 +26,13 @@ def _kind_rows(summary: drift_pb2.FabricDriftSummary) -> tuple[list[str], list[d
     return statuses, rows
 
 
+def _term(status: int) -> str:
+    """The ListDriftedResources filter value of a status ('' for in_sync: never listed)."""
+    if status == fabric_pb2.RESOURCE_DRIFT_STATUS_IN_SYNC:
+        return ""
+    return present.label(fabric_pb2.ResourceDriftStatus, status).replace(" ", "_")
+
+
 def diff_lines(diff: str) -> list[dict[str, str]]:
     """A unified diff's lines, each with its NetBox colour class (added, removed, hunk)."""
     def css(line: str) -> str:
@@ -52,8 +59,9 @@ class DriftView(ServiceView):
             fabric_id=pk, filter=f"status={status}" if status.isidentifier() else "", **page_args(request),
         ))
         statuses, kind_rows = _kind_rows(summary)
+        by_status = [{"count": c, "term": _term(c.status)} for c in summary.by_status]
         return render(request, "netbox_fabricsync/drift.html", context | {
-            "summary": summary, "kind_statuses": statuses, "kind_rows": kind_rows, "status": status,
+            "summary": summary, "by_status": by_status, "kind_statuses": statuses, "kind_rows": kind_rows, "status": status,
             "drifted": [{"drift": d, "key": present.key_query(d.key), "orphan": d.status == _ORPHANED} for d in response.resources],
             "paging": paging(request, response, len(response.resources)),
         })

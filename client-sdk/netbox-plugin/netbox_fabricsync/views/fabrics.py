@@ -82,7 +82,8 @@ def _initial(fabric: fabric_pb2.Fabric) -> dict[str, Any]:
 
 
 class FabricEditView(ServiceView):
-    """Create (no pk) or edit; on edit only the changed fields (an update mask) with the etag."""
+    """Create (no pk) or edit; on edit only the fields changed from the stored values (an update
+    mask), with the etag read when the form was shown."""
 
     def required_permission(self, request: Any) -> str:
         return CHANGE if self.kwargs.get("pk") else ADD
@@ -91,11 +92,14 @@ class FabricEditView(ServiceView):
         repositories = [(r.id, r.name) for r in repository_names(self.fs).values()]
         return FabricForm(*args, repositories=repositories, **kwargs)
 
+    def _stored(self, pk: str | None) -> dict[str, Any] | None:
+        return _initial(get_fabric(self.fs, pk)) if pk else None
+
     def get(self, request: Any, pk: str | None = None) -> Any:
-        return self._render(request, self._form(initial=_initial(get_fabric(self.fs, pk)) if pk else None), pk)
+        return self._render(request, self._form(initial=self._stored(pk)), pk)
 
     def post(self, request: Any, pk: str | None = None) -> Any:
-        form = self._form(request.POST)
+        form = self._form(request.POST, initial=self._stored(pk))
         if not form.is_valid():
             return self._render(request, form, pk)
         data = form.cleaned_data

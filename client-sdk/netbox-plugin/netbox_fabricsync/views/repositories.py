@@ -75,20 +75,21 @@ class RepositoryView(ServiceView):
 
 
 class RepositoryEditView(ServiceView):
-    """Create (no pk) or edit. On edit only the changed fields are sent (an update mask), with
-    the etag read when the form was shown, so a concurrent change is refused (ABORTED)."""
-
-    permission = ADD
+    """Create (no pk) or edit. On edit only the fields changed from the stored values are sent
+    (an update mask), with the etag read when the form was shown, so that a change made since
+    is refused (ABORTED) rather than overwritten."""
 
     def required_permission(self, request: Any) -> str:
         return CHANGE if self.kwargs.get("pk") else ADD
 
+    def _stored(self, pk: str | None) -> dict[str, Any]:
+        return _initial(self.fs.repositories.GetRepository(repository_pb2.GetRepositoryRequest(id=pk)).repository) if pk else {}
+
     def get(self, request: Any, pk: str | None = None) -> Any:
-        initial = _initial(self.fs.repositories.GetRepository(repository_pb2.GetRepositoryRequest(id=pk)).repository) if pk else {}
-        return self._render(request, RepositoryForm(initial=initial), pk)
+        return self._render(request, RepositoryForm(initial=self._stored(pk)), pk)
 
     def post(self, request: Any, pk: str | None = None) -> Any:
-        form = RepositoryForm(request.POST)
+        form = RepositoryForm(request.POST, initial=self._stored(pk))
         if not form.is_valid():
             return self._render(request, form, pk)
         data = form.cleaned_data
