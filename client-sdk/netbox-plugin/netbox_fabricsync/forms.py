@@ -22,13 +22,17 @@ def _secret(label: str, help_text: str) -> forms.CharField:
 
 class ServiceForm(forms.Form):
     """A form whose fields the service validates too: its field violations land on the field
-    they name (the last part of their path), others as a form error naming the path."""
+    they name (the last part of their path, or an alias of a whole message's name), others as a
+    form error naming the path."""
+
+    aliases: dict[str, str] = {}
 
     def add_service_error(self, error: FabricSyncError) -> bool:
         """Puts the error's field violations on the form; False if it has none."""
         violations = error.field_violations
         for violation in violations:
             name = violation.field.split(".")[-1].split("[")[0]
+            name = self.aliases.get(name, name)
             field = name if name in self.fields else None
             self.add_error(field, violation.description if field else f"{violation.field}: {violation.description}")
         return bool(violations)
@@ -44,6 +48,9 @@ class RepositoryForm(ServiceForm):
     secret = _secret("Secret", "Token, password or SSH private key (PEM). Write-only: empty keeps the stored one.")
     known_hosts = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="SSH known_hosts lines (SSH key authentication)")
     etag = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    # Violations of the credentials as a whole (auth, auth.token, ...) belong to the auth choice.
+    aliases = {"auth": "auth_type", "token": "secret", "basic": "auth_type", "ssh_key": "auth_type", "password": "secret", "private_key": "secret"}
 
 
 class FabricForm(ServiceForm):

@@ -19,8 +19,9 @@ T = TypeVar("T")
 ENV = os.environ
 ADDR = ENV["FABRICSYNC_ADDR"]
 GIT_URL, GIT_DIR = ENV["FABRICSYNC_GIT_URL"], ENV["FABRICSYNC_GIT_DIR"]
-WIRING = "wiring"  # a directory of the fixture's repository with the lab-ci wiring (Switches, Servers)
-WIRING_SWITCH = "ds3000-01"
+WIRING = "generated/fabric"  # a generated fabric of 81 objects (Switches, Servers, Connections, VPCs)
+WIRING_SWITCH = "leaf-0000-a"
+WIRING_CONNECTION = "spine-01--fabric--leaf-0000-a"
 PATCHED = "demo-vpc-3"  # a VPC of the demo fabric; its subnet-1 vlan is 1131 in Git
 
 _client: Client | None = None
@@ -132,8 +133,14 @@ def _read(path: str) -> str:
 
 
 def add_wiring() -> str:
-    """The lab-ci wiring sample (Switches, Servers, Connections) in the repository."""
-    return _commit_dir(WIRING, {"wiring.yaml": _read(os.path.join(_SAMPLES, "lab-ci/wiring.yaml"))})
+    """A fabric that `fabricsync generate` writes (Switches, Servers, Connections), committed."""
+    target = os.path.join(GIT_DIR, os.path.dirname(WIRING))
+    if not os.path.isdir(target):
+        binary = ENV.get("FABRICSYNC_BIN") or os.path.join(_ROOT, "target/debug/fabricsync")
+        subprocess.run([binary, "generate", "--resources", "60", "--out", target], check=True, capture_output=True)
+        git("add", ".")
+        git("commit", "-q", "-m", "a generated fabric")
+    return WIRING
 
 
 def demo_in_namespace(namespace: str) -> str:

@@ -37,8 +37,9 @@ class FormTests(TestCase):
         self.assertEqual(get_repository(pk).name, name)
 
         form = self.client.get(url("repository_edit", pk=pk)).context["form"]
-        edited = form.initial | {"description": "lab fabric", "auth_type": "token", "secret": "ghp-very-secret", "username": "bot"}
-        self.assertEqual(self.client.post(url("repository_edit", pk=pk), edited).status_code, 302)
+        edited = form.initial | {"description": "lab fabric", "url": "https://127.0.0.1:9/fabric.git", "auth_type": "token", "secret": "ghp-very-secret", "username": "bot"}
+        response = self.client.post(url("repository_edit", pk=pk), edited)
+        self.assertEqual(response.status_code, 302, response.context and (response.context["form"].errors, response.context["error"]))
         repository = get_repository(pk)
         self.assertEqual((repository.description, repository.auth.type, repository.auth.has_secret), ("lab fabric", repository_pb2.AUTH_TYPE_TOKEN, True))
         for page in (url("repository", pk=pk), url("repository_edit", pk=pk), url("repository_list")):
@@ -57,6 +58,8 @@ class FormTests(TestCase):
         self.assertContains(self.client.get(url("repository", pk=pk)), "fabricsync has no such object", status_code=404)
 
     def test_repository_field_violation_on_its_field(self):
+        response = self.client.post(url("repository_add"), REPOSITORY | {"name": unique("bad"), "auth_type": "token", "secret": "t"})
+        self.assertIn("token credentials need an https:// URL", response.context["form"].errors["auth_type"][0])
         response = self.client.post(url("repository_add"), REPOSITORY | {"name": unique("bad"), "url": "nowhere"})
         self.assertEqual(response.status_code, 400)
         self.assertIn("url", response.context["form"].errors)

@@ -70,10 +70,10 @@ class FabricPagesTests(TestCase):
         bad = self.get(url("fabric_resources", pk=self.fabric.id) + "?kind=a%20b")
         self.assertIn("Letters, digits", bad)
         first = self.client.get(url("fabric_resources", pk=self.wiring.id))
-        self.assertContains(first, "Showing 50 of 51")
+        self.assertContains(first, "Showing 50 of 81")
         token = first.context["paging"]["next_query"]
         self.assertTrue(token)
-        self.assertContains(self.client.get(url("fabric_resources", pk=self.wiring.id) + "?" + token), "Showing 1 of 51")
+        self.assertContains(self.client.get(url("fabric_resources", pk=self.wiring.id) + "?" + token), "Showing 31 of 81")
 
     def test_resource_page_with_desired_and_live(self):
         response = self.client.get(url("resource", pk=self.fabric.id, key=self.vpc_key))
@@ -174,7 +174,7 @@ class FabricPagesTests(TestCase):
         page = self.get(device.get_absolute_url())
         self.assertIn('id="fabricsync-device"', page)
         self.assertIn(self.wiring.name, page)
-        self.assertIn("server-1--eslag--ds3000-01--ds3000-02", page)
+        self.assertIn(support.WIRING_CONNECTION, page)
         other = Device.objects.create(name="not-in-any-fabric", site=site, device_type=device_type, role=role)
         self.assertNotIn('id="fabricsync-device"', self.get(other.get_absolute_url()))
 
@@ -202,13 +202,13 @@ class RemediateTests(TestCase):
         listed = sdk().fabrics.ListResources(fabric_pb2.ListResourcesRequest(fabric_id=self.fabric.id, filter=f"kind=VPC name={PATCHED}"))
         key = key_query(listed.resources[0].key)
         # Remediate: the dry-run preview changes nothing, then the real run puts Git's value back.
-        response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key, "dry_run": "1"})
+        response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key, "dry_run": "1", "force": "on"})
         self.assertEqual(response.status_code, 302)
         run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
         self.assertTrue(run.dry_run)
         self.assertEqual(run.status, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED, run)
         self.assertIn("1198", support.live_vlan(NAMESPACE))
-        response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key})
+        response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key, "force": "on"})
         run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
         self.assertEqual((run.dry_run, run.status), (False, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED))
         self.assertIn("1131", support.live_vlan(NAMESPACE))

@@ -80,7 +80,9 @@ class ResourceDriftView(ServiceView):
 
 class RemediateView(ServiceView):
     """Remediate the chosen resources (`key` values), or all drifted ones (`all`), and delete the
-    chosen orphans (`orphan` values). `dry_run` previews: the run page shows what would change."""
+    chosen orphans (`orphan` values). `dry_run` previews: the run page shows what would change.
+    `force` takes the fields back from the managers that changed them (server-side apply force):
+    without it a field another manager holds stays as it is."""
 
     permission = REMEDIATE
 
@@ -88,6 +90,6 @@ class RemediateView(ServiceView):
         keys = [] if request.POST.get("all") else [present.parse_key(k) for k in request.POST.getlist("key")]
         orphans = [present.parse_key(k) for k in request.POST.getlist("orphan")]
         run = self.fs.drift.Remediate(drift_pb2.RemediateRequest(
-            fabric_id=pk, keys=keys, delete_orphans=orphans, dry_run=bool(request.POST.get("dry_run")),
+            fabric_id=pk, keys=keys, delete_orphans=orphans, dry_run=bool(request.POST.get("dry_run")), force=bool(request.POST.get("force")),
         )).run
         return redirect("plugins:netbox_fabricsync:run", pk=run.id)
