@@ -71,6 +71,8 @@ def value_text(value: Any) -> str:
     if value.WhichOneof("kind") is None:
         return "—"
     data = json_format.MessageToDict(value)
+    if isinstance(data, float) and data.is_integer():
+        return str(int(data))  # JSON numbers arrive as doubles: a vlan is 1131, not 1131.0
     if isinstance(data, (dict, list)):
         return yaml.safe_dump(data, default_flow_style=True).strip()
     return str(data)

@@ -17,7 +17,17 @@ def url(name, **kwargs):
 
 
 
-class FabricPagesTests(TestCase):
+class PageAssertions:
+    """Page checks whose failures name the missing text, not the whole page."""
+
+    def shows(self, page, text):
+        self.assertTrue(text in page, f"{text!r} is not on the page")
+
+    def lacks(self, page, text):
+        self.assertFalse(text in page, f"{text!r} is on the page")
+
+
+class FabricPagesTests(PageAssertions, TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -38,35 +48,35 @@ class FabricPagesTests(TestCase):
 
     def get(self, path, status=200):
         response = self.client.get(path)
-        self.assertEqual(response.status_code, status, response.content[:2000])
+        self.assertEqual(response.status_code, status, response.content[-3000:])
         return response.content.decode()
 
     def test_menu_and_fabric_list_with_statuses_and_counts(self):
         page = self.get(url("fabric_list"))
-        self.assertIn(self.fabric.name, page)
-        self.assertIn(self.repository.name, page)
-        self.assertIn('<span class="badge text-bg-green">synced</span>', page)
-        self.assertIn('<span class="badge text-bg-orange">drifted</span>', page)
-        self.assertIn('<span class="badge text-bg-green">active</span>', page)
-        self.assertIn("VPC&nbsp;4", page)
+        self.shows(page, self.fabric.name)
+        self.shows(page, self.repository.name)
+        self.shows(page, '<span class="badge text-bg-green">synced</span>')
+        self.shows(page, '<span class="badge text-bg-orange">drifted</span>')
+        self.shows(page, '<span class="badge text-bg-green">active</span>')
+        self.shows(page, "VPC&nbsp;4")
         self.assertIn("Sync runs", page)  # the menu
-        self.assertIn(url("run_list"), page)
+        self.shows(page, url("run_list"))
 
     def test_fabric_detail(self):
         page = self.get(url("fabric", pk=self.fabric.id))
         fabric = sdk().fabrics.GetFabric(fabric_pb2.GetFabricRequest(id=self.fabric.id)).fabric
         for text in (self.repository.name, "<code>fabric</code>", fabric.last_synced_commit, 'id="pull"', 'id="apply"', 'id="full-sync"', 'id="detect-drift"', 'id="test-cluster"', "Bearer token</th><td>set"):
-            self.assertIn(text, page)
-        self.assertNotIn(support.ENV["FABRICSYNC_KUBE_TOKEN"], page)
+            self.shows(page, text)
+        self.lacks(page, support.ENV["FABRICSYNC_KUBE_TOKEN"])
         self.assertEqual(page.count("succeeded"), 2)  # the pull and the apply, under Last runs
 
     def test_resources_tab_filters_and_server_side_pages(self):
         page = self.get(url("fabric_resources", pk=self.fabric.id) + "?kind=VPC")
-        self.assertIn("Showing 4 of 4", page)
-        self.assertIn(PATCHED, page)
+        self.shows(page, "Showing 4 of 4")
+        self.shows(page, PATCHED)
         self.assertNotIn("VPCAttachment", page.split("<tbody>")[1])
         page = self.get(url("fabric_resources", pk=self.fabric.id) + "?drift_status=drifted")
-        self.assertIn("Showing 1 of 1", page)
+        self.shows(page, "Showing 1 of 1")
         bad = self.get(url("fabric_resources", pk=self.fabric.id) + "?kind=a%20b")
         self.assertIn("Letters, digits", bad)
         first = self.client.get(url("fabric_resources", pk=self.wiring.id))
@@ -84,17 +94,17 @@ class FabricPagesTests(TestCase):
         resource = response.context["resource"]
         self.assertTrue(resource.uid)
         for text in (resource.uid, "kubectl-patch", "applied", "demo.yaml"):
-            self.assertIn(text, page)
+            self.shows(page, text)
 
     def test_drift_tab_field_diff_and_remediation(self):
         page = self.get(url("fabric_drift", pk=self.fabric.id))
-        self.assertIn(PATCHED, page)
-        self.assertIn("/spec/subnets/subnet-1/vlan", page)
-        self.assertIn("kubectl-patch", page)
-        self.assertIn("1 differ", page)
+        self.shows(page, PATCHED)
+        self.shows(page, "/spec/subnets/subnet-1/vlan")
+        self.shows(page, "kubectl-patch")
+        self.shows(page, "1 differ")
         page = self.get(url("resource_drift", pk=self.fabric.id, key=self.vpc_key))
         for text in ("<code>/spec/subnets/subnet-1/vlan</code>", "<code>1131</code>", "<code>1198</code>", "kubectl-patch", "bg-red-lt", "bg-green-lt"):
-            self.assertIn(text, page)
+            self.shows(page, text)
 
 
     def test_pull_button_run_page_and_live_stream_with_resume(self):
@@ -114,8 +124,8 @@ class FabricPagesTests(TestCase):
         self.assertEqual([int(line[4:]) for line in resumed.split("\n") if line.startswith("id: ")], ids[1:])
 
         page = self.get(url("run", pk=run_id))
-        self.assertIn('id="run-outcome">succeeded', page)
-        self.assertIn('id="diagnostics"', page)
+        self.shows(page, 'id="run-outcome">succeeded')
+        self.shows(page, 'id="diagnostics"')
         self.assertIn(self.fabric.name, self.get(url("run_list") + f"?fabric_id={self.fabric.id}"))
 
     def test_plan_a_ref_shows_changes_and_diagnostics(self):
@@ -134,22 +144,22 @@ class FabricPagesTests(TestCase):
         self.assertFalse(plan.valid)
         self.assertTrue(plan.diagnostics)
         page = response.content.decode()
-        self.assertIn("Not valid", page)
-        self.assertIn("fabric/broken.yaml", page)
-        self.assertIn(plan.diagnostics[0].code, page)
+        self.shows(page, "Not valid")
+        self.shows(page, "fabric/broken.yaml")
+        self.shows(page, plan.diagnostics[0].code)
         self.assertIn("Plan", self.get(url("fabric_plan", pk=self.fabric.id)))
 
     def test_cluster_events(self):
         page = self.get(url("fabric_events", pk=self.fabric.id) + "?kind=VPC")
-        self.assertIn("kubectl-patch", page)
-        self.assertIn('<span class="badge text-bg-blue">modified</span>', page)
+        self.shows(page, "kubectl-patch")
+        self.shows(page, '<span class="badge text-bg-blue">modified</span>')
         self.assertNotIn("VPCAttachment", page.split("<tbody>")[1])
 
     def test_repository_pages_and_connection_test(self):
         self.assertIn(self.repository.name, self.get(url("repository_list")))
         page = self.get(url("repository", pk=self.repository.id))
-        self.assertIn(support.GIT_URL, page)
-        self.assertIn('id="secret-state">not set', page)
+        self.shows(page, support.GIT_URL)
+        self.shows(page, 'id="secret-state">not set')
         response = self.client.post(url("repository", pk=self.repository.id))
         self.assertContains(response, "Reachable")
         self.assertContains(response, "Default branch <strong>main</strong>")
@@ -172,9 +182,9 @@ class FabricPagesTests(TestCase):
         role = DeviceRole.objects.create(name="leaf", slug="leaf")
         device = Device.objects.create(name=support.WIRING_SWITCH, site=site, device_type=device_type, role=role)
         page = self.get(device.get_absolute_url())
-        self.assertIn('id="fabricsync-device"', page)
-        self.assertIn(self.wiring.name, page)
-        self.assertIn(support.WIRING_CONNECTION, page)
+        self.shows(page, 'id="fabricsync-device"')
+        self.shows(page, self.wiring.name)
+        self.shows(page, support.WIRING_CONNECTION)
         other = Device.objects.create(name="not-in-any-fabric", site=site, device_type=device_type, role=role)
         self.assertNotIn('id="fabricsync-device"', self.get(other.get_absolute_url()))
 
@@ -182,7 +192,7 @@ class FabricPagesTests(TestCase):
 NAMESPACE = "remediate"
 
 
-class RemediateTests(TestCase):
+class RemediateTests(PageAssertions, TestCase):
     """Remediation changes the cluster: its own fabric, in its own namespace."""
 
     @classmethod
@@ -211,7 +221,7 @@ class RemediateTests(TestCase):
         response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key, "force": "on"})
         run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
         self.assertEqual((run.dry_run, run.status), (False, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED))
-        self.assertIn("1131", support.live_vlan(NAMESPACE))
+        self.assertIn("1131", support.live_vlan(NAMESPACE), (run.counters, run.changes, run.diagnostics))
         page = self.get(url("run", pk=run.id))
-        self.assertIn('id="counters"', page)
+        self.shows(page, 'id="counters"')
 
