@@ -81,14 +81,11 @@ def live_vlan(namespace: str) -> str:
     return kubectl("get", "vpcs.vpc.githedgehog.com", PATCHED, "-n", namespace, "-o", "jsonpath={.spec.subnets.subnet-1.vlan}")
 
 
-def drifted_fabric(namespace: str) -> fabric_pb2.Fabric:
-    """The demo fabric pulled and applied into the namespace (made if missing), watched, with
-    the PATCHED VPC's vlan changed by kubectl (1131 in Git, 1198 live): one drifted resource."""
-    path = ENV["FABRICSYNC_GITOPS_PATH"]
-    if namespace != "default":
-        kubectl("create", "namespace", namespace)
-        path = demo_in_namespace(namespace)
-    fabric = create_fabric(create_repository(), path=path, namespace=namespace)
+def drifted_fabric() -> fabric_pb2.Fabric:
+    """The demo fabric pulled and applied, watched, with the PATCHED VPC's vlan changed by
+    kubectl (1131 in Git, 1198 live): one drifted resource."""
+    namespace = "default"
+    fabric = create_fabric(create_repository(), namespace=namespace)
     run_to_end(fabric.id, sync_pb2.SYNC_MODE_PULL)
     run_to_end(fabric.id, sync_pb2.SYNC_MODE_APPLY)
     get = lambda: sdk().fabrics.GetFabric(fabric_pb2.GetFabricRequest(id=fabric.id)).fabric  # noqa: E731

@@ -5,11 +5,11 @@ kube-apiserver, one of its VPCs patched with kubectl (drift, events), and a wiri
 from dcim.models import Device, DeviceRole, DeviceType, Manufacturer, Site
 from django.test import TestCase
 from django.urls import reverse
-from fabricsync.v1 import fabric_pb2, repository_pb2, sync_pb2
+from fabricsync.v1 import drift_pb2, fabric_pb2, repository_pb2, sync_pb2
 
 from netbox_fabricsync.present import key_query
 from netbox_fabricsync.tests import support
-from netbox_fabricsync.tests.support import PATCHED, sdk
+from netbox_fabricsync.tests.support import PATCHED, poll, sdk
 
 
 def url(name, **kwargs):
@@ -28,10 +28,11 @@ class PageAssertions:
 
 
 class FabricPagesTests(PageAssertions, TestCase):
+    # Remediation restores the patch it undoes, so the tests share one applied fabric.
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.fabric = support.drifted_fabric("default")
+        cls.fabric = support.drifted_fabric()
         cls.repository = sdk().repositories.GetRepository(repository_pb2.GetRepositoryRequest(id=cls.fabric.repository_id)).repository
         support.add_wiring()
         cls.wiring = support.create_fabric(cls.repository, path=support.WIRING, namespace=None)
@@ -96,7 +97,7 @@ class FabricPagesTests(PageAssertions, TestCase):
         for text in (resource.uid, "kubectl-patch", "applied", "demo.yaml"):
             self.shows(page, text)
 
-    def test_drift_tab_field_diff_and_remediation(self):
+    def test_drift_tab_field_and_diff(self):
         page = self.get(url("fabric_drift", pk=self.fabric.id))
         self.shows(page, PATCHED)
         self.shows(page, "/spec/subnets/subnet-1/vlan")
@@ -188,40 +189,21 @@ class FabricPagesTests(PageAssertions, TestCase):
         other = Device.objects.create(name="not-in-any-fabric", site=site, device_type=device_type, role=role)
         self.assertNotIn('id="fabricsync-device"', self.get(other.get_absolute_url()))
 
-
-NAMESPACE = "remediate"
-
-
-class RemediateTests(PageAssertions, TestCase):
-    """Remediation changes the cluster: its own fabric, in its own namespace."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.fabric = support.drifted_fabric(NAMESPACE)
-
-    def setUp(self):
-        self.client.force_login(support.superuser())
-
-    def get(self, path):
-        response = self.client.get(path)
-        self.assertEqual(response.status_code, 200)
-        return response.content.decode()
-
-    def test_dry_run_preview_then_remediate(self):
-        listed = sdk().fabrics.ListResources(fabric_pb2.ListResourcesRequest(fabric_id=self.fabric.id, filter=f"kind=VPC name={PATCHED}"))
-        key = key_query(listed.resources[0].key)
+    def test_remediate_dry_run_preview_then_remediate(self):
+        key = self.vpc_key
         # Remediate: the dry-run preview changes nothing, then the real run puts Git's value back.
         response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key, "dry_run": "1", "force": "on"})
         self.assertEqual(response.status_code, 302)
         run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
         self.assertTrue(run.dry_run)
         self.assertEqual(run.status, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED, run)
-        self.assertIn("1198", support.live_vlan(NAMESPACE))
+        self.assertIn("1198", support.live_vlan("default"))
         response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key, "force": "on"})
         run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
         self.assertEqual((run.dry_run, run.status), (False, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED))
-        self.assertIn("1131", support.live_vlan(NAMESPACE), (run.counters, run.changes, run.diagnostics))
+        self.assertIn("1131", support.live_vlan("default"))
         page = self.get(url("run", pk=run.id))
         self.shows(page, 'id="counters"')
-
+        # The fixture's state for the other tests: the patch again, drift again.
+        support.patch_vlan("default", 1198)
+        poll("drifted again", lambda: sdk().drift.GetFabricDrift(drift_pb2.GetFabricDriftRequest(fabric_id=self.fabric.id)).summary, lambda s: s.drift_count == 1)
