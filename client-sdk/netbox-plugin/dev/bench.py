@@ -67,7 +67,19 @@ def main():
         "resources tab, filtered kind=Connection": page(url("fabric_resources", pk=big.id) + "?kind=Connection"),
         "drift tab (10,000 resources)": page(url("fabric_drift", pk=big.id)),
     }
+    # For comparison: one of NetBox's own list pages (no fabricsync call), and the gRPC calls
+    # of the fabric detail and list pages alone.
+    fs = support.sdk()
+    pages["NetBox's own site list (for comparison)"] = page("/dcim/sites/")
+    calls = {
+        "gRPC alone: ListFabrics(100)": lambda: fs.fabrics.ListFabrics(fabric_pb2.ListFabricsRequest(page_size=100)),
+        "gRPC alone: GetFabric": lambda: fs.fabrics.GetFabric(fabric_pb2.GetFabricRequest(id=big.id)),
+        "gRPC alone: ListSyncRuns(5)": lambda: fs.sync.ListSyncRuns(sync_pb2.ListSyncRunsRequest(filter=f"fabric_id={big.id}", page_size=5)),
+    }
     rows = []
+    for name, call in calls.items():
+        call()
+        rows.append((name, *summary([timed(call) for _ in range(ROUNDS)])))
     for name, get in pages.items():
         get()  # warm: the channel, templates
         rows.append((name, *summary([timed(get) for _ in range(ROUNDS)])))

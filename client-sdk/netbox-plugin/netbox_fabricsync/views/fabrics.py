@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2, field_mask_pb2
 
 from ..forms import FabricForm, SyncForm
 from .base import ServiceView, page_args, paging
-from .repositories import repository_names
+from .repositories import repositories_by_id, repository_of
 
 VIEW, ADD, CHANGE, DELETE, SYNC = (f"netbox_fabricsync.{a}_fabric" for a in ("view", "add", "change", "delete", "sync"))
 
@@ -39,7 +39,7 @@ class FabricListView(ServiceView):
     def get(self, request: Any) -> Any:
         args = page_args(request) | {"page_size": 100}
         response = self.fs.fabrics.ListFabrics(fabric_pb2.ListFabricsRequest(**args))
-        repositories = repository_names(self.fs)
+        repositories = repositories_by_id(self.fs)
         rows = [{"fabric": f, "repository": repositories.get(f.repository_id)} for f in response.fabrics]
         return render(request, "netbox_fabricsync/fabric_list.html", {"rows": rows, "paging": paging(request, response, len(rows))})
 
@@ -49,11 +49,10 @@ class FabricView(ServiceView):
 
     def get(self, request: Any, pk: str) -> Any:
         context = fabric_context(self.fs, pk, "overview")
-        fabric = context["fabric"]
-        repositories = repository_names(self.fs)
+        repository = repository_of(self.fs, context["fabric"])
         runs = self.fs.sync.ListSyncRuns(sync_pb2.ListSyncRunsRequest(filter=f"fabric_id={pk}", page_size=5)).runs
         return render(request, "netbox_fabricsync/fabric.html", context | {
-            "repository": repositories.get(fabric.repository_id), "runs": [{"run": r} for r in runs],
+            "repository": repository, "runs": [{"run": r} for r in runs],
         })
 
 
@@ -89,7 +88,7 @@ class FabricEditView(ServiceView):
         return CHANGE if self.kwargs.get("pk") else ADD
 
     def _form(self, *args: Any, **kwargs: Any) -> FabricForm:
-        repositories = [(r.id, r.name) for r in repository_names(self.fs).values()]
+        repositories = [(r.id, r.name) for r in repositories_by_id(self.fs).values()]
         return FabricForm(*args, repositories=repositories, **kwargs)
 
     def _stored(self, pk: str | None) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from fabricsync.v1 import sync_pb2
 from ..forms import PlanForm
 from .base import ServiceView
 from .fabrics import VIEW, fabric_context
-from .repositories import repository_names
+from .repositories import repository_of
 from .runs import diagnostics
 
 
@@ -24,6 +24,5 @@ class PlanView(ServiceView):
         plan = None
         if form.is_valid():
             plan = self.fs.sync.PlanSync(sync_pb2.PlanSyncRequest(fabric_id=pk, ref=form.cleaned_data["ref"]))
-            repository = repository_names(self.fs).get(context["fabric"].repository_id)
-            context["diagnostics"] = diagnostics(plan, repository)
+            context["diagnostics"] = diagnostics(plan, repository_of(self.fs, context["fabric"]))
         return render(request, "netbox_fabricsync/plan.html", context | {"form": form, "plan": plan})

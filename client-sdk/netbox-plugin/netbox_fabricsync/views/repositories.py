@@ -39,7 +39,7 @@ def _initial(repo: repository_pb2.Repository) -> dict[str, Any]:
     }
 
 
-def repository_names(fs: Any) -> dict[str, repository_pb2.Repository]:
+def repositories_by_id(fs: Any) -> dict[str, repository_pb2.Repository]:
     """Every repository by id (for names and forge links on fabric pages)."""
     found: dict[str, repository_pb2.Repository] = {}
     request = repository_pb2.ListRepositoriesRequest(page_size=500)
@@ -49,6 +49,11 @@ def repository_names(fs: Any) -> dict[str, repository_pb2.Repository]:
         if not response.next_page_token:
             return found
         request.page_token = response.next_page_token
+
+
+def repository_of(fs: Any, fabric: Any) -> repository_pb2.Repository:
+    """A fabric's repository (one in use cannot be deleted)."""
+    return fs.repositories.GetRepository(repository_pb2.GetRepositoryRequest(id=fabric.repository_id)).repository
 
 
 class RepositoryListView(ServiceView):

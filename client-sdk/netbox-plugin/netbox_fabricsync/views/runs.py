@@ -15,7 +15,7 @@ from .. import present, progress
 from ..errors import describe
 from .base import ServiceView, page_args, paging
 from .fabrics import SYNC, VIEW
-from .repositories import repository_names
+from .repositories import repository_of
 
 ACTIVE = (sync_pb2.SYNC_RUN_STATUS_QUEUED, sync_pb2.SYNC_RUN_STATUS_RUNNING)
 
@@ -45,7 +45,7 @@ class RunView(ServiceView):
     def get(self, request: Any, pk: str) -> Any:
         run = self.fs.sync.GetSyncRun(sync_pb2.GetSyncRunRequest(id=pk)).run
         fabric = self.fs.fabrics.GetFabric(fabric_pb2.GetFabricRequest(id=run.fabric_id)).fabric
-        repository = repository_names(self.fs).get(fabric.repository_id)
+        repository = repository_of(self.fs, fabric)
         return render(request, "netbox_fabricsync/run.html", {
             "run": run, "fabric": fabric, "active": run.status in ACTIVE,
             "diagnostics": diagnostics(run, repository),
