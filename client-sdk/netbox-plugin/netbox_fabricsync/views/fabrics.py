@@ -49,11 +49,9 @@ class FabricView(ServiceView):
 
     def get(self, request: Any, pk: str) -> Any:
         context = fabric_context(self.fs, pk, "overview")
-        repository = repository_of(self.fs, context["fabric"])
-        runs = self.fs.sync.ListSyncRuns(sync_pb2.ListSyncRunsRequest(filter=f"fabric_id={pk}", page_size=5)).runs
-        return render(request, "netbox_fabricsync/fabric.html", context | {
-            "repository": repository, "runs": [{"run": r} for r in runs],
-        })
+        # The last run as the fabric records it (status, time, commit, error): ListSyncRuns
+        # would bring each run's changes too, thousands for a large fabric.
+        return render(request, "netbox_fabricsync/fabric.html", context | {"repository": repository_of(self.fs, context["fabric"])})
 
 
 def _fabric_message(data: dict[str, Any], pk: str | None) -> fabric_pb2.Fabric:
