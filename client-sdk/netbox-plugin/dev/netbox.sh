@@ -18,6 +18,9 @@ root=$(cd "$here/../../.." && pwd)
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# NetBox's psycopg[c] is built against libpq.
+command -v pg_config >/dev/null || need+=(libpq-dev)
+command -v gcc >/dev/null || need+=(gcc)
 [ -n "${NETBOX_BROWSER:-}" ] && { command -v chromium >/dev/null || need+=(chromium); command -v chromedriver >/dev/null || need+=(chromium-driver); }
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
