@@ -36,8 +36,8 @@ class ErrorTests(TestCase):
     def test_tls_to_a_plaintext_server(self):
         with plugin(address=support.ADDR, tls=True, timeout=5):
             response = self.client.get(url("fabric_list"))
-        self.assertEqual(response.status_code, 503)
-        self.assertContains(response, support.ADDR, status_code=503)
+        self.assertContains(response, "TLS failure", status_code=503)
+        self.assertContains(response, f"The TLS connection to fabricsync at {support.ADDR} failed", status_code=503)
 
     def test_wrong_setting_named_on_the_page(self):
         with plugin(address="fabricsync"):
