@@ -198,6 +198,11 @@ class FabricPagesTests(PageAssertions, TestCase):
         self.assertTrue(run.dry_run)
         self.assertEqual(run.status, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED, run)
         self.assertIn("1198", support.live_vlan("default"))
+        # All drifted resources (no key chosen), previewed.
+        response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"all": "1", "key": key, "dry_run": "1", "force": "on"})
+        run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
+        self.assertEqual((run.mode, run.dry_run, run.status), (sync_pb2.SYNC_MODE_APPLY, True, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED))
+        self.assertIn("1198", support.live_vlan("default"))
         response = self.client.post(url("fabric_remediate", pk=self.fabric.id), {"key": key, "force": "on"})
         run = sdk().wait_for_run(response.url.rstrip("/").split("/")[-1], timeout=120)
         self.assertEqual((run.dry_run, run.status), (False, sync_pb2.SYNC_RUN_STATUS_SUCCEEDED))
