@@ -1,0 +1,52 @@
+"""Filters for the plugin's templates: status badges, times, YAML, resource keys."""
+
+from django import template
+from django.utils.html import format_html
+
+from .. import present
+
+register = template.Library()
+
+
+@register.filter
+def status(value, enum_name):
+    """An enum value as a NetBox badge: {{ fabric.sync_status|status:"sync_status" }}."""
+    b = present.badge(present.ENUMS[enum_name], value)
+    return format_html('<span class="badge text-bg-{}">{}</span>', b["colour"], b["text"])
+
+
+@register.filter
+def enum_label(value, enum_name):
+    return present.label(present.ENUMS[enum_name], value)
+
+
+@register.filter
+def ts(timestamp):
+    """A protobuf Timestamp as a datetime (None when unset), for NetBox's isodatetime."""
+    return present.when(timestamp)
+
+
+@register.filter
+def as_yaml(message):
+    return present.to_yaml(message)
+
+
+@register.filter
+def value_text(value):
+    return present.value_text(value)
+
+
+@register.filter
+def key_text(key):
+    return present.key_text(key)
+
+
+@register.filter
+def key_query(key):
+    return present.key_query(key)
+
+
+@register.filter
+def seconds(duration):
+    """A protobuf Duration in milliseconds, for latencies."""
+    return round(duration.seconds * 1000 + duration.nanos / 1e6)
