@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: proto lint and breaking-change check against the last landed contract, unit
 # tests, integration tests against a real PostgreSQL, real git servers and a real kube-apiserver
-# on loopback, then the generated SDKs (fresh, and tested against a real server) and the Helm chart.
+# on loopback, then the generated SDKs (fresh, and tested against a real server), the Helm chart
+# and the NetBox plugin (a real NetBox with its PostgreSQL and Redis, and headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -32,3 +33,5 @@ echo "== Python SDK"
 client-sdk/python/test.sh
 echo "== Helm chart"
 helm/test.sh
+echo "== NetBox plugin"
+client-sdk/netbox-plugin/test.sh
