@@ -173,9 +173,13 @@ helm upgrade fs "$CHART" -f "$CHART/ci/default-values.yaml" "${ports[@]}" --set 
 echo "ok: install, upgrade keeps the generated key, certificate and admin token"
 
 # One more replica as the pod would run it: the ConfigMap's environment, the Secret's key file,
-# DATABASE_URL of the fixture's PostgreSQL (its server's embedded one, shared like a real one).
+# a database of its own on the fixture's PostgreSQL (the fixture server's database holds
+# secrets sealed with another key, which this replica rightly refuses to start with).
 pg=$(dirname "$FABRICSYNC_SERVER_LOG")/server/postgres
 [ -f "$pg/password" ] && [ -f "$pg/port" ] || fail "the fixture's PostgreSQL is not at $pg"
+pg_url="postgres://fabricsync:$(cat "$pg/password")@127.0.0.1:$(cat "$pg/port")"
+psql=$(ls /usr/lib/postgresql/*/bin/psql | head -1)
+"$psql" -q "$pg_url/postgres" -c "CREATE DATABASE chart_replica" >/dev/null
 env_args=()
 while IFS= read -r kv; do env_args+=("$kv"); done < <($kubectl -n "$NS" get configmap fs-fabricsync \
   -o go-template='{{range $k, $v := .data}}{{$k}}={{$v}}{{"\n"}}{{end}}')
@@ -188,7 +192,7 @@ env_args=("${env_args[@]/#FABRICSYNC_KEY_FILE=*/FABRICSYNC_KEY_FILE=$WORK/pod/ke
 env_args=("${env_args[@]/#FABRICSYNC_TLS_CERT=*/FABRICSYNC_TLS_CERT=$WORK/pod/tls/tls.crt}")
 env_args=("${env_args[@]/#FABRICSYNC_TLS_KEY=*/FABRICSYNC_TLS_KEY=$WORK/pod/tls/tls.key}")
 env -i PATH="$PATH" TMPDIR="$WORK/pod/tmp" "${env_args[@]}" FABRICSYNC_BOOTSTRAP_TOKEN="$(echo "$token" | base64 -d)" \
-  DATABASE_URL="postgres://fabricsync:$(cat "$pg/password")@127.0.0.1:$(cat "$pg/port")/fabricsync" \
+  DATABASE_URL="$pg_url/chart_replica" \
   "$BIN" serve >"$WORK/pod/log" 2>&1 &
 pid=$!
 status=""
