@@ -15,19 +15,31 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<NewAuditEvent>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AuditLog {
     /// Starts the writer; it ends (after writing what is queued) when every `AuditLog` is dropped.
     pub fn spawn(pool: DbPool, retention: Duration) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (AuditLog { tx }, tokio::spawn(write(pool, rx, retention)))
+        (AuditLog { tx, dropped: Default::default() }, tokio::spawn(write(pool, rx, retention)))
     }
 
     /// Queues an event; waits when the writer is behind, so nothing is dropped silently.
     pub async fn record(&self, event: NewAuditEvent) {
         if self.tx.send(event).await.is_err() {
             tracing::error!("audit log writer stopped; an audit event was not recorded");
+        }
+    }
+
+    /// Queues a refusal's event unless the writer is behind: a flood of refused calls (bad
+    /// tokens) must not hold up the service. What is dropped is counted in the log.
+    pub fn record_or_drop(&self, event: NewAuditEvent) {
+        if self.tx.try_send(event).is_err() {
+            let dropped = self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "audit log queue full: refused calls are not all recorded");
+            }
         }
     }
 }

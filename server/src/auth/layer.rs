@@ -151,7 +151,7 @@ impl Gate {
                 let response = forward(&mut inner, req).await;
                 if rule.is_some_and(|r| r.audited) {
                     let status = Status::from_header_map(response.headers()).unwrap_or_else(|| Status::ok(""));
-                    self.record(&call, &principal.name, about, &status).await;
+                    self.audit.record(event(&call, &principal.name, about, &status)).await;
                 }
                 let revocation = match (rule.is_some_and(|r| r.streaming), &principal.credential) {
                     (true, Credential::Token { id, expires_at }) => Some(Revocation::new(*id, *expires_at, &self.authenticator)),
@@ -180,21 +180,24 @@ impl Gate {
             let why = format!("{method} needs a principal without a fabric scope; {name:?} is limited to {}", principal.scope.globs().join(", "));
             return Err(Refusal::new(Status::permission_denied(why), &name));
         }
+        let audited = rule.is_some_and(|r| r.audited);
         let decoder = rule.filter(|r| r.audited || !principal.scope.is_all()).and_then(|r| r.targets.map(|t| (r.method, t)));
+        if principal.role < needed {
+            // Refused whatever the target, before any lookup: no fabric's existence shows
+            // through. The audit row still names what was asked for.
+            let about = match decoder.filter(|_| audited) {
+                Some((rpc, decode)) => self.read_targets(req, rpc, decode).await.map(|(_, t)| About::of(&t)).unwrap_or_default(),
+                None => About::default(),
+            };
+            let why = format!("{method} needs role {needed}; {name:?} has role {}", principal.role);
+            return Err(Refusal { status: Status::permission_denied(why), principal: name, about });
+        }
         let Some((rpc, decode)) = decoder else {
-            return self.check_role(req, principal, needed, method, About::default());
+            return Ok((req, principal, About::default()));
         };
         let (req, targets) = self.read_targets(req, rpc, decode).await.map_err(|status| Refusal::new(status, &name))?;
-        let about = self.resolve(&targets, &principal).await.map_err(|status| Refusal::new(status, &name))?;
-        self.check_role(req, principal, needed, method, about)
-    }
-
-    fn check_role(&self, req: Req, principal: Principal, needed: Role, method: &str, about: About) -> Result<(Req, Principal, About), Refusal> {
-        if principal.role >= needed {
-            return Ok((req, principal, about));
-        }
-        let why = format!("{method} needs role {needed}; {:?} has role {}", principal.name, principal.role);
-        Err(Refusal { status: Status::permission_denied(why), principal: principal.name, about })
+        let about = self.resolve(&targets, &principal, audited).await.map_err(|status| Refusal::new(status, &name))?;
+        Ok((req, principal, about))
     }
 
     async fn authenticate(&self, headers: &http::HeaderMap, peer: &PeerInfo) -> Result<Principal, Refusal> {
@@ -238,9 +241,11 @@ impl Gate {
     }
 
     /// Finds the fabric behind each target and checks it against the principal's scope: a
-    /// fabric outside the scope is NOT_FOUND, as if it did not exist.
-    async fn resolve(&self, targets: &[Target], principal: &Principal) -> Result<About, Status> {
-        let mut about = About::default();
+    /// fabric outside the scope is NOT_FOUND, as if it did not exist. A repository may be read
+    /// when one fabric in the scope uses it, and changed only when every fabric using it is in
+    /// the scope (it would change what the others pull).
+    async fn resolve(&self, targets: &[Target], principal: &Principal, mutating: bool) -> Result<About, Status> {
+        let mut about = About::of(targets);
         let unavailable = |e: crate::db::DbError| {
             tracing::warn!(error = %e, "resolving a request's fabric failed");
             Status::unavailable("database unavailable; retry")
@@ -248,77 +253,84 @@ impl Gate {
         let mut conn = crate::db::connect(&self.pool).await.map_err(unavailable)?;
         for target in targets {
             match target {
-                Target::Fabric(id) | Target::Run(id) | Target::Repository(id) if id.is_empty() => {}
                 Target::Fabric(id) => {
-                    about.targets.insert("fabric_id".into(), id.clone().into());
                     let Ok(uuid) = Uuid::parse_str(id) else { continue };
-                    let name = crate::db::fabrics::name_of(&mut conn, uuid).await.map_err(unavailable)?;
-                    match name {
+                    match crate::db::fabrics::name_of(&mut conn, uuid).await.map_err(unavailable)? {
                         Some(name) if principal.scope.allows(&name) => about.fabric(uuid, name),
-                        Some(_) => return Err(not_found("fabric", id)),
+                        Some(_) => return Err(not_found("fabric", uuid)),
                         None => {}
                     }
                 }
                 Target::Run(id) => {
-                    about.targets.insert("run_id".into(), id.clone().into());
                     let Ok(uuid) = Uuid::parse_str(id) else { continue };
                     match crate::db::runs::fabric_of(&mut conn, uuid).await.map_err(unavailable)? {
                         Some((fabric, name)) if principal.scope.allows(&name) => about.fabric(fabric, name),
-                        Some(_) => return Err(not_found("run", id)),
+                        Some(_) => return Err(not_found("sync run", uuid)),
                         None => {}
                     }
                 }
                 Target::Repository(id) => {
-                    about.targets.insert("repository_id".into(), id.clone().into());
                     let Ok(uuid) = Uuid::parse_str(id) else { continue };
                     if !principal.scope.is_all() {
                         let users = crate::db::fabrics::names_using_repository(&mut conn, uuid).await.map_err(unavailable)?;
-                        if !users.iter().any(|name| principal.scope.allows(name)) {
-                            return Err(not_found("repository", id));
+                        let in_scope = |name: &String| principal.scope.allows(name);
+                        let allowed = if mutating { !users.is_empty() && users.iter().all(in_scope) } else { users.iter().any(in_scope) };
+                        if !allowed {
+                            return Err(not_found("repository", uuid));
                         }
                     }
                 }
-                Target::FabricName(name) if name.is_empty() => {}
-                Target::FabricName(name) => {
-                    about.targets.insert("fabric_name".into(), name.clone().into());
-                    if !principal.scope.allows(name) {
-                        let why = format!("fabric name {name:?} is outside the scope of {:?} ({})", principal.name, principal.scope.globs().join(", "));
-                        return Err(Status::permission_denied(why));
-                    }
-                    if about.fabric_name.is_empty() {
-                        about.fabric_name = name.clone();
-                    }
+                Target::FabricName(name) if !name.is_empty() && !principal.scope.allows(name) => {
+                    let why = format!("fabric name {:?} is outside the scope of {:?} ({})", bounded(name), principal.name, principal.scope.globs().join(", "));
+                    return Err(Status::permission_denied(why));
                 }
-                Target::Named(key, value) => {
-                    about.targets.insert((*key).into(), value.clone().into());
-                }
+                Target::FabricName(name) if about.fabric_name.is_empty() => about.fabric_name = bounded(name),
+                Target::FabricName(_) | Target::Named(..) => {}
             }
         }
         Ok(about)
     }
 
     async fn refuse(&self, call: &Call, refusal: Refusal) -> http::Response<GuardedBody> {
-        self.record(call, &refusal.principal, refusal.about, &refusal.status).await;
+        self.audit.record_or_drop(event(call, &refusal.principal, refusal.about, &refusal.status));
         refusal.status.into_http::<Body>().map(GuardedBody::plain)
     }
+}
 
-    async fn record(&self, call: &Call, principal: &str, about: About, status: &Status) {
-        let event = NewAuditEvent {
-            principal: principal.to_string(),
-            actor: call.actor.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
-            rpc: call.rpc.clone(),
-            fabric_id: about.fabric_id,
-            fabric_name: about.fabric_name,
-            targets: serde_json::Value::Object(about.targets),
-            code: code_name(status.code()).to_string(),
-            message: if status.code() == Code::Ok { String::new() } else { status.message().chars().take(1024).collect() },
-            peer: call.peer.remote.map(|a| a.to_string()).unwrap_or_default(),
-        };
-        self.audit.record(event).await;
+/// The audit row of a call.
+fn event(call: &Call, principal: &str, about: About, status: &Status) -> NewAuditEvent {
+    NewAuditEvent {
+        principal: principal.to_string(),
+        actor: call.actor.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
+        rpc: call.rpc.clone(),
+        fabric_id: about.fabric_id,
+        fabric_name: about.fabric_name,
+        targets: serde_json::Value::Object(about.targets),
+        code: code_name(status.code()).to_string(),
+        message: if status.code() == Code::Ok { String::new() } else { status.message().chars().take(1024).collect() },
+        peer: call.peer.remote.map(|a| a.to_string()).unwrap_or_default(),
     }
 }
 
 impl About {
+    /// The targets as the audit log records them (bounded), before any lookup.
+    fn of(targets: &[Target]) -> About {
+        let mut about = About::default();
+        for target in targets {
+            let (key, value) = match target {
+                Target::Fabric(v) => ("fabric_id", v),
+                Target::Run(v) => ("run_id", v),
+                Target::Repository(v) => ("repository_id", v),
+                Target::FabricName(v) => ("fabric_name", v),
+                Target::Named(key, v) => (*key, v),
+            };
+            if !value.is_empty() {
+                about.targets.insert(key.to_string(), bounded(value).into());
+            }
+        }
+        about
+    }
+
     fn fabric(&mut self, id: Uuid, name: String) {
         self.fabric_id = Some(id);
         self.fabric_name = name;
@@ -360,9 +372,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn not_found(kind: &str, id: &str) -> Status {
-    let id: String = id.chars().take(64).collect();
-    Status::not_found(format!("{kind} {id:?} not found"))
+/// Worded as the handlers word it, so a scope refusal reads like an id that does not exist.
+fn not_found(kind: &str, id: Uuid) -> Status {
+    Status::not_found(format!("{kind} {:?} not found", id.to_string()))
+}
+
+/// Request values as the audit log and messages quote them: at most 64 characters.
+fn bounded(value: &str) -> String {
+    value.chars().take(64).collect()
 }
 
 fn exhausted(exceeded: Exceeded) -> Status {
