@@ -123,6 +123,7 @@ async fn main() {
         audit,
         pool: pool.clone(),
         settings: AuthSettings { public_reflection: false, max_message_bytes: 4 << 20 },
+        fabric_names: Default::default(),
     };
     let guarded = AuthLayer::new(Arc::new(gate)).layer(Echo);
     let get = GetFabricRequest { id: fabric.to_string() };

@@ -188,6 +188,7 @@ fn gate(settings: &Settings, state: &AppState) -> (Arc<crate::auth::layer::Gate>
         audit,
         pool: state.pool.clone(),
         settings: layer::AuthSettings { public_reflection: settings.public_reflection, max_message_bytes: settings.max_message_bytes },
+        fabric_names: Default::default(),
     };
     (Arc::new(gate), writer)
 }

@@ -26,7 +26,7 @@ use super::limits::{Exceeded, Limits, StreamSlot};
 use super::rules::{self, Access, Rule, Target};
 use super::{Actor, Credential, Principal, Role};
 use crate::db::audit::NewAuditEvent;
-use crate::db::DbPool;
+use crate::db::{DbConn, DbPool};
 use crate::transport::PeerInfo;
 
 pub const ACTOR_HEADER: &str = "x-fabricsync-actor";
@@ -45,6 +45,7 @@ pub struct Gate {
     pub audit: AuditLog,
     pub pool: DbPool,
     pub settings: AuthSettings,
+    pub fabric_names: FabricNames,
 }
 
 #[derive(Clone)]
@@ -250,12 +251,13 @@ impl Gate {
             tracing::warn!(error = %e, "resolving a request's fabric failed");
             Status::unavailable("database unavailable; retry")
         };
-        let mut conn = crate::db::connect(&self.pool).await.map_err(unavailable)?;
+        // Connected only when a lookup is not answered by the cache of fabric names.
+        let mut conn = None;
         for target in targets {
             match target {
                 Target::Fabric(id) => {
                     let Ok(uuid) = Uuid::parse_str(id) else { continue };
-                    match crate::db::fabrics::name_of(&mut conn, uuid).await.map_err(unavailable)? {
+                    match self.fabric_name(&mut conn, uuid).await.map_err(unavailable)? {
                         Some(name) if principal.scope.allows(&name) => about.fabric(uuid, name),
                         Some(_) => return Err(not_found("fabric", uuid)),
                         None => {}
@@ -263,7 +265,7 @@ impl Gate {
                 }
                 Target::Run(id) => {
                     let Ok(uuid) = Uuid::parse_str(id) else { continue };
-                    match crate::db::runs::fabric_of(&mut conn, uuid).await.map_err(unavailable)? {
+                    match crate::db::runs::fabric_of(connected(&self.pool, &mut conn).await.map_err(unavailable)?, uuid).await.map_err(unavailable)? {
                         Some((fabric, name)) if principal.scope.allows(&name) => about.fabric(fabric, name),
                         Some(_) => return Err(not_found("sync run", uuid)),
                         None => {}
@@ -272,7 +274,9 @@ impl Gate {
                 Target::Repository(id) => {
                     let Ok(uuid) = Uuid::parse_str(id) else { continue };
                     if !principal.scope.is_all() {
-                        let users = crate::db::fabrics::names_using_repository(&mut conn, uuid).await.map_err(unavailable)?;
+                        let users = crate::db::fabrics::names_using_repository(connected(&self.pool, &mut conn).await.map_err(unavailable)?, uuid)
+                            .await
+                            .map_err(unavailable)?;
                         let in_scope = |name: &String| principal.scope.allows(name);
                         let allowed = if mutating { !users.is_empty() && users.iter().all(in_scope) } else { users.iter().any(in_scope) };
                         if !allowed {
@@ -291,9 +295,53 @@ impl Gate {
         Ok(about)
     }
 
+    /// A fabric's name, from the cache or the database (then cached).
+    async fn fabric_name(&self, conn: &mut Option<DbConn>, id: Uuid) -> Result<Option<String>, crate::db::DbError> {
+        if let Some(name) = self.fabric_names.get(id) {
+            return Ok(Some(name));
+        }
+        let name = crate::db::fabrics::name_of(connected(&self.pool, conn).await?, id).await?;
+        if let Some(name) = &name {
+            self.fabric_names.put(id, name.clone());
+        }
+        Ok(name)
+    }
+
     async fn refuse(&self, call: &Call, refusal: Refusal) -> http::Response<GuardedBody> {
         self.audit.record_or_drop(event(call, &refusal.principal, refusal.about, &refusal.status));
         refusal.status.into_http::<Body>().map(GuardedBody::plain)
+    }
+}
+
+/// The connection of `slot`, made on first use.
+async fn connected<'a>(pool: &DbPool, slot: &'a mut Option<DbConn>) -> Result<&'a mut DbConn, crate::db::DbError> {
+    if slot.is_none() {
+        *slot = Some(crate::db::connect(pool).await?);
+    }
+    slot.as_mut().ok_or_else(|| crate::db::DbError::Pool("no connection".into()))
+}
+
+/// Fabric names by id, trusted for the token cache's bound: a fabric-scoped call then needs no
+/// database round trip (a renamed fabric leaves or enters a scope within that bound). Only
+/// found names are kept, so a new fabric is seen at once.
+#[derive(Default)]
+pub struct FabricNames(std::sync::Mutex<std::collections::HashMap<Uuid, (String, std::time::Instant)>>);
+
+/// Entries beyond which the cache starts over (ids are few; this bounds a flood of lookups).
+const FABRIC_NAMES_MAX: usize = 10_000;
+
+impl FabricNames {
+    fn get(&self, id: Uuid) -> Option<String> {
+        let names = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        names.get(&id).filter(|(_, at)| at.elapsed() < super::authenticator::CACHE_TTL).map(|(name, _)| name.clone())
+    }
+
+    fn put(&self, id: Uuid, name: String) {
+        let mut names = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if names.len() >= FABRIC_NAMES_MAX {
+            names.clear();
+        }
+        names.insert(id, (name, std::time::Instant::now()));
     }
 }
 
@@ -513,6 +561,19 @@ mod tests {
         assert_eq!(actor(&headers).unwrap().0.len(), MAX_ACTOR_CHARS);
         headers.insert(ACTOR_HEADER, http::HeaderValue::from_static("   "));
         assert_eq!(actor(&headers), None);
+    }
+
+    #[test]
+    fn fabric_names_are_cached_and_bounded() {
+        let names = FabricNames::default();
+        let id = Uuid::new_v4();
+        assert_eq!(names.get(id), None);
+        names.put(id, "lab".into());
+        assert_eq!(names.get(id).as_deref(), Some("lab"));
+        for _ in 0..FABRIC_NAMES_MAX {
+            names.put(Uuid::new_v4(), "x".into());
+        }
+        assert!(names.0.lock().unwrap().len() <= FABRIC_NAMES_MAX);
     }
 
     #[test]
