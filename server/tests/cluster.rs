@@ -278,8 +278,16 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
     assert_eq!(watching.len(), 1, "watchers: {watching:?}");
     let (watcher, other) = (watching[0], 1 - watching[0]);
 
-    // The stored objects' live view came from the initial list, with field managers.
-    let switch = resource(&mut c, &id, "wiring.githedgehog.com", "Switch", "ds3000-01").await;
+    // The stored objects' live view comes from the watch, with field managers. The watch may
+    // have listed the cluster before the run applied anything: wait for its ADDED events.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let switch = loop {
+        let switch = resource(&mut c, &id, "wiring.githedgehog.com", "Switch", "ds3000-01").await;
+        if switch.live.is_some() || std::time::Instant::now() > deadline {
+            break switch;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert!(switch.live.is_some() && !switch.live_resource_version.is_empty(), "{switch:?}");
     assert!(switch.field_managers.iter().any(|m| m.manager == "fabricsync" && m.fields.iter().any(|f| f.starts_with("/spec/"))), "{:?}", switch.field_managers);
 
