@@ -1,24 +1,23 @@
 //! Turns presented credentials into a principal: API tokens checked against the database
-//! (rows cached for at most `CACHE_TTL`, so a revocation takes effect within that bound), and
+//! (rows cached for at most `cache::TTL`, so a revocation takes effect within that bound), and
 //! client certificates mapped by the server's configuration.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use ipnet::IpNet;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::cache::Cache;
 use super::token::{self, Pepper};
 use super::{Credential, FabricScope, Principal, Role};
 use crate::db::tokens::TokenRow;
 use crate::db::{DbError, DbPool};
 
-/// How long a token row is trusted without reading it again.
-pub const CACHE_TTL: Duration = Duration::from_secs(2);
 /// How often the set of revoked and expired tokens (which ends open streams) is refreshed.
 pub const INVALID_REFRESH: Duration = Duration::from_secs(1);
 /// last_used_at is written at most this often per token.
@@ -60,13 +59,13 @@ impl AuthError {
 struct Cached {
     row: Arc<TokenRow>,
     networks: Arc<Vec<IpNet>>,
-    fetched: Instant,
 }
 
 pub struct Authenticator {
     pool: DbPool,
     pepper: Arc<Pepper>,
-    cache: Mutex<HashMap<String, Cached>>,
+    /// Token rows by lookup key; bogus lookups are not cached, real ones are few.
+    cache: Cache<String, Cached>,
     invalid: watch::Receiver<Arc<HashSet<Uuid>>>,
     certificates: Option<Arc<super::certs::CertIdentities>>,
 }
@@ -78,7 +77,7 @@ impl Authenticator {
         invalid: watch::Receiver<Arc<HashSet<Uuid>>>,
         certificates: Option<Arc<super::certs::CertIdentities>>,
     ) -> Authenticator {
-        Authenticator { pool, pepper, cache: Mutex::new(HashMap::new()), invalid, certificates }
+        Authenticator { pool, pepper, cache: Cache::default(), invalid, certificates }
     }
 
     /// The tokens that are revoked or expired, as last refreshed; streams watch it.
@@ -89,7 +88,7 @@ impl Authenticator {
     /// The principal of a bearer token presented from `peer`.
     pub async fn token(&self, presented: &str, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
         let presented = token::parse(presented).ok_or(AuthError::Malformed)?;
-        let cached = match self.cached(presented.lookup) {
+        let cached = match self.cache.get(presented.lookup) {
             Some(c) => c,
             None => self.fetch(presented.lookup).await?.ok_or(AuthError::Invalid)?,
         };
@@ -129,11 +128,6 @@ impl Authenticator {
         self.certificates.as_ref().and_then(|map| map.principal(cert)).ok_or_else(|| AuthError::UnmappedCertificate(cert.subject.clone()))
     }
 
-    fn cached(&self, lookup: &str) -> Option<Cached> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.get(lookup).filter(|c| c.fetched.elapsed() < CACHE_TTL).cloned()
-    }
-
     async fn fetch(&self, lookup: &str) -> Result<Option<Cached>, AuthError> {
         let mut conn = crate::db::connect(&self.pool).await?;
         let Some(row) = crate::db::tokens::by_lookup(&mut conn, lookup).await? else {
@@ -141,20 +135,18 @@ impl Authenticator {
         };
         // Networks were checked when the token was made; a row that no longer parses allows nothing.
         let networks = row.allowed_networks.iter().map(|n| n.parse().unwrap_or_else(|_| nowhere())).collect();
-        let cached = Cached { row: Arc::new(row), networks: Arc::new(networks), fetched: Instant::now() };
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        // Bogus lookups are not cached; real ones are few.
-        cache.insert(lookup.to_string(), cached.clone());
+        let cached = Cached { row: Arc::new(row), networks: Arc::new(networks) };
+        self.cache.put(lookup.to_string(), cached.clone());
         Ok(Some(cached))
     }
 
     /// Records the use in the background; the cached row is updated so the next calls skip it.
     fn touch(&self, id: Uuid, lookup: &str, now: chrono::DateTime<Utc>) {
-        if let Some(c) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get_mut(lookup) {
+        self.cache.update(lookup, |c| {
             let mut row = (*c.row).clone();
             row.last_used_at = Some(now);
             c.row = Arc::new(row);
-        }
+        });
         let pool = self.pool.clone();
         tokio::spawn(async move {
             let result = async {

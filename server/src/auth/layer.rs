@@ -45,7 +45,10 @@ pub struct Gate {
     pub audit: AuditLog,
     pub pool: DbPool,
     pub settings: AuthSettings,
-    pub fabric_names: FabricNames,
+    /// Fabric names by id: a fabric-scoped call then needs no database round trip (a renamed
+    /// fabric leaves or enters a scope within the cache's bound). Only found names are kept,
+    /// so a new fabric is seen at once.
+    pub fabric_names: super::cache::Cache<Uuid, String>,
 }
 
 #[derive(Clone)]
@@ -297,7 +300,7 @@ impl Gate {
 
     /// A fabric's name, from the cache or the database (then cached).
     async fn fabric_name(&self, conn: &mut Option<DbConn>, id: Uuid) -> Result<Option<String>, crate::db::DbError> {
-        if let Some(name) = self.fabric_names.get(id) {
+        if let Some(name) = self.fabric_names.get(&id) {
             return Ok(Some(name));
         }
         let name = crate::db::fabrics::name_of(connected(&self.pool, conn).await?, id).await?;
@@ -319,30 +322,6 @@ async fn connected<'a>(pool: &DbPool, slot: &'a mut Option<DbConn>) -> Result<&'
         *slot = Some(crate::db::connect(pool).await?);
     }
     slot.as_mut().ok_or_else(|| crate::db::DbError::Pool("no connection".into()))
-}
-
-/// Fabric names by id, trusted for the token cache's bound: a fabric-scoped call then needs no
-/// database round trip (a renamed fabric leaves or enters a scope within that bound). Only
-/// found names are kept, so a new fabric is seen at once.
-#[derive(Default)]
-pub struct FabricNames(std::sync::Mutex<std::collections::HashMap<Uuid, (String, std::time::Instant)>>);
-
-/// Entries beyond which the cache starts over (ids are few; this bounds a flood of lookups).
-const FABRIC_NAMES_MAX: usize = 10_000;
-
-impl FabricNames {
-    fn get(&self, id: Uuid) -> Option<String> {
-        let names = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        names.get(&id).filter(|(_, at)| at.elapsed() < super::authenticator::CACHE_TTL).map(|(name, _)| name.clone())
-    }
-
-    fn put(&self, id: Uuid, name: String) {
-        let mut names = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if names.len() >= FABRIC_NAMES_MAX {
-            names.clear();
-        }
-        names.insert(id, (name, std::time::Instant::now()));
-    }
 }
 
 /// The audit row of a call.
@@ -561,19 +540,6 @@ mod tests {
         assert_eq!(actor(&headers).unwrap().0.len(), MAX_ACTOR_CHARS);
         headers.insert(ACTOR_HEADER, http::HeaderValue::from_static("   "));
         assert_eq!(actor(&headers), None);
-    }
-
-    #[test]
-    fn fabric_names_are_cached_and_bounded() {
-        let names = FabricNames::default();
-        let id = Uuid::new_v4();
-        assert_eq!(names.get(id), None);
-        names.put(id, "lab".into());
-        assert_eq!(names.get(id).as_deref(), Some("lab"));
-        for _ in 0..FABRIC_NAMES_MAX {
-            names.put(Uuid::new_v4(), "x".into());
-        }
-        assert!(names.0.lock().unwrap().len() <= FABRIC_NAMES_MAX);
     }
 
     #[test]

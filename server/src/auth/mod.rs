@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod authenticator;
+pub mod cache;
 pub mod certs;
 pub mod layer;
 pub mod limits;
