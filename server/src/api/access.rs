@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::convert::{opt_timestamp, timestamp};
+use super::convert::{opt_timestamp, timestamp, ROLES};
 use super::error::ApiError;
 use super::{listing, AppState};
 use crate::auth::manage::{self, TokenError, TokenSpec};
@@ -25,28 +25,15 @@ impl AccessApi {
 
 const AUDIT_FILTERS: &[&str] = &["principal", "actor", "fabric", "rpc", "code"];
 
-fn role_to_proto(role: Role) -> crate::proto::Role {
-    match role {
-        Role::Viewer => crate::proto::Role::Viewer,
-        Role::Operator => crate::proto::Role::Operator,
-        Role::Admin => crate::proto::Role::Admin,
-    }
-}
-
 fn role_from_proto(value: i32) -> Option<Role> {
-    match crate::proto::Role::try_from(value).ok()? {
-        crate::proto::Role::Viewer => Some(Role::Viewer),
-        crate::proto::Role::Operator => Some(Role::Operator),
-        crate::proto::Role::Admin => Some(Role::Admin),
-        crate::proto::Role::Unspecified => None,
-    }
+    crate::proto::Role::try_from(value).ok().and_then(|r| ROLES.word(r)).and_then(|word| word.parse().ok())
 }
 
 fn token_to_proto(row: &TokenRow) -> ApiToken {
     ApiToken {
         id: row.id.to_string(),
         name: row.name.clone(),
-        role: row.role.parse::<Role>().map_or(crate::proto::Role::Unspecified, role_to_proto) as i32,
+        role: ROLES.of(&row.role) as i32,
         fabrics: row.fabric_scope.clone(),
         allowed_networks: row.allowed_networks.clone(),
         description: row.description.clone(),
@@ -152,7 +139,7 @@ impl AccessService for AccessApi {
         Ok(Response::new(WhoAmIResponse {
             principal: principal.name.clone(),
             kind: kind as i32,
-            role: role_to_proto(principal.role) as i32,
+            role: ROLES.of(principal.role.as_str()) as i32,
             fabrics: principal.scope.globs().to_vec(),
             actor: request.extensions().get::<Actor>().map(|a| a.0.clone()).unwrap_or_default(),
             expire_time: opt_timestamp(expires_at),

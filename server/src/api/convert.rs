@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::proto::{
-    ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Provider, ResourceDriftStatus, SyncMode, SyncRunStatus, SyncStatus,
+    ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Provider, ResourceDriftStatus, Role, SyncMode, SyncRunStatus, SyncStatus,
     SyncTrigger, WatchStatus,
 };
 
@@ -132,6 +132,9 @@ pub const RESOURCE_DRIFT_STATUSES: Words<ResourceDriftStatus> = Words(&[
     (ResourceDriftStatus::Orphaned, "orphaned"),
     (ResourceDriftStatus::Contested, "contested"),
 ]);
+
+/// API token roles; the words are `auth::Role`'s.
+pub const ROLES: Words<Role> = Words(&[(Role::Viewer, "viewer"), (Role::Operator, "operator"), (Role::Admin, "admin")]);
 
 /// Checks a filter value against a table; the error names the filter field and the allowed words.
 pub fn filter_word<E: Copy + PartialEq>(words: &Words<E>, field: &str, value: &str) -> Result<String, super::ApiError> {
