@@ -404,6 +404,17 @@ async fn mutating_calls_runs_and_refusals_are_audited_with_the_actor() {
     assert!(access.list_audit_events(future).await.unwrap().into_inner().events.is_empty());
     let bad = access.list_audit_events(by("colour=red")).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
+    // Bad token requests name the field; nothing is created.
+    use tonic_types::StatusExt;
+    let fields = |status: Status| status.get_details_bad_request().map(|b| b.field_violations.into_iter().map(|v| v.field).collect::<Vec<_>>());
+    let bad_name = access.create_token(token_request("Not A Name", Role::Viewer)).await.unwrap_err();
+    assert_eq!(fields(bad_name), Some(vec!["name".to_string()]));
+    let no_role = access.create_token(CreateTokenRequest { name: "nameless-role".into(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(fields(no_role), Some(vec!["role".to_string()]));
+    let bad_net = access.create_token(CreateTokenRequest { allowed_networks: vec!["10.0.0.0/99".into()], ..token_request("net", Role::Viewer) }).await.unwrap_err();
+    assert_eq!(fields(bad_net), Some(vec!["allowed_networks".to_string()]));
+    let listed = access.list_tokens(ListTokensRequest::default()).await.unwrap().into_inner();
+    assert!(listed.tokens.iter().all(|t| !["nameless-role", "net"].contains(&t.name.as_str())), "{listed:?}");
 }
 
 #[tokio::test]
