@@ -57,7 +57,10 @@ fn request(path: &str, token: &str, message: &impl Message) -> http::Request<Bod
     if !token.is_empty() {
         req.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
     }
-    req.extensions_mut().insert(fabricsync::transport::PeerInfo { remote: Some("127.0.0.1:40000".parse().expect("addr")), client_cert: None });
+    req.extensions_mut().insert(fabricsync::transport::PeerInfo {
+        remote: Some("127.0.0.1:40000".parse().expect("addr")),
+        client_cert: None,
+    });
     req
 }
 
@@ -94,12 +97,20 @@ async fn main() {
     let (_pg, url) = common::database().await;
     fabricsync::db::migrate(&url).await.expect("migrate");
     let pool = fabricsync::db::pool(&url, 4).expect("pool");
-    let keyring = fabricsync::crypto::Keyring::parse(&fabricsync::crypto::Keyring::generate_key_line("bench")).expect("keys");
+    let keyring =
+        fabricsync::crypto::Keyring::parse(&fabricsync::crypto::Keyring::generate_key_line("bench")).expect("keys");
     let mut conn = fabricsync::db::connect(&pool).await.expect("connection");
     let pepper = Arc::new(manage::pepper(&mut conn, &keyring).await.expect("pepper"));
-    let token = |name: &str, fabrics: Vec<String>| TokenSpec { name: name.into(), role: Some(Role::Admin), fabrics, ..Default::default() };
+    let token = |name: &str, fabrics: Vec<String>| TokenSpec {
+        name: name.into(),
+        role: Some(Role::Admin),
+        fabrics,
+        ..Default::default()
+    };
     let (_, admin) = manage::create(&mut conn, &pepper, &token("bench-admin", vec![]), "bench").await.expect("token");
-    let (_, scoped) = manage::create(&mut conn, &pepper, &token("bench-scoped", vec!["bench-*".into()]), "bench").await.expect("token");
+    let (_, scoped) = manage::create(&mut conn, &pepper, &token("bench-scoped", vec!["bench-*".into()]), "bench")
+        .await
+        .expect("token");
     // A fabric for the scoped token's lookups.
     let repo = uuid::Uuid::new_v4();
     let fabric = uuid::Uuid::new_v4();
@@ -152,11 +163,22 @@ async fn main() {
             measure(guarded.clone(), CALLS, || request(WATCH, admin.expose(), &watch)).await,
         ),
     ];
-    println!("| call ({CALLS} calls, scoped: {}) | without auth p50 / p99 | with auth p50 / p99 | added p50 / p99 |", CALLS / 4);
+    println!(
+        "| call ({CALLS} calls, scoped: {}) | without auth p50 / p99 | with auth p50 / p99 | added p50 / p99 |",
+        CALLS / 4
+    );
     println!("|---|---|---|---|");
     for (name, without, with) in cases {
         let (p50, p99) = (pct(&without, 0.5), pct(&without, 0.99));
         let (a50, a99) = (pct(&with, 0.5), pct(&with, 0.99));
-        println!("| {name} | {} / {} | {} / {} | {} / {} |", us(p50), us(p99), us(a50), us(a99), us(a50.saturating_sub(p50)), us(a99.saturating_sub(p99)));
+        println!(
+            "| {name} | {} / {} | {} / {} | {} / {} |",
+            us(p50),
+            us(p99),
+            us(a50),
+            us(a99),
+            us(a50.saturating_sub(p50)),
+            us(a99.saturating_sub(p99))
+        );
     }
 }

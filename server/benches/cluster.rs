@@ -17,8 +17,10 @@ use kube_harness::{KubeCluster, ADMIN_TOKEN};
 
 /// Hedgehog resources (plural.group) for kubectl.
 fn resources() -> String {
-    let mut all: Vec<String> =
-        fabricsync::manifest::kinds::KindRegistry::hedgehog().kinds().map(|k| format!("{}.{}", k.plural, k.group)).collect();
+    let mut all: Vec<String> = fabricsync::manifest::kinds::KindRegistry::hedgehog()
+        .kinds()
+        .map(|k| format!("{}.{}", k.plural, k.group))
+        .collect();
     all.sort();
     all.dedup();
     all.join(",")
@@ -124,12 +126,10 @@ fn kube_client(kube: &KubeCluster) -> kube::Client {
 
 #[tokio::main]
 async fn main() {
-    let resources_wanted: usize = std::env::args()
-        .skip_while(|a| a != "--resources")
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let samples: usize = std::env::args().skip_while(|a| a != "--watch-samples").nth(1).and_then(|v| v.parse().ok()).unwrap_or(200);
+    let resources_wanted: usize =
+        std::env::args().skip_while(|a| a != "--resources").nth(1).and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let samples: usize =
+        std::env::args().skip_while(|a| a != "--watch-samples").nth(1).and_then(|v| v.parse().ok()).unwrap_or(200);
     let work = tempfile::tempdir().expect("tempdir");
     let (_pg, database_url) = common::database().await;
     let repo = work.path().join("repo");
@@ -149,7 +149,8 @@ async fn main() {
         .output()
         .expect("kubectl");
     let kubectl_time = started.elapsed();
-    let kubectl_cpu: f64 = String::from_utf8_lossy(&out.stdout).trim().split('+').filter_map(|v| v.parse::<f64>().ok()).sum();
+    let kubectl_cpu: f64 =
+        String::from_utf8_lossy(&out.stdout).trim().split('+').filter_map(|v| v.parse::<f64>().ok()).sum();
     let control_plane_kubectl = cpu_of("kubeharness\0serve") - control_plane_before;
     let objects = count_objects(&kube);
     delete_all(&kube);
@@ -159,7 +160,12 @@ async fn main() {
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let server = start_server(&database_url, &data_dir);
     let mut c = connect(&server.addr).await;
-    let cluster = ClusterConnectionInput { server_url: kube.url.clone(), ca_certificate_pem: kube.ca_pem.clone(), bearer_token: ADMIN_TOKEN.into(), namespace: String::new() };
+    let cluster = ClusterConnectionInput {
+        server_url: kube.url.clone(),
+        ca_certificate_pem: kube.ca_pem.clone(),
+        bearer_token: ADMIN_TOKEN.into(),
+        namespace: String::new(),
+    };
     let fabric_id = create_fabric(&mut c, "bench", &format!("file://{}", repo.display()), Some(cluster)).await;
     run(&mut c, &fabric_id, SyncMode::Pull).await;
     let cpu_before = cpu_split(server.child.id());
@@ -173,7 +179,14 @@ async fn main() {
     // Watch: wait until every object is listed, then time cluster change -> event on a stream.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let f = c.fabrics.get_fabric(GetFabricRequest { id: fabric_id.clone() }).await.expect("fabric").into_inner().fabric.expect("fabric");
+        let f = c
+            .fabrics
+            .get_fabric(GetFabricRequest { id: fabric_id.clone() })
+            .await
+            .expect("fabric")
+            .into_inner()
+            .fabric
+            .expect("fabric");
         if f.watch_status == WatchStatus::Active as i32 {
             break;
         }
@@ -181,26 +194,41 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let watch_rss = memory(server.child.id());
-    let request = WatchFabricEventsRequest { fabric_id: fabric_id.clone(), from_sequence: 0, kinds: vec!["Server".into()] };
+    let request =
+        WatchFabricEventsRequest { fabric_id: fabric_id.clone(), from_sequence: 0, kinds: vec!["Server".into()] };
     let mut stream = c.sync.watch_fabric_events(request).await.expect("watch").into_inner();
     // Drain what is stored (the initial list) until the stream goes quiet.
-    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await.map(|m| m.expect("stream")) {}
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_secs(2), stream.message()).await.map(|m| m.expect("stream"))
+    {}
     let servers: Vec<String> = kube
-        .kubectl_ok(&["get", "servers.wiring.githedgehog.com", "-n", "default", "-o", "jsonpath={.items[*].metadata.name}"])
+        .kubectl_ok(&[
+            "get",
+            "servers.wiring.githedgehog.com",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
         .split_whitespace()
         .take(samples)
         .map(String::from)
         .collect();
     let client = kube_client(&kube);
     let gvk = GroupVersionKind::gvk("wiring.githedgehog.com", "v1beta1", "Server");
-    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(client, "default", &ApiResource::from_gvk_with_plural(&gvk, "servers"));
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(client, "default", &ApiResource::from_gvk_with_plural(&gvk, "servers"));
     let mut latencies = Vec::new();
     for (i, name) in servers.iter().enumerate() {
         let patch = serde_json::json!({"metadata": {"labels": {"bench": format!("m{i}")}}});
         let sent = Instant::now();
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
         loop {
-            let message = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.expect("event in 30 s").expect("stream").expect("open");
+            let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                .await
+                .expect("event in 30 s")
+                .expect("stream")
+                .expect("open");
             let event = message.event.expect("event");
             if event.r#type == FabricEventType::Modified as i32 && event.key.as_ref().is_some_and(|k| &k.name == name) {
                 latencies.push(sent.elapsed());
@@ -221,12 +249,21 @@ async fn main() {
     }
     // End to end: DetectDrift recomputes every resource (read, compare, write changes).
     let started = Instant::now();
-    let summary = c.drift.detect_drift(DetectDriftRequest { fabric_id: fabric_id.clone() }).await.expect("detect").into_inner().summary.expect("summary");
+    let summary = c
+        .drift
+        .detect_drift(DetectDriftRequest { fabric_id: fabric_id.clone() })
+        .await
+        .expect("detect")
+        .into_inner()
+        .summary
+        .expect("summary");
     let detect_time = started.elapsed();
     // The pure comparison alone, over the same stored rows, in this process.
     let fabric_uuid: uuid::Uuid = fabric_id.parse().expect("uuid");
     let fabric_row = fabricsync::db::fabrics::get(&mut conn, fabric_uuid).await.expect("fabric").expect("fabric row");
-    let rows = fabricsync::db::resources::drift_inputs_page(&mut conn, fabric_uuid, None, i64::MAX).await.expect("drift inputs");
+    let rows = fabricsync::db::resources::drift_inputs_page(&mut conn, fabric_uuid, None, i64::MAX)
+        .await
+        .expect("drift inputs");
     let started = Instant::now();
     let computed: usize = rows.iter().map(|r| fabricsync::drift::refresh::compute(&fabric_row, r, true).1.len()).sum();
     let pure_time = started.elapsed();
@@ -256,7 +293,9 @@ async fn main() {
         .await
         .expect("store live");
         let started = Instant::now();
-        let changes = fabricsync::drift::refresh::refresh(&mut conn, fabric_uuid, Some(std::slice::from_ref(&key))).await.expect("refresh one");
+        let changes = fabricsync::drift::refresh::refresh(&mut conn, fabric_uuid, Some(std::slice::from_ref(&key)))
+            .await
+            .expect("refresh one");
         one.push(started.elapsed());
         assert_eq!(changes.len(), 1, "the status did not change");
     }
@@ -270,7 +309,11 @@ async fn main() {
         .expect("kubectl diff");
     let kubectl_diff_time = started.elapsed();
     // kubectl diff exits 0 (no differences) or 1 (differences); more is an error.
-    assert!(diff.status.code().is_some_and(|c| c <= 1), "kubectl diff failed: {}", String::from_utf8_lossy(&diff.stderr));
+    assert!(
+        diff.status.code().is_some_and(|c| c <= 1),
+        "kubectl diff failed: {}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
     drop(server);
 
     let throughput = |objects: usize, d: Duration| objects as f64 / d.as_secs_f64();
@@ -317,6 +360,9 @@ async fn main() {
         cpu_after[1] - cpu_before[1],
         cpu_after[2] - cpu_before[2]
     );
-    println!("\nfirst apply stages: {}", first.stages.iter().map(|(s, d)| format!("{s} {}", ms(*d))).collect::<Vec<_>>().join(", "));
+    println!(
+        "\nfirst apply stages: {}",
+        first.stages.iter().map(|(s, d)| format!("{s} {}", ms(*d))).collect::<Vec<_>>().join(", ")
+    );
     println!("first apply counters: applied {}, created {}", first.counters.applied, first.counters.created);
 }

@@ -69,7 +69,8 @@ async fn main() {
     for i in 0..args.repeat {
         let path = repo.join(&change_file);
         let text = std::fs::read_to_string(&path).expect("read");
-        std::fs::write(&path, text.replacen("  description: server", &format!("  description: edit {i} server"), 1)).expect("write");
+        std::fs::write(&path, text.replacen("  description: server", &format!("  description: edit {i} server"), 1))
+            .expect("write");
         git(&repo, &["commit", "-q", "-am", &format!("edit {i}")]);
         changes.push(run(&mut c, &fabric_id, SyncMode::Pull).await);
     }
@@ -84,7 +85,9 @@ async fn main() {
     println!("| full first pull (clone + parse + validate + persist) | {} | <= 2000 ms |", ms(first.total));
     println!("| no-op re-pull, same commit (median of {}) | {} | <= 100 ms |", args.repeat, ms(noop.total));
     println!("| re-pull after one changed file (median of {}) | {} | <= 300 ms |", args.repeat, ms(change.total));
-    println!("| server peak RSS during the first pull (VmHWM) | {peak_rss:.0} MiB (idle {idle_rss:.0} MiB) | <= 200 MB |");
+    println!(
+        "| server peak RSS during the first pull (VmHWM) | {peak_rss:.0} MiB (idle {idle_rss:.0} MiB) | <= 200 MB |"
+    );
     println!("\nWhere the time goes (from the run's event times):\n");
     println!("- first pull: {}", stage_line(&first));
     println!("- no-op re-pull: {}", stage_line(&noop));
@@ -99,7 +102,14 @@ async fn main() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/python_baseline.py");
     let output = Command::new(python)
         .arg(script)
-        .args(["--repo", &repo.display().to_string(), "--database-url", &pg.url(&baseline_db), "--change-file", &change_file])
+        .args([
+            "--repo",
+            &repo.display().to_string(),
+            "--database-url",
+            &pg.url(&baseline_db),
+            "--change-file",
+            &change_file,
+        ])
         .args(["--repeat", &args.repeat.to_string()])
         .output()
         .expect("run the Python baseline");
@@ -110,7 +120,11 @@ async fn main() {
     println!("\n## The same in Python (PyYAML safe_load_all + per-object psycopg upsert), same run\n");
     println!("| measurement | Python plugin way | fabricsync | fabricsync faster by |");
     println!("|---|---|---|---|");
-    for (label, run, ours) in [("full first pull", "first", &first), ("no-op re-pull", "noop", &noop), ("one changed file", "one_change", &change)] {
+    for (label, run, ours) in [
+        ("full first pull", "first", &first),
+        ("no-op re-pull", "noop", &noop),
+        ("one changed file", "one_change", &change),
+    ] {
         println!(
             "| {label} | {:.0} ms (git {:.0}, parse {:.0}, db {:.0}) | {} | {:.1}x |",
             py(run, "total") * 1000.0,

@@ -74,7 +74,8 @@ async fn migrate(url: &str) -> anyhow::Result<usize> {
 async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     let keyring = Arc::new(keyring(common)?);
     if let Some(dir) = &args.crds_dir {
-        let files = crate::manifest::kinds::KindRegistry::install_extra(dir).map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
+        let files =
+            crate::manifest::kinds::KindRegistry::install_extra(dir).map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
         info!(files, dir = %dir.display(), "extra CRDs loaded");
     }
     let mut settings = crate::server::Settings::new(args, common, outbound(common, args)?);
@@ -100,7 +101,9 @@ async fn token(common: &Common, action: &TokenCommand, url: &str) -> anyhow::Res
     use crate::auth::manage::{self, TokenSpec};
     let keyring = keyring(common)?;
     migrate(url).await?;
-    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await.context("connecting to the database")?;
+    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url)
+        .await
+        .context("connecting to the database")?;
     match action {
         TokenCommand::Create { name, role, fabrics, expires, allowed_networks, description } => {
             let spec = TokenSpec {
@@ -112,19 +115,33 @@ async fn token(common: &Common, action: &TokenCommand, url: &str) -> anyhow::Res
                 description: description.clone(),
             };
             let pepper = manage::pepper(&mut conn, &keyring).await?;
-            let (row, value) = manage::create(&mut conn, &pepper, &spec, "cli").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (row, value) =
+                manage::create(&mut conn, &pepper, &spec, "cli").await.map_err(|e| anyhow::anyhow!("{e}"))?;
             info!(token = %row.name, role = %row.role, "API token created");
             println!("{}", value.expose());
         }
         TokenCommand::List { all } => {
             let mut page = db::Page { size: crate::api::listing::MAX_PAGE_SIZE, after_name: None };
-            println!("{:<24} {:<9} {:<20} {:<26} {:<26} {}", "NAME", "ROLE", "FABRICS", "EXPIRES", "LAST USED", "REVOKED");
+            println!(
+                "{:<24} {:<9} {:<20} {:<26} {:<26} {}",
+                "NAME", "ROLE", "FABRICS", "EXPIRES", "LAST USED", "REVOKED"
+            );
             loop {
                 let listed = db::tokens::list(&mut conn, *all, &page).await?;
-                let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".to_string(), |t| t.to_rfc3339());
+                let when =
+                    |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".to_string(), |t| t.to_rfc3339());
                 for row in &listed.items {
-                    let fabrics = if row.fabric_scope.is_empty() { "*".to_string() } else { row.fabric_scope.join(",") };
-                    println!("{:<24} {:<9} {:<20} {:<26} {:<26} {}", row.name, row.role, fabrics, when(row.expires_at), when(row.last_used_at), when(row.revoked_at));
+                    let fabrics =
+                        if row.fabric_scope.is_empty() { "*".to_string() } else { row.fabric_scope.join(",") };
+                    println!(
+                        "{:<24} {:<9} {:<20} {:<26} {:<26} {}",
+                        row.name,
+                        row.role,
+                        fabrics,
+                        when(row.expires_at),
+                        when(row.last_used_at),
+                        when(row.revoked_at)
+                    );
                 }
                 match (listed.has_more, listed.items.last()) {
                     (true, Some(last)) => page.after_name = Some(db::tokens::cursor(last)),
@@ -138,7 +155,6 @@ async fn token(common: &Common, action: &TokenCommand, url: &str) -> anyhow::Res
         },
     }
     Ok(())
-
 }
 
 /// The outbound policy from the flags. The embedded default on loopback (a local trial, as in the
@@ -177,7 +193,9 @@ async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyho
     }
     let keyring = keyring(common)?;
     migrate(url).await?;
-    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await.context("connecting to the database")?;
+    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url)
+        .await
+        .context("connecting to the database")?;
     let mut resealed = 0;
     for (id, blob, key_id) in db::repositories::sealed_secrets(&mut conn).await? {
         let context = crypto::repository_secret_context(id);

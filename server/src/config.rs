@@ -272,7 +272,11 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn tls_files(&self) -> Option<crate::transport::tls::TlsFiles> {
         match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(crate::transport::tls::TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: self.client_ca.clone() }),
+            (Some(cert), Some(key)) => Some(crate::transport::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            }),
             _ => None,
         }
     }

@@ -8,9 +8,10 @@ use crate::git::Auth;
 /// The stored credentials of a repository, opened for a git connection.
 pub fn git_auth(row: &RepositoryRow, keyring: &Keyring) -> Result<Auth, CryptoError> {
     let secret = match (&row.secret_sealed, &row.secret_key_id) {
-        (Some(blob), Some(key_id)) => Some(
-            keyring.open_secret(&Sealed { key_id: key_id.clone(), blob: blob.clone() }, &crypto::repository_secret_context(row.id))?,
-        ),
+        (Some(blob), Some(key_id)) => Some(keyring.open_secret(
+            &Sealed { key_id: key_id.clone(), blob: blob.clone() },
+            &crypto::repository_secret_context(row.id),
+        )?),
         _ => None,
     };
     let secret = || secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();

@@ -118,7 +118,8 @@ impl Keyring {
     pub fn load(path: &Path) -> Result<Keyring, CryptoError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CryptoError::KeyFile { path: path.display().to_string(), reason: e.to_string() })?;
-        Keyring::parse(&text).map_err(|e| CryptoError::KeyFile { path: path.display().to_string(), reason: e.to_string() })
+        Keyring::parse(&text)
+            .map_err(|e| CryptoError::KeyFile { path: path.display().to_string(), reason: e.to_string() })
     }
 
     /// A new key line `<key-id> <base64>` with 32 random bytes.
@@ -130,7 +131,8 @@ impl Keyring {
     /// Generates a key file with one fresh key unless the file exists; returns the keyring.
     pub fn load_or_create(path: &Path) -> Result<Keyring, CryptoError> {
         if !path.exists() {
-            let key_file_error = |e: std::io::Error| CryptoError::KeyFile { path: path.display().to_string(), reason: e.to_string() };
+            let key_file_error =
+                |e: std::io::Error| CryptoError::KeyFile { path: path.display().to_string(), reason: e.to_string() };
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(key_file_error)?;
             }
@@ -260,12 +262,9 @@ mod tests {
 
     #[test]
     fn bad_key_files_are_rejected_without_echoing_the_key() {
-        for (text, expect) in [
-            ("", "no key"),
-            ("a notbase64!!", "base64"),
-            ("a AAAA", "32 bytes"),
-            ("bad/id AAAA", "key id"),
-        ] {
+        for (text, expect) in
+            [("", "no key"), ("a notbase64!!", "base64"), ("a AAAA", "32 bytes"), ("bad/id AAAA", "key id")]
+        {
             let err = Keyring::parse(text).unwrap_err().to_string();
             assert!(err.contains(expect), "{text:?}: {err}");
             assert!(!err.contains("AAAA") && !err.contains("notbase64"), "{err}");

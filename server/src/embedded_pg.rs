@@ -55,9 +55,10 @@ impl EmbeddedPostgres {
             pg.init().await?;
         }
         pg.password = read_trimmed(&pg.dir.join("password"))?;
-        pg.port = read_trimmed(&pg.dir.join("port"))?
-            .parse()
-            .map_err(|_| EmbeddedPgError::Io { what: "reading port file".into(), reason: "not a port number".into() })?;
+        pg.port = read_trimmed(&pg.dir.join("port"))?.parse().map_err(|_| EmbeddedPgError::Io {
+            what: "reading port file".into(),
+            reason: "not a port number".into(),
+        })?;
         if !pg.is_running().await {
             pg.run_start().await?;
             pg.started_here = true;
@@ -94,7 +95,8 @@ impl EmbeddedPostgres {
         let _ = std::fs::remove_dir_all(self.data_dir());
         crate::crypto::write_private_file(&password_file, password.as_bytes())
             .map_err(io_error("writing the PostgreSQL password file"))?;
-        std::fs::write(self.dir.join("port"), free_loopback_port()?.to_string()).map_err(io_error("writing the port file"))?;
+        std::fs::write(self.dir.join("port"), free_loopback_port()?.to_string())
+            .map_err(io_error("writing the port file"))?;
         self.chown_to_run_as(&self.dir)?;
         let data = self.data_dir();
         self.run(
@@ -124,7 +126,8 @@ impl EmbeddedPostgres {
         let data = self.data_dir();
         let log = self.dir.join("postgres.log");
         let options = format!("-c listen_addresses=127.0.0.1 -p {} -k {}", self.port, path_str(&self.dir));
-        self.run("pg_ctl", &["-D", path_str(&data), "-l", path_str(&log), "-o", &options, "-w", "-t", "60", "start"]).await
+        self.run("pg_ctl", &["-D", path_str(&data), "-l", path_str(&log), "-o", &options, "-w", "-t", "60", "start"])
+            .await
     }
 
     async fn run(&self, program: &str, args: &[&str]) -> Result<(), EmbeddedPgError> {
@@ -224,9 +227,7 @@ fn free_loopback_port() -> Result<u16, EmbeddedPgError> {
 }
 
 fn read_trimmed(path: &Path) -> Result<String, EmbeddedPgError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(io_error(format!("reading {}", path.display())))
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(io_error(format!("reading {}", path.display())))
 }
 
 fn path_str(path: &Path) -> &str {

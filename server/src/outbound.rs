@@ -32,7 +32,9 @@ pub enum Rule {
 impl std::fmt::Display for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Rule::Denied(net) => write!(f, "is in the denied range {net} (link-local/metadata defaults and --deny-hosts)"),
+            Rule::Denied(net) => {
+                write!(f, "is in the denied range {net} (link-local/metadata defaults and --deny-hosts)")
+            }
             Rule::Unspecified => f.write_str("is an unspecified address (it reaches this host)"),
             Rule::NotAllowed => f.write_str("is not loopback and not in --allow-hosts"),
         }
@@ -75,7 +77,12 @@ pub fn parse_net(value: &str) -> Result<IpNet, String> {
 
 impl Outbound {
     /// `data_dir` is created if missing so that it can be canonicalized.
-    pub fn new(allow_file_repositories: bool, allow: Vec<IpNet>, deny: Vec<IpNet>, data_dir: &Path) -> std::io::Result<Outbound> {
+    pub fn new(
+        allow_file_repositories: bool,
+        allow: Vec<IpNet>,
+        deny: Vec<IpNet>,
+        data_dir: &Path,
+    ) -> std::io::Result<Outbound> {
         std::fs::create_dir_all(data_dir)?;
         let mut all_deny: Vec<IpNet> = DEFAULT_DENY.iter().filter_map(|n| n.parse().ok()).collect();
         all_deny.extend(deny);
@@ -105,7 +112,11 @@ impl Outbound {
     /// Every address `host` resolved to must be permitted: one denied address refuses the name.
     pub fn check_addresses(&self, host: &str, addresses: &[SocketAddr]) -> Result<(), Refused> {
         for address in addresses {
-            self.check_ip(address.ip()).map_err(|rule| Refused::Address { host: host.to_owned(), ip: address.ip(), rule })?;
+            self.check_ip(address.ip()).map_err(|rule| Refused::Address {
+                host: host.to_owned(),
+                ip: address.ip(),
+                rule,
+            })?;
         }
         if addresses.is_empty() {
             return Err(Refused::Unresolved { host: host.to_owned(), reason: "no addresses".into() });
@@ -217,7 +228,10 @@ mod tests {
         let (p, _dir) = policy(&[], &[]);
         let addresses = [SocketAddr::new(ip("10.0.0.1"), 443), SocketAddr::new(ip("169.254.169.254"), 443)];
         let err = p.check_addresses("meta.example", &addresses).unwrap_err().to_string();
-        assert!(err.contains("meta.example") && err.contains("169.254.169.254") && err.contains("169.254.0.0/16"), "{err}");
+        assert!(
+            err.contains("meta.example") && err.contains("169.254.169.254") && err.contains("169.254.0.0/16"),
+            "{err}"
+        );
         assert!(p.check_addresses("none.example", &[]).is_err());
         assert!(p.resolve_blocking("[fe80::1]", 22).is_err());
         assert_eq!(p.resolve_blocking("[::1]", 22).unwrap(), vec![SocketAddr::new(ip("::1"), 22)]);

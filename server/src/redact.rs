@@ -170,8 +170,15 @@ mod tests {
         let r = Redactor::new(vec!["hunter2".into(), String::new()]);
         assert_eq!(r.clean("password hunter2 rejected by https://a:hunter2@h/"), "password *** rejected by https://h/");
         let b64 = base64::engine::general_purpose::STANDARD.encode("hunter2");
-        let cleaned = r.clean(&format!("Authorization: Bearer hunter2\nX-Echo: {b64} {} {}", hex::encode("hunter2"), hex::encode_upper("hunter2")));
-        assert!(!cleaned.contains("hunter2") && !cleaned.contains(&b64[..8]) && !cleaned.contains(&hex::encode("hunter2")), "{cleaned}");
+        let cleaned = r.clean(&format!(
+            "Authorization: Bearer hunter2\nX-Echo: {b64} {} {}",
+            hex::encode("hunter2"),
+            hex::encode_upper("hunter2")
+        ));
+        assert!(
+            !cleaned.contains("hunter2") && !cleaned.contains(&b64[..8]) && !cleaned.contains(&hex::encode("hunter2")),
+            "{cleaned}"
+        );
         assert!(!cleaned.contains('\n'));
     }
 

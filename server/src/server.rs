@@ -80,7 +80,13 @@ impl Settings {
 
 /// Serves until SIGINT or SIGTERM; then stops accepting, ends open streams and lets
 /// in-flight calls finish.
-pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring: Arc<Keyring>, pepper: crate::auth::token::Pepper) -> anyhow::Result<()> {
+pub async fn serve(
+    settings: Settings,
+    database_url: &str,
+    pool: DbPool,
+    keyring: Arc<Keyring>,
+    pepper: crate::auth::token::Pepper,
+) -> anyhow::Result<()> {
     // Certificate problems stop the start, before anything runs.
     let tls = match &settings.tls {
         Some(files) => Some(crate::transport::tls::Reloading::load(files.clone()).await?),
@@ -89,7 +95,15 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stopping = shutdown_rx.clone();
     let hub = crate::sync::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
-    let state = AppState { pool, keyring, token_pepper: Arc::new(pepper), shutdown: shutdown_rx, settings: Arc::new(settings.clone()), hub, parse_cache: Default::default() };
+    let state = AppState {
+        pool,
+        keyring,
+        token_pepper: Arc::new(pepper),
+        shutdown: shutdown_rx,
+        settings: Arc::new(settings.clone()),
+        hub,
+        parse_cache: Default::default(),
+    };
     let (gate, audit_writer) = gate(&settings, &state);
     let mut workers = crate::sync::worker::spawn(state.clone());
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
@@ -114,14 +128,17 @@ pub async fn serve(settings: Settings, database_url: &str, pool: DbPool, keyring
         let listener = TcpListener::bind(addr).await?;
         info!(address = %listener.local_addr()?, "health service listening (plaintext)");
         // Reflection of the health service alone, so grpcurl can call it there too.
-        let health_reflection = tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET).build_v1()?;
+        let health_reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
         let health_only = Server::builder().add_service(health_service.clone()).add_service(health_reflection);
         let mut stopping = state.shutdown.clone();
         workers.push(tokio::spawn(async move {
             let stop = async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
             };
-            if let Err(e) = health_only.serve_with_incoming_shutdown(crate::transport::plaintext(listener), stop).await {
+            if let Err(e) = health_only.serve_with_incoming_shutdown(crate::transport::plaintext(listener), stop).await
+            {
                 tracing::warn!(error = %e, "health listener stopped");
             }
         }));
@@ -183,11 +200,19 @@ fn gate(settings: &Settings, state: &AppState) -> (Arc<crate::auth::layer::Gate>
     let invalid = authenticator::spawn_invalid_refresher(state.pool.clone(), state.shutdown.clone());
     let (audit, writer) = crate::auth::audit::AuditLog::spawn(state.pool.clone(), settings.audit_retention);
     let gate = layer::Gate {
-        authenticator: authenticator::Authenticator::new(state.pool.clone(), state.token_pepper.clone(), invalid, certificates),
+        authenticator: authenticator::Authenticator::new(
+            state.pool.clone(),
+            state.token_pepper.clone(),
+            invalid,
+            certificates,
+        ),
         limits: crate::auth::limits::Limits::new(settings.limits),
         audit,
         pool: state.pool.clone(),
-        settings: layer::AuthSettings { public_reflection: settings.public_reflection, max_message_bytes: settings.max_message_bytes },
+        settings: layer::AuthSettings {
+            public_reflection: settings.public_reflection,
+            max_message_bytes: settings.max_message_bytes,
+        },
         fabric_names: Default::default(),
     };
     (Arc::new(gate), writer)

@@ -18,16 +18,16 @@ use tracing::{info, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use crate::api::AppState;
+use crate::cluster::FIELD_MANAGER;
 use crate::cluster::{self, check};
 use crate::db::resources::{self, LiveRecord};
-use crate::cluster::FIELD_MANAGER;
+use crate::db::{self, events, fabrics, DbError};
 use crate::drift::heal;
 use crate::drift::refresh::{mark_contested, refresh_pooled, DriftChange};
-use crate::sync::queue;
-use crate::db::{self, events, fabrics, DbError};
 use crate::manifest::kinds::{KindDef, KindRegistry};
 use crate::proto::{FabricEvent, FabricEventType, ResourceKey};
 use crate::sync::plan::Key;
+use crate::sync::queue;
 
 /// The event log stream of cluster events.
 pub const STREAM: &str = "watch";
@@ -179,7 +179,8 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         return Err("no Hedgehog CRDs are installed in the cluster".into());
     }
     let streams = kinds.iter().map(|&def| {
-        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&def.group, &def.version, &def.kind), &def.plural);
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&def.group, &def.version, &def.kind), &def.plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         watcher(api, watcher::Config::default())
             .default_backoff()
@@ -238,8 +239,11 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
                 }
                 Seen::Listed(def) => {
                     let seen = listing.insert(def.kind.clone(), HashSet::new()).unwrap_or_default();
-                    let gone: Vec<Key> =
-                        known.keys().filter(|k| k.0 == def.group && k.1 == def.kind && !seen.contains(*k)).cloned().collect();
+                    let gone: Vec<Key> = known
+                        .keys()
+                        .filter(|k| k.0 == def.group && k.1 == def.kind && !seen.contains(*k))
+                        .cloned()
+                        .collect();
                     for key in gone {
                         known.remove(&key);
                         changes.push(FabricEventType::Deleted, deleted_record(def, &key));
@@ -292,7 +296,12 @@ async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -
                 revert = true;
             }
             heal::Verdict::Contested { field } => {
-                let other = change.managers.iter().find(|m| m.as_str() != FIELD_MANAGER).cloned().unwrap_or_else(|| "another writer".into());
+                let other = change
+                    .managers
+                    .iter()
+                    .find(|m| m.as_str() != FIELD_MANAGER)
+                    .cloned()
+                    .unwrap_or_else(|| "another writer".into());
                 warn!(resource = ?change.key, field = %field, manager = %other, "self-heal gave up: contested");
                 mark_contested(&state.pool, fabric_id, &change.key, &other).await?;
                 resources::set_self_heal_reverts(&mut conn, change.id, None).await?;
@@ -300,7 +309,16 @@ async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -
         }
     }
     if revert {
-        let request = queue::Request { fabric_id, mode: "apply", trigger: "self_heal", dry_run: false, force: true, requested_ref: String::new(), targets: None, requested_by: "self-heal".into() };
+        let request = queue::Request {
+            fabric_id,
+            mode: "apply",
+            trigger: "self_heal",
+            dry_run: false,
+            force: true,
+            requested_ref: String::new(),
+            targets: None,
+            requested_by: "self-heal".into(),
+        };
         queue::enqueue(&mut conn, &request).await?;
         info!("self-heal: apply queued");
     }

@@ -19,7 +19,12 @@ fn repo(name: &str, url: &str) -> CreateRepositoryRequest {
 
 fn fabric(name: &str, repository_id: &str) -> CreateFabricRequest {
     CreateFabricRequest {
-        fabric: Some(Fabric { name: name.into(), repository_id: repository_id.into(), gitops_path: "env/lab".into(), ..Default::default() }),
+        fabric: Some(Fabric {
+            name: name.into(),
+            repository_id: repository_id.into(),
+            gitops_path: "env/lab".into(),
+            ..Default::default()
+        }),
         cluster: None,
     }
 }
@@ -31,7 +36,13 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
 /// The field names of an INVALID_ARGUMENT's google.rpc.BadRequest.
 fn bad_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status.get_details_bad_request().expect("BadRequest details").field_violations.into_iter().map(|v| v.field).collect()
+    status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
 }
 
 #[tokio::test]
@@ -39,14 +50,26 @@ async fn repository_lifecycle() {
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut repos = RepositoryServiceClient::new(server.channel().await);
 
-    let created = repos.create_repository(repo("fabric-git", "file:///srv/git/fabric.git")).await.unwrap().into_inner().repository.unwrap();
+    let created = repos
+        .create_repository(repo("fabric-git", "file:///srv/git/fabric.git"))
+        .await
+        .unwrap()
+        .into_inner()
+        .repository
+        .unwrap();
     assert!(uuid::Uuid::parse_str(&created.id).is_ok());
     assert_eq!(created.provider, Provider::Generic as i32);
     assert_eq!(created.connection_status, ConnectionStatus::Unknown as i32);
     assert_eq!(created.auth.as_ref().unwrap().r#type, AuthType::None as i32);
     assert!(created.create_time.is_some() && !created.etag.is_empty());
 
-    let got = repos.get_repository(GetRepositoryRequest { id: created.id.clone() }).await.unwrap().into_inner().repository.unwrap();
+    let got = repos
+        .get_repository(GetRepositoryRequest { id: created.id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .repository
+        .unwrap();
     assert_eq!(got, created);
 
     let dup = repos.create_repository(repo("fabric-git", "file:///other")).await.unwrap_err();
@@ -54,7 +77,12 @@ async fn repository_lifecycle() {
 
     // Update with the current etag, then the old etag is stale.
     let update = UpdateRepositoryRequest {
-        repository: Some(Repository { id: created.id.clone(), description: "lab fabric".into(), provider: Provider::Gitea as i32, ..Default::default() }),
+        repository: Some(Repository {
+            id: created.id.clone(),
+            description: "lab fabric".into(),
+            provider: Provider::Gitea as i32,
+            ..Default::default()
+        }),
         update_mask: mask(&["description", "provider"]),
         auth: None,
         etag: created.etag.clone(),
@@ -66,13 +94,19 @@ async fn repository_lifecycle() {
     assert_ne!(updated.etag, created.etag);
     let stale = repos.update_repository(update).await.unwrap_err();
     assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
-    let stale_delete = repos.delete_repository(DeleteRepositoryRequest { id: created.id.clone(), etag: created.etag.clone() }).await.unwrap_err();
+    let stale_delete = repos
+        .delete_repository(DeleteRepositoryRequest { id: created.id.clone(), etag: created.etag.clone() })
+        .await
+        .unwrap_err();
     assert_eq!(stale_delete.code(), Code::Aborted);
 
     // A repository in use by a fabric cannot be deleted.
     let mut fabrics = FabricServiceClient::new(server.channel().await);
     let fab = fabrics.create_fabric(fabric("lab-1", &created.id)).await.unwrap().into_inner().fabric.unwrap();
-    let refused = repos.delete_repository(DeleteRepositoryRequest { id: created.id.clone(), etag: String::new() }).await.unwrap_err();
+    let refused = repos
+        .delete_repository(DeleteRepositoryRequest { id: created.id.clone(), etag: String::new() })
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(refused.message().contains("lab-1"), "{}", refused.message());
 
@@ -90,7 +124,9 @@ async fn lists_paginate_and_filter() {
         repos.create_repository(repo(name, &format!("file:///srv/{name}"))).await.unwrap();
     }
     let token_req = CreateRepositoryRequest {
-        auth: Some(RepositoryAuth { method: Some(Method::Token(TokenAuth { token: "tok".into(), username: String::new() })) }),
+        auth: Some(RepositoryAuth {
+            method: Some(Method::Token(TokenAuth { token: "tok".into(), username: String::new() })),
+        }),
         ..repo("r-token", "https://git.example.org/fabric.git")
     };
     repos.create_repository(token_req).await.unwrap();
@@ -123,7 +159,11 @@ async fn lists_paginate_and_filter() {
 
     for (filter, page_token) in [("color=blue", ""), ("auth_type=kerberos", ""), ("", "garbage")] {
         let err = repos
-            .list_repositories(ListRepositoriesRequest { filter: filter.into(), page_token: page_token.into(), page_size: 0 })
+            .list_repositories(ListRepositoriesRequest {
+                filter: filter.into(),
+                page_token: page_token.into(),
+                page_size: 0,
+            })
             .await
             .unwrap_err();
         let expected = if filter.is_empty() { "page_token" } else { "filter" };
@@ -145,21 +185,34 @@ async fn bad_input_names_the_field_and_the_server_keeps_serving() {
         (repo(&"x".repeat(64), ""), vec!["repository.name", "repository.url"]),
         (
             CreateRepositoryRequest {
-                repository: Some(Repository { name: "ok".into(), url: "file:///x".into(), provider: 99, description: "d".repeat(5000), ..Default::default() }),
+                repository: Some(Repository {
+                    name: "ok".into(),
+                    url: "file:///x".into(),
+                    provider: 99,
+                    description: "d".repeat(5000),
+                    ..Default::default()
+                }),
                 auth: None,
             },
             vec!["repository.description", "repository.provider"],
         ),
         (
             CreateRepositoryRequest {
-                auth: Some(RepositoryAuth { method: Some(Method::SshKey(SshKeyAuth { private_key: "not a key".into(), known_hosts: String::new() })) }),
+                auth: Some(RepositoryAuth {
+                    method: Some(Method::SshKey(SshKeyAuth {
+                        private_key: "not a key".into(),
+                        known_hosts: String::new(),
+                    })),
+                }),
                 ..repo("ok", "ssh://git@127.0.0.1/r.git")
             },
             vec!["auth.ssh_key.private_key"],
         ),
         (
             CreateRepositoryRequest {
-                auth: Some(RepositoryAuth { method: Some(Method::Basic(BasicAuth { username: "u".into(), password: "p".into() })) }),
+                auth: Some(RepositoryAuth {
+                    method: Some(Method::Basic(BasicAuth { username: "u".into(), password: "p".into() })),
+                }),
                 ..repo("ok", "git@host:r.git")
             },
             vec!["auth"],
@@ -173,10 +226,12 @@ async fn bad_input_names_the_field_and_the_server_keeps_serving() {
     assert_eq!(bad_fields(&missing), ["repository"]);
     let bad_id = repos.get_repository(GetRepositoryRequest { id: "nope".into() }).await.unwrap_err();
     assert_eq!(bad_fields(&bad_id), ["id"]);
-    let unknown = repos.get_repository(GetRepositoryRequest { id: uuid::Uuid::new_v4().to_string() }).await.unwrap_err();
+    let unknown =
+        repos.get_repository(GetRepositoryRequest { id: uuid::Uuid::new_v4().to_string() }).await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 
-    let repository = repos.create_repository(repo("good", "file:///srv/good")).await.unwrap().into_inner().repository.unwrap();
+    let repository =
+        repos.create_repository(repo("good", "file:///srv/good")).await.unwrap().into_inner().repository.unwrap();
     let bad_mask = repos
         .update_repository(UpdateRepositoryRequest {
             repository: Some(Repository { id: repository.id.clone(), ..Default::default() }),
@@ -205,11 +260,22 @@ async fn bad_input_names_the_field_and_the_server_keeps_serving() {
                     namespace: "Not_Valid".into(),
                 }),
             },
-            vec!["fabric.git_ref", "fabric.gitops_path", "cluster.server_url", "cluster.ca_certificate_pem", "cluster.namespace"],
+            vec![
+                "fabric.git_ref",
+                "fabric.gitops_path",
+                "cluster.server_url",
+                "cluster.ca_certificate_pem",
+                "cluster.namespace",
+            ],
         ),
         (
             CreateFabricRequest {
-                fabric: Some(Fabric { name: "lab".into(), repository_id: repository.id.clone(), gitops_path: "/abs".into(), ..Default::default() }),
+                fabric: Some(Fabric {
+                    name: "lab".into(),
+                    repository_id: repository.id.clone(),
+                    gitops_path: "/abs".into(),
+                    ..Default::default()
+                }),
                 cluster: None,
             },
             vec!["fabric.gitops_path"],
@@ -245,7 +311,11 @@ async fn fabric_lifecycle_with_update_masks() {
                 sync_policy: Some(SyncPolicy {
                     auto_sync_interval: Some(prost_types::Duration { seconds: 300, nanos: 0 }),
                     prune: true,
-                    ignore_differences: vec![IgnoreDifference { group: String::new(), kind: "VPC".into(), json_pointers: vec!["/spec/vlan".into()] }],
+                    ignore_differences: vec![IgnoreDifference {
+                        group: String::new(),
+                        kind: "VPC".into(),
+                        json_pointers: vec!["/spec/vlan".into()],
+                    }],
                     ..Default::default()
                 }),
                 ..Default::default()

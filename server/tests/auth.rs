@@ -99,7 +99,8 @@ fn request(rpc: &Rpc, set: &prost_types::FileDescriptorSet, ids: &Ids) -> Vec<u8
         .find(|(s, m)| s.name() == rpc.service && m.name() == rpc.method)
         .map(|(_, m)| m.input_type().trim_start_matches(".fabricsync.v1.").to_string())
         .expect("method");
-    let message = set.file.iter().flat_map(|f| f.message_type.iter()).find(|m| m.name() == input).expect("input message");
+    let message =
+        set.file.iter().flat_map(|f| f.message_type.iter()).find(|m| m.name() == input).expect("input message");
     let mut bytes = Vec::new();
     for field in &message.field {
         let value = match (field.name(), rpc.service.as_str()) {
@@ -135,13 +136,19 @@ fn refused<T>(result: Result<T, Status>) -> Code {
 // The role table, written out independently of the server's rules.
 fn least_role(rpc: &Rpc) -> &'static str {
     let m = rpc.method.as_str();
-    let operator = ["StartSync", "CancelSyncRun", "DetectDrift", "Remediate", "TestRepositoryConnection", "TestClusterConnection"];
+    let operator =
+        ["StartSync", "CancelSyncRun", "DetectDrift", "Remediate", "TestRepositoryConnection", "TestClusterConnection"];
     if rpc.service == "AccessService" {
         return if m == "WhoAmI" { "viewer" } else { "admin" };
     }
     if operator.contains(&m) {
         "operator"
-    } else if m.starts_with("Get") || m.starts_with("List") || m.starts_with("Stream") || m.starts_with("Watch") || m == "PlanSync" {
+    } else if m.starts_with("Get")
+        || m.starts_with("List")
+        || m.starts_with("Stream")
+        || m.starts_with("Watch")
+        || m == "PlanSync"
+    {
         "viewer"
     } else {
         "admin"
@@ -172,12 +179,23 @@ async fn world() -> World {
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
     let wiring = lab_wiring();
-    let (lab_repo, prod_repo) = (GitFixture::with_files(&[("fabric/wiring.yaml", &wiring)]), GitFixture::with_files(&[("fabric/wiring.yaml", &wiring)]));
+    let (lab_repo, prod_repo) = (
+        GitFixture::with_files(&[("fabric/wiring.yaml", &wiring)]),
+        GitFixture::with_files(&[("fabric/wiring.yaml", &wiring)]),
+    );
     let mut ids = Vec::new();
     for (name, repo) in [("lab-a", &lab_repo), ("prod-b", &prod_repo)] {
         let fabric = c.fabric(name, &repo.file_url(), "fabric", SyncPolicy::default()).await;
         let run = c.sync(&fabric, "", false).await;
-        let repository = c.fabrics.get_fabric(GetFabricRequest { id: fabric.clone() }).await.unwrap().into_inner().fabric.unwrap().repository_id;
+        let repository = c
+            .fabrics
+            .get_fabric(GetFabricRequest { id: fabric.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .fabric
+            .unwrap()
+            .repository_id;
         ids.push(Ids { fabric, repository, run: run.id });
     }
     let prod = ids.pop().unwrap();
@@ -197,12 +215,28 @@ async fn every_rpc_is_allowed_or_refused_by_role() {
     }
     let revoked = create_token(&mut access, token_request("gone", Role::Admin)).await;
     access.revoke_token(RevokeTokenRequest { name: "gone".into() }).await.expect("revoke");
-    let expired = create_token(&mut access, CreateTokenRequest { ttl: Some(prost_types::Duration { seconds: 1, nanos: 0 }), ..token_request("brief", Role::Admin) }).await;
-    let elsewhere = create_token(&mut access, CreateTokenRequest { allowed_networks: vec!["10.0.0.0/8".into()], ..token_request("remote", Role::Admin) }).await;
+    let expired = create_token(
+        &mut access,
+        CreateTokenRequest {
+            ttl: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            ..token_request("brief", Role::Admin)
+        },
+    )
+    .await;
+    let elsewhere = create_token(
+        &mut access,
+        CreateTokenRequest { allowed_networks: vec!["10.0.0.0/8".into()], ..token_request("remote", Role::Admin) },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(2500)).await; // past the expiry and the revocation cache
     let refused: Vec<(&str, AuthChannel)> = vec![
         ("no token", w.server.channel_as(Bearer::none()).await),
-        ("bogus token", w.server.channel_as(Bearer::new("fsk_abcdefghijkl_notarealtokennotarealtokennotarealtokennotarealtoken")).await),
+        (
+            "bogus token",
+            w.server
+                .channel_as(Bearer::new("fsk_abcdefghijkl_notarealtokennotarealtokennotarealtokennotarealtoken"))
+                .await,
+        ),
         ("revoked", w.server.channel_as(Bearer::new(&revoked)).await),
         ("expired", w.server.channel_as(Bearer::new(&expired)).await),
         ("wrong network", w.server.channel_as(Bearer::new(&elsewhere)).await),
@@ -221,13 +255,22 @@ async fn every_rpc_is_allowed_or_refused_by_role() {
             let denied = status.code() == Code::PermissionDenied;
             assert_eq!(!denied, allowed, "{who} -> {}: {status:?}", rpc.path);
             if denied {
-                assert!(status.message().contains(&format!("needs role {}", least_role(rpc))), "{}: {}", rpc.path, status.message());
+                assert!(
+                    status.message().contains(&format!("needs role {}", least_role(rpc))),
+                    "{}: {}",
+                    rpc.path,
+                    status.message()
+                );
             } else {
                 assert_ne!(status.code(), Code::Unauthenticated, "{who} -> {}: {status:?}", rpc.path);
             }
         }
         let status = call(&admin, rpc, body).await;
-        assert!(!matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated), "admin -> {}: {status:?}", rpc.path);
+        assert!(
+            !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
+            "admin -> {}: {status:?}",
+            rpc.path
+        );
     }
     // The refusals said why, and named the token where it is known.
     let status = call(&refused[3].1, &rpcs[0], Vec::new()).await;
@@ -260,20 +303,38 @@ async fn a_fabric_scope_hides_other_fabrics_and_their_repositories_and_runs() {
 
     // Out of scope reads as absent: NOT_FOUND, like an id that does not exist.
     assert_eq!(refused(v.fabrics.get_fabric(GetFabricRequest { id: w.prod.fabric.clone() }).await), Code::NotFound);
-    assert_eq!(refused(v.repos.get_repository(GetRepositoryRequest { id: w.prod.repository.clone() }).await), Code::NotFound);
+    assert_eq!(
+        refused(v.repos.get_repository(GetRepositoryRequest { id: w.prod.repository.clone() }).await),
+        Code::NotFound
+    );
     assert_eq!(refused(v.sync.get_sync_run(GetSyncRunRequest { id: w.prod.run.clone() }).await), Code::NotFound);
     let watch = WatchFabricEventsRequest { fabric_id: w.prod.fabric.clone(), ..Default::default() };
     assert_eq!(refused(v.sync.watch_fabric_events(watch).await), Code::NotFound);
     // Beyond the role is refused before any lookup, so an existing fabric outside the scope and
     // an id that exists nowhere read alike.
     for fabric_id in [w.prod.fabric.clone(), uuid::Uuid::new_v4().to_string()] {
-        let status = v.sync.start_sync(StartSyncRequest { fabric_id, mode: SyncMode::Pull as i32, ..Default::default() }).await.unwrap_err();
+        let status = v
+            .sync
+            .start_sync(StartSyncRequest { fabric_id, mode: SyncMode::Pull as i32, ..Default::default() })
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     }
     // Inside the scope, beyond the role: PERMISSION_DENIED naming what is missing.
-    let status = v.sync.start_sync(StartSyncRequest { fabric_id: w.lab.fabric.clone(), mode: SyncMode::Pull as i32, ..Default::default() }).await.unwrap_err();
+    let status = v
+        .sync
+        .start_sync(StartSyncRequest {
+            fabric_id: w.lab.fabric.clone(),
+            mode: SyncMode::Pull as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert!(status.message().contains("StartSync needs role operator") && status.message().contains("lab-viewer"), "{status:?}");
+    assert!(
+        status.message().contains("StartSync needs role operator") && status.message().contains("lab-viewer"),
+        "{status:?}"
+    );
     assert!(v.fabrics.get_fabric(GetFabricRequest { id: w.lab.fabric.clone() }).await.is_ok());
 
     // A scoped admin manages its fabrics only, and nothing that reaches beyond them.
@@ -285,27 +346,53 @@ async fn a_fabric_scope_hides_other_fabrics_and_their_repositories_and_runs() {
     let status = a.fabrics.create_fabric(create("prod-c", &w.lab.repository)).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(status.message().contains("\"prod-c\" is outside the scope"), "{status:?}");
-    assert_eq!(a.fabrics.create_fabric(create("lab-c", &w.prod.repository)).await.unwrap_err().code(), Code::NotFound, "another scope's repository");
+    assert_eq!(
+        a.fabrics.create_fabric(create("lab-c", &w.prod.repository)).await.unwrap_err().code(),
+        Code::NotFound,
+        "another scope's repository"
+    );
     assert!(a.fabrics.create_fabric(create("lab-c", &w.lab.repository)).await.is_ok());
     // A repository it shares with a fabric outside its scope: readable, but not its to change.
     let mut full = Clients::new(w.server.channel().await);
     full.fabrics.create_fabric(create("lab-d", &w.prod.repository)).await.expect("a lab fabric on prod's repository");
     assert!(a.repos.get_repository(GetRepositoryRequest { id: w.prod.repository.clone() }).await.is_ok());
     let repoint = UpdateRepositoryRequest {
-        repository: Some(Repository { id: w.prod.repository.clone(), url: "https://git.example.org/evil.git".into(), ..Default::default() }),
+        repository: Some(Repository {
+            id: w.prod.repository.clone(),
+            url: "https://git.example.org/evil.git".into(),
+            ..Default::default()
+        }),
         update_mask: Some(prost_types::FieldMask { paths: vec!["url".into()] }),
         ..Default::default()
     };
     assert_eq!(refused(a.repos.update_repository(repoint).await), Code::NotFound);
-    assert_eq!(refused(a.repos.test_repository_connection(TestRepositoryConnectionRequest { id: w.prod.repository.clone() }).await), Code::NotFound);
-    let repo = CreateRepositoryRequest { repository: Some(Repository { name: "mine".into(), url: "https://git.example.org/x.git".into(), ..Default::default() }), auth: None };
+    assert_eq!(
+        refused(
+            a.repos.test_repository_connection(TestRepositoryConnectionRequest { id: w.prod.repository.clone() }).await
+        ),
+        Code::NotFound
+    );
+    let repo = CreateRepositoryRequest {
+        repository: Some(Repository {
+            name: "mine".into(),
+            url: "https://git.example.org/x.git".into(),
+            ..Default::default()
+        }),
+        auth: None,
+    };
     let status = a.repos.create_repository(repo).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(status.message().contains("without a fabric scope"), "{status:?}");
     let mut scoped_access = AccessServiceClient::new(w.server.channel_as(Bearer::new(&admin)).await);
-    assert_eq!(scoped_access.create_token(token_request("escalate", Role::Admin)).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        scoped_access.create_token(token_request("escalate", Role::Admin)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     let me = scoped_access.who_am_i(WhoAmIRequest {}).await.unwrap().into_inner();
-    assert_eq!((me.principal.as_str(), me.fabrics.clone(), me.role), ("lab-admin", vec!["lab-*".to_string()], Role::Admin as i32));
+    assert_eq!(
+        (me.principal.as_str(), me.fabrics.clone(), me.role),
+        ("lab-admin", vec!["lab-*".to_string()], Role::Admin as i32)
+    );
 }
 
 #[tokio::test]
@@ -321,14 +408,20 @@ async fn revoking_a_token_ends_its_open_streams_and_its_next_calls() {
     let revoked_at = Instant::now();
     access.revoke_token(RevokeTokenRequest { name: "watcher".into() }).await.expect("revoke");
     for ended in [end_of(&mut stream).await, end_of(&mut drift_stream).await] {
-        let status = ended.expect("the stream did not end within 5 s of the revocation").expect_err("the stream ended with an error");
+        let status = ended
+            .expect("the stream did not end within 5 s of the revocation")
+            .expect_err("the stream ended with an error");
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     }
     assert!(revoked_at.elapsed() < Duration::from_secs(5));
     let status = c.fabrics.get_fabric(GetFabricRequest { id: w.lab.fabric.clone() }).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(status.message().contains("\"watcher\" was revoked"), "{status:?}");
-    let listed = access.list_tokens(ListTokensRequest { include_revoked: true, ..Default::default() }).await.unwrap().into_inner();
+    let listed = access
+        .list_tokens(ListTokensRequest { include_revoked: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     let watcher = listed.tokens.iter().find(|t| t.name == "watcher").expect("listed");
     assert!(watcher.revoke_time.is_some() && watcher.last_use_time.is_some(), "{watcher:?}");
     let active = access.list_tokens(ListTokensRequest::default()).await.unwrap().into_inner();
@@ -361,25 +454,44 @@ async fn mutating_calls_runs_and_refusals_are_audited_with_the_actor() {
         ..Default::default()
     };
     c.fabrics.update_fabric(update).await.expect("update");
-    let mut bogus = Clients::new(w.server.channel_as(Bearer::new("fsk_abcdefghijkl_notarealtokennotarealtokennotarealtokennotarealtoken")).await);
+    let mut bogus = Clients::new(
+        w.server.channel_as(Bearer::new("fsk_abcdefghijkl_notarealtokennotarealtokennotarealtokennotarealtoken")).await,
+    );
     assert!(bogus.fabrics.get_fabric(GetFabricRequest { id: w.lab.fabric.clone() }).await.is_err());
     let mut access = AccessServiceClient::new(channel);
     let viewer = create_token(&mut access, token_request("reader", Role::Viewer)).await;
     let mut reader = Clients::new(w.server.channel_as(Bearer::new(&viewer).acting_for("bob")).await);
-    assert!(reader.sync.start_sync(StartSyncRequest { fabric_id: w.prod.fabric.clone(), mode: SyncMode::Pull as i32, ..Default::default() }).await.is_err());
+    assert!(reader
+        .sync
+        .start_sync(StartSyncRequest {
+            fabric_id: w.prod.fabric.clone(),
+            mode: SyncMode::Pull as i32,
+            ..Default::default()
+        })
+        .await
+        .is_err());
     // A read is not audited.
     reader.fabrics.get_fabric(GetFabricRequest { id: w.lab.fabric.clone() }).await.expect("read");
 
     // The writer is asynchronous: poll briefly.
     let deadline = Instant::now() + Duration::from_secs(5);
     let events = loop {
-        let listed = access.list_audit_events(ListAuditEventsRequest { page_size: 100, ..Default::default() }).await.unwrap().into_inner();
+        let listed = access
+            .list_audit_events(ListAuditEventsRequest { page_size: 100, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         if listed.events.iter().any(|e| e.principal == "reader") || Instant::now() > deadline {
             break listed.events;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let find = |rpc: &str, principal: &str| events.iter().find(|e| e.rpc.ends_with(rpc) && e.principal == principal).unwrap_or_else(|| panic!("no {rpc} by {principal} in {events:#?}"));
+    let find = |rpc: &str, principal: &str| {
+        events
+            .iter()
+            .find(|e| e.rpc.ends_with(rpc) && e.principal == principal)
+            .unwrap_or_else(|| panic!("no {rpc} by {principal} in {events:#?}"))
+    };
     let start = find("SyncService/StartSync", "admin");
     assert_eq!((start.actor.as_str(), start.code.as_str(), start.fabric_name.as_str()), ("alice", "OK", "lab-a"));
     assert_eq!(start.targets.get("fabric_id"), Some(&w.lab.fabric));
@@ -389,7 +501,10 @@ async fn mutating_calls_runs_and_refusals_are_audited_with_the_actor() {
     let denied = find("SyncService/StartSync", "reader");
     assert_eq!((denied.code.as_str(), denied.actor.as_str()), ("PERMISSION_DENIED", "bob"));
     assert_eq!(denied.targets.get("fabric_id"), Some(&w.prod.fabric), "the refused call's target is recorded");
-    assert!(events.iter().any(|e| e.principal.is_empty() && e.code == "UNAUTHENTICATED" && e.message == "invalid token"), "{events:#?}");
+    assert!(
+        events.iter().any(|e| e.principal.is_empty() && e.code == "UNAUTHENTICATED" && e.message == "invalid token"),
+        "{events:#?}"
+    );
     assert!(!events.iter().any(|e| e.rpc.ends_with("GetFabric") && e.code == "OK"), "reads are not audited");
     let created = find("AccessService/CreateToken", "admin");
     assert_eq!(created.targets.get("name").map(String::as_str), Some("reader"));
@@ -400,18 +515,32 @@ async fn mutating_calls_runs_and_refusals_are_audited_with_the_actor() {
     assert!(!alice.events.is_empty() && alice.events.iter().all(|e| e.actor == "alice"));
     let prod = access.list_audit_events(by("fabric=lab-a")).await.unwrap().into_inner();
     assert!(prod.events.iter().all(|e| e.fabric_name == "lab-a") && !prod.events.is_empty());
-    let future = ListAuditEventsRequest { start_time: Some(prost_types::Timestamp { seconds: 4_000_000_000, nanos: 0 }), ..Default::default() };
+    let future = ListAuditEventsRequest {
+        start_time: Some(prost_types::Timestamp { seconds: 4_000_000_000, nanos: 0 }),
+        ..Default::default()
+    };
     assert!(access.list_audit_events(future).await.unwrap().into_inner().events.is_empty());
     let bad = access.list_audit_events(by("colour=red")).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     // Bad token requests name the field; nothing is created.
     use tonic_types::StatusExt;
-    let fields = |status: Status| status.get_details_bad_request().map(|b| b.field_violations.into_iter().map(|v| v.field).collect::<Vec<_>>());
+    let fields = |status: Status| {
+        status.get_details_bad_request().map(|b| b.field_violations.into_iter().map(|v| v.field).collect::<Vec<_>>())
+    };
     let bad_name = access.create_token(token_request("Not A Name", Role::Viewer)).await.unwrap_err();
     assert_eq!(fields(bad_name), Some(vec!["name".to_string()]));
-    let no_role = access.create_token(CreateTokenRequest { name: "nameless-role".into(), ..Default::default() }).await.unwrap_err();
+    let no_role = access
+        .create_token(CreateTokenRequest { name: "nameless-role".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(fields(no_role), Some(vec!["role".to_string()]));
-    let bad_net = access.create_token(CreateTokenRequest { allowed_networks: vec!["10.0.0.0/99".into()], ..token_request("net", Role::Viewer) }).await.unwrap_err();
+    let bad_net = access
+        .create_token(CreateTokenRequest {
+            allowed_networks: vec!["10.0.0.0/99".into()],
+            ..token_request("net", Role::Viewer)
+        })
+        .await
+        .unwrap_err();
     assert_eq!(fields(bad_net), Some(vec!["allowed_networks".to_string()]));
     let listed = access.list_tokens(ListTokensRequest::default()).await.unwrap().into_inner();
     assert!(listed.tokens.iter().all(|t| !["nameless-role", "net"].contains(&t.name.as_str())), "{listed:?}");
@@ -457,16 +586,26 @@ async fn the_command_line_creates_lists_and_revokes_tokens() {
     assert!(!ok && stderr.contains("unknown role"), "{stderr}");
     let (ok, _, stderr) = cli(&["token", "create", "--name", "x", "--role", "viewer", "--expires", "soon"]);
     assert!(!ok && stderr.contains("soon"), "{stderr}");
-    let (ok, token, stderr) = cli(&["token", "create", "--name", "ops", "--role", "operator", "--fabrics", "lab-*,edge", "--expires", "1h"]);
+    let (ok, token, stderr) =
+        cli(&["token", "create", "--name", "ops", "--role", "operator", "--fabrics", "lab-*,edge", "--expires", "1h"]);
     assert!(ok, "{stderr}");
     let token = token.trim();
     assert!(token.starts_with("fsk_") && !token.contains('\n'), "stdout is only the token: {token:?}");
     let mut ops = AccessServiceClient::new(server.channel_as(Bearer::new(token)).await);
     let me = ops.who_am_i(WhoAmIRequest {}).await.expect("the CLI's token works").into_inner();
-    assert_eq!((me.principal.as_str(), me.role, me.fabrics.clone()), ("ops", Role::Operator as i32, vec!["lab-*".to_string(), "edge".to_string()]));
+    assert_eq!(
+        (me.principal.as_str(), me.role, me.fabrics.clone()),
+        ("ops", Role::Operator as i32, vec!["lab-*".to_string(), "edge".to_string()])
+    );
     assert!(me.expire_time.is_some());
     let (ok, listed, _) = cli(&["token", "list"]);
-    assert!(ok && listed.contains("ops") && listed.contains("operator") && listed.contains("lab-*,edge") && !listed.contains(token), "{listed}");
+    assert!(
+        ok && listed.contains("ops")
+            && listed.contains("operator")
+            && listed.contains("lab-*,edge")
+            && !listed.contains(token),
+        "{listed}"
+    );
     let (ok, _, stderr) = cli(&["token", "revoke", "ops"]);
     assert!(ok, "{stderr}");
     let (ok, _, stderr) = cli(&["token", "revoke", "ops"]);
@@ -505,7 +644,14 @@ async fn limits_per_principal_answer_resource_exhausted_with_a_retry_hint() {
     // One open stream per principal.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut c = Clients::new(server.channel_as(Bearer::new(&create_token_via_cli(&server, "streamer"))).await);
-    let fabric = c.fabric("lab", &GitFixture::with_files(&[("fabric/a.yaml", &lab_wiring())]).file_url(), "fabric", SyncPolicy::default()).await;
+    let fabric = c
+        .fabric(
+            "lab",
+            &GitFixture::with_files(&[("fabric/a.yaml", &lab_wiring())]).file_url(),
+            "fabric",
+            SyncPolicy::default(),
+        )
+        .await;
     let watch = || WatchFabricEventsRequest { fabric_id: fabric.clone(), ..Default::default() };
     let first = c.sync.watch_fabric_events(watch()).await.expect("first stream");
     let second = c.sync.watch_fabric_events(watch()).await.unwrap_err();
@@ -530,9 +676,17 @@ fn create_token_via_cli(server: &ServerProcess, name: &str) -> String {
 async fn reflection_needs_a_token_unless_public() {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::{server_reflection_request::MessageRequest, ServerReflectionRequest};
-    let list = || ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let list = || ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     for (args, open) in [(&[][..], false), (&["--public-reflection"][..], true)] {
-        let server = ServerProcess::start_with(&support::fresh_database().await, &fabricsync::crypto::Keyring::generate_key_line("k"), args).await;
+        let server = ServerProcess::start_with(
+            &support::fresh_database().await,
+            &fabricsync::crypto::Keyring::generate_key_line("k"),
+            args,
+        )
+        .await;
         let mut anonymous = ServerReflectionClient::new(server.plain_channel().await);
         let answer = anonymous.server_reflection_info(tokio_stream::iter([list()])).await;
         assert_eq!(answer.is_ok(), open, "{args:?}: {answer:?}");
@@ -540,7 +694,11 @@ async fn reflection_needs_a_token_unless_public() {
         assert!(authed.server_reflection_info(tokio_stream::iter([list()])).await.is_ok());
         // A scoped token too: reflection is a stream of requests, never read ahead by the layer.
         let mut access = AccessServiceClient::new(server.channel().await);
-        let scoped = create_token(&mut access, CreateTokenRequest { fabrics: vec!["lab-*".into()], ..token_request("lab-reader", Role::Viewer) }).await;
+        let scoped = create_token(
+            &mut access,
+            CreateTokenRequest { fabrics: vec!["lab-*".into()], ..token_request("lab-reader", Role::Viewer) },
+        )
+        .await;
         let mut reflection = ServerReflectionClient::new(server.channel_as(Bearer::new(&scoped)).await);
         let answer = tokio::time::timeout(Duration::from_secs(10), async {
             let mut stream = reflection.server_reflection_info(tokio_stream::iter([list()])).await?.into_inner();

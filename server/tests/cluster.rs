@@ -13,18 +13,32 @@ use support::sync::{counters, lab_wiring, status, Clients, LAB_OBJECTS};
 const LABEL: &str = "fabricsync.dev/fabric";
 
 fn cluster_input(kube: &KubeCluster, token: &str) -> ClusterConnectionInput {
-    ClusterConnectionInput { server_url: kube.url.clone(), ca_certificate_pem: kube.ca_pem.clone(), bearer_token: token.into(), namespace: String::new() }
+    ClusterConnectionInput {
+        server_url: kube.url.clone(),
+        ca_certificate_pem: kube.ca_pem.clone(),
+        bearer_token: token.into(),
+        namespace: String::new(),
+    }
 }
 
 async fn test_connection(c: &mut Clients, id: &str) -> TestClusterConnectionResponse {
-    c.fabrics.test_cluster_connection(TestClusterConnectionRequest { id: id.into() }).await.expect("test connection").into_inner()
+    c.fabrics
+        .test_cluster_connection(TestClusterConnectionRequest { id: id.into() })
+        .await
+        .expect("test connection")
+        .into_inner()
 }
 
 async fn set_cluster(c: &mut Clients, id: &str, cluster: ClusterConnectionInput) {
     let fabric = Fabric { id: id.into(), ..Default::default() };
     let mask = prost_types::FieldMask { paths: vec!["cluster".into()] };
     c.fabrics
-        .update_fabric(UpdateFabricRequest { fabric: Some(fabric), update_mask: Some(mask), cluster: Some(cluster), etag: String::new() })
+        .update_fabric(UpdateFabricRequest {
+            fabric: Some(fabric),
+            update_mask: Some(mask),
+            cluster: Some(cluster),
+            etag: String::new(),
+        })
         .await
         .expect("update fabric");
 }
@@ -32,7 +46,8 @@ async fn set_cluster(c: &mut Clients, id: &str, cluster: ClusterConnectionInput)
 /// The stored resource with this key (namespace "default").
 async fn resource(c: &mut Clients, fabric_id: &str, group: &str, kind: &str, name: &str) -> Resource {
     let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
-    let request = GetResourceRequest { fabric_id: fabric_id.into(), resource: Some(get_resource_request::Resource::Key(key)) };
+    let request =
+        GetResourceRequest { fabric_id: fabric_id.into(), resource: Some(get_resource_request::Resource::Key(key)) };
     c.fabrics.get_resource(request).await.expect("get resource").into_inner().resource.expect("resource")
 }
 
@@ -46,24 +61,47 @@ async fn connection_checks_and_least_privilege_rbac() {
     let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
-    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, NOBODY_TOKEN))).await;
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, NOBODY_TOKEN)),
+        )
+        .await;
 
     // A token without rights: the server answers, every needed permission is named as missing.
     let r = test_connection(&mut c, &id).await;
     assert!(r.reachable, "{r:?}");
     assert_eq!(r.server_version, "v1.36.3");
     assert_eq!(failure(&r), ClusterFailure::Forbidden, "{r:?}");
-    assert!(r.message.contains("missing permissions:") && r.message.contains("patch vpcs.vpc.githedgehog.com"), "{}", r.message);
+    assert!(
+        r.message.contains("missing permissions:") && r.message.contains("patch vpcs.vpc.githedgehog.com"),
+        "{}",
+        r.message
+    );
     assert_eq!(r.crds.len(), 14, "{:?}", r.crds);
     assert!(r.crds.iter().any(|crd| crd.kind == "VPC" && crd.versions == ["v1beta1"]));
     assert!(r.permissions.iter().all(|p| !p.allowed));
-    let fabric = c.fabrics.get_fabric(GetFabricRequest { id: id.clone() }).await.expect("get").into_inner().fabric.expect("fabric");
+    let fabric = c
+        .fabrics
+        .get_fabric(GetFabricRequest { id: id.clone() })
+        .await
+        .expect("get")
+        .into_inner()
+        .fabric
+        .expect("fabric");
     assert_eq!(fabric.connection_status, ConnectionStatus::Failed as i32);
 
     // The generated RBAC, applied by an admin, gives a token with exactly what is needed.
     let rbac = c
         .fabrics
-        .generate_rbac_manifests(GenerateRbacManifestsRequest { fabric_id: id.clone(), service_account_name: String::new(), namespace: "fabricsync-system".into() })
+        .generate_rbac_manifests(GenerateRbacManifestsRequest {
+            fabric_id: id.clone(),
+            service_account_name: String::new(),
+            namespace: "fabricsync-system".into(),
+        })
         .await
         .expect("rbac")
         .into_inner();
@@ -75,7 +113,14 @@ async fn connection_checks_and_least_privilege_rbac() {
     assert_eq!(failure(&r), ClusterFailure::Unspecified, "{}", r.message);
     assert_eq!(r.permissions.len(), 14 * 6);
     assert!(r.permissions.iter().all(|p| p.allowed), "{:?}", r.permissions.iter().find(|p| !p.allowed));
-    let fabric = c.fabrics.get_fabric(GetFabricRequest { id: id.clone() }).await.expect("get").into_inner().fabric.expect("fabric");
+    let fabric = c
+        .fabrics
+        .get_fabric(GetFabricRequest { id: id.clone() })
+        .await
+        .expect("get")
+        .into_inner()
+        .fabric
+        .expect("fabric");
     assert_eq!(fabric.connection_status, ConnectionStatus::Reachable as i32);
     // Least privilege: nothing beyond the Hedgehog kinds.
     let can = kube.kubectl_as(&token, &["auth", "can-i", "list", "secrets", "-A"]);
@@ -88,7 +133,12 @@ async fn connection_checks_and_least_privilege_rbac() {
     assert!(!r.message.contains("not-a-valid-token"));
 
     let other_ca = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ca.pem")).expect("ca");
-    set_cluster(&mut c, &id, ClusterConnectionInput { ca_certificate_pem: other_ca, ..cluster_input(&kube, ADMIN_TOKEN) }).await;
+    set_cluster(
+        &mut c,
+        &id,
+        ClusterConnectionInput { ca_certificate_pem: other_ca, ..cluster_input(&kube, ADMIN_TOKEN) },
+    )
+    .await;
     let r = test_connection(&mut c, &id).await;
     assert_eq!(failure(&r), ClusterFailure::Tls, "{r:?}");
 
@@ -133,7 +183,8 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
     let policy = SyncPolicy { prune: true, ..Default::default() };
-    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let id =
+        c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
 
     // Dry run: the server validates every object, nothing is created.
     let run = c.sync_mode(&id, SyncMode::Full, true, false).await;
@@ -150,9 +201,22 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     assert_eq!(count(&kube, "connections.wiring.githedgehog.com", Some(&format!("{LABEL}=lab"))), 24);
     assert_eq!(count(&kube, "switches.wiring.githedgehog.com", Some(&format!("{LABEL}=lab"))), 6);
     let events = c.events(&run.id, 0).await;
-    let waves: Vec<i32> = events.iter().filter_map(|e| match &e.payload { Some(Payload::Applying(a)) => Some(a.wave), _ => None }).collect();
+    let waves: Vec<i32> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::Applying(a)) => Some(a.wave),
+            _ => None,
+        })
+        .collect();
     assert!(!waves.is_empty() && waves.windows(2).all(|w| w[0] <= w[1]), "{waves:?}");
-    let last = events.iter().rev().find_map(|e| match &e.payload { Some(Payload::Applying(a)) => Some(a.clone()), _ => None }).expect("applying");
+    let last = events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.payload {
+            Some(Payload::Applying(a)) => Some(a.clone()),
+            _ => None,
+        })
+        .expect("applying");
     assert_eq!((last.done, last.total), (LAB_OBJECTS, LAB_OBJECTS));
     let external = resource(&mut c, &id, "vpc.githedgehog.com", "External", "default").await;
     assert_eq!(external.apply_status, ApplyStatus::Applied as i32);
@@ -164,22 +228,48 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
     let n = counters(&run);
     assert_eq!((status(&run), n.applied, n.unchanged), (SyncRunStatus::Succeeded, 0, LAB_OBJECTS), "{run:?}");
-    assert!(server.log().contains(r#""source":"watch","listed_kinds":0"#), "the apply listed the cluster though the watch is active");
+    assert!(
+        server.log().contains(r#""source":"watch","listed_kinds":0"#),
+        "the apply listed the cluster though the watch is active"
+    );
 
     // Someone edits a field fabricsync applied: that makes them its manager, so the next apply
     // (once the watch has seen it) conflicts and names them; `force` takes the field back and
     // restores the value.
-    kube.kubectl_ok(&["patch", "externals.vpc.githedgehog.com", "default", "-n", "default", "--type=merge", "-p", r#"{"spec":{"inboundCommunity":"65101:9999"}}"#]);
+    kube.kubectl_ok(&[
+        "patch",
+        "externals.vpc.githedgehog.com",
+        "default",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"inboundCommunity":"65101:9999"}}"#,
+    ]);
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Failed, "{run:?}");
     let conflict = run.diagnostics.iter().find(|d| d.code == "apply.conflict").expect("conflict diagnostic");
-    assert!(conflict.message.contains("kubectl-patch") && conflict.message.contains("External default/default"), "{}", conflict.message);
+    assert!(
+        conflict.message.contains("kubectl-patch") && conflict.message.contains("External default/default"),
+        "{}",
+        conflict.message
+    );
     assert_eq!(counters(&run).applied, 1, "only the moved object is sent");
     assert!(server.log().contains(r#""source":"watch","listed_kinds":1"#), "only the moved object's kind is listed");
     let run = c.sync_mode(&id, SyncMode::Apply, false, true).await;
     assert_eq!((status(&run), counters(&run).applied), (SyncRunStatus::Succeeded, 1), "{run:?}");
-    let community = || kube.kubectl_ok(&["get", "externals.vpc.githedgehog.com", "default", "-n", "default", "-o", "jsonpath={.spec.inboundCommunity}"]);
+    let community = || {
+        kube.kubectl_ok(&[
+            "get",
+            "externals.vpc.githedgehog.com",
+            "default",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.inboundCommunity}",
+        ])
+    };
     assert_eq!(community(), "65101:3001");
     assert_eq!(run.changes.len(), 1);
     assert_eq!(run.changes[0].changed_fields, ["/spec/inboundCommunity"]);
@@ -194,24 +284,40 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
 
     // Prune: an object that left Git goes; an object without the fabric's label stays.
     kube.apply_yaml("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: hand-made\n  namespace: default\n");
-    let without_server = changed.replace("kind: Server\nmetadata:\n  name: server-1\n", "kind: Server\nmetadata:\n  name: server-1-gone\n");
+    let without_server = changed
+        .replace("kind: Server\nmetadata:\n  name: server-1\n", "kind: Server\nmetadata:\n  name: server-1-gone\n");
     repo.commit(&[("fabric/wiring.yaml", &without_server)], "rename a server");
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     assert_eq!((counters(&run).pruned, counters(&run).applied), (1, 1), "{run:?}");
     let servers = kube.kubectl_ok(&["get", "servers.wiring.githedgehog.com", "-n", "default", "-o", "name"]);
-    assert!(!servers.contains("/server-1\n") && servers.contains("/server-1-gone") && servers.contains("/hand-made"), "{servers}");
+    assert!(
+        !servers.contains("/server-1\n") && servers.contains("/server-1-gone") && servers.contains("/hand-made"),
+        "{servers}"
+    );
 }
 
 #[tokio::test]
 async fn invalid_sync_wave_applies_nothing_and_apply_needs_a_cluster() {
     let kube = KubeCluster::start();
-    let annotated = lab_wiring().replacen("kind: External\nmetadata:\n  name: default\n  annotations:\n", "kind: External\nmetadata:\n  name: default\n  annotations:\n    fabricsync.dev/sync-wave: soon\n", 1);
+    let annotated = lab_wiring().replacen(
+        "kind: External\nmetadata:\n  name: default\n  annotations:\n",
+        "kind: External\nmetadata:\n  name: default\n  annotations:\n    fabricsync.dev/sync-wave: soon\n",
+        1,
+    );
     assert_ne!(annotated, lab_wiring());
     let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &annotated)]);
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
-    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Failed, "{run:?}");
     let d = run.diagnostics.iter().find(|d| d.code == "apply.sync_wave").expect("sync-wave diagnostic");
@@ -228,7 +334,14 @@ async fn invalid_sync_wave_applies_nothing_and_apply_needs_a_cluster() {
 }
 
 async fn watch_status(c: &mut Clients, id: &str) -> (WatchStatus, String) {
-    let f = c.fabrics.get_fabric(GetFabricRequest { id: id.into() }).await.expect("get").into_inner().fabric.expect("fabric");
+    let f = c
+        .fabrics
+        .get_fabric(GetFabricRequest { id: id.into() })
+        .await
+        .expect("get")
+        .into_inner()
+        .fabric
+        .expect("fabric");
     (WatchStatus::try_from(f.watch_status).unwrap_or_default(), f.watch_error)
 }
 
@@ -241,7 +354,12 @@ async fn next_matching(
     loop {
         let message = tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
             .await
-            .unwrap_or_else(|_| panic!("no matching event in 30 s; seen {:?}", seen.iter().map(|e| (e.r#type, e.key.clone())).collect::<Vec<_>>()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no matching event in 30 s; seen {:?}",
+                    seen.iter().map(|e| (e.r#type, e.key.clone())).collect::<Vec<_>>()
+                )
+            })
             .expect("stream")
             .expect("stream open");
         let event = message.event.expect("event");
@@ -262,9 +380,18 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
     let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
     let db = support::fresh_database().await;
     let keys = fabricsync::crypto::Keyring::generate_key_line("shared");
-    let mut servers = [ServerProcess::start_with(&db, &keys, &[]).await, ServerProcess::start_with(&db, &keys, &[]).await];
+    let mut servers =
+        [ServerProcess::start_with(&db, &keys, &[]).await, ServerProcess::start_with(&db, &keys, &[]).await];
     let mut c = Clients::new(servers[0].channel().await);
-    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
 
@@ -289,7 +416,14 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert!(switch.live.is_some() && !switch.live_resource_version.is_empty(), "{switch:?}");
-    assert!(switch.field_managers.iter().any(|m| m.manager == "fabricsync" && m.fields.iter().any(|f| f.starts_with("/spec/"))), "{:?}", switch.field_managers);
+    assert!(
+        switch
+            .field_managers
+            .iter()
+            .any(|m| m.manager == "fabricsync" && m.fields.iter().any(|f| f.starts_with("/spec/"))),
+        "{:?}",
+        switch.field_managers
+    );
 
     // The other process serves the stream; kinds filter; ADDED for an object only the cluster has.
     let mut o = Clients::new(servers[other].channel().await);
@@ -328,7 +462,10 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
 async fn resource_drift(c: &mut Clients, id: &str, kind: &str, name: &str) -> ResourceDrift {
     let group = if kind.starts_with("External") { "vpc.githedgehog.com" } else { "wiring.githedgehog.com" };
     let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
-    let request = GetResourceDriftRequest { fabric_id: id.into(), resource: Some(get_resource_drift_request::Resource::Key(key)) };
+    let request = GetResourceDriftRequest {
+        fabric_id: id.into(),
+        resource: Some(get_resource_drift_request::Resource::Key(key)),
+    };
     c.drift.get_resource_drift(request).await.expect("drift").into_inner().drift.expect("drift")
 }
 
@@ -350,23 +487,56 @@ async fn drift_names_fields_values_and_who_changed_them() {
     let kube = KubeCluster::start();
     // ds3000-01 asks for link-flap protection without its settings: the API server fills in the
     // CRD's defaults, which must not count as drift.
-    let wiring = lab_wiring().replacen("  name: ds3000-01\nspec:\n", "  name: ds3000-01\nspec:\n  linkFlapErrDisable: {}\n", 1);
+    let wiring =
+        lab_wiring().replacen("  name: ds3000-01\nspec:\n", "  name: ds3000-01\nspec:\n  linkFlapErrDisable: {}\n", 1);
     assert_ne!(wiring, lab_wiring());
     let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &wiring)]);
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
-    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
-    let defaulted = kube.kubectl_ok(&["get", "switches.wiring.githedgehog.com", "ds3000-01", "-n", "default", "-o", "jsonpath={.spec.linkFlapErrDisable.recoveryInterval}"]);
+    let defaulted = kube.kubectl_ok(&[
+        "get",
+        "switches.wiring.githedgehog.com",
+        "ds3000-01",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.linkFlapErrDisable.recoveryInterval}",
+    ]);
     assert_eq!(defaulted, "300", "the API server defaults the field");
     wait_drift(&mut c, &id, "Switch", "ds3000-01", ResourceDriftStatus::InSync).await;
-    let summary = c.drift.detect_drift(DetectDriftRequest { fabric_id: id.clone() }).await.expect("detect").into_inner().summary.expect("summary");
+    let summary = c
+        .drift
+        .detect_drift(DetectDriftRequest { fabric_id: id.clone() })
+        .await
+        .expect("detect")
+        .into_inner()
+        .summary
+        .expect("summary");
     assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::InSync as i32, 0), "{summary:?}");
 
     // Another manager changes a field: drifted, with the path, both values and who did it.
-    kube.kubectl_ok(&["patch", "externals.vpc.githedgehog.com", "default", "-n", "default", "--type=merge", "-p", r#"{"spec":{"inboundCommunity":"65101:9999"}}"#]);
+    kube.kubectl_ok(&[
+        "patch",
+        "externals.vpc.githedgehog.com",
+        "default",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"inboundCommunity":"65101:9999"}}"#,
+    ]);
     let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     assert_eq!(d.fields.len(), 1, "{d:?}");
     let field = &d.fields[0];
@@ -377,7 +547,12 @@ async fn drift_names_fields_values_and_who_changed_them() {
     };
     assert_eq!((text(&field.desired), text(&field.live)), ("65101:3001".to_string(), "65101:9999".to_string()));
     assert_eq!(field.managers.first().map(|m| m.manager.as_str()), Some("kubectl-patch"), "{:?}", field.managers);
-    assert!(d.unified_diff.contains("-  inboundCommunity: \"65101:3001\"") || d.unified_diff.contains("-  inboundCommunity: 65101:3001"), "{}", d.unified_diff);
+    assert!(
+        d.unified_diff.contains("-  inboundCommunity: \"65101:3001\"")
+            || d.unified_diff.contains("-  inboundCommunity: 65101:3001"),
+        "{}",
+        d.unified_diff
+    );
     assert!(d.score > 0.0 && d.score <= 1.0);
 
     // Deleted live object: missing. Labelled extra: orphaned. An unlabelled extra is not ours.
@@ -388,20 +563,36 @@ async fn drift_names_fields_values_and_who_changed_them() {
     wait_drift(&mut c, &id, "Server", "stray", ResourceDriftStatus::Orphaned).await;
     wait_drift(&mut c, &id, "Server", "someone-elses", ResourceDriftStatus::InSync).await;
 
-    let summary = c.drift.get_fabric_drift(GetFabricDriftRequest { fabric_id: id.clone() }).await.expect("summary").into_inner().summary.expect("summary");
+    let summary = c
+        .drift
+        .get_fabric_drift(GetFabricDriftRequest { fabric_id: id.clone() })
+        .await
+        .expect("summary")
+        .into_inner()
+        .summary
+        .expect("summary");
     assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::Drifted as i32, 3), "{summary:?}");
     let listed = c
         .drift
-        .list_drifted_resources(ListDriftedResourcesRequest { fabric_id: id.clone(), page_size: 10, ..Default::default() })
+        .list_drifted_resources(ListDriftedResourcesRequest {
+            fabric_id: id.clone(),
+            page_size: 10,
+            ..Default::default()
+        })
         .await
         .expect("list")
         .into_inner();
-    let mut names: Vec<String> = listed.resources.iter().filter_map(|r| r.key.as_ref().map(|k| k.name.clone())).collect();
+    let mut names: Vec<String> =
+        listed.resources.iter().filter_map(|r| r.key.as_ref().map(|k| k.name.clone())).collect();
     names.sort();
     assert_eq!(names, ["default", "server-1", "stray"]);
     let missing = c
         .drift
-        .list_drifted_resources(ListDriftedResourcesRequest { fabric_id: id.clone(), filter: "status=missing".into(), ..Default::default() })
+        .list_drifted_resources(ListDriftedResourcesRequest {
+            fabric_id: id.clone(),
+            filter: "status=missing".into(),
+            ..Default::default()
+        })
         .await
         .expect("list")
         .into_inner();
@@ -418,7 +609,8 @@ async fn drift_names_fields_values_and_who_changed_them() {
     let external = key("vpc.githedgehog.com", "External", "default");
     let server_1 = key("wiring.githedgehog.com", "Server", "server-1");
     let stray = key("wiring.githedgehog.com", "Server", "stray");
-    let remediate = RemediateRequest { fabric_id: id.clone(), keys: vec![external.clone()], force: true, ..Default::default() };
+    let remediate =
+        RemediateRequest { fabric_id: id.clone(), keys: vec![external.clone()], force: true, ..Default::default() };
     let run = c.drift.remediate(remediate).await.expect("remediate").into_inner().run.expect("run");
     let run = c.wait(&run.id, std::time::Duration::from_secs(60)).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
@@ -440,12 +632,18 @@ async fn drift_names_fields_values_and_who_changed_them() {
 
     // Deleting a chosen orphan, whatever the prune policy (off here); a dry run deletes nothing.
     for dry_run in [true, false] {
-        let remediate = RemediateRequest { fabric_id: id.clone(), delete_orphans: vec![stray.clone()], dry_run, ..Default::default() };
+        let remediate = RemediateRequest {
+            fabric_id: id.clone(),
+            delete_orphans: vec![stray.clone()],
+            dry_run,
+            ..Default::default()
+        };
         let run = c.drift.remediate(remediate).await.expect("remediate").into_inner().run.expect("run");
         let run = c.wait(&run.id, std::time::Duration::from_secs(60)).await;
         assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
         assert_eq!(run.counters.as_ref().map(|n| (n.applied, n.pruned)), Some((0, 1)), "{run:?}");
-        let exists = kube.kubectl(&["get", "servers.wiring.githedgehog.com", "stray", "-n", "default"]).status.success();
+        let exists =
+            kube.kubectl(&["get", "servers.wiring.githedgehog.com", "stray", "-n", "default"]).status.success();
         assert_eq!(exists, dry_run);
     }
     kube.kubectl_ok(&["get", "servers.wiring.githedgehog.com", "someone-elses", "-n", "default"]);
@@ -463,9 +661,17 @@ async fn a_map_list_in_another_order_is_not_drift() {
     // The pinned Hedgehog CRDs declare no list types, so this ExternalPeering CRD declares its
     // prefixes a map list keyed by prefix, both in the cluster and to the server (--crds-dir).
     let kube = KubeCluster::start();
-    let crd_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/vpc.githedgehog.com_externalpeerings.yaml");
-    let mut crd: serde_json::Value =
-        serde_json::from_str(&kube.kubectl_ok(&["create", "--dry-run=client", "-o", "json", "-f", &crd_file.display().to_string()])).expect("crd json");
+    let crd_file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/vpc.githedgehog.com_externalpeerings.yaml");
+    let mut crd: serde_json::Value = serde_json::from_str(&kube.kubectl_ok(&[
+        "create",
+        "--dry-run=client",
+        "-o",
+        "json",
+        "-f",
+        &crd_file.display().to_string(),
+    ]))
+    .expect("crd json");
     let items = crd
         .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/permit/properties/external/properties/prefixes")
         .expect("prefixes schema");
@@ -477,22 +683,54 @@ async fn a_map_list_in_another_order_is_not_drift() {
     std::fs::write(&crd_path, crd.to_string()).expect("write crd");
     kube.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &crd_path.display().to_string()]);
 
-    let demo = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/samples/demo-gitops/demo.yaml")).expect("demo");
-    let demo = demo.replacen("        - prefix: 0.0.0.0/0\n", "        - prefix: 0.0.0.0/0\n        - prefix: 10.0.0.0/8\n", 1);
+    let demo = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/samples/demo-gitops/demo.yaml"),
+    )
+    .expect("demo");
+    let demo = demo.replacen(
+        "        - prefix: 0.0.0.0/0\n",
+        "        - prefix: 0.0.0.0/0\n        - prefix: 10.0.0.0/8\n",
+        1,
+    );
     let repo = GitFixture::with_files(&[("fabric/demo.yaml", &demo)]);
     let keys = fabricsync::crypto::Keyring::generate_key_line("test-key");
     let crds_dir = crds.path().display().to_string();
     let server = ServerProcess::start_with(&support::fresh_database().await, &keys, &["--crds-dir", &crds_dir]).await;
     let mut c = Clients::new(server.channel().await);
-    let id = c.fabric_on_cluster("demo", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let id = c
+        .fabric_on_cluster(
+            "demo",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_drift(&mut c, &id, "ExternalPeering", "demo-vpc-1--default", ResourceDriftStatus::InSync).await;
 
     // One patch reverses the map list and changes an atomic list: only the latter is drift.
     let patch = r#"{"spec":{"permit":{"external":{"prefixes":[{"prefix":"10.0.0.0/8"},{"prefix":"0.0.0.0/0"}]},"vpc":{"subnets":["default","extra"]}}}}"#;
-    kube.kubectl_ok(&["patch", "externalpeerings.vpc.githedgehog.com", "demo-vpc-1--default", "-n", "default", "--type=merge", "-p", patch]);
-    let live = kube.kubectl_ok(&["get", "externalpeerings.vpc.githedgehog.com", "demo-vpc-1--default", "-n", "default", "-o", "jsonpath={.spec.permit.external.prefixes[*].prefix}"]);
+    kube.kubectl_ok(&[
+        "patch",
+        "externalpeerings.vpc.githedgehog.com",
+        "demo-vpc-1--default",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+    let live = kube.kubectl_ok(&[
+        "get",
+        "externalpeerings.vpc.githedgehog.com",
+        "demo-vpc-1--default",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.permit.external.prefixes[*].prefix}",
+    ]);
     assert_eq!(live, "10.0.0.0/8 0.0.0.0/0", "the cluster keeps the new order");
     let d = wait_drift(&mut c, &id, "ExternalPeering", "demo-vpc-1--default", ResourceDriftStatus::Drifted).await;
     let paths: Vec<&str> = d.fields.iter().map(|f| f.path.as_str()).collect();
@@ -503,7 +741,15 @@ async fn a_map_list_in_another_order_is_not_drift() {
 fn wait_community(kube: &KubeCluster, want: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let now = kube.kubectl_ok(&["get", "externals.vpc.githedgehog.com", "default", "-n", "default", "-o", "jsonpath={.spec.inboundCommunity}"]);
+        let now = kube.kubectl_ok(&[
+            "get",
+            "externals.vpc.githedgehog.com",
+            "default",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.inboundCommunity}",
+        ]);
         if now == want {
             return;
         }
@@ -519,21 +765,37 @@ async fn self_heal_reverts_then_leaves_a_fighting_writer_contested() {
     let db = support::fresh_database().await;
     let keys = fabricsync::crypto::Keyring::generate_key_line("k");
     let args = ["--self-heal-max-reverts", "2"];
-    let mut servers = [ServerProcess::start_with(&db, &keys, &args).await, ServerProcess::start_with(&db, &keys, &args).await];
+    let mut servers =
+        [ServerProcess::start_with(&db, &keys, &args).await, ServerProcess::start_with(&db, &keys, &args).await];
     let mut c = Clients::new(servers[0].channel().await);
     let policy = SyncPolicy { self_heal: true, ..Default::default() };
-    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let id =
+        c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
     let watcher = (0..2).find(|&i| servers[i].log().contains("\"watch active\"")).expect("a watcher");
     let survivor = 1 - watcher;
     let mut c = Clients::new(servers[survivor].channel().await);
-    let mut stream = c.drift.stream_drift(StreamDriftRequest { fabric_id: id.clone(), from_sequence: 0 }).await.expect("stream").into_inner();
+    let mut stream = c
+        .drift
+        .stream_drift(StreamDriftRequest { fabric_id: id.clone(), from_sequence: 0 })
+        .await
+        .expect("stream")
+        .into_inner();
 
     let patch = |value: &str| {
         let body = format!(r#"{{"spec":{{"inboundCommunity":"{value}"}}}}"#);
-        kube.kubectl_ok(&["patch", "externals.vpc.githedgehog.com", "default", "-n", "default", "--type=merge", "-p", &body]);
+        kube.kubectl_ok(&[
+            "patch",
+            "externals.vpc.githedgehog.com",
+            "default",
+            "-n",
+            "default",
+            "--type=merge",
+            "-p",
+            &body,
+        ]);
     };
     // Reverted once; then the watching process dies and the survivor, taking over, keeps
     // counting (the reverts are stored with the resource)...
@@ -559,20 +821,41 @@ async fn self_heal_reverts_then_leaves_a_fighting_writer_contested() {
     // The drift stream told each step.
     let mut seen = Vec::new();
     while seen.last() != Some(&(ResourceDriftStatus::Contested as i32)) {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await.expect("drift event").expect("stream").expect("open");
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("drift event")
+            .expect("stream")
+            .expect("open");
         let event = message.event.expect("event");
-        if event.drift.as_ref().and_then(|d| d.key.as_ref()).is_some_and(|k| k.name == "default" && k.kind == "External") {
+        if event
+            .drift
+            .as_ref()
+            .and_then(|d| d.key.as_ref())
+            .is_some_and(|k| k.name == "default" && k.kind == "External")
+        {
             seen.push(event.drift.expect("drift").status);
         }
     }
     let drifted = seen.iter().filter(|s| **s == ResourceDriftStatus::Drifted as i32).count();
     let healed = seen.iter().filter(|s| **s == ResourceDriftStatus::InSync as i32).count();
     assert!(drifted >= 2 && healed >= 2, "{seen:?}");
-    let runs = c.sync.list_sync_runs(ListSyncRunsRequest { filter: format!("fabric_id={id}"), page_size: 50, ..Default::default() }).await.expect("runs").into_inner();
+    let runs = c
+        .sync
+        .list_sync_runs(ListSyncRunsRequest { filter: format!("fabric_id={id}"), page_size: 50, ..Default::default() })
+        .await
+        .expect("runs")
+        .into_inner();
     assert!(runs.runs.iter().filter(|r| r.trigger == SyncTrigger::SelfHeal as i32).count() >= 2);
 
     // Remediate, as a user, takes it back.
-    let run = c.drift.remediate(RemediateRequest { fabric_id: id.clone(), force: true, ..Default::default() }).await.expect("remediate").into_inner().run.expect("run");
+    let run = c
+        .drift
+        .remediate(RemediateRequest { fabric_id: id.clone(), force: true, ..Default::default() })
+        .await
+        .expect("remediate")
+        .into_inner()
+        .run
+        .expect("run");
     let run = c.wait(&run.id, std::time::Duration::from_secs(60)).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_community(&kube, "65101:3001");

@@ -29,7 +29,8 @@ fn fabric_repo() -> GitFixture {
 /// The default policy (loopback allowed) with file:// repositories on, and a data directory of
 /// its own that no test reads from.
 fn outbound() -> Outbound {
-    static DATA_DIR: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
+    static DATA_DIR: std::sync::LazyLock<tempfile::TempDir> =
+        std::sync::LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
     Outbound::new(true, Vec::new(), Vec::new(), DATA_DIR.path()).expect("outbound policy")
 }
 
@@ -102,7 +103,8 @@ fn probe_ssh_with_key_and_known_hosts() {
     let repo = fabric_repo();
     let url = ssh.url(&repo.bare_path());
     let auth = ssh_key(&ssh.client.private_key, Some(&ssh.known_hosts));
-    let report = git::probe(&outbound(), &url, &auth, TIMEOUT).unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", ssh.log()));
+    let report =
+        git::probe(&outbound(), &url, &auth, TIMEOUT).unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", ssh.log()));
     assert_eq!(report.default_branch.as_deref(), Some("main"));
     assert_eq!(report.ref_count, 4);
     // Without known_hosts the presented host key is accepted.
@@ -130,7 +132,11 @@ fn wrong_http_credentials_fail_as_authentication_quickly() {
     expect_failure(git::probe(&outbound(), &url, &Auth::None, TIMEOUT), FailureKind::Authentication, &[]);
     // Credentials in the URL itself are scrubbed as well.
     let with_userinfo = url.replace("http://", "http://someone:url-secret-77@");
-    expect_failure(git::probe(&outbound(), &with_userinfo, &Auth::None, TIMEOUT), FailureKind::Authentication, &["url-secret-77"]);
+    expect_failure(
+        git::probe(&outbound(), &with_userinfo, &Auth::None, TIMEOUT),
+        FailureKind::Authentication,
+        &["url-secret-77"],
+    );
 }
 
 #[test]
@@ -207,7 +213,11 @@ fn paths_that_are_not_repositories_fail_as_not_a_repository() {
         &[],
     );
     let daemon = GitDaemon::start(&repo.srv_root());
-    expect_failure(git::probe(&outbound(), &daemon.url("not-a-repo"), &Auth::None, TIMEOUT), FailureKind::NotARepository, &[]);
+    expect_failure(
+        git::probe(&outbound(), &daemon.url("not-a-repo"), &Auth::None, TIMEOUT),
+        FailureKind::NotARepository,
+        &[],
+    );
     let http = HttpGitServer::start(&repo.srv_root());
     expect_failure(
         git::probe(&outbound(), &http.url("missing.git"), &token(HTTP_TOKEN), TIMEOUT),
@@ -216,7 +226,11 @@ fn paths_that_are_not_repositories_fail_as_not_a_repository() {
     );
     if let Some(ssh) = SshServer::start() {
         let auth = ssh_key(&ssh.client.private_key, Some(&ssh.known_hosts));
-        expect_failure(git::probe(&outbound(), &ssh.url(&not_a_repo), &auth, TIMEOUT), FailureKind::NotARepository, &[]);
+        expect_failure(
+            git::probe(&outbound(), &ssh.url(&not_a_repo), &auth, TIMEOUT),
+            FailureKind::NotARepository,
+            &[],
+        );
     }
 }
 
@@ -224,7 +238,11 @@ fn paths_that_are_not_repositories_fail_as_not_a_repository() {
 fn untrusted_certificate_fails_as_tls() {
     let repo = fabric_repo();
     let https = HttpGitServer::start_tls(&repo.srv_root());
-    expect_failure(git::probe(&outbound(), &https.url("fabric.git"), &token(HTTP_TOKEN), TIMEOUT), FailureKind::Tls, &[HTTP_TOKEN]);
+    expect_failure(
+        git::probe(&outbound(), &https.url("fabric.git"), &token(HTTP_TOKEN), TIMEOUT),
+        FailureKind::Tls,
+        &[HTTP_TOKEN],
+    );
 }
 
 #[test]
@@ -260,7 +278,9 @@ fn limits() -> ReadLimits {
 
 fn fetch(mirror: &Mirror, url: &str, auth: &Auth) -> (git::FetchReport, Vec<FetchProgress>) {
     let mut seen = Vec::new();
-    let report = mirror.fetch(&outbound(), url, auth, TIMEOUT, &mut |p| seen.push(p)).unwrap_or_else(|e| panic!("fetch {url}: {e}"));
+    let report = mirror
+        .fetch(&outbound(), url, auth, TIMEOUT, &mut |p| seen.push(p))
+        .unwrap_or_else(|e| panic!("fetch {url}: {e}"));
     (report, seen)
 }
 
@@ -563,10 +583,16 @@ fn the_outbound_policy_refuses_before_connecting_on_every_transport() {
         assert!(err.to_string().contains("outbound policy"), "{err}");
     }
     // The same servers by name, allowed: ssh checks the host key under the name (HostKeyAlias).
-    assert_eq!(git::probe(&outbound(), &by_name(http.url("fabric.git")), &token(HTTP_TOKEN), TIMEOUT).expect("http").ref_count, 4);
+    assert_eq!(
+        git::probe(&outbound(), &by_name(http.url("fabric.git")), &token(HTTP_TOKEN), TIMEOUT).expect("http").ref_count,
+        4
+    );
     if let Some(ssh) = &ssh {
         let known_hosts = ssh.known_hosts.replace("127.0.0.1", "localhost");
         let key = ssh_key(&ssh.client.private_key, Some(&known_hosts));
-        assert_eq!(git::probe(&outbound(), &by_name(ssh.url(&repo.bare_path())), &key, TIMEOUT).expect("ssh").ref_count, 4);
+        assert_eq!(
+            git::probe(&outbound(), &by_name(ssh.url(&repo.bare_path())), &key, TIMEOUT).expect("ssh").ref_count,
+            4
+        );
     }
 }

@@ -34,9 +34,21 @@ async fn store_secrets(server: &ServerProcess) -> Vec<String> {
     let mut repos = RepositoryServiceClient::new(server.channel().await);
     let mut fabrics = FabricServiceClient::new(server.channel().await);
     let requests = [
-        with_auth("tok", "https://git.example.org/a.git", Method::Token(TokenAuth { token: TOKEN.into(), username: String::new() })),
-        with_auth("basic", "https://git.example.org/b.git", Method::Basic(BasicAuth { username: "netops".into(), password: PASSWORD.into() })),
-        with_auth("ssh", "ssh://git@127.0.0.1:2222/c.git", Method::SshKey(SshKeyAuth { private_key: ssh_key(), known_hosts: String::new() })),
+        with_auth(
+            "tok",
+            "https://git.example.org/a.git",
+            Method::Token(TokenAuth { token: TOKEN.into(), username: String::new() }),
+        ),
+        with_auth(
+            "basic",
+            "https://git.example.org/b.git",
+            Method::Basic(BasicAuth { username: "netops".into(), password: PASSWORD.into() }),
+        ),
+        with_auth(
+            "ssh",
+            "ssh://git@127.0.0.1:2222/c.git",
+            Method::SshKey(SshKeyAuth { private_key: ssh_key(), known_hosts: String::new() }),
+        ),
     ];
     let mut ids = Vec::new();
     for request in requests {
@@ -52,7 +64,11 @@ async fn store_secrets(server: &ServerProcess) -> Vec<String> {
     let fabric = fabrics
         .create_fabric(CreateFabricRequest {
             fabric: Some(Fabric { name: "lab".into(), repository_id: ids[0].clone(), ..Default::default() }),
-            cluster: Some(ClusterConnectionInput { server_url: "https://127.0.0.1:6443".into(), bearer_token: BEARER.into(), ..Default::default() }),
+            cluster: Some(ClusterConnectionInput {
+                server_url: "https://127.0.0.1:6443".into(),
+                bearer_token: BEARER.into(),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap()
@@ -117,7 +133,10 @@ async fn rotate_keys_reseals_with_the_new_primary_and_old_values_still_open() {
     let tokens = fabricsync::db::fabrics::sealed_tokens(&mut conn).await.unwrap();
     assert_eq!(tokens.len(), 1);
     let (id, blob, key_id) = tokens.into_iter().next().unwrap();
-    assert_eq!(rotated.open_secret(&Sealed { key_id, blob }, &crypto::fabric_token_context(id)).unwrap().expose(), BEARER);
+    assert_eq!(
+        rotated.open_secret(&Sealed { key_id, blob }, &crypto::fabric_token_context(id)).unwrap().expose(),
+        BEARER
+    );
     assert_eq!(ids.len(), 3);
 
     // The server with only the new key serves the re-sealed data.
@@ -163,10 +182,15 @@ async fn health_and_reflection_list_every_service() {
 
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut reflection = ServerReflectionClient::new(server.channel().await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut stream = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
     let response = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("unexpected {response:?}") };
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected {response:?}")
+    };
     let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     names.sort();
     for expected in [

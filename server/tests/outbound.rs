@@ -54,12 +54,54 @@ impl TestCa {
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
         let openssl = |args: &[&str]| {
-            let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().expect("run openssl");
+            let out =
+                std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().expect("run openssl");
             assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
-        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt"]);
-        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"]);
-        openssl(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "cert.pem"]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "cert.pem",
+        ]);
         let read = |name: &str| std::fs::read(path(name)).expect("read pem");
         let certs = vec![CertificateDer::from_pem_slice(&read("cert.pem")).expect("cert")];
         let key = PrivateKeyDer::from_pem_slice(&read("key.pem")).expect("key");
@@ -99,7 +141,9 @@ impl Recorder {
                 tokio::spawn(async move {
                     match acceptor {
                         Some(acceptor) => {
-                            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(socket)).await {
+                            if let Ok(Ok(stream)) =
+                                tokio::time::timeout(Duration::from_secs(5), acceptor.accept(socket)).await
+                            {
                                 serve(stream, mode, all).await;
                             }
                         }
@@ -132,7 +176,11 @@ impl Recorder {
 }
 
 /// Reads one request head (keeping every byte), answers it and closes.
-async fn serve(mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, mode: Mode, all: Arc<Mutex<Vec<u8>>>) {
+async fn serve(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    mode: Mode,
+    all: Arc<Mutex<Vec<u8>>>,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -151,9 +199,11 @@ async fn serve(mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + U
 
 fn answer(mode: Mode, head: &str) -> String {
     match mode {
-        Mode::Challenge => "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nWWW-Authenticate: Bearer\r\n\
+        Mode::Challenge => {
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nWWW-Authenticate: Bearer\r\n\
                             Content-Length: 0\r\nConnection: close\r\n\r\n"
-            .to_string(),
+                .to_string()
+        }
         Mode::Redirect(port) => {
             let path = head.split_whitespace().nth(1).unwrap_or("/");
             format!("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -161,7 +211,9 @@ fn answer(mode: Mode, head: &str) -> String {
         Mode::Echo => {
             let token = head
                 .lines()
-                .find_map(|l| l.strip_prefix("authorization: Bearer ").or_else(|| l.strip_prefix("Authorization: Bearer ")))
+                .find_map(|l| {
+                    l.strip_prefix("authorization: Bearer ").or_else(|| l.strip_prefix("Authorization: Bearer "))
+                })
                 .unwrap_or_default()
                 .trim();
             let body = format!(
@@ -203,7 +255,10 @@ fn assert_no_secret(what: &str, text: &str, secret: &str) {
 
 fn violation_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt as _;
-    status.get_details_bad_request().map(|b| b.field_violations.into_iter().map(|v| v.field).collect()).unwrap_or_default()
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
 }
 
 async fn expect_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &str, words: &[&str]) {
@@ -227,11 +282,19 @@ fn cluster(url: &str, token: &str) -> ClusterConnectionInput {
 }
 
 async fn test_repository(c: &mut Clients, id: &str) -> TestRepositoryConnectionResponse {
-    c.repos.test_repository_connection(TestRepositoryConnectionRequest { id: id.into() }).await.expect("test connection").into_inner()
+    c.repos
+        .test_repository_connection(TestRepositoryConnectionRequest { id: id.into() })
+        .await
+        .expect("test connection")
+        .into_inner()
 }
 
 async fn test_cluster(c: &mut Clients, id: &str) -> TestClusterConnectionResponse {
-    c.fabrics.test_cluster_connection(TestClusterConnectionRequest { id: id.into() }).await.expect("test cluster").into_inner()
+    c.fabrics
+        .test_cluster_connection(TestClusterConnectionRequest { id: id.into() })
+        .await
+        .expect("test cluster")
+        .into_inner()
 }
 
 /// Polls the fabric until `done` holds; panics after 30 s.
@@ -252,7 +315,8 @@ fn pg_dump(database_url: &str) -> String {
         .ok()
         .and_then(|dirs| dirs.filter_map(|d| d.ok()).map(|d| d.path().join("bin/pg_dump")).find(|p| p.exists()))
         .unwrap_or_else(|| "pg_dump".into());
-    let output = std::process::Command::new(bin).args(["--data-only", "--dbname", database_url]).output().expect("run pg_dump");
+    let output =
+        std::process::Command::new(bin).args(["--data-only", "--dbname", database_url]).output().expect("run pg_dump");
     assert!(output.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -267,7 +331,12 @@ async fn repointing_a_repository_drops_its_token_before_anything_connects() {
 
     // An allowed loopback git server with a token still works.
     let token = Method::Token(TokenAuth { token: HTTP_TOKEN.into(), username: String::new() });
-    let created = c.repos.create_repository(create_repository("guarded", &http.url("fabric.git"), Some(token))).await.expect("create").into_inner();
+    let created = c
+        .repos
+        .create_repository(create_repository("guarded", &http.url("fabric.git"), Some(token)))
+        .await
+        .expect("create")
+        .into_inner();
     let id = created.repository.expect("repository").id;
     assert!(test_repository(&mut c, &id).await.reachable);
 
@@ -290,7 +359,9 @@ async fn repointing_a_repository_drops_its_token_before_anything_connects() {
     // The same URL again keeps new credentials given with it, and says nothing was cleared.
     let back = UpdateRepositoryRequest {
         repository: Some(Repository { id: id.clone(), url: http.url("fabric.git"), ..Default::default() }),
-        auth: Some(RepositoryAuth { method: Some(Method::Token(TokenAuth { token: HTTP_TOKEN.into(), username: String::new() })) }),
+        auth: Some(RepositoryAuth {
+            method: Some(Method::Token(TokenAuth { token: HTTP_TOKEN.into(), username: String::new() })),
+        }),
         update_mask: Some(prost_types::FieldMask { paths: vec!["url".into(), "auth".into()] }),
         ..Default::default()
     };
@@ -314,7 +385,11 @@ async fn git_redirects_are_not_followed() {
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
     let token = Method::Token(TokenAuth { token: HTTP_TOKEN.into(), username: String::new() });
-    let created = c.repos.create_repository(create_repository("redirected", &redirector.url("/fabric.git"), Some(token))).await.expect("create");
+    let created = c
+        .repos
+        .create_repository(create_repository("redirected", &redirector.url("/fabric.git"), Some(token)))
+        .await
+        .expect("create");
     let tested = test_repository(&mut c, &created.into_inner().repository.expect("repository").id).await;
     assert!(!tested.reachable, "{tested:?}");
     assert!(redirector.connections() > 0, "never asked");
@@ -329,7 +404,15 @@ async fn repointing_a_cluster_drops_its_bearer_token() {
     let mut c = Clients::new(server.channel().await);
     // First pointed at a closed port: nothing to leak to.
     let closed = format!("http://127.0.0.1:{}", support::gitservers::free_port());
-    let id = c.fabric_on_cluster("repointed", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster(&closed, CLUSTER_TOKEN))).await;
+    let id = c
+        .fabric_on_cluster(
+            "repointed",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster(&closed, CLUSTER_TOKEN)),
+        )
+        .await;
 
     let update = UpdateFabricRequest {
         fabric: Some(Fabric { id: id.clone(), ..Default::default() }),
@@ -377,12 +460,21 @@ async fn an_echoing_api_server_never_gets_the_token_stored_returned_or_logged() 
     assert!(applied.error.contains("500"), "{applied:?}");
     seen.push(format!("{applied:?}"));
     seen.push(format!("{:?}", c.events(&applied.id, 0).await));
-    let runs = c.sync.list_sync_runs(ListSyncRunsRequest { filter: format!("fabric_id={id}"), ..Default::default() }).await.expect("list runs");
+    let runs = c
+        .sync
+        .list_sync_runs(ListSyncRunsRequest { filter: format!("fabric_id={id}"), ..Default::default() })
+        .await
+        .expect("list runs");
     seen.push(format!("{:?}", runs.into_inner()));
 
     let fabric = wait_fabric(&mut c, &id, "the watch error", |f| !f.watch_error.is_empty()).await;
     seen.push(format!("{fabric:?}"));
-    let mut watch = c.sync.watch_fabric_events(WatchFabricEventsRequest { fabric_id: id.clone(), ..Default::default() }).await.expect("watch").into_inner();
+    let mut watch = c
+        .sync
+        .watch_fabric_events(WatchFabricEventsRequest { fabric_id: id.clone(), ..Default::default() })
+        .await
+        .expect("watch")
+        .into_inner();
     while let Ok(Ok(Some(event))) = tokio::time::timeout(Duration::from_secs(1), watch.message()).await {
         seen.push(format!("{event:?}"));
     }
@@ -402,10 +494,19 @@ async fn an_echoing_api_server_never_gets_the_token_stored_returned_or_logged() 
 #[tokio::test]
 async fn file_repositories_need_the_flag() {
     let repo = GitFixture::with_files(&[("fabric/switches.yaml", "kind: Switch\n")]);
-    let server = ServerProcess::start_plain(&support::fresh_database().await, &fabricsync::crypto::Keyring::generate_key_line("k"), &[]).await;
+    let server = ServerProcess::start_plain(
+        &support::fresh_database().await,
+        &fabricsync::crypto::Keyring::generate_key_line("k"),
+        &[],
+    )
+    .await;
     let mut c = Clients::new(server.channel().await);
-    expect_invalid(c.repos.create_repository(create_repository("local", &repo.file_url(), None)).await, "repository.url", &["--allow-file-repositories"])
-        .await;
+    expect_invalid(
+        c.repos.create_repository(create_repository("local", &repo.file_url(), None)).await,
+        "repository.url",
+        &["--allow-file-repositories"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -422,7 +523,15 @@ async fn file_repositories_never_reach_into_the_data_directory_nor_tell_file_sys
 
     let relative_to_cwd = format!("/proc/self/cwd/{}{}", "../".repeat(32), mirror.display());
     let root_link = format!("/proc/self/root{}", mirror.display());
-    for (i, path) in [mirror.display().to_string(), relative_to_cwd, root_link, format!("{}/git/../git/{repository_id}.git", server.data_dir().display())].iter().enumerate() {
+    for (i, path) in [
+        mirror.display().to_string(),
+        relative_to_cwd,
+        root_link,
+        format!("{}/git/../git/{repository_id}.git", server.data_dir().display()),
+    ]
+    .iter()
+    .enumerate()
+    {
         let request = create_repository(&format!("mirror-{i}"), &format!("file://{path}"), None);
         expect_invalid(c.repos.create_repository(request).await, "repository.url", &["data directory"]).await;
     }
@@ -430,8 +539,17 @@ async fn file_repositories_never_reach_into_the_data_directory_nor_tell_file_sys
     let plain_file = repo.srv_root().join("plain-file");
     std::fs::write(&plain_file, "not a repository").unwrap();
     let mut messages = Vec::new();
-    for (name, path) in [("missing", repo.srv_root().join("missing.git")), ("below-a-file", plain_file.join("x.git")), ("plain-dir", repo.srv_root().join("not-a-repo"))] {
-        let created = c.repos.create_repository(create_repository(name, &format!("file://{}", path.display()), None)).await.expect("create").into_inner();
+    for (name, path) in [
+        ("missing", repo.srv_root().join("missing.git")),
+        ("below-a-file", plain_file.join("x.git")),
+        ("plain-dir", repo.srv_root().join("not-a-repo")),
+    ] {
+        let created = c
+            .repos
+            .create_repository(create_repository(name, &format!("file://{}", path.display()), None))
+            .await
+            .expect("create")
+            .into_inner();
         let tested = test_repository(&mut c, &created.repository.expect("repository").id).await;
         assert_eq!(tested.failure, ConnectionFailure::NotARepository as i32, "{tested:?}");
         messages.push(tested.message);
@@ -445,13 +563,28 @@ async fn metadata_and_link_local_addresses_are_refused_at_create_and_update() {
     let repo = GitFixture::with_files(&[("fabric/switches.yaml", "kind: Switch\n")]);
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
-    for url in ["https://169.254.169.254/x.git", "ssh://git@[fe80::1]/x.git", "https://[::ffff:169.254.169.254]/x.git"] {
-        expect_invalid(c.repos.create_repository(create_repository("metadata", url, None)).await, "repository.url", &["outbound policy"]).await;
+    for url in ["https://169.254.169.254/x.git", "ssh://git@[fe80::1]/x.git", "https://[::ffff:169.254.169.254]/x.git"]
+    {
+        expect_invalid(
+            c.repos.create_repository(create_repository("metadata", url, None)).await,
+            "repository.url",
+            &["outbound policy"],
+        )
+        .await;
     }
-    let fabric = Fabric { name: "meta".into(), repository_id: String::new(), git_ref: "main".into(), gitops_path: "fabric".into(), ..Default::default() };
+    let fabric = Fabric {
+        name: "meta".into(),
+        repository_id: String::new(),
+        git_ref: "main".into(),
+        gitops_path: "fabric".into(),
+        ..Default::default()
+    };
     let id = c.fabric("ok", &repo.file_url(), "fabric", SyncPolicy::default()).await;
     let repository_id = c.get_fabric(&id).await.repository_id;
-    let request = CreateFabricRequest { fabric: Some(Fabric { repository_id, ..fabric }), cluster: Some(cluster("https://[fe80::1]:6443", "t")) };
+    let request = CreateFabricRequest {
+        fabric: Some(Fabric { repository_id, ..fabric }),
+        cluster: Some(cluster("https://[fe80::1]:6443", "t")),
+    };
     expect_invalid(c.fabrics.create_fabric(request).await, "cluster.server_url", &["fe80::/10"]).await;
     let update = UpdateFabricRequest {
         fabric: Some(Fabric { id: id.clone(), ..Default::default() }),
@@ -475,7 +608,9 @@ async fn a_name_resolving_to_a_denied_address_is_refused_when_connecting() {
     let (repository_id, fabric_id) = {
         let mut first = ServerProcess::start_with(&db, &keys, &[]).await;
         let mut c = Clients::new(first.channel().await);
-        let id = c.fabric_on_cluster("named", &url, "fabric", SyncPolicy::default(), Some(cluster("http://localhost:1", ""))).await;
+        let id = c
+            .fabric_on_cluster("named", &url, "fabric", SyncPolicy::default(), Some(cluster("http://localhost:1", "")))
+            .await;
         let repository_id = c.get_fabric(&id).await.repository_id;
         assert!(test_repository(&mut c, &repository_id).await.reachable, "reachable before");
         first.terminate().await;
@@ -492,5 +627,10 @@ async fn a_name_resolving_to_a_denied_address_is_refused_when_connecting() {
     let cluster_tested = test_cluster(&mut c, &fabric_id).await;
     assert!(!cluster_tested.reachable && cluster_tested.message.contains("127.0.0.1/32"), "{cluster_tested:?}");
     // A new repository at that name is refused up front.
-    expect_invalid(c.repos.create_repository(create_repository("named-again", &url, None)).await, "repository.url", &["127.0.0.1/32"]).await;
+    expect_invalid(
+        c.repos.create_repository(create_repository("named-again", &url, None)).await,
+        "repository.url",
+        &["127.0.0.1/32"],
+    )
+    .await;
 }

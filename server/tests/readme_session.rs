@@ -32,7 +32,11 @@ fn grpcurl_on_path() {
 #[tokio::test]
 async fn readme_grpcurl_session_runs() {
     grpcurl_on_path();
-    let server = ServerProcess::start_first_run(&support::fresh_database().await, &fabricsync::crypto::Keyring::generate_key_line("k")).await;
+    let server = ServerProcess::start_first_run(
+        &support::fresh_database().await,
+        &fabricsync::crypto::Keyring::generate_key_line("k"),
+    )
+    .await;
     let demo = tempfile::tempdir().expect("tempdir");
     let output = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &readme_session()])
@@ -69,8 +73,14 @@ async fn readme_grpcurl_session_runs() {
     assert!(stdout.contains("\"status\": \"RESOURCE_DRIFT_STATUS_UNKNOWN\""), "ListDriftedResources:\n{stdout}");
     assert!(stderr.contains("FailedPrecondition"), "delete of a used repository was not refused:\n{stderr}");
     assert!(stdout.contains("\"principal\": \"admin\""), "WhoAmI:\n{stdout}");
-    assert!(stderr.contains("PermissionDenied") && stderr.contains("needs role operator"), "viewer StartSync:\n{stderr}");
-    assert!(stdout.contains("\"code\": \"PERMISSION_DENIED\"") && stdout.contains("\"principal\": \"demo-viewer\""), "audit:\n{stdout}");
+    assert!(
+        stderr.contains("PermissionDenied") && stderr.contains("needs role operator"),
+        "viewer StartSync:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("\"code\": \"PERMISSION_DENIED\"") && stdout.contains("\"principal\": \"demo-viewer\""),
+        "audit:\n{stdout}"
+    );
     let token = std::fs::read_to_string(server.data_dir().join("admin-token")).expect("admin-token");
     assert!(!server.log().contains(token.trim()), "the admin token is in the server log");
 }

@@ -126,12 +126,16 @@ async fn ssh_with_key_and_known_hosts() {
     let mut client = RepositoryServiceClient::new(server.channel().await);
     let url = sshd.url(&repo.bare_path());
 
-    let key = Method::SshKey(SshKeyAuth { private_key: sshd.client.private_key.clone(), known_hosts: sshd.known_hosts.clone() });
+    let key = Method::SshKey(SshKeyAuth {
+        private_key: sshd.client.private_key.clone(),
+        known_hosts: sshd.known_hosts.clone(),
+    });
     let with_key = create(&mut client, "ssh-key", &url, Some(key)).await;
     assert_reachable(&test_connection(&mut client, &with_key.id).await, 2);
 
     let other = sshd.other_key();
-    let wrong = Method::SshKey(SshKeyAuth { private_key: other.private_key.clone(), known_hosts: sshd.known_hosts.clone() });
+    let wrong =
+        Method::SshKey(SshKeyAuth { private_key: other.private_key.clone(), known_hosts: sshd.known_hosts.clone() });
     let with_wrong = create(&mut client, "ssh-wrong-key", &url, Some(wrong)).await;
     let result = test_connection(&mut client, &with_wrong.id).await;
     let key_body = other.private_key.lines().nth(1).expect("key body");

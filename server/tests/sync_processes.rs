@@ -18,8 +18,12 @@ fn lab_repo() -> GitFixture {
 
 /// A server sharing `db` and `keys`, with `workers` sync workers and a short lease.
 async fn server(db: &str, keys: &str, workers: &str) -> ServerProcess {
-    ServerProcess::start_with(db, keys, &["--sync-workers", workers, "--sync-lease-seconds", "2", "--git-timeout-seconds", "30"])
-        .await
+    ServerProcess::start_with(
+        db,
+        keys,
+        &["--sync-workers", workers, "--sync-lease-seconds", "2", "--git-timeout-seconds", "30"],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -40,7 +44,8 @@ async fn one_active_run_per_fabric_and_cancel_of_a_queued_run() {
     assert!(second.already_active);
     assert_eq!(second.run.expect("run").id, run.id);
 
-    let cancelled = c.sync.cancel_sync_run(CancelSyncRunRequest { id: run.id.clone() }).await.expect("cancel").into_inner();
+    let cancelled =
+        c.sync.cancel_sync_run(CancelSyncRunRequest { id: run.id.clone() }).await.expect("cancel").into_inner();
     assert_eq!(status(&cancelled.run.expect("run")), SyncRunStatus::Cancelled);
     assert_eq!(stages(&c.events(&run.id, 0).await), vec!["queued", "cancelled"]);
     let again = c.sync.cancel_sync_run(CancelSyncRunRequest { id: run.id.clone() }).await.unwrap_err();
@@ -51,7 +56,11 @@ async fn one_active_run_per_fabric_and_cancel_of_a_queued_run() {
     assert!(!next.already_active);
     let listed = c
         .sync
-        .list_sync_runs(ListSyncRunsRequest { page_size: 1, page_token: String::new(), filter: format!("fabric_id={fabric_id}") })
+        .list_sync_runs(ListSyncRunsRequest {
+            page_size: 1,
+            page_token: String::new(),
+            filter: format!("fabric_id={fabric_id}"),
+        })
         .await
         .expect("list")
         .into_inner();
@@ -59,7 +68,11 @@ async fn one_active_run_per_fabric_and_cancel_of_a_queued_run() {
     assert_eq!(listed.runs[0].id, next.run.expect("run").id);
     let page2 = c
         .sync
-        .list_sync_runs(ListSyncRunsRequest { page_size: 1, page_token: listed.next_page_token, filter: format!("fabric_id={fabric_id}") })
+        .list_sync_runs(ListSyncRunsRequest {
+            page_size: 1,
+            page_token: listed.next_page_token,
+            filter: format!("fabric_id={fabric_id}"),
+        })
         .await
         .expect("page 2")
         .into_inner();
@@ -72,7 +85,8 @@ async fn one_active_run_per_fabric_and_cancel_of_a_queued_run() {
         .expect("filter")
         .into_inner();
     assert_eq!(by_status.runs.len(), 1);
-    let bad = c.sync.list_sync_runs(ListSyncRunsRequest { filter: "status=sleeping".into(), ..Default::default() }).await;
+    let bad =
+        c.sync.list_sync_runs(ListSyncRunsRequest { filter: "status=sleeping".into(), ..Default::default() }).await;
     assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
 }
 
@@ -134,7 +148,8 @@ async fn a_run_survives_the_crash_of_its_process() {
     let mut doomed = server(&db, &keys, "1").await;
     let mut c = Clients::new(doomed.channel().await);
     // The remote never answers, so the run hangs in fetching inside the doomed process.
-    let fabric_id = c.fabric("lab", &format!("git://127.0.0.1:{}/fabric.git", tarpit.port), "fabric", SyncPolicy::default()).await;
+    let fabric_id =
+        c.fabric("lab", &format!("git://127.0.0.1:{}/fabric.git", tarpit.port), "fabric", SyncPolicy::default()).await;
     let run = c.start(&fabric_id, "", false).await.run.expect("run");
     let claimed = loop {
         let now = c.run(&run.id).await;
@@ -152,7 +167,11 @@ async fn a_run_survives_the_crash_of_its_process() {
     let fabric = c.get_fabric(&fabric_id).await;
     c.repos
         .update_repository(UpdateRepositoryRequest {
-            repository: Some(Repository { id: fabric.repository_id.clone(), url: repo.file_url(), ..Default::default() }),
+            repository: Some(Repository {
+                id: fabric.repository_id.clone(),
+                url: repo.file_url(),
+                ..Default::default()
+            }),
             update_mask: Some(prost_types::FieldMask { paths: vec!["url".into()] }),
             auth: None,
             etag: String::new(),
@@ -178,7 +197,8 @@ async fn cancel_stops_a_running_run_at_a_safe_point() {
     )
     .await;
     let mut c = Clients::new(server.channel().await);
-    let fabric_id = c.fabric("lab", &format!("git://127.0.0.1:{}/fabric.git", tarpit.port), "fabric", SyncPolicy::default()).await;
+    let fabric_id =
+        c.fabric("lab", &format!("git://127.0.0.1:{}/fabric.git", tarpit.port), "fabric", SyncPolicy::default()).await;
     let run = c.start(&fabric_id, "", false).await.run.expect("run");
     loop {
         if status(&c.run(&run.id).await) == SyncRunStatus::Running {
@@ -205,13 +225,18 @@ async fn auto_sync_pulls_on_schedule_only_when_the_ref_moved() {
     )
     .await;
     let mut c = Clients::new(server.channel().await);
-    let every_10s = SyncPolicy { auto_sync_interval: Some(prost_types::Duration { seconds: 10, nanos: 0 }), ..Default::default() };
+    let every_10s =
+        SyncPolicy { auto_sync_interval: Some(prost_types::Duration { seconds: 10, nanos: 0 }), ..Default::default() };
     let fabric_id = c.fabric("lab", &repo.file_url(), "fabric", every_10s).await;
     let runs = |c: &mut Clients| {
         let mut sync = c.sync.clone();
         let filter = format!("fabric_id={fabric_id}");
         async move {
-            sync.list_sync_runs(ListSyncRunsRequest { filter, ..Default::default() }).await.expect("list").into_inner().runs
+            sync.list_sync_runs(ListSyncRunsRequest { filter, ..Default::default() })
+                .await
+                .expect("list")
+                .into_inner()
+                .runs
         }
     };
     // Never synced: the first check pulls at once.
@@ -222,7 +247,13 @@ async fn auto_sync_pulls_on_schedule_only_when_the_ref_moved() {
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(runs(&mut c).await.len(), 1, "a run was queued for an unchanged ref");
     // A new commit is pulled at the following check.
-    repo.commit(&[("fabric/extra.yaml", "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: extra-server\nspec: {}\n")], "add a server");
+    repo.commit(
+        &[(
+            "fabric/extra.yaml",
+            "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: extra-server\nspec: {}\n",
+        )],
+        "add a server",
+    );
     let second = wait_for_runs(&mut c, &runs, 2).await;
     let done = c.wait(&second[0].id, Duration::from_secs(30)).await;
     assert_eq!(status(&done), SyncRunStatus::Succeeded);

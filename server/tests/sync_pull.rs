@@ -16,7 +16,11 @@ fn policy() -> SyncPolicy {
 /// A repository with the lab fabric in `fabric/`, split in two files (20 documents in the first).
 fn lab_repo() -> GitFixture {
     let (head, tail) = split_documents(&lab_wiring(), 20);
-    GitFixture::with_files(&[("fabric/wiring-a.yaml", &head), ("fabric/more/wiring-b.yml", &tail), ("README.md", "# lab\n")])
+    GitFixture::with_files(&[
+        ("fabric/wiring-a.yaml", &head),
+        ("fabric/more/wiring-b.yml", &tail),
+        ("README.md", "# lab\n"),
+    ])
 }
 
 /// The first `n` YAML documents and the rest.
@@ -38,7 +42,11 @@ async fn pull_stores_the_lab_fabric_then_only_what_changed() {
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     assert_eq!(run.commit, repo.head());
     let n = counters(&run);
-    assert_eq!((n.files, n.documents, n.created, n.updated, n.deleted, n.errors), (2, LAB_OBJECTS, LAB_OBJECTS, 0, 0, 0), "{n:?}");
+    assert_eq!(
+        (n.files, n.documents, n.created, n.updated, n.deleted, n.errors),
+        (2, LAB_OBJECTS, LAB_OBJECTS, 0, 0, 0),
+        "{n:?}"
+    );
     let kinds: i64 = run.kind_counts.iter().map(|k| k.count).sum();
     assert_eq!(kinds, LAB_OBJECTS);
     assert!(run.kind_counts.iter().any(|k| k.kind == "Switch" && k.group == "wiring.githedgehog.com"));
@@ -47,10 +55,20 @@ async fn pull_stores_the_lab_fabric_then_only_what_changed() {
     let mut keys = Vec::new();
     let mut token = String::new();
     loop {
-        let request = ListResourcesRequest { fabric_id: fabric_id.clone(), page_size: 7, page_token: token, ..Default::default() };
+        let request = ListResourcesRequest {
+            fabric_id: fabric_id.clone(),
+            page_size: 7,
+            page_token: token,
+            ..Default::default()
+        };
         let page = c.fabrics.list_resources(request).await.expect("list").into_inner();
         assert_eq!(i64::from(page.total_size), LAB_OBJECTS);
-        keys.extend(page.resources.iter().filter_map(|r| r.key.as_ref()).map(|k| (k.group.clone(), k.kind.clone(), k.namespace.clone(), k.name.clone())));
+        keys.extend(
+            page.resources
+                .iter()
+                .filter_map(|r| r.key.as_ref())
+                .map(|k| (k.group.clone(), k.kind.clone(), k.namespace.clone(), k.name.clone())),
+        );
         if page.next_page_token.is_empty() {
             break;
         }
@@ -72,7 +90,9 @@ async fn pull_stores_the_lab_fabric_then_only_what_changed() {
     }
     assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
     assert_eq!(events.last().map(|e| e.sequence), Some(run.last_sequence));
-    let Some(Payload::Parsing(last_parse)) = events.iter().rev().find_map(|e| e.payload.clone().filter(|p| matches!(p, Payload::Parsing(_)))) else {
+    let Some(Payload::Parsing(last_parse)) =
+        events.iter().rev().find_map(|e| e.payload.clone().filter(|p| matches!(p, Payload::Parsing(_))))
+    else {
         panic!("no parsing event")
     };
     assert_eq!((last_parse.file_index, last_parse.file_count), (2, 2));
@@ -116,7 +136,12 @@ async fn pull_stores_the_lab_fabric_then_only_what_changed() {
     assert_eq!(n.files, 0, "the same source was read again");
     assert_eq!(c.stored(&fabric_id).await, stored);
     // `force` reads and parses it anyway, and still writes nothing.
-    let request = StartSyncRequest { fabric_id: fabric_id.clone(), mode: SyncMode::Pull as i32, force: true, ..Default::default() };
+    let request = StartSyncRequest {
+        fabric_id: fabric_id.clone(),
+        mode: SyncMode::Pull as i32,
+        force: true,
+        ..Default::default()
+    };
     let forced_id = c.sync.start_sync(request).await.expect("force").into_inner().run.expect("run").id;
     let forced = c.wait(&forced_id, std::time::Duration::from_secs(60)).await;
     let n = counters(&forced);
@@ -169,7 +194,8 @@ async fn dry_run_and_plan_report_without_storing() {
     assert!(plan.changes.iter().all(|c| c.action == ChangeAction::Delete as i32));
     assert_eq!(c.stored(&fabric_id).await.len() as i64, LAB_OBJECTS, "PlanSync stored something");
 
-    let unknown = c.sync.plan_sync(PlanSyncRequest { fabric_id: fabric_id.clone(), r#ref: "no-such-branch".into() }).await;
+    let unknown =
+        c.sync.plan_sync(PlanSyncRequest { fabric_id: fabric_id.clone(), r#ref: "no-such-branch".into() }).await;
     assert_eq!(unknown.unwrap_err().code(), tonic::Code::FailedPrecondition);
 }
 
@@ -186,7 +212,8 @@ fn case(name: &'static str, file: &'static str, content: &[u8], code: &'static s
     Case { name, files: vec![(file, content.to_vec())], code, file, line }
 }
 
-const SWITCH: &str = "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Switch\nmetadata:\n  name: s1\nspec:\n  role: server-leaf\n";
+const SWITCH: &str =
+    "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Switch\nmetadata:\n  name: s1\nspec:\n  role: server-leaf\n";
 
 #[tokio::test]
 async fn bad_input_fails_the_run_and_keeps_the_stored_state() {
@@ -210,11 +237,35 @@ async fn bad_input_fails_the_run_and_keeps_the_stored_state() {
     let cases = vec![
         case("malformed", "fabric/bad.yaml", b"apiVersion: v1\nkind: [unclosed\n", "yaml.syntax", true),
         case("alias-bomb", "fabric/bomb.yaml", bomb.as_bytes(), "yaml.alias_limit", false),
-        case("duplicate-key", "fabric/dup.yaml", format!("{SWITCH}  role: spine\n").as_bytes(), "yaml.duplicate_key", true),
-        case("not-utf8", "fabric/latin1.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caf\xe9\n", "yaml.encoding", false),
-        case("secret", "fabric/secret.yaml", b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n", "policy.secret", false),
+        case(
+            "duplicate-key",
+            "fabric/dup.yaml",
+            format!("{SWITCH}  role: spine\n").as_bytes(),
+            "yaml.duplicate_key",
+            true,
+        ),
+        case(
+            "not-utf8",
+            "fabric/latin1.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caf\xe9\n",
+            "yaml.encoding",
+            false,
+        ),
+        case(
+            "secret",
+            "fabric/secret.yaml",
+            b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n",
+            "policy.secret",
+            false,
+        ),
         case("schema", "fabric/s.yaml", SWITCH.replace("server-leaf", "not-a-role").as_bytes(), "schema.enum", true),
-        case("too-large", "fabric/huge.yaml", format!("# {}\n{SWITCH}", "x".repeat(70_000)).as_bytes(), "git.file_too_large", false),
+        case(
+            "too-large",
+            "fabric/huge.yaml",
+            format!("# {}\n{SWITCH}", "x".repeat(70_000)).as_bytes(),
+            "git.file_too_large",
+            false,
+        ),
     ];
     for case in &cases {
         repo.checkout("main");

@@ -32,8 +32,23 @@ impl Pki {
         let pki = Pki { dir: dir.to_path_buf(), name: name.into() };
         let (key, crt) = (pki.path("ca.key"), pki.path("ca.crt"));
         openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
-        openssl(&["req", "-x509", "-new", "-key", &key, "-out", &crt, "-days", "2", "-subj", &format!("/CN={name} CA"),
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
         pki
     }
 
@@ -43,20 +58,52 @@ impl Pki {
 
     /// Issues `<leaf>.crt` + `<leaf>.key` with the given subject, serial and extensions.
     fn issue(&self, leaf: &str, subject: &str, serial: u32, extensions: &str) -> (String, String) {
-        let (key, csr, crt, ext) = (self.path(&format!("{leaf}.key")), self.path(&format!("{leaf}.csr")), self.path(&format!("{leaf}.crt")), self.path(&format!("{leaf}.ext")));
+        let (key, csr, crt, ext) = (
+            self.path(&format!("{leaf}.key")),
+            self.path(&format!("{leaf}.csr")),
+            self.path(&format!("{leaf}.crt")),
+            self.path(&format!("{leaf}.ext")),
+        );
         std::fs::write(&ext, format!("basicConstraints=CA:FALSE\n{extensions}\n")).unwrap();
         openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
         openssl(&["req", "-new", "-key", &key, "-out", &csr, "-subj", subject]);
-        openssl(&["x509", "-req", "-in", &csr, "-CA", &self.path("ca.crt"), "-CAkey", &self.path("ca.key"), "-set_serial", &serial.to_string(), "-days", "2", "-extfile", &ext, "-out", &crt]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &self.path("ca.crt"),
+            "-CAkey",
+            &self.path("ca.key"),
+            "-set_serial",
+            &serial.to_string(),
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &crt,
+        ]);
         (crt, key)
     }
 
     fn server(&self, leaf: &str, serial: u32) -> (String, String) {
-        self.issue(leaf, "/CN=localhost", serial, "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth")
+        self.issue(
+            leaf,
+            "/CN=localhost",
+            serial,
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        )
     }
 
     fn client(&self, leaf: &str, subject: &str) -> (String, String) {
-        self.issue(leaf, subject, 7, "subjectAltName=DNS:netbox.example.com,URI:spiffe://example/netbox\nextendedKeyUsage=clientAuth")
+        self.issue(
+            leaf,
+            subject,
+            7,
+            "subjectAltName=DNS:netbox.example.com,URI:spiffe://example/netbox\nextendedKeyUsage=clientAuth",
+        )
     }
 
     fn ca(&self) -> Certificate {
@@ -75,7 +122,14 @@ fn client_tls(ca: Certificate) -> ClientTlsConfig {
 async fn start_tls(args: &[&str], tls: ClientTlsConfig) -> ServerProcess {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let db = support::fresh_database().await;
-    ServerProcess::start_on(&db, &Keyring::generate_key_line("test-key"), format!("127.0.0.1:{port}").parse().unwrap(), args, Some(tls)).await
+    ServerProcess::start_on(
+        &db,
+        &Keyring::generate_key_line("test-key"),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        args,
+        Some(tls),
+    )
+    .await
 }
 
 async fn health<T>(channel: T) -> Result<i32, tonic::Status>
@@ -90,7 +144,11 @@ where
 
 /// Connects with `tls` and makes a health check; the error of whichever step fails.
 async fn call_with(server: &ServerProcess, tls: ClientTlsConfig) -> Result<i32, String> {
-    let endpoint = Channel::from_shared(format!("https://{}", server.addr)).unwrap().tls_config(tls).unwrap().connect_timeout(Duration::from_secs(5));
+    let endpoint = Channel::from_shared(format!("https://{}", server.addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5));
     let channel = endpoint.connect().await.map_err(|e| format!("connect: {e:?}"))?;
     health(channel).await.map_err(|e| format!("call: {e:?}"))
 }
@@ -111,7 +169,8 @@ async fn served_serial(server: &ServerProcess, ca: &str) -> String {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake");
     let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let (_, cert) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(&der).unwrap();
+    let (_, cert) =
+        <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(&der).unwrap();
     cert.raw_serial_as_string()
 }
 
@@ -122,12 +181,15 @@ async fn tls_serves_rpcs_and_refuses_plaintext_clients() {
     let (crt, key) = pki.server("server", 1);
     let health_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let health_addr = format!("127.0.0.1:{health_port}");
-    let mut server = start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--health-listen", &health_addr], client_tls(pki.ca())).await;
+    let mut server =
+        start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--health-listen", &health_addr], client_tls(pki.ca()))
+            .await;
 
     // The health-only listener answers plaintext probes, and serves nothing else.
     let probe = Channel::from_shared(format!("http://{health_addr}")).unwrap().connect().await.unwrap();
     assert_eq!(health(probe.clone()).await.unwrap(), 1);
-    let other = RepositoryServiceClient::new(probe).list_repositories(ListRepositoriesRequest::default()).await.unwrap_err();
+    let other =
+        RepositoryServiceClient::new(probe).list_repositories(ListRepositoriesRequest::default()).await.unwrap_err();
     assert_eq!(other.code(), tonic::Code::Unimplemented, "{other:?}");
 
     // Health and a RepositoryService call over TLS, the server verified with the CA.
@@ -135,14 +197,23 @@ async fn tls_serves_rpcs_and_refuses_plaintext_clients() {
     assert_eq!(health(channel.clone()).await.unwrap(), 1, "SERVING");
     let mut repos = RepositoryServiceClient::new(channel);
     for i in 0..8 {
-        let repository = Repository { name: format!("repo-{i}"), url: format!("file:///srv/git/repo-{i}.git"), description: "a repository with a description long enough to fill the response".into(), ..Default::default() };
+        let repository = Repository {
+            name: format!("repo-{i}"),
+            url: format!("file:///srv/git/repo-{i}.git"),
+            description: "a repository with a description long enough to fill the response".into(),
+            ..Default::default()
+        };
         repos.create_repository(CreateRepositoryRequest { repository: Some(repository), auth: None }).await.unwrap();
     }
     // Responses of a few KB over TLS come back without Nagle's ~40 ms wait (TCP_NODELAY on the TLS path too).
     let mut times = Vec::new();
     for _ in 0..30 {
         let started = Instant::now();
-        let listed = repos.list_repositories(ListRepositoriesRequest { page_size: 10, ..Default::default() }).await.unwrap().into_inner();
+        let listed = repos
+            .list_repositories(ListRepositoriesRequest { page_size: 10, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         times.push(started.elapsed());
         assert_eq!(listed.repositories.len(), 8);
     }
@@ -151,7 +222,8 @@ async fn tls_serves_rpcs_and_refuses_plaintext_clients() {
     assert!(times[15] < Duration::from_millis(25), "median {:?}", times[15]);
 
     // A plaintext (h2c) client gets no answer from the TLS listener.
-    let plain = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect_timeout(Duration::from_secs(5));
+    let plain =
+        Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect_timeout(Duration::from_secs(5));
     let plain = match plain.connect().await {
         Ok(channel) => health(channel).await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
@@ -166,7 +238,11 @@ async fn tls_serves_rpcs_and_refuses_plaintext_clients() {
     let _stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let started = Instant::now();
     assert_eq!(call_with(&server, client_tls(pki.ca())).await.unwrap(), 1);
-    assert!(started.elapsed() < Duration::from_secs(5), "a stalled handshake delayed another connection: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a stalled handshake delayed another connection: {:?}",
+        started.elapsed()
+    );
     assert!(server.log().contains("TLS handshake failed"), "handshake failures are logged at debug:\n{}", server.log());
 
     // SIGTERM stops a TLS server as cleanly as a plaintext one.
@@ -184,17 +260,33 @@ async fn mtls_accepts_trusted_client_certificates_only() {
     let ids = dir.path().join("identities.yaml");
     std::fs::write(&ids, "identities:\n  - {subject: \"CN=netbox,O=example\", role: operator}\n").unwrap();
     let server = start_tls(
-        &["--tls-cert", &crt, "--tls-key", &key, "--client-ca", &pki.path("ca.crt"), "--client-cert-identities", ids.to_str().unwrap()],
+        &[
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &key,
+            "--client-ca",
+            &pki.path("ca.crt"),
+            "--client-cert-identities",
+            ids.to_str().unwrap(),
+        ],
         client_tls(pki.ca()),
     )
     .await;
 
     // A certificate of the client CA: served; the server saw its subject as openssl prints it.
     assert_eq!(call_with(&server, client_tls(pki.ca()).identity(identity(&client_crt, &client_key))).await.unwrap(), 1);
-    let out = Command::new("openssl").args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", &client_crt]).output().unwrap();
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", &client_crt])
+        .output()
+        .unwrap();
     let subject = String::from_utf8(out.stdout).unwrap().trim().trim_start_matches("subject=").to_string();
     assert_eq!(subject, "CN=netbox,O=example");
-    assert!(server.log().contains(&format!("\"client_subject\":\"{subject}\"")), "no client subject in the log:\n{}", server.log());
+    assert!(
+        server.log().contains(&format!("\"client_subject\":\"{subject}\"")),
+        "no client subject in the log:\n{}",
+        server.log()
+    );
 
     // The same subject from another CA: refused at the handshake.
     let refused = call_with(&server, client_tls(pki.ca()).identity(identity(&rogue_crt, &rogue_key))).await;
@@ -214,7 +306,20 @@ async fn client_ca_is_reloaded_too() {
     let (new_crt, new_key) = next.client("new", "/CN=new");
     let client_ca = dir.path().join("client-ca.crt");
     std::fs::copy(pki.path("ca.crt"), &client_ca).unwrap();
-    let server = start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--client-ca", client_ca.to_str().unwrap(), "--tls-reload-seconds", "1"], client_tls(pki.ca())).await;
+    let server = start_tls(
+        &[
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &key,
+            "--client-ca",
+            client_ca.to_str().unwrap(),
+            "--tls-reload-seconds",
+            "1",
+        ],
+        client_tls(pki.ca()),
+    )
+    .await;
     let with = |crt: &str, key: &str| client_tls(pki.ca()).identity(identity(crt, key));
     assert!(call_with(&server, with(&old_crt, &old_key)).await.is_ok());
     assert!(call_with(&server, with(&new_crt, &new_key)).await.is_err());
@@ -254,13 +359,18 @@ async fn certificate_files_are_reloaded_without_dropping_connections() {
     std::os::unix::fs::symlink("data/tls.crt", live.join("tls.crt")).unwrap();
     std::os::unix::fs::symlink("data/tls.key", live.join("tls.key")).unwrap();
     let (crt, key) = (live.join("tls.crt").display().to_string(), live.join("tls.key").display().to_string());
-    let server = start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--tls-reload-seconds", "1"], client_tls(pki.ca())).await;
+    let server =
+        start_tls(&["--tls-cert", &crt, "--tls-key", &key, "--tls-reload-seconds", "1"], client_tls(pki.ca())).await;
     let ca = pki.path("ca.crt");
     assert_eq!(served_serial(&server, &ca).await, "01");
 
     // An open connection with a server stream (health Watch) in flight.
     let channel = server.channel().await;
-    let mut watch = HealthClient::new(channel.clone()).watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(watch.message().await.unwrap().unwrap().status, 1);
 
     // A key that does not match the certificate: the old pair keeps serving, with a warning.
@@ -317,7 +427,10 @@ async fn plaintext_only_on_loopback_unless_insecure_plaintext() {
     let output = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = output.lines().filter(|l| l.contains("refusing to serve plaintext gRPC")).collect();
     assert_eq!(lines.len(), 1, "{output}");
-    assert!(lines[0].contains(&listen) && lines[0].contains("--insecure-plaintext") && lines[0].contains("--tls-cert"), "{output}");
+    assert!(
+        lines[0].contains(&listen) && lines[0].contains("--insecure-plaintext") && lines[0].contains("--tls-cert"),
+        "{output}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10), "refused only after {:?}", started.elapsed());
 
     // With --insecure-plaintext it serves on all interfaces (reached here on 127.0.0.1).

@@ -115,10 +115,13 @@ pub fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-
 /// A private PostgreSQL under target/bench-pg and a fresh database on it.
 pub async fn database() -> (EmbeddedPostgres, String) {
-    let target = PathBuf::from(env!("CARGO_BIN_EXE_fabricsync")).parent().and_then(Path::parent).map(PathBuf::from).expect("target");
+    let target = PathBuf::from(env!("CARGO_BIN_EXE_fabricsync"))
+        .parent()
+        .and_then(Path::parent)
+        .map(PathBuf::from)
+        .expect("target");
     let pg = EmbeddedPostgres::start(&target.join("bench-pg")).await.expect("PostgreSQL");
     drop_earlier_databases(&pg.url("postgres")).await;
     let name = format!("bench_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple());
@@ -136,10 +139,15 @@ async fn drop_earlier_databases(admin_url: &str) {
         datname: String,
     }
     let mut conn = AsyncPgConnection::establish(admin_url).await.expect("connect to postgres");
-    let names: Vec<Name> =
-        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'").load(&mut conn).await.expect("list databases");
+    let names: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'")
+        .load(&mut conn)
+        .await
+        .expect("list databases");
     for Name { datname } in names {
-        diesel::sql_query(format!("DROP DATABASE \"{datname}\" WITH (FORCE)")).execute(&mut conn).await.expect("drop database");
+        diesel::sql_query(format!("DROP DATABASE \"{datname}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .expect("drop database");
     }
 }
 
@@ -163,14 +171,30 @@ pub fn generated_repo(repo: &Path, resources: usize) -> Vec<String> {
 pub async fn create_fabric(c: &mut Clients, name: &str, url: &str, cluster: Option<ClusterConnectionInput>) -> String {
     let repository = c
         .repos
-        .create_repository(CreateRepositoryRequest { repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }), auth: None })
+        .create_repository(CreateRepositoryRequest {
+            repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
+            auth: None,
+        })
         .await
         .expect("repository")
         .into_inner()
         .repository
         .expect("repository");
-    let fabric = Fabric { name: name.into(), repository_id: repository.id, git_ref: "main".into(), gitops_path: "fabric".into(), ..Default::default() };
-    c.fabrics.create_fabric(CreateFabricRequest { fabric: Some(fabric), cluster }).await.expect("fabric").into_inner().fabric.expect("fabric").id
+    let fabric = Fabric {
+        name: name.into(),
+        repository_id: repository.id,
+        git_ref: "main".into(),
+        gitops_path: "fabric".into(),
+        ..Default::default()
+    };
+    c.fabrics
+        .create_fabric(CreateFabricRequest { fabric: Some(fabric), cluster })
+        .await
+        .expect("fabric")
+        .into_inner()
+        .fabric
+        .expect("fabric")
+        .id
 }
 
 /// One measured run: wall time from StartSync to the end of its progress stream, and stage
@@ -215,8 +239,10 @@ pub async fn run(c: &mut Clients, fabric_id: &str, mode: SyncMode) -> Run {
     let total = started.elapsed();
     let run = c.sync.get_sync_run(GetSyncRunRequest { id: run.id }).await.expect("run").into_inner().run.expect("run");
     let secs = |t: &prost_types::Timestamp| t.seconds as f64 + f64::from(t.nanos) / 1e9;
-    let between = |a: &prost_types::Timestamp, b: &prost_types::Timestamp| Duration::from_secs_f64((secs(b) - secs(a)).max(0.0));
-    let (created, claimed, finished) = (run.create_time.expect("created"), run.start_time.expect("started"), run.finish_time.expect("finished"));
+    let between =
+        |a: &prost_types::Timestamp, b: &prost_types::Timestamp| Duration::from_secs_f64((secs(b) - secs(a)).max(0.0));
+    let (created, claimed, finished) =
+        (run.create_time.expect("created"), run.start_time.expect("started"), run.finish_time.expect("finished"));
     let mut stages = vec![("queued until claimed", between(&created, &claimed))];
     if let Some((_, first)) = marks.first() {
         stages.push(("claim to first step", between(&claimed, first)));
@@ -225,4 +251,3 @@ pub async fn run(c: &mut Clients, fabric_id: &str, mode: SyncMode) -> Run {
     stages.push(("outside the run (RPCs, stream)", total.saturating_sub(between(&created, &finished))));
     Run { total, stages, counters: counters.expect("finished") }
 }
-

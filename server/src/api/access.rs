@@ -49,7 +49,9 @@ fn token_to_proto(row: &TokenRow) -> ApiToken {
 fn audit_to_proto(row: AuditRow) -> AuditEvent {
     let AuditRow { id, time, event: row } = row;
     let targets = match row.targets {
-        serde_json::Value::Object(map) => map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect(),
+        serde_json::Value::Object(map) => {
+            map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+        }
         _ => Default::default(),
     };
     AuditEvent {
@@ -87,7 +89,10 @@ fn time(field: &str, t: Option<prost_types::Timestamp>) -> Result<Option<chrono:
 
 #[tonic::async_trait]
 impl AccessService for AccessApi {
-    async fn create_token(&self, request: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
         let created_by = super::requester(&request)?;
         let req = request.into_inner();
         let ttl = req
@@ -103,7 +108,8 @@ impl AccessService for AccessApi {
             description: req.description,
         };
         let mut conn = self.state.conn().await?;
-        let (row, value) = manage::create(&mut conn, &self.state.token_pepper, &spec, &created_by).await.map_err(ApiError::from)?;
+        let (row, value) =
+            manage::create(&mut conn, &self.state.token_pepper, &spec, &created_by).await.map_err(ApiError::from)?;
         info!(token = %row.name, role = %row.role, created_by = %created_by, "API token created");
         Ok(Response::new(CreateTokenResponse { token: Some(token_to_proto(&row)), value: value.expose().to_string() }))
     }
@@ -121,11 +127,17 @@ impl AccessService for AccessApi {
         }))
     }
 
-    async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
         let by = super::requester(&request)?;
         let name = request.into_inner().name;
         let mut conn = self.state.conn().await?;
-        let row = store::revoke(&mut conn, &name).await.map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound { kind: "token", id: name.chars().take(64).collect() })?;
+        let row = store::revoke(&mut conn, &name)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound { kind: "token", id: name.chars().take(64).collect() })?;
         info!(token = %row.name, revoked_by = %by, "API token revoked");
         Ok(Response::new(RevokeTokenResponse { token: Some(token_to_proto(&row)) }))
     }
@@ -146,7 +158,10 @@ impl AccessService for AccessApi {
         }))
     }
 
-    async fn list_audit_events(&self, request: Request<ListAuditEventsRequest>) -> Result<Response<ListAuditEventsResponse>, Status> {
+    async fn list_audit_events(
+        &self,
+        request: Request<ListAuditEventsRequest>,
+    ) -> Result<Response<ListAuditEventsResponse>, Status> {
         let req = request.into_inner();
         let page = listing::page(req.page_size, &req.page_token)?;
         let terms = listing::filter(&req.filter, AUDIT_FILTERS)?;

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::proto::{
-    ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Provider, ResourceDriftStatus, Role, SyncMode, SyncRunStatus, SyncStatus,
-    SyncTrigger, WatchStatus,
+    ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Provider, ResourceDriftStatus, Role, SyncMode, SyncRunStatus,
+    SyncStatus, SyncTrigger, WatchStatus,
 };
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -91,11 +91,8 @@ pub const SYNC_STATUSES: Words<SyncStatus> = Words(&[
     (SyncStatus::Failed, "failed"),
 ]);
 
-pub const DRIFT_STATUSES: Words<DriftStatus> = Words(&[
-    (DriftStatus::Unknown, "unknown"),
-    (DriftStatus::InSync, "in_sync"),
-    (DriftStatus::Drifted, "drifted"),
-]);
+pub const DRIFT_STATUSES: Words<DriftStatus> =
+    Words(&[(DriftStatus::Unknown, "unknown"), (DriftStatus::InSync, "in_sync"), (DriftStatus::Drifted, "drifted")]);
 
 pub const WATCH_STATUSES: Words<WatchStatus> = Words(&[
     (WatchStatus::Inactive, "inactive"),
@@ -104,7 +101,8 @@ pub const WATCH_STATUSES: Words<WatchStatus> = Words(&[
     (WatchStatus::Error, "error"),
 ]);
 
-pub const SYNC_MODES: Words<SyncMode> = Words(&[(SyncMode::Pull, "pull"), (SyncMode::Apply, "apply"), (SyncMode::Full, "full")]);
+pub const SYNC_MODES: Words<SyncMode> =
+    Words(&[(SyncMode::Pull, "pull"), (SyncMode::Apply, "apply"), (SyncMode::Full, "full")]);
 
 pub const SYNC_TRIGGERS: Words<SyncTrigger> =
     Words(&[(SyncTrigger::User, "user"), (SyncTrigger::Schedule, "schedule"), (SyncTrigger::SelfHeal, "self_heal")]);

@@ -17,15 +17,15 @@ use super::fabrics::{find_resource, find_resource_in, load, resource_key, Resour
 use super::sync::{follow, EventStream, STREAM_BATCH, STREAM_BUFFER};
 use super::{listing, parse_id, ApiError, AppState};
 use crate::cluster::FABRIC_LABEL;
-use crate::db::fabrics::FabricRow;
 use crate::db::events::{self, EventRow, Notice};
+use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ResourceFilter, ResourceRow, DRIFTED};
 use crate::db::DbError;
-use crate::sync::apply::Targets;
-use crate::sync::queue::{self, Enqueued};
 use crate::drift;
 use crate::proto::drift_service_server::DriftService;
 use crate::proto::*;
+use crate::sync::apply::Targets;
+use crate::sync::queue::{self, Enqueued};
 
 pub struct DriftApi {
     state: AppState,
@@ -44,21 +44,32 @@ impl DriftApi {
         let mut by_kind: BTreeMap<(String, String), Vec<DriftStatusCount>> = BTreeMap::new();
         for (group, kind, status, count) in &counts {
             *by_status.entry(status.clone()).or_default() += count;
-            by_kind.entry((group.clone(), kind.clone())).or_default().push(DriftStatusCount { status: status_of(status), count: *count });
+            by_kind
+                .entry((group.clone(), kind.clone()))
+                .or_default()
+                .push(DriftStatusCount { status: status_of(status), count: *count });
         }
         Ok(FabricDriftSummary {
             fabric_id: fabric.id.to_string(),
             drift_status: DRIFT_STATUSES.of(&fabric.drift_status) as i32,
             drift_count: by_status.iter().filter(|(s, _)| DRIFTED.contains(&s.as_str())).map(|(_, n)| n).sum(),
             by_status: by_status.iter().map(|(s, n)| DriftStatusCount { status: status_of(s), count: *n }).collect(),
-            by_kind: by_kind.into_iter().map(|((group, kind), counts)| KindDriftCount { group, kind, counts }).collect(),
+            by_kind: by_kind
+                .into_iter()
+                .map(|((group, kind), counts)| KindDriftCount { group, kind, counts })
+                .collect(),
             compute_time: None,
         })
     }
 
     /// The chosen resources of a Remediate call, each checked: `keys` must be in Git,
     /// `delete_orphans` must be orphans (this fabric's label, not in Git).
-    async fn targets(&self, fabric_id: Uuid, keys: &[ResourceKey], orphans: &[ResourceKey]) -> Result<Targets, ApiError> {
+    async fn targets(
+        &self,
+        fabric_id: Uuid,
+        keys: &[ResourceKey],
+        orphans: &[ResourceKey],
+    ) -> Result<Targets, ApiError> {
         for (field, list) in [("keys", keys), ("delete_orphans", orphans)] {
             if list.len() > MAX_TARGETS {
                 return Err(ApiError::invalid(field, format!("at most {MAX_TARGETS} resources per call")));
@@ -76,10 +87,17 @@ impl DriftApi {
                     } else {
                         "is not in Git; an orphan is removed with delete_orphans"
                     };
-                    return Err(ApiError::FailedPrecondition(format!("{field}[{i}]: {} {}/{} {why}", row.kind, row.namespace, row.name)));
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "{field}[{i}]: {} {}/{} {why}",
+                        row.kind, row.namespace, row.name
+                    )));
                 }
                 let key = (row.api_group, row.kind, row.namespace, row.name);
-                if want_orphan { targets.delete.insert(key) } else { targets.apply.insert(key) };
+                if want_orphan {
+                    targets.delete.insert(key)
+                } else {
+                    targets.apply.insert(key)
+                };
             }
         }
         Ok(targets)
@@ -89,7 +107,13 @@ impl DriftApi {
 /// A resource's stored drift as the API shows it; with the unified diff when asked.
 fn resource_drift(row: &ResourceRow, with_diff: bool) -> ResourceDrift {
     let stored = row.drift.clone().unwrap_or(Value::Null);
-    let mut out = drift::drift_proto(row.id, resource_key(row), &row.drift_status, &stored, Some(convert::timestamp(row.updated_at)));
+    let mut out = drift::drift_proto(
+        row.id,
+        resource_key(row),
+        &row.drift_status,
+        &stored,
+        Some(convert::timestamp(row.updated_at)),
+    );
     if with_diff {
         let live = row.live.as_ref().map(|l| drift::comparable_live(l, &[FABRIC_LABEL]));
         out.unified_diff = drift::unified_yaml_diff(row.desired.as_ref(), live.as_ref());
@@ -129,7 +153,10 @@ impl EventStream for DriftEvents {
 
 #[tonic::async_trait]
 impl DriftService for DriftApi {
-    async fn get_fabric_drift(&self, request: Request<GetFabricDriftRequest>) -> Result<Response<GetFabricDriftResponse>, Status> {
+    async fn get_fabric_drift(
+        &self,
+        request: Request<GetFabricDriftRequest>,
+    ) -> Result<Response<GetFabricDriftResponse>, Status> {
         let id = parse_id("fabric_id", &request.get_ref().fabric_id)?;
         let fabric = load(&self.state, id).await?;
         Ok(Response::new(GetFabricDriftResponse { summary: Some(self.summary(&fabric).await?) }))
@@ -143,7 +170,8 @@ impl DriftService for DriftApi {
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let page = listing::page(req.page_size, &req.page_token)?;
         let terms = listing::filter(&req.filter, FILTERS)?;
-        let status = terms.get("status").map(|w| convert::filter_word(&RESOURCE_DRIFT_STATUSES, "status", w)).transpose()?;
+        let status =
+            terms.get("status").map(|w| convert::filter_word(&RESOURCE_DRIFT_STATUSES, "status", w)).transpose()?;
         let filter = ResourceFilter {
             group: terms.get("group").cloned(),
             kind: terms.get("kind").cloned(),
@@ -177,7 +205,10 @@ impl DriftService for DriftApi {
         Ok(Response::new(GetResourceDriftResponse { drift: Some(resource_drift(&row, true)) }))
     }
 
-    async fn stream_drift(&self, request: Request<StreamDriftRequest>) -> Result<Response<BoxStream<StreamDriftResponse>>, Status> {
+    async fn stream_drift(
+        &self,
+        request: Request<StreamDriftRequest>,
+    ) -> Result<Response<BoxStream<StreamDriftResponse>>, Status> {
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         if req.from_sequence < 0 {
@@ -195,7 +226,10 @@ impl DriftService for DriftApi {
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let fabric = load(&self.state, fabric_id).await?;
         if fabric.cluster_server_url.is_empty() {
-            return Err(ApiError::FailedPrecondition("the fabric has no cluster connection (cluster.server_url)".into()).into());
+            return Err(ApiError::FailedPrecondition(
+                "the fabric has no cluster connection (cluster.server_url)".into(),
+            )
+            .into());
         }
         let targets = if req.keys.is_empty() && req.delete_orphans.is_empty() {
             // An APPLY run over the whole fabric resends exactly what moved since its last
@@ -205,23 +239,42 @@ impl DriftService for DriftApi {
             Some(self.targets(fabric_id, &req.keys, &req.delete_orphans).await?)
         };
         let chosen = targets.is_some();
-        let targets = targets.map(|t| serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))).transpose()?;
-        let request = queue::Request { fabric_id, mode: "apply", trigger: "user", dry_run: req.dry_run, force: req.force, requested_ref: String::new(), targets, requested_by };
+        let targets =
+            targets.map(|t| serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))).transpose()?;
+        let request = queue::Request {
+            fabric_id,
+            mode: "apply",
+            trigger: "user",
+            dry_run: req.dry_run,
+            force: req.force,
+            requested_ref: String::new(),
+            targets,
+            requested_by,
+        };
         let mut conn = self.state.conn().await?;
         let row = match queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
             Enqueued::New(row) => row,
             // The active run would not be limited to the chosen resources.
             Enqueued::AlreadyActive(Some(row)) if chosen => {
-                return Err(ApiError::Aborted(format!("the fabric has an active run ({}); remediate when it has ended", row.id)).into());
+                return Err(ApiError::Aborted(format!(
+                    "the fabric has an active run ({}); remediate when it has ended",
+                    row.id
+                ))
+                .into());
             }
             Enqueued::AlreadyActive(Some(row)) => row,
-            Enqueued::AlreadyActive(None) => return Err(ApiError::Aborted("the fabric's active run just ended; try again".into()).into()),
+            Enqueued::AlreadyActive(None) => {
+                return Err(ApiError::Aborted("the fabric's active run just ended; try again".into()).into())
+            }
         };
         let sequence = events::last_of_run(&mut conn, row.id).await.map_err(ApiError::from)?;
         Ok(Response::new(RemediateResponse { run: Some(super::sync::to_proto(&row, sequence)) }))
     }
 
-    async fn detect_drift(&self, request: Request<DetectDriftRequest>) -> Result<Response<DetectDriftResponse>, Status> {
+    async fn detect_drift(
+        &self,
+        request: Request<DetectDriftRequest>,
+    ) -> Result<Response<DetectDriftResponse>, Status> {
         let id: Uuid = parse_id("fabric_id", &request.get_ref().fabric_id)?;
         load(&self.state, id).await?;
         drift::refresh::refresh_pooled(&self.state.pool, id, None).await.map_err(ApiError::from)?;

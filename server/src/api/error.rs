@@ -55,9 +55,14 @@ impl From<PullError> for ApiError {
         use crate::git::FailureKind as K;
         match e {
             PullError::Git(git) => match git.kind() {
-                K::Dns | K::ConnectionRefused | K::Timeout | K::Tls | K::Authentication | K::HostKey | K::NotARepository | K::Protocol => {
-                    ApiError::Unavailable(format!("repository unreachable: {git}"))
-                }
+                K::Dns
+                | K::ConnectionRefused
+                | K::Timeout
+                | K::Tls
+                | K::Authentication
+                | K::HostKey
+                | K::NotARepository
+                | K::Protocol => ApiError::Unavailable(format!("repository unreachable: {git}")),
                 K::Other => ApiError::Internal(git.to_string()),
                 _ => ApiError::FailedPrecondition(git.to_string()),
             },
@@ -78,7 +83,11 @@ impl From<ApiError> for Status {
                 for v in &violations {
                     details.add_bad_request_violation(v.field.clone(), v.description.clone());
                 }
-                Status::with_error_details(Code::InvalidArgument, format!("invalid request: {}", summary(&violations)), details)
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("invalid request: {}", summary(&violations)),
+                    details,
+                )
             }
             ApiError::NotFound { .. } => Status::not_found(e.to_string()),
             ApiError::AlreadyExists(m) => Status::already_exists(m),
@@ -133,7 +142,8 @@ mod tests {
         v.add("url", "unsupported scheme");
         let status: Status = v.into_result().unwrap_err().into();
         assert_eq!(status.code(), Code::InvalidArgument);
-        let fields: Vec<_> = status.get_details_bad_request().unwrap().field_violations.into_iter().map(|f| f.field).collect();
+        let fields: Vec<_> =
+            status.get_details_bad_request().unwrap().field_violations.into_iter().map(|f| f.field).collect();
         assert_eq!(fields, ["name", "url"]);
         assert!(status.message().contains("name: must be a DNS-1123 label"));
     }

@@ -1,9 +1,9 @@
 //! FabricService: fabric CRUD, the stored resources of a fabric, and the cluster calls
 //! (TestClusterConnection, GenerateRbacManifests).
 
+use diesel_async::AsyncPgConnection;
 use tonic::{Request, Response, Status};
 use tracing::info;
-use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use super::convert::{
@@ -13,14 +13,14 @@ use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::cluster::{self, check, rbac, ClusterError};
 use crate::crypto;
-use crate::outbound::Outbound;
-use crate::redact::Redactor;
-use crate::manifest::kinds::KindRegistry;
 use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
 use crate::db::resources::{self, ResourceFilter, ResourceRow};
 use crate::db::{repositories, DbError};
+use crate::manifest::kinds::KindRegistry;
+use crate::outbound::Outbound;
 use crate::proto::fabric_service_server::FabricService;
 use crate::proto::*;
+use crate::redact::Redactor;
 
 pub struct FabricApi {
     state: AppState,
@@ -71,7 +71,10 @@ fn normalize_gitops_path(path: &str) -> String {
 fn auto_sync_seconds(d: Option<&prost_types::Duration>, v: &mut Violations) -> i64 {
     let Some(d) = d else { return 0 };
     let seconds = d.seconds;
-    if d.nanos != 0 || seconds < 0 || (seconds != 0 && !(MIN_AUTO_SYNC_SECONDS..=MAX_AUTO_SYNC_SECONDS).contains(&seconds)) {
+    if d.nanos != 0
+        || seconds < 0
+        || (seconds != 0 && !(MIN_AUTO_SYNC_SECONDS..=MAX_AUTO_SYNC_SECONDS).contains(&seconds))
+    {
         v.add(
             "fabric.sync_policy.auto_sync_interval",
             format!("must be 0 (off) or whole seconds from {MIN_AUTO_SYNC_SECONDS} to {MAX_AUTO_SYNC_SECONDS}"),
@@ -105,7 +108,8 @@ fn ignore_differences(rules: &[IgnoreDifference], v: &mut Violations) -> serde_j
 }
 
 fn ignore_differences_proto(value: &serde_json::Value) -> Vec<IgnoreDifference> {
-    let text = |rule: &serde_json::Value, key: &str| rule.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let text =
+        |rule: &serde_json::Value, key: &str| rule.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     value
         .as_array()
         .into_iter()
@@ -149,7 +153,13 @@ fn apply_policy(row: &mut FabricRow, policy: &SyncPolicy, path: &str, v: &mut Vi
 
 /// Applies one cluster field (or all with "cluster") from the request; the token is sealed
 /// bound to the fabric's id, and an empty token clears it.
-fn apply_cluster(row: &mut FabricRow, cluster: &ClusterConnectionInput, path: &str, keyring: &crypto::Keyring, v: &mut Violations) {
+fn apply_cluster(
+    row: &mut FabricRow,
+    cluster: &ClusterConnectionInput,
+    path: &str,
+    keyring: &crypto::Keyring,
+    v: &mut Violations,
+) {
     let all = path == "cluster";
     if all || path == "cluster.server_url" {
         if !cluster.server_url.is_empty() {
@@ -171,7 +181,8 @@ fn apply_cluster(row: &mut FabricRow, cluster: &ClusterConnectionInput, path: &s
     if all || path == "cluster.bearer_token" {
         v.check(validate::max_len(&cluster.bearer_token, validate::MAX_TOKEN), "cluster.bearer_token");
         let sealed = (!cluster.bearer_token.is_empty()).then(|| {
-            keyring.seal_secret(&crypto::Secret::new(cluster.bearer_token.clone()), &crypto::fabric_token_context(row.id))
+            keyring
+                .seal_secret(&crypto::Secret::new(cluster.bearer_token.clone()), &crypto::fabric_token_context(row.id))
         });
         row.cluster_token_key_id = sealed.as_ref().map(|s| s.key_id.clone());
         row.cluster_token_sealed = sealed.map(|s| s.blob);
@@ -205,7 +216,9 @@ fn apply_field(row: &mut FabricRow, fabric: &Fabric, path: &str, v: &mut Violati
 
 pub(crate) fn to_proto(row: &FabricRow) -> Fabric {
     let counts: Vec<KindCount> = serde_json::from_value(row.resource_counts.clone())
-        .map(|c: Vec<(String, String, i64)>| c.into_iter().map(|(group, kind, count)| KindCount { group, kind, count }).collect())
+        .map(|c: Vec<(String, String, i64)>| {
+            c.into_iter().map(|(group, kind, count)| KindCount { group, kind, count }).collect()
+        })
         .unwrap_or_default();
     Fabric {
         id: row.id.to_string(),
@@ -248,7 +261,9 @@ pub(crate) fn to_proto(row: &FabricRow) -> Fabric {
 fn name_taken(name: &str) -> impl FnOnce(DbError) -> ApiError + '_ {
     move |e| match e {
         DbError::UniqueViolation(_) => ApiError::AlreadyExists(format!("a fabric named {name:?} already exists")),
-        DbError::ForeignKeyViolation(_) => ApiError::NotFound { kind: "repository", id: "referenced by the fabric".into() },
+        DbError::ForeignKeyViolation(_) => {
+            ApiError::NotFound { kind: "repository", id: "referenced by the fabric".into() }
+        }
         e => e.into(),
     }
 }
@@ -261,7 +276,9 @@ pub(super) async fn load(state: &AppState, id: Uuid) -> Result<FabricRow, ApiErr
 /// Refuses, before anything is stored or connects, a cluster URL whose literal address or current
 /// resolution the outbound policy rules out (checked again at every connection).
 async fn check_cluster_reachable(outbound: &Outbound, server_url: &str) -> Result<(), ApiError> {
-    let Some((host, port)) = url::Url::parse(server_url).ok().and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?))) else {
+    let Some((host, port)) =
+        url::Url::parse(server_url).ok().and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)))
+    else {
         return Ok(()); // empty (no cluster), or already refused by validation
     };
     outbound.precheck(&host, port).await.map_err(|r| ApiError::invalid("cluster.server_url", r.to_string()))
@@ -277,7 +294,10 @@ async fn require_repository(state: &AppState, id: Uuid) -> Result<(), ApiError> 
 
 #[tonic::async_trait]
 impl FabricService for FabricApi {
-    async fn create_fabric(&self, request: Request<CreateFabricRequest>) -> Result<Response<CreateFabricResponse>, Status> {
+    async fn create_fabric(
+        &self,
+        request: Request<CreateFabricRequest>,
+    ) -> Result<Response<CreateFabricResponse>, Status> {
         let req = request.into_inner();
         let fabric = req.fabric.ok_or_else(|| ApiError::invalid("fabric", "is required"))?;
         let now = crate::db::now();
@@ -340,7 +360,10 @@ impl FabricService for FabricApi {
         Ok(Response::new(GetFabricResponse { fabric: Some(to_proto(&load(&self.state, id).await?)) }))
     }
 
-    async fn list_fabrics(&self, request: Request<ListFabricsRequest>) -> Result<Response<ListFabricsResponse>, Status> {
+    async fn list_fabrics(
+        &self,
+        request: Request<ListFabricsRequest>,
+    ) -> Result<Response<ListFabricsResponse>, Status> {
         let scope = super::scope_patterns(&request)?;
         let req = request.into_inner();
         let page = listing::page(req.page_size, &req.page_token)?;
@@ -348,9 +371,18 @@ impl FabricService for FabricApi {
         let filter = FabricFilter {
             name: terms.get("name").cloned(),
             repository_id: terms.get("repository_id").map(|id| parse_id("filter", id)).transpose()?,
-            sync_status: terms.get("sync_status").map(|w| convert::filter_word(&SYNC_STATUSES, "sync_status", w)).transpose()?,
-            drift_status: terms.get("drift_status").map(|w| convert::filter_word(&DRIFT_STATUSES, "drift_status", w)).transpose()?,
-            watch_status: terms.get("watch_status").map(|w| convert::filter_word(&WATCH_STATUSES, "watch_status", w)).transpose()?,
+            sync_status: terms
+                .get("sync_status")
+                .map(|w| convert::filter_word(&SYNC_STATUSES, "sync_status", w))
+                .transpose()?,
+            drift_status: terms
+                .get("drift_status")
+                .map(|w| convert::filter_word(&DRIFT_STATUSES, "drift_status", w))
+                .transpose()?,
+            watch_status: terms
+                .get("watch_status")
+                .map(|w| convert::filter_word(&WATCH_STATUSES, "watch_status", w))
+                .transpose()?,
             connection_status: terms
                 .get("connection_status")
                 .map(|w| convert::filter_word(&CONNECTION_STATUSES, "connection_status", w))
@@ -366,7 +398,10 @@ impl FabricService for FabricApi {
         }))
     }
 
-    async fn update_fabric(&self, request: Request<UpdateFabricRequest>) -> Result<Response<UpdateFabricResponse>, Status> {
+    async fn update_fabric(
+        &self,
+        request: Request<UpdateFabricRequest>,
+    ) -> Result<Response<UpdateFabricResponse>, Status> {
         let req = request.into_inner();
         let fabric = req.fabric.ok_or_else(|| ApiError::invalid("fabric", "is required"))?;
         let id = parse_id("fabric.id", &fabric.id)?;
@@ -391,7 +426,9 @@ impl FabricService for FabricApi {
         // The bearer token is bound to the API server it was given for: a new server_url without
         // the token given again drops it.
         let token_given = paths.iter().any(|p| p == "cluster" || p == "cluster.bearer_token");
-        let credentials_cleared = row.cluster_server_url != current.cluster_server_url && !token_given && current.cluster_token_sealed.is_some();
+        let credentials_cleared = row.cluster_server_url != current.cluster_server_url
+            && !token_given
+            && current.cluster_token_sealed.is_some();
         if credentials_cleared {
             row.cluster_token_sealed = None;
             row.cluster_token_key_id = None;
@@ -413,10 +450,16 @@ impl FabricService for FabricApi {
             return Err(ApiError::stale_etag("fabric").into());
         }
         info!(fabric_id = %id, fields = ?paths, credentials_cleared, "fabric updated");
-        Ok(Response::new(UpdateFabricResponse { fabric: Some(to_proto(&load(&self.state, id).await?)), credentials_cleared }))
+        Ok(Response::new(UpdateFabricResponse {
+            fabric: Some(to_proto(&load(&self.state, id).await?)),
+            credentials_cleared,
+        }))
     }
 
-    async fn delete_fabric(&self, request: Request<DeleteFabricRequest>) -> Result<Response<DeleteFabricResponse>, Status> {
+    async fn delete_fabric(
+        &self,
+        request: Request<DeleteFabricRequest>,
+    ) -> Result<Response<DeleteFabricResponse>, Status> {
         let req = request.into_inner();
         let id = parse_id("id", &req.id)?;
         let current = load(&self.state, id).await?;
@@ -430,7 +473,10 @@ impl FabricService for FabricApi {
         Ok(Response::new(DeleteFabricResponse {}))
     }
 
-    async fn list_resources(&self, request: Request<ListResourcesRequest>) -> Result<Response<ListResourcesResponse>, Status> {
+    async fn list_resources(
+        &self,
+        request: Request<ListResourcesRequest>,
+    ) -> Result<Response<ListResourcesResponse>, Status> {
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let page = listing::page(req.page_size, &req.page_token)?;
@@ -444,7 +490,10 @@ impl FabricService for FabricApi {
                 .get("drift_status")
                 .map(|w| convert::filter_word(&RESOURCE_DRIFT_STATUSES, "drift_status", w))
                 .transpose()?,
-            apply_status: terms.get("apply_status").map(|w| convert::filter_word(&APPLY_STATUSES, "apply_status", w)).transpose()?,
+            apply_status: terms
+                .get("apply_status")
+                .map(|w| convert::filter_word(&APPLY_STATUSES, "apply_status", w))
+                .transpose()?,
             drifted_only: false,
         };
         load(&self.state, fabric_id).await?;
@@ -458,7 +507,10 @@ impl FabricService for FabricApi {
         }))
     }
 
-    async fn get_resource(&self, request: Request<GetResourceRequest>) -> Result<Response<GetResourceResponse>, Status> {
+    async fn get_resource(
+        &self,
+        request: Request<GetResourceRequest>,
+    ) -> Result<Response<GetResourceResponse>, Status> {
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let wanted = match &req.resource {
@@ -478,10 +530,11 @@ impl FabricService for FabricApi {
         let fabric = load(&self.state, id).await?;
         let started = std::time::Instant::now();
         let kinds = KindRegistry::hedgehog();
-        let (checked, redactor) = match cluster::connect(&fabric, &self.state.keyring, &self.state.settings.outbound).await {
-            Ok(connection) => (check::run(&connection.client, kinds).await, connection.redactor),
-            Err(e) => (Err(e), Redactor::none()),
-        };
+        let (checked, redactor) =
+            match cluster::connect(&fabric, &self.state.keyring, &self.state.settings.outbound).await {
+                Ok(connection) => (check::run(&connection.client, kinds).await, connection.redactor),
+                Err(e) => (Err(e), Redactor::none()),
+            };
         let mut response = TestClusterConnectionResponse::default();
         match checked {
             Ok(report) => {
@@ -500,7 +553,13 @@ impl FabricService for FabricApi {
                 response.permissions = report
                     .permissions
                     .into_iter()
-                    .map(|p| PermissionCheck { group: p.group, resource: p.resource, verb: p.verb, allowed: p.allowed, reason: redactor.clean(&p.reason) })
+                    .map(|p| PermissionCheck {
+                        group: p.group,
+                        resource: p.resource,
+                        verb: p.verb,
+                        allowed: p.allowed,
+                        reason: redactor.clean(&p.reason),
+                    })
                     .collect();
             }
             Err(e) => {
@@ -522,7 +581,8 @@ impl FabricService for FabricApi {
     ) -> Result<Response<GenerateRbacManifestsResponse>, Status> {
         let req = request.into_inner();
         let id = parse_id("fabric_id", &req.fabric_id)?;
-        let account = if req.service_account_name.is_empty() { "fabricsync" } else { req.service_account_name.as_str() };
+        let account =
+            if req.service_account_name.is_empty() { "fabricsync" } else { req.service_account_name.as_str() };
         let mut v = Violations::default();
         v.check(validate::dns1123_label(account), "service_account_name");
         if !req.namespace.is_empty() {
@@ -530,7 +590,8 @@ impl FabricService for FabricApi {
         }
         v.into_result()?;
         let fabric = load(&self.state, id).await?;
-        let namespace = if req.namespace.is_empty() { fabric.cluster_namespace.as_str() } else { req.namespace.as_str() };
+        let namespace =
+            if req.namespace.is_empty() { fabric.cluster_namespace.as_str() } else { req.namespace.as_str() };
         let m = rbac::manifests(KindRegistry::hedgehog(), &fabric.name, account, namespace);
         Ok(Response::new(GenerateRbacManifestsResponse { yaml: m.yaml, token_secret_name: m.token_secret_name }))
     }
@@ -554,14 +615,22 @@ pub(super) enum ResourceRef<'a> {
 }
 
 /// The fabric's resource named by `wanted`; NOT_FOUND for the fabric or the resource.
-pub(super) async fn find_resource(state: &AppState, fabric_id: Uuid, wanted: Option<ResourceRef<'_>>) -> Result<ResourceRow, ApiError> {
+pub(super) async fn find_resource(
+    state: &AppState,
+    fabric_id: Uuid,
+    wanted: Option<ResourceRef<'_>>,
+) -> Result<ResourceRow, ApiError> {
     load(state, fabric_id).await?;
     let mut conn = state.conn().await?;
     find_resource_in(&mut conn, fabric_id, wanted).await
 }
 
 /// `find_resource` of a fabric known to exist, on `conn`.
-pub(super) async fn find_resource_in(conn: &mut AsyncPgConnection, fabric_id: Uuid, wanted: Option<ResourceRef<'_>>) -> Result<ResourceRow, ApiError> {
+pub(super) async fn find_resource_in(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    wanted: Option<ResourceRef<'_>>,
+) -> Result<ResourceRow, ApiError> {
     let (found, wanted) = match wanted {
         Some(ResourceRef::Id(id)) => {
             let id = parse_id("id", id)?;
@@ -593,7 +662,9 @@ fn field_managers(stored: &serde_json::Value) -> Vec<FieldManager> {
         .map(|m| FieldManager {
             manager: text(m, "manager"),
             operation: text(m, "operation"),
-            time: chrono::DateTime::parse_from_rfc3339(&text(m, "time")).ok().map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
+            time: chrono::DateTime::parse_from_rfc3339(&text(m, "time"))
+                .ok()
+                .map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
             fields: m.get("fields").and_then(|f| serde_json::from_value(f.clone()).ok()).unwrap_or_default(),
         })
         .collect()
@@ -610,7 +681,8 @@ pub(super) fn resource_key(row: &ResourceRow) -> ResourceKey {
 }
 
 fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {
-    let object = |v: &Option<serde_json::Value>| if with_objects { v.as_ref().and_then(convert::json_struct) } else { None };
+    let object =
+        |v: &Option<serde_json::Value>| if with_objects { v.as_ref().and_then(convert::json_struct) } else { None };
     Resource {
         id: row.id.to_string(),
         fabric_id: row.fabric_id.to_string(),
@@ -663,14 +735,24 @@ mod tests {
 
     #[test]
     fn ignore_differences_round_trip_and_validate() {
-        let rules = vec![IgnoreDifference { group: "vpc.githedgehog.com".into(), kind: "VPC".into(), json_pointers: vec!["/spec/vlan".into()] }];
+        let rules = vec![IgnoreDifference {
+            group: "vpc.githedgehog.com".into(),
+            kind: "VPC".into(),
+            json_pointers: vec!["/spec/vlan".into()],
+        }];
         let mut v = Violations::default();
         let stored = ignore_differences(&rules, &mut v);
         assert!(v.into_result().is_ok());
         assert_eq!(ignore_differences_proto(&stored), rules);
         let mut v = Violations::default();
-        ignore_differences(&[IgnoreDifference { group: String::new(), kind: String::new(), json_pointers: vec!["spec".into()] }], &mut v);
+        ignore_differences(
+            &[IgnoreDifference { group: String::new(), kind: String::new(), json_pointers: vec!["spec".into()] }],
+            &mut v,
+        );
         let err = v.into_result().unwrap_err().to_string();
-        assert!(err.contains("ignore_differences[0].kind") && err.contains("ignore_differences[0].json_pointers[0]"), "{err}");
+        assert!(
+            err.contains("ignore_differences[0].kind") && err.contains("ignore_differences[0].json_pointers[0]"),
+            "{err}"
+        );
     }
 }

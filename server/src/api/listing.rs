@@ -46,7 +46,10 @@ pub fn filter(text: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, 
             return Err(ApiError::invalid("filter", format!("term {term:?} is not field=value")));
         };
         if !allowed.contains(&field) {
-            return Err(ApiError::invalid("filter", format!("unknown field {field:?}; allowed: {}", allowed.join(", "))));
+            return Err(ApiError::invalid(
+                "filter",
+                format!("unknown field {field:?}; allowed: {}", allowed.join(", ")),
+            ));
         }
         if value.is_empty() {
             return Err(ApiError::invalid("filter", format!("field {field:?} has an empty value")));
@@ -82,7 +85,10 @@ mod tests {
         assert_eq!(f["provider"], "github");
         assert!(filter("", &["name"]).unwrap().is_empty());
         for bad in ["nope", "color=red", "name=", "name=a name=b"] {
-            assert!(matches!(filter(bad, &["name"]), Err(ApiError::InvalidArgument(v)) if v[0].field == "filter"), "{bad}");
+            assert!(
+                matches!(filter(bad, &["name"]), Err(ApiError::InvalidArgument(v)) if v[0].field == "filter"),
+                "{bad}"
+            );
         }
     }
 }

@@ -52,7 +52,10 @@ impl AppState {
 
 /// The caller, as the auth layer let it through (every service sits behind that layer).
 pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, ApiError> {
-    request.extensions().get::<Principal>().ok_or_else(|| ApiError::Internal("the request has no principal (auth layer missing)".into()))
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| ApiError::Internal("the request has no principal (auth layer missing)".into()))
 }
 
 /// Who asked, as runs record it.
@@ -86,10 +89,16 @@ pub fn check_etag(given: &str, version: i64, kind: &str) -> Result<(), ApiError>
 pub fn mask_paths(mask: Option<&prost_types::FieldMask>, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
     let paths = mask.map(|m| m.paths.clone()).unwrap_or_default();
     if paths.is_empty() {
-        return Err(ApiError::invalid("update_mask", format!("must name the fields to change: {}", allowed.join(", "))));
+        return Err(ApiError::invalid(
+            "update_mask",
+            format!("must name the fields to change: {}", allowed.join(", ")),
+        ));
     }
     if let Some(bad) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
-        return Err(ApiError::invalid("update_mask", format!("unknown or read-only path {bad:?}; allowed: {}", allowed.join(", "))));
+        return Err(ApiError::invalid(
+            "update_mask",
+            format!("unknown or read-only path {bad:?}; allowed: {}", allowed.join(", ")),
+        ));
     }
     Ok(paths)
 }

@@ -8,10 +8,10 @@ use super::convert::{self, AUTH_TYPES, CONNECTION_STATUSES, PROVIDERS};
 use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::crypto::{self, Secret};
-use crate::git::Endpoint;
-use crate::outbound::{Outbound, Refused};
 use crate::db::repositories::{self as store, RepositoryFilter, RepositoryRow};
 use crate::db::DbError;
+use crate::git::Endpoint;
+use crate::outbound::{Outbound, Refused};
 use crate::proto::repository_auth::Method;
 use crate::proto::repository_service_server::RepositoryService;
 use crate::proto::*;
@@ -49,7 +49,12 @@ pub(crate) fn auth_input(auth: Option<&RepositoryAuth>, field: &str, v: &mut Vio
             v.check(validate::secret(&t.token, validate::MAX_TOKEN), &format!("{field}.token.token"));
             v.check(validate::max_len(&t.username, 256), &format!("{field}.token.username"));
             let username = if t.username.is_empty() { DEFAULT_TOKEN_USER.to_string() } else { t.username.clone() };
-            AuthInput { auth_type: AuthType::Token, username: Some(username), known_hosts: None, secret: Some(Secret::new(t.token.clone())) }
+            AuthInput {
+                auth_type: AuthType::Token,
+                username: Some(username),
+                known_hosts: None,
+                secret: Some(Secret::new(t.token.clone())),
+            }
         }
         Method::Basic(b) => {
             if b.username.is_empty() {
@@ -57,13 +62,26 @@ pub(crate) fn auth_input(auth: Option<&RepositoryAuth>, field: &str, v: &mut Vio
             }
             v.check(validate::max_len(&b.username, 256), &format!("{field}.basic.username"));
             v.check(validate::secret(&b.password, validate::MAX_TOKEN), &format!("{field}.basic.password"));
-            AuthInput { auth_type: AuthType::Basic, username: Some(b.username.clone()), known_hosts: None, secret: Some(Secret::new(b.password.clone())) }
+            AuthInput {
+                auth_type: AuthType::Basic,
+                username: Some(b.username.clone()),
+                known_hosts: None,
+                secret: Some(Secret::new(b.password.clone())),
+            }
         }
         Method::SshKey(k) => {
             v.check(validate::ssh_private_key(&k.private_key), &format!("{field}.ssh_key.private_key"));
-            v.check(validate::max_len(&k.known_hosts, validate::MAX_KNOWN_HOSTS), &format!("{field}.ssh_key.known_hosts"));
+            v.check(
+                validate::max_len(&k.known_hosts, validate::MAX_KNOWN_HOSTS),
+                &format!("{field}.ssh_key.known_hosts"),
+            );
             let known_hosts = (!k.known_hosts.trim().is_empty()).then(|| k.known_hosts.clone());
-            AuthInput { auth_type: AuthType::SshKey, username: None, known_hosts, secret: Some(Secret::new(k.private_key.clone())) }
+            AuthInput {
+                auth_type: AuthType::SshKey,
+                username: None,
+                known_hosts,
+                secret: Some(Secret::new(k.private_key.clone())),
+            }
         }
     }
 }
@@ -172,7 +190,10 @@ async fn load(state: &AppState, id: Uuid) -> Result<RepositoryRow, ApiError> {
 
 #[tonic::async_trait]
 impl RepositoryService for RepositoryApi {
-    async fn create_repository(&self, request: Request<CreateRepositoryRequest>) -> Result<Response<CreateRepositoryResponse>, Status> {
+    async fn create_repository(
+        &self,
+        request: Request<CreateRepositoryRequest>,
+    ) -> Result<Response<CreateRepositoryResponse>, Status> {
         let req = request.into_inner();
         let repository = req.repository.ok_or_else(|| ApiError::invalid("repository", "is required"))?;
         let mut v = Violations::default();
@@ -209,13 +230,19 @@ impl RepositoryService for RepositoryApi {
         Ok(Response::new(CreateRepositoryResponse { repository: Some(to_proto(&row)) }))
     }
 
-    async fn get_repository(&self, request: Request<GetRepositoryRequest>) -> Result<Response<GetRepositoryResponse>, Status> {
+    async fn get_repository(
+        &self,
+        request: Request<GetRepositoryRequest>,
+    ) -> Result<Response<GetRepositoryResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id)?;
         let row = load(&self.state, id).await?;
         Ok(Response::new(GetRepositoryResponse { repository: Some(to_proto(&row)) }))
     }
 
-    async fn list_repositories(&self, request: Request<ListRepositoriesRequest>) -> Result<Response<ListRepositoriesResponse>, Status> {
+    async fn list_repositories(
+        &self,
+        request: Request<ListRepositoriesRequest>,
+    ) -> Result<Response<ListRepositoriesResponse>, Status> {
         let scope = super::scope_patterns(&request)?;
         let req = request.into_inner();
         let page = listing::page(req.page_size, &req.page_token)?;
@@ -239,7 +266,10 @@ impl RepositoryService for RepositoryApi {
         }))
     }
 
-    async fn update_repository(&self, request: Request<UpdateRepositoryRequest>) -> Result<Response<UpdateRepositoryResponse>, Status> {
+    async fn update_repository(
+        &self,
+        request: Request<UpdateRepositoryRequest>,
+    ) -> Result<Response<UpdateRepositoryResponse>, Status> {
         let req = request.into_inner();
         let input = req.repository.ok_or_else(|| ApiError::invalid("repository", "is required"))?;
         let id = parse_id("repository.id", &input.id)?;
@@ -276,7 +306,8 @@ impl RepositoryService for RepositoryApi {
         }
         // Credentials are bound to the repository they were given for (as Argo CD binds them to
         // their URL): pointed elsewhere without new ones, the stored ones are dropped.
-        let credentials_cleared = auth.is_none() && current.auth_type != "none" && !crate::git::same_repository(&current.url, &row.url);
+        let credentials_cleared =
+            auth.is_none() && current.auth_type != "none" && !crate::git::same_repository(&current.url, &row.url);
         if credentials_cleared {
             auth = Some(AuthInput { auth_type: AuthType::None, username: None, known_hosts: None, secret: None });
         }
@@ -304,7 +335,10 @@ impl RepositoryService for RepositoryApi {
         Ok(Response::new(UpdateRepositoryResponse { repository: Some(to_proto(&updated)), credentials_cleared }))
     }
 
-    async fn delete_repository(&self, request: Request<DeleteRepositoryRequest>) -> Result<Response<DeleteRepositoryResponse>, Status> {
+    async fn delete_repository(
+        &self,
+        request: Request<DeleteRepositoryRequest>,
+    ) -> Result<Response<DeleteRepositoryResponse>, Status> {
         let req = request.into_inner();
         let id = parse_id("id", &req.id)?;
         let current = load(&self.state, id).await?;
@@ -395,14 +429,17 @@ mod tests {
     #[test]
     fn auth_inputs_are_checked_without_echoing_secrets() {
         let mut v = Violations::default();
-        let auth = RepositoryAuth { method: Some(Method::SshKey(SshKeyAuth { private_key: "hunter2".into(), known_hosts: String::new() })) };
+        let auth = RepositoryAuth {
+            method: Some(Method::SshKey(SshKeyAuth { private_key: "hunter2".into(), known_hosts: String::new() })),
+        };
         auth_input(Some(&auth), "auth", &mut v);
         let err = v.into_result().unwrap_err().to_string();
         assert!(err.contains("auth.ssh_key.private_key"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
 
         let mut v = Violations::default();
-        let token = RepositoryAuth { method: Some(Method::Token(TokenAuth { token: "t0k".into(), username: String::new() })) };
+        let token =
+            RepositoryAuth { method: Some(Method::Token(TokenAuth { token: "t0k".into(), username: String::new() })) };
         let input = auth_input(Some(&token), "auth", &mut v);
         assert!(v.into_result().is_ok());
         assert_eq!(input.username.as_deref(), Some(DEFAULT_TOKEN_USER));

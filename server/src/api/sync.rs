@@ -4,9 +4,9 @@
 use std::future::Future;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use prost::Message;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::convert::{self, opt_timestamp, timestamp, RUN_STATUSES, SYNC_MODES, SYNC_TRIGGERS};
 use super::{listing, parse_id, validate, ApiError, AppState};
-use crate::db::runs::{self as store, RunFilter, RunRow};
 use crate::db::events::{EventRow, Notice};
+use crate::db::runs::{self as store, RunFilter, RunRow};
 use crate::db::{self, events, fabrics, DbError};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::sync_service_server::SyncService;
@@ -54,9 +54,13 @@ impl SyncService for SyncApi {
             validate::git_ref(&req.ref_override).map_err(|e| ApiError::invalid("ref_override", e))?;
         }
         let mut conn = self.state.conn().await?;
-        let fabric = fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
+        let fabric = fabrics::get(&mut conn, fabric_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| fabric_not_found(fabric_id))?;
         if mode != SyncMode::Pull && fabric.cluster_server_url.is_empty() {
-            let message = "APPLY and FULL need the fabric's cluster connection (cluster.server_url); set it with UpdateFabric";
+            let message =
+                "APPLY and FULL need the fabric's cluster connection (cluster.server_url); set it with UpdateFabric";
             return Err(ApiError::FailedPrecondition(message.into()).into());
         }
         let request = engine::queue::Request {
@@ -72,7 +76,9 @@ impl SyncService for SyncApi {
         let (row, already_active) = match engine::queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
             Enqueued::New(row) => (row, false),
             Enqueued::AlreadyActive(Some(row)) => (row, true),
-            Enqueued::AlreadyActive(None) => return Err(ApiError::Aborted("the fabric's active run just ended; start again".into()).into()),
+            Enqueued::AlreadyActive(None) => {
+                return Err(ApiError::Aborted("the fabric's active run just ended; start again".into()).into())
+            }
         };
         let run = to_proto(&row, last_sequence(&mut conn, row.id).await?);
         Ok(Response::new(StartSyncResponse { run: Some(run), already_active }))
@@ -85,7 +91,10 @@ impl SyncService for SyncApi {
         Ok(Response::new(GetSyncRunResponse { run: Some(to_proto(&row, last_sequence(&mut conn, id).await?)) }))
     }
 
-    async fn list_sync_runs(&self, request: Request<ListSyncRunsRequest>) -> Result<Response<ListSyncRunsResponse>, Status> {
+    async fn list_sync_runs(
+        &self,
+        request: Request<ListSyncRunsRequest>,
+    ) -> Result<Response<ListSyncRunsResponse>, Status> {
         let scope = super::scope_patterns(&request)?;
         let req = request.into_inner();
         let page = listing::page(req.page_size, &req.page_token)?;
@@ -111,7 +120,10 @@ impl SyncService for SyncApi {
         }))
     }
 
-    async fn cancel_sync_run(&self, request: Request<CancelSyncRunRequest>) -> Result<Response<CancelSyncRunResponse>, Status> {
+    async fn cancel_sync_run(
+        &self,
+        request: Request<CancelSyncRunRequest>,
+    ) -> Result<Response<CancelSyncRunResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id)?;
         let mut conn = self.state.conn().await?;
         let row = load(&mut conn, id).await?;
@@ -175,8 +187,10 @@ impl SyncService for SyncApi {
             validate::git_ref(&req.r#ref).map_err(|e| ApiError::invalid("ref", e))?;
         }
         let mut conn = self.state.conn().await?;
-        let fabric =
-            fabrics::get(&mut conn, fabric_id).await.map_err(ApiError::from)?.ok_or_else(|| fabric_not_found(fabric_id))?;
+        let fabric = fabrics::get(&mut conn, fabric_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| fabric_not_found(fabric_id))?;
         drop(conn);
         let git_ref = if req.r#ref.is_empty() { fabric.git_ref.clone() } else { req.r#ref.clone() };
         let scope = Scope::silent(self.state.clone(), fabric_id);
@@ -206,7 +220,11 @@ impl SyncService for SyncApi {
 pub(super) trait EventStream: Send + 'static {
     type Message: Send + 'static;
     /// Rows after `after`, and whether the stream is over once they are sent.
-    fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> impl Future<Output = Result<(Vec<EventRow>, bool), DbError>> + Send;
+    fn read(
+        &self,
+        conn: &mut AsyncPgConnection,
+        after: i64,
+    ) -> impl Future<Output = Result<(Vec<EventRow>, bool), DbError>> + Send;
     fn wakes(&self, notice: &Notice) -> bool;
     /// The message for a row (None skips it) and whether it ends the stream.
     fn message(&self, row: &EventRow) -> Option<(Self::Message, bool)>;
@@ -222,7 +240,8 @@ impl EventStream for RunEvents {
 
     async fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> Result<(Vec<EventRow>, bool), DbError> {
         let rows = events::of_run(conn, self.run_id, after, STREAM_BATCH).await?;
-        let ended = if rows.is_empty() { store::get(conn, self.run_id).await?.is_none_or(|r| is_finished(&r)) } else { false };
+        let ended =
+            if rows.is_empty() { store::get(conn, self.run_id).await?.is_none_or(|r| is_finished(&r)) } else { false };
         Ok((rows, ended))
     }
 
@@ -268,7 +287,12 @@ impl EventStream for ClusterEvents {
 
 /// Sends the stored events after `after`, then follows new ones until the stream ends, the
 /// client goes away, or the server shuts down.
-pub(super) async fn follow<S: EventStream>(state: AppState, stream: S, mut after: i64, tx: mpsc::Sender<Result<S::Message, Status>>) {
+pub(super) async fn follow<S: EventStream>(
+    state: AppState,
+    stream: S,
+    mut after: i64,
+    tx: mpsc::Sender<Result<S::Message, Status>>,
+) {
     // Subscribe before reading so nothing appended in between is missed.
     let mut notices = state.hub.subscribe();
     let mut shutdown = state.shutdown.clone();

@@ -65,7 +65,9 @@ pub fn git_url(value: &str) -> Result<(), String> {
     match url.scheme() {
         "https" | "ssh" if !host.is_empty() => Ok(()),
         "http" | "git" if is_loopback_host(host) => Ok(()),
-        "http" | "git" => Err(format!("{}:// is allowed only for loopback hosts; use https:// or ssh://", url.scheme())),
+        "http" | "git" => {
+            Err(format!("{}:// is allowed only for loopback hosts; use https:// or ssh://", url.scheme()))
+        }
         "file" if !url.path().is_empty() && url.path() != "/" => Ok(()),
         "https" | "ssh" | "file" => Err("must name a host and a path".into()),
         other => Err(format!("scheme {other:?} is not supported; use https, ssh or file")),
@@ -118,7 +120,13 @@ pub fn gitops_path(value: &str) -> Result<(), String> {
 pub fn git_ref(value: &str) -> Result<(), String> {
     non_empty_max(value, MAX_REF)?;
     let bad_char = value.chars().any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
-    if bad_char || value.contains("..") || value.contains("@{") || value.starts_with('/') || value.ends_with('/') || value.ends_with(".lock") {
+    if bad_char
+        || value.contains("..")
+        || value.contains("@{")
+        || value.starts_with('/')
+        || value.ends_with('/')
+        || value.ends_with(".lock")
+    {
         return Err("is not a valid branch, tag or commit name".into());
     }
     Ok(())

@@ -26,7 +26,9 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Why a call was not authenticated. Messages never include the presented value.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("missing credentials: send `authorization: Bearer <token>` (or a client certificate the server maps to a role)")]
+    #[error(
+        "missing credentials: send `authorization: Bearer <token>` (or a client certificate the server maps to a role)"
+    )]
     Missing,
     #[error("the authorization header is not `Bearer <fabricsync token>`")]
     Malformed,
@@ -125,7 +127,10 @@ impl Authenticator {
 
     /// The principal of a verified client certificate, when the configuration maps it.
     pub fn certificate(&self, cert: &crate::transport::ClientCert) -> Result<Principal, AuthError> {
-        self.certificates.as_ref().and_then(|map| map.principal(cert)).ok_or_else(|| AuthError::UnmappedCertificate(cert.subject.clone()))
+        self.certificates
+            .as_ref()
+            .and_then(|map| map.principal(cert))
+            .ok_or_else(|| AuthError::UnmappedCertificate(cert.subject.clone()))
     }
 
     async fn fetch(&self, lookup: &str) -> Result<Option<Cached>, AuthError> {
@@ -166,7 +171,10 @@ fn nowhere() -> IpNet {
 }
 
 /// Refreshes the set of revoked and expired tokens every `INVALID_REFRESH` until shutdown.
-pub fn spawn_invalid_refresher(pool: DbPool, mut shutdown: watch::Receiver<bool>) -> watch::Receiver<Arc<HashSet<Uuid>>> {
+pub fn spawn_invalid_refresher(
+    pool: DbPool,
+    mut shutdown: watch::Receiver<bool>,
+) -> watch::Receiver<Arc<HashSet<Uuid>>> {
     let (tx, rx) = watch::channel(Arc::new(HashSet::new()));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(INVALID_REFRESH);

@@ -65,7 +65,8 @@ struct RawEntry {
 
 impl CertIdentities {
     pub fn load(path: &Path) -> Result<CertIdentities, CertIdentitiesError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CertIdentitiesError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CertIdentitiesError::Read { path: path.display().to_string(), source })?;
         CertIdentities::parse(&text, &path.display().to_string())
     }
 
@@ -73,16 +74,24 @@ impl CertIdentities {
     pub fn parse(text: &str, path: &str) -> Result<CertIdentities, CertIdentitiesError> {
         let invalid = |message: String| CertIdentitiesError::Invalid { path: path.to_string(), message };
         let limits = crate::manifest::yaml::Limits { max_alias_nodes: 10_000, max_depth: 16, max_documents: 1 };
-        let docs = crate::manifest::yaml::parse(text, &limits).map_err(|e| invalid(format!("line {}: {}", e.position.line, e.message)))?;
+        let docs = crate::manifest::yaml::parse(text, &limits)
+            .map_err(|e| invalid(format!("line {}: {}", e.position.line, e.message)))?;
         let [doc] = docs.as_slice() else {
             return Err(invalid("expected one YAML document with an `identities` list".into()));
         };
-        let raw: RawFile = serde_json::from_value(doc.value.clone()).map_err(|e| invalid(format!("expected `identities: [...]`: {e}")))?;
+        let raw: RawFile = serde_json::from_value(doc.value.clone())
+            .map_err(|e| invalid(format!("expected `identities: [...]`: {e}")))?;
         let entries = raw
             .identities
             .into_iter()
             .enumerate()
-            .map(|(index, value)| Entry::parse(value).map_err(|message| CertIdentitiesError::Entry { path: path.to_string(), index, message }))
+            .map(|(index, value)| {
+                Entry::parse(value).map_err(|message| CertIdentitiesError::Entry {
+                    path: path.to_string(),
+                    index,
+                    message,
+                })
+            })
             .collect::<Result<_, _>>()?;
         Ok(CertIdentities { entries })
     }
@@ -101,7 +110,12 @@ impl CertIdentities {
             Matcher::Subject(glob) => glob_matches(glob, &cert.subject),
             Matcher::San(glob) => cert.sans.iter().any(|san| glob_matches(glob, san)),
         })?;
-        Some(Principal { name: cert.subject.clone(), credential: Credential::Certificate, role: entry.role, scope: entry.scope.clone() })
+        Some(Principal {
+            name: cert.subject.clone(),
+            credential: Credential::Certificate,
+            role: entry.role,
+            scope: entry.scope.clone(),
+        })
     }
 }
 
@@ -149,7 +163,10 @@ identities:
         assert_eq!(ids.len(), 4);
 
         let p = ids.principal(&cert("CN=netbox,O=example", &["netbox.example.com"])).unwrap();
-        assert_eq!((p.name.as_str(), p.role, &p.credential), ("CN=netbox,O=example", Role::Operator, &Credential::Certificate));
+        assert_eq!(
+            (p.name.as_str(), p.role, &p.credential),
+            ("CN=netbox,O=example", Role::Operator, &Credential::Certificate)
+        );
         assert!(p.scope.allows("prod-east") && p.scope.allows("lab") && !p.scope.allows("staging"));
 
         // By SAN glob; the name is still the subject; no fabrics: all.
@@ -158,7 +175,10 @@ identities:
         assert!(p.scope.is_all());
 
         assert_eq!(ids.principal(&cert("CN=admin-bob,O=example", &[])).unwrap().role, Role::Admin);
-        assert_eq!(ids.principal(&cert("CN=x", &["spiffe://cluster.local/ns/ci/sa/runner"])).unwrap().role, Role::Operator);
+        assert_eq!(
+            ids.principal(&cert("CN=x", &["spiffe://cluster.local/ns/ci/sa/runner"])).unwrap().role,
+            Role::Operator
+        );
 
         // Order decides: netbox with an ops SAN is still the operator of entry 0.
         assert_eq!(ids.principal(&cert("CN=netbox,O=example", &["n.ops.example.com"])).unwrap().role, Role::Operator);
@@ -182,18 +202,34 @@ identities:
 
     #[test]
     fn json_works_too() {
-        let ids = CertIdentities::parse(r#"{"identities": [{"subject": "CN=a", "role": "viewer"}]}"#, "ids.json").unwrap();
+        let ids =
+            CertIdentities::parse(r#"{"identities": [{"subject": "CN=a", "role": "viewer"}]}"#, "ids.json").unwrap();
         assert_eq!(ids.principal(&cert("CN=a", &[])).unwrap().role, Role::Viewer);
     }
 
     #[test]
     fn errors_name_the_file_and_entry() {
         for (text, want) in [
-            ("identities:\n  - subject: CN=a\n    role: root\n", "ids.yaml: identities[0]: role: unknown role \"root\""),
-            ("identities:\n  - {subject: CN=a, role: viewer}\n  - {role: viewer}\n", "ids.yaml: identities[1]: subject or san is required"),
-            ("identities:\n  - {subject: CN=a, san: b, role: viewer}\n", "ids.yaml: identities[0]: give either subject or san"),
-            ("identities:\n  - {subject: CN=a, role: viewer, fabric: [x]}\n", "ids.yaml: identities[0]: unknown field `fabric`"),
-            ("identities:\n  - {subject: CN=a, role: viewer, fabrics: [\"\"]}\n", "ids.yaml: identities[0]: fabrics[0]: empty glob"),
+            (
+                "identities:\n  - subject: CN=a\n    role: root\n",
+                "ids.yaml: identities[0]: role: unknown role \"root\"",
+            ),
+            (
+                "identities:\n  - {subject: CN=a, role: viewer}\n  - {role: viewer}\n",
+                "ids.yaml: identities[1]: subject or san is required",
+            ),
+            (
+                "identities:\n  - {subject: CN=a, san: b, role: viewer}\n",
+                "ids.yaml: identities[0]: give either subject or san",
+            ),
+            (
+                "identities:\n  - {subject: CN=a, role: viewer, fabric: [x]}\n",
+                "ids.yaml: identities[0]: unknown field `fabric`",
+            ),
+            (
+                "identities:\n  - {subject: CN=a, role: viewer, fabrics: [\"\"]}\n",
+                "ids.yaml: identities[0]: fabrics[0]: empty glob",
+            ),
             ("identities:\n  - {subject: \"\", role: viewer}\n", "ids.yaml: identities[0]: subject or san is required"),
             ("identity: []\n", "ids.yaml: expected `identities: [...]`"),
             ("identities: [\n", "ids.yaml: line"),

@@ -144,9 +144,17 @@ impl Gate {
         };
         match self.admit(req, rule, &call).await {
             Ok((mut req, principal, about)) => {
-                let slot = match rule.filter(|r| r.streaming).map(|_| self.limits.open_stream(&principal.name)).transpose() {
+                let slot = match rule
+                    .filter(|r| r.streaming)
+                    .map(|_| self.limits.open_stream(&principal.name))
+                    .transpose()
+                {
                     Ok(slot) => slot,
-                    Err(exceeded) => return self.refuse(&call, Refusal { status: exhausted(exceeded), principal: principal.name, about }).await,
+                    Err(exceeded) => {
+                        return self
+                            .refuse(&call, Refusal { status: exhausted(exceeded), principal: principal.name, about })
+                            .await
+                    }
                 };
                 req.extensions_mut().insert(principal.clone());
                 if let Some(actor) = &call.actor {
@@ -158,7 +166,9 @@ impl Gate {
                     self.audit.record(event(&call, &principal.name, about, &status)).await;
                 }
                 let revocation = match (rule.is_some_and(|r| r.streaming), &principal.credential) {
-                    (true, Credential::Token { id, expires_at }) => Some(Revocation::new(*id, *expires_at, &self.authenticator)),
+                    (true, Credential::Token { id, expires_at }) => {
+                        Some(Revocation::new(*id, *expires_at, &self.authenticator))
+                    }
                     _ => None,
                 };
                 response.map(|body| GuardedBody { inner: body, revocation, _slot: slot, done: false })
@@ -169,7 +179,12 @@ impl Gate {
 
     /// Authenticates and authorizes; returns the request (its body read back when it had to be
     /// decoded), the principal, and what the call is about.
-    async fn admit(&self, req: Req, rule: Option<&'static Rule>, call: &Call) -> Result<(Req, Principal, About), Refusal> {
+    async fn admit(
+        &self,
+        req: Req,
+        rule: Option<&'static Rule>,
+        call: &Call,
+    ) -> Result<(Req, Principal, About), Refusal> {
         let principal = self.authenticate(req.headers(), &call.peer).await?;
         let name = principal.name.clone();
         self.limits.check_rate(&name).map_err(|e| Refusal::new(exhausted(e), &name))?;
@@ -181,16 +196,22 @@ impl Gate {
             None => Role::Admin,
         };
         if rule.is_none_or(|r| r.unscoped) && !principal.scope.is_all() {
-            let why = format!("{method} needs a principal without a fabric scope; {name:?} is limited to {}", principal.scope.globs().join(", "));
+            let why = format!(
+                "{method} needs a principal without a fabric scope; {name:?} is limited to {}",
+                principal.scope.globs().join(", ")
+            );
             return Err(Refusal::new(Status::permission_denied(why), &name));
         }
         let audited = rule.is_some_and(|r| r.audited);
-        let decoder = rule.filter(|r| r.audited || !principal.scope.is_all()).and_then(|r| r.targets.map(|t| (r.method, t)));
+        let decoder =
+            rule.filter(|r| r.audited || !principal.scope.is_all()).and_then(|r| r.targets.map(|t| (r.method, t)));
         if principal.role < needed {
             // Refused whatever the target, before any lookup: no fabric's existence shows
             // through. The audit row still names what was asked for.
             let about = match decoder.filter(|_| audited) {
-                Some((rpc, decode)) => self.read_targets(req, rpc, decode).await.map(|(_, t)| About::of(&t)).unwrap_or_default(),
+                Some((rpc, decode)) => {
+                    self.read_targets(req, rpc, decode).await.map(|(_, t)| About::of(&t)).unwrap_or_default()
+                }
                 None => About::default(),
             };
             let why = format!("{method} needs role {needed}; {name:?} has role {}", principal.role);
@@ -235,10 +256,16 @@ impl Gate {
         let bytes = http_body_util::Limited::new(body, limit)
             .collect()
             .await
-            .map_err(|_| Status::invalid_argument(format!("request larger than {} bytes or cut off", self.settings.max_message_bytes)))?
+            .map_err(|_| {
+                Status::invalid_argument(format!(
+                    "request larger than {} bytes or cut off",
+                    self.settings.max_message_bytes
+                ))
+            })?
             .to_bytes();
         let targets = match grpc_message(&bytes) {
-            Some(message) => decode(message).map_err(|e| Status::invalid_argument(format!("the request is not a valid {rpc} request: {e}")))?,
+            Some(message) => decode(message)
+                .map_err(|e| Status::invalid_argument(format!("the request is not a valid {rpc} request: {e}")))?,
             None => return Err(Status::invalid_argument("the request body is not one uncompressed gRPC message")),
         };
         Ok((http::Request::from_parts(parts, Body::new(http_body_util::Full::new(bytes))), targets))
@@ -268,7 +295,10 @@ impl Gate {
                 }
                 Target::Run(id) => {
                     let Ok(uuid) = Uuid::parse_str(id) else { continue };
-                    match crate::db::runs::fabric_of(connected(&self.pool, &mut conn).await.map_err(unavailable)?, uuid).await.map_err(unavailable)? {
+                    match crate::db::runs::fabric_of(connected(&self.pool, &mut conn).await.map_err(unavailable)?, uuid)
+                        .await
+                        .map_err(unavailable)?
+                    {
                         Some((fabric, name)) if principal.scope.allows(&name) => about.fabric(fabric, name),
                         Some(_) => return Err(not_found("sync run", uuid)),
                         None => {}
@@ -277,18 +307,30 @@ impl Gate {
                 Target::Repository(id) => {
                     let Ok(uuid) = Uuid::parse_str(id) else { continue };
                     if !principal.scope.is_all() {
-                        let users = crate::db::fabrics::names_using_repository(connected(&self.pool, &mut conn).await.map_err(unavailable)?, uuid)
-                            .await
-                            .map_err(unavailable)?;
+                        let users = crate::db::fabrics::names_using_repository(
+                            connected(&self.pool, &mut conn).await.map_err(unavailable)?,
+                            uuid,
+                        )
+                        .await
+                        .map_err(unavailable)?;
                         let in_scope = |name: &String| principal.scope.allows(name);
-                        let allowed = if mutating { !users.is_empty() && users.iter().all(in_scope) } else { users.iter().any(in_scope) };
+                        let allowed = if mutating {
+                            !users.is_empty() && users.iter().all(in_scope)
+                        } else {
+                            users.iter().any(in_scope)
+                        };
                         if !allowed {
                             return Err(not_found("repository", uuid));
                         }
                     }
                 }
                 Target::FabricName(name) if !name.is_empty() && !principal.scope.allows(name) => {
-                    let why = format!("fabric name {:?} is outside the scope of {:?} ({})", bounded(name), principal.name, principal.scope.globs().join(", "));
+                    let why = format!(
+                        "fabric name {:?} is outside the scope of {:?} ({})",
+                        bounded(name),
+                        principal.name,
+                        principal.scope.globs().join(", ")
+                    );
                     return Err(Status::permission_denied(why));
                 }
                 Target::FabricName(name) if about.fabric_name.is_empty() => about.fabric_name = bounded(name),
@@ -411,8 +453,12 @@ fn bounded(value: &str) -> String {
 
 fn exhausted(exceeded: Exceeded) -> Status {
     let (message, retry) = match exceeded {
-        Exceeded::Rate(wait) => (format!("request rate limit of this principal exceeded; retry in {} ms", wait.as_millis().max(1)), wait),
-        Exceeded::Streams(max) => (format!("this principal already has {max} open streams; close one and retry"), Duration::from_secs(1)),
+        Exceeded::Rate(wait) => {
+            (format!("request rate limit of this principal exceeded; retry in {} ms", wait.as_millis().max(1)), wait)
+        }
+        Exceeded::Streams(max) => {
+            (format!("this principal already has {max} open streams; close one and retry"), Duration::from_secs(1))
+        }
     };
     Status::with_error_details(Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(retry)))
 }
@@ -448,7 +494,11 @@ struct Revocation {
 }
 
 impl Revocation {
-    fn new(token: Uuid, expires_at: Option<chrono::DateTime<chrono::Utc>>, authenticator: &Authenticator) -> Revocation {
+    fn new(
+        token: Uuid,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        authenticator: &Authenticator,
+    ) -> Revocation {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Revocation { token, expires_at, invalid: authenticator.invalid_tokens(), tick }
@@ -487,7 +537,8 @@ impl HttpBody for GuardedBody {
                 if revocation.ended() {
                     self.done = true;
                     let mut trailers = http::HeaderMap::new();
-                    let _ = Status::unauthenticated("the token of this stream was revoked or has expired").add_header(&mut trailers);
+                    let _ = Status::unauthenticated("the token of this stream was revoked or has expired")
+                        .add_header(&mut trailers);
                     return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                 }
             }

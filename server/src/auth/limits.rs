@@ -65,7 +65,8 @@ impl Limits {
 
     pub fn check_rate(&self, principal: &str) -> Result<(), Exceeded> {
         let Some(rate) = &self.rate else { return Ok(()) };
-        rate.check_key(&principal.to_string()).map_err(|not_until| Exceeded::Rate(not_until.wait_time_from(self.clock.now())))
+        rate.check_key(&principal.to_string())
+            .map_err(|not_until| Exceeded::Rate(not_until.wait_time_from(self.clock.now())))
     }
 
     pub fn open_stream(&self, principal: &str) -> Result<StreamSlot, Exceeded> {
@@ -88,7 +89,9 @@ mod tests {
         let limits = Limits::new(LimitSettings { requests_per_second: 1, burst: 2, max_streams: 1 });
         assert!(limits.check_rate("a").is_ok());
         assert!(limits.check_rate("a").is_ok());
-        assert!(matches!(limits.check_rate("a"), Err(Exceeded::Rate(wait)) if wait > Duration::ZERO && wait <= Duration::from_secs(1)));
+        assert!(
+            matches!(limits.check_rate("a"), Err(Exceeded::Rate(wait)) if wait > Duration::ZERO && wait <= Duration::from_secs(1))
+        );
         assert!(limits.check_rate("b").is_ok(), "another principal has its own budget");
         let slot = limits.open_stream("a").unwrap();
         assert_eq!(limits.open_stream("a").unwrap_err(), Exceeded::Streams(1));

@@ -61,26 +61,39 @@ fn check(spec: &TokenSpec) -> Result<Checked, TokenError> {
         && spec.name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && spec.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
     if !name_ok {
-        return Err(TokenError::Invalid("name", "must be 1-63 of a-z 0-9 . _ -, starting with a letter or digit".into()));
+        return Err(TokenError::Invalid(
+            "name",
+            "must be 1-63 of a-z 0-9 . _ -, starting with a letter or digit".into(),
+        ));
     }
     let role = spec.role.ok_or_else(|| TokenError::Invalid("role", "is required: viewer, operator or admin".into()))?;
     for glob in &spec.fabrics {
-        let ok = !glob.is_empty() && glob.len() <= 63 && glob.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?'));
+        let ok = !glob.is_empty()
+            && glob.len() <= 63
+            && glob.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?'));
         if !ok {
-            return Err(TokenError::Invalid("fabrics", format!("{:?} is not a fabric name glob (a-z 0-9 - with * and ?)", short(glob))));
+            return Err(TokenError::Invalid(
+                "fabrics",
+                format!("{:?} is not a fabric name glob (a-z 0-9 - with * and ?)", short(glob)),
+            ));
         }
     }
     let mut networks = Vec::new();
     for text in &spec.allowed_networks {
-        let net = text
-            .parse::<IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|_| TokenError::Invalid("allowed_networks", format!("{:?} is not a CIDR (e.g. 10.0.0.0/8) or an address", short(text))))?;
+        let net =
+            text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| {
+                TokenError::Invalid(
+                    "allowed_networks",
+                    format!("{:?} is not a CIDR (e.g. 10.0.0.0/8) or an address", short(text)),
+                )
+            })?;
         networks.push(net.trunc().to_string());
     }
     let expires_at = match spec.ttl {
         None => None,
-        Some(ttl) if ttl.is_zero() || ttl > MAX_TTL => return Err(TokenError::Invalid("ttl", "must be more than 0 and at most 10 years".into())),
+        Some(ttl) if ttl.is_zero() || ttl > MAX_TTL => {
+            return Err(TokenError::Invalid("ttl", "must be more than 0 and at most 10 years".into()))
+        }
         Some(ttl) => chrono::TimeDelta::from_std(ttl).ok().map(|d| crate::db::now() + d),
     };
     Ok(Checked { role, networks, expires_at })
@@ -90,7 +103,14 @@ fn short(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-fn row(spec: &TokenSpec, checked: Checked, pepper: &Pepper, value: &Secret, lookup: String, created_by: &str) -> TokenRow {
+fn row(
+    spec: &TokenSpec,
+    checked: Checked,
+    pepper: &Pepper,
+    value: &Secret,
+    lookup: String,
+    created_by: &str,
+) -> TokenRow {
     // `value` has the token shape: it was generated, or checked by `token::check_shape`.
     let secret_hash = token::parse(value.expose()).map(|p| token::hash(pepper, &p)).unwrap_or_default();
     TokenRow {
@@ -111,7 +131,12 @@ fn row(spec: &TokenSpec, checked: Checked, pepper: &Pepper, value: &Secret, look
 }
 
 /// Creates a token; returns its row and its value (shown once).
-pub async fn create(conn: &mut AsyncPgConnection, pepper: &Pepper, spec: &TokenSpec, created_by: &str) -> Result<(TokenRow, Secret), TokenError> {
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    pepper: &Pepper,
+    spec: &TokenSpec,
+    created_by: &str,
+) -> Result<(TokenRow, Secret), TokenError> {
     let checked = check(spec)?;
     let (value, lookup) = token::generate();
     let row = row(spec, checked, pepper, &value, lookup, created_by);
@@ -125,9 +150,19 @@ pub async fn create(conn: &mut AsyncPgConnection, pepper: &Pepper, spec: &TokenS
 /// On a database without any token: registers the first admin token, `given` (the chart's
 /// FABRICSYNC_BOOTSTRAP_TOKEN) or a generated one written to `<data_dir>/admin-token` (0600).
 /// Returns where the generated token was written.
-pub async fn bootstrap(conn: &mut AsyncPgConnection, pepper: &Pepper, given: Option<&Secret>, data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+pub async fn bootstrap(
+    conn: &mut AsyncPgConnection,
+    pepper: &Pepper,
+    given: Option<&Secret>,
+    data_dir: &Path,
+) -> anyhow::Result<Option<PathBuf>> {
     use anyhow::Context;
-    let spec = TokenSpec { name: BOOTSTRAP_NAME.into(), role: Some(Role::Admin), description: "made on first start".into(), ..Default::default() };
+    let spec = TokenSpec {
+        name: BOOTSTRAP_NAME.into(),
+        role: Some(Role::Admin),
+        description: "made on first start".into(),
+        ..Default::default()
+    };
     let checked = check(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (value, lookup) = match given {
         Some(value) => {
@@ -146,7 +181,8 @@ pub async fn bootstrap(conn: &mut AsyncPgConnection, pepper: &Pepper, given: Opt
     }
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    crate::crypto::write_private_file(&path, format!("{}\n", value.expose()).as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    crate::crypto::write_private_file(&path, format!("{}\n", value.expose()).as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(Some(path))
 }
 
@@ -166,7 +202,9 @@ pub async fn pepper(conn: &mut AsyncPgConnection, keyring: &Keyring) -> anyhow::
             crate::db::server_keys::insert_if_absent(conn, PEPPER_KEY, &sealed.blob, &sealed.key_id).await?
         }
     };
-    let mut plain = keyring.open(&crate::crypto::Sealed { key_id, blob }, &context).context("opening the token pepper (are the encryption keys the ones it was sealed with?)")?;
+    let mut plain = keyring
+        .open(&crate::crypto::Sealed { key_id, blob }, &context)
+        .context("opening the token pepper (are the encryption keys the ones it was sealed with?)")?;
     let pepper = Pepper::from_bytes(&plain).ok_or_else(|| anyhow::anyhow!("the stored token pepper is not 32 bytes"));
     zeroize::Zeroize::zeroize(&mut plain);
     pepper
@@ -200,7 +238,12 @@ mod tests {
         assert_eq!(field(TokenSpec { fabrics: vec![String::new()], ..spec("a") }), "fabrics");
         assert_eq!(field(TokenSpec { allowed_networks: vec!["10.0.0.0/33".into()], ..spec("a") }), "allowed_networks");
         assert_eq!(field(TokenSpec { ttl: Some(Duration::ZERO), ..spec("a") }), "ttl");
-        let ok = check(&TokenSpec { allowed_networks: vec!["10.1.2.3/8".into(), "::1".into()], ttl: Some(Duration::from_secs(60)), ..spec("a") }).unwrap();
+        let ok = check(&TokenSpec {
+            allowed_networks: vec!["10.1.2.3/8".into(), "::1".into()],
+            ttl: Some(Duration::from_secs(60)),
+            ..spec("a")
+        })
+        .unwrap();
         assert_eq!(ok.networks, vec!["10.0.0.0/8".to_string(), "::1/128".to_string()]);
         assert!(ok.expires_at.is_some());
     }

@@ -53,7 +53,11 @@ pub struct Rule {
 /// `Option<message>` fields of requests: absent reads as empty.
 fn fabric_targets(fabric: Option<&proto::Fabric>) -> Vec<Target> {
     fabric.map_or_else(Vec::new, |f| {
-        vec![Target::Fabric(f.id.clone()), Target::FabricName(f.name.clone()), Target::Repository(f.repository_id.clone())]
+        vec![
+            Target::Fabric(f.id.clone()),
+            Target::FabricName(f.name.clone()),
+            Target::Repository(f.repository_id.clone()),
+        ]
     })
 }
 
@@ -75,7 +79,14 @@ macro_rules! rule {
 }
 
 const fn flags(names: &[&str]) -> Rule {
-    let mut rule = Rule { method: "", access: Access::Role(Role::Admin), unscoped: false, audited: false, streaming: false, targets: None };
+    let mut rule = Rule {
+        method: "",
+        access: Access::Role(Role::Admin),
+        unscoped: false,
+        audited: false,
+        streaming: false,
+        targets: None,
+    };
     let mut i = 0;
     while i < names.len() {
         match names[i].as_bytes() {
@@ -101,44 +112,158 @@ pub static RULES: &[Rule] = &[
     rule!("grpc.reflection.v1.ServerReflection/ServerReflectionInfo", Access::Reflection, streaming),
     rule!("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", Access::Reflection, streaming),
     // RepositoryService: a scoped principal sees the repositories its fabrics use.
-    rule!("fabricsync.v1.RepositoryService/CreateRepository", ADMIN, CreateRepositoryRequest,
-        |r| r.repository.map(|x| vec![Target::Named("name", x.name)]).unwrap_or_default(), unscoped, audited),
-    rule!("fabricsync.v1.RepositoryService/GetRepository", VIEWER, GetRepositoryRequest, |r| vec![Target::Repository(r.id)]),
+    rule!(
+        "fabricsync.v1.RepositoryService/CreateRepository",
+        ADMIN,
+        CreateRepositoryRequest,
+        |r| r.repository.map(|x| vec![Target::Named("name", x.name)]).unwrap_or_default(),
+        unscoped,
+        audited
+    ),
+    rule!("fabricsync.v1.RepositoryService/GetRepository", VIEWER, GetRepositoryRequest, |r| vec![Target::Repository(
+        r.id
+    )]),
     rule!("fabricsync.v1.RepositoryService/ListRepositories", VIEWER),
-    rule!("fabricsync.v1.RepositoryService/UpdateRepository", ADMIN, UpdateRepositoryRequest,
-        |r| r.repository.map(|x| vec![Target::Repository(x.id)]).unwrap_or_default(), audited),
-    rule!("fabricsync.v1.RepositoryService/DeleteRepository", ADMIN, DeleteRepositoryRequest, |r| vec![Target::Repository(r.id)], audited),
-    rule!("fabricsync.v1.RepositoryService/TestRepositoryConnection", OPERATOR, TestRepositoryConnectionRequest,
-        |r| vec![Target::Repository(r.id)], audited),
+    rule!(
+        "fabricsync.v1.RepositoryService/UpdateRepository",
+        ADMIN,
+        UpdateRepositoryRequest,
+        |r| r.repository.map(|x| vec![Target::Repository(x.id)]).unwrap_or_default(),
+        audited
+    ),
+    rule!(
+        "fabricsync.v1.RepositoryService/DeleteRepository",
+        ADMIN,
+        DeleteRepositoryRequest,
+        |r| vec![Target::Repository(r.id)],
+        audited
+    ),
+    rule!(
+        "fabricsync.v1.RepositoryService/TestRepositoryConnection",
+        OPERATOR,
+        TestRepositoryConnectionRequest,
+        |r| vec![Target::Repository(r.id)],
+        audited
+    ),
     // FabricService
-    rule!("fabricsync.v1.FabricService/CreateFabric", ADMIN, CreateFabricRequest, |r| fabric_targets(r.fabric.as_ref()), audited),
+    rule!(
+        "fabricsync.v1.FabricService/CreateFabric",
+        ADMIN,
+        CreateFabricRequest,
+        |r| fabric_targets(r.fabric.as_ref()),
+        audited
+    ),
     rule!("fabricsync.v1.FabricService/GetFabric", VIEWER, GetFabricRequest, |r| vec![Target::Fabric(r.id)]),
     rule!("fabricsync.v1.FabricService/ListFabrics", VIEWER),
-    rule!("fabricsync.v1.FabricService/UpdateFabric", ADMIN, UpdateFabricRequest, |r| fabric_targets(r.fabric.as_ref()), audited),
-    rule!("fabricsync.v1.FabricService/DeleteFabric", ADMIN, DeleteFabricRequest, |r| vec![Target::Fabric(r.id)], audited),
-    rule!("fabricsync.v1.FabricService/TestClusterConnection", OPERATOR, TestClusterConnectionRequest, |r| vec![Target::Fabric(r.id)], audited),
-    rule!("fabricsync.v1.FabricService/ListResources", VIEWER, ListResourcesRequest, |r| vec![Target::Fabric(r.fabric_id)]),
+    rule!(
+        "fabricsync.v1.FabricService/UpdateFabric",
+        ADMIN,
+        UpdateFabricRequest,
+        |r| fabric_targets(r.fabric.as_ref()),
+        audited
+    ),
+    rule!(
+        "fabricsync.v1.FabricService/DeleteFabric",
+        ADMIN,
+        DeleteFabricRequest,
+        |r| vec![Target::Fabric(r.id)],
+        audited
+    ),
+    rule!(
+        "fabricsync.v1.FabricService/TestClusterConnection",
+        OPERATOR,
+        TestClusterConnectionRequest,
+        |r| vec![Target::Fabric(r.id)],
+        audited
+    ),
+    rule!("fabricsync.v1.FabricService/ListResources", VIEWER, ListResourcesRequest, |r| vec![Target::Fabric(
+        r.fabric_id
+    )]),
     rule!("fabricsync.v1.FabricService/GetResource", VIEWER, GetResourceRequest, |r| vec![Target::Fabric(r.fabric_id)]),
-    rule!("fabricsync.v1.FabricService/GenerateRbacManifests", ADMIN, GenerateRbacManifestsRequest, |r| vec![Target::Fabric(r.fabric_id)]),
+    rule!("fabricsync.v1.FabricService/GenerateRbacManifests", ADMIN, GenerateRbacManifestsRequest, |r| vec![
+        Target::Fabric(r.fabric_id)
+    ]),
     // SyncService
-    rule!("fabricsync.v1.SyncService/StartSync", OPERATOR, StartSyncRequest, |r| vec![Target::Fabric(r.fabric_id)], audited),
+    rule!(
+        "fabricsync.v1.SyncService/StartSync",
+        OPERATOR,
+        StartSyncRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
     rule!("fabricsync.v1.SyncService/GetSyncRun", VIEWER, GetSyncRunRequest, |r| vec![Target::Run(r.id)]),
     rule!("fabricsync.v1.SyncService/ListSyncRuns", VIEWER),
-    rule!("fabricsync.v1.SyncService/CancelSyncRun", OPERATOR, CancelSyncRunRequest, |r| vec![Target::Run(r.id)], audited),
-    rule!("fabricsync.v1.SyncService/StreamSyncProgress", VIEWER, StreamSyncProgressRequest, |r| vec![Target::Run(r.run_id)], streaming),
-    rule!("fabricsync.v1.SyncService/WatchFabricEvents", VIEWER, WatchFabricEventsRequest, |r| vec![Target::Fabric(r.fabric_id)], streaming),
+    rule!(
+        "fabricsync.v1.SyncService/CancelSyncRun",
+        OPERATOR,
+        CancelSyncRunRequest,
+        |r| vec![Target::Run(r.id)],
+        audited
+    ),
+    rule!(
+        "fabricsync.v1.SyncService/StreamSyncProgress",
+        VIEWER,
+        StreamSyncProgressRequest,
+        |r| vec![Target::Run(r.run_id)],
+        streaming
+    ),
+    rule!(
+        "fabricsync.v1.SyncService/WatchFabricEvents",
+        VIEWER,
+        WatchFabricEventsRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        streaming
+    ),
     rule!("fabricsync.v1.SyncService/PlanSync", VIEWER, PlanSyncRequest, |r| vec![Target::Fabric(r.fabric_id)]),
     // DriftService
-    rule!("fabricsync.v1.DriftService/GetFabricDrift", VIEWER, GetFabricDriftRequest, |r| vec![Target::Fabric(r.fabric_id)]),
-    rule!("fabricsync.v1.DriftService/ListDriftedResources", VIEWER, ListDriftedResourcesRequest, |r| vec![Target::Fabric(r.fabric_id)]),
-    rule!("fabricsync.v1.DriftService/GetResourceDrift", VIEWER, GetResourceDriftRequest, |r| vec![Target::Fabric(r.fabric_id)]),
-    rule!("fabricsync.v1.DriftService/DetectDrift", OPERATOR, DetectDriftRequest, |r| vec![Target::Fabric(r.fabric_id)], audited),
-    rule!("fabricsync.v1.DriftService/StreamDrift", VIEWER, StreamDriftRequest, |r| vec![Target::Fabric(r.fabric_id)], streaming),
-    rule!("fabricsync.v1.DriftService/Remediate", OPERATOR, RemediateRequest, |r| vec![Target::Fabric(r.fabric_id)], audited),
+    rule!("fabricsync.v1.DriftService/GetFabricDrift", VIEWER, GetFabricDriftRequest, |r| vec![Target::Fabric(
+        r.fabric_id
+    )]),
+    rule!("fabricsync.v1.DriftService/ListDriftedResources", VIEWER, ListDriftedResourcesRequest, |r| vec![
+        Target::Fabric(r.fabric_id)
+    ]),
+    rule!("fabricsync.v1.DriftService/GetResourceDrift", VIEWER, GetResourceDriftRequest, |r| vec![Target::Fabric(
+        r.fabric_id
+    )]),
+    rule!(
+        "fabricsync.v1.DriftService/DetectDrift",
+        OPERATOR,
+        DetectDriftRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
+    rule!(
+        "fabricsync.v1.DriftService/StreamDrift",
+        VIEWER,
+        StreamDriftRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        streaming
+    ),
+    rule!(
+        "fabricsync.v1.DriftService/Remediate",
+        OPERATOR,
+        RemediateRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
     // AccessService
-    rule!("fabricsync.v1.AccessService/CreateToken", ADMIN, CreateTokenRequest, |r| vec![Target::Named("name", r.name)], unscoped, audited),
+    rule!(
+        "fabricsync.v1.AccessService/CreateToken",
+        ADMIN,
+        CreateTokenRequest,
+        |r| vec![Target::Named("name", r.name)],
+        unscoped,
+        audited
+    ),
     rule!("fabricsync.v1.AccessService/ListTokens", ADMIN, unscoped),
-    rule!("fabricsync.v1.AccessService/RevokeToken", ADMIN, RevokeTokenRequest, |r| vec![Target::Named("name", r.name)], unscoped, audited),
+    rule!(
+        "fabricsync.v1.AccessService/RevokeToken",
+        ADMIN,
+        RevokeTokenRequest,
+        |r| vec![Target::Named("name", r.name)],
+        unscoped,
+        audited
+    ),
     rule!("fabricsync.v1.AccessService/WhoAmI", VIEWER),
     rule!("fabricsync.v1.AccessService/ListAuditEvents", ADMIN, unscoped),
 ];
@@ -213,13 +338,19 @@ mod tests {
         let body = StartSyncRequest { fabric_id: "f-1".into(), ..Default::default() }.encode_to_vec();
         let r = rule("/fabricsync.v1.SyncService/StartSync").unwrap();
         assert_eq!((r.targets.unwrap())(&body).unwrap(), vec![Target::Fabric("f-1".into())]);
-        let body = UpdateFabricRequest { fabric: Some(Fabric { id: "f-2".into(), name: "lab".into(), ..Default::default() }), ..Default::default() }
-            .encode_to_vec();
+        let body = UpdateFabricRequest {
+            fabric: Some(Fabric { id: "f-2".into(), name: "lab".into(), ..Default::default() }),
+            ..Default::default()
+        }
+        .encode_to_vec();
         let r = rule("/fabricsync.v1.FabricService/UpdateFabric").unwrap();
         let decode = r.targets.unwrap();
         let targets = decode(&body).unwrap();
         assert!(targets.contains(&Target::Fabric("f-2".into())) && targets.contains(&Target::FabricName("lab".into())));
         assert!(decode(b"\xff\xff\xff").is_err());
-        assert!(rule("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").unwrap().targets.is_none(), "a bidi stream is never buffered");
+        assert!(
+            rule("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").unwrap().targets.is_none(),
+            "a bidi stream is never buffered"
+        );
     }
 }

@@ -72,7 +72,8 @@ pub fn parse(text: &str) -> Option<Presented<'_>> {
     let lookup = rest.get(..LOOKUP_LEN)?;
     let secret = rest.get(LOOKUP_LEN..)?.strip_prefix('_')?;
     let ok_lookup = lookup.bytes().all(|b| b.is_ascii_alphanumeric());
-    let ok_secret = secret.len() >= MIN_SECRET_LEN && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok_secret =
+        secret.len() >= MIN_SECRET_LEN && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     (ok_lookup && ok_secret).then_some(Presented { lookup, secret })
 }
 

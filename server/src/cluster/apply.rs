@@ -53,7 +53,9 @@ pub struct Live {
 pub enum Decision {
     /// Hash equals the last applied one and the live object has not moved: not sent.
     Skip,
-    Send { exists: bool },
+    Send {
+        exists: bool,
+    },
 }
 
 /// Pure: skip an object only when nothing about it can have changed since its last apply.
@@ -138,8 +140,10 @@ impl Applier {
     pub async fn list_live(&self, defs: impl Iterator<Item = &KindDef>) -> Result<Vec<Live>, ClusterError> {
         let mut live = Vec::new();
         for def in defs {
-            let resource =
-                ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&def.group, &def.version, &def.kind), &def.plural);
+            let resource = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(&def.group, &def.version, &def.kind),
+                &def.plural,
+            );
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
             let mut params = ListParams::default().limit(LIST_PAGE);
             loop {
@@ -158,7 +162,9 @@ impl Applier {
                         resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
                         managed_by_fabric: labels.get(FABRIC_LABEL) == Some(&self.fabric),
                         // Only what a diff needs: managedFields and status would triple the memory.
-                        object: comparable(&serde_json::to_value(&object).map_err(|e| ClusterError::Other(e.to_string()))?),
+                        object: comparable(
+                            &serde_json::to_value(&object).map_err(|e| ClusterError::Other(e.to_string()))?,
+                        ),
                     });
                 }
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -250,7 +256,9 @@ where
         match result {
             Err(e) if e.is_transient() && attempt + 1 < ATTEMPTS => {
                 let wait = match &e {
-                    ClusterError::Busy { retry_after: Some(s), .. } => Duration::from_secs(u64::from(*s).min(MAX_RETRY_AFTER)),
+                    ClusterError::Busy { retry_after: Some(s), .. } => {
+                        Duration::from_secs(u64::from(*s).min(MAX_RETRY_AFTER))
+                    }
                     _ => backoff(attempt),
                 };
                 tokio::time::sleep(wait).await;
@@ -300,9 +308,15 @@ mod tests {
     #[test]
     fn skips_only_when_hash_and_live_version_are_unchanged() {
         assert_eq!(decide(&desired("h1", Some("h1"), Some("7")), Some(&live("7", true))), Decision::Skip);
-        assert_eq!(decide(&desired("h2", Some("h1"), Some("7")), Some(&live("7", true))), Decision::Send { exists: true });
+        assert_eq!(
+            decide(&desired("h2", Some("h1"), Some("7")), Some(&live("7", true))),
+            Decision::Send { exists: true }
+        );
         // Someone changed the live object since: send again.
-        assert_eq!(decide(&desired("h1", Some("h1"), Some("7")), Some(&live("9", true))), Decision::Send { exists: true });
+        assert_eq!(
+            decide(&desired("h1", Some("h1"), Some("7")), Some(&live("9", true))),
+            Decision::Send { exists: true }
+        );
         // Deleted from the cluster: create.
         assert_eq!(decide(&desired("h1", Some("h1"), Some("7")), None), Decision::Send { exists: false });
     }

@@ -76,13 +76,23 @@ pub async fn run(client: &Client, kinds: &KindRegistry) -> Result<Report, Cluste
                 };
                 let answer = reviews.create(&PostParams::default(), &review).await?;
                 let status = answer.status.unwrap_or_default();
-                Ok(Permission { group, resource, verb, allowed: status.allowed, reason: status.reason.unwrap_or_default() })
+                Ok(Permission {
+                    group,
+                    resource,
+                    verb,
+                    allowed: status.allowed,
+                    reason: status.reason.unwrap_or_default(),
+                })
             }
         })
         .buffered(CONCURRENT_REVIEWS)
         .collect()
         .await;
-    Ok(Report { server_version: version.git_version, crds, permissions: permissions.into_iter().collect::<Result<_, _>>()? })
+    Ok(Report {
+        server_version: version.git_version,
+        crds,
+        permissions: permissions.into_iter().collect::<Result<_, _>>()?,
+    })
 }
 
 /// The Hedgehog kinds the server serves, with their versions (API discovery, which every
@@ -117,8 +127,12 @@ pub fn problems(report: &Report, kinds: &KindRegistry) -> Option<String> {
     if !missing_crds.is_empty() {
         problems.push(format!("CRDs not installed: {}", missing_crds.join(", ")));
     }
-    let denied: Vec<String> =
-        report.permissions.iter().filter(|p| !p.allowed).map(|p| format!("{} {}.{}", p.verb, p.resource, p.group)).collect();
+    let denied: Vec<String> = report
+        .permissions
+        .iter()
+        .filter(|p| !p.allowed)
+        .map(|p| format!("{} {}.{}", p.verb, p.resource, p.group))
+        .collect();
     if !denied.is_empty() {
         problems.push(format!("missing permissions: {}", denied.join(", ")));
     }
@@ -153,7 +167,8 @@ mod tests {
             allowed: ok,
             reason: String::new(),
         };
-        let fine = Report { server_version: "v1".into(), crds: all_crds.clone(), permissions: vec![allowed("get", true)] };
+        let fine =
+            Report { server_version: "v1".into(), crds: all_crds.clone(), permissions: vec![allowed("get", true)] };
         assert_eq!(problems(&fine, kinds), None);
 
         let denied = Report { permissions: vec![allowed("get", true), allowed("patch", false)], ..fine };

@@ -97,7 +97,11 @@ impl From<kube::Error> for ClusterError {
             ClusterError::Tls(chain)
         } else if lower.contains("timed out") || lower.contains("elapsed") || lower.contains("deadline") {
             ClusterError::Timeout(chain)
-        } else if lower.contains("refused") || lower.contains("dns") || lower.contains("lookup") || lower.contains("unreachable") {
+        } else if lower.contains("refused")
+            || lower.contains("dns")
+            || lower.contains("lookup")
+            || lower.contains("unreachable")
+        {
             ClusterError::Unreachable(chain)
         } else {
             ClusterError::Other(chain)
@@ -144,10 +148,9 @@ pub async fn connect(fabric: &FabricRow, keyring: &Keyring, outbound: &Outbound)
     if fabric.cluster_server_url.is_empty() {
         return Err(ClusterError::NotConfigured);
     }
-    let uri: http::Uri = fabric
-        .cluster_server_url
-        .parse()
-        .map_err(|e| ClusterError::Other(format!("cluster.server_url {:?} is not a URL: {e}", fabric.cluster_server_url)))?;
+    let uri: http::Uri = fabric.cluster_server_url.parse().map_err(|e| {
+        ClusterError::Other(format!("cluster.server_url {:?} is not a URL: {e}", fabric.cluster_server_url))
+    })?;
     let (uri, server_name) = pin(uri, outbound).await?;
     let mut config = kube::Config::new(uri);
     config.tls_server_name = server_name;
@@ -183,7 +186,10 @@ async fn pin(uri: http::Uri, outbound: &Outbound) -> Result<(http::Uri, Option<S
     }
     let mut parts = uri.into_parts();
     parts.authority = Some(
-        address.to_string().parse().map_err(|e| ClusterError::Other(format!("cluster.server_url: cannot use the address {address}: {e}")))?,
+        address
+            .to_string()
+            .parse()
+            .map_err(|e| ClusterError::Other(format!("cluster.server_url: cannot use the address {address}: {e}")))?,
     );
     let pinned = http::Uri::from_parts(parts).map_err(|e| ClusterError::Other(format!("cluster.server_url: {e}")))?;
     Ok((pinned, Some(host)))

@@ -26,7 +26,11 @@ pub fn manifests(kinds: &KindRegistry, fabric: &str, account: &str, namespace: &
     let rules: String = by_group
         .iter()
         .map(|(group, resources)| {
-            format!("  - apiGroups: [\"{group}\"]\n    resources: [{}]\n    verbs: [{}]\n", list(resources), list(&verbs))
+            format!(
+                "  - apiGroups: [\"{group}\"]\n    resources: [{}]\n    verbs: [{}]\n",
+                list(resources),
+                list(&verbs)
+            )
         })
         .collect();
     let labels = format!("  labels:\n    {FABRIC_LABEL}: {fabric}\n");

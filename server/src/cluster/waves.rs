@@ -24,11 +24,12 @@ pub fn default_wave(kind: &str) -> i64 {
 pub fn wave_of(kind: &str, body: &Value) -> Result<i64, String> {
     match body.pointer(&format!("/metadata/annotations/{}", SYNC_WAVE_ANNOTATION.replace('/', "~1"))) {
         None => Ok(default_wave(kind)),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("annotation {SYNC_WAVE_ANNOTATION} must be an integer, not {s:?}")),
-        Some(other) => Err(format!("annotation {SYNC_WAVE_ANNOTATION} must be a string holding an integer, not {other}")),
+        Some(Value::String(s)) => {
+            s.trim().parse().map_err(|_| format!("annotation {SYNC_WAVE_ANNOTATION} must be an integer, not {s:?}"))
+        }
+        Some(other) => {
+            Err(format!("annotation {SYNC_WAVE_ANNOTATION} must be a string holding an integer, not {other}"))
+        }
     }
 }
 

@@ -50,7 +50,11 @@ pub async fn insert_batch(conn: &mut AsyncPgConnection, events: &[NewAuditEvent]
 }
 
 /// Newest first; the page token is the last id of the previous page.
-pub async fn list(conn: &mut AsyncPgConnection, filter: &AuditFilter, page: &Page) -> Result<Listed<AuditRow>, DbError> {
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &AuditFilter,
+    page: &Page,
+) -> Result<Listed<AuditRow>, DbError> {
     let filtered = || {
         let mut query = audit_events::table.into_boxed();
         if let Some(v) = &filter.principal {

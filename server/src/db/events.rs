@@ -55,7 +55,12 @@ pub async fn append(
 }
 
 /// Appends several events of one stream in one statement; one notice names the last.
-pub async fn append_many(conn: &mut AsyncPgConnection, fabric_id: Uuid, stream: &str, payloads: &[Vec<u8>]) -> Result<Option<i64>, DbError> {
+pub async fn append_many(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    stream: &str,
+    payloads: &[Vec<u8>],
+) -> Result<Option<i64>, DbError> {
     use diesel::sql_types::Array;
     if payloads.is_empty() {
         return Ok(None);
@@ -73,7 +78,13 @@ pub async fn append_many(conn: &mut AsyncPgConnection, fabric_id: Uuid, stream: 
 }
 
 /// Events of one fabric's stream after `after`, oldest first.
-pub async fn of_fabric(conn: &mut AsyncPgConnection, fabric_id: Uuid, stream: &str, after: i64, limit: i64) -> Result<Vec<EventRow>, DbError> {
+pub async fn of_fabric(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    stream: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, DbError> {
     Ok(events::table
         .filter(events::fabric_id.eq(fabric_id))
         .filter(events::stream.eq(stream))
@@ -86,7 +97,12 @@ pub async fn of_fabric(conn: &mut AsyncPgConnection, fabric_id: Uuid, stream: &s
 }
 
 /// Events of one run after `after`, oldest first.
-pub async fn of_run(conn: &mut AsyncPgConnection, run_id: Uuid, after: i64, limit: i64) -> Result<Vec<EventRow>, DbError> {
+pub async fn of_run(
+    conn: &mut AsyncPgConnection,
+    run_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, DbError> {
     Ok(events::table
         .filter(events::run_id.eq(run_id))
         .filter(events::sequence.gt(after))

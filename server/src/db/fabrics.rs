@@ -56,7 +56,6 @@ pub struct FabricFilter {
     pub scope: Vec<String>,
 }
 
-
 pub async fn insert(conn: &mut AsyncPgConnection, row: &FabricRow) -> Result<(), DbError> {
     diesel::insert_into(fabrics::table).values(row).execute(conn).await?;
     Ok(())
@@ -101,7 +100,11 @@ fn filtered(filter: &FabricFilter) -> fabrics::BoxedQuery<'static, diesel::pg::P
     query
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, filter: &FabricFilter, page: &Page) -> Result<Listed<FabricRow>, DbError> {
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &FabricFilter,
+    page: &Page,
+) -> Result<Listed<FabricRow>, DbError> {
     let total = filtered(filter).count().get_result(conn).await?;
     let mut query = filtered(filter).select(FabricRow::as_select()).order(fabrics::name.asc());
     if let Some(after) = &page.after_name {
@@ -117,10 +120,11 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &FabricFilter, page: &Pa
 /// Returns false when another writer got there first.
 pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_version: i64) -> Result<bool, DbError> {
     let row = FabricRow { version: expected_version + 1, updated_at: super::now(), ..row.clone() };
-    let changed = diesel::update(fabrics::table.filter(fabrics::id.eq(row.id)).filter(fabrics::version.eq(expected_version)))
-        .set(&row)
-        .execute(conn)
-        .await?;
+    let changed =
+        diesel::update(fabrics::table.filter(fabrics::id.eq(row.id)).filter(fabrics::version.eq(expected_version)))
+            .set(&row)
+            .execute(conn)
+            .await?;
     Ok(changed == 1)
 }
 
@@ -142,7 +146,12 @@ pub async fn sealed_tokens(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, Ve
     Ok(rows.into_iter().filter_map(|(id, blob, key)| Some((id, blob?, key?))).collect())
 }
 
-pub async fn store_sealed_token(conn: &mut AsyncPgConnection, id: Uuid, blob: &[u8], key_id: &str) -> Result<(), DbError> {
+pub async fn store_sealed_token(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    blob: &[u8],
+    key_id: &str,
+) -> Result<(), DbError> {
     diesel::update(fabrics::table.find(id))
         .set((fabrics::cluster_token_sealed.eq(blob), fabrics::cluster_token_key_id.eq(key_id)))
         .execute(conn)
@@ -195,15 +204,23 @@ pub async fn set_connection_status(conn: &mut AsyncPgConnection, id: Uuid, statu
 
 /// (id, version) of every fabric with a cluster connection: the fabrics to watch.
 pub async fn with_cluster(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, i64)>, DbError> {
-    Ok(fabrics::table.filter(fabrics::cluster_server_url.ne("")).select((fabrics::id, fabrics::version)).load(conn).await?)
+    Ok(fabrics::table
+        .filter(fabrics::cluster_server_url.ne(""))
+        .select((fabrics::id, fabrics::version))
+        .load(conn)
+        .await?)
 }
 
 /// Records the state of the fabric's cluster watch.
-pub async fn set_watch_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str, error: Option<&str>) -> Result<(), DbError> {
+pub async fn set_watch_status(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+    error: Option<&str>,
+) -> Result<(), DbError> {
     diesel::update(fabrics::table.find(id))
         .set((fabrics::watch_status.eq(status), fabrics::watch_error.eq(error)))
         .execute(conn)
         .await?;
     Ok(())
 }
-

@@ -77,9 +77,11 @@ pub async fn migrate(url: &str) -> Result<usize, DbError> {
     tokio::task::spawn_blocking(move || {
         use diesel::connection::SimpleConnection;
         use diesel::Connection;
-        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url).map_err(connect_error)?;
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url).map_err(connect_error)?;
         conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
-        let applied = conn.run_pending_migrations(MIGRATIONS).map(|v| v.len()).map_err(|e| DbError::Migration(e.to_string()));
+        let applied =
+            conn.run_pending_migrations(MIGRATIONS).map(|v| v.len()).map_err(|e| DbError::Migration(e.to_string()));
         conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
         applied
     })
@@ -127,7 +129,11 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 
 /// `<before> $patterns <after>`: a principal's fabric scope (SQL LIKE patterns of fabric names)
 /// as a condition of a list query, in raw SQL because it reads the fabrics table from any list.
-pub(crate) fn scope_condition<QS>(before: &'static str, patterns: &[String], after: &'static str) -> Box<dyn diesel::BoxableExpression<QS, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>> {
+pub(crate) fn scope_condition<QS>(
+    before: &'static str,
+    patterns: &[String],
+    after: &'static str,
+) -> Box<dyn diesel::BoxableExpression<QS, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>> {
     use diesel::sql_types::{Array, Bool, Text};
     Box::new(diesel::dsl::sql::<Bool>(before).bind::<Array<Text>, _>(patterns.to_vec()).sql(after))
 }

@@ -46,12 +46,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &RepositoryRow) -> Result
 }
 
 pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<RepositoryRow>, DbError> {
-    Ok(repositories::table
-        .find(id)
-        .select(RepositoryRow::as_select())
-        .first(conn)
-        .await
-        .optional()?)
+    Ok(repositories::table.find(id).select(RepositoryRow::as_select()).first(conn).await.optional()?)
 }
 
 fn filtered(filter: &RepositoryFilter) -> repositories::BoxedQuery<'static, diesel::pg::Pg> {
@@ -69,12 +64,20 @@ fn filtered(filter: &RepositoryFilter) -> repositories::BoxedQuery<'static, dies
         query = query.filter(repositories::connection_status.eq(v.clone()));
     }
     if !filter.scope.is_empty() {
-        query = query.filter(super::scope_condition("repositories.id IN (SELECT repository_id FROM fabrics WHERE name LIKE ANY(", &filter.scope, "))"));
+        query = query.filter(super::scope_condition(
+            "repositories.id IN (SELECT repository_id FROM fabrics WHERE name LIKE ANY(",
+            &filter.scope,
+            "))",
+        ));
     }
     query
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, filter: &RepositoryFilter, page: &Page) -> Result<Listed<RepositoryRow>, DbError> {
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &RepositoryFilter,
+    page: &Page,
+) -> Result<Listed<RepositoryRow>, DbError> {
     let total = filtered(filter).count().get_result(conn).await?;
     let mut query = filtered(filter).select(RepositoryRow::as_select()).order(repositories::name.asc());
     if let Some(after) = &page.after_name {
@@ -90,10 +93,12 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &RepositoryFilter, page:
 /// Returns false when another writer got there first.
 pub async fn update(conn: &mut AsyncPgConnection, row: &RepositoryRow, expected_version: i64) -> Result<bool, DbError> {
     let row = RepositoryRow { version: expected_version + 1, updated_at: super::now(), ..row.clone() };
-    let changed = diesel::update(repositories::table.filter(repositories::id.eq(row.id)).filter(repositories::version.eq(expected_version)))
-        .set(&row)
-        .execute(conn)
-        .await?;
+    let changed = diesel::update(
+        repositories::table.filter(repositories::id.eq(row.id)).filter(repositories::version.eq(expected_version)),
+    )
+    .set(&row)
+    .execute(conn)
+    .await?;
     Ok(changed == 1)
 }
 
@@ -145,7 +150,12 @@ pub async fn sealed_secrets(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, V
     Ok(rows.into_iter().filter_map(|(id, blob, key)| Some((id, blob?, key?))).collect())
 }
 
-pub async fn store_sealed_secret(conn: &mut AsyncPgConnection, id: Uuid, blob: &[u8], key_id: &str) -> Result<(), DbError> {
+pub async fn store_sealed_secret(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    blob: &[u8],
+    key_id: &str,
+) -> Result<(), DbError> {
     diesel::update(repositories::table.find(id))
         .set((repositories::secret_sealed.eq(blob), repositories::secret_key_id.eq(key_id)))
         .execute(conn)

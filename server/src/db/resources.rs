@@ -110,7 +110,13 @@ pub async fn upsert_desired(conn: &mut AsyncPgConnection, rows: &[DesiredInput])
     for chunk in rows.chunks(UPSERT_CHUNK) {
         diesel::insert_into(resources::table)
             .values(chunk)
-            .on_conflict((resources::fabric_id, resources::api_group, resources::kind, resources::namespace, resources::name))
+            .on_conflict((
+                resources::fabric_id,
+                resources::api_group,
+                resources::kind,
+                resources::namespace,
+                resources::name,
+            ))
             .do_update()
             .set((
                 resources::api_version.eq(excluded(resources::api_version)),
@@ -130,11 +136,13 @@ pub async fn upsert_desired(conn: &mut AsyncPgConnection, rows: &[DesiredInput])
 
 /// Records the commit on unchanged objects without rewriting them (one cheap statement).
 pub async fn touch_commit(conn: &mut AsyncPgConnection, fabric_id: Uuid, commit: &str) -> Result<(), DbError> {
-    diesel::update(resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::desired.is_not_null()))
-        .filter(resources::commit_sha.is_distinct_from(commit))
-        .set(resources::commit_sha.eq(commit))
-        .execute(conn)
-        .await?;
+    diesel::update(
+        resources::table.filter(resources::fabric_id.eq(fabric_id)).filter(resources::desired.is_not_null()),
+    )
+    .filter(resources::commit_sha.is_distinct_from(commit))
+    .set(resources::commit_sha.eq(commit))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -197,7 +205,9 @@ pub async fn list(
     use diesel::sql_types::{Bool, Text};
     let total = filtered(fabric_id, filter).count().get_result(conn).await?;
     let mut query = filtered(fabric_id, filter);
-    if let Some([group, kind, namespace, name]) = page.after_name.as_deref().and_then(|t| serde_json::from_str::<[String; 4]>(t).ok()) {
+    if let Some([group, kind, namespace, name]) =
+        page.after_name.as_deref().and_then(|t| serde_json::from_str::<[String; 4]>(t).ok())
+    {
         let after = diesel::dsl::sql::<Bool>("(api_group, kind, namespace, name) > (")
             .bind::<Text, _>(group)
             .sql(", ")
@@ -210,7 +220,8 @@ pub async fn list(
         query = query.filter(after);
     }
     let order = (resources::api_group.asc(), resources::kind.asc(), resources::namespace.asc(), resources::name.asc());
-    let mut items: Vec<ResourceRow> = query.order(order).limit(page.size + 1).select(ResourceRow::as_select()).load(conn).await?;
+    let mut items: Vec<ResourceRow> =
+        query.order(order).limit(page.size + 1).select(ResourceRow::as_select()).load(conn).await?;
     let has_more = items.len() as i64 > page.size;
     items.truncate(page.size as usize);
     Ok(Listed { items, total, has_more })
@@ -316,7 +327,11 @@ pub struct ApplyRecord {
 
 /// Records apply outcomes in one statement per chunk (arrays unnested server-side); a field
 /// left None keeps its stored value.
-pub async fn record_apply(conn: &mut AsyncPgConnection, records: &[ApplyRecord], now: DateTime<Utc>) -> Result<(), DbError> {
+pub async fn record_apply(
+    conn: &mut AsyncPgConnection,
+    records: &[ApplyRecord],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
     use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
     for chunk in records.chunks(UPSERT_CHUNK * 5) {
         let column = |f: fn(&ApplyRecord) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
@@ -359,7 +374,12 @@ pub struct LiveRecord {
 /// Records live objects: updates the resource with that key, or adds one without a desired
 /// object (an object only the cluster has). Deleted objects lose their live view; a row left
 /// with neither desired nor live goes.
-pub async fn record_live(conn: &mut AsyncPgConnection, fabric_id: Uuid, records: &[LiveRecord], now: DateTime<Utc>) -> Result<(), DbError> {
+pub async fn record_live(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    records: &[LiveRecord],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
     use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
     for chunk in records.chunks(UPSERT_CHUNK) {
         let text = |f: fn(&LiveRecord) -> String| chunk.iter().map(f).collect::<Vec<_>>();
@@ -409,11 +429,20 @@ pub async fn record_live(conn: &mut AsyncPgConnection, fabric_id: Uuid, records:
 }
 
 /// (key, live resourceVersion) of every live object stored for a fabric.
-pub async fn live_versions(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<(String, String, String, String, String)>, DbError> {
+pub async fn live_versions(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+) -> Result<Vec<(String, String, String, String, String)>, DbError> {
     let rows: Vec<(String, String, String, String, Option<String>)> = resources::table
         .filter(resources::fabric_id.eq(fabric_id))
         .filter(resources::live.is_not_null())
-        .select((resources::api_group, resources::kind, resources::namespace, resources::name, resources::live_resource_version))
+        .select((
+            resources::api_group,
+            resources::kind,
+            resources::namespace,
+            resources::name,
+            resources::live_resource_version,
+        ))
         .load(conn)
         .await?;
     Ok(rows.into_iter().map(|(g, k, ns, n, rv)| (g, k, ns, n, rv.unwrap_or_default())).collect())
@@ -446,7 +475,12 @@ pub struct DriftRecord {
 
 /// One page of a fabric's drift inputs in id order, after `after`: a full recompute holds
 /// one page in memory at a time.
-pub async fn drift_inputs_page(conn: &mut AsyncPgConnection, fabric_id: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<DriftInput>, DbError> {
+pub async fn drift_inputs_page(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<DriftInput>, DbError> {
     let mut query = resources::table.filter(resources::fabric_id.eq(fabric_id)).into_boxed();
     if let Some(after) = after {
         query = query.filter(resources::id.gt(after));
@@ -456,7 +490,11 @@ pub async fn drift_inputs_page(conn: &mut AsyncPgConnection, fabric_id: Uuid, af
 
 /// The drift inputs of the given keys of a fabric, found through the unique key index (each key
 /// part as an array: a cached statement; combinations that are not keys are dropped here).
-pub async fn drift_inputs(conn: &mut AsyncPgConnection, fabric_id: Uuid, keys: &[(String, String, String, String)]) -> Result<Vec<DriftInput>, DbError> {
+pub async fn drift_inputs(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    keys: &[(String, String, String, String)],
+) -> Result<Vec<DriftInput>, DbError> {
     let mut out = Vec::new();
     for chunk in keys.chunks(UPSERT_CHUNK) {
         let part = |f: fn(&(String, String, String, String)) -> &String| {
@@ -476,7 +514,9 @@ pub async fn drift_inputs(conn: &mut AsyncPgConnection, fabric_id: Uuid, keys: &
             .await?;
         let wanted: std::collections::HashSet<(&str, &str, &str, &str)> =
             chunk.iter().map(|k| (k.0.as_str(), k.1.as_str(), k.2.as_str(), k.3.as_str())).collect();
-        out.extend(rows.into_iter().filter(|r| wanted.contains(&(r.api_group.as_str(), r.kind.as_str(), r.namespace.as_str(), r.name.as_str()))));
+        out.extend(rows.into_iter().filter(|r| {
+            wanted.contains(&(r.api_group.as_str(), r.kind.as_str(), r.namespace.as_str(), r.name.as_str()))
+        }));
     }
     Ok(out)
 }
@@ -543,7 +583,12 @@ pub struct WatchedLive {
 }
 
 /// The fabric's live objects as the watch stored them (without their bodies).
-pub async fn watched_live(conn: &mut AsyncPgConnection, fabric_id: Uuid, label: &str, fabric: &str) -> Result<Vec<WatchedLive>, DbError> {
+pub async fn watched_live(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    label: &str,
+    fabric: &str,
+) -> Result<Vec<WatchedLive>, DbError> {
     Ok(diesel::sql_query(
         "SELECT api_group, api_version, kind, namespace, name, coalesce(live_resource_version, '') AS resource_version, \
                 coalesce(live -> 'metadata' -> 'labels' ->> $2 = $3, false) AS labelled \
@@ -561,7 +606,11 @@ pub async fn self_heal_reverts(conn: &mut AsyncPgConnection, id: Uuid) -> Result
     Ok(resources::table.find(id).select(resources::self_heal_reverts).first(conn).await.optional()?.flatten())
 }
 
-pub async fn set_self_heal_reverts(conn: &mut AsyncPgConnection, id: Uuid, reverts: Option<&serde_json::Value>) -> Result<(), DbError> {
+pub async fn set_self_heal_reverts(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reverts: Option<&serde_json::Value>,
+) -> Result<(), DbError> {
     diesel::update(resources::table.find(id)).set(resources::self_heal_reverts.eq(reverts)).execute(conn).await?;
     Ok(())
 }
@@ -571,7 +620,10 @@ pub async fn set_self_heal_reverts(conn: &mut AsyncPgConnection, id: Uuid, rever
 pub const DRIFTED: [&str; 4] = ["drifted", "missing", "orphaned", "contested"];
 
 /// (group, kind, status, count) of a fabric's resources.
-pub async fn drift_counts(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<(String, String, String, i64)>, DbError> {
+pub async fn drift_counts(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+) -> Result<Vec<(String, String, String, i64)>, DbError> {
     Ok(resources::table
         .filter(resources::fabric_id.eq(fabric_id))
         .group_by((resources::api_group, resources::kind, resources::drift_status))

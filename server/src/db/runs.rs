@@ -112,14 +112,19 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &RunFilter, page: &Page)
             query = query.filter(sync_runs::trigger.eq(v.clone()));
         }
         if !filter.scope.is_empty() {
-            query = query.filter(super::scope_condition("sync_runs.fabric_id IN (SELECT id FROM fabrics WHERE name LIKE ANY(", &filter.scope, "))"));
+            query = query.filter(super::scope_condition(
+                "sync_runs.fabric_id IN (SELECT id FROM fabrics WHERE name LIKE ANY(",
+                &filter.scope,
+                "))",
+            ));
         }
         query
     };
     let total = filtered().count().get_result(conn).await?;
     let mut query = filtered();
     if let Some((time, id)) = page.after_name.as_deref().and_then(parse_cursor) {
-        query = query.filter(sync_runs::created_at.lt(time).or(sync_runs::created_at.eq(time).and(sync_runs::id.lt(id))));
+        query =
+            query.filter(sync_runs::created_at.lt(time).or(sync_runs::created_at.eq(time).and(sync_runs::id.lt(id))));
     }
     let mut items: Vec<RunRow> = query
         .order((sync_runs::created_at.desc(), sync_runs::id.desc()))
@@ -143,7 +148,11 @@ fn parse_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
 }
 
 /// Claims the oldest queued run, or a running one whose lease expired (its worker died).
-pub async fn claim(conn: &mut AsyncPgConnection, worker: &str, lease: std::time::Duration) -> Result<Option<RunRow>, DbError> {
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    worker: &str,
+    lease: std::time::Duration,
+) -> Result<Option<RunRow>, DbError> {
     let rows: Vec<RunRow> = diesel::sql_query(
         "UPDATE sync_runs SET status = 'running', claimed_by = $1, lease_expires_at = now() + $2,
                 started_at = coalesce(started_at, now())
@@ -228,13 +237,15 @@ fn interval(d: std::time::Duration) -> diesel::pg::data_types::PgInterval {
 
 /// Hands a run back to the queue (its worker is shutting down) so another takes it at once.
 pub async fn release(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) -> Result<(), DbError> {
-    diesel::update(sync_runs::table.find(id).filter(sync_runs::claimed_by.eq(worker)).filter(sync_runs::status.eq("running")))
-        .set((
-            sync_runs::status.eq("queued"),
-            sync_runs::claimed_by.eq(None::<String>),
-            sync_runs::lease_expires_at.eq(None::<DateTime<Utc>>),
-        ))
-        .execute(conn)
-        .await?;
+    diesel::update(
+        sync_runs::table.find(id).filter(sync_runs::claimed_by.eq(worker)).filter(sync_runs::status.eq("running")),
+    )
+    .set((
+        sync_runs::status.eq("queued"),
+        sync_runs::claimed_by.eq(None::<String>),
+        sync_runs::lease_expires_at.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)
+    .await?;
     Ok(())
 }

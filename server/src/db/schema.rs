@@ -172,4 +172,13 @@ diesel::table! {
 diesel::joinable!(fabrics -> repositories (repository_id));
 diesel::joinable!(resources -> fabrics (fabric_id));
 diesel::joinable!(sync_runs -> fabrics (fabric_id));
-diesel::allow_tables_to_appear_in_same_query!(repositories, fabrics, resources, sync_runs, events, api_tokens, audit_events, server_keys);
+diesel::allow_tables_to_appear_in_same_query!(
+    repositories,
+    fabrics,
+    resources,
+    sync_runs,
+    events,
+    api_tokens,
+    audit_events,
+    server_keys
+);

@@ -8,13 +8,27 @@ use super::DbError;
 
 /// A server key's sealed value (blob, key id), if it exists.
 pub async fn get(conn: &mut AsyncPgConnection, name: &str) -> Result<Option<(Vec<u8>, String)>, DbError> {
-    Ok(server_keys::table.find(name).select((server_keys::secret_sealed, server_keys::secret_key_id)).first(conn).await.optional()?)
+    Ok(server_keys::table
+        .find(name)
+        .select((server_keys::secret_sealed, server_keys::secret_key_id))
+        .first(conn)
+        .await
+        .optional()?)
 }
 
 /// Stores a server key unless one of that name exists (another replica won); then reads it back.
-pub async fn insert_if_absent(conn: &mut AsyncPgConnection, name: &str, blob: &[u8], key_id: &str) -> Result<(Vec<u8>, String), DbError> {
+pub async fn insert_if_absent(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    blob: &[u8],
+    key_id: &str,
+) -> Result<(Vec<u8>, String), DbError> {
     diesel::insert_into(server_keys::table)
-        .values((server_keys::name.eq(name), server_keys::secret_sealed.eq(blob), server_keys::secret_key_id.eq(key_id)))
+        .values((
+            server_keys::name.eq(name),
+            server_keys::secret_sealed.eq(blob),
+            server_keys::secret_key_id.eq(key_id),
+        ))
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
@@ -23,7 +37,10 @@ pub async fn insert_if_absent(conn: &mut AsyncPgConnection, name: &str, blob: &[
 
 /// Every server key (for rotate-keys): (name, blob, key id).
 pub async fn all(conn: &mut AsyncPgConnection) -> Result<Vec<(String, Vec<u8>, String)>, DbError> {
-    Ok(server_keys::table.select((server_keys::name, server_keys::secret_sealed, server_keys::secret_key_id)).load(conn).await?)
+    Ok(server_keys::table
+        .select((server_keys::name, server_keys::secret_sealed, server_keys::secret_key_id))
+        .load(conn)
+        .await?)
 }
 
 pub async fn store(conn: &mut AsyncPgConnection, name: &str, blob: &[u8], key_id: &str) -> Result<(), DbError> {

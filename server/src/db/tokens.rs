@@ -48,7 +48,12 @@ pub async fn insert_first(conn: &mut AsyncPgConnection, row: &TokenRow) -> Resul
 }
 
 pub async fn by_lookup(conn: &mut AsyncPgConnection, lookup: &str) -> Result<Option<TokenRow>, DbError> {
-    Ok(api_tokens::table.filter(api_tokens::lookup_key.eq(lookup)).select(TokenRow::as_select()).first(conn).await.optional()?)
+    Ok(api_tokens::table
+        .filter(api_tokens::lookup_key.eq(lookup))
+        .select(TokenRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
 }
 
 /// The active (not revoked) token of that name.
@@ -63,7 +68,11 @@ pub async fn active_by_name(conn: &mut AsyncPgConnection, name: &str) -> Result<
 }
 
 /// Ordered by name, then creation (a revoked name may appear more than once).
-pub async fn list(conn: &mut AsyncPgConnection, include_revoked: bool, page: &Page) -> Result<Listed<TokenRow>, DbError> {
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    include_revoked: bool,
+    page: &Page,
+) -> Result<Listed<TokenRow>, DbError> {
     let filtered = || {
         let mut query = api_tokens::table.into_boxed();
         if !include_revoked {
@@ -74,7 +83,8 @@ pub async fn list(conn: &mut AsyncPgConnection, include_revoked: bool, page: &Pa
     let total = filtered().count().get_result(conn).await?;
     let mut query = filtered().select(TokenRow::as_select()).order((api_tokens::name.asc(), api_tokens::id.asc()));
     if let Some((name, id)) = page.after_name.as_deref().and_then(parse_cursor) {
-        query = query.filter(api_tokens::name.gt(name.clone()).or(api_tokens::name.eq(name).and(api_tokens::id.gt(id))));
+        query =
+            query.filter(api_tokens::name.gt(name.clone()).or(api_tokens::name.eq(name).and(api_tokens::id.gt(id))));
     }
     let mut items: Vec<TokenRow> = query.limit(page.size + 1).load(conn).await?;
     let has_more = items.len() as i64 > page.size;

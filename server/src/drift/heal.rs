@@ -18,7 +18,8 @@ pub enum Verdict {
 
 /// Pure: the verdict for `fields` drifting at `now_ms`, given the stored reverts.
 pub fn verdict(stored: Option<&Value>, fields: &[String], now_ms: i64, max: usize, window_ms: i64) -> Verdict {
-    let mut reverts: BTreeMap<String, Vec<i64>> = stored.and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    let mut reverts: BTreeMap<String, Vec<i64>> =
+        stored.and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
     for times in reverts.values_mut() {
         times.retain(|t| now_ms - t < window_ms);
     }
@@ -59,7 +60,9 @@ mod tests {
 
     #[test]
     fn unreadable_memory_starts_afresh() {
-        let Verdict::Revert(v) = verdict(Some(&Value::String("junk".into())), &fields(&[""]), 5, 1, 100) else { panic!() };
+        let Verdict::Revert(v) = verdict(Some(&Value::String("junk".into())), &fields(&[""]), 5, 1, 100) else {
+            panic!()
+        };
         assert_eq!(v, serde_json::json!({"": [5]}));
     }
 }

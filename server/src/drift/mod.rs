@@ -102,7 +102,12 @@ pub fn diff(desired: &Value, live: &Value, ctx: &Context) -> Vec<FieldDrift> {
     // Everything else but identity and status, with the schema's semantics.
     let top = |v: &Value| -> Map<String, Value> {
         v.as_object()
-            .map(|m| m.iter().filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status")).map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     walk("", Some(&Value::Object(top(desired))), Some(&Value::Object(top(live))), ctx.schema, ctx, &mut out);
@@ -124,7 +129,14 @@ fn child_schema<'a>(schema: &'a Value, key: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-fn walk(pointer: &str, desired: Option<&Value>, live: Option<&Value>, schema: &Value, ctx: &Context, out: &mut Vec<FieldDrift>) {
+fn walk(
+    pointer: &str,
+    desired: Option<&Value>,
+    live: Option<&Value>,
+    schema: &Value,
+    ctx: &Context,
+    out: &mut Vec<FieldDrift>,
+) {
     match (desired, live) {
         (None, None) => {}
         (Some(Value::Object(d)), Some(Value::Object(l))) => {
@@ -166,8 +178,11 @@ fn compare_lists(pointer: &str, d: &[Value], l: &[Value], schema: &Value, ctx: &
     let items = schema.get("items").unwrap_or(&Value::Null);
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("map") => {
-            let keys: Vec<&str> =
-                schema.get("x-kubernetes-list-map-keys").and_then(Value::as_array).map(|k| k.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let keys: Vec<&str> = schema
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|k| k.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             let key_of = |v: &Value| keys.iter().map(|k| v.get(*k).cloned().unwrap_or(Value::Null)).collect::<Vec<_>>();
             for (i, item) in d.iter().enumerate() {
                 let found = l.iter().find(|x| key_of(x) == key_of(item));
@@ -274,7 +289,11 @@ pub fn comparable_live(live: &Value, own_labels: &[&str]) -> Value {
 pub fn unified_yaml_diff(desired: Option<&Value>, live: Option<&Value>) -> String {
     let render = |v: Option<&Value>| v.map(yaml_text).unwrap_or_default();
     let (a, b) = (render(desired), render(live));
-    similar::TextDiff::from_lines(&a, &b).unified_diff().context_radius(3).header("desired (Git)", "live (cluster)").to_string()
+    similar::TextDiff::from_lines(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header("desired (Git)", "live (cluster)")
+        .to_string()
 }
 
 fn yaml_text(value: &Value) -> String {
@@ -304,7 +323,13 @@ fn yaml_text(value: &Value) -> String {
 }
 
 /// A resource's stored drift (see `refresh::compute`) as the API shows it.
-pub fn drift_proto(id: uuid::Uuid, key: crate::proto::ResourceKey, status: &str, stored: &Value, time: Option<prost_types::Timestamp>) -> crate::proto::ResourceDrift {
+pub fn drift_proto(
+    id: uuid::Uuid,
+    key: crate::proto::ResourceKey,
+    status: &str,
+    stored: &Value,
+    time: Option<prost_types::Timestamp>,
+) -> crate::proto::ResourceDrift {
     use crate::api::convert;
     use crate::proto::{FieldChange, FieldDrift as FieldProto, ResourceDrift};
     let text = |v: &Value, i: usize| v.get(i).and_then(Value::as_str).unwrap_or("").to_string();
@@ -327,7 +352,9 @@ pub fn drift_proto(id: uuid::Uuid, key: crate::proto::ResourceKey, status: &str,
                 .map(|m| FieldChange {
                     manager: text(m, 0),
                     operation: text(m, 1),
-                    time: chrono::DateTime::parse_from_rfc3339(&text(m, 2)).ok().map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
+                    time: chrono::DateTime::parse_from_rfc3339(&text(m, 2))
+                        .ok()
+                        .map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
                 })
                 .collect(),
         })
@@ -398,7 +425,8 @@ mod tests {
         assert_eq!(pointers(&d), ["/metadata/labels/team", "/spec/extra", "/spec/subnets/a", "/spec/vlan"]);
         assert_eq!((d[3].desired.clone(), d[3].live.clone()), (Some(json!(10)), Some(json!(11))));
         assert_eq!(d[2].live, None);
-        let ignored = diff(&desired, &live, &ctx(&Value::Null, &["/spec/subnets".to_string(), "/spec/extra".to_string()]));
+        let ignored =
+            diff(&desired, &live, &ctx(&Value::Null, &["/spec/subnets".to_string(), "/spec/extra".to_string()]));
         assert_eq!(pointers(&ignored), ["/metadata/labels/team", "/spec/vlan"]);
     }
 
@@ -465,7 +493,10 @@ mod tests {
         let c = ctx(&Value::Null, &[]);
         let (status, fields) = resource_drift(Some(&d), Some(&l), true, true, Some(&managers), &c);
         assert_eq!(status, Status::Drifted);
-        assert_eq!(fields[0].managers, [("kubectl-edit".to_string(), "Update".to_string(), "2026-11-25T11:00:00Z".to_string())]);
+        assert_eq!(
+            fields[0].managers,
+            [("kubectl-edit".to_string(), "Update".to_string(), "2026-11-25T11:00:00Z".to_string())]
+        );
         assert_eq!(resource_drift(Some(&d), Some(&d), true, true, None, &c).0, Status::InSync);
         assert_eq!(resource_drift(Some(&d), None, false, true, None, &c).0, Status::Missing);
         assert_eq!(resource_drift(Some(&d), None, false, false, None, &c).0, Status::Unknown);

@@ -59,14 +59,20 @@ fn leaves(v: &Value) -> usize {
 /// contested until it is back in sync.
 pub fn compute(fabric: &FabricRow, row: &DriftInput, watching: bool) -> (DriftRecord, Vec<FieldDrift>) {
     let registry = KindRegistry::hedgehog();
-    let api_version = if row.api_group.is_empty() { row.api_version.clone() } else { format!("{}/{}", row.api_group, row.api_version) };
+    let api_version = if row.api_group.is_empty() {
+        row.api_version.clone()
+    } else {
+        format!("{}/{}", row.api_group, row.api_version)
+    };
     static UNKNOWN: Value = Value::Null;
     let schema = registry.lookup(&api_version, &row.kind).map_or(&UNKNOWN, |k| &k.schema);
     let ignore = ignored(fabric, &row.api_group, &row.kind);
     let ctx = Context { schema, ignore: &ignore, own_labels: &[FABRIC_LABEL] };
     let label = format!("/metadata/labels/{}", FABRIC_LABEL.replace('/', "~1"));
-    let labelled = row.live.as_ref().and_then(|l| l.pointer(&label)).and_then(Value::as_str) == Some(fabric.name.as_str());
-    let (status, fields) = resource_drift(row.desired.as_ref(), row.live.as_ref(), labelled, watching, row.field_managers.as_ref(), &ctx);
+    let labelled =
+        row.live.as_ref().and_then(|l| l.pointer(&label)).and_then(Value::as_str) == Some(fabric.name.as_str());
+    let (status, fields) =
+        resource_drift(row.desired.as_ref(), row.live.as_ref(), labelled, watching, row.field_managers.as_ref(), &ctx);
     let score = match status {
         Status::InSync | Status::Unknown => 0.0,
         Status::Missing | Status::Orphaned => 1.0,
@@ -142,7 +148,14 @@ fn assess(fabric: &FabricRow, rows: &[DriftInput], watching: bool) -> Assessed {
                 pointers.push(String::new());
             }
             let previous = row.drift_status.clone();
-            out.changes.push(DriftChange { id: row.id, key, previous, status: record.status, managers, fields: pointers });
+            out.changes.push(DriftChange {
+                id: row.id,
+                key,
+                previous,
+                status: record.status,
+                managers,
+                fields: pointers,
+            });
         }
         out.records.push(record);
     }
@@ -151,7 +164,12 @@ fn assess(fabric: &FabricRow, rows: &[DriftInput], watching: bool) -> Assessed {
 
 /// Stores assessed drift, its events and (when given whether the fabric is watched) the
 /// aggregate.
-async fn write(conn: &mut DbConn, fabric_id: Uuid, assessed: &Assessed, aggregate: Option<bool>) -> Result<(), DbError> {
+async fn write(
+    conn: &mut DbConn,
+    fabric_id: Uuid,
+    assessed: &Assessed,
+    aggregate: Option<bool>,
+) -> Result<(), DbError> {
     if assessed.records.is_empty() && aggregate.is_none() {
         return Ok(());
     }
@@ -177,7 +195,11 @@ fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
 }
 
 /// `refresh` on a pooled connection, for callers outside a transaction.
-pub async fn refresh_pooled(pool: &db::DbPool, fabric_id: Uuid, keys: Option<&[Key]>) -> Result<Vec<DriftChange>, DbError> {
+pub async fn refresh_pooled(
+    pool: &db::DbPool,
+    fabric_id: Uuid,
+    keys: Option<&[Key]>,
+) -> Result<Vec<DriftChange>, DbError> {
     let mut conn = db::connect(pool).await?;
     refresh(&mut conn, fabric_id, keys).await
 }

@@ -287,7 +287,10 @@ mod tests {
             (&["Received HTTP status 404"], FailureKind::NotARepository),
             (&["A packet line could not be decoded"], FailureKind::Protocol),
             (&["something else entirely"], FailureKind::Other),
-            (&["client error (Connect)", "dns error", "outbound policy: meta (169.254.169.254) is denied"], FailureKind::Refused),
+            (
+                &["client error (Connect)", "dns error", "outbound policy: meta (169.254.169.254) is denied"],
+                FailureKind::Refused,
+            ),
         ];
         for (texts, kind) in cases {
             assert_eq!(evidence(texts).classify(), kind, "{texts:?}");

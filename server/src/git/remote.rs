@@ -191,7 +191,14 @@ struct SshPin {
 /// The ssh invocation: nothing from the machine's ssh setup (config, agent, default keys), no
 /// prompts, host keys checked against our file, stderr kept for classifying failures, and the
 /// checked address pinned so that ssh does not resolve the name again.
-fn ssh_command(key: Option<&Path>, known_hosts: &Path, strict: bool, stderr: &Path, timeout: Duration, pin: &SshPin) -> String {
+fn ssh_command(
+    key: Option<&Path>,
+    known_hosts: &Path,
+    strict: bool,
+    stderr: &Path,
+    timeout: Duration,
+    pin: &SshPin,
+) -> String {
     let seconds = timeout.as_secs().max(1);
     let identity = key.map_or_else(|| "none".to_string(), shell_quote);
     let checking = if strict { "yes" } else { "accept-new" };
@@ -226,8 +233,12 @@ impl Session {
         match parsed.scheme {
             // Read the path as checked, not as given: a symlink swapped afterwards changes nothing.
             Scheme::File => {
-                let path = gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path)).map_err(|_| GitError::unreadable())?.into_owned();
-                parsed.path = gix::path::into_bstr(outbound.repository_path(&path)?).map_err(|_| GitError::unreadable())?.into_owned();
+                let path = gix::path::from_bstr(gix::bstr::BStr::new(&parsed.path))
+                    .map_err(|_| GitError::unreadable())?
+                    .into_owned();
+                parsed.path = gix::path::into_bstr(outbound.repository_path(&path)?)
+                    .map_err(|_| GitError::unreadable())?
+                    .into_owned();
             }
             // Names are checked by the HTTP client's resolver, git:// and ssh resolve below.
             _ => outbound.check_literal(parsed.host().unwrap_or_default())?,
@@ -293,7 +304,14 @@ impl Session {
         // gix keeps an IPv6 host in brackets; known_hosts names it bare (bracketed with a port).
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let host_key_alias = if port == 22 { bare.to_owned() } else { format!("[{bare}]:{port}") };
-        let command = ssh_command(key.as_deref(), &known_hosts, strict, &stderr, self.timeout, &SshPin { address, host_key_alias });
+        let command = ssh_command(
+            key.as_deref(),
+            &known_hosts,
+            strict,
+            &stderr,
+            self.timeout,
+            &SshPin { address, host_key_alias },
+        );
         self.overrides.push(format!("core.sshCommand={command}"));
         self.overrides.push("ssh.variant=ssh".into());
         self.ssh_stderr = Some(stderr);

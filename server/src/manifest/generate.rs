@@ -54,10 +54,22 @@ fn namespaces() -> String {
 fn core() -> String {
     let mut out = String::new();
     for s in 1..=2 {
-        out += &object(API_WIRING, "Switch", &format!("spine-{s:02}"), "", &format!("  role: spine\n  asn: 65100\n  description: spine {s}\n"));
+        out += &object(
+            API_WIRING,
+            "Switch",
+            &format!("spine-{s:02}"),
+            "",
+            &format!("  role: spine\n  asn: 65100\n  description: spine {s}\n"),
+        );
     }
     out += &object(API_WIRING, "Switch", "border-01", "", "  role: border-leaf\n  asn: 65200\n");
-    out += &object(API_WIRING, "Connection", "border-01--external", "", "  external:\n    link:\n      switch:\n        port: border-01/E1/1\n");
+    out += &object(
+        API_WIRING,
+        "Connection",
+        "border-01--external",
+        "",
+        "  external:\n    link:\n      switch:\n        port: border-01/E1/1\n",
+    );
     for s in 1..=2 {
         out += &object(
             API_WIRING,
@@ -67,7 +79,13 @@ fn core() -> String {
             &format!("  fabric:\n    links:\n      - spine:\n          port: spine-{s:02}/E1/64\n        leaf:\n          port: border-01/E1/{}\n", 48 + s),
         );
     }
-    out += &object(API_VPC, "External", "internet", "", "  ipv4Namespace: default\n  inboundCommunity: 65102:5000\n  outboundCommunity: 5000:65102\n");
+    out += &object(
+        API_VPC,
+        "External",
+        "internet",
+        "",
+        "  ipv4Namespace: default\n  inboundCommunity: 65102:5000\n  outboundCommunity: 5000:65102\n",
+    );
     out += &object(
         API_VPC,
         "ExternalAttachment",
@@ -102,8 +120,10 @@ fn pod(p: usize) -> [String; 4] {
 
     // 8 servers.
     let servers_names: Vec<String> = (1..=DUAL_HOMED + SINGLE_HOMED).map(|s| format!("server-{p:04}-{s:02}")).collect();
-    let servers: String =
-        servers_names.iter().map(|s| object(API_WIRING, "Server", s, "", &format!("  description: {s} in pod {p}\n"))).collect();
+    let servers: String = servers_names
+        .iter()
+        .map(|s| object(API_WIRING, "Server", s, "", &format!("  description: {s} in pod {p}\n")))
+        .collect();
 
     // 4 fabric links, the MCLAG domain (MCLAG pods), 4 dual-homed and 4 single-homed servers.
     let mut connections = String::new();
@@ -185,7 +205,10 @@ fn pod(p: usize) -> [String; 4] {
         "VPCPeering",
         &format!("{}--{}", vpc_names[0], vpc_names[1]),
         "",
-        &format!("  permit:\n    - {}:\n        subnets: [subnet-0]\n      {}:\n        subnets: [subnet-0]\n", vpc_names[0], vpc_names[1]),
+        &format!(
+            "  permit:\n    - {}:\n        subnets: [subnet-0]\n      {}:\n        subnets: [subnet-0]\n",
+            vpc_names[0], vpc_names[1]
+        ),
     );
     vpcs += &object(
         API_VPC,
@@ -209,7 +232,12 @@ mod tests {
             let mut objects = Vec::new();
             for f in &files {
                 let parsed = parse_file(f, KindRegistry::hedgehog(), &Options::default());
-                assert!(parsed.diagnostics.is_empty(), "{}: {:#?}", f.path, &parsed.diagnostics[..parsed.diagnostics.len().min(3)]);
+                assert!(
+                    parsed.diagnostics.is_empty(),
+                    "{}: {:#?}",
+                    f.path,
+                    &parsed.diagnostics[..parsed.diagnostics.len().min(3)]
+                );
                 objects.extend(parsed.objects);
             }
             let findings = validate_fabric(&objects);

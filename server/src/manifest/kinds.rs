@@ -30,7 +30,10 @@ static REGISTRY: OnceLock<KindRegistry> = OnceLock::new();
 
 /// The Hedgehog CRDs this build knows (githedgehog/fabric, see server/tests/data/SOURCES.md).
 const HEDGEHOG_CRDS: &[(&str, &str)] = &[
-    ("vpc.githedgehog.com_externalattachments.yaml", include_str!("../../crds/vpc.githedgehog.com_externalattachments.yaml")),
+    (
+        "vpc.githedgehog.com_externalattachments.yaml",
+        include_str!("../../crds/vpc.githedgehog.com_externalattachments.yaml"),
+    ),
     ("vpc.githedgehog.com_externalpeerings.yaml", include_str!("../../crds/vpc.githedgehog.com_externalpeerings.yaml")),
     ("vpc.githedgehog.com_externals.yaml", include_str!("../../crds/vpc.githedgehog.com_externals.yaml")),
     ("vpc.githedgehog.com_ipv4namespaces.yaml", include_str!("../../crds/vpc.githedgehog.com_ipv4namespaces.yaml")),
@@ -38,12 +41,21 @@ const HEDGEHOG_CRDS: &[(&str, &str)] = &[
     ("vpc.githedgehog.com_vpcpeerings.yaml", include_str!("../../crds/vpc.githedgehog.com_vpcpeerings.yaml")),
     ("vpc.githedgehog.com_vpcs.yaml", include_str!("../../crds/vpc.githedgehog.com_vpcs.yaml")),
     ("wiring.githedgehog.com_connections.yaml", include_str!("../../crds/wiring.githedgehog.com_connections.yaml")),
-    ("wiring.githedgehog.com_serverprofiles.yaml", include_str!("../../crds/wiring.githedgehog.com_serverprofiles.yaml")),
+    (
+        "wiring.githedgehog.com_serverprofiles.yaml",
+        include_str!("../../crds/wiring.githedgehog.com_serverprofiles.yaml"),
+    ),
     ("wiring.githedgehog.com_servers.yaml", include_str!("../../crds/wiring.githedgehog.com_servers.yaml")),
     ("wiring.githedgehog.com_switches.yaml", include_str!("../../crds/wiring.githedgehog.com_switches.yaml")),
     ("wiring.githedgehog.com_switchgroups.yaml", include_str!("../../crds/wiring.githedgehog.com_switchgroups.yaml")),
-    ("wiring.githedgehog.com_switchprofiles.yaml", include_str!("../../crds/wiring.githedgehog.com_switchprofiles.yaml")),
-    ("wiring.githedgehog.com_vlannamespaces.yaml", include_str!("../../crds/wiring.githedgehog.com_vlannamespaces.yaml")),
+    (
+        "wiring.githedgehog.com_switchprofiles.yaml",
+        include_str!("../../crds/wiring.githedgehog.com_switchprofiles.yaml"),
+    ),
+    (
+        "wiring.githedgehog.com_vlannamespaces.yaml",
+        include_str!("../../crds/wiring.githedgehog.com_vlannamespaces.yaml"),
+    ),
 ];
 
 impl KindRegistry {
@@ -65,7 +77,10 @@ impl KindRegistry {
         paths.sort();
         let mut files = Vec::new();
         for path in &paths {
-            files.push((path.display().to_string(), std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?));
+            files.push((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            ));
         }
         let mut registry = KindRegistry::from_crds(HEDGEHOG_CRDS)?;
         registry.add_files(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
@@ -96,7 +111,8 @@ impl KindRegistry {
             return Err("not a CustomResourceDefinition".into());
         }
         let spec = crd.get("spec").ok_or("no spec")?;
-        let text = |v: Option<&Value>, what: &str| v.and_then(Value::as_str).map(str::to_owned).ok_or(format!("no {what}"));
+        let text =
+            |v: Option<&Value>, what: &str| v.and_then(Value::as_str).map(str::to_owned).ok_or(format!("no {what}"));
         let group = text(spec.get("group"), "spec.group")?;
         let names = spec.get("names").ok_or("no spec.names")?;
         let kind = text(names.get("kind"), "spec.names.kind")?;
@@ -109,7 +125,14 @@ impl KindRegistry {
             }
             let version = text(v.get("name"), "version name")?;
             let schema = v.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(Value::Null);
-            let def = KindDef { group: group.clone(), version: version.clone(), kind: kind.clone(), plural: plural.clone(), namespaced, schema };
+            let def = KindDef {
+                group: group.clone(),
+                version: version.clone(),
+                kind: kind.clone(),
+                plural: plural.clone(),
+                namespaced,
+                schema,
+            };
             self.by_api.insert((format!("{group}/{version}"), kind.clone()), def);
         }
         Ok(())

@@ -89,7 +89,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { default_namespace: "default".into(), max_alias_expansions: 10_000, max_depth: 64, max_documents_per_file: 10_000 }
+        Options {
+            default_namespace: "default".into(),
+            max_alias_expansions: 10_000,
+            max_depth: 64,
+            max_documents_per_file: 10_000,
+        }
     }
 }
 
@@ -186,11 +191,14 @@ fn classify(file: &SourceFile, doc: &yaml::Document, registry: &KindRegistry, op
             message,
         }
     };
-    let invalid = |code: &str, pointer: &str, message: String| Classified::Invalid(vec![at(Severity::Error, code, pointer, message)]);
+    let invalid = |code: &str, pointer: &str, message: String| {
+        Classified::Invalid(vec![at(Severity::Error, code, pointer, message)])
+    };
     let Some(map) = doc.value.as_object() else {
         return invalid("doc.not_an_object", "", "a Kubernetes object must be a YAML mapping".into());
     };
-    let (Some(api_version), Some(kind)) = (map.get("apiVersion").and_then(Value::as_str), map.get("kind").and_then(Value::as_str))
+    let (Some(api_version), Some(kind)) =
+        (map.get("apiVersion").and_then(Value::as_str), map.get("kind").and_then(Value::as_str))
     else {
         let missing = if map.get("apiVersion").and_then(Value::as_str).is_none() { "/apiVersion" } else { "/kind" };
         return invalid("doc.missing_kind", missing, format!("{} must be a string", &missing[1..]));
@@ -209,7 +217,12 @@ fn classify(file: &SourceFile, doc: &yaml::Document, registry: &KindRegistry, op
             };
             return invalid("kind.unknown", "/kind", message);
         }
-        return Classified::Ignored(at(Severity::Warning, "kind.ignored", "", format!("{api_version} {kind} is not a fabric kind; ignored")));
+        return Classified::Ignored(at(
+            Severity::Warning,
+            "kind.ignored",
+            "",
+            format!("{api_version} {kind} is not a fabric kind; ignored"),
+        ));
     };
 
     let mut errors = Vec::new();
@@ -222,7 +235,12 @@ fn classify(file: &SourceFile, doc: &yaml::Document, registry: &KindRegistry, op
         None | Some(Value::Null) => options.default_namespace.clone(),
         Some(Value::String(ns)) => ns.clone(),
         Some(_) => {
-            errors.push(at(Severity::Error, "schema.type", "/metadata/namespace", "metadata.namespace must be a string".into()));
+            errors.push(at(
+                Severity::Error,
+                "schema.type",
+                "/metadata/namespace",
+                "metadata.namespace must be a string".into(),
+            ));
             String::new()
         }
     };
@@ -230,7 +248,9 @@ fn classify(file: &SourceFile, doc: &yaml::Document, registry: &KindRegistry, op
     let properties = def.schema.get("properties").and_then(Value::as_object);
     for (field, value) in map.iter().filter(|(k, _)| !ENVELOPE.contains(&k.as_str())) {
         match properties.and_then(|p| p.get(field)) {
-            Some(field_schema) => schema::validate(value, field_schema, &format!("/{}", yaml::escape(field)), &mut violations),
+            Some(field_schema) => {
+                schema::validate(value, field_schema, &format!("/{}", yaml::escape(field)), &mut violations)
+            }
             None => violations.push(schema::Violation {
                 pointer: format!("/{}", yaml::escape(field)),
                 code: "schema.unknown_field",
@@ -238,7 +258,8 @@ fn classify(file: &SourceFile, doc: &yaml::Document, registry: &KindRegistry, op
             }),
         }
     }
-    for required in def.schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+    for required in def.schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+    {
         if !ENVELOPE.contains(&required) && map.get(required).is_none_or(Value::is_null) {
             violations.push(schema::Violation {
                 pointer: format!("/{required}"),
@@ -330,8 +351,12 @@ pub fn normalize(object: &Map<String, Value>, namespace: &str) -> Value {
 fn without_nulls(value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
-        Value::Object(map) => Some(Value::Object(map.iter().filter_map(|(k, v)| without_nulls(v).map(|v| (k.clone(), v))).collect())),
-        Value::Array(items) => Some(Value::Array(items.iter().map(|v| without_nulls(v).unwrap_or(Value::Null)).collect())),
+        Value::Object(map) => {
+            Some(Value::Object(map.iter().filter_map(|(k, v)| without_nulls(v).map(|v| (k.clone(), v))).collect()))
+        }
+        Value::Array(items) => {
+            Some(Value::Array(items.iter().map(|v| without_nulls(v).unwrap_or(Value::Null)).collect()))
+        }
         other => Some(other.clone()),
     }
 }
@@ -369,7 +394,10 @@ mod tests {
             .expect("sample dir")
             .map(|e| e.expect("entry").path())
             .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-            .map(|p| SourceFile { path: p.file_name().unwrap().to_string_lossy().into(), bytes: std::fs::read(&p).unwrap() })
+            .map(|p| SourceFile {
+                path: p.file_name().unwrap().to_string_lossy().into(),
+                bytes: std::fs::read(&p).unwrap(),
+            })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files
@@ -384,11 +412,22 @@ mod tests {
         let mut errors = Vec::new();
         for f in sample(dir) {
             let parsed = parse_file(&f, KindRegistry::hedgehog(), &Options::default());
-            errors.extend(parsed.diagnostics.into_iter().filter(|d| d.severity == Severity::Error).map(|d| (d.file, d.document, d.code, d.field_path)));
+            errors.extend(
+                parsed
+                    .diagnostics
+                    .into_iter()
+                    .filter(|d| d.severity == Severity::Error)
+                    .map(|d| (d.file, d.document, d.code, d.field_path)),
+            );
             objects.extend(parsed.objects);
         }
         let semantic = validate_fabric(&objects);
-        errors.extend(semantic.into_iter().filter(|d| d.code != "ref.unresolved").map(|d| (d.file, d.document, d.code, d.field_path)));
+        errors.extend(
+            semantic
+                .into_iter()
+                .filter(|d| d.code != "ref.unresolved")
+                .map(|d| (d.file, d.document, d.code, d.field_path)),
+        );
         (errors, objects.len())
     }
 
@@ -400,20 +439,24 @@ mod tests {
         // lab-ci's static ExternalAttachment lacks `switch` and `neighbor`, which the fixture CRD
         // (githedgehog/fabric at the pinned commit) requires: the API server would reject it too.
         let (errors, objects) = load_sample("lab-ci");
-        let expected = |field: &str| ("wiring.yaml".to_string(), Some(50), "schema.required".to_string(), field.to_string());
+        let expected =
+            |field: &str| ("wiring.yaml".to_string(), Some(50), "schema.required".to_string(), field.to_string());
         assert_eq!(errors, vec![expected("/spec/neighbor"), expected("/spec/switch")]);
         assert_eq!(objects, 50);
     }
 
     #[test]
     fn objects_are_classified_and_normalized() {
-        let parsed = parse(&format!("{SWITCH}status:\n  x: 1\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"));
+        let parsed =
+            parse(&format!("{SWITCH}status:\n  x: 1\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"));
         assert_eq!(parsed.objects.len(), 1);
         assert_eq!(parsed.ignored, 1);
         assert_eq!(codes(&parsed), vec![("kind.ignored".into(), String::new(), 10)]);
         let o = &parsed.objects[0];
-        assert_eq!((o.group.as_str(), o.version.as_str(), o.kind.as_str(), o.namespace.as_str(), o.name.as_str()),
-            ("wiring.githedgehog.com", "v1beta1", "Switch", "default", "leaf-1"));
+        assert_eq!(
+            (o.group.as_str(), o.version.as_str(), o.kind.as_str(), o.namespace.as_str(), o.name.as_str()),
+            ("wiring.githedgehog.com", "v1beta1", "Switch", "default", "leaf-1")
+        );
         assert_eq!(o.body.pointer("/metadata/namespace"), Some(&Value::String("default".into())));
         assert!(o.body.get("status").is_none());
         assert_eq!(o.line, 1);
@@ -434,10 +477,20 @@ mod tests {
             (SWITCH.replace("server-leaf", "core"), "schema.enum", "/spec/role", 6),
             (SWITCH.replace("  role: server-leaf\n", "  role: spine\n  asn: lots\n"), "schema.type", "/spec/asn", 7),
             (SWITCH.replace("  role: server-leaf\n", "  description: x\n"), "schema.required", "/spec/role", 6),
-            (SWITCH.replace("  role: server-leaf\n", "  role: spine\n  colour: red\n"), "schema.unknown_field", "/spec/colour", 7),
+            (
+                SWITCH.replace("  role: server-leaf\n", "  role: spine\n  colour: red\n"),
+                "schema.unknown_field",
+                "/spec/colour",
+                7,
+            ),
             (SWITCH.replace("leaf-1", "Leaf_1"), "name.invalid", "/metadata/name", 4),
             ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n".into(), "policy.secret", "/kind", 2),
-            ("apiVersion: vpc.githedgehog.com/v1alpha9\nkind: VPC\nmetadata:\n  name: v\n".into(), "kind.unknown", "/kind", 2),
+            (
+                "apiVersion: vpc.githedgehog.com/v1alpha9\nkind: VPC\nmetadata:\n  name: v\n".into(),
+                "kind.unknown",
+                "/kind",
+                2,
+            ),
             ("kind: Switch\n".into(), "doc.missing_kind", "/apiVersion", 1),
             ("- a\n- b\n".into(), "doc.not_an_object", "", 1),
             (format!("{SWITCH}  role: spine\n"), "yaml.duplicate_key", "/spec/role", 7),
@@ -446,7 +499,10 @@ mod tests {
             let parsed = parse(&text);
             assert!(parsed.objects.is_empty(), "{code}: {:?}", parsed.objects);
             let found = codes(&parsed);
-            assert!(found.contains(&(code.to_string(), pointer.to_string(), line)), "{code} {pointer} {line}: {found:?}");
+            assert!(
+                found.contains(&(code.to_string(), pointer.to_string(), line)),
+                "{code} {pointer} {line}: {found:?}"
+            );
             assert!(parsed.diagnostics.iter().all(|d| d.file == "f.yaml" && d.severity == Severity::Error));
         }
     }
@@ -465,13 +521,16 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut inputs: Vec<Vec<u8>> = vec![b"\xff\xfe".to_vec(), b"\x00".to_vec(), b"---\n...\n---".to_vec(), b"kind: 5\napiVersion: 6".to_vec()];
+        let mut inputs: Vec<Vec<u8>> =
+            vec![b"\xff\xfe".to_vec(), b"\x00".to_vec(), b"---\n...\n---".to_vec(), b"kind: 5\napiVersion: 6".to_vec()];
         for seed in 0u32..200 {
-            let bytes: Vec<u8> = (0..64u32).map(|i| b"ak: -[]{}\n ,&*!|>'\"#%@`x1"[((seed * 31 + i * 17) % 25) as usize]).collect();
+            let bytes: Vec<u8> =
+                (0..64u32).map(|i| b"ak: -[]{}\n ,&*!|>'\"#%@`x1"[((seed * 31 + i * 17) % 25) as usize]).collect();
             inputs.push(bytes);
         }
         for bytes in inputs {
-            let _ = parse_file(&SourceFile { path: "g.yaml".into(), bytes }, KindRegistry::hedgehog(), &Options::default());
+            let _ =
+                parse_file(&SourceFile { path: "g.yaml".into(), bytes }, KindRegistry::hedgehog(), &Options::default());
         }
     }
 }

@@ -184,7 +184,11 @@ mod tests {
             "any": {"type": "object"},
             "labels": {"type": "object", "additionalProperties": {"type": "string"}}
         }});
-        assert!(check(json!({"role": "spine", "asn": 5, "name": "ab", "ports": ["a"], "any": {"x": 1}, "labels": {"a": "b"}}), schema.clone()).is_empty());
+        assert!(check(
+            json!({"role": "spine", "asn": 5, "name": "ab", "ports": ["a"], "any": {"x": 1}, "labels": {"a": "b"}}),
+            schema.clone()
+        )
+        .is_empty());
         assert_eq!(
             check(json!({"asn": 11, "name": "AB", "ports": ["a", 2], "labels": {"a": 1}, "typo": 1}), schema.clone()),
             vec![

@@ -36,7 +36,10 @@ pub fn validate_fabric<O: Borrow<Object>>(objects: &[O]) -> Vec<Diagnostic> {
                 Severity::Error,
                 "object.duplicate",
                 "/metadata/name",
-                format!("{} {}/{} is also defined in {} (document {})", o.kind, o.namespace, o.name, earlier.file, earlier.document),
+                format!(
+                    "{} {}/{} is also defined in {} (document {})",
+                    o.kind, o.namespace, o.name, earlier.file, earlier.document
+                ),
             ));
             continue;
         }
@@ -61,7 +64,9 @@ pub fn validate_fabric<O: Borrow<Object>>(objects: &[O]) -> Vec<Diagnostic> {
         }
     }
     vpc_subnets_and_vlans(&first, &index, &mut out);
-    out.sort_by(|a, b| (&a.file, a.document, &a.field_path, &a.code).cmp(&(&b.file, b.document, &b.field_path, &b.code)));
+    out.sort_by(|a, b| {
+        (&a.file, a.document, &a.field_path, &a.code).cmp(&(&b.file, b.document, &b.field_path, &b.code))
+    });
     out
 }
 
@@ -96,12 +101,22 @@ fn connection_ports(o: &Object, index: &Index, out: &mut Vec<Diagnostic>) {
     collect_ports(o.body.get("spec").unwrap_or(&Value::Null), "/spec".into(), &mut ports);
     for (pointer, port) in ports {
         let Some((device, _)) = port.split_once('/') else {
-            out.push(o.diagnostic(Severity::Error, "connection.port", &pointer, format!("port {port:?} must be <device>/<port>")));
+            out.push(o.diagnostic(
+                Severity::Error,
+                "connection.port",
+                &pointer,
+                format!("port {port:?} must be <device>/<port>"),
+            ));
             continue;
         };
-        let found = index.get("Switch", &o.namespace, device).is_some() || index.get("Server", &o.namespace, device).is_some();
+        let found =
+            index.get("Switch", &o.namespace, device).is_some() || index.get("Server", &o.namespace, device).is_some();
         if !found {
-            out.push(unresolved(o, &pointer, format!("port {port:?}: no Switch or Server {device:?} in namespace {}", o.namespace)));
+            out.push(unresolved(
+                o,
+                &pointer,
+                format!("port {port:?}: no Switch or Server {device:?} in namespace {}", o.namespace),
+            ));
         }
     }
 }
@@ -131,11 +146,20 @@ fn vpc_attachment(o: &Object, index: &Index, out: &mut Vec<Diagnostic>) {
     reference(o, index, "/spec/connection", "Connection", out);
     let Some(subnet) = text(o, "/spec/subnet") else { return };
     let Some((vpc_name, subnet_name)) = subnet.split_once('/') else {
-        out.push(o.diagnostic(Severity::Error, "attachment.subnet", "/spec/subnet", format!("{subnet:?} must be <vpc>/<subnet>")));
+        out.push(o.diagnostic(
+            Severity::Error,
+            "attachment.subnet",
+            "/spec/subnet",
+            format!("{subnet:?} must be <vpc>/<subnet>"),
+        ));
         return;
     };
     match index.get("VPC", &o.namespace, vpc_name) {
-        None => out.push(unresolved(o, "/spec/subnet", format!("VPC {vpc_name:?} is not defined in namespace {}", o.namespace))),
+        None => out.push(unresolved(
+            o,
+            "/spec/subnet",
+            format!("VPC {vpc_name:?} is not defined in namespace {}", o.namespace),
+        )),
         Some(vpc) if vpc.body.pointer(&format!("/spec/subnets/{}", escape(subnet_name))).is_none() => {
             out.push(unresolved(o, "/spec/subnet", format!("VPC {vpc_name:?} has no subnet {subnet_name:?}")))
         }
@@ -179,7 +203,11 @@ fn overlaps(a: (u32, u8), b: (u32, u8)) -> bool {
 
 /// VPC subnets: valid prefixes inside their IPv4Namespace, disjoint within it; VLANs inside
 /// their VLANNamespace ranges and used once within it.
-fn vpc_subnets_and_vlans(objects: &HashMap<(&str, &str, &str, &str), &Object>, index: &Index, out: &mut Vec<Diagnostic>) {
+fn vpc_subnets_and_vlans(
+    objects: &HashMap<(&str, &str, &str, &str), &Object>,
+    index: &Index,
+    out: &mut Vec<Diagnostic>,
+) {
     let mut vpcs: Vec<&Object> = objects.values().filter(|o| o.group == VPC && o.kind == "VPC").copied().collect();
     vpcs.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
     // Per namespace object: prefixes and VLANs already taken, with who took them.
@@ -192,10 +220,18 @@ fn vpc_subnets_and_vlans(objects: &HashMap<(&str, &str, &str, &str), &Object>, i
         let ipv4_obj = index.get("IPv4Namespace", &vpc.namespace, &ipv4_ns);
         let vlan_obj = index.get("VLANNamespace", &vpc.namespace, &vlan_ns);
         if ipv4_obj.is_none() {
-            out.push(unresolved(vpc, "/spec/ipv4Namespace", format!("IPv4Namespace {ipv4_ns:?} is not defined in namespace {}", vpc.namespace)));
+            out.push(unresolved(
+                vpc,
+                "/spec/ipv4Namespace",
+                format!("IPv4Namespace {ipv4_ns:?} is not defined in namespace {}", vpc.namespace),
+            ));
         }
         if vlan_obj.is_none() {
-            out.push(unresolved(vpc, "/spec/vlanNamespace", format!("VLANNamespace {vlan_ns:?} is not defined in namespace {}", vpc.namespace)));
+            out.push(unresolved(
+                vpc,
+                "/spec/vlanNamespace",
+                format!("VLANNamespace {vlan_ns:?} is not defined in namespace {}", vpc.namespace),
+            ));
         }
         let ns_prefixes: Vec<(u32, u8)> = ipv4_obj
             .and_then(|n| n.body.pointer("/spec/subnets").and_then(Value::as_array))
@@ -212,7 +248,12 @@ fn vpc_subnets_and_vlans(objects: &HashMap<(&str, &str, &str, &str), &Object>, i
             if let Some(cidr) = subnet.get("subnet").and_then(Value::as_str) {
                 let pointer = format!("{base}/subnet");
                 match parse_cidr(cidr) {
-                    None => out.push(vpc.diagnostic(Severity::Error, "subnet.invalid", &pointer, format!("{cidr:?} is not an IPv4 prefix"))),
+                    None => out.push(vpc.diagnostic(
+                        Severity::Error,
+                        "subnet.invalid",
+                        &pointer,
+                        format!("{cidr:?} is not an IPv4 prefix"),
+                    )),
                     Some(prefix) => {
                         if ipv4_obj.is_some() && !ns_prefixes.iter().any(|ns| contains(*ns, prefix)) {
                             out.push(vpc.diagnostic(
@@ -224,7 +265,12 @@ fn vpc_subnets_and_vlans(objects: &HashMap<(&str, &str, &str, &str), &Object>, i
                         }
                         let taken = taken_prefixes.entry((vpc.namespace.clone(), ipv4_ns.clone())).or_default();
                         if let Some((_, other)) = taken.iter().find(|(p, _)| overlaps(*p, prefix)) {
-                            out.push(vpc.diagnostic(Severity::Error, "subnet.overlap", &pointer, format!("{cidr} overlaps subnet {other}")));
+                            out.push(vpc.diagnostic(
+                                Severity::Error,
+                                "subnet.overlap",
+                                &pointer,
+                                format!("{cidr} overlaps subnet {other}"),
+                            ));
                         }
                         taken.push((prefix, owner.clone()));
                     }
@@ -242,7 +288,12 @@ fn vpc_subnets_and_vlans(objects: &HashMap<(&str, &str, &str, &str), &Object>, i
                 }
                 let taken = taken_vlans.entry((vpc.namespace.clone(), vlan_ns.clone())).or_default();
                 if let Some(other) = taken.get(&vlan) {
-                    out.push(vpc.diagnostic(Severity::Error, "vlan.reused", &pointer, format!("VLAN {vlan} is already used by subnet {other}")));
+                    out.push(vpc.diagnostic(
+                        Severity::Error,
+                        "vlan.reused",
+                        &pointer,
+                        format!("VLAN {vlan} is already used by subnet {other}"),
+                    ));
                 } else {
                     taken.insert(vlan, owner);
                 }
@@ -313,7 +364,11 @@ spec:
 
     fn findings(extra: &str) -> Vec<(String, String)> {
         let text = format!("{BASE}{extra}");
-        let parsed = parse_file(&SourceFile { path: "f.yaml".into(), bytes: text.into_bytes() }, KindRegistry::hedgehog(), &Options::default());
+        let parsed = parse_file(
+            &SourceFile { path: "f.yaml".into(), bytes: text.into_bytes() },
+            KindRegistry::hedgehog(),
+            &Options::default(),
+        );
         assert!(parsed.diagnostics.is_empty(), "{:#?}", parsed.diagnostics);
         validate_fabric(&parsed.objects).into_iter().map(|d| (d.code, d.field_path)).collect()
     }
@@ -331,7 +386,11 @@ spec:
     #[test]
     fn duplicates_name_both_places() {
         let text = format!("{BASE}---\napiVersion: wiring.githedgehog.com/v1beta1\nkind: Switch\nmetadata:\n  name: leaf-1\nspec:\n  role: spine\n");
-        let parsed = parse_file(&SourceFile { path: "f.yaml".into(), bytes: text.into_bytes() }, KindRegistry::hedgehog(), &Options::default());
+        let parsed = parse_file(
+            &SourceFile { path: "f.yaml".into(), bytes: text.into_bytes() },
+            KindRegistry::hedgehog(),
+            &Options::default(),
+        );
         let found = validate_fabric(&parsed.objects);
         assert_eq!(found.len(), 1, "{found:#?}");
         assert_eq!((found[0].code.as_str(), found[0].document, found[0].line), ("object.duplicate", Some(7), 57));
@@ -341,7 +400,13 @@ spec:
     #[test]
     fn references_must_resolve() {
         let attach = "---\napiVersion: vpc.githedgehog.com/v1beta1\nkind: VPCAttachment\nmetadata:\n  name: a2\nspec:\n  connection: nope\n  subnet: vpc-1/missing\n";
-        assert_eq!(findings(attach), vec![("ref.unresolved".into(), "/spec/connection".into()), ("ref.unresolved".into(), "/spec/subnet".into())]);
+        assert_eq!(
+            findings(attach),
+            vec![
+                ("ref.unresolved".into(), "/spec/connection".into()),
+                ("ref.unresolved".into(), "/spec/subnet".into())
+            ]
+        );
         let conn = "---\napiVersion: wiring.githedgehog.com/v1beta1\nkind: Connection\nmetadata:\n  name: c2\nspec:\n  unbundled:\n    link:\n      server: {port: ghost/enp2s1}\n      switch: {port: leaf-1/E1/2}\n";
         assert_eq!(findings(conn), vec![("ref.unresolved".into(), "/spec/unbundled/link/server/port".into())]);
         let peering = "---\napiVersion: vpc.githedgehog.com/v1beta1\nkind: VPCPeering\nmetadata:\n  name: p\nspec:\n  permit:\n    - {vpc-1: {}, vpc-9: {}}\n";
@@ -350,10 +415,25 @@ spec:
 
     #[test]
     fn subnets_and_vlans() {
-        assert_eq!(findings(&vpc("v2", "10.1.0.0/24", 1002)), vec![("subnet.outside_namespace".into(), "/spec/subnets/s/subnet".into())]);
-        assert_eq!(findings(&vpc("v2", "10.0.1.128/25", 1002)), vec![("subnet.overlap".into(), "/spec/subnets/s/subnet".into())]);
-        assert_eq!(findings(&vpc("v2", "10.0.2.0/24", 2500)), vec![("vlan.outside_namespace".into(), "/spec/subnets/s/vlan".into())]);
-        assert_eq!(findings(&vpc("v2", "10.0.2.0/24", 1001)), vec![("vlan.reused".into(), "/spec/subnets/s/vlan".into())]);
-        assert_eq!(findings(&vpc("v2", "10.0.2.300/24", 1002)), vec![("subnet.invalid".into(), "/spec/subnets/s/subnet".into())]);
+        assert_eq!(
+            findings(&vpc("v2", "10.1.0.0/24", 1002)),
+            vec![("subnet.outside_namespace".into(), "/spec/subnets/s/subnet".into())]
+        );
+        assert_eq!(
+            findings(&vpc("v2", "10.0.1.128/25", 1002)),
+            vec![("subnet.overlap".into(), "/spec/subnets/s/subnet".into())]
+        );
+        assert_eq!(
+            findings(&vpc("v2", "10.0.2.0/24", 2500)),
+            vec![("vlan.outside_namespace".into(), "/spec/subnets/s/vlan".into())]
+        );
+        assert_eq!(
+            findings(&vpc("v2", "10.0.2.0/24", 1001)),
+            vec![("vlan.reused".into(), "/spec/subnets/s/vlan".into())]
+        );
+        assert_eq!(
+            findings(&vpc("v2", "10.0.2.300/24", 1002)),
+            vec![("subnet.invalid".into(), "/spec/subnets/s/subnet".into())]
+        );
     }
 }

@@ -100,7 +100,13 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Vec<Document>, YamlError> {
             Event::StreamStart | Event::Nothing => None,
             Event::DocumentStart => {
                 if doc >= limits.max_documents {
-                    return Err(error("yaml.documents", doc, "", &mark, format!("more than {} documents in one file", limits.max_documents)));
+                    return Err(error(
+                        "yaml.documents",
+                        doc,
+                        "",
+                        &mark,
+                        format!("more than {} documents in one file", limits.max_documents),
+                    ));
                 }
                 root = None;
                 anchors.clear();
@@ -119,7 +125,13 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Vec<Document>, YamlError> {
             Event::Alias(id) => {
                 let pointer = child_pointer(&stack);
                 if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
-                    return Err(error("yaml.complex_key", doc, &pointer, &mark, "mapping keys must be plain values".into()));
+                    return Err(error(
+                        "yaml.complex_key",
+                        doc,
+                        &pointer,
+                        &mark,
+                        "mapping keys must be plain values".into(),
+                    ));
                 }
                 let Some((value, nodes)) = anchors.get(&id) else {
                     return Err(error("yaml.syntax", doc, &pointer, &mark, "alias to an unknown anchor".into()));
@@ -151,16 +163,32 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Vec<Document>, YamlError> {
                 }
                 positions.push((pointer, Position::of(&mark)));
                 let forced_string = tag.as_ref().is_some_and(|t| t.suffix == "str");
-                let value = if style == TScalarStyle::Plain && !forced_string { plain_scalar(&text) } else { Value::String(text) };
+                let value = if style == TScalarStyle::Plain && !forced_string {
+                    plain_scalar(&text)
+                } else {
+                    Value::String(text)
+                };
                 Some((value, anchor, 1))
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 let pointer = child_pointer(&stack);
                 if matches!(stack.last(), Some(Frame::Map { key: None, .. })) {
-                    return Err(error("yaml.complex_key", doc, &pointer, &mark, "mapping keys must be plain values".into()));
+                    return Err(error(
+                        "yaml.complex_key",
+                        doc,
+                        &pointer,
+                        &mark,
+                        "mapping keys must be plain values".into(),
+                    ));
                 }
                 if stack.len() >= limits.max_depth {
-                    return Err(error("yaml.depth", doc, &pointer, &mark, format!("nested deeper than {} levels", limits.max_depth)));
+                    return Err(error(
+                        "yaml.depth",
+                        doc,
+                        &pointer,
+                        &mark,
+                        format!("nested deeper than {} levels", limits.max_depth),
+                    ));
                 }
                 positions.push((pointer.clone(), Position::of(&mark)));
                 stack.push(if matches!(event, Event::SequenceStart(..)) {
@@ -318,7 +346,20 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        for input in ["{", "}", "[", "a: b: c", "- - - -", "&a *a", "*x", "? [a]\n: b", "!<tag> x", ":\n:", "\t- a", "a: |\n  b\n c"] {
+        for input in [
+            "{",
+            "}",
+            "[",
+            "a: b: c",
+            "- - - -",
+            "&a *a",
+            "*x",
+            "? [a]\n: b",
+            "!<tag> x",
+            ":\n:",
+            "\t- a",
+            "a: |\n  b\n c",
+        ] {
             let _ = parse(input, &LIMITS);
         }
     }

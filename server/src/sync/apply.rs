@@ -10,17 +10,17 @@ use tracing::info;
 use super::pull::{PullError, Scope};
 use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
 use crate::api::AppState;
-use crate::watch;
 use crate::cluster::apply::{decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
 use crate::cluster::{self, waves, FABRIC_LABEL};
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ApplyEntry, ApplyRecord, WatchedLive};
 use crate::db::{self, runs::RunRow};
 use crate::manifest::kinds::KindRegistry;
+use crate::manifest::Object;
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{ApplyingProgress, ResourceKey};
-use crate::manifest::Object;
 use crate::sync::plan::{key_of, Key};
+use crate::watch;
 
 /// Emit an Applying event every this many objects (and at each wave's end).
 const PROGRESS_EVERY: usize = 100;
@@ -36,7 +36,11 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     fn failed(code: &str, message: String) -> ApplyReport {
-        ApplyReport { diagnostics: vec![run_diagnostic(code, message.clone())], error: Some(message), ..Default::default() }
+        ApplyReport {
+            diagnostics: vec![run_diagnostic(code, message.clone())],
+            error: Some(message),
+            ..Default::default()
+        }
     }
 }
 
@@ -79,12 +83,24 @@ fn key_proto(key: &Key, version: &str) -> ResourceKey {
 
 fn change(desired_key: &Key, version: &str, action: &str, fields: Vec<String>) -> StoredChange {
     let (group, kind, namespace, name) = desired_key.clone();
-    StoredChange { group, version: version.into(), kind, namespace, name, action: action.into(), changed_fields: fields }
+    StoredChange {
+        group,
+        version: version.into(),
+        kind,
+        namespace,
+        name,
+        action: action.into(),
+        changed_fields: fields,
+    }
 }
 
 fn describe(key: &Key) -> String {
     let (_, kind, namespace, name) = key;
-    if namespace.is_empty() { format!("{kind} {name}") } else { format!("{kind} {namespace}/{name}") }
+    if namespace.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {namespace}/{name}")
+    }
 }
 
 /// Applies `desired` to the fabric's cluster. Cluster failures end in a report with an error;
@@ -104,20 +120,25 @@ pub async fn apply(
     let waves::WavePlan { waves, invalid } = plan_waves(&desired);
     if !invalid.is_empty() {
         // Validation before apply: nothing is sent while any object is unplaceable.
-        let diagnostics: Vec<StoredDiagnostic> =
-            invalid.iter().map(|(i, reason)| run_diagnostic("apply.sync_wave", format!("{}: {reason}", describe(&desired[*i].key)))).collect();
+        let diagnostics: Vec<StoredDiagnostic> = invalid
+            .iter()
+            .map(|(i, reason)| run_diagnostic("apply.sync_wave", format!("{}: {reason}", describe(&desired[*i].key))))
+            .collect();
         let message = format!("{} object(s) have an invalid sync-wave annotation; nothing was applied", invalid.len());
         return Ok(ApplyReport { diagnostics, error: Some(message), ..Default::default() });
     }
-    let cluster::Connection { client, redactor } = match cluster::connect(fabric, &state.keyring, &state.settings.outbound).await {
-        Ok(connection) => connection,
-        Err(e) => return Ok(ApplyReport::failed(e.code(), e.to_string())),
-    };
+    let cluster::Connection { client, redactor } =
+        match cluster::connect(fabric, &state.keyring, &state.settings.outbound).await {
+            Ok(connection) => connection,
+            Err(e) => return Ok(ApplyReport::failed(e.code(), e.to_string())),
+        };
     // Every message from here on may quote the cluster's answers.
     let say = |e: &cluster::ClusterError| redactor.clean(&e.to_string());
     let applier = Applier::new(client, &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
     // A run leaves contested resources to the user (self-heal) and others to the targets.
-    let in_run = |d: &Desired| !(run.trigger == "self_heal" && d.contested) && targets.as_ref().is_none_or(|t| t.apply.contains(&d.key));
+    let in_run = |d: &Desired| {
+        !(run.trigger == "self_heal" && d.contested) && targets.as_ref().is_none_or(|t| t.apply.contains(&d.key))
+    };
     let live = match live_view(state, fabric, &applier, kinds, &desired, &in_run).await? {
         Ok(live) => live,
         Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {}", say(&e)))),
@@ -182,7 +203,9 @@ pub async fn apply(
             if done.is_multiple_of(PROGRESS_EVERY) || done == total {
                 let key = Some(key_proto(&d.key, &d.version));
                 let total = total as i64;
-                scope.emit(Payload::Applying(ApplyingProgress { wave: wave_number, done: done as i64, total, key })).await;
+                scope
+                    .emit(Payload::Applying(ApplyingProgress { wave: wave_number, done: done as i64, total, key }))
+                    .await;
             }
         }
         drop(results);
@@ -192,7 +215,8 @@ pub async fn apply(
         }
         if failed > 0 {
             let later: usize = send[n + 1..].iter().map(|(_, v)| v.len()).sum();
-            let message = format!("{failed} object(s) of wave {wave} failed; {later} object(s) of later waves were not applied");
+            let message =
+                format!("{failed} object(s) of wave {wave} failed; {later} object(s) of later waves were not applied");
             report.diagnostics.push(run_diagnostic("apply.wave_failed", message.clone()));
             report.error = Some(message);
             report.changes.truncate(MAX_STORED_CHANGES);
@@ -240,7 +264,11 @@ async fn live_view(
 ) -> Result<Result<Vec<Live>, cluster::ClusterError>, PullError> {
     let watched = {
         let mut conn = db::connect(&state.pool).await?;
-        if watch::watched(&mut conn, fabric.id).await? { Some(resources::watched_live(&mut conn, fabric.id, FABRIC_LABEL, &fabric.name).await?) } else { None }
+        if watch::watched(&mut conn, fabric.id).await? {
+            Some(resources::watched_live(&mut conn, fabric.id, FABRIC_LABEL, &fabric.name).await?)
+        } else {
+            None
+        }
     };
     let Some(rows) = watched else {
         info!(source = "cluster list", "live view");
@@ -257,10 +285,12 @@ async fn live_view(
     };
     info!(source = "watch", listed_kinds = moved.len(), "live view");
     if !moved.is_empty() {
-        let listed = match applier.list_live(kinds.kinds().filter(|k| moved.contains(&(k.group.clone(), k.kind.clone())))).await {
-            Ok(listed) => listed,
-            Err(e) => return Ok(Err(e)),
-        };
+        let listed =
+            match applier.list_live(kinds.kinds().filter(|k| moved.contains(&(k.group.clone(), k.kind.clone())))).await
+            {
+                Ok(listed) => listed,
+                Err(e) => return Ok(Err(e)),
+            };
         live.retain(|l| !moved.contains(&(l.key.0.clone(), l.key.1.clone())));
         live.extend(listed);
     }
@@ -301,7 +331,11 @@ pub async fn stored_desired(state: &AppState, fabric_id: uuid::Uuid) -> Result<V
 
 /// Just-pulled objects (a FULL dry run stores nothing), with what the store knows of their
 /// last apply so unchanged ones are still skipped.
-pub async fn desired_from_pulled(state: &AppState, fabric_id: uuid::Uuid, objects: &[&Object]) -> Result<Vec<Desired>, PullError> {
+pub async fn desired_from_pulled(
+    state: &AppState,
+    fabric_id: uuid::Uuid,
+    objects: &[&Object],
+) -> Result<Vec<Desired>, PullError> {
     let stored: HashMap<Key, Desired> =
         stored_desired(state, fabric_id).await?.into_iter().map(|d| (d.key.clone(), d)).collect();
     Ok(objects

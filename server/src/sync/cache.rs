@@ -59,10 +59,14 @@ mod tests {
         let cache = ParseCache::default();
         let registry = KindRegistry::hedgehog();
         let options = Options::default();
-        let a = SourceFile { path: "a.yaml".into(), bytes: b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n".to_vec() };
+        let a = SourceFile {
+            path: "a.yaml".into(),
+            bytes: b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n".to_vec(),
+        };
         let first = cache.parse(&a, registry, &options);
         assert!(Arc::ptr_eq(&first, &cache.parse(&a, registry, &options)));
-        let changed = SourceFile { bytes: b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n".to_vec(), ..a.clone() };
+        let changed =
+            SourceFile { bytes: b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n".to_vec(), ..a.clone() };
         assert!(!Arc::ptr_eq(&first, &cache.parse(&changed, registry, &options)));
         let elsewhere = SourceFile { path: "b.yaml".into(), ..a };
         assert_eq!(cache.parse(&elsewhere, registry, &options).diagnostics[0].file, "b.yaml");

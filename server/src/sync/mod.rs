@@ -123,7 +123,15 @@ impl From<&plan::Change> for StoredChange {
             plan::Action::Delete => "delete",
             plan::Action::Unchanged => "unchanged",
         };
-        StoredChange { group, version: c.version.clone(), kind, namespace, name, action: action.into(), changed_fields: c.changed_fields.clone() }
+        StoredChange {
+            group,
+            version: c.version.clone(),
+            kind,
+            namespace,
+            name,
+            action: action.into(),
+            changed_fields: c.changed_fields.clone(),
+        }
     }
 }
 

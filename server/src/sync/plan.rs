@@ -73,7 +73,12 @@ pub fn plan<O: Borrow<Object>>(objects: &[O], stored: &[DesiredEntry]) -> Plan {
         }
         if action != Action::Unchanged {
             plan.writes.push(index);
-            plan.changes.push(Change { key: key.clone(), version: object.version.clone(), action, changed_fields: Vec::new() });
+            plan.changes.push(Change {
+                key: key.clone(),
+                version: object.version.clone(),
+                action,
+                changed_fields: Vec::new(),
+            });
         }
         seen.insert(key);
     }
@@ -81,7 +86,12 @@ pub fn plan<O: Borrow<Object>>(objects: &[O], stored: &[DesiredEntry]) -> Plan {
         if !seen.contains(key) {
             plan.deleted += 1;
             plan.removals.push(entry.id);
-            plan.changes.push(Change { key: key.clone(), version: String::new(), action: Action::Delete, changed_fields: Vec::new() });
+            plan.changes.push(Change {
+                key: key.clone(),
+                version: String::new(),
+                action: Action::Delete,
+                changed_fields: Vec::new(),
+            });
         }
     }
     plan.changes.sort_by(|a, b| a.key.cmp(&b.key));
@@ -160,10 +170,12 @@ mod tests {
 
     #[test]
     fn creates_updates_unchanged_and_deletes() {
-        let objects = vec![object("Switch", "s1", "h1"), object("Switch", "s2", "h2-new"), object("Server", "srv", "h3")];
+        let objects =
+            vec![object("Switch", "s1", "h1"), object("Switch", "s2", "h2-new"), object("Server", "srv", "h3")];
         let gone = entry("Switch", "s9", Some("h9"));
         let live_only = entry("Switch", "orphan", None);
-        let stored = vec![entry("Switch", "s1", Some("h1")), entry("Switch", "s2", Some("h2")), gone.clone(), live_only];
+        let stored =
+            vec![entry("Switch", "s1", Some("h1")), entry("Switch", "s2", Some("h2")), gone.clone(), live_only];
         let plan = plan(&objects, &stored);
         assert_eq!((plan.created, plan.updated, plan.unchanged, plan.deleted), (1, 1, 1, 1));
         assert_eq!(plan.writes, vec![1, 2]);
@@ -185,7 +197,10 @@ mod tests {
         let objects = vec![object("Switch", "a", "1"), object("Switch", "b", "2"), object("Server", "c", "3")];
         assert_eq!(
             kind_counts(&objects),
-            vec![("wiring.githedgehog.com".into(), "Server".into(), 1), ("wiring.githedgehog.com".into(), "Switch".into(), 2)]
+            vec![
+                ("wiring.githedgehog.com".into(), "Server".into(), 1),
+                ("wiring.githedgehog.com".into(), "Switch".into(), 2)
+            ]
         );
     }
 

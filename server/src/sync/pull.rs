@@ -141,11 +141,18 @@ fn namespace_of(fabric: &FabricRow) -> &str {
 
 /// Fetches, reads, parses and validates `fabric`'s sources at `git_ref`; stops after resolving
 /// the ref when the fabric's stored state came from the same source (unless `force`).
-pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, force: bool, scope: &Scope) -> Result<Pulled, PullError> {
+pub async fn pull(
+    state: &AppState,
+    fabric: &FabricRow,
+    git_ref: &str,
+    force: bool,
+    scope: &Scope,
+) -> Result<Pulled, PullError> {
     scope.checkpoint()?;
     let mut conn = db::connect(&state.pool).await?;
-    let repository =
-        db::repositories::get(&mut conn, fabric.repository_id).await?.ok_or(PullError::RepositoryGone(fabric.repository_id))?;
+    let repository = db::repositories::get(&mut conn, fabric.repository_id)
+        .await?
+        .ok_or(PullError::RepositoryGone(fabric.repository_id))?;
     drop(conn);
     let auth = crate::credentials::git_auth(&repository, &state.keyring)?;
 
@@ -182,7 +189,14 @@ pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, force: bo
     .await??;
     scope.checkpoint()?;
     let Some(files) = files else {
-        return Ok(Pulled { commit, source, same_source: true, files: Vec::new(), diagnostics: Vec::new(), counters: Counters::default() });
+        return Ok(Pulled {
+            commit,
+            source,
+            same_source: true,
+            files: Vec::new(),
+            diagnostics: Vec::new(),
+            counters: Counters::default(),
+        });
     };
 
     let file_count = files.len();
@@ -192,7 +206,13 @@ pub async fn pull(state: &AppState, fabric: &FabricRow, git_ref: &str, force: bo
         (0usize, String::new()),
         move |progress| parse_all(&files, &options, &parse_cache, progress),
         scope,
-        move |(i, path)| Payload::Parsing(ParsingProgress { file_index: clamp(*i), file_count: clamp(file_count), path: path.clone() }),
+        move |(i, path)| {
+            Payload::Parsing(ParsingProgress {
+                file_index: clamp(*i),
+                file_count: clamp(file_count),
+                path: path.clone(),
+            })
+        },
     )
     .await??;
     scope.checkpoint()?;
@@ -274,11 +294,20 @@ pub async fn plan_against_store(state: &AppState, fabric_id: Uuid, pulled: &Pull
     let index = db::resources::index(&mut conn, fabric_id).await?;
     let objects = pulled.objects();
     let mut plan = plan::plan(&objects, &index);
-    let ids: HashMap<plan::Key, Uuid> =
-        index.iter().map(|e| ((e.api_group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone()), e.id)).collect();
-    let new_bodies: HashMap<plan::Key, &serde_json::Value> = objects.iter().map(|o| (plan::key_of(o), &o.body)).collect();
-    let updates: Vec<usize> =
-        plan.changes.iter().enumerate().filter(|(_, c)| c.action == plan::Action::Update).map(|(i, _)| i).take(MAX_DIFFED_UPDATES).collect();
+    let ids: HashMap<plan::Key, Uuid> = index
+        .iter()
+        .map(|e| ((e.api_group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone()), e.id))
+        .collect();
+    let new_bodies: HashMap<plan::Key, &serde_json::Value> =
+        objects.iter().map(|o| (plan::key_of(o), &o.body)).collect();
+    let updates: Vec<usize> = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.action == plan::Action::Update)
+        .map(|(i, _)| i)
+        .take(MAX_DIFFED_UPDATES)
+        .collect();
     let wanted: Vec<Uuid> = updates.iter().filter_map(|&i| ids.get(&plan.changes[i].key).copied()).collect();
     let old = db::resources::desired_bodies(&mut conn, &wanted).await?;
     for i in updates {

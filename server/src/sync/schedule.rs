@@ -23,7 +23,9 @@ pub fn spawn(state: AppState, tick: Duration) -> JoinHandle<()> {
                     fabrics::claim_due_auto_sync(&mut conn).await
                 };
                 match claimed.await {
-                    Ok(Some(fabric_id)) => check(&state, fabric_id).instrument(info_span!("auto_sync", fabric_id = %fabric_id)).await,
+                    Ok(Some(fabric_id)) => {
+                        check(&state, fabric_id).instrument(info_span!("auto_sync", fabric_id = %fabric_id)).await
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         warn!(error = %e, "auto-sync: cannot claim due fabrics");
@@ -88,8 +90,16 @@ async fn moved(state: &AppState, fabric_id: Uuid) -> Result<bool, CheckError> {
 }
 
 async fn enqueue(state: &AppState, fabric_id: Uuid) {
-    let request =
-        queue::Request { fabric_id, mode: "pull", trigger: "schedule", dry_run: false, force: false, requested_ref: String::new(), targets: None, requested_by: "auto-sync".into() };
+    let request = queue::Request {
+        fabric_id,
+        mode: "pull",
+        trigger: "schedule",
+        dry_run: false,
+        force: false,
+        requested_ref: String::new(),
+        targets: None,
+        requested_by: "auto-sync".into(),
+    };
     let queued = async {
         let mut conn = db::connect(&state.pool).await?;
         queue::enqueue(&mut conn, &request).await

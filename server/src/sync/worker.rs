@@ -157,7 +157,8 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
                 _ => "sync.internal".to_string(),
             };
             let message = e.to_string();
-            let failed = Conclusion::failed(vec![run_diagnostic(&code, message.clone())], message, Counters::default(), None);
+            let failed =
+                Conclusion::failed(vec![run_diagnostic(&code, message.clone())], message, Counters::default(), None);
             conclude(state, worker, run, &fabric, failed, None).await
         }
     }
@@ -173,15 +174,21 @@ async fn conclude_pulled(
 ) -> Result<(), PullError> {
     if pulled.same_source {
         // The stored state came from this very source: all of it is unchanged.
-        let stored: Vec<(String, String, i64)> = serde_json::from_value(fabric.resource_counts.clone()).unwrap_or_default();
+        let stored: Vec<(String, String, i64)> =
+            serde_json::from_value(fabric.resource_counts.clone()).unwrap_or_default();
         let counters = Counters { unchanged: stored.iter().map(|(_, _, n)| n).sum(), ..Default::default() };
-        let done = Conclusion { kind_counts: stored, ..Conclusion::succeeded(counters, pulled, &Plan::default(), Vec::new()) };
+        let done =
+            Conclusion { kind_counts: stored, ..Conclusion::succeeded(counters, pulled, &Plan::default(), Vec::new()) };
         return conclude(state, worker, run, fabric, done, None).await;
     }
     let diagnostics: Vec<StoredDiagnostic> = pulled.diagnostics.iter().map(StoredDiagnostic::from).collect();
     let objects = pulled.objects();
     if pulled.has_errors() {
-        let message = format!("the sources at {} have {} error(s); nothing was stored", short(&pulled.commit), pulled.counters.errors);
+        let message = format!(
+            "the sources at {} have {} error(s); nothing was stored",
+            short(&pulled.commit),
+            pulled.counters.errors
+        );
         let failed = Conclusion::failed(diagnostics, message, pulled.counters.clone(), Some(pulled.commit.clone()));
         return conclude(state, worker, run, fabric, failed, None).await;
     }
@@ -199,7 +206,8 @@ async fn conclude_pulled(
     let plan = pull::plan_against_store(state, fabric.id, pulled).await?;
     scope.checkpoint()?;
     let mut counters = pulled.counters.clone();
-    (counters.created, counters.updated, counters.unchanged, counters.deleted) = (plan.created, plan.updated, plan.unchanged, plan.deleted);
+    (counters.created, counters.updated, counters.unchanged, counters.deleted) =
+        (plan.created, plan.updated, plan.unchanged, plan.deleted);
     let writes = (!run.dry_run).then_some((pulled, &plan));
     if writes.is_some() {
         let total = (plan.writes.len() + plan.removals.len()) as i64;
@@ -223,7 +231,13 @@ async fn conclude_pulled(
 }
 
 /// APPLY: the stored desired state to the cluster.
-async fn apply_stored(state: &AppState, worker: &str, run: &RunRow, fabric: &FabricRow, scope: &Scope) -> Result<(), PullError> {
+async fn apply_stored(
+    state: &AppState,
+    worker: &str,
+    run: &RunRow,
+    fabric: &FabricRow,
+    scope: &Scope,
+) -> Result<(), PullError> {
     let desired = apply::stored_desired(state, fabric.id).await?;
     let report = apply::apply(state, fabric, run, desired, scope).await?;
     let stored: Vec<(String, String, i64)> = serde_json::from_value(fabric.resource_counts.clone()).unwrap_or_default();
@@ -264,7 +278,12 @@ impl Conclusion {
         }
     }
 
-    fn failed(diagnostics: Vec<StoredDiagnostic>, message: String, counters: Counters, commit: Option<String>) -> Conclusion {
+    fn failed(
+        diagnostics: Vec<StoredDiagnostic>,
+        message: String,
+        counters: Counters,
+        commit: Option<String>,
+    ) -> Conclusion {
         Conclusion { status: "failed", error: Some(message), diagnostics, counters, commit, ..Conclusion::cancelled() }
     }
 
@@ -305,7 +324,13 @@ impl Conclusion {
                 commit: self.commit.clone().unwrap_or_default(),
             }),
             "failed" => Payload::Failed(FailedProgress {
-                diagnostics: self.diagnostics.iter().filter(|d| d.error).take(MAX_STORED_DIAGNOSTICS).map(Into::into).collect(),
+                diagnostics: self
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.error)
+                    .take(MAX_STORED_DIAGNOSTICS)
+                    .map(Into::into)
+                    .collect(),
                 message: self.error.clone().unwrap_or_default(),
             }),
             _ => Payload::Cancelled(CancelledProgress {}),
@@ -397,13 +422,19 @@ async fn conclude(
 
 /// The fabric's status after a (non dry) run: success records commit and counts; failure keeps
 /// the last good state and records the error; cancel restores the status before the run.
-fn fabric_record(fabric: &FabricRow, c: &Conclusion, now: chrono::DateTime<chrono::Utc>) -> Result<SyncRecord, PullError> {
+fn fabric_record(
+    fabric: &FabricRow,
+    c: &Conclusion,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<SyncRecord, PullError> {
     let previous = if fabric.last_synced_commit.is_some() { "synced" } else { "never_synced" };
     Ok(match c.status {
         "succeeded" => SyncRecord {
             sync_status: "synced".into(),
             last_error: Some(None),
-            resource_counts: Some(serde_json::to_value(&c.kind_counts).map_err(|e| PullError::Internal(e.to_string()))?),
+            resource_counts: Some(
+                serde_json::to_value(&c.kind_counts).map_err(|e| PullError::Internal(e.to_string()))?,
+            ),
             last_synced_commit: Some(c.commit.clone()),
             last_sync_time: Some(Some(now)),
             synced_source: Some(c.source.clone()),
@@ -442,7 +473,13 @@ async fn write_desired(
 
 /// Stores a pull's desired state without ending the run (FULL runs apply it next), fenced
 /// like `conclude`.
-async fn store(state: &AppState, worker: &str, run: &RunRow, fabric: &FabricRow, (pulled, plan): (&Pulled, &Plan)) -> Result<(), PullError> {
+async fn store(
+    state: &AppState,
+    worker: &str,
+    run: &RunRow,
+    fabric: &FabricRow,
+    (pulled, plan): (&Pulled, &Plan),
+) -> Result<(), PullError> {
     let now = db::now();
     let rows = desired_rows(fabric.id, pulled, plan, now);
     let mut conn = db::connect(&state.pool).await?;
@@ -464,7 +501,12 @@ async fn store(state: &AppState, worker: &str, run: &RunRow, fabric: &FabricRow,
     }
 }
 
-fn desired_rows(fabric_id: Uuid, pulled: &Pulled, plan: &Plan, now: chrono::DateTime<chrono::Utc>) -> Vec<DesiredInput> {
+fn desired_rows(
+    fabric_id: Uuid,
+    pulled: &Pulled,
+    plan: &Plan,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<DesiredInput> {
     let objects = pulled.objects();
     plan.writes
         .iter()

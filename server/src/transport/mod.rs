@@ -71,7 +71,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -126,7 +130,10 @@ pub fn plaintext(listener: TcpListener) -> impl Stream<Item = io::Result<Conn<Tc
 /// handshake runs in its own task under HANDSHAKE_TIMEOUT, so a slow or silent client delays
 /// nobody else; failures are logged at debug and the connection dropped. The accept loop ends
 /// when the server drops the stream.
-pub fn tls(listener: TcpListener, tls: Arc<tls::Reloading>) -> impl Stream<Item = io::Result<Conn<TlsStream<TcpStream>>>> {
+pub fn tls(
+    listener: TcpListener,
+    tls: Arc<tls::Reloading>,
+) -> impl Stream<Item = io::Result<Conn<TlsStream<TcpStream>>>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
@@ -201,6 +208,9 @@ mod tests {
             assert_eq!(check_plaintext(addr, insecure).is_ok(), ok, "{addr} {insecure}");
         }
         let message = check_plaintext("0.0.0.0:1".parse().unwrap(), false).unwrap_err().to_string();
-        assert!(message.contains("0.0.0.0:1") && message.contains("--insecure-plaintext") && message.contains("--tls-cert"), "{message}");
+        assert!(
+            message.contains("0.0.0.0:1") && message.contains("--insecure-plaintext") && message.contains("--tls-cert"),
+            "{message}"
+        );
     }
 }

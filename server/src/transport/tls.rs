@@ -80,7 +80,9 @@ fn display(path: &Path) -> String {
 }
 
 fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| TlsError::Pem { path: display(path), message: e.to_string() })?;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem { path: display(path), message: e.to_string() })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { path: display(path) });
     }
@@ -92,24 +94,33 @@ fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>,
 /// accepted, since they may authenticate with an API token instead.
 fn server_config(contents: &Contents, files: &TlsFiles) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let invalid = |path: &Path, e: &dyn std::fmt::Display| TlsError::Invalid { path: display(path), message: e.to_string() };
+    let invalid =
+        |path: &Path, e: &dyn std::fmt::Display| TlsError::Invalid { path: display(path), message: e.to_string() };
     let chain = certificates(&contents.cert, &files.cert)?;
     // The PEM error names no content, so it cannot leak key material.
-    let key = PrivateKeyDer::from_pem_slice(&contents.key).map_err(|e| TlsError::Pem { path: display(&files.key), message: format!("no usable private key: {e}") })?;
-    let builder = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| invalid(&files.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_slice(&contents.key)
+        .map_err(|e| TlsError::Pem { path: display(&files.key), message: format!("no usable private key: {e}") })?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&files.cert, &e))?;
     let builder = match (&contents.client_ca, &files.client_ca) {
         (Some(pem), Some(path)) => {
             let mut roots = RootCertStore::empty();
             for cert in certificates(pem, path)? {
                 roots.add(cert).map_err(|e| invalid(path, &e))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).allow_unauthenticated().build().map_err(|e| invalid(path, &e))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| invalid(path, &e))?;
             builder.with_client_cert_verifier(verifier)
         }
         _ => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch { cert: display(&files.cert), key: display(&files.key) },
+        rustls::Error::InconsistentKeys(_) => {
+            TlsError::KeyMismatch { cert: display(&files.cert), key: display(&files.key) }
+        }
         other => invalid(&files.key, &other),
     })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -140,7 +151,12 @@ impl Reloading {
     /// configuration replaces the current one; content that does not (a half-written file, a
     /// key that does not match the certificate) leaves the old one serving, with one warning
     /// per distinct content.
-    pub fn spawn_watch(self: Arc<Self>, loaded: [u8; 32], interval: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_watch(
+        self: Arc<Self>,
+        loaded: [u8; 32],
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut seen: Result<[u8; 32], String> = Ok(loaded);
             let mut ticks = tokio::time::interval(interval);
@@ -163,8 +179,12 @@ impl Reloading {
                         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
                         tracing::info!(cert = %self.files.cert.display(), "TLS certificate files changed; new connections use them");
                     }
-                    Some(Err(e)) => tracing::warn!(error = %e, "TLS files changed but are not usable; still serving the previous certificate"),
-                    None => tracing::warn!(error = %seen.as_ref().err().map(String::as_str).unwrap_or_default(), "TLS files unreadable; still serving the previous certificate"),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "TLS files changed but are not usable; still serving the previous certificate")
+                    }
+                    None => {
+                        tracing::warn!(error = %seen.as_ref().err().map(String::as_str).unwrap_or_default(), "TLS files unreadable; still serving the previous certificate")
+                    }
                 }
             }
         })
@@ -268,14 +288,25 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_file() {
-        let files = TlsFiles { cert: "/etc/tls/tls.crt".into(), key: "/etc/tls/tls.key".into(), client_ca: Some("/etc/tls/ca.crt".into()) };
-        let contents = |cert: &str, key: &str, ca: &str| Contents { cert: cert.into(), key: Zeroizing::new(key.as_bytes().to_vec()), client_ca: Some(ca.into()) };
+        let files = TlsFiles {
+            cert: "/etc/tls/tls.crt".into(),
+            key: "/etc/tls/tls.key".into(),
+            client_ca: Some("/etc/tls/ca.crt".into()),
+        };
+        let contents = |cert: &str, key: &str, ca: &str| Contents {
+            cert: cert.into(),
+            key: Zeroizing::new(key.as_bytes().to_vec()),
+            client_ca: Some(ca.into()),
+        };
         let error = |c: Contents| server_config(&c, &files).unwrap_err().to_string();
         assert_eq!(error(contents("", "", "")), "/etc/tls/tls.crt: no PEM certificate in it");
         // A certificate where the key should be: no key, and nothing of the file in the message.
         let e = error(contents(CERT, CERT, CERT));
         assert!(e.starts_with("/etc/tls/tls.key: no usable private key") && !e.contains("MII"), "{e}");
-        assert_eq!(Contents { client_ca: None, ..contents(CERT, "k", "") }.fingerprint(), Contents { client_ca: None, ..contents(CERT, "k", "") }.fingerprint());
+        assert_eq!(
+            Contents { client_ca: None, ..contents(CERT, "k", "") }.fingerprint(),
+            Contents { client_ca: None, ..contents(CERT, "k", "") }.fingerprint()
+        );
         assert_ne!(contents(CERT, "k", "").fingerprint(), contents(CERT, "k2", "").fingerprint());
         // The same bytes split differently between the files are another content.
         assert_ne!(contents("ab", "c", "").fingerprint(), contents("a", "bc", "").fingerprint());

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-
 /// A system:masters token.
 pub const ADMIN_TOKEN: &str = "admin-5b1e0d77c2a94f3e";
 /// A token of a user with no RBAC bindings at all.

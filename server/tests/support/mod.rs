@@ -47,7 +47,11 @@ pub fn pg_dump(database_url: &str) -> String {
         .map(|e| e.path().join("bin"))
         .find(|p| p.join("pg_dump").exists())
         .expect("pg_dump");
-    let out = std::process::Command::new(bindir.join("pg_dump")).arg("--dbname").arg(database_url).output().expect("run pg_dump");
+    let out = std::process::Command::new(bindir.join("pg_dump"))
+        .arg("--dbname")
+        .arg(database_url)
+        .output()
+        .expect("run pg_dump");
     assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 dump")
 }

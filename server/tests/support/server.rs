@@ -71,7 +71,8 @@ impl ServerProcess {
 
     /// With file:// repositories allowed (the tests' repositories are local); see `start_plain`.
     pub async fn start_with(database_url: &str, keys: &str, extra_args: &[&str]) -> ServerProcess {
-        Self::spawn(database_url, keys, free_loopback(), &with_file_repositories(extra_args), None, Some(ADMIN_TOKEN)).await
+        Self::spawn(database_url, keys, free_loopback(), &with_file_repositories(extra_args), None, Some(ADMIN_TOKEN))
+            .await
     }
 
     /// With only `extra_args`: the outbound policy's defaults (no file:// repositories).
@@ -81,7 +82,13 @@ impl ServerProcess {
 
     /// Starts a server listening on `listen` (connected to on 127.0.0.1 when it is 0.0.0.0),
     /// with TLS for the harness's clients when `tls` is given (pass --tls-cert etc. in `extra_args`).
-    pub async fn start_on(database_url: &str, keys: &str, listen: SocketAddr, extra_args: &[&str], tls: Option<ClientTlsConfig>) -> ServerProcess {
+    pub async fn start_on(
+        database_url: &str,
+        keys: &str,
+        listen: SocketAddr,
+        extra_args: &[&str],
+        tls: Option<ClientTlsConfig>,
+    ) -> ServerProcess {
         Self::spawn(database_url, keys, listen, &with_file_repositories(extra_args), tls, Some(ADMIN_TOKEN)).await
     }
 
@@ -102,7 +109,8 @@ impl ServerProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let addr = if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
+        let addr =
+            if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
         let mut command = Command::new(env!("CARGO_BIN_EXE_fabricsync"));
         command
             .args(["serve", "--listen", &listen.to_string(), "--log-format", "json", "--log", "debug"])
@@ -119,7 +127,15 @@ impl ServerProcess {
             .stderr(log)
             .spawn()
             .expect("spawn fabricsync");
-        let server = ServerProcess { child, addr, log_path, database_url: database_url.to_string(), keys: keys.to_string(), tls, dir };
+        let server = ServerProcess {
+            child,
+            addr,
+            log_path,
+            database_url: database_url.to_string(),
+            keys: keys.to_string(),
+            tls,
+            dir,
+        };
         server.wait_serving().await;
         server
     }
@@ -173,7 +189,11 @@ impl ServerProcess {
             .env("FABRICSYNC_ENCRYPTION_KEYS", &self.keys)
             .output()
             .expect("run fabricsync");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     }
 
     /// The server's --data-dir (its git mirrors are in `git/`).

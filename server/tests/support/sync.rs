@@ -2,13 +2,13 @@
 
 use std::time::{Duration, Instant};
 
+use super::server::AuthChannel;
 use fabricsync::proto::drift_service_client::DriftServiceClient;
 use fabricsync::proto::fabric_service_client::FabricServiceClient;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::sync_service_client::SyncServiceClient;
 use fabricsync::proto::*;
-use super::server::AuthChannel;
 
 /// The real lab fabric from githedgehog/lab-ci.
 const LAB_CI: &str = include_str!("../data/samples/lab-ci/wiring.yaml");
@@ -96,13 +96,25 @@ impl Clients {
 
     /// Runs a sync of any mode to its end.
     pub async fn sync_mode(&mut self, fabric_id: &str, mode: SyncMode, dry_run: bool, force: bool) -> SyncRun {
-        let request = StartSyncRequest { fabric_id: fabric_id.into(), mode: mode as i32, dry_run, ref_override: String::new(), force };
+        let request = StartSyncRequest {
+            fabric_id: fabric_id.into(),
+            mode: mode as i32,
+            dry_run,
+            ref_override: String::new(),
+            force,
+        };
         let run = self.sync.start_sync(request).await.expect("start sync").into_inner().run.expect("run");
         self.wait(&run.id, Duration::from_secs(120)).await
     }
 
     pub async fn run(&mut self, id: &str) -> SyncRun {
-        self.sync.get_sync_run(GetSyncRunRequest { id: id.into() }).await.expect("get run").into_inner().run.expect("run")
+        self.sync
+            .get_sync_run(GetSyncRunRequest { id: id.into() })
+            .await
+            .expect("get run")
+            .into_inner()
+            .run
+            .expect("run")
     }
 
     /// Polls until the run ended; panics after `limit`.
@@ -172,7 +184,13 @@ impl Clients {
     }
 
     pub async fn get_fabric(&mut self, id: &str) -> Fabric {
-        self.fabrics.get_fabric(GetFabricRequest { id: id.into() }).await.expect("get fabric").into_inner().fabric.expect("fabric")
+        self.fabrics
+            .get_fabric(GetFabricRequest { id: id.into() })
+            .await
+            .expect("get fabric")
+            .into_inner()
+            .fabric
+            .expect("fabric")
     }
 }
 
