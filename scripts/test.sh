@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "== buf lint"
 .tools/venv/bin/buf lint
 # The contract as last landed on main, as a buf image (a clean checkout may have no history).

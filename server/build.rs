@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", p.display());
     }
     // SAFETY of set_var: build scripts are single-threaded here.
+    #[allow(unsafe_code)]
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()

@@ -2,6 +2,7 @@
 //! and without the auth layer in front, in the same process and run, on a real PostgreSQL
 //! (token rows come from it, then from the layer's cache, as in a server).
 //! Run with `scripts/bench.sh auth`; prints a Markdown table.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod common;
 

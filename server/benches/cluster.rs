@@ -2,6 +2,7 @@
 //! by fabricsync and by `kubectl apply --server-side` in the same run against the same server;
 //! a no-op re-apply and the write requests it makes; watch latency and memory with every object
 //! watched. Run with `scripts/bench.sh`; prints a Markdown report.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod common;
 #[path = "../tests/support/kube.rs"]

@@ -1,6 +1,7 @@
 //! Pull benchmark: a generated fabric in a local Git repository, a release `fabricsync serve`
 //! on a private PostgreSQL, and the Python plugin's way of doing the same in the same run.
 //! Run with `scripts/bench.sh` (it prepares the Python side); prints a Markdown report.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod common;
 

@@ -122,10 +122,7 @@ async fn token(common: &Common, action: &TokenCommand, url: &str) -> anyhow::Res
         }
         TokenCommand::List { all } => {
             let mut page = db::Page { size: crate::api::listing::MAX_PAGE_SIZE, after_name: None };
-            println!(
-                "{:<24} {:<9} {:<20} {:<26} {:<26} {}",
-                "NAME", "ROLE", "FABRICS", "EXPIRES", "LAST USED", "REVOKED"
-            );
+            println!("{:<24} {:<9} {:<20} {:<26} {:<26} REVOKED", "NAME", "ROLE", "FABRICS", "EXPIRES", "LAST USED");
             loop {
                 let listed = db::tokens::list(&mut conn, *all, &page).await?;
                 let when =

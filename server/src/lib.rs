@@ -24,6 +24,7 @@ pub mod transport;
 pub mod watch;
 
 /// Generated gRPC code of the `fabricsync.v1` package.
+#[allow(clippy::doc_lazy_continuation)] // generated from the proto comments
 pub mod proto {
     tonic::include_proto!("fabricsync.v1");
 

@@ -1,4 +1,5 @@
 //! RepositoryService and FabricService against a real server process and a real PostgreSQL.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Who may call the API, against a real server: every RPC of the proto descriptors for each
 //! kind of caller, fabric scopes, revocation of open streams, expiry, client networks, the
 //! audit log, the command line, limits, and tokens kept out of the database and the log.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 
@@ -128,7 +129,7 @@ async fn call(channel: &AuthChannel, rpc: &Rpc, body: Vec<u8>) -> Status {
     result.err().unwrap_or_else(|| Status::ok(""))
 }
 
-//// The code a refused call failed with.
+/// The code a refused call failed with.
 fn refused<T>(result: Result<T, Status>) -> Code {
     result.map(|_| ()).expect_err("refused").code()
 }

@@ -1,5 +1,6 @@
 //! Fabrics and their clusters end to end: a real kube-apiserver (tests/kube-harness) with the
 //! Hedgehog CRDs, a real server, a real PostgreSQL and Git repositories.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

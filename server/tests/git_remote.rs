@@ -1,5 +1,6 @@
 //! The git layer against real git servers on loopback: file://, git daemon, HTTP basic auth in
 //! front of git http-backend, and sshd with keys.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

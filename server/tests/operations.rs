@@ -1,5 +1,6 @@
 //! Operating the server: secrets at rest, key rotation, migrations from several replicas at
 //! once, reflection and health, graceful shutdown.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

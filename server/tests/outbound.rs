@@ -2,6 +2,7 @@
 //! real servers on loopback, hostile listeners that record every byte they receive, an API
 //! endpoint that echoes the request's headers back, then the responses, the server log and a
 //! pg_dump of the database searched for the secrets.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! Runs the README's grpcurl session, line for line, with a real grpcurl against a real server.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! RepositoryService.TestConnection end to end: a real server process and real git servers on
 //! loopback (file://, git daemon, HTTP with token/basic auth in front of git http-backend, sshd).
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

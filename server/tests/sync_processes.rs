@@ -1,6 +1,7 @@
 //! Sync runs across server processes sharing one PostgreSQL: at most one active run per
 //! fabric, cancel, takeover after a crash (kill -9), and streams served by a process other
 //! than the one executing the run.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

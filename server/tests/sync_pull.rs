@@ -1,5 +1,6 @@
 //! Pull syncs end to end: a real server, a real PostgreSQL, real Git repositories holding the
 //! real Hedgehog lab fabric, and every kind of bad input.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Transport security of a real `fabricsync serve`: TLS with certificates made by the openssl
 //! CLI, mutual TLS, certificate reload, and the plaintext rule for non-loopback addresses.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 

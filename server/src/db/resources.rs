@@ -522,6 +522,8 @@ pub async fn drift_inputs(
 }
 
 diesel::define_sql_function! {
+    // The SQL function's own parameter list, one per argument it takes.
+    #[allow(clippy::too_many_arguments)]
     /// migrations/2026-11-26-000001_watch_and_apply: drift, events, notice and aggregate at once.
     fn fabricsync_store_drift(
         fabric: diesel::sql_types::Uuid,
