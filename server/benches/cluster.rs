@@ -18,7 +18,7 @@ use kube_harness::{KubeCluster, ADMIN_TOKEN};
 
 /// Hedgehog resources (plural.group) for kubectl.
 fn resources() -> String {
-    let mut all: Vec<String> = fabricsync::manifest::kinds::KindRegistry::hedgehog()
+    let mut all: Vec<String> = fabricsync_core::manifest::kinds::KindRegistry::hedgehog()
         .kinds()
         .map(|k| format!("{}.{}", k.plural, k.group))
         .collect();
@@ -34,7 +34,7 @@ fn count_objects(kube: &KubeCluster) -> usize {
 /// Deletes every Hedgehog object with one DELETE per collection (kubectl's `delete --all`
 /// deletes one object at a time), and waits until they are gone.
 fn delete_all(kube: &KubeCluster) {
-    let mut paths: Vec<String> = fabricsync::manifest::kinds::KindRegistry::hedgehog()
+    let mut paths: Vec<String> = fabricsync_core::manifest::kinds::KindRegistry::hedgehog()
         .kinds()
         .map(|d| {
             let scope = if d.namespaced { "namespaces/default/" } else { "" };

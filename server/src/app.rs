@@ -74,8 +74,8 @@ async fn migrate(url: &str) -> anyhow::Result<usize> {
 async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     let keyring = Arc::new(keyring(common)?);
     if let Some(dir) = &args.crds_dir {
-        let files =
-            crate::manifest::kinds::KindRegistry::install_extra(dir).map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
+        let files = fabricsync_core::manifest::kinds::KindRegistry::install_extra(dir)
+            .map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
         info!(files, dir = %dir.display(), "extra CRDs loaded");
     }
     let mut settings = crate::server::Settings::new(args, common, outbound(common, args)?);
@@ -167,7 +167,7 @@ fn outbound(common: &Common, args: &ServeArgs) -> anyhow::Result<Outbound> {
 }
 
 fn generate(resources: usize, out: &std::path::Path) -> anyhow::Result<()> {
-    let files = crate::manifest::generate::fabric(resources);
+    let files = fabricsync_core::manifest::generate::fabric(resources);
     for file in &files {
         let path = out.join(&file.path);
         if let Some(parent) = path.parent() {

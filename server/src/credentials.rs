@@ -4,6 +4,7 @@
 use crate::crypto::{self, CryptoError, Keyring, Sealed};
 use crate::db::repositories::RepositoryRow;
 use crate::git::Auth;
+use fabricsync_core::vocab::AuthType;
 
 /// The stored credentials of a repository, opened for a git connection.
 pub fn git_auth(row: &RepositoryRow, keyring: &Keyring) -> Result<Auth, CryptoError> {
@@ -16,10 +17,10 @@ pub fn git_auth(row: &RepositoryRow, keyring: &Keyring) -> Result<Auth, CryptoEr
     };
     let secret = || secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
     let username = row.auth_username.clone().unwrap_or_default();
-    Ok(match row.auth_type.as_str() {
-        "token" => Auth::Token { username, token: secret() },
-        "basic" => Auth::Basic { username, password: secret() },
-        "ssh_key" => Auth::SshKey { private_key: secret(), known_hosts: row.ssh_known_hosts.clone() },
-        _ => Auth::None,
+    Ok(match row.auth_type {
+        AuthType::Token => Auth::Token { username, token: secret() },
+        AuthType::Basic => Auth::Basic { username, password: secret() },
+        AuthType::SshKey => Auth::SshKey { private_key: secret(), known_hosts: row.ssh_known_hosts.clone() },
+        AuthType::None => Auth::None,
     })
 }

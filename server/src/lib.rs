@@ -14,7 +14,6 @@ pub mod db;
 pub mod drift;
 pub mod embedded_pg;
 pub mod git;
-pub mod manifest;
 pub mod outbound;
 pub mod redact;
 pub mod server;

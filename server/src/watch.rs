@@ -3,7 +3,7 @@
 //! the fabric's resources (orphans included) and appends ADDED / MODIFIED / DELETED events to the
 //! event log, from which every process serves WatchFabricEvents.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -22,15 +22,17 @@ use crate::cluster::FIELD_MANAGER;
 use crate::cluster::{self, check};
 use crate::db::resources::{self, LiveRecord};
 use crate::db::{self, events, fabrics, DbError};
-use crate::drift::heal;
-use crate::drift::refresh::{mark_contested, refresh_pooled, DriftChange};
-use crate::manifest::kinds::{KindDef, KindRegistry};
-use crate::proto::{FabricEvent, FabricEventType, ResourceKey};
-use crate::sync::plan::Key;
+use crate::drift::{mark_contested, refresh_pooled, DriftChange};
+use crate::proto::{FabricEvent, FabricEventType};
 use crate::sync::queue;
+use fabricsync_core::drift::{heal, FieldManager};
+use fabricsync_core::live::{Change, Event, KindId, LiveIndex};
+use fabricsync_core::manifest::kinds::{KindDef, KindRegistry};
+use fabricsync_core::vocab::{DriftStatus, Stream, SyncMode, Trigger, WatchStatus};
+use fabricsync_core::ResourceKey;
 
 /// The event log stream of cluster events.
-pub const STREAM: &str = "watch";
+pub const STREAM: Stream = Stream::Watch;
 /// How often each process looks for fabrics to watch (and takes over those whose watcher died).
 const SCAN: Duration = Duration::from_secs(3);
 /// Events written per transaction.
@@ -127,7 +129,7 @@ pub async fn watched(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<bo
     Ok(row.watched)
 }
 
-async fn set_status(state: &AppState, fabric_id: Uuid, status: &str, error: Option<String>) {
+async fn set_status(state: &AppState, fabric_id: Uuid, status: WatchStatus, error: Option<String>) {
     let set = async {
         let mut conn = db::connect(&state.pool).await?;
         fabrics::set_watch_status(&mut conn, fabric_id, status, error.as_deref()).await
@@ -141,25 +143,29 @@ async fn set_status(state: &AppState, fabric_id: Uuid, status: &str, error: Opti
 async fn watch_fabric(state: AppState, fabric_id: Uuid, _lock: AsyncPgConnection) {
     let mut delay = Duration::from_secs(1);
     loop {
-        set_status(&state, fabric_id, "starting", None).await;
+        set_status(&state, fabric_id, WatchStatus::Starting, None).await;
         let error = match follow(&state, fabric_id).await {
             Ok(()) => return,
             Err(e) => e,
         };
         warn!(error = %error, "watch failed; retrying");
-        set_status(&state, fabric_id, "error", Some(error)).await;
+        set_status(&state, fabric_id, WatchStatus::Error, Some(error)).await;
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(60));
     }
 }
 
-/// One watched object as it arrives.
+/// One watcher event of a kind, as it arrives.
 enum Seen {
+    ListStarted(&'static KindDef),
     Applied(&'static KindDef, DynamicObject),
     Deleted(&'static KindDef, DynamicObject),
-    /// The kind's (re)list is complete: stored objects of the kind not listed are gone.
-    Listed(&'static KindDef),
+    ListDone(&'static KindDef),
     Error(String),
+}
+
+fn kind_id(def: &KindDef) -> KindId {
+    (def.group.clone(), def.kind.clone())
 }
 
 async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
@@ -184,93 +190,57 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         watcher(api, watcher::Config::default())
             .default_backoff()
-            .filter_map(move |event| async move {
-                match event {
-                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Some(Seen::Applied(def, o)),
-                    Ok(watcher::Event::Delete(o)) => Some(Seen::Deleted(def, o)),
-                    Ok(watcher::Event::InitDone) => Some(Seen::Listed(def)),
-                    Ok(watcher::Event::Init) => None,
-                    Err(e) => Some(Seen::Error(e.to_string())),
-                }
+            .map(move |event| match event {
+                Ok(watcher::Event::Init) => Seen::ListStarted(def),
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Seen::Applied(def, o),
+                Ok(watcher::Event::Delete(o)) => Seen::Deleted(def, o),
+                Ok(watcher::Event::InitDone) => Seen::ListDone(def),
+                Err(e) => Seen::Error(e.to_string()),
             })
             .boxed()
     });
     let mut merged = stream::select_all(streams).ready_chunks(BATCH);
 
-    let mut known: HashMap<Key, String> = {
+    let mut index = {
         let mut conn = db::connect(&state.pool).await.map_err(|e| e.to_string())?;
-        resources::live_versions(&mut conn, fabric_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(g, k, ns, n, rv)| ((g, k, ns, n), rv))
-            .collect()
+        let stored = resources::live_versions(&mut conn, fabric_id).await.map_err(|e| e.to_string())?;
+        LiveIndex::new(kinds.iter().map(|k| kind_id(k)), stored)
     };
-    // Objects seen in the current (re)list of each kind.
-    let mut listing: HashMap<String, HashSet<Key>> = kinds.iter().map(|k| (k.kind.clone(), HashSet::new())).collect();
-    let mut listed: HashSet<String> = HashSet::new();
-    let mut status = "starting";
+    let mut status = WatchStatus::Starting;
     info!(kinds = kinds.len(), "watching");
     while let Some(batch) = merged.next().await {
         let mut changes = Changes::default();
         let mut error = None;
         for seen in batch {
             match seen {
+                Seen::ListStarted(def) => changes.extend(index.apply(Event::ListStarted(kind_id(def))), def, None),
                 Seen::Applied(def, object) => {
                     let record = live_record(def, &object, false);
-                    let key = key_of(&record);
-                    if let Some(set) = listing.get_mut(&def.kind) {
-                        set.insert(key.clone());
-                    }
-                    let rv = record.resource_version.clone().unwrap_or_default();
-                    let kind = match known.get(&key) {
-                        Some(old) if *old == rv => continue, // a relist of what is stored
-                        Some(_) => FabricEventType::Modified,
-                        None => FabricEventType::Added,
-                    };
-                    known.insert(key, rv);
-                    changes.push(kind, record);
+                    let event = Event::Applied(record.key(), record.resource_version.clone().unwrap_or_default());
+                    changes.extend(index.apply(event), def, Some(record));
                 }
                 Seen::Deleted(def, object) => {
                     let record = live_record(def, &object, true);
-                    if known.remove(&key_of(&record)).is_some() {
-                        changes.push(FabricEventType::Deleted, record);
-                    }
+                    changes.extend(index.apply(Event::Deleted(record.key())), def, Some(record));
                 }
-                Seen::Listed(def) => {
-                    let seen = listing.insert(def.kind.clone(), HashSet::new()).unwrap_or_default();
-                    let gone: Vec<Key> = known
-                        .keys()
-                        .filter(|k| k.0 == def.group && k.1 == def.kind && !seen.contains(*k))
-                        .cloned()
-                        .collect();
-                    for key in gone {
-                        known.remove(&key);
-                        changes.push(FabricEventType::Deleted, deleted_record(def, &key));
-                    }
-                    listed.insert(def.kind.clone());
-                }
+                Seen::ListDone(def) => changes.extend(index.apply(Event::ListDone(kind_id(def))), def, None),
                 // The cluster's answer may echo the request's token.
                 Seen::Error(e) => error = Some(redactor.clean(&e)),
             }
         }
-        let touched: Vec<Key> = changes.records.iter().map(key_of).collect();
+        let touched: Vec<ResourceKey> = changes.records.iter().map(LiveRecord::key).collect();
         changes.write(state, fabric_id).await.map_err(|e| e.to_string())?;
-        if !touched.is_empty() && status == "active" {
+        if !touched.is_empty() && status == WatchStatus::Active {
             let drifted = refresh_pooled(&state.pool, fabric_id, Some(&touched)).await.map_err(|e| e.to_string())?;
             if fabric.self_heal {
                 self_heal(state, fabric_id, &drifted).await.map_err(|e| e.to_string())?;
             }
         }
-        let now = match &error {
-            Some(_) => "error",
-            None if listed.len() == kinds.len() => "active",
-            None => "starting",
-        };
+        let now = if error.is_some() { WatchStatus::Error } else { index.status() };
         if now != status || error.is_some() {
             status = now;
             set_status(state, fabric_id, now, error).await;
-            if now == "active" {
+            if now == WatchStatus::Active {
                 info!("watch active");
                 // Everything is listed: the live view is complete, drift can be told.
                 refresh_pooled(&state.pool, fabric_id, None).await.map_err(|e| e.to_string())?;
@@ -288,7 +258,7 @@ async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -
     let now = chrono::Utc::now().timestamp_millis();
     let mut revert = false;
     let mut conn = db::connect(&state.pool).await?;
-    for change in changes.iter().filter(|c| matches!(c.status, "drifted" | "missing")) {
+    for change in changes.iter().filter(|c| matches!(c.status, DriftStatus::Drifted | DriftStatus::Missing)) {
         let stored = resources::self_heal_reverts(&mut conn, change.id).await?;
         match heal::verdict(stored.as_ref(), &change.fields, now, max, window) {
             heal::Verdict::Revert(reverts) => {
@@ -311,8 +281,8 @@ async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -
     if revert {
         let request = queue::Request {
             fabric_id,
-            mode: "apply",
-            trigger: "self_heal",
+            mode: SyncMode::Apply,
+            trigger: Trigger::SelfHeal,
             dry_run: false,
             force: true,
             requested_ref: String::new(),
@@ -338,6 +308,21 @@ impl Changes {
         self.records.push(record);
     }
 
+    /// Records the index's changes: `record` is the object the event carried (for a relist's
+    /// deletions there is none: only the key is known).
+    fn extend(&mut self, changes: Vec<Change>, def: &KindDef, record: Option<LiveRecord>) {
+        let mut record = record;
+        for change in changes {
+            let (kind, key) = match change {
+                Change::Added(key) => (FabricEventType::Added, key),
+                Change::Modified(key) => (FabricEventType::Modified, key),
+                Change::Deleted(key) => (FabricEventType::Deleted, key),
+            };
+            let live = record.take().unwrap_or_else(|| deleted_record(def, &key));
+            self.push(kind, live);
+        }
+    }
+
     async fn write(self, state: &AppState, fabric_id: Uuid) -> Result<(), DbError> {
         if self.records.is_empty() {
             return Ok(());
@@ -351,10 +336,6 @@ impl Changes {
         })
         .await
     }
-}
-
-fn key_of(r: &LiveRecord) -> Key {
-    (r.api_group.clone(), r.kind.clone(), r.namespace.clone(), r.name.clone())
 }
 
 /// The stored form of a live object: without managedFields (kept apart, summarized).
@@ -374,13 +355,13 @@ pub fn live_record(def: &KindDef, object: &DynamicObject, deleted: bool) -> Live
     }
 }
 
-fn deleted_record(def: &KindDef, key: &Key) -> LiveRecord {
+fn deleted_record(def: &KindDef, key: &ResourceKey) -> LiveRecord {
     LiveRecord {
         api_group: def.group.clone(),
         api_version: def.version.clone(),
         kind: def.kind.clone(),
-        namespace: key.2.clone(),
-        name: key.3.clone(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
         object: None,
         resource_version: None,
         uid: None,
@@ -389,25 +370,19 @@ fn deleted_record(def: &KindDef, key: &Key) -> LiveRecord {
 }
 
 /// managedFields summarized: manager, operation, time and the JSON pointers of its fields.
-pub fn field_managers(managed: &Value) -> Value {
+pub fn field_managers(managed: &Value) -> Vec<FieldManager> {
+    let text = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     let entries = managed.as_array().map(Vec::as_slice).unwrap_or_default();
-    Value::Array(
-        entries
-            .iter()
-            .map(|e| {
-                let mut fields = Vec::new();
-                if let Some(v1) = e.get("fieldsV1") {
-                    collect_fields(v1, String::new(), &mut fields);
-                }
-                serde_json::json!({
-                    "manager": e.get("manager").cloned().unwrap_or(Value::Null),
-                    "operation": e.get("operation").cloned().unwrap_or(Value::Null),
-                    "time": e.get("time").cloned().unwrap_or(Value::Null),
-                    "fields": fields,
-                })
-            })
-            .collect(),
-    )
+    entries
+        .iter()
+        .map(|e| {
+            let mut fields = Vec::new();
+            if let Some(v1) = e.get("fieldsV1") {
+                collect_fields(v1, String::new(), &mut fields);
+            }
+            FieldManager { manager: text(e, "manager"), operation: text(e, "operation"), time: text(e, "time"), fields }
+        })
+        .collect()
 }
 
 /// Leaf paths of a fieldsV1 tree ("f:spec" -> {"f:vlan": {}}) as JSON pointers ("/spec/vlan").
@@ -425,13 +400,8 @@ fn collect_fields(node: &Value, prefix: String, out: &mut Vec<String>) {
 }
 
 /// The most recent writer among the field managers.
-fn latest_manager(managers: &Value) -> String {
-    managers
-        .as_array()
-        .and_then(|all| all.iter().max_by_key(|m| m.get("time").and_then(Value::as_str).unwrap_or("").to_string()))
-        .and_then(|m| m.get("manager").and_then(Value::as_str))
-        .unwrap_or("")
-        .to_string()
+fn latest_manager(managers: &[FieldManager]) -> String {
+    managers.iter().max_by(|a, b| a.time.cmp(&b.time)).map(|m| m.manager.clone()).unwrap_or_default()
 }
 
 /// A stored cluster event (sequence and time come from the log row).
@@ -441,16 +411,10 @@ pub fn event_payload(kind: FabricEventType, r: &LiveRecord) -> Vec<u8> {
         fabric_id: String::new(),
         time: None,
         r#type: kind as i32,
-        key: Some(ResourceKey {
-            group: r.api_group.clone(),
-            version: r.api_version.clone(),
-            kind: r.kind.clone(),
-            namespace: r.namespace.clone(),
-            name: r.name.clone(),
-        }),
+        key: Some(crate::api::convert::resource_key(&r.key(), &r.api_version)),
         object: r.object.as_ref().and_then(crate::api::convert::json_struct),
         resource_version: r.resource_version.clone().unwrap_or_default(),
-        field_manager: r.field_managers.as_ref().map(latest_manager).unwrap_or_default(),
+        field_manager: r.field_managers.as_deref().map(latest_manager).unwrap_or_default(),
     }
     .encode_to_vec()
 }
@@ -470,12 +434,10 @@ mod tests {
              "fieldsV1": {"f:spec": {"f:ipv4Namespace": {}}}}
         ]);
         let summary = field_managers(&managed);
-        assert_eq!(
-            summary[0]["fields"],
-            json!(["/metadata/labels/fabricsync.dev~1fabric", "/spec/subnets/a~1b", "/spec/vlan"])
-        );
-        assert_eq!(summary[1]["fields"], json!(["/spec/ipv4Namespace"]));
+        assert_eq!(summary[0].fields, ["/metadata/labels/fabricsync.dev~1fabric", "/spec/subnets/a~1b", "/spec/vlan"]);
+        assert_eq!(summary[1].fields, ["/spec/ipv4Namespace"]);
+        assert_eq!((summary[1].manager.as_str(), summary[1].operation.as_str()), ("kubectl-patch", "Update"));
         assert_eq!(latest_manager(&summary), "kubectl-patch");
-        assert_eq!(latest_manager(&json!([])), "");
+        assert_eq!(latest_manager(&[]), "");
     }
 }

@@ -155,7 +155,7 @@ async fn drop_earlier_databases(admin_url: &str) {
 /// at `repo` (objects under `fabric/`); returns the generated file paths.
 pub fn generated_repo(repo: &Path, resources: usize) -> Vec<String> {
     std::fs::create_dir_all(repo).expect("repo dir");
-    let files = fabricsync::manifest::generate::fabric(resources);
+    let files = fabricsync_core::manifest::generate::fabric(resources);
     for f in &files {
         let path = repo.join(&f.path);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

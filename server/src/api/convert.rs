@@ -1,12 +1,13 @@
-//! Mapping between stored text values and proto enums, and time conversions.
-//! Stored values are lower-case words (readable in SQL); each table here is the one place a
-//! word and its enum meet.
+//! The one place the domain's words (`fabricsync_core::vocab`) meet their proto enums, and the
+//! domain's values their proto messages (keys, drift, times, JSON).
 
 use chrono::{DateTime, Utc};
+use fabricsync_core::drift::StoredDrift;
+use fabricsync_core::vocab::{self as v, Word};
 
 use crate::proto::{
-    ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Provider, ResourceDriftStatus, Role, SyncMode, SyncRunStatus,
-    SyncStatus, SyncTrigger, WatchStatus,
+    self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Provider, ResourceDriftStatus, Role, SyncMode,
+    SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus,
 };
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -51,6 +52,10 @@ impl<E: Copy + PartialEq> Words<E> {
     pub fn value(&self, word: &str) -> Option<E> {
         self.0.iter().find(|(_, w)| *w == word).map(|(e, _)| *e)
     }
+    /// The domain word of a proto value; None for UNSPECIFIED and unknown values.
+    pub fn domain<W: Word>(&self, value: E) -> Option<W> {
+        self.word(value).and_then(W::parse)
+    }
     pub fn words(&self) -> Vec<&'static str> {
         self.0.iter().map(|(_, w)| *w).collect()
     }
@@ -64,75 +69,147 @@ impl<E: Copy + PartialEq> Words<E> {
 }
 
 pub const PROVIDERS: Words<Provider> = Words(&[
-    (Provider::Generic, "generic"),
-    (Provider::Github, "github"),
-    (Provider::Gitlab, "gitlab"),
-    (Provider::Gitea, "gitea"),
-    (Provider::Bitbucket, "bitbucket"),
+    (Provider::Generic, v::Provider::Generic.word()),
+    (Provider::Github, v::Provider::Github.word()),
+    (Provider::Gitlab, v::Provider::Gitlab.word()),
+    (Provider::Gitea, v::Provider::Gitea.word()),
+    (Provider::Bitbucket, v::Provider::Bitbucket.word()),
 ]);
 
 pub const AUTH_TYPES: Words<AuthType> = Words(&[
-    (AuthType::None, "none"),
-    (AuthType::Token, "token"),
-    (AuthType::Basic, "basic"),
-    (AuthType::SshKey, "ssh_key"),
+    (AuthType::None, v::AuthType::None.word()),
+    (AuthType::Token, v::AuthType::Token.word()),
+    (AuthType::Basic, v::AuthType::Basic.word()),
+    (AuthType::SshKey, v::AuthType::SshKey.word()),
 ]);
 
 pub const CONNECTION_STATUSES: Words<ConnectionStatus> = Words(&[
-    (ConnectionStatus::Unknown, "unknown"),
-    (ConnectionStatus::Reachable, "reachable"),
-    (ConnectionStatus::Failed, "failed"),
+    (ConnectionStatus::Unknown, v::ConnectionStatus::Unknown.word()),
+    (ConnectionStatus::Reachable, v::ConnectionStatus::Reachable.word()),
+    (ConnectionStatus::Failed, v::ConnectionStatus::Failed.word()),
 ]);
 
 pub const SYNC_STATUSES: Words<SyncStatus> = Words(&[
-    (SyncStatus::NeverSynced, "never_synced"),
-    (SyncStatus::Syncing, "syncing"),
-    (SyncStatus::Synced, "synced"),
-    (SyncStatus::Failed, "failed"),
+    (SyncStatus::NeverSynced, v::SyncStatus::NeverSynced.word()),
+    (SyncStatus::Syncing, v::SyncStatus::Syncing.word()),
+    (SyncStatus::Synced, v::SyncStatus::Synced.word()),
+    (SyncStatus::Failed, v::SyncStatus::Failed.word()),
 ]);
 
-pub const DRIFT_STATUSES: Words<DriftStatus> =
-    Words(&[(DriftStatus::Unknown, "unknown"), (DriftStatus::InSync, "in_sync"), (DriftStatus::Drifted, "drifted")]);
+pub const DRIFT_STATUSES: Words<DriftStatus> = Words(&[
+    (DriftStatus::Unknown, v::FabricDrift::Unknown.word()),
+    (DriftStatus::InSync, v::FabricDrift::InSync.word()),
+    (DriftStatus::Drifted, v::FabricDrift::Drifted.word()),
+]);
 
 pub const WATCH_STATUSES: Words<WatchStatus> = Words(&[
-    (WatchStatus::Inactive, "inactive"),
-    (WatchStatus::Starting, "starting"),
-    (WatchStatus::Active, "active"),
-    (WatchStatus::Error, "error"),
+    (WatchStatus::Inactive, v::WatchStatus::Inactive.word()),
+    (WatchStatus::Starting, v::WatchStatus::Starting.word()),
+    (WatchStatus::Active, v::WatchStatus::Active.word()),
+    (WatchStatus::Error, v::WatchStatus::Error.word()),
 ]);
 
-pub const SYNC_MODES: Words<SyncMode> =
-    Words(&[(SyncMode::Pull, "pull"), (SyncMode::Apply, "apply"), (SyncMode::Full, "full")]);
+pub const SYNC_MODES: Words<SyncMode> = Words(&[
+    (SyncMode::Pull, v::SyncMode::Pull.word()),
+    (SyncMode::Apply, v::SyncMode::Apply.word()),
+    (SyncMode::Full, v::SyncMode::Full.word()),
+]);
 
-pub const SYNC_TRIGGERS: Words<SyncTrigger> =
-    Words(&[(SyncTrigger::User, "user"), (SyncTrigger::Schedule, "schedule"), (SyncTrigger::SelfHeal, "self_heal")]);
+pub const SYNC_TRIGGERS: Words<SyncTrigger> = Words(&[
+    (SyncTrigger::User, v::Trigger::User.word()),
+    (SyncTrigger::Schedule, v::Trigger::Schedule.word()),
+    (SyncTrigger::SelfHeal, v::Trigger::SelfHeal.word()),
+]);
 
 pub const RUN_STATUSES: Words<SyncRunStatus> = Words(&[
-    (SyncRunStatus::Queued, "queued"),
-    (SyncRunStatus::Running, "running"),
-    (SyncRunStatus::Succeeded, "succeeded"),
-    (SyncRunStatus::Failed, "failed"),
-    (SyncRunStatus::Cancelled, "cancelled"),
+    (SyncRunStatus::Queued, v::RunStatus::Queued.word()),
+    (SyncRunStatus::Running, v::RunStatus::Running.word()),
+    (SyncRunStatus::Succeeded, v::RunStatus::Succeeded.word()),
+    (SyncRunStatus::Failed, v::RunStatus::Failed.word()),
+    (SyncRunStatus::Cancelled, v::RunStatus::Cancelled.word()),
 ]);
 
 pub const APPLY_STATUSES: Words<ApplyStatus> = Words(&[
-    (ApplyStatus::Pending, "pending"),
-    (ApplyStatus::Applied, "applied"),
-    (ApplyStatus::Failed, "failed"),
-    (ApplyStatus::Unchanged, "unchanged"),
+    (ApplyStatus::Pending, v::ApplyStatus::Pending.word()),
+    (ApplyStatus::Applied, v::ApplyStatus::Applied.word()),
+    (ApplyStatus::Failed, v::ApplyStatus::Failed.word()),
+    (ApplyStatus::Unchanged, v::ApplyStatus::Unchanged.word()),
 ]);
 
 pub const RESOURCE_DRIFT_STATUSES: Words<ResourceDriftStatus> = Words(&[
-    (ResourceDriftStatus::Unknown, "unknown"),
-    (ResourceDriftStatus::InSync, "in_sync"),
-    (ResourceDriftStatus::Drifted, "drifted"),
-    (ResourceDriftStatus::Missing, "missing"),
-    (ResourceDriftStatus::Orphaned, "orphaned"),
-    (ResourceDriftStatus::Contested, "contested"),
+    (ResourceDriftStatus::Unknown, v::DriftStatus::Unknown.word()),
+    (ResourceDriftStatus::InSync, v::DriftStatus::InSync.word()),
+    (ResourceDriftStatus::Drifted, v::DriftStatus::Drifted.word()),
+    (ResourceDriftStatus::Missing, v::DriftStatus::Missing.word()),
+    (ResourceDriftStatus::Orphaned, v::DriftStatus::Orphaned.word()),
+    (ResourceDriftStatus::Contested, v::DriftStatus::Contested.word()),
 ]);
 
 /// API token roles; the words are `auth::Role`'s.
 pub const ROLES: Words<Role> = Words(&[(Role::Viewer, "viewer"), (Role::Operator, "operator"), (Role::Admin, "admin")]);
+
+/// The proto enum of a domain word, through its table.
+pub fn proto_of<E: Copy + PartialEq + Default, W: Word>(words: &Words<E>, value: W) -> E {
+    words.of(value.word())
+}
+
+pub fn drift_status(status: v::DriftStatus) -> ResourceDriftStatus {
+    proto_of(&RESOURCE_DRIFT_STATUSES, status)
+}
+
+/// A resource's key as the API shows it, with the API version it is stored in.
+pub fn resource_key(key: &fabricsync_core::ResourceKey, version: &str) -> proto::ResourceKey {
+    proto::ResourceKey {
+        group: key.group.clone(),
+        version: version.to_string(),
+        kind: key.kind.clone(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+    }
+}
+
+/// The domain key of a key given by a client (its version is not part of the identity).
+pub fn domain_key(key: &proto::ResourceKey) -> fabricsync_core::ResourceKey {
+    fabricsync_core::ResourceKey::new(&key.group, &key.kind, &key.namespace, &key.name)
+}
+
+/// A resource's stored drift as the API shows it.
+pub fn resource_drift(
+    id: uuid::Uuid,
+    key: proto::ResourceKey,
+    status: v::DriftStatus,
+    stored: &StoredDrift,
+    time: Option<prost_types::Timestamp>,
+) -> proto::ResourceDrift {
+    let fields = stored
+        .fields
+        .iter()
+        .map(|f| proto::FieldDrift {
+            path: f.pointer.clone(),
+            desired: f.desired.as_ref().filter(|v| !v.is_null()).map(json_value),
+            live: f.live.as_ref().filter(|v| !v.is_null()).map(json_value),
+            managers: f
+                .managers
+                .iter()
+                .map(|(manager, operation, time)| proto::FieldChange {
+                    manager: manager.clone(),
+                    operation: operation.clone(),
+                    time: DateTime::parse_from_rfc3339(time).ok().map(|t| timestamp(t.with_timezone(&Utc))),
+                })
+                .collect(),
+        })
+        .collect();
+    proto::ResourceDrift {
+        resource_id: id.to_string(),
+        key: Some(key),
+        status: drift_status(status) as i32,
+        score: stored.score,
+        fields,
+        unified_diff: String::new(),
+        contested_by: stored.contested_by.clone().unwrap_or_default(),
+        compute_time: time,
+    }
+}
 
 /// Checks a filter value against a table; the error names the filter field and the allowed words.
 pub fn filter_word<E: Copy + PartialEq>(words: &Words<E>, field: &str, value: &str) -> Result<String, super::ApiError> {
@@ -155,5 +232,25 @@ mod tests {
         assert_eq!(SYNC_STATUSES.of("bogus"), SyncStatus::Unspecified);
         assert!(filter_word(&AUTH_TYPES, "auth_type", "ssh_key").is_ok());
         assert!(filter_word(&AUTH_TYPES, "auth_type", "kerberos").is_err());
+    }
+
+    /// Every domain word has its proto value, and every proto value but UNSPECIFIED its word.
+    #[test]
+    fn every_word_has_its_proto_value() {
+        fn covered<E: Copy + PartialEq + Default + std::fmt::Debug, W: Word + std::fmt::Debug>(words: &Words<E>) {
+            for w in W::ALL {
+                assert_ne!(proto_of(words, *w), E::default(), "{} {w:?} has no proto value", W::WHAT);
+            }
+            assert_eq!(words.words().len(), W::ALL.len(), "{}: the table lists other words", W::WHAT);
+        }
+        covered::<Provider, v::Provider>(&PROVIDERS);
+        covered::<AuthType, v::AuthType>(&AUTH_TYPES);
+        covered::<ConnectionStatus, v::ConnectionStatus>(&CONNECTION_STATUSES);
+        covered::<SyncStatus, v::SyncStatus>(&SYNC_STATUSES);
+        covered::<WatchStatus, v::WatchStatus>(&WATCH_STATUSES);
+        covered::<SyncMode, v::SyncMode>(&SYNC_MODES);
+        covered::<SyncTrigger, v::Trigger>(&SYNC_TRIGGERS);
+        covered::<SyncRunStatus, v::RunStatus>(&RUN_STATUSES);
+        covered::<ApplyStatus, v::ApplyStatus>(&APPLY_STATUSES);
     }
 }

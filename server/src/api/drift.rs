@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use diesel_async::AsyncPgConnection;
 use prost::Message;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
@@ -19,13 +18,15 @@ use super::{listing, parse_id, ApiError, AppState};
 use crate::cluster::FABRIC_LABEL;
 use crate::db::events::{self, EventRow, Notice};
 use crate::db::fabrics::FabricRow;
-use crate::db::resources::{self, ResourceFilter, ResourceRow, DRIFTED};
+use crate::db::resources::{self, ResourceFilter, ResourceRow};
 use crate::db::DbError;
 use crate::drift;
 use crate::proto::drift_service_server::DriftService;
 use crate::proto::*;
 use crate::sync::apply::Targets;
 use crate::sync::queue::{self, Enqueued};
+use fabricsync_core::drift as core_drift;
+use fabricsync_core::vocab::DriftStatus;
 
 pub struct DriftApi {
     state: AppState,
@@ -40,6 +41,7 @@ impl DriftApi {
         let mut conn = self.state.conn().await?;
         let counts = resources::drift_counts(&mut conn, fabric.id).await?;
         let status_of = |w: &str| RESOURCE_DRIFT_STATUSES.of(w) as i32;
+        let drifted = DriftStatus::drifted_words();
         let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
         let mut by_kind: BTreeMap<(String, String), Vec<DriftStatusCount>> = BTreeMap::new();
         for (group, kind, status, count) in &counts {
@@ -51,14 +53,15 @@ impl DriftApi {
         }
         Ok(FabricDriftSummary {
             fabric_id: fabric.id.to_string(),
-            drift_status: DRIFT_STATUSES.of(&fabric.drift_status) as i32,
-            drift_count: by_status.iter().filter(|(s, _)| DRIFTED.contains(&s.as_str())).map(|(_, n)| n).sum(),
+            drift_status: convert::proto_of(&DRIFT_STATUSES, fabric.drift_status) as i32,
+            drift_count: by_status.iter().filter(|(s, _)| drifted.contains(&s.as_str())).map(|(_, n)| n).sum(),
             by_status: by_status.iter().map(|(s, n)| DriftStatusCount { status: status_of(s), count: *n }).collect(),
             by_kind: by_kind
                 .into_iter()
                 .map(|((group, kind), counts)| KindDriftCount { group, kind, counts })
                 .collect(),
-            compute_time: None,
+            // Summed now from the stored per-resource drift.
+            compute_time: Some(convert::timestamp(chrono::Utc::now())),
         })
     }
 
@@ -80,7 +83,7 @@ impl DriftApi {
         for (field, list, want_orphan) in [("keys", keys, false), ("delete_orphans", orphans, true)] {
             for (i, key) in list.iter().enumerate() {
                 let row = find_resource_in(&mut conn, fabric_id, Some(ResourceRef::Key(key))).await?;
-                let orphan = row.drift_status == "orphaned";
+                let orphan = row.drift_status == DriftStatus::Orphaned;
                 if orphan != want_orphan {
                     let why = if want_orphan {
                         "is not an orphan (it is in Git or lacks this fabric's label); only orphans are deleted"
@@ -92,7 +95,7 @@ impl DriftApi {
                         row.kind, row.namespace, row.name
                     )));
                 }
-                let key = (row.api_group, row.kind, row.namespace, row.name);
+                let key = fabricsync_core::ResourceKey::new(row.api_group, row.kind, row.namespace, row.name);
                 if want_orphan {
                     targets.delete.insert(key)
                 } else {
@@ -106,17 +109,16 @@ impl DriftApi {
 
 /// A resource's stored drift as the API shows it; with the unified diff when asked.
 fn resource_drift(row: &ResourceRow, with_diff: bool) -> ResourceDrift {
-    let stored = row.drift.clone().unwrap_or(Value::Null);
-    let mut out = drift::drift_proto(
+    let mut out = convert::resource_drift(
         row.id,
         resource_key(row),
-        &row.drift_status,
-        &stored,
+        row.drift_status,
+        &row.drift.0,
         Some(convert::timestamp(row.updated_at)),
     );
     if with_diff {
-        let live = row.live.as_ref().map(|l| drift::comparable_live(l, &[FABRIC_LABEL]));
-        out.unified_diff = drift::unified_yaml_diff(row.desired.as_ref(), live.as_ref());
+        let live = row.live.as_ref().map(|l| core_drift::comparable_live(l, &[FABRIC_LABEL]));
+        out.unified_diff = core_drift::unified_yaml_diff(row.desired.as_ref(), live.as_ref());
     }
     out
 }
@@ -135,11 +137,11 @@ impl EventStream for DriftEvents {
     type Message = StreamDriftResponse;
 
     async fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> Result<(Vec<EventRow>, bool), DbError> {
-        Ok((events::of_fabric(conn, self.fabric_id, drift::refresh::STREAM, after, STREAM_BATCH).await?, false))
+        Ok((events::of_fabric(conn, self.fabric_id, drift::STREAM, after, STREAM_BATCH).await?, false))
     }
 
     fn wakes(&self, notice: &Notice) -> bool {
-        notice.fabric_id == self.fabric_id && notice.stream == drift::refresh::STREAM
+        notice.fabric_id == self.fabric_id && notice.stream == drift::STREAM
     }
 
     fn message(&self, row: &EventRow) -> Option<(Self::Message, bool)> {
@@ -243,8 +245,8 @@ impl DriftService for DriftApi {
             targets.map(|t| serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))).transpose()?;
         let request = queue::Request {
             fabric_id,
-            mode: "apply",
-            trigger: "user",
+            mode: fabricsync_core::vocab::SyncMode::Apply,
+            trigger: fabricsync_core::vocab::Trigger::User,
             dry_run: req.dry_run,
             force: req.force,
             requested_ref: String::new(),
@@ -277,7 +279,7 @@ impl DriftService for DriftApi {
     ) -> Result<Response<DetectDriftResponse>, Status> {
         let id: Uuid = parse_id("fabric_id", &request.get_ref().fabric_id)?;
         load(&self.state, id).await?;
-        drift::refresh::refresh_pooled(&self.state.pool, id, None).await.map_err(ApiError::from)?;
+        drift::refresh_pooled(&self.state.pool, id, None).await.map_err(ApiError::from)?;
         let fabric = load(&self.state, id).await?;
         Ok(Response::new(DetectDriftResponse { summary: Some(self.summary(&fabric).await?) }))
     }

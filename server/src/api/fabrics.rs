@@ -2,6 +2,7 @@
 //! (TestClusterConnection, GenerateRbacManifests).
 
 use diesel_async::AsyncPgConnection;
+use fabricsync_core::vocab as v;
 use tonic::{Request, Response, Status};
 use tracing::info;
 use uuid::Uuid;
@@ -16,11 +17,11 @@ use crate::crypto;
 use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
 use crate::db::resources::{self, ResourceFilter, ResourceRow};
 use crate::db::{repositories, DbError};
-use crate::manifest::kinds::KindRegistry;
 use crate::outbound::Outbound;
 use crate::proto::fabric_service_server::FabricService;
 use crate::proto::*;
 use crate::redact::Redactor;
+use fabricsync_core::manifest::kinds::KindRegistry;
 
 pub struct FabricApi {
     state: AppState,
@@ -242,10 +243,10 @@ pub(crate) fn to_proto(row: &FabricRow) -> Fabric {
             strict_references: row.strict_references,
             ignore_differences: ignore_differences_proto(&row.ignore_differences),
         }),
-        connection_status: CONNECTION_STATUSES.of(&row.connection_status) as i32,
-        sync_status: SYNC_STATUSES.of(&row.sync_status) as i32,
-        drift_status: DRIFT_STATUSES.of(&row.drift_status) as i32,
-        watch_status: WATCH_STATUSES.of(&row.watch_status) as i32,
+        connection_status: super::convert::proto_of(&CONNECTION_STATUSES, row.connection_status) as i32,
+        sync_status: super::convert::proto_of(&SYNC_STATUSES, row.sync_status) as i32,
+        drift_status: super::convert::proto_of(&DRIFT_STATUSES, row.drift_status) as i32,
+        watch_status: super::convert::proto_of(&WATCH_STATUSES, row.watch_status) as i32,
         watch_error: row.watch_error.clone().unwrap_or_default(),
         resource_counts: counts,
         last_synced_commit: row.last_synced_commit.clone().unwrap_or_default(),
@@ -319,10 +320,10 @@ impl FabricService for FabricApi {
             allow_empty: false,
             strict_references: false,
             ignore_differences: serde_json::json!([]),
-            connection_status: "unknown".into(),
-            sync_status: "never_synced".into(),
-            drift_status: "unknown".into(),
-            watch_status: "inactive".into(),
+            connection_status: v::ConnectionStatus::Unknown,
+            sync_status: v::SyncStatus::NeverSynced,
+            drift_status: v::FabricDrift::Unknown,
+            watch_status: v::WatchStatus::Inactive,
             watch_error: None,
             resource_counts: serde_json::json!([]),
             last_synced_commit: None,
@@ -443,7 +444,7 @@ impl FabricService for FabricApi {
             || row.cluster_ca_pem != current.cluster_ca_pem
             || row.cluster_token_sealed != current.cluster_token_sealed
         {
-            row.connection_status = "unknown".into();
+            row.connection_status = v::ConnectionStatus::Unknown;
         }
         let mut conn = self.state.conn().await?;
         if !store::update(&mut conn, &row, current.version).await.map_err(name_taken(&row.name))? {
@@ -652,20 +653,16 @@ pub(super) async fn find_resource_in(
 const RESOURCE_FILTERS: &[&str] = &["group", "kind", "namespace", "name", "drift_status", "apply_status"];
 
 /// The stored managedFields summary (see `watch::field_managers`).
-fn field_managers(stored: &serde_json::Value) -> Vec<FieldManager> {
-    let text = |m: &serde_json::Value, k: &str| m.get(k).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+fn field_managers(stored: &[fabricsync_core::drift::FieldManager]) -> Vec<FieldManager> {
     stored
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
         .iter()
         .map(|m| FieldManager {
-            manager: text(m, "manager"),
-            operation: text(m, "operation"),
-            time: chrono::DateTime::parse_from_rfc3339(&text(m, "time"))
+            manager: m.manager.clone(),
+            operation: m.operation.clone(),
+            time: chrono::DateTime::parse_from_rfc3339(&m.time)
                 .ok()
                 .map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
-            fields: m.get("fields").and_then(|f| serde_json::from_value(f.clone()).ok()).unwrap_or_default(),
+            fields: m.fields.clone(),
         })
         .collect()
 }
@@ -698,12 +695,12 @@ fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {
         live: object(&row.live),
         live_resource_version: row.live_resource_version.clone().unwrap_or_default(),
         uid: row.live_uid.clone().unwrap_or_default(),
-        field_managers: row.field_managers.as_ref().map(field_managers).unwrap_or_default(),
-        apply_status: APPLY_STATUSES.of(&row.apply_status) as i32,
+        field_managers: field_managers(&row.field_managers.0),
+        apply_status: super::convert::proto_of(&APPLY_STATUSES, row.apply_status) as i32,
         apply_error: row.apply_error.clone().unwrap_or_default(),
         last_applied_hash: row.last_applied_hash.clone().unwrap_or_default(),
         last_applied_time: convert::opt_timestamp(row.last_applied_at),
-        drift_status: RESOURCE_DRIFT_STATUSES.of(&row.drift_status) as i32,
+        drift_status: super::convert::proto_of(&RESOURCE_DRIFT_STATUSES, row.drift_status) as i32,
         update_time: Some(convert::timestamp(row.updated_at)),
     }
 }

@@ -4,6 +4,8 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 use uuid::Uuid;
 
+use fabricsync_core::vocab as v;
+
 use super::convert::{self, AUTH_TYPES, CONNECTION_STATUSES, PROVIDERS};
 use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
@@ -91,22 +93,25 @@ fn is_ssh_url(url: &str) -> bool {
 }
 
 /// Token and basic credentials travel over HTTP(S); an SSH key only over SSH.
-fn check_auth_matches_url(auth_type: &str, url: &str, v: &mut Violations) {
+fn check_auth_matches_url(auth_type: v::AuthType, url: &str, violations: &mut Violations) {
     let http = url.starts_with("https://") || url.starts_with("http://");
     match auth_type {
-        "token" | "basic" if !http => v.add("auth", format!("{auth_type} credentials need an https:// URL")),
-        "ssh_key" if !is_ssh_url(url) => v.add("auth", "an SSH key needs an ssh:// or user@host:path URL"),
+        v::AuthType::Token | v::AuthType::Basic if !http => {
+            violations.add("auth", format!("{auth_type} credentials need an https:// URL"))
+        }
+        v::AuthType::SshKey if !is_ssh_url(url) => {
+            violations.add("auth", "an SSH key needs an ssh:// or user@host:path URL")
+        }
         _ => {}
     }
 }
 
-fn provider_word(value: i32, v: &mut Violations) -> &'static str {
+fn provider_word(value: i32, violations: &mut Violations) -> v::Provider {
     match Provider::try_from(value) {
-        Ok(Provider::Unspecified) => "generic",
-        Ok(p) => PROVIDERS.word(p).unwrap_or("generic"),
+        Ok(p) => PROVIDERS.domain(p).unwrap_or(v::Provider::Generic),
         Err(_) => {
-            v.add("repository.provider", format!("unknown value {value}"));
-            "generic"
+            violations.add("repository.provider", format!("unknown value {value}"));
+            v::Provider::Generic
         }
     }
 }
@@ -135,7 +140,7 @@ fn check_fields(r: &Repository, v: &mut Violations) {
 
 /// Stores validated credentials into `row`, sealing the secret bound to the row's id.
 fn set_auth(row: &mut RepositoryRow, auth: AuthInput, keyring: &crypto::Keyring) {
-    row.auth_type = AUTH_TYPES.word(auth.auth_type).unwrap_or("none").to_string();
+    row.auth_type = AUTH_TYPES.domain(auth.auth_type).unwrap_or(v::AuthType::None);
     // SSH usernames come from the URL.
     row.auth_username = auth.username;
     row.ssh_known_hosts = auth.known_hosts;
@@ -145,8 +150,8 @@ fn set_auth(row: &mut RepositoryRow, auth: AuthInput, keyring: &crypto::Keyring)
 }
 
 pub(crate) fn to_proto(row: &RepositoryRow) -> Repository {
-    let username = match row.auth_type.as_str() {
-        "ssh_key" => ssh_user(&row.url).unwrap_or_default(),
+    let username = match row.auth_type {
+        v::AuthType::SshKey => ssh_user(&row.url).unwrap_or_default(),
         _ => row.auth_username.clone().unwrap_or_default(),
     };
     Repository {
@@ -154,14 +159,14 @@ pub(crate) fn to_proto(row: &RepositoryRow) -> Repository {
         name: row.name.clone(),
         description: row.description.clone(),
         url: row.url.clone(),
-        provider: PROVIDERS.of(&row.provider) as i32,
+        provider: super::convert::proto_of(&PROVIDERS, row.provider) as i32,
         auth: Some(RepositoryAuthInfo {
-            r#type: AUTH_TYPES.of(&row.auth_type) as i32,
+            r#type: super::convert::proto_of(&AUTH_TYPES, row.auth_type) as i32,
             username,
             has_secret: row.secret_sealed.is_some(),
             has_known_hosts: row.ssh_known_hosts.is_some(),
         }),
-        connection_status: CONNECTION_STATUSES.of(&row.connection_status) as i32,
+        connection_status: super::convert::proto_of(&CONNECTION_STATUSES, row.connection_status) as i32,
         last_validated: convert::opt_timestamp(row.last_validated),
         validation_error: row.validation_error.clone().unwrap_or_default(),
         create_time: Some(convert::timestamp(row.created_at)),
@@ -200,7 +205,7 @@ impl RepositoryService for RepositoryApi {
         check_fields(&repository, &mut v);
         let provider = provider_word(repository.provider, &mut v);
         let auth = auth_input(req.auth.as_ref(), "auth", &mut v);
-        check_auth_matches_url(AUTH_TYPES.word(auth.auth_type).unwrap_or("none"), &repository.url, &mut v);
+        check_auth_matches_url(AUTH_TYPES.domain(auth.auth_type).unwrap_or(v::AuthType::None), &repository.url, &mut v);
         v.into_result()?;
         check_reachable(&self.state.settings.outbound, &repository.url).await?;
 
@@ -210,13 +215,13 @@ impl RepositoryService for RepositoryApi {
             name: repository.name,
             description: repository.description,
             url: repository.url,
-            provider: provider.to_string(),
-            auth_type: String::new(),
+            provider,
+            auth_type: v::AuthType::None,
             auth_username: None,
             ssh_known_hosts: None,
             secret_sealed: None,
             secret_key_id: None,
-            connection_status: "unknown".into(),
+            connection_status: v::ConnectionStatus::Unknown,
             last_validated: None,
             validation_error: None,
             version: 1,
@@ -294,7 +299,7 @@ impl RepositoryService for RepositoryApi {
                     v.check(validate::git_url(&input.url), "repository.url");
                     row.url = input.url.clone();
                 }
-                "provider" => row.provider = provider_word(input.provider, &mut v).to_string(),
+                "provider" => row.provider = provider_word(input.provider, &mut v),
                 "auth" => {
                     if req.auth.as_ref().and_then(|a| a.method.as_ref()).is_none() {
                         v.add("auth", "is required when update_mask names auth");
@@ -306,13 +311,14 @@ impl RepositoryService for RepositoryApi {
         }
         // Credentials are bound to the repository they were given for (as Argo CD binds them to
         // their URL): pointed elsewhere without new ones, the stored ones are dropped.
-        let credentials_cleared =
-            auth.is_none() && current.auth_type != "none" && !crate::git::same_repository(&current.url, &row.url);
+        let credentials_cleared = auth.is_none()
+            && current.auth_type != v::AuthType::None
+            && !crate::git::same_repository(&current.url, &row.url);
         if credentials_cleared {
             auth = Some(AuthInput { auth_type: AuthType::None, username: None, known_hosts: None, secret: None });
         }
-        let auth_type = auth.as_ref().and_then(|a| AUTH_TYPES.word(a.auth_type)).unwrap_or(&row.auth_type).to_string();
-        check_auth_matches_url(&auth_type, &row.url, &mut v);
+        let auth_type = auth.as_ref().and_then(|a| AUTH_TYPES.domain(a.auth_type)).unwrap_or(row.auth_type);
+        check_auth_matches_url(auth_type, &row.url, &mut v);
         v.into_result()?;
         if row.url != current.url {
             check_reachable(&self.state.settings.outbound, &row.url).await?;
@@ -322,7 +328,7 @@ impl RepositoryService for RepositoryApi {
         }
         if row.url != current.url || row.secret_sealed != current.secret_sealed || row.auth_type != current.auth_type {
             // Where or how we connect changed: the last test result no longer applies.
-            row.connection_status = "unknown".into();
+            row.connection_status = v::ConnectionStatus::Unknown;
             row.validation_error = None;
             row.last_validated = None;
         }
@@ -449,10 +455,10 @@ mod tests {
     #[test]
     fn auth_must_match_the_url_scheme() {
         let mut v = Violations::default();
-        check_auth_matches_url("token", "git@host:org/repo.git", &mut v);
-        check_auth_matches_url("ssh_key", "https://host/repo.git", &mut v);
-        check_auth_matches_url("ssh_key", "ssh://git@host/repo.git", &mut v);
-        check_auth_matches_url("none", "file:///srv/repo", &mut v);
+        check_auth_matches_url(v::AuthType::Token, "git@host:org/repo.git", &mut v);
+        check_auth_matches_url(v::AuthType::SshKey, "https://host/repo.git", &mut v);
+        check_auth_matches_url(v::AuthType::SshKey, "ssh://git@host/repo.git", &mut v);
+        check_auth_matches_url(v::AuthType::None, "file:///srv/repo", &mut v);
         let err = v.into_result().unwrap_err().to_string();
         assert_eq!(err.matches("auth:").count(), 2, "{err}");
     }

@@ -65,8 +65,8 @@ impl SyncService for SyncApi {
         }
         let request = engine::queue::Request {
             fabric_id,
-            mode: SYNC_MODES.word(mode).unwrap_or("pull"),
-            trigger: "user",
+            mode: SYNC_MODES.domain(mode).unwrap_or(fabricsync_core::vocab::SyncMode::Pull),
+            trigger: fabricsync_core::vocab::Trigger::User,
             dry_run: req.dry_run,
             force: req.force,
             requested_ref: req.ref_override.clone(),
@@ -127,7 +127,7 @@ impl SyncService for SyncApi {
         let id = parse_id("id", &request.get_ref().id)?;
         let mut conn = self.state.conn().await?;
         let row = load(&mut conn, id).await?;
-        if !matches!(row.status.as_str(), "queued" | "running") {
+        if row.status.is_finished() {
             return Err(ApiError::FailedPrecondition(format!("run {id} already ended ({})", row.status)).into());
         }
         let cancelled = conn
@@ -336,7 +336,7 @@ pub(super) async fn follow<S: EventStream>(
 }
 
 fn is_finished(row: &RunRow) -> bool {
-    !matches!(row.status.as_str(), "queued" | "running")
+    row.status.is_finished()
 }
 
 fn fabric_not_found(id: Uuid) -> ApiError {
@@ -359,12 +359,12 @@ pub(super) fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
     SyncRun {
         id: row.id.to_string(),
         fabric_id: row.fabric_id.to_string(),
-        mode: SYNC_MODES.of(&row.mode) as i32,
-        trigger: SYNC_TRIGGERS.of(&row.trigger) as i32,
+        mode: super::convert::proto_of(&SYNC_MODES, row.mode) as i32,
+        trigger: super::convert::proto_of(&SYNC_TRIGGERS, row.trigger) as i32,
         dry_run: row.dry_run,
         r#ref: row.requested_ref.clone(),
         commit: row.commit_sha.clone().unwrap_or_default(),
-        status: RUN_STATUSES.of(&row.status) as i32,
+        status: super::convert::proto_of(&RUN_STATUSES, row.status) as i32,
         counters: Some((&counters).into()),
         kind_counts: kind_counts.into_iter().map(|(group, kind, count)| KindCount { group, kind, count }).collect(),
         diagnostics: diagnostics.iter().map(Diagnostic::from).collect(),

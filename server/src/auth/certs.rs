@@ -73,8 +73,9 @@ impl CertIdentities {
     /// Parses the file's text; `path` only names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<CertIdentities, CertIdentitiesError> {
         let invalid = |message: String| CertIdentitiesError::Invalid { path: path.to_string(), message };
-        let limits = crate::manifest::yaml::Limits { max_alias_nodes: 10_000, max_depth: 16, max_documents: 1 };
-        let docs = crate::manifest::yaml::parse(text, &limits)
+        let limits =
+            fabricsync_core::manifest::yaml::Limits { max_alias_nodes: 10_000, max_depth: 16, max_documents: 1 };
+        let docs = fabricsync_core::manifest::yaml::parse(text, &limits)
             .map_err(|e| invalid(format!("line {}: {}", e.position.line, e.message)))?;
         let [doc] = docs.as_slice() else {
             return Err(invalid("expected one YAML document with an `identities` list".into()));

@@ -10,9 +10,12 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, List
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::{breaker, waves, ClusterError, FABRIC_LABEL, FIELD_MANAGER};
-use crate::manifest::kinds::{KindDef, KindRegistry};
-use crate::sync::plan::{changed_fields, Key};
+use fabricsync_core::waves;
+
+use super::{breaker, ClusterError, FABRIC_LABEL, FIELD_MANAGER};
+use fabricsync_core::manifest::kinds::{KindDef, KindRegistry};
+use fabricsync_core::plan::changed_fields;
+use fabricsync_core::ResourceKey;
 
 /// Objects sent at once within a wave.
 const CONCURRENCY: usize = 16;
@@ -26,7 +29,7 @@ const MAX_RETRY_AFTER: u64 = 30;
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub id: uuid::Uuid,
-    pub key: Key,
+    pub key: ResourceKey,
     pub version: String,
     pub body: Value,
     pub hash: String,
@@ -40,7 +43,7 @@ pub struct Desired {
 /// One object as the cluster has it.
 #[derive(Debug, Clone)]
 pub struct Live {
-    pub key: Key,
+    pub key: ResourceKey,
     pub version: String,
     pub resource_version: String,
     pub managed_by_fabric: bool,
@@ -74,7 +77,7 @@ pub fn decide(desired: &Desired, live: Option<&Live>) -> Decision {
 
 /// Pure: labelled objects of this fabric that are no longer desired.
 pub fn prunable<'a>(live: &'a [Live], desired: &[Desired]) -> Vec<&'a Live> {
-    let wanted: std::collections::HashSet<&Key> = desired.iter().map(|d| &d.key).collect();
+    let wanted: std::collections::HashSet<&ResourceKey> = desired.iter().map(|d| &d.key).collect();
     live.iter().filter(|l| l.managed_by_fabric && !wanted.contains(&l.key)).collect()
 }
 
@@ -122,8 +125,8 @@ impl Applier {
         Applier { client, cluster: cluster.to_string(), fabric: fabric.to_string(), dry_run, force }
     }
 
-    fn api(&self, key: &Key, version: &str, kinds: &KindRegistry) -> Result<Api<DynamicObject>, ClusterError> {
-        let (group, kind, namespace, _) = key;
+    fn api(&self, key: &ResourceKey, version: &str, kinds: &KindRegistry) -> Result<Api<DynamicObject>, ClusterError> {
+        let ResourceKey { group, kind, namespace, .. } = key;
         let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
         let def = kinds
             .lookup(&api_version, kind)
@@ -150,9 +153,9 @@ impl Applier {
                 let page = retry(&self.cluster, || api.list(&params)).await?;
                 for object in page.items {
                     let labels = object.metadata.labels.clone().unwrap_or_default();
-                    let key = (
-                        def.group.clone(),
-                        def.kind.clone(),
+                    let key = ResourceKey::new(
+                        &def.group,
+                        &def.kind,
                         object.metadata.namespace.clone().unwrap_or_default(),
                         object.metadata.name.clone().unwrap_or_default(),
                     );
@@ -186,7 +189,7 @@ impl Applier {
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.force = self.force;
         params.dry_run = self.dry_run;
-        let name = &desired.key.3;
+        let name = &desired.key.name;
         let patch = Patch::Apply(&body);
         let applied = match retry(&self.cluster, || api.patch(name, &params, &patch)).await {
             Ok(object) => object,
@@ -214,7 +217,7 @@ impl Applier {
     pub async fn delete(&self, live: &Live, kinds: &KindRegistry) -> Result<(), ClusterError> {
         let api = self.api(&live.key, &live.version, kinds)?;
         let params = DeleteParams { dry_run: self.dry_run, ..Default::default() };
-        match retry(&self.cluster, || api.delete(&live.key.3, &params)).await {
+        match retry(&self.cluster, || api.delete(&live.key.name, &params)).await {
             Ok(_) => Ok(()),
             Err(ClusterError::Other(m)) if m.contains("not found") => Ok(()),
             Err(e) => Err(e),
@@ -226,7 +229,7 @@ impl Applier {
         &'a self,
         desired: &'a [Desired],
         indexes: &'a [usize],
-        live: &'a HashMap<Key, &'a Live>,
+        live: &'a HashMap<ResourceKey, &'a Live>,
         kinds: &'a KindRegistry,
     ) -> impl futures::Stream<Item = (usize, Applied)> + 'a {
         stream::iter(indexes.iter().copied())
@@ -237,7 +240,7 @@ impl Applier {
 
 /// Groups of indexes of `desired` by wave; objects with a bad sync-wave annotation apart.
 pub fn plan_waves(desired: &[Desired]) -> waves::WavePlan {
-    waves::waves(desired, |d| waves::wave_of(&d.key.1, &d.body))
+    waves::waves(desired, |d| waves::wave_of(&d.key.kind, &d.body))
 }
 
 /// Runs a request through the cluster's circuit breaker, retrying 429/5xx/timeouts with
@@ -285,7 +288,7 @@ mod tests {
     fn desired(hash: &str, applied: Option<&str>, rv: Option<&str>) -> Desired {
         Desired {
             id: uuid::Uuid::nil(),
-            key: ("vpc.githedgehog.com".into(), "VPC".into(), "default".into(), "vpc-1".into()),
+            key: ResourceKey::new("vpc.githedgehog.com", "VPC", "default", "vpc-1"),
             version: "v1beta1".into(),
             body: json!({"metadata": {"name": "vpc-1"}}),
             hash: hash.into(),
@@ -297,7 +300,7 @@ mod tests {
 
     fn live(rv: &str, ours: bool) -> Live {
         Live {
-            key: ("vpc.githedgehog.com".into(), "VPC".into(), "default".into(), "vpc-1".into()),
+            key: ResourceKey::new("vpc.githedgehog.com", "VPC", "default", "vpc-1"),
             version: "v1beta1".into(),
             resource_version: rv.into(),
             managed_by_fabric: ours,
@@ -324,13 +327,13 @@ mod tests {
     #[test]
     fn prunes_only_labelled_objects_that_left_git() {
         let mut other = live("1", true);
-        other.key.3 = "vpc-2".into();
+        other.key.name = "vpc-2".into();
         let mut foreign = live("1", false);
-        foreign.key.3 = "vpc-3".into();
+        foreign.key.name = "vpc-3".into();
         let all = [live("1", true), other, foreign];
         let pruned = prunable(&all, &[desired("h", None, None)]);
         assert_eq!(pruned.len(), 1);
-        assert_eq!(pruned[0].key.3, "vpc-2");
+        assert_eq!(pruned[0].key.name, "vpc-2");
     }
 
     #[test]

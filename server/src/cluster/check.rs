@@ -9,7 +9,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use super::ClusterError;
-use crate::manifest::kinds::KindRegistry;
+use fabricsync_core::manifest::kinds::KindRegistry;
 
 /// Verbs the service needs on every Hedgehog resource: read and watch live state, server-side
 /// apply (create + patch), prune (delete).

@@ -5,7 +5,6 @@ pub mod apply;
 pub mod breaker;
 pub mod check;
 pub mod rbac;
-pub mod waves;
 
 use std::time::Duration;
 
@@ -21,8 +20,6 @@ use crate::redact::Redactor;
 pub const FIELD_MANAGER: &str = "fabricsync";
 /// Label on every applied object: the name of the fabric that manages it (prune looks for it).
 pub const FABRIC_LABEL: &str = "fabricsync.dev/fabric";
-/// Annotation that moves an object to another apply wave (an integer, lower first).
-pub const SYNC_WAVE_ANNOTATION: &str = "fabricsync.dev/sync-wave";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::check::{needed_resources, VERBS};
 use super::FABRIC_LABEL;
-use crate::manifest::kinds::KindRegistry;
+use fabricsync_core::manifest::kinds::KindRegistry;
 
 pub struct Manifests {
     pub yaml: String,
@@ -51,7 +51,7 @@ pub fn manifests(kinds: &KindRegistry, fabric: &str, account: &str, namespace: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::yaml;
+    use fabricsync_core::manifest::yaml;
 
     #[test]
     fn manifests_parse_and_grant_exactly_the_needed_verbs() {

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Bytea, Int8, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use fabricsync_core::vocab::Stream;
 use uuid::Uuid;
+
+use super::typed::Stored;
 
 use super::schema::events;
 use super::DbError;
@@ -19,7 +22,8 @@ pub struct EventRow {
     pub sequence: i64,
     pub fabric_id: Uuid,
     pub run_id: Option<Uuid>,
-    pub stream: String,
+    #[diesel(deserialize_as = Stored<Stream>)]
+    pub stream: Stream,
     pub payload: Vec<u8>,
     pub created_at: DateTime<Utc>,
 }
@@ -35,7 +39,7 @@ pub async fn append(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
     run_id: Option<Uuid>,
-    stream: &str,
+    stream: Stream,
     payload: &[u8],
 ) -> Result<i64, DbError> {
     let row: Appended = diesel::sql_query(
@@ -46,7 +50,7 @@ pub async fn append(
     )
     .bind::<SqlUuid, _>(fabric_id)
     .bind::<Nullable<SqlUuid>, _>(run_id)
-    .bind::<Text, _>(stream)
+    .bind::<Text, _>(stream.word())
     .bind::<Bytea, _>(payload)
     .bind::<Text, _>(CHANNEL)
     .get_result(conn)
@@ -58,7 +62,7 @@ pub async fn append(
 pub async fn append_many(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
-    stream: &str,
+    stream: Stream,
     payloads: &[Vec<u8>],
 ) -> Result<Option<i64>, DbError> {
     use diesel::sql_types::Array;
@@ -69,7 +73,7 @@ pub async fn append_many(
         "WITH e AS (INSERT INTO events (fabric_id, stream, payload) SELECT $1, $2, p FROM unnest($3) WITH ORDINALITY AS u(p, i)                     ORDER BY i RETURNING sequence),               last AS (SELECT max(sequence) AS sequence FROM e)          SELECT last.sequence FROM last          CROSS JOIN LATERAL (SELECT pg_notify($4, concat_ws(' ', $2, $1::text, '-', last.sequence::text))) AS n",
     )
     .bind::<SqlUuid, _>(fabric_id)
-    .bind::<Text, _>(stream)
+    .bind::<Text, _>(stream.word())
     .bind::<Array<Bytea>, _>(payloads)
     .bind::<Text, _>(CHANNEL)
     .get_result(conn)
@@ -81,13 +85,13 @@ pub async fn append_many(
 pub async fn of_fabric(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
-    stream: &str,
+    stream: Stream,
     after: i64,
     limit: i64,
 ) -> Result<Vec<EventRow>, DbError> {
     Ok(events::table
         .filter(events::fabric_id.eq(fabric_id))
-        .filter(events::stream.eq(stream))
+        .filter(events::stream.eq(stream.word()))
         .filter(events::sequence.gt(after))
         .order(events::sequence.asc())
         .limit(limit)
@@ -123,7 +127,7 @@ pub async fn last_of_run(conn: &mut AsyncPgConnection, run_id: Uuid) -> Result<i
 /// A notification parsed from its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
-    pub stream: String,
+    pub stream: Stream,
     pub fabric_id: Uuid,
     pub run_id: Option<Uuid>,
     pub sequence: i64,
@@ -132,7 +136,7 @@ pub struct Notice {
 impl Notice {
     pub fn parse(payload: &str) -> Option<Notice> {
         let mut parts = payload.split(' ');
-        let stream = parts.next()?.to_string();
+        let stream = parts.next()?.parse().ok()?;
         let fabric_id = Uuid::parse_str(parts.next()?).ok()?;
         let run_id = match parts.next()? {
             "-" => None,
@@ -153,7 +157,7 @@ mod tests {
         let r = Uuid::new_v4();
         assert_eq!(
             Notice::parse(&format!("progress {f} {r} 42")),
-            Some(Notice { stream: "progress".into(), fabric_id: f, run_id: Some(r), sequence: 42 })
+            Some(Notice { stream: Stream::Progress, fabric_id: f, run_id: Some(r), sequence: 42 })
         );
         assert_eq!(Notice::parse(&format!("watch {f} - 7")).and_then(|n| n.run_id), None);
         assert_eq!(Notice::parse("garbage"), None);

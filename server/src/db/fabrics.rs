@@ -3,9 +3,11 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use fabricsync_core::vocab::{ConnectionStatus, FabricDrift, SyncStatus, WatchStatus};
 use uuid::Uuid;
 
 use super::schema::fabrics;
+use super::typed::Stored;
 use super::{DbError, Listed, Page};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -28,10 +30,14 @@ pub struct FabricRow {
     pub allow_empty: bool,
     pub strict_references: bool,
     pub ignore_differences: serde_json::Value,
-    pub connection_status: String,
-    pub sync_status: String,
-    pub drift_status: String,
-    pub watch_status: String,
+    #[diesel(deserialize_as = Stored<ConnectionStatus>, serialize_as = Stored<ConnectionStatus>)]
+    pub connection_status: ConnectionStatus,
+    #[diesel(deserialize_as = Stored<SyncStatus>, serialize_as = Stored<SyncStatus>)]
+    pub sync_status: SyncStatus,
+    #[diesel(deserialize_as = Stored<FabricDrift>, serialize_as = Stored<FabricDrift>)]
+    pub drift_status: FabricDrift,
+    #[diesel(deserialize_as = Stored<WatchStatus>, serialize_as = Stored<WatchStatus>)]
+    pub watch_status: WatchStatus,
     pub watch_error: Option<String>,
     pub resource_counts: serde_json::Value,
     pub last_synced_commit: Option<String>,
@@ -57,7 +63,7 @@ pub struct FabricFilter {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &FabricRow) -> Result<(), DbError> {
-    diesel::insert_into(fabrics::table).values(row).execute(conn).await?;
+    diesel::insert_into(fabrics::table).values(row.clone()).execute(conn).await?;
     Ok(())
 }
 
@@ -122,7 +128,7 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_vers
     let row = FabricRow { version: expected_version + 1, updated_at: super::now(), ..row.clone() };
     let changed =
         diesel::update(fabrics::table.filter(fabrics::id.eq(row.id)).filter(fabrics::version.eq(expected_version)))
-            .set(&row)
+            .set(row.clone())
             .execute(conn)
             .await?;
     Ok(changed == 1)
@@ -215,11 +221,11 @@ pub async fn with_cluster(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, i64
 pub async fn set_watch_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: WatchStatus,
     error: Option<&str>,
 ) -> Result<(), DbError> {
     diesel::update(fabrics::table.find(id))
-        .set((fabrics::watch_status.eq(status), fabrics::watch_error.eq(error)))
+        .set((fabrics::watch_status.eq(status.word()), fabrics::watch_error.eq(error)))
         .execute(conn)
         .await?;
     Ok(())

@@ -10,6 +10,7 @@ pub mod runs;
 pub mod schema;
 pub mod server_keys;
 pub mod tokens;
+pub mod typed;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;

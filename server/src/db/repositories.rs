@@ -3,9 +3,11 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use fabricsync_core::vocab::{AuthType, ConnectionStatus, Provider};
 use uuid::Uuid;
 
 use super::schema::{fabrics, repositories};
+use super::typed::Stored;
 use super::{DbError, Listed, Page};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -15,13 +17,16 @@ pub struct RepositoryRow {
     pub name: String,
     pub description: String,
     pub url: String,
-    pub provider: String,
-    pub auth_type: String,
+    #[diesel(deserialize_as = Stored<Provider>, serialize_as = Stored<Provider>)]
+    pub provider: Provider,
+    #[diesel(deserialize_as = Stored<AuthType>, serialize_as = Stored<AuthType>)]
+    pub auth_type: AuthType,
     pub auth_username: Option<String>,
     pub ssh_known_hosts: Option<String>,
     pub secret_sealed: Option<Vec<u8>>,
     pub secret_key_id: Option<String>,
-    pub connection_status: String,
+    #[diesel(deserialize_as = Stored<ConnectionStatus>, serialize_as = Stored<ConnectionStatus>)]
+    pub connection_status: ConnectionStatus,
     pub last_validated: Option<DateTime<Utc>>,
     pub validation_error: Option<String>,
     pub version: i64,
@@ -41,7 +46,7 @@ pub struct RepositoryFilter {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &RepositoryRow) -> Result<(), DbError> {
-    diesel::insert_into(repositories::table).values(row).execute(conn).await?;
+    diesel::insert_into(repositories::table).values(row.clone()).execute(conn).await?;
     Ok(())
 }
 
@@ -96,7 +101,7 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &RepositoryRow, expected_
     let changed = diesel::update(
         repositories::table.filter(repositories::id.eq(row.id)).filter(repositories::version.eq(expected_version)),
     )
-    .set(&row)
+    .set(row.clone())
     .execute(conn)
     .await?;
     Ok(changed == 1)

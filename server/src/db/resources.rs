@@ -6,7 +6,13 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use fabricsync_core::drift::{FieldManager, StoredDrift};
+use fabricsync_core::plan::IndexEntry;
+use fabricsync_core::vocab::{ApplyStatus, DriftStatus, Stream};
+use fabricsync_core::ResourceKey;
+
 use super::schema::resources;
+use super::typed::{Json, Stored};
 use super::{DbError, Listed, Page};
 
 /// Rows per INSERT statement; keeps bind parameters far below PostgreSQL's 65535.
@@ -31,29 +37,19 @@ pub struct ResourceRow {
     pub live: Option<serde_json::Value>,
     pub live_resource_version: Option<String>,
     pub live_uid: Option<String>,
-    pub field_managers: Option<serde_json::Value>,
-    pub apply_status: String,
+    pub field_managers: Json<Vec<FieldManager>>,
+    #[diesel(deserialize_as = Stored<ApplyStatus>)]
+    pub apply_status: ApplyStatus,
     pub apply_error: Option<String>,
     pub last_applied_hash: Option<String>,
     pub last_applied_at: Option<DateTime<Utc>>,
-    pub drift_status: String,
-    pub drift: Option<serde_json::Value>,
+    #[diesel(deserialize_as = Stored<DriftStatus>)]
+    pub drift_status: DriftStatus,
+    pub drift: Json<StoredDrift>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub applied_resource_version: Option<String>,
     pub self_heal_reverts: Option<serde_json::Value>,
-}
-
-/// The identity and desired hash of a stored resource, for planning a sync.
-#[derive(Debug, Clone, Queryable)]
-pub struct DesiredEntry {
-    pub id: Uuid,
-    pub api_group: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub desired_hash: Option<String>,
-    pub has_live: bool,
 }
 
 /// A desired object to store.
@@ -89,8 +85,9 @@ pub struct ResourceFilter {
 }
 
 /// Every resource of the fabric that has a desired object or a live one.
-pub async fn index(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<DesiredEntry>, DbError> {
-    Ok(resources::table
+pub async fn index(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<IndexEntry>, DbError> {
+    type Row = (Uuid, String, String, String, String, Option<String>, bool);
+    let rows: Vec<Row> = resources::table
         .filter(resources::fabric_id.eq(fabric_id))
         .select((
             resources::id,
@@ -102,7 +99,16 @@ pub async fn index(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<
             resources::live.is_not_null(),
         ))
         .load(conn)
-        .await?)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, group, kind, namespace, name, desired_hash, has_live)| IndexEntry {
+            id,
+            key: ResourceKey { group, kind, namespace, name },
+            desired_hash,
+            has_live,
+        })
+        .collect())
 }
 
 /// Inserts new and replaces changed desired objects (by fabric, group, kind, namespace, name).
@@ -189,7 +195,7 @@ fn filtered(fabric_id: Uuid, filter: &ResourceFilter) -> resources::BoxedQuery<'
         query = query.filter(resources::apply_status.eq(v.clone()));
     }
     if filter.drifted_only {
-        query = query.filter(resources::drift_status.eq_any(DRIFTED));
+        query = query.filter(resources::drift_status.eq_any(DriftStatus::drifted_words()));
     }
     query
 }
@@ -368,7 +374,13 @@ pub struct LiveRecord {
     pub object: Option<serde_json::Value>,
     pub resource_version: Option<String>,
     pub uid: Option<String>,
-    pub field_managers: Option<serde_json::Value>,
+    pub field_managers: Option<Vec<FieldManager>>,
+}
+
+impl LiveRecord {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(&self.api_group, &self.kind, &self.namespace, &self.name)
+    }
 }
 
 /// Records live objects: updates the resource with that key, or adds one without a desired
@@ -403,7 +415,9 @@ pub async fn record_live(
         .bind::<Array<Nullable<Jsonb>>, _>(json(|r| r.object.clone()))
         .bind::<Array<Nullable<Text>>, _>(opt(|r| r.resource_version.clone()))
         .bind::<Array<Nullable<Text>>, _>(opt(|r| r.uid.clone()))
-        .bind::<Array<Nullable<Jsonb>>, _>(json(|r| r.field_managers.clone()))
+        .bind::<Array<Nullable<Jsonb>>, _>(
+            chunk.iter().map(|r| r.field_managers.as_ref().map(Json)).collect::<Vec<_>>(),
+        )
         .bind::<Timestamptz, _>(now)
         .execute(conn)
         .await?;
@@ -432,7 +446,7 @@ pub async fn record_live(
 pub async fn live_versions(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
-) -> Result<Vec<(String, String, String, String, String)>, DbError> {
+) -> Result<Vec<(ResourceKey, String)>, DbError> {
     let rows: Vec<(String, String, String, String, Option<String>)> = resources::table
         .filter(resources::fabric_id.eq(fabric_id))
         .filter(resources::live.is_not_null())
@@ -445,7 +459,7 @@ pub async fn live_versions(
         ))
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|(g, k, ns, n, rv)| (g, k, ns, n, rv.unwrap_or_default())).collect())
+    Ok(rows.into_iter().map(|(g, k, ns, n, rv)| (ResourceKey::new(g, k, ns, n), rv.unwrap_or_default())).collect())
 }
 
 /// What drift is computed from.
@@ -460,17 +474,24 @@ pub struct DriftInput {
     pub name: String,
     pub desired: Option<serde_json::Value>,
     pub live: Option<serde_json::Value>,
-    pub field_managers: Option<serde_json::Value>,
-    pub drift_status: String,
-    pub drift: Option<serde_json::Value>,
+    pub field_managers: Json<Vec<FieldManager>>,
+    #[diesel(deserialize_as = Stored<DriftStatus>)]
+    pub drift_status: DriftStatus,
+    pub drift: Json<StoredDrift>,
+}
+
+impl DriftInput {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(&self.api_group, &self.kind, &self.namespace, &self.name)
+    }
 }
 
 /// Drift of one resource to store.
 #[derive(Debug, Clone)]
 pub struct DriftRecord {
     pub id: Uuid,
-    pub status: &'static str,
-    pub drift: serde_json::Value,
+    pub status: DriftStatus,
+    pub drift: StoredDrift,
 }
 
 /// One page of a fabric's drift inputs in id order, after `after`: a full recompute holds
@@ -493,11 +514,11 @@ pub async fn drift_inputs_page(
 pub async fn drift_inputs(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
-    keys: &[(String, String, String, String)],
+    keys: &[ResourceKey],
 ) -> Result<Vec<DriftInput>, DbError> {
     let mut out = Vec::new();
     for chunk in keys.chunks(UPSERT_CHUNK) {
-        let part = |f: fn(&(String, String, String, String)) -> &String| {
+        let part = |f: fn(&ResourceKey) -> &String| {
             let mut values: Vec<&str> = chunk.iter().map(|k| f(k).as_str()).collect();
             values.sort_unstable();
             values.dedup();
@@ -505,18 +526,15 @@ pub async fn drift_inputs(
         };
         let rows: Vec<DriftInput> = resources::table
             .filter(resources::fabric_id.eq(fabric_id))
-            .filter(resources::api_group.eq_any(part(|k| &k.0)))
-            .filter(resources::kind.eq_any(part(|k| &k.1)))
-            .filter(resources::namespace.eq_any(part(|k| &k.2)))
-            .filter(resources::name.eq_any(part(|k| &k.3)))
+            .filter(resources::api_group.eq_any(part(|k| &k.group)))
+            .filter(resources::kind.eq_any(part(|k| &k.kind)))
+            .filter(resources::namespace.eq_any(part(|k| &k.namespace)))
+            .filter(resources::name.eq_any(part(|k| &k.name)))
             .select(DriftInput::as_select())
             .load(conn)
             .await?;
-        let wanted: std::collections::HashSet<(&str, &str, &str, &str)> =
-            chunk.iter().map(|k| (k.0.as_str(), k.1.as_str(), k.2.as_str(), k.3.as_str())).collect();
-        out.extend(rows.into_iter().filter(|r| {
-            wanted.contains(&(r.api_group.as_str(), r.kind.as_str(), r.namespace.as_str(), r.name.as_str()))
-        }));
+        let wanted: std::collections::HashSet<&ResourceKey> = chunk.iter().collect();
+        out.extend(rows.into_iter().filter(|r| wanted.contains(&r.key())));
     }
     Ok(out)
 }
@@ -545,16 +563,16 @@ pub async fn store_drift(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
     records: &[DriftRecord],
-    stream: &str,
+    stream: Stream,
     payloads: &[Vec<u8>],
     aggregate: Option<bool>,
 ) -> Result<(), DbError> {
     let call = fabricsync_store_drift(
         fabric_id,
         records.iter().map(|r| r.id).collect::<Vec<_>>(),
-        records.iter().map(|r| r.status.to_string()).collect::<Vec<_>>(),
-        records.iter().map(|r| r.drift.clone()).collect::<Vec<_>>(),
-        stream,
+        records.iter().map(|r| r.status.word()).collect::<Vec<_>>(),
+        records.iter().map(|r| Json(&r.drift)).collect::<Vec<_>>(),
+        stream.word(),
         payloads.to_vec(),
         super::events::CHANNEL,
         aggregate.unwrap_or(false),
@@ -616,10 +634,6 @@ pub async fn set_self_heal_reverts(
     diesel::update(resources::table.find(id)).set(resources::self_heal_reverts.eq(reverts)).execute(conn).await?;
     Ok(())
 }
-
-/// Drift statuses that count as drift (also spelled out in the SQL function
-/// fabricsync_store_drift, which keeps the fabric's aggregate).
-pub const DRIFTED: [&str; 4] = ["drifted", "missing", "orphaned", "contested"];
 
 /// (group, kind, status, count) of a fabric's resources.
 pub async fn drift_counts(

@@ -4,9 +4,11 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Interval, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use fabricsync_core::vocab::{RunStatus, SyncMode, Trigger};
 use uuid::Uuid;
 
 use super::schema::sync_runs;
+use super::typed::Stored;
 use super::{DbError, Listed, Page};
 
 pub const ACTIVE_RUN_INDEX: &str = "sync_runs_one_active";
@@ -16,13 +18,16 @@ pub const ACTIVE_RUN_INDEX: &str = "sync_runs_one_active";
 pub struct RunRow {
     pub id: Uuid,
     pub fabric_id: Uuid,
-    pub mode: String,
-    pub trigger: String,
+    #[diesel(deserialize_as = Stored<SyncMode>, serialize_as = Stored<SyncMode>)]
+    pub mode: SyncMode,
+    #[diesel(deserialize_as = Stored<Trigger>, serialize_as = Stored<Trigger>)]
+    pub trigger: Trigger,
     pub dry_run: bool,
     pub force: bool,
     pub requested_ref: String,
     pub commit_sha: Option<String>,
-    pub status: String,
+    #[diesel(deserialize_as = Stored<RunStatus>, serialize_as = Stored<RunStatus>)]
+    pub status: RunStatus,
     pub counters: serde_json::Value,
     pub kind_counts: serde_json::Value,
     pub diagnostics: serde_json::Value,
@@ -76,7 +81,7 @@ pub async fn fabric_of(conn: &mut AsyncPgConnection, run: Uuid) -> Result<Option
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &RunRow) -> Result<(), DbError> {
-    diesel::insert_into(sync_runs::table).values(row).execute(conn).await?;
+    diesel::insert_into(sync_runs::table).values(row.clone()).execute(conn).await?;
     Ok(())
 }
 

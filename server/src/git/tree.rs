@@ -12,12 +12,7 @@ use gix::ObjectId;
 
 use super::error::GitError;
 
-/// A file read from the repository: its repo-relative path and its bytes, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    pub path: String,
-    pub bytes: Vec<u8>,
-}
+pub use fabricsync_core::manifest::SourceFile;
 
 /// Bounds on what one read may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

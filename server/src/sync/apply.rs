@@ -11,16 +11,18 @@ use super::pull::{PullError, Scope};
 use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
 use crate::api::AppState;
 use crate::cluster::apply::{decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
-use crate::cluster::{self, waves, FABRIC_LABEL};
+use crate::cluster::{self, FABRIC_LABEL};
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ApplyEntry, ApplyRecord, WatchedLive};
 use crate::db::{self, runs::RunRow};
-use crate::manifest::kinds::KindRegistry;
-use crate::manifest::Object;
 use crate::proto::sync_progress_event::Payload;
-use crate::proto::{ApplyingProgress, ResourceKey};
-use crate::sync::plan::{key_of, Key};
+use crate::proto::ApplyingProgress;
 use crate::watch;
+use fabricsync_core::manifest::kinds::KindRegistry;
+use fabricsync_core::manifest::Object;
+use fabricsync_core::vocab::{ChangeAction, Trigger};
+use fabricsync_core::waves;
+use fabricsync_core::ResourceKey;
 
 /// Emit an Applying event every this many objects (and at each wave's end).
 const PROGRESS_EVERY: usize = 100;
@@ -48,8 +50,8 @@ impl ApplyReport {
 /// orphans to delete. A run without targets covers the whole fabric.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Targets {
-    pub apply: HashSet<Key>,
-    pub delete: HashSet<Key>,
+    pub apply: HashSet<ResourceKey>,
+    pub delete: HashSet<ResourceKey>,
 }
 
 /// Stored desired objects as the applier takes them.
@@ -59,7 +61,7 @@ pub fn desired_from_store(entries: Vec<ApplyEntry>) -> Vec<Desired> {
         .filter_map(|e| {
             Some(Desired {
                 id: e.id,
-                key: (e.api_group, e.kind, e.namespace, e.name),
+                key: ResourceKey { group: e.api_group, kind: e.kind, namespace: e.namespace, name: e.name },
                 version: e.api_version,
                 body: e.desired?,
                 hash: e.desired_hash.unwrap_or_default(),
@@ -71,31 +73,21 @@ pub fn desired_from_store(entries: Vec<ApplyEntry>) -> Vec<Desired> {
         .collect()
 }
 
-fn key_proto(key: &Key, version: &str) -> ResourceKey {
-    ResourceKey {
-        group: key.0.clone(),
-        version: version.to_string(),
-        kind: key.1.clone(),
-        namespace: key.2.clone(),
-        name: key.3.clone(),
-    }
-}
-
-fn change(desired_key: &Key, version: &str, action: &str, fields: Vec<String>) -> StoredChange {
-    let (group, kind, namespace, name) = desired_key.clone();
+fn change(desired_key: &ResourceKey, version: &str, action: ChangeAction, fields: Vec<String>) -> StoredChange {
+    let ResourceKey { group, kind, namespace, name } = desired_key.clone();
     StoredChange {
         group,
         version: version.into(),
         kind,
         namespace,
         name,
-        action: action.into(),
+        action: action.word().into(),
         changed_fields: fields,
     }
 }
 
-fn describe(key: &Key) -> String {
-    let (_, kind, namespace, name) = key;
+fn describe(key: &ResourceKey) -> String {
+    let ResourceKey { kind, namespace, name, .. } = key;
     if namespace.is_empty() {
         format!("{kind} {name}")
     } else {
@@ -137,14 +129,14 @@ pub async fn apply(
     let applier = Applier::new(client, &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
     // A run leaves contested resources to the user (self-heal) and others to the targets.
     let in_run = |d: &Desired| {
-        !(run.trigger == "self_heal" && d.contested) && targets.as_ref().is_none_or(|t| t.apply.contains(&d.key))
+        !(run.trigger == Trigger::SelfHeal && d.contested) && targets.as_ref().is_none_or(|t| t.apply.contains(&d.key))
     };
     let live = match live_view(state, fabric, &applier, kinds, &desired, &in_run).await? {
         Ok(live) => live,
         Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {}", say(&e)))),
     };
     scope.checkpoint()?;
-    let live_by_key: HashMap<Key, &Live> = live.iter().map(|l| (l.key.clone(), l)).collect();
+    let live_by_key: HashMap<ResourceKey, &Live> = live.iter().map(|l| (l.key.clone(), l)).collect();
 
     let mut report = ApplyReport::default();
     let mut records = Vec::new();
@@ -182,12 +174,12 @@ pub async fn apply(
             match outcome {
                 Applied::Created { uid, resource_version } => {
                     report.counters.created += 1;
-                    report.changes.push(change(&d.key, &d.version, "create", Vec::new()));
+                    report.changes.push(change(&d.key, &d.version, ChangeAction::Create, Vec::new()));
                     records.push(record(d, "applied", Some((uid, resource_version)), None));
                 }
                 Applied::Updated { uid, resource_version, fields } => {
                     report.counters.updated += 1;
-                    report.changes.push(change(&d.key, &d.version, "update", fields));
+                    report.changes.push(change(&d.key, &d.version, ChangeAction::Update, fields));
                     records.push(record(d, "applied", Some((uid, resource_version)), None));
                 }
                 Applied::Unchanged { uid, resource_version } => {
@@ -201,7 +193,7 @@ pub async fn apply(
                 }
             }
             if done.is_multiple_of(PROGRESS_EVERY) || done == total {
-                let key = Some(key_proto(&d.key, &d.version));
+                let key = Some(crate::api::convert::resource_key(&d.key, &d.version));
                 let total = total as i64;
                 scope
                     .emit(Payload::Applying(ApplyingProgress { wave: wave_number, done: done as i64, total, key }))
@@ -237,7 +229,7 @@ pub async fn apply(
         match applier.delete(gone, kinds).await {
             Ok(()) => {
                 report.counters.pruned += 1;
-                report.changes.push(change(&gone.key, &gone.version, "delete", Vec::new()));
+                report.changes.push(change(&gone.key, &gone.version, ChangeAction::Delete, Vec::new()));
             }
             Err(e) => {
                 let message = format!("prune of {} failed: {}", describe(&gone.key), say(&e));
@@ -276,11 +268,11 @@ async fn live_view(
     };
     let mut live: Vec<Live> = rows.iter().map(live_of).collect();
     let moved: HashSet<(String, String)> = {
-        let by_key: HashMap<&Key, &Live> = live.iter().map(|l| (&l.key, l)).collect();
+        let by_key: HashMap<&ResourceKey, &Live> = live.iter().map(|l| (&l.key, l)).collect();
         desired
             .iter()
             .filter(|d| in_run(d) && decide(d, by_key.get(&d.key).copied()) != Decision::Skip)
-            .map(|d| (d.key.0.clone(), d.key.1.clone()))
+            .map(|d| (d.key.group.clone(), d.key.kind.clone()))
             .collect()
     };
     info!(source = "watch", listed_kinds = moved.len(), "live view");
@@ -291,7 +283,7 @@ async fn live_view(
                 Ok(listed) => listed,
                 Err(e) => return Ok(Err(e)),
             };
-        live.retain(|l| !moved.contains(&(l.key.0.clone(), l.key.1.clone())));
+        live.retain(|l| !moved.contains(&(l.key.group.clone(), l.key.kind.clone())));
         live.extend(listed);
     }
     Ok(Ok(live))
@@ -300,7 +292,7 @@ async fn live_view(
 /// A live object as the watch stored it (without its body).
 fn live_of(row: &WatchedLive) -> Live {
     Live {
-        key: (row.api_group.clone(), row.kind.clone(), row.namespace.clone(), row.name.clone()),
+        key: ResourceKey::new(&row.api_group, &row.kind, &row.namespace, &row.name),
         version: row.api_version.clone(),
         resource_version: row.resource_version.clone(),
         managed_by_fabric: row.labelled,
@@ -336,12 +328,12 @@ pub async fn desired_from_pulled(
     fabric_id: uuid::Uuid,
     objects: &[&Object],
 ) -> Result<Vec<Desired>, PullError> {
-    let stored: HashMap<Key, Desired> =
+    let stored: HashMap<ResourceKey, Desired> =
         stored_desired(state, fabric_id).await?.into_iter().map(|d| (d.key.clone(), d)).collect();
     Ok(objects
         .iter()
         .map(|o| {
-            let key = key_of(o);
+            let key = o.key();
             let previous = stored.get(&key);
             Desired {
                 id: previous.map_or(uuid::Uuid::nil(), |p| p.id),

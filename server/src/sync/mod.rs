@@ -4,24 +4,24 @@
 pub mod apply;
 pub mod cache;
 pub mod hub;
-pub mod plan;
 pub mod pull;
 pub mod queue;
 pub mod schedule;
 pub mod worker;
 
+use fabricsync_core::vocab::Stream;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::api::convert::timestamp;
 use crate::db::events::EventRow;
-use crate::manifest;
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{ChangeAction, Diagnostic, ResourceChange, ResourceKey, Severity, SyncProgressEvent};
+use fabricsync_core::manifest;
 
 /// Stream name of sync progress in the event log.
-pub const PROGRESS: &str = "progress";
+pub const PROGRESS: Stream = Stream::Progress;
 /// At most this many diagnostics and changes are stored on a run; counters stay exact.
 pub const MAX_STORED_DIAGNOSTICS: usize = 1000;
 pub const MAX_STORED_CHANGES: usize = 10_000;
@@ -114,15 +114,10 @@ pub struct StoredChange {
     pub changed_fields: Vec<String>,
 }
 
-impl From<&plan::Change> for StoredChange {
-    fn from(c: &plan::Change) -> Self {
-        let (group, kind, namespace, name) = c.key.clone();
-        let action = match c.action {
-            plan::Action::Create => "create",
-            plan::Action::Update => "update",
-            plan::Action::Delete => "delete",
-            plan::Action::Unchanged => "unchanged",
-        };
+impl From<&fabricsync_core::plan::Change> for StoredChange {
+    fn from(c: &fabricsync_core::plan::Change) -> Self {
+        let fabricsync_core::ResourceKey { group, kind, namespace, name } = c.key.clone();
+        let action = c.action.word();
         StoredChange {
             group,
             version: c.version.clone(),

@@ -12,16 +12,17 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::cache::ParseCache;
-use super::plan::{self, Plan};
 use super::{encode_progress, Counters, PROGRESS};
 use crate::api::AppState;
 use crate::crypto::CryptoError;
 use crate::db::fabrics::FabricRow;
 use crate::db::{self, DbError};
 use crate::git::{FetchProgress, GitError, Mirror, SourceFile};
-use crate::manifest::{self, KindRegistry, Object, ParsedFile, Severity};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{FetchingProgress, ParsingProgress, ValidatingProgress};
+use fabricsync_core::manifest::{self, KindRegistry, Object, ParsedFile, Severity};
+use fabricsync_core::plan::{self, Plan};
+use fabricsync_core::ResourceKey;
 
 /// Progress events of one kind are sent at most this often.
 const THROTTLE: Duration = Duration::from_millis(100);
@@ -294,12 +295,8 @@ pub async fn plan_against_store(state: &AppState, fabric_id: Uuid, pulled: &Pull
     let index = db::resources::index(&mut conn, fabric_id).await?;
     let objects = pulled.objects();
     let mut plan = plan::plan(&objects, &index);
-    let ids: HashMap<plan::Key, Uuid> = index
-        .iter()
-        .map(|e| ((e.api_group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone()), e.id))
-        .collect();
-    let new_bodies: HashMap<plan::Key, &serde_json::Value> =
-        objects.iter().map(|o| (plan::key_of(o), &o.body)).collect();
+    let ids: HashMap<&ResourceKey, Uuid> = index.iter().map(|e| (&e.key, e.id)).collect();
+    let new_bodies: HashMap<ResourceKey, &serde_json::Value> = objects.iter().map(|o| (o.key(), &o.body)).collect();
     let updates: Vec<usize> = plan
         .changes
         .iter()

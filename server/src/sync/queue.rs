@@ -2,6 +2,7 @@
 //! keeps at most one active run per fabric.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use fabricsync_core::vocab::{RunStatus, SyncMode, Trigger};
 use tracing::info;
 use uuid::Uuid;
 
@@ -11,10 +12,10 @@ use crate::db::{self, events, DbError};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::QueuedProgress;
 
-pub struct Request<'a> {
+pub struct Request {
     pub fabric_id: Uuid,
-    pub mode: &'a str,
-    pub trigger: &'a str,
+    pub mode: SyncMode,
+    pub trigger: Trigger,
     pub dry_run: bool,
     pub force: bool,
     pub requested_ref: String,
@@ -30,17 +31,17 @@ pub enum Enqueued {
     AlreadyActive(Option<RunRow>),
 }
 
-pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request<'_>) -> Result<Enqueued, DbError> {
+pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request) -> Result<Enqueued, DbError> {
     let row = RunRow {
         id: Uuid::new_v4(),
         fabric_id: request.fabric_id,
-        mode: request.mode.to_string(),
-        trigger: request.trigger.to_string(),
+        mode: request.mode,
+        trigger: request.trigger,
         dry_run: request.dry_run,
         force: request.force,
         requested_ref: request.requested_ref.clone(),
         commit_sha: None,
-        status: "queued".into(),
+        status: RunStatus::Queued,
         counters: serde_json::json!({}),
         kind_counts: serde_json::json!([]),
         diagnostics: serde_json::json!([]),

@@ -92,8 +92,8 @@ async fn moved(state: &AppState, fabric_id: Uuid) -> Result<bool, CheckError> {
 async fn enqueue(state: &AppState, fabric_id: Uuid) {
     let request = queue::Request {
         fabric_id,
-        mode: "pull",
-        trigger: "schedule",
+        mode: fabricsync_core::vocab::SyncMode::Pull,
+        trigger: fabricsync_core::vocab::Trigger::Schedule,
         dry_run: false,
         force: false,
         requested_ref: String::new(),

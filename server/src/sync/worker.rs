@@ -1,6 +1,7 @@
 //! Workers: claim queued runs (or runs whose worker died) with SKIP LOCKED, keep the lease
 //! alive with heartbeats, execute the pull and conclude it in one fenced transaction.
 
+use fabricsync_core::vocab::SyncMode;
 use std::sync::atomic::Ordering;
 
 use diesel_async::AsyncConnection;
@@ -10,7 +11,9 @@ use uuid::Uuid;
 
 use super::apply::{self, ApplyReport};
 use super::pull::{self, PullError, Pulled, RunFlags, Scope};
-use super::{encode_progress, hub, plan::Plan, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
+use fabricsync_core::plan::Plan;
+
+use super::{encode_progress, hub, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
 use super::{MAX_STORED_CHANGES, MAX_STORED_DIAGNOSTICS, PROGRESS};
 use crate::api::AppState;
 use crate::db::fabrics::{self, FabricRow, SyncRecord};
@@ -69,7 +72,7 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
     match result {
         Ok(()) if !run.dry_run => {
             // The desired state or the cluster changed: drift follows.
-            if let Err(e) = crate::drift::refresh::refresh_pooled(&state.pool, run.fabric_id, None).await {
+            if let Err(e) = crate::drift::refresh_pooled(&state.pool, run.fabric_id, None).await {
                 warn!(error = %e, "could not recompute drift after the run");
             }
         }
@@ -135,7 +138,7 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
     drop(conn);
     let git_ref = if run.requested_ref.is_empty() { fabric.git_ref.clone() } else { run.requested_ref.clone() };
     let scope = Scope::for_run(state.clone(), fabric.id, flags.clone());
-    let outcome = if run.mode == "apply" {
+    let outcome = if run.mode == SyncMode::Apply {
         apply_stored(state, worker, run, &fabric, &scope).await
     } else {
         match pull::pull(state, &fabric, &git_ref, run.force, &scope).await {
@@ -214,8 +217,8 @@ async fn conclude_pulled(
         scope.emit(Payload::Persisting(PersistingProgress { done: 0, total })).await;
     }
     let mut done = Conclusion::succeeded(counters, pulled, &plan, diagnostics);
-    done.kind_counts = super::plan::kind_counts(&objects);
-    if run.mode != "full" {
+    done.kind_counts = fabricsync_core::plan::kind_counts(&objects);
+    if run.mode != SyncMode::Full {
         return conclude(state, worker, run, fabric, done, writes).await;
     }
     // FULL: the pulled state is stored first (validated, all-or-nothing), then applied.

@@ -2,29 +2,30 @@
 //! touched), writes what changed, appends a drift event per status change, and updates the
 //! fabric's aggregate status.
 
+use fabricsync_core::drift::{resource_drift, Context, FieldDrift, StoredDrift};
+use fabricsync_core::manifest::kinds::KindRegistry;
+use fabricsync_core::vocab::{DriftStatus, Stream, WatchStatus};
+use fabricsync_core::ResourceKey;
 use prost::Message;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::{resource_drift, Context, FieldDrift, Status};
 use crate::cluster::FABRIC_LABEL;
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, DriftInput, DriftRecord};
 use crate::db::{self, fabrics, DbConn, DbError};
-use crate::manifest::kinds::KindRegistry;
-use crate::proto::{DriftEvent, ResourceKey};
-use crate::sync::plan::Key;
+use crate::proto::DriftEvent;
 
 /// The event log stream of drift changes.
-pub const STREAM: &str = "drift";
+pub const STREAM: Stream = Stream::Drift;
 
 /// A resource whose drift status changed.
 #[derive(Debug, Clone)]
 pub struct DriftChange {
     pub id: Uuid,
-    pub key: Key,
-    pub previous: String,
-    pub status: &'static str,
+    pub key: ResourceKey,
+    pub previous: DriftStatus,
+    pub status: DriftStatus,
     /// The live owners of the drifted fields, latest first (for self-heal's contested mark).
     pub managers: Vec<String>,
     /// The drifted fields' JSON pointers; "" (the whole object) when it is missing.
@@ -72,25 +73,22 @@ pub fn compute(fabric: &FabricRow, row: &DriftInput, watching: bool) -> (DriftRe
     let labelled =
         row.live.as_ref().and_then(|l| l.pointer(&label)).and_then(Value::as_str) == Some(fabric.name.as_str());
     let (status, fields) =
-        resource_drift(row.desired.as_ref(), row.live.as_ref(), labelled, watching, row.field_managers.as_ref(), &ctx);
+        resource_drift(row.desired.as_ref(), row.live.as_ref(), labelled, watching, &row.field_managers.0, &ctx);
     let score = match status {
-        Status::InSync | Status::Unknown => 0.0,
-        Status::Missing | Status::Orphaned => 1.0,
-        Status::Drifted => {
+        DriftStatus::InSync | DriftStatus::Unknown => 0.0,
+        DriftStatus::Missing | DriftStatus::Orphaned | DriftStatus::Contested => 1.0,
+        DriftStatus::Drifted => {
             let total = row.desired.as_ref().and_then(|d| d.get("spec")).map_or(1, leaves);
             (fields.len() as f64 / total as f64).min(1.0)
         }
     };
-    let contested = row.drift_status == "contested" && !matches!(status, Status::InSync | Status::Unknown);
-    let mut drift = json!({ "score": score, "fields": fields.iter().map(field_json).collect::<Vec<_>>() });
-    if contested {
-        drift["contested_by"] = row.drift.as_ref().and_then(|d| d.get("contested_by")).cloned().unwrap_or(Value::Null);
-    }
-    (DriftRecord { id: row.id, status: if contested { "contested" } else { status.word() }, drift }, fields)
-}
-
-fn field_json(f: &FieldDrift) -> Value {
-    json!({ "path": f.pointer, "desired": f.desired, "live": f.live, "managers": f.managers })
+    let contested = row.drift_status == DriftStatus::Contested && status.counts_as_drift();
+    let drift = StoredDrift {
+        score,
+        fields: fields.clone(),
+        contested_by: if contested { row.drift.0.contested_by.clone() } else { None },
+    };
+    (DriftRecord { id: row.id, status: if contested { DriftStatus::Contested } else { status }, drift }, fields)
 }
 
 /// Resources per page of a full recompute.
@@ -98,9 +96,13 @@ const PAGE: i64 = 1000;
 
 /// Recomputes the drift of `keys` (None: every resource, page by page) and the fabric's
 /// aggregate; returns the resources whose status changed.
-pub async fn refresh(conn: &mut DbConn, fabric_id: Uuid, keys: Option<&[Key]>) -> Result<Vec<DriftChange>, DbError> {
+pub async fn refresh(
+    conn: &mut DbConn,
+    fabric_id: Uuid,
+    keys: Option<&[ResourceKey]>,
+) -> Result<Vec<DriftChange>, DbError> {
     let Some(fabric) = fabrics::get(conn, fabric_id).await? else { return Ok(Vec::new()) };
-    let watching = fabric.watch_status == "active";
+    let watching = fabric.watch_status == WatchStatus::Active;
     let Some(keys) = keys else {
         let mut changes = Vec::new();
         let mut after = None;
@@ -136,18 +138,18 @@ fn assess(fabric: &FabricRow, rows: &[DriftInput], watching: bool) -> Assessed {
     let mut out = Assessed::default();
     for row in rows {
         let (record, fields) = compute(fabric, row, watching);
-        if record.status == row.drift_status && Some(&record.drift) == row.drift.as_ref() {
+        if record.status == row.drift_status && record.drift == row.drift.0 {
             continue;
         }
         if record.status != row.drift_status {
-            let key = (row.api_group.clone(), row.kind.clone(), row.namespace.clone(), row.name.clone());
+            let key = row.key();
             out.payloads.push(event_payload(row, &record));
             let managers = fields.iter().flat_map(|f| f.managers.iter().map(|m| m.0.clone())).collect();
             let mut pointers: Vec<String> = fields.iter().map(|f| f.pointer.clone()).collect();
             if pointers.is_empty() {
                 pointers.push(String::new());
             }
-            let previous = row.drift_status.clone();
+            let previous = row.drift_status;
             out.changes.push(DriftChange {
                 id: row.id,
                 key,
@@ -177,19 +179,13 @@ async fn write(
 }
 
 fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
-    let key = ResourceKey {
-        group: row.api_group.clone(),
-        version: row.api_version.clone(),
-        kind: row.kind.clone(),
-        namespace: row.namespace.clone(),
-        name: row.name.clone(),
-    };
+    let key = crate::api::convert::resource_key(&row.key(), &row.api_version);
     DriftEvent {
         sequence: 0,
         fabric_id: String::new(),
         time: None,
-        previous_status: crate::api::convert::RESOURCE_DRIFT_STATUSES.of(&row.drift_status) as i32,
-        drift: Some(super::drift_proto(row.id, key, record.status, &record.drift, None)),
+        previous_status: crate::api::convert::drift_status(row.drift_status) as i32,
+        drift: Some(crate::api::convert::resource_drift(row.id, key, record.status, &record.drift, None)),
     }
     .encode_to_vec()
 }
@@ -198,7 +194,7 @@ fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
 pub async fn refresh_pooled(
     pool: &db::DbPool,
     fabric_id: Uuid,
-    keys: Option<&[Key]>,
+    keys: Option<&[ResourceKey]>,
 ) -> Result<Vec<DriftChange>, DbError> {
     let mut conn = db::connect(pool).await?;
     refresh(&mut conn, fabric_id, keys).await
@@ -206,14 +202,19 @@ pub async fn refresh_pooled(
 
 /// Marks a resource contested by `manager`: self-heal stops fighting over it until it is back
 /// in sync.
-pub async fn mark_contested(pool: &db::DbPool, fabric_id: Uuid, key: &Key, manager: &str) -> Result<(), DbError> {
+pub async fn mark_contested(
+    pool: &db::DbPool,
+    fabric_id: Uuid,
+    key: &ResourceKey,
+    manager: &str,
+) -> Result<(), DbError> {
     let mut conn = db::connect(pool).await?;
     let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok(()) };
     let rows = resources::drift_inputs(&mut conn, fabric_id, std::slice::from_ref(key)).await?;
     let Some(row) = rows.first() else { return Ok(()) };
     let (mut record, _) = compute(&fabric, row, true);
-    record.status = "contested";
-    record.drift["contested_by"] = json!(manager);
+    record.status = DriftStatus::Contested;
+    record.drift.contested_by = Some(manager.to_string());
     let payloads = vec![event_payload(row, &record)];
     // Contested counts as drift, as drifted and missing did: the aggregate stays.
     write(&mut conn, fabric_id, &Assessed { records: vec![record], payloads, changes: Vec::new() }, None).await

@@ -6,44 +6,49 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use serde::{Deserialize, Serialize};
+
 use crate::manifest::yaml::escape;
 
 pub mod heal;
-pub mod refresh;
 
-/// A resource's drift state, as stored (`resources.drift_status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    InSync,
-    Drifted,
-    /// Desired, absent in the cluster.
-    Missing,
-    /// In the cluster with the fabric's label, not desired.
-    Orphaned,
-    /// No live view to compare with.
-    Unknown,
-}
-
-impl Status {
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::InSync => "in_sync",
-            Status::Drifted => "drifted",
-            Status::Missing => "missing",
-            Status::Orphaned => "orphaned",
-            Status::Unknown => "unknown",
-        }
-    }
-}
+pub use crate::vocab::DriftStatus as Status;
 
 /// One drifted field: where, the two values (None = absent), and who owns it live.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldDrift {
+    #[serde(rename = "path")]
     pub pointer: String,
     pub desired: Option<Value>,
     pub live: Option<Value>,
     /// (manager, operation, time) of the live field's owners, latest first.
+    #[serde(default)]
     pub managers: Vec<(String, String, String)>,
+}
+
+/// A resource's computed drift as stored (`resources.drift`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredDrift {
+    #[serde(default)]
+    pub score: f64,
+    #[serde(default)]
+    pub fields: Vec<FieldDrift>,
+    /// The field manager that kept changing the resource back, once self-heal gave up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contested_by: Option<String>,
+}
+
+/// One entry of a live object's managedFields summary as stored (`resources.field_managers`):
+/// who last wrote which fields (JSON pointers), how and when.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FieldManager {
+    pub manager: String,
+    pub operation: String,
+    /// RFC 3339, as the API server wrote it; empty when it gave none.
+    #[serde(default)]
+    pub time: String,
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// What the comparison needs besides the two objects.
@@ -63,14 +68,14 @@ pub fn resource_drift(
     live: Option<&Value>,
     labelled: bool,
     watching: bool,
-    field_managers: Option<&Value>,
+    field_managers: &[FieldManager],
     ctx: &Context,
 ) -> (Status, Vec<FieldDrift>) {
     match (desired, live) {
         (Some(d), Some(l)) => {
             let mut fields = diff(d, l, ctx);
             for f in &mut fields {
-                f.managers = field_managers.map(|m| owners(&f.pointer, m)).unwrap_or_default();
+                f.managers = owners(&f.pointer, field_managers);
             }
             (if fields.is_empty() { Status::InSync } else { Status::Drifted }, fields)
         }
@@ -322,72 +327,15 @@ fn yaml_text(value: &Value) -> String {
     out
 }
 
-/// A resource's stored drift (see `refresh::compute`) as the API shows it.
-pub fn drift_proto(
-    id: uuid::Uuid,
-    key: crate::proto::ResourceKey,
-    status: &str,
-    stored: &Value,
-    time: Option<prost_types::Timestamp>,
-) -> crate::proto::ResourceDrift {
-    use crate::api::convert;
-    use crate::proto::{FieldChange, FieldDrift as FieldProto, ResourceDrift};
-    let text = |v: &Value, i: usize| v.get(i).and_then(Value::as_str).unwrap_or("").to_string();
-    let fields = stored
-        .get("fields")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|f| FieldProto {
-            path: f.get("path").and_then(Value::as_str).unwrap_or("").to_string(),
-            desired: f.get("desired").filter(|v| !v.is_null()).map(convert::json_value),
-            live: f.get("live").filter(|v| !v.is_null()).map(convert::json_value),
-            managers: f
-                .get("managers")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|m| FieldChange {
-                    manager: text(m, 0),
-                    operation: text(m, 1),
-                    time: chrono::DateTime::parse_from_rfc3339(&text(m, 2))
-                        .ok()
-                        .map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
-                })
-                .collect(),
-        })
-        .collect();
-    ResourceDrift {
-        resource_id: id.to_string(),
-        key: Some(key),
-        status: convert::RESOURCE_DRIFT_STATUSES.of(status) as i32,
-        score: stored.get("score").and_then(Value::as_f64).unwrap_or(0.0),
-        fields,
-        unified_diff: String::new(),
-        contested_by: stored.get("contested_by").and_then(Value::as_str).unwrap_or("").to_string(),
-        compute_time: time,
-    }
-}
-
 /// The owners of `pointer` in a managedFields summary (see `watch::field_managers`): managers
 /// owning the field, a parent of it or a field inside it. Latest first.
-pub fn owners(pointer: &str, managers: &Value) -> Vec<(String, String, String)> {
-    let text = |m: &Value, k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+pub fn owners(pointer: &str, managers: &[FieldManager]) -> Vec<(String, String, String)> {
+    let touches =
+        |f: &String| f == pointer || pointer.starts_with(&format!("{f}/")) || f.starts_with(&format!("{pointer}/"));
     let mut found: Vec<(String, String, String)> = managers
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
         .iter()
-        .filter(|m| {
-            m.get("fields").and_then(Value::as_array).is_some_and(|fields| {
-                fields.iter().filter_map(Value::as_str).any(|f| {
-                    f == pointer || pointer.starts_with(&format!("{f}/")) || f.starts_with(&format!("{pointer}/"))
-                })
-            })
-        })
-        .map(|m| (text(m, "manager"), text(m, "operation"), text(m, "time")))
+        .filter(|m| m.fields.iter().any(touches))
+        .map(|m| (m.manager.clone(), m.operation.clone(), m.time.clone()))
         .collect();
     found.sort_by(|a, b| b.2.cmp(&a.2));
     found
@@ -486,21 +434,22 @@ mod tests {
     fn statuses_and_owners() {
         let d = json!({"spec": {"vlan": 10}});
         let l = json!({"spec": {"vlan": 11}});
-        let managers = json!([
+        let managers: Vec<FieldManager> = serde_json::from_value(json!([
             {"manager": "fabricsync", "operation": "Apply", "time": "2026-11-25T10:00:00Z", "fields": ["/metadata/labels/x"]},
             {"manager": "kubectl-edit", "operation": "Update", "time": "2026-11-25T11:00:00Z", "fields": ["/spec/vlan"]}
-        ]);
+        ]))
+        .unwrap();
         let c = ctx(&Value::Null, &[]);
-        let (status, fields) = resource_drift(Some(&d), Some(&l), true, true, Some(&managers), &c);
+        let (status, fields) = resource_drift(Some(&d), Some(&l), true, true, &managers, &c);
         assert_eq!(status, Status::Drifted);
         assert_eq!(
             fields[0].managers,
             [("kubectl-edit".to_string(), "Update".to_string(), "2026-11-25T11:00:00Z".to_string())]
         );
-        assert_eq!(resource_drift(Some(&d), Some(&d), true, true, None, &c).0, Status::InSync);
-        assert_eq!(resource_drift(Some(&d), None, false, true, None, &c).0, Status::Missing);
-        assert_eq!(resource_drift(Some(&d), None, false, false, None, &c).0, Status::Unknown);
-        assert_eq!(resource_drift(None, Some(&l), true, true, None, &c).0, Status::Orphaned);
-        assert_eq!(resource_drift(None, Some(&l), false, true, None, &c).0, Status::InSync);
+        assert_eq!(resource_drift(Some(&d), Some(&d), true, true, &[], &c).0, Status::InSync);
+        assert_eq!(resource_drift(Some(&d), None, false, true, &[], &c).0, Status::Missing);
+        assert_eq!(resource_drift(Some(&d), None, false, false, &[], &c).0, Status::Unknown);
+        assert_eq!(resource_drift(None, Some(&l), true, true, &[], &c).0, Status::Orphaned);
+        assert_eq!(resource_drift(None, Some(&l), false, true, &[], &c).0, Status::InSync);
     }
 }

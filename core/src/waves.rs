@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::SYNC_WAVE_ANNOTATION;
+/// The annotation that puts an object in an earlier or later apply wave (an integer, default 0).
+pub const SYNC_WAVE_ANNOTATION: &str = "fabricsync.dev/sync-wave";
 
 /// The default wave of a kind: namespaces and profiles, then switches and servers, then
 /// connections, then VPCs and externals, then what attaches or peers them. Unknown kinds last.

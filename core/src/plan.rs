@@ -7,27 +7,24 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::resources::DesiredEntry;
 use crate::manifest::Object;
+use crate::ResourceKey;
 
-/// (group, kind, namespace, name): the identity of an object within a fabric.
-pub type Key = (String, String, String, String);
-
-pub fn key_of(object: &Object) -> Key {
-    (object.group.clone(), object.kind.clone(), object.namespace.clone(), object.name.clone())
+/// A stored resource as a plan sees it: every resource of the fabric with a desired object or
+/// a live one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub id: Uuid,
+    pub key: ResourceKey,
+    pub desired_hash: Option<String>,
+    pub has_live: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Update,
-    Unchanged,
-    Delete,
-}
+pub use crate::vocab::ChangeAction as Action;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    pub key: Key,
+    pub key: ResourceKey,
     /// API version of the desired object; empty for deletions.
     pub version: String,
     pub action: Action,
@@ -51,16 +48,13 @@ pub struct Plan {
 
 /// Compares parsed objects with the stored index. Objects must have unique keys (validation
 /// rejects duplicates before this runs).
-pub fn plan<O: Borrow<Object>>(objects: &[O], stored: &[DesiredEntry]) -> Plan {
-    let stored_by_key: HashMap<Key, &DesiredEntry> = stored
-        .iter()
-        .filter(|e| e.desired_hash.is_some())
-        .map(|e| ((e.api_group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone()), e))
-        .collect();
+pub fn plan<O: Borrow<Object>>(objects: &[O], stored: &[IndexEntry]) -> Plan {
+    let stored_by_key: HashMap<&ResourceKey, &IndexEntry> =
+        stored.iter().filter(|e| e.desired_hash.is_some()).map(|e| (&e.key, e)).collect();
     let mut plan = Plan::default();
     let mut seen = std::collections::HashSet::with_capacity(objects.len());
     for (index, object) in objects.iter().map(Borrow::borrow).enumerate() {
-        let key = key_of(object);
+        let key = object.key();
         let action = match stored_by_key.get(&key) {
             None => Action::Create,
             Some(entry) if entry.desired_hash.as_deref() == Some(object.hash.as_str()) => Action::Unchanged,
@@ -83,11 +77,11 @@ pub fn plan<O: Borrow<Object>>(objects: &[O], stored: &[DesiredEntry]) -> Plan {
         seen.insert(key);
     }
     for (key, entry) in &stored_by_key {
-        if !seen.contains(key) {
+        if !seen.contains(*key) {
             plan.deleted += 1;
             plan.removals.push(entry.id);
             plan.changes.push(Change {
-                key: key.clone(),
+                key: (*key).clone(),
                 version: String::new(),
                 action: Action::Delete,
                 changed_fields: Vec::new(),
@@ -156,13 +150,10 @@ mod tests {
         }
     }
 
-    fn entry(kind: &str, name: &str, hash: Option<&str>) -> DesiredEntry {
-        DesiredEntry {
+    fn entry(kind: &str, name: &str, hash: Option<&str>) -> IndexEntry {
+        IndexEntry {
             id: Uuid::new_v4(),
-            api_group: "wiring.githedgehog.com".into(),
-            kind: kind.into(),
-            namespace: "default".into(),
-            name: name.into(),
+            key: ResourceKey::new("wiring.githedgehog.com", kind, "default", name),
             desired_hash: hash.map(str::to_owned),
             has_live: false,
         }
@@ -180,7 +171,7 @@ mod tests {
         assert_eq!((plan.created, plan.updated, plan.unchanged, plan.deleted), (1, 1, 1, 1));
         assert_eq!(plan.writes, vec![1, 2]);
         assert_eq!(plan.removals, vec![gone.id]);
-        let actions: Vec<(&str, Action)> = plan.changes.iter().map(|c| (c.key.3.as_str(), c.action)).collect();
+        let actions: Vec<(&str, Action)> = plan.changes.iter().map(|c| (c.key.name.as_str(), c.action)).collect();
         assert_eq!(actions, vec![("srv", Action::Create), ("s2", Action::Update), ("s9", Action::Delete)]);
     }
 

@@ -10,7 +10,8 @@ pub mod yaml;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-pub use crate::git::SourceFile;
+use crate::ResourceKey;
+
 pub use kinds::{KindDef, KindRegistry};
 pub use semantics::validate_fabric;
 pub use yaml::Positions;
@@ -60,7 +61,18 @@ pub struct Object {
     pub positions: Positions,
 }
 
+/// A file read from the repository: its repo-relative path and its bytes, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
 impl Object {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(&self.group, &self.kind, &self.namespace, &self.name)
+    }
+
     /// A diagnostic about `pointer` in this object, positioned where the source has it.
     pub fn diagnostic(&self, severity: Severity, code: &str, pointer: &str, message: String) -> Diagnostic {
         let at = self.positions.find(pointer).unwrap_or(yaml::Position { line: self.line, column: 0 });
@@ -389,7 +401,7 @@ mod tests {
     const SWITCH: &str = "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Switch\nmetadata:\n  name: leaf-1\nspec:\n  role: server-leaf\n";
 
     fn sample(dir: &str) -> Vec<SourceFile> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/samples").join(dir);
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/tests/data/samples").join(dir);
         let mut files: Vec<SourceFile> = std::fs::read_dir(&root)
             .expect("sample dir")
             .map(|e| e.expect("entry").path())

@@ -1,0 +1,23 @@
+//! The pure core of fabricsync: no async, no I/O, no database, cluster or gRPC types. Everything
+//! here is a function of its inputs, tested and benchmarked directly; the `fabricsync` server
+//! crate is the imperative shell around it.
+//!
+//! - `vocab`: every status, mode, trigger and stream word, one spelling each.
+//! - `key`: `ResourceKey`, the identity of an object of a fabric.
+//! - `manifest`: YAML -> objects, the kind registry (from CRD schemas), schema and fabric
+//!   validation, normalization and content hashes.
+//! - `diff`: the one comparison of two objects (schema-aware), used by plans, apply reports and drift.
+//! - `plan`: what a pull changes in the stored desired state.
+//! - `waves`: the order objects are applied in.
+//! - `drift`: resource drift verdicts and self-heal's memory of reverts.
+//! - `live`: the watch's live index, a pure state update per watcher event.
+
+pub mod drift;
+pub mod key;
+pub mod live;
+pub mod manifest;
+pub mod plan;
+pub mod vocab;
+pub mod waves;
+
+pub use key::ResourceKey;
