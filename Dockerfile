@@ -2,7 +2,7 @@
 # The fabricsync image the Helm chart (helm/fabricsync) runs:
 #   docker build -t fabricsync:0.1.0 .
 # Build stage: the release binary. protoc is not needed: server/build.rs uses the vendored one
-# (protoc-bin-vendored). The embedded migrations (migrations/) and CRDs (server/crds/) are
+# (protoc-bin-vendored). The embedded migrations (migrations/) and CRDs (core/crds/) are
 # compiled into the binary.
 ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
@@ -10,6 +10,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY proto proto
 COPY migrations migrations
+COPY core core
 COPY server server
 # Cache mounts keep the registry and target directory between builds (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -68,7 +68,7 @@ for _ in $(seq 1 360); do
   sleep 0.25
 done
 "$dir/kubectl" get --raw /readyz >/dev/null || { echo "sdk-fixture: kube-apiserver not ready" >&2; cat "$dir/apiserver.log" >&2; exit 1; }
-"$dir/kubectl" apply --server-side -f "$root/server/crds" >/dev/null
+"$dir/kubectl" apply --server-side -f "$root/core/crds" >/dev/null
 "$dir/kubectl" wait --for=condition=Established --timeout=60s crd --all >/dev/null
 
 # A Git repository with the demo-gitops sample fabric in fabric/.

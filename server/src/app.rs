@@ -78,7 +78,7 @@ async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<(
             .map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
         info!(files, dir = %dir.display(), "extra CRDs loaded");
     }
-    let mut settings = crate::server::Settings::new(args, common, outbound(common, args)?);
+    let mut settings = crate::context::Settings::new(args, common, outbound(common, args)?);
     if let Some(path) = &args.client_cert_identities {
         let identities = crate::auth::certs::CertIdentities::load(path)?;
         info!(entries = identities.len(), file = %path.display(), "client certificate identities loaded");

@@ -179,13 +179,13 @@ async fn write(
 }
 
 fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
-    let key = crate::api::convert::resource_key(&row.key(), &row.api_version);
+    let key = crate::convert::resource_key(&row.key(), &row.api_version);
     DriftEvent {
         sequence: 0,
         fabric_id: String::new(),
         time: None,
-        previous_status: crate::api::convert::drift_status(row.drift_status) as i32,
-        drift: Some(crate::api::convert::resource_drift(row.id, key, record.status, &record.drift, None)),
+        previous_status: crate::convert::drift_status(row.drift_status) as i32,
+        drift: Some(crate::convert::resource_drift(row.id, key, record.status, &record.drift, None)),
     }
     .encode_to_vec()
 }

@@ -8,6 +8,8 @@ pub mod app;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod context;
+pub mod convert;
 pub mod credentials;
 pub mod crypto;
 pub mod db;
@@ -20,7 +22,6 @@ pub mod server;
 pub mod sync;
 pub mod telemetry;
 pub mod transport;
-pub mod watch;
 
 /// Generated gRPC code of the `fabricsync.v1` package.
 #[allow(clippy::doc_lazy_continuation)] // generated from the proto comments

@@ -1,15 +1,14 @@
 //! The gRPC server: services, health, reflection, per-request spans and graceful shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::Server;
 use tracing::info;
 
-use crate::api::{AccessApi, AppState, DriftApi, FabricApi, RepositoryApi, SyncApi};
-use crate::config::{Common, ServeArgs};
+use crate::api::{AccessApi, DriftApi, FabricApi, RepositoryApi, SyncApi};
+use crate::context::{AppState, Settings};
 use crate::crypto::Keyring;
 use crate::db::DbPool;
 use crate::proto::access_service_server::AccessServiceServer;
@@ -17,66 +16,6 @@ use crate::proto::drift_service_server::DriftServiceServer;
 use crate::proto::fabric_service_server::FabricServiceServer;
 use crate::proto::repository_service_server::RepositoryServiceServer;
 use crate::proto::sync_service_server::SyncServiceServer;
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub listen: std::net::SocketAddr,
-    pub git_timeout: Duration,
-    pub shutdown_grace: Duration,
-    pub sync_workers: usize,
-    pub sync_lease: Duration,
-    pub auto_sync_tick: Duration,
-    pub self_heal_max_reverts: usize,
-    pub self_heal_window: Duration,
-    pub read_limits: crate::git::ReadLimits,
-    pub data_dir: std::path::PathBuf,
-    pub public_reflection: bool,
-    pub limits: crate::auth::limits::LimitSettings,
-    pub max_message_bytes: usize,
-    pub request_timeout: Duration,
-    pub audit_retention: Duration,
-    pub tls: Option<crate::transport::tls::TlsFiles>,
-    pub tls_reload: Duration,
-    pub health_listen: Option<std::net::SocketAddr>,
-    /// Roles of client certificates (--client-cert-identities), for the auth layer.
-    pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
-    pub outbound: crate::outbound::Outbound,
-}
-
-impl Settings {
-    pub fn new(args: &ServeArgs, common: &Common, outbound: crate::outbound::Outbound) -> Settings {
-        Settings {
-            listen: args.listen,
-            git_timeout: Duration::from_secs(args.git_timeout_seconds),
-            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
-            sync_workers: args.sync_workers,
-            sync_lease: Duration::from_secs(args.sync_lease_seconds.max(1)),
-            auto_sync_tick: Duration::from_secs(args.auto_sync_tick_seconds.max(1)),
-            self_heal_max_reverts: args.self_heal_max_reverts.max(1),
-            self_heal_window: Duration::from_secs(args.self_heal_window_seconds.max(1)),
-            read_limits: crate::git::ReadLimits {
-                max_file_bytes: args.max_file_bytes,
-                max_total_bytes: args.max_total_bytes,
-                max_files: args.max_files,
-            },
-            data_dir: common.data_dir.clone(),
-            public_reflection: args.public_reflection,
-            limits: crate::auth::limits::LimitSettings {
-                requests_per_second: args.rate_limit_per_second,
-                burst: args.rate_limit_burst,
-                max_streams: args.max_streams_per_principal.max(1),
-            },
-            max_message_bytes: args.max_message_bytes.max(1024),
-            request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
-            audit_retention: Duration::from_secs(args.audit_retention_days.max(1) * 86_400),
-            tls: args.tls_files(),
-            tls_reload: Duration::from_secs(args.tls_reload_seconds.max(1)),
-            health_listen: args.health_listen,
-            client_cert_identities: None,
-            outbound,
-        }
-    }
-}
 
 /// Serves until SIGINT or SIGTERM; then stops accepting, ends open streams and lets
 /// in-flight calls finish.
@@ -94,7 +33,7 @@ pub async fn serve(
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut stopping = shutdown_rx.clone();
-    let hub = crate::sync::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
+    let hub = crate::db::hub::Hub::start(database_url.to_string(), shutdown_rx.clone());
     let state = AppState {
         pool,
         keyring,
@@ -107,7 +46,7 @@ pub async fn serve(
     let (gate, audit_writer) = gate(&settings, &state);
     let mut workers = crate::sync::worker::spawn(state.clone());
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
-    workers.push(crate::watch::spawn(state.clone(), database_url.to_string()));
+    workers.push(crate::sync::watch::spawn(state.clone(), database_url.to_string()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, true).await;

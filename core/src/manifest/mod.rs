@@ -1,6 +1,7 @@
 //! The pure core of a pull: YAML sources -> classified, validated, normalized objects.
 //! No I/O: callers hand in file contents and get objects and diagnostics back.
 
+pub mod cache;
 pub mod generate;
 pub mod kinds;
 pub mod schema;

@@ -3,11 +3,11 @@
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::convert::{opt_timestamp, timestamp, ROLES};
 use super::error::ApiError;
 use super::{listing, AppState};
 use crate::auth::manage::{self, TokenError, TokenSpec};
 use crate::auth::{Actor, Credential, Role};
+use crate::convert::{opt_timestamp, timestamp, ROLES};
 use crate::db::audit::{AuditFilter, AuditRow};
 use crate::db::tokens::{self as store, TokenRow};
 use crate::proto::access_service_server::AccessService;

@@ -1,6 +1,7 @@
 //! DriftService: a fabric's drift summary, drifted resources, one resource's field-level drift
 //! with its owners and a unified diff, and recomputation on demand.
 
+use fabricsync_core::vocab as v;
 use std::collections::BTreeMap;
 
 use diesel_async::AsyncPgConnection;
@@ -11,11 +12,11 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::convert::{self, DRIFT_STATUSES, RESOURCE_DRIFT_STATUSES};
 use super::fabrics::{find_resource, find_resource_in, load, resource_key, ResourceRef};
 use super::sync::{follow, EventStream, STREAM_BATCH, STREAM_BUFFER};
 use super::{listing, parse_id, ApiError, AppState};
 use crate::cluster::FABRIC_LABEL;
+use crate::convert::{self, DRIFT_STATUSES, RESOURCE_DRIFT_STATUSES};
 use crate::db::events::{self, EventRow, Notice};
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ResourceFilter, ResourceRow};
@@ -172,8 +173,7 @@ impl DriftService for DriftApi {
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let page = listing::page(req.page_size, &req.page_token)?;
         let terms = listing::filter(&req.filter, FILTERS)?;
-        let status =
-            terms.get("status").map(|w| convert::filter_word(&RESOURCE_DRIFT_STATUSES, "status", w)).transpose()?;
+        let status = terms.get("status").map(|w| listing::word_filter::<v::DriftStatus>("status", w)).transpose()?;
         let filter = ResourceFilter {
             group: terms.get("group").cloned(),
             kind: terms.get("kind").cloned(),

@@ -75,6 +75,13 @@ impl From<PullError> for ApiError {
     }
 }
 
+/// Handlers `?` database errors straight into a status, through `ApiError`'s mapping.
+impl From<DbError> for Status {
+    fn from(e: DbError) -> Status {
+        ApiError::from(e).into()
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
         match e {

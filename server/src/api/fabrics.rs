@@ -7,12 +7,12 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 use uuid::Uuid;
 
-use super::convert::{
-    self, APPLY_STATUSES, CONNECTION_STATUSES, DRIFT_STATUSES, RESOURCE_DRIFT_STATUSES, SYNC_STATUSES, WATCH_STATUSES,
-};
 use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::cluster::{self, check, rbac, ClusterError};
+use crate::convert::{
+    self, APPLY_STATUSES, CONNECTION_STATUSES, DRIFT_STATUSES, RESOURCE_DRIFT_STATUSES, SYNC_STATUSES, WATCH_STATUSES,
+};
 use crate::crypto;
 use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
 use crate::db::resources::{self, ResourceFilter, ResourceRow};
@@ -243,10 +243,10 @@ pub(crate) fn to_proto(row: &FabricRow) -> Fabric {
             strict_references: row.strict_references,
             ignore_differences: ignore_differences_proto(&row.ignore_differences),
         }),
-        connection_status: super::convert::proto_of(&CONNECTION_STATUSES, row.connection_status) as i32,
-        sync_status: super::convert::proto_of(&SYNC_STATUSES, row.sync_status) as i32,
-        drift_status: super::convert::proto_of(&DRIFT_STATUSES, row.drift_status) as i32,
-        watch_status: super::convert::proto_of(&WATCH_STATUSES, row.watch_status) as i32,
+        connection_status: crate::convert::proto_of(&CONNECTION_STATUSES, row.connection_status) as i32,
+        sync_status: crate::convert::proto_of(&SYNC_STATUSES, row.sync_status) as i32,
+        drift_status: crate::convert::proto_of(&DRIFT_STATUSES, row.drift_status) as i32,
+        watch_status: crate::convert::proto_of(&WATCH_STATUSES, row.watch_status) as i32,
         watch_error: row.watch_error.clone().unwrap_or_default(),
         resource_counts: counts,
         last_synced_commit: row.last_synced_commit.clone().unwrap_or_default(),
@@ -374,19 +374,19 @@ impl FabricService for FabricApi {
             repository_id: terms.get("repository_id").map(|id| parse_id("filter", id)).transpose()?,
             sync_status: terms
                 .get("sync_status")
-                .map(|w| convert::filter_word(&SYNC_STATUSES, "sync_status", w))
+                .map(|w| listing::word_filter::<v::SyncStatus>("sync_status", w))
                 .transpose()?,
             drift_status: terms
                 .get("drift_status")
-                .map(|w| convert::filter_word(&DRIFT_STATUSES, "drift_status", w))
+                .map(|w| listing::word_filter::<v::FabricDrift>("drift_status", w))
                 .transpose()?,
             watch_status: terms
                 .get("watch_status")
-                .map(|w| convert::filter_word(&WATCH_STATUSES, "watch_status", w))
+                .map(|w| listing::word_filter::<v::WatchStatus>("watch_status", w))
                 .transpose()?,
             connection_status: terms
                 .get("connection_status")
-                .map(|w| convert::filter_word(&CONNECTION_STATUSES, "connection_status", w))
+                .map(|w| listing::word_filter::<v::ConnectionStatus>("connection_status", w))
                 .transpose()?,
             scope,
         };
@@ -489,11 +489,11 @@ impl FabricService for FabricApi {
             name: terms.get("name").cloned(),
             drift_status: terms
                 .get("drift_status")
-                .map(|w| convert::filter_word(&RESOURCE_DRIFT_STATUSES, "drift_status", w))
+                .map(|w| listing::word_filter::<v::DriftStatus>("drift_status", w))
                 .transpose()?,
             apply_status: terms
                 .get("apply_status")
-                .map(|w| convert::filter_word(&APPLY_STATUSES, "apply_status", w))
+                .map(|w| listing::word_filter::<v::ApplyStatus>("apply_status", w))
                 .transpose()?,
             drifted_only: false,
         };
@@ -696,11 +696,11 @@ fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {
         live_resource_version: row.live_resource_version.clone().unwrap_or_default(),
         uid: row.live_uid.clone().unwrap_or_default(),
         field_managers: field_managers(&row.field_managers.0),
-        apply_status: super::convert::proto_of(&APPLY_STATUSES, row.apply_status) as i32,
+        apply_status: crate::convert::proto_of(&APPLY_STATUSES, row.apply_status) as i32,
         apply_error: row.apply_error.clone().unwrap_or_default(),
         last_applied_hash: row.last_applied_hash.clone().unwrap_or_default(),
         last_applied_time: convert::opt_timestamp(row.last_applied_at),
-        drift_status: super::convert::proto_of(&RESOURCE_DRIFT_STATUSES, row.drift_status) as i32,
+        drift_status: crate::convert::proto_of(&RESOURCE_DRIFT_STATUSES, row.drift_status) as i32,
         update_time: Some(convert::timestamp(row.updated_at)),
     }
 }

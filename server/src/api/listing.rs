@@ -6,12 +6,23 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
+use fabricsync_core::vocab::Word;
+
 use super::error::ApiError;
 use crate::db::Page;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
 const TOKEN_PREFIX: &str = "after:";
+
+/// A filter value that must be one of a domain type's words; the error names the filter field
+/// and the allowed words.
+pub fn word_filter<W: Word>(field: &str, value: &str) -> Result<String, ApiError> {
+    match W::parse(value) {
+        Some(word) => Ok(word.word().to_string()),
+        None => Err(ApiError::invalid("filter", format!("{field} must be one of {}", W::listing()))),
+    }
+}
 
 /// page_size 0 means the default; larger than the maximum is clamped; negative is an error.
 pub fn page(page_size: i32, page_token: &str) -> Result<Page, ApiError> {

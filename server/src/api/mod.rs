@@ -2,7 +2,6 @@
 //! `tonic::Status` through `ApiError` only.
 
 mod access;
-pub mod convert;
 mod drift;
 pub mod error;
 mod fabrics;
@@ -11,9 +10,6 @@ mod repositories;
 mod sync;
 pub mod validate;
 
-use std::sync::Arc;
-
-use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use access::AccessApi;
@@ -24,31 +20,7 @@ pub use repositories::RepositoryApi;
 pub use sync::SyncApi;
 
 use crate::auth::{Actor, Principal};
-use crate::crypto::Keyring;
-use crate::db::{DbConn, DbPool};
-use crate::server::Settings;
-
-/// What every service shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: DbPool,
-    pub keyring: Arc<Keyring>,
-    /// Keys API token hashes (AccessService creates tokens; the auth layer checks them).
-    pub token_pepper: Arc<crate::auth::token::Pepper>,
-    /// Becomes true when the server shuts down; open streams end then.
-    pub shutdown: watch::Receiver<bool>,
-    pub settings: Arc<Settings>,
-    /// Wakes streams when events are appended by any process.
-    pub hub: crate::sync::hub::Hub,
-    /// Parsed files by content, so re-pulls parse only what changed.
-    pub parse_cache: Arc<crate::sync::cache::ParseCache>,
-}
-
-impl AppState {
-    pub async fn conn(&self) -> Result<DbConn, ApiError> {
-        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
-    }
-}
+pub use crate::context::AppState;
 
 /// The caller, as the auth layer let it through (every service sits behind that layer).
 pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, ApiError> {

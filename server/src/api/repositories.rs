@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use fabricsync_core::vocab as v;
 
-use super::convert::{self, AUTH_TYPES, CONNECTION_STATUSES, PROVIDERS};
 use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
+use crate::convert::{self, AUTH_TYPES, CONNECTION_STATUSES, PROVIDERS};
 use crate::crypto::{self, Secret};
 use crate::db::repositories::{self as store, RepositoryFilter, RepositoryRow};
 use crate::db::DbError;
@@ -159,14 +159,14 @@ pub(crate) fn to_proto(row: &RepositoryRow) -> Repository {
         name: row.name.clone(),
         description: row.description.clone(),
         url: row.url.clone(),
-        provider: super::convert::proto_of(&PROVIDERS, row.provider) as i32,
+        provider: crate::convert::proto_of(&PROVIDERS, row.provider) as i32,
         auth: Some(RepositoryAuthInfo {
-            r#type: super::convert::proto_of(&AUTH_TYPES, row.auth_type) as i32,
+            r#type: crate::convert::proto_of(&AUTH_TYPES, row.auth_type) as i32,
             username,
             has_secret: row.secret_sealed.is_some(),
             has_known_hosts: row.ssh_known_hosts.is_some(),
         }),
-        connection_status: super::convert::proto_of(&CONNECTION_STATUSES, row.connection_status) as i32,
+        connection_status: crate::convert::proto_of(&CONNECTION_STATUSES, row.connection_status) as i32,
         last_validated: convert::opt_timestamp(row.last_validated),
         validation_error: row.validation_error.clone().unwrap_or_default(),
         create_time: Some(convert::timestamp(row.created_at)),
@@ -254,11 +254,14 @@ impl RepositoryService for RepositoryApi {
         let terms = listing::filter(&req.filter, FILTERS)?;
         let filter = RepositoryFilter {
             name: terms.get("name").cloned(),
-            provider: terms.get("provider").map(|w| convert::filter_word(&PROVIDERS, "provider", w)).transpose()?,
-            auth_type: terms.get("auth_type").map(|w| convert::filter_word(&AUTH_TYPES, "auth_type", w)).transpose()?,
+            provider: terms.get("provider").map(|w| listing::word_filter::<v::Provider>("provider", w)).transpose()?,
+            auth_type: terms
+                .get("auth_type")
+                .map(|w| listing::word_filter::<v::AuthType>("auth_type", w))
+                .transpose()?,
             connection_status: terms
                 .get("connection_status")
-                .map(|w| convert::filter_word(&CONNECTION_STATUSES, "connection_status", w))
+                .map(|w| listing::word_filter::<v::ConnectionStatus>("connection_status", w))
                 .transpose()?,
             scope,
         };

@@ -1,6 +1,7 @@
 //! SyncService: queue runs, read and cancel them, stream their progress from the event log,
 //! and plan a ref without storing anything.
 
+use fabricsync_core::vocab as v;
 use std::future::Future;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -12,9 +13,10 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 use uuid::Uuid;
 
-use super::convert::{self, opt_timestamp, timestamp, RUN_STATUSES, SYNC_MODES, SYNC_TRIGGERS};
 use super::{listing, parse_id, validate, ApiError, AppState};
+use crate::convert::{opt_timestamp, timestamp, RUN_STATUSES, SYNC_MODES, SYNC_TRIGGERS};
 use crate::db::events::{EventRow, Notice};
+use crate::db::hub;
 use crate::db::runs::{self as store, RunFilter, RunRow};
 use crate::db::{self, events, fabrics, DbError};
 use crate::proto::sync_progress_event::Payload;
@@ -22,7 +24,7 @@ use crate::proto::sync_service_server::SyncService;
 use crate::proto::*;
 use crate::sync::pull::{self, Scope};
 use crate::sync::queue::Enqueued;
-use crate::sync::{self as engine, hub, Counters, StoredChange, StoredDiagnostic, PROGRESS};
+use crate::sync::{self as engine, Counters, StoredChange, StoredDiagnostic, PROGRESS};
 
 const FILTERS: &[&str] = &["fabric_id", "status", "mode", "trigger"];
 /// Events read from the log per query while streaming.
@@ -101,9 +103,9 @@ impl SyncService for SyncApi {
         let terms = listing::filter(&req.filter, FILTERS)?;
         let filter = RunFilter {
             fabric_id: terms.get("fabric_id").map(|id| parse_id("filter", id)).transpose()?,
-            status: terms.get("status").map(|w| convert::filter_word(&RUN_STATUSES, "status", w)).transpose()?,
-            mode: terms.get("mode").map(|w| convert::filter_word(&SYNC_MODES, "mode", w)).transpose()?,
-            trigger: terms.get("trigger").map(|w| convert::filter_word(&SYNC_TRIGGERS, "trigger", w)).transpose()?,
+            status: terms.get("status").map(|w| listing::word_filter::<v::RunStatus>("status", w)).transpose()?,
+            mode: terms.get("mode").map(|w| listing::word_filter::<v::SyncMode>("mode", w)).transpose()?,
+            trigger: terms.get("trigger").map(|w| listing::word_filter::<v::Trigger>("trigger", w)).transpose()?,
             scope,
         };
         let mut conn = self.state.conn().await?;
@@ -266,11 +268,11 @@ impl EventStream for ClusterEvents {
     type Message = WatchFabricEventsResponse;
 
     async fn read(&self, conn: &mut AsyncPgConnection, after: i64) -> Result<(Vec<EventRow>, bool), DbError> {
-        Ok((events::of_fabric(conn, self.fabric_id, crate::watch::STREAM, after, STREAM_BATCH).await?, false))
+        Ok((events::of_fabric(conn, self.fabric_id, crate::sync::watch::STREAM, after, STREAM_BATCH).await?, false))
     }
 
     fn wakes(&self, notice: &Notice) -> bool {
-        notice.fabric_id == self.fabric_id && notice.stream == crate::watch::STREAM
+        notice.fabric_id == self.fabric_id && notice.stream == crate::sync::watch::STREAM
     }
 
     fn message(&self, row: &EventRow) -> Option<(Self::Message, bool)> {
@@ -359,12 +361,12 @@ pub(super) fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
     SyncRun {
         id: row.id.to_string(),
         fabric_id: row.fabric_id.to_string(),
-        mode: super::convert::proto_of(&SYNC_MODES, row.mode) as i32,
-        trigger: super::convert::proto_of(&SYNC_TRIGGERS, row.trigger) as i32,
+        mode: crate::convert::proto_of(&SYNC_MODES, row.mode) as i32,
+        trigger: crate::convert::proto_of(&SYNC_TRIGGERS, row.trigger) as i32,
         dry_run: row.dry_run,
         r#ref: row.requested_ref.clone(),
         commit: row.commit_sha.clone().unwrap_or_default(),
-        status: super::convert::proto_of(&RUN_STATUSES, row.status) as i32,
+        status: crate::convert::proto_of(&RUN_STATUSES, row.status) as i32,
         counters: Some((&counters).into()),
         kind_counts: kind_counts.into_iter().map(|(group, kind, count)| KindCount { group, kind, count }).collect(),
         diagnostics: diagnostics.iter().map(Diagnostic::from).collect(),

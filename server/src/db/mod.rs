@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod events;
 pub mod fabrics;
+pub mod hub;
 pub mod repositories;
 pub mod resources;
 pub mod runs;

@@ -9,15 +9,15 @@ use tracing::info;
 
 use super::pull::{PullError, Scope};
 use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
-use crate::api::AppState;
 use crate::cluster::apply::{decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
 use crate::cluster::{self, FABRIC_LABEL};
+use crate::context::AppState;
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ApplyEntry, ApplyRecord, WatchedLive};
 use crate::db::{self, runs::RunRow};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::ApplyingProgress;
-use crate::watch;
+use crate::sync::watch;
 use fabricsync_core::manifest::kinds::KindRegistry;
 use fabricsync_core::manifest::Object;
 use fabricsync_core::vocab::{ChangeAction, Trigger};
@@ -193,7 +193,7 @@ pub async fn apply(
                 }
             }
             if done.is_multiple_of(PROGRESS_EVERY) || done == total {
-                let key = Some(crate::api::convert::resource_key(&d.key, &d.version));
+                let key = Some(crate::convert::resource_key(&d.key, &d.version));
                 let total = total as i64;
                 scope
                     .emit(Payload::Applying(ApplyingProgress { wave: wave_number, done: done as i64, total, key }))

@@ -2,11 +2,10 @@
 //! reporting progress to the event log. `plan` is pure; `pull` and `worker` are the shell.
 
 pub mod apply;
-pub mod cache;
-pub mod hub;
 pub mod pull;
 pub mod queue;
 pub mod schedule;
+pub mod watch;
 pub mod worker;
 
 use fabricsync_core::vocab::Stream;
@@ -14,7 +13,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::convert::timestamp;
+use crate::convert::timestamp;
 use crate::db::events::EventRow;
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{ChangeAction, Diagnostic, ResourceChange, ResourceKey, Severity, SyncProgressEvent};

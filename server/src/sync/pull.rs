@@ -11,15 +11,15 @@ use tokio::sync::watch;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::cache::ParseCache;
 use super::{encode_progress, Counters, PROGRESS};
-use crate::api::AppState;
+use crate::context::AppState;
 use crate::crypto::CryptoError;
 use crate::db::fabrics::FabricRow;
 use crate::db::{self, DbError};
 use crate::git::{FetchProgress, GitError, Mirror, SourceFile};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{FetchingProgress, ParsingProgress, ValidatingProgress};
+use fabricsync_core::manifest::cache::ParseCache;
 use fabricsync_core::manifest::{self, KindRegistry, Object, ParsedFile, Severity};
 use fabricsync_core::plan::{self, Plan};
 use fabricsync_core::ResourceKey;

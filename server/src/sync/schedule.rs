@@ -9,7 +9,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use super::queue::{self, Enqueued};
-use crate::api::AppState;
+use crate::context::AppState;
 use crate::db::{self, fabrics, runs, DbError};
 use crate::git::{GitError, Mirror};
 

@@ -13,10 +13,11 @@ use super::apply::{self, ApplyReport};
 use super::pull::{self, PullError, Pulled, RunFlags, Scope};
 use fabricsync_core::plan::Plan;
 
-use super::{encode_progress, hub, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
+use super::{encode_progress, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
 use super::{MAX_STORED_CHANGES, MAX_STORED_DIAGNOSTICS, PROGRESS};
-use crate::api::AppState;
+use crate::context::AppState;
 use crate::db::fabrics::{self, FabricRow, SyncRecord};
+use crate::db::hub;
 use crate::db::resources::{self, DesiredInput};
 use crate::db::runs::{self, RunOutcome, RunRow};
 use crate::db::{self, events, DbError};

@@ -84,7 +84,7 @@ impl KubeCluster {
     }
 
     fn install_crds(&self) {
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/crds");
         let out = self.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()]);
         assert!(out.status.success(), "install CRDs: {}", String::from_utf8_lossy(&out.stderr));
         let out = self.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);

@@ -211,14 +211,6 @@ pub fn resource_drift(
     }
 }
 
-/// Checks a filter value against a table; the error names the filter field and the allowed words.
-pub fn filter_word<E: Copy + PartialEq>(words: &Words<E>, field: &str, value: &str) -> Result<String, super::ApiError> {
-    match words.value(value) {
-        Some(_) => Ok(value.to_string()),
-        None => Err(super::ApiError::invalid("filter", format!("{field} must be one of {}", words.words().join(", ")))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,8 +222,6 @@ mod tests {
         }
         assert_eq!(PROVIDERS.word(Provider::Unspecified), None);
         assert_eq!(SYNC_STATUSES.of("bogus"), SyncStatus::Unspecified);
-        assert!(filter_word(&AUTH_TYPES, "auth_type", "ssh_key").is_ok());
-        assert!(filter_word(&AUTH_TYPES, "auth_type", "kerberos").is_err());
     }
 
     /// Every domain word has its proto value, and every proto value but UNSPECIFIED its word.

@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
 use uuid::Uuid;
 
-use crate::api::AppState;
 use crate::cluster::FIELD_MANAGER;
 use crate::cluster::{self, check};
+use crate::context::AppState;
 use crate::db::resources::{self, LiveRecord};
 use crate::db::{self, events, fabrics, DbError};
 use crate::drift::{mark_contested, refresh_pooled, DriftChange};
@@ -411,8 +411,8 @@ pub fn event_payload(kind: FabricEventType, r: &LiveRecord) -> Vec<u8> {
         fabric_id: String::new(),
         time: None,
         r#type: kind as i32,
-        key: Some(crate::api::convert::resource_key(&r.key(), &r.api_version)),
-        object: r.object.as_ref().and_then(crate::api::convert::json_struct),
+        key: Some(crate::convert::resource_key(&r.key(), &r.api_version)),
+        object: r.object.as_ref().and_then(crate::convert::json_struct),
         resource_version: r.resource_version.clone().unwrap_or_default(),
         field_manager: r.field_managers.as_deref().map(latest_manager).unwrap_or_default(),
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use fabricsync_core::manifest::{self, KindRegistry, Options, ParsedFile, SourceFile};
+use crate::manifest::{self, KindRegistry, Options, ParsedFile, SourceFile};
 
 /// Source bytes the cache may hold parsed results for.
 const BUDGET_BYTES: usize = 32 * 1024 * 1024;
