@@ -16,11 +16,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // SAFETY of set_var: build scripts are single-threaded here.
     #[allow(unsafe_code)]
-    unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    unsafe {
+        std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?)
+    };
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("fabricsync_descriptor.bin"))
         .generate_default_stubs(true)
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL (see src/codec.rs).
+        .codec_path("crate::codec::ProtoCodec")
         .compile_protos(&protos, &[root])?;
     Ok(())
 }
