@@ -126,7 +126,7 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
         // Not a valid host name or address (`-oProxyCommand=...`, `fd::17`): ssh could take it
         // for an option, and an API-checked URL never has one.
         Scheme::Ssh | Scheme::Http | Scheme::Https | Scheme::Git
-            if !host.as_deref().is_some_and(crate::outbound::valid_host) =>
+            if !host.as_deref().is_some_and(|h| host_ok(h, url)) =>
         {
             return Err(invalid("the host is not a valid host name or IP address"))
         }
@@ -135,7 +135,7 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
         Scheme::Ssh
             if parsed.serialize_alternative_form
                 && parsed.user().is_none()
-                && !host.as_deref().is_some_and(|h| h.contains('.') || h.starts_with('[') || is_loopback(h)) =>
+                && !host.as_deref().is_some_and(|h| h.contains('.') || h.contains(':') || is_loopback(h)) =>
         {
             return Err(invalid("not a git URL (unsupported scheme)"))
         }
@@ -154,6 +154,15 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
         }
     }
     Ok(parsed)
+}
+
+/// A host name or address. gix gives ssh's IPv6 hosts without their brackets; the URL must
+/// have had them (in `fd::17/x`, git's host is `fd`).
+fn host_ok(host: &str, url: &str) -> bool {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => url.contains('['),
+        Err(_) => crate::outbound::valid_host(host),
+    }
 }
 
 /// Where a repository URL leads, for the outbound policy's check before anything connects.
@@ -504,8 +513,10 @@ mod tests {
             "git@example.com:org/fabric.git",
             "git://example.com/fabric.git",
             "file:///srv/git/fabric.git",
+            "ssh://git@[fe80::1]/x.git",
+            "https://[::1]:8443/x.git",
         ] {
-            assert!(parse_url(url, &Auth::None).is_ok(), "{url}");
+            assert!(parse_url(url, &Auth::None).is_ok(), "{url}: {:?}", parse_url(url, &Auth::None));
         }
         assert!(parse_url("http://localhost:1/x.git", &token()).is_ok());
         assert!(parse_url("http://[::1]:1/x.git", &token()).is_ok());
