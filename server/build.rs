@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("fabricsync_descriptor.bin"))
         .generate_default_stubs(true)
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL (see src/codec.rs).
+        .codec_path("crate::codec::ProtoCodec")
         .compile_protos(&protos, &[root])?;
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cluster;
+pub mod codec;
 pub mod config;
 pub mod context;
 pub mod convert;

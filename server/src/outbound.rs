@@ -75,6 +75,28 @@ pub fn parse_net(value: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{value:?} is not an IP address or CIDR (e.g. 10.0.0.0/8)"))
 }
 
+/// A host as git and ssh may be given it: a DNS name (letters, digits, '-', '.', no label
+/// starting with '-'), an IPv4 address, or an IPv6 address in brackets. A leading '-' would be
+/// read by ssh as an option (`-oProxyCommand=...`).
+pub fn valid_host(value: &str) -> bool {
+    if let Some(inner) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if value.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let name = value.strip_suffix('.').unwrap_or(value);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 impl Outbound {
     /// `data_dir` is created if missing so that it can be canonicalized.
     pub fn new(
@@ -189,6 +211,16 @@ fn unresolved(host: &str, e: std::io::Error) -> Refused {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn valid_hosts() {
+        for ok in ["a", "git.example.com", "git.example.com.", "10.0.0.1", "[::1]", "[fd::17]", "x-1.y"] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in ["", "-oProxyCommand=x", "a..b", "-a.b", "a-.b", "a_b", "fd::17", "[10.0.0.1]", ".", "a b"] {
+            assert!(!valid_host(bad), "{bad}");
+        }
+    }
 
     fn policy(allow: &[&str], deny: &[&str]) -> (Outbound, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -398,3 +398,161 @@ async fn fabric_lifecycle_with_update_masks() {
     let gone = fabrics.get_fabric(GetFabricRequest { id: created.id }).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
 }
+
+/// Sends any bytes as the message of a call, and returns the response's bytes: a client that
+/// speaks gRPC framing but not protobuf.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, n).to_vec()))
+    }
+}
+
+async fn raw_call(channel: support::server::AuthChannel, path: &str, body: &[u8]) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path: http::uri::PathAndQuery = path.parse().unwrap();
+    grpc.unary(tonic::Request::new(body.to_vec()), path, RawCodec).await.map(tonic::Response::into_inner)
+}
+
+/// Issue 15: hostile input is INVALID_ARGUMENT naming the field (never INTERNAL), is not
+/// stored, and is not echoed back at length.
+#[tokio::test]
+async fn hostile_input_is_invalid_argument_named_and_not_echoed() {
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut repos = RepositoryServiceClient::new(server.channel().await);
+    let mut fabrics = FabricServiceClient::new(server.channel().await);
+
+    // 1. Other URI schemes read as scp-like host:path, option-shaped hosts, port 0.
+    for url in [
+        "javascript:alert(1)",
+        "data:text/plain,x",
+        "fd::17/foo",
+        "git@-oProxyCommand=x:r.git",
+        "ssh://-oProxyCommand=x/r.git",
+        "ssh://git@127.0.0.1:0/r.git",
+    ] {
+        let err = repos.create_repository(repo("hostile", url)).await.unwrap_err();
+        assert_eq!(bad_fields(&err), ["repository.url"], "{url}: {}", err.message());
+    }
+
+    // 3. An auth message with no method set is not anonymous access.
+    let empty_auth =
+        CreateRepositoryRequest { auth: Some(RepositoryAuth { method: None }), ..repo("hostile", "file:///srv/h") };
+    assert_eq!(bad_fields(&repos.create_repository(empty_auth).await.unwrap_err()), ["auth"]);
+
+    // 4. NUL in stored text and in filters is the client's error, not a database error.
+    let mut nul = repo("hostile", "file:///srv/h");
+    nul.repository.as_mut().unwrap().description = "a\0b".into();
+    assert_eq!(bad_fields(&repos.create_repository(nul).await.unwrap_err()), ["repository.description"]);
+    let listed = repos
+        .list_repositories(ListRepositoriesRequest { filter: "name=a\0b".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&listed), ["filter"]);
+    assert!(repos
+        .list_repositories(ListRepositoriesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .repositories
+        .is_empty());
+
+    let repository =
+        repos.create_repository(repo("good", "file:///srv/good")).await.unwrap().into_inner().repository.unwrap();
+
+    // 2. Refs that git would take for options, at create and at update alike.
+    let mut dash = fabric("lab", &repository.id);
+    dash.fabric.as_mut().unwrap().git_ref = "-x".into();
+    assert_eq!(bad_fields(&fabrics.create_fabric(dash).await.unwrap_err()), ["fabric.git_ref"]);
+    let created = fabrics.create_fabric(fabric("lab", &repository.id)).await.unwrap().into_inner().fabric.unwrap();
+    let update = |fabric: Fabric, paths: &[&str], cluster: Option<ClusterConnectionInput>| UpdateFabricRequest {
+        fabric: Some(Fabric { id: created.id.clone(), ..fabric }),
+        update_mask: mask(paths),
+        cluster,
+        ..Default::default()
+    };
+    let err = fabrics
+        .update_fabric(update(Fabric { git_ref: "--upload-pack=x".into(), ..Default::default() }, &["git_ref"], None))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["fabric.git_ref"]);
+
+    // 3. A bearer token is for an API server: none given, no token.
+    let token_only = ClusterConnectionInput { bearer_token: "t0ken".into(), ..Default::default() };
+    let mut no_server = fabric("lab-2", &repository.id);
+    no_server.cluster = Some(token_only.clone());
+    assert_eq!(bad_fields(&fabrics.create_fabric(no_server).await.unwrap_err()), ["cluster.bearer_token"]);
+    let err = fabrics
+        .update_fabric(update(Fabric::default(), &["cluster.bearer_token"], Some(token_only)))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["cluster.bearer_token"]);
+    let stored = fabrics.get_fabric(GetFabricRequest { id: created.id.clone() }).await.unwrap().into_inner();
+    let stored = stored.fabric.unwrap();
+    assert_eq!(stored.git_ref, "main");
+    assert!(!stored.cluster.unwrap().has_bearer_token);
+
+    // 5. A 1 MiB key is refused without being echoed; a not-found key is quoted briefly.
+    let get = |key: ResourceKey| GetResourceRequest {
+        fabric_id: created.id.clone(),
+        resource: Some(get_resource_request::Resource::Key(key)),
+    };
+    let huge = ResourceKey { kind: "K".repeat(1 << 20), name: "n".into(), ..Default::default() };
+    let err = fabrics.get_resource(get(huge)).await.unwrap_err();
+    assert_eq!(bad_fields(&err), ["key.kind"]);
+    assert!(err.message().len() < 200, "{}", err.message());
+    let nul_key = ResourceKey { kind: "VPC".into(), name: "a\0b".into(), ..Default::default() };
+    assert_eq!(bad_fields(&fabrics.get_resource(get(nul_key)).await.unwrap_err()), ["key.name"]);
+    let long = ResourceKey { kind: "VPC".into(), name: "n".repeat(250), ..Default::default() };
+    let err = fabrics.get_resource(get(long)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(err.message().len() < 120 && err.message().contains('…'), "{}", err.message());
+
+    // 6. Bytes that are not the protobuf message (garbage; invalid UTF-8 in a string field),
+    // through tonic's decoding (GetRepository) and through the auth layer's (CreateRepository).
+    let bad_utf8 = [0x0a, 0x02, 0xc3, 0x28]; // field 1 (id), 2 bytes that are not UTF-8
+    for (path, body) in [
+        ("/fabricsync.v1.RepositoryService/GetRepository", &[0xff, 0xff, 0xff, 0xff][..]),
+        ("/fabricsync.v1.RepositoryService/GetRepository", &bad_utf8[..]),
+        ("/fabricsync.v1.FabricService/ListFabrics", &[0x0a, 0x7f, 0x01][..]),
+        ("/fabricsync.v1.RepositoryService/CreateRepository", &[0xff, 0xff, 0xff, 0xff][..]),
+    ] {
+        let err = raw_call(server.channel().await, path, body).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{path} {body:?}: {err:?}");
+    }
+    // A well-formed raw message still works: the raw client is not what fails.
+    let id = repository.id.as_bytes();
+    let mut ok = vec![0x0a, id.len() as u8];
+    ok.extend_from_slice(id);
+    raw_call(server.channel().await, "/fabricsync.v1.RepositoryService/GetRepository", &ok).await.unwrap();
+
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}

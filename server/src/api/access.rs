@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::error::ApiError;
+use super::error::{quote, ApiError};
 use super::{listing, AppState};
 use crate::auth::manage::{self, TokenError, TokenSpec};
 use crate::auth::{Actor, Credential, Role};
@@ -73,7 +73,9 @@ impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> ApiError {
         match e {
             TokenError::Invalid(field, why) => ApiError::invalid(field, why),
-            TokenError::Exists(name) => ApiError::AlreadyExists(format!("an active token named {name:?} exists")),
+            TokenError::Exists(name) => {
+                ApiError::AlreadyExists(format!("an active token named {} exists", quote(&name)))
+            }
             TokenError::Db(e) => ApiError::Db(e),
         }
     }
@@ -133,11 +135,12 @@ impl AccessService for AccessApi {
     ) -> Result<Response<RevokeTokenResponse>, Status> {
         let by = super::requester(&request)?;
         let name = request.into_inner().name;
+        super::validate::no_nul(&name).map_err(|e| ApiError::invalid("name", e))?;
         let mut conn = self.state.conn().await?;
         let row = store::revoke(&mut conn, &name)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound { kind: "token", id: name.chars().take(64).collect() })?;
+            .ok_or_else(|| ApiError::NotFound { kind: "token", id: name })?;
         info!(token = %row.name, revoked_by = %by, "API token revoked");
         Ok(Response::new(RevokeTokenResponse { token: Some(token_to_proto(&row)) }))
     }

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 use uuid::Uuid;
 
-use super::error::{ApiError, Violations};
+use super::error::{quote, ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::cluster::{self, check, rbac, ClusterError};
 use crate::convert::{
@@ -58,6 +58,8 @@ const DEFAULT_NAMESPACE: &str = "default";
 const MIN_AUTO_SYNC_SECONDS: i64 = 10;
 const MAX_AUTO_SYNC_SECONDS: i64 = 7 * 24 * 3600;
 const MAX_IGNORE_RULES: usize = 100;
+/// A Kubernetes group, kind, namespace or name is at most a DNS subdomain (253).
+const MAX_KEY_PART: usize = 253;
 
 /// "" and "." both mean the repository root; trailing slashes are dropped.
 fn normalize_gitops_path(path: &str) -> String {
@@ -93,6 +95,8 @@ fn ignore_differences(rules: &[IgnoreDifference], v: &mut Violations) -> serde_j
         if rule.kind.is_empty() {
             v.add(format!("{field}.kind"), "is required");
         }
+        v.check(validate::max_len(&rule.kind, MAX_KEY_PART), &format!("{field}.kind"));
+        v.check(validate::max_len(&rule.group, MAX_KEY_PART), &format!("{field}.group"));
         if rule.json_pointers.is_empty() {
             v.add(format!("{field}.json_pointers"), "must name at least one field");
         }
@@ -190,6 +194,14 @@ fn apply_cluster(
     }
 }
 
+/// A bearer token is bound to the API server it is for (see update_fabric): one given without
+/// a server URL would be sent to whatever URL is set later.
+fn check_token_has_server(row: &FabricRow, token_given: bool, v: &mut Violations) {
+    if token_given && row.cluster_token_sealed.is_some() && row.cluster_server_url.is_empty() {
+        v.add("cluster.bearer_token", "needs cluster.server_url, the API server it is for");
+    }
+}
+
 fn apply_field(row: &mut FabricRow, fabric: &Fabric, path: &str, v: &mut Violations) -> Result<(), ApiError> {
     match path {
         "name" => {
@@ -261,7 +273,9 @@ pub(crate) fn to_proto(row: &FabricRow) -> Fabric {
 
 fn name_taken(name: &str) -> impl FnOnce(DbError) -> ApiError + '_ {
     move |e| match e {
-        DbError::UniqueViolation(_) => ApiError::AlreadyExists(format!("a fabric named {name:?} already exists")),
+        DbError::UniqueViolation(_) => {
+            ApiError::AlreadyExists(format!("a fabric named {} already exists", quote(name)))
+        }
         DbError::ForeignKeyViolation(_) => {
             ApiError::NotFound { kind: "repository", id: "referenced by the fabric".into() }
         }
@@ -347,6 +361,7 @@ impl FabricService for FabricApi {
         if let Some(cluster) = &req.cluster {
             apply_cluster(&mut row, cluster, "cluster", &self.state.keyring, &mut v);
         }
+        check_token_has_server(&row, req.cluster.is_some(), &mut v);
         v.into_result()?;
         check_cluster_reachable(&self.state.settings.outbound, &row.cluster_server_url).await?;
         require_repository(&self.state, row.repository_id).await?;
@@ -423,10 +438,11 @@ impl FabricService for FabricApi {
                 apply_field(&mut row, &fabric, path, &mut v)?;
             }
         }
-        v.into_result()?;
         // The bearer token is bound to the API server it was given for: a new server_url without
         // the token given again drops it.
         let token_given = paths.iter().any(|p| p == "cluster" || p == "cluster.bearer_token");
+        check_token_has_server(&row, token_given, &mut v);
+        v.into_result()?;
         let credentials_cleared = row.cluster_server_url != current.cluster_server_url
             && !token_given
             && current.cluster_token_sealed.is_some();
@@ -641,6 +657,13 @@ pub(super) async fn find_resource_in(
             if key.kind.is_empty() || key.name.is_empty() {
                 return Err(ApiError::invalid("key", "kind and name are required"));
             }
+            let mut v = Violations::default();
+            for (part, value) in
+                [("group", &key.group), ("kind", &key.kind), ("namespace", &key.namespace), ("name", &key.name)]
+            {
+                v.check(validate::max_len(value, MAX_KEY_PART), &format!("key.{part}"));
+            }
+            v.into_result()?;
             let namespace = if key.namespace.is_empty() { DEFAULT_NAMESPACE } else { key.namespace.as_str() };
             let found = resources::get_by_key(conn, fabric_id, &key.group, &key.kind, namespace, &key.name).await;
             (found, format!("{}/{}/{}", key.kind, namespace, key.name))

@@ -8,12 +8,13 @@ use base64::Engine;
 
 use fabricsync_core::vocab::Word;
 
-use super::error::ApiError;
+use super::error::{quote, ApiError};
 use crate::db::Page;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
 const TOKEN_PREFIX: &str = "after:";
+pub const MAX_FILTER: usize = 4096;
 
 /// A filter value that must be one of a domain type's words; the error names the filter field
 /// and the allowed words.
@@ -36,6 +37,9 @@ pub fn page(page_size: i32, page_token: &str) -> Result<Page, ApiError> {
         let bad = || ApiError::invalid("page_token", "is not a token returned by this list");
         let decoded = B64.decode(page_token).map_err(|_| bad())?;
         let text = String::from_utf8(decoded).map_err(|_| bad())?;
+        if text.contains('\0') {
+            return Err(bad()); // never in a token we made; it would reach the query
+        }
         Some(text.strip_prefix(TOKEN_PREFIX).ok_or_else(bad)?.to_string())
     };
     Ok(Page { size, after_name })
@@ -51,22 +55,24 @@ pub fn next_page_token(has_more: bool, last_name: Option<&str>) -> String {
 
 /// Parses `field=value` terms separated by spaces (ANDed). Only `allowed` fields; each at most once.
 pub fn filter(text: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+    // Values go into queries: bounded, and no NUL (PostgreSQL text cannot hold one).
+    super::validate::max_len(text, MAX_FILTER).map_err(|e| ApiError::invalid("filter", e))?;
     let mut terms = BTreeMap::new();
     for term in text.split_whitespace() {
         let Some((field, value)) = term.split_once('=') else {
-            return Err(ApiError::invalid("filter", format!("term {term:?} is not field=value")));
+            return Err(ApiError::invalid("filter", format!("term {} is not field=value", quote(term))));
         };
         if !allowed.contains(&field) {
             return Err(ApiError::invalid(
                 "filter",
-                format!("unknown field {field:?}; allowed: {}", allowed.join(", ")),
+                format!("unknown field {}; allowed: {}", quote(field), allowed.join(", ")),
             ));
         }
         if value.is_empty() {
-            return Err(ApiError::invalid("filter", format!("field {field:?} has an empty value")));
+            return Err(ApiError::invalid("filter", format!("field {} has an empty value", quote(field))));
         }
         if terms.insert(field.to_string(), value.to_string()).is_some() {
-            return Err(ApiError::invalid("filter", format!("field {field:?} is given twice")));
+            return Err(ApiError::invalid("filter", format!("field {} is given twice", quote(field))));
         }
     }
     Ok(terms)
@@ -84,7 +90,8 @@ mod tests {
         let token = next_page_token(true, Some("fab-7"));
         assert_eq!(page(5, &token).unwrap().after_name.as_deref(), Some("fab-7"));
         assert_eq!(next_page_token(false, Some("x")), "");
-        for bad in ["%%%", "bm90LWEtdG9rZW4"] {
+        let nul = B64.encode("after:a\0b");
+        for bad in ["%%%", "bm90LWEtdG9rZW4", nul.as_str()] {
             assert!(matches!(page(1, bad), Err(ApiError::InvalidArgument(v)) if v[0].field == "page_token"));
         }
     }
@@ -95,7 +102,7 @@ mod tests {
         assert_eq!(f["name"], "a");
         assert_eq!(f["provider"], "github");
         assert!(filter("", &["name"]).unwrap().is_empty());
-        for bad in ["nope", "color=red", "name=", "name=a name=b"] {
+        for bad in ["nope", "color=red", "name=", "name=a name=b", "name=a\0b", &"x".repeat(MAX_FILTER + 1)] {
             assert!(
                 matches!(filter(bad, &["name"]), Err(ApiError::InvalidArgument(v)) if v[0].field == "filter"),
                 "{bad}"

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use fabricsync_core::vocab as v;
 
-use super::error::{ApiError, Violations};
+use super::error::{quote, ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::convert::{self, AUTH_TYPES, CONNECTION_STATUSES, PROVIDERS};
 use crate::crypto::{self, Secret};
@@ -44,7 +44,13 @@ pub(crate) struct AuthInput {
 /// Checks a RepositoryAuth from a request (field paths under `field`); unset means anonymous.
 pub(crate) fn auth_input(auth: Option<&RepositoryAuth>, field: &str, v: &mut Violations) -> AuthInput {
     let none = AuthInput { auth_type: AuthType::None, username: None, known_hosts: None, secret: None };
-    let Some(method) = auth.and_then(|a| a.method.as_ref()) else { return none };
+    let Some(auth) = auth else { return none };
+    // A message without its oneof set is a client bug (or a newer method we do not know), not
+    // a request for anonymous access.
+    let Some(method) = auth.method.as_ref() else {
+        v.add(field, "must set one method: none, token, basic or ssh_key");
+        return none;
+    };
     match method {
         Method::None(_) => none,
         Method::Token(t) => {
@@ -183,7 +189,9 @@ fn ssh_user(url: &str) -> Option<String> {
 
 fn name_taken(name: &str) -> impl FnOnce(DbError) -> ApiError + '_ {
     move |e| match e {
-        DbError::UniqueViolation(_) => ApiError::AlreadyExists(format!("a repository named {name:?} already exists")),
+        DbError::UniqueViolation(_) => {
+            ApiError::AlreadyExists(format!("a repository named {} already exists", quote(name)))
+        }
         e => e.into(),
     }
 }
@@ -304,7 +312,7 @@ impl RepositoryService for RepositoryApi {
                 }
                 "provider" => row.provider = provider_word(input.provider, &mut v),
                 "auth" => {
-                    if req.auth.as_ref().and_then(|a| a.method.as_ref()).is_none() {
+                    if req.auth.is_none() {
                         v.add("auth", "is required when update_mask names auth");
                     }
                     auth = Some(auth_input(req.auth.as_ref(), "auth", &mut v));
@@ -453,6 +461,18 @@ mod tests {
         assert!(v.into_result().is_ok());
         assert_eq!(input.username.as_deref(), Some(DEFAULT_TOKEN_USER));
         assert_eq!(input.secret.unwrap().expose(), "t0k");
+    }
+
+    #[test]
+    fn an_auth_without_a_method_is_invalid() {
+        let mut v = Violations::default();
+        let input = auth_input(Some(&RepositoryAuth { method: None }), "auth", &mut v);
+        assert_eq!(input.auth_type, AuthType::None);
+        let err = v.into_result().unwrap_err().to_string();
+        assert!(err.contains("auth: must set one method"), "{err}");
+        let mut v = Violations::default();
+        auth_input(None, "auth", &mut v);
+        assert!(v.into_result().is_ok(), "no auth at all is anonymous");
     }
 
     #[test]

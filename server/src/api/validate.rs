@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use crate::outbound::valid_host;
+
 pub const MAX_DESCRIPTION: usize = 1024;
 pub const MAX_URL: usize = 2048;
 pub const MAX_TOKEN: usize = 8 * 1024;
@@ -27,12 +29,21 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
     }
 }
 
+/// Text that is stored or used in a query: bounded, and without NUL, which PostgreSQL text
+/// cannot hold (it would come back as a database error). Every other check builds on this one.
 pub fn max_len(value: &str, max: usize) -> Result<(), String> {
-    if value.len() <= max {
-        Ok(())
-    } else {
-        Err(format!("must be at most {max} bytes, got {}", value.len()))
+    if value.len() > max {
+        return Err(format!("must be at most {max} bytes, got {}", value.len()));
     }
+    no_nul(value)
+}
+
+/// PostgreSQL text cannot hold NUL: a NUL reaching a query comes back as a database error.
+pub fn no_nul(value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        return Err("must not contain NUL characters".into());
+    }
+    Ok(())
 }
 
 fn non_empty_max(value: &str, max: usize) -> Result<(), String> {
@@ -61,7 +72,16 @@ pub fn git_url(value: &str) -> Result<(), String> {
     if url.password().is_some() || (url.scheme() != "ssh" && !url.username().is_empty()) {
         return Err("must not contain credentials; set them in `auth`".into());
     }
+    if url.username().starts_with('-') {
+        return Err("user must not start with '-' (it would be read as an ssh option)".into());
+    }
+    if url.port() == Some(0) {
+        return Err("port must be from 1 to 65535".into());
+    }
     let host = url.host_str().unwrap_or_default();
+    if !host.is_empty() && !valid_host(host) {
+        return Err("must name a valid host name or IP address".into());
+    }
     match url.scheme() {
         "https" | "ssh" if !host.is_empty() => Ok(()),
         "http" | "git" if is_loopback_host(host) => Ok(()),
@@ -70,17 +90,48 @@ pub fn git_url(value: &str) -> Result<(), String> {
         }
         "file" if !url.path().is_empty() && url.path() != "/" => Ok(()),
         "https" | "ssh" | "file" => Err("must name a host and a path".into()),
-        other => Err(format!("scheme {other:?} is not supported; use https, ssh or file")),
+        _ => Err(UNSUPPORTED.into()),
     }
 }
 
+// The scheme is not quoted: it is client input of any length.
+const UNSUPPORTED: &str = "scheme is not supported; use https://, ssh://, file:// or scp-like user@host:path";
+
+/// `[user@]host:path` as git reads it (ssh). Without a user, `word:rest` is what any other URI
+/// looks like (`javascript:`, `data:`, `mailto:`): it counts as scp-like only when the host is
+/// unmistakably one (a dotted name, an IP address, localhost), else it is an unknown scheme.
 fn scp_like(value: &str) -> Result<(), String> {
-    let Some((user_host, path)) = value.split_once(':') else {
-        return Err("must be a URL (https://, ssh://, file://) or scp-like user@host:path".into());
+    let shape = "must be a URL (https://, ssh://, file://) or scp-like user@host:path";
+    // The user ends at the last '@' before the host's ':' (git's rule); '/' ends the host part.
+    let head_end = value.find('/').unwrap_or(value.len());
+    let (user, rest) = match value[..head_end].rfind('@') {
+        Some(at) => (Some(&value[..at]), &value[at + 1..]),
+        None => (None, value),
     };
-    let host = user_host.rsplit_once('@').map_or(user_host, |(_, h)| h);
-    if host.is_empty() || path.is_empty() || user_host.contains('/') {
-        return Err("must be a URL (https://, ssh://, file://) or scp-like user@host:path".into());
+    let (host, path) = if rest.starts_with('[') {
+        let Some(close) = rest.find(']') else { return Err(shape.into()) };
+        let (host, after) = rest.split_at(close + 1);
+        let Some(path) = after.strip_prefix(':') else { return Err(shape.into()) };
+        (host, path)
+    } else {
+        let Some((host, path)) = rest.split_once(':') else { return Err(shape.into()) };
+        (host, path)
+    };
+    if host.contains('/') || path.is_empty() {
+        return Err(shape.into());
+    }
+    if let Some(user) = user {
+        if user.is_empty() || user.starts_with('-') || user.contains(':') {
+            return Err("user must be non-empty and not start with '-' (it would be read as an ssh option)".into());
+        }
+    }
+    let unmistakable = host.contains('.') || host.starts_with('[') || host.eq_ignore_ascii_case("localhost");
+    if user.is_none() && !unmistakable {
+        return Err(UNSUPPORTED.into());
+    }
+    // `fd::17/x`: an unbracketed IPv6 address, or a path git would read as a port.
+    if !valid_host(host) || path.starts_with(':') {
+        return Err("must name a valid host name or IP address (IPv6 in brackets) before ':'".into());
     }
     Ok(())
 }
@@ -97,7 +148,7 @@ pub fn cluster_url(value: &str) -> Result<(), String> {
         "https" if !host.is_empty() => Ok(()),
         "http" if is_loopback_host(host) => Ok(()),
         "http" => Err("http:// is allowed only for loopback hosts; use https://".into()),
-        other => Err(format!("scheme {other:?} is not supported; use https")),
+        _ => Err("scheme is not supported; use https://".into()),
     }
 }
 
@@ -116,18 +167,20 @@ pub fn gitops_path(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A branch, tag, full ref name or commit id, per git-check-ref-format's rules that matter here.
+/// A branch, tag, full ref name or commit id, by git-check-ref-format's rules (with
+/// `--allow-onelevel`), plus git's own rule for branch names: no leading '-', which git would
+/// read as an option (`--upload-pack=...`). Create, Update and StartSync all check with this.
 pub fn git_ref(value: &str) -> Result<(), String> {
     non_empty_max(value, MAX_REF)?;
+    if value.starts_with('-') {
+        return Err("must not start with '-'".into());
+    }
     let bad_char = value.chars().any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
-    if bad_char
-        || value.contains("..")
-        || value.contains("@{")
-        || value.starts_with('/')
-        || value.ends_with('/')
-        || value.ends_with(".lock")
+    let bad_component =
+        value.split('/').any(|part| part.is_empty() || part.starts_with('.') || part.ends_with(".lock"));
+    if bad_char || bad_component || value == "@" || value.contains("..") || value.contains("@{") || value.ends_with('.')
     {
-        return Err("is not a valid branch, tag or commit name".into());
+        return Err("is not a valid branch, tag or commit name (see git check-ref-format)".into());
     }
     Ok(())
 }
@@ -140,7 +193,7 @@ pub fn ca_certificate_pem(value: &str) -> Result<(), String> {
     while rest.windows(11).any(|w| w == b"-----BEGIN ") {
         let (remaining, pem) = x509_parser::pem::parse_x509_pem(rest).map_err(|_| "is not valid PEM".to_string())?;
         if pem.label != "CERTIFICATE" {
-            return Err(format!("holds a PEM block {:?}; expected CERTIFICATE", pem.label));
+            return Err(format!("holds a PEM block {}; expected CERTIFICATE", super::error::quote(&pem.label)));
         }
         pem.parse_x509().map_err(|e| format!("certificate {} does not parse as X.509: {e}", count + 1))?;
         count += 1;
@@ -219,11 +272,41 @@ mod tests {
             ("file:///", "path"),
             ("just-words", "scp-like"),
             ("https://host/a b", "spaces"),
+            // Issue 15: other URI schemes read as scp-like `host:path`, and ssh option hosts.
+            ("javascript:alert(1)", "scheme"),
+            ("data:text/plain,x", "scheme"),
+            ("fd::17/foo", "scheme"),
+            ("git@fd::17/foo", "host"),
+            ("-oProxyCommand=x:foo", "scheme"),
+            ("git@-oProxyCommand=x:foo", "host"),
+            ("-oProxyCommand=x@host:foo", "user"),
+            ("@host.example:foo", "user"),
+            ("git@:foo", "host"),
+            ("git@host.example:", "scp-like"),
+            ("git@[::1:foo", "scp-like"),
+            ("git@[nope]:foo", "host"),
+            ("ssh://-oProxyCommand=x/r.git", "host"),
+            ("ssh://-oProxyCommand=x@host/r.git", "user"),
+            ("ssh://git@host:0/r.git", "port"),
+            ("https://host:0/r.git", "port"),
+            ("https://bad_host/r.git", "host"),
         ] {
             let err = git_url(bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
             assert!(!err.contains("hunter2"));
+            assert!(!err.contains("alert") && !err.contains("ProxyCommand"), "input is not echoed: {err}");
         }
+        for ok in ["deploy@gitea:org/r.git", "git@[::1]:r.git", "git@10.0.0.1:r.git", "localhost:r.git", "h.example:r"]
+        {
+            assert!(git_url(ok).is_ok(), "{ok}: {:?}", git_url(ok));
+        }
+    }
+
+    #[test]
+    fn text_has_no_nul() {
+        assert!(max_len("plain", 10).is_ok());
+        assert!(max_len("a\0b", 10).unwrap_err().contains("NUL"));
+        assert!(secret("t\0k", 10).is_err());
     }
 
     #[test]
@@ -253,6 +336,11 @@ mod tests {
         for bad in ["", "a b", "a..b", "a~1", "a^", "x:y", "/main", "main/", "a.lock", "a@{1}"] {
             assert!(git_ref(bad).is_err(), "{bad}");
         }
+        // Issue 15: option-shaped refs, and what check-ref-format forbids that was let through.
+        for bad in ["-x", "--upload-pack=x", "a//b", ".hidden", "a/.b", "a.lock/b", "a.", "@", "a\u{7f}b", "a\0b"] {
+            assert!(git_ref(bad).is_err(), "{bad:?}");
+        }
+        assert!(git_ref("a-b/-c").is_ok(), "a '-' inside a name is fine");
     }
 
     #[test]

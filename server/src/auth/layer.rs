@@ -25,6 +25,7 @@ use super::authenticator::{AuthError, Authenticator};
 use super::limits::{Exceeded, Limits, StreamSlot};
 use super::rules::{self, Access, Rule, Target};
 use super::{Actor, Credential, Principal, Role};
+use crate::api::error::{quote, QUOTED_CHARS};
 use crate::db::audit::NewAuditEvent;
 use crate::db::{DbConn, DbPool};
 use crate::transport::PeerInfo;
@@ -326,8 +327,8 @@ impl Gate {
                 }
                 Target::FabricName(name) if !name.is_empty() && !principal.scope.allows(name) => {
                     let why = format!(
-                        "fabric name {:?} is outside the scope of {:?} ({})",
-                        bounded(name),
+                        "fabric name {} is outside the scope of {:?} ({})",
+                        quote(name),
                         principal.name,
                         principal.scope.globs().join(", ")
                     );
@@ -446,9 +447,9 @@ fn not_found(kind: &str, id: Uuid) -> Status {
     Status::not_found(format!("{kind} {:?} not found", id.to_string()))
 }
 
-/// Request values as the audit log and messages quote them: at most 64 characters.
+/// Request values as the audit log stores them: at most as many characters as messages quote.
 fn bounded(value: &str) -> String {
-    value.chars().take(64).collect()
+    value.chars().take(QUOTED_CHARS).collect()
 }
 
 fn exhausted(exceeded: Exceeded) -> Status {

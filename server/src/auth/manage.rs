@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::token::{self, Pepper};
 use super::Role;
+use crate::api::error::quote;
 use crate::crypto::{Keyring, Secret};
 use crate::db::tokens::TokenRow;
 use crate::db::DbError;
@@ -37,7 +38,7 @@ pub enum TokenError {
     /// A field of the spec is not valid: (field, why).
     #[error("{0}: {1}")]
     Invalid(&'static str, String),
-    #[error("an active token named {0:?} exists")]
+    #[error("an active token named {} exists", quote(.0))]
     Exists(String),
     #[error(transparent)]
     Db(DbError),
@@ -66,6 +67,7 @@ fn check(spec: &TokenSpec) -> Result<Checked, TokenError> {
             "must be 1-63 of a-z 0-9 . _ -, starting with a letter or digit".into(),
         ));
     }
+    crate::api::validate::no_nul(&spec.description).map_err(|e| TokenError::Invalid("description", e))?;
     let role = spec.role.ok_or_else(|| TokenError::Invalid("role", "is required: viewer, operator or admin".into()))?;
     for glob in &spec.fabrics {
         let ok = !glob.is_empty()
@@ -74,7 +76,7 @@ fn check(spec: &TokenSpec) -> Result<Checked, TokenError> {
         if !ok {
             return Err(TokenError::Invalid(
                 "fabrics",
-                format!("{:?} is not a fabric name glob (a-z 0-9 - with * and ?)", short(glob)),
+                format!("{} is not a fabric name glob (a-z 0-9 - with * and ?)", quote(glob)),
             ));
         }
     }
@@ -84,7 +86,7 @@ fn check(spec: &TokenSpec) -> Result<Checked, TokenError> {
             text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| {
                 TokenError::Invalid(
                     "allowed_networks",
-                    format!("{:?} is not a CIDR (e.g. 10.0.0.0/8) or an address", short(text)),
+                    format!("{} is not a CIDR (e.g. 10.0.0.0/8) or an address", quote(text)),
                 )
             })?;
         networks.push(net.trunc().to_string());
@@ -97,10 +99,6 @@ fn check(spec: &TokenSpec) -> Result<Checked, TokenError> {
         Some(ttl) => chrono::TimeDelta::from_std(ttl).ok().map(|d| crate::db::now() + d),
     };
     Ok(Checked { role, networks, expires_at })
-}
-
-fn short(text: &str) -> String {
-    text.chars().take(64).collect()
 }
 
 fn row(
@@ -212,7 +210,7 @@ pub async fn pepper(conn: &mut AsyncPgConnection, keyring: &Keyring) -> anyhow::
 
 /// Parses a validity such as `90d`, `12h`, `1h 30m` (for the command line).
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 90d, 12h or 30m: {e}"))
+    humantime::parse_duration(text).map_err(|e| format!("{} is not a duration like 90d, 12h or 30m: {e}", quote(text)))
 }
 
 #[cfg(test)]
@@ -238,6 +236,7 @@ mod tests {
         assert_eq!(field(TokenSpec { fabrics: vec![String::new()], ..spec("a") }), "fabrics");
         assert_eq!(field(TokenSpec { allowed_networks: vec!["10.0.0.0/33".into()], ..spec("a") }), "allowed_networks");
         assert_eq!(field(TokenSpec { ttl: Some(Duration::ZERO), ..spec("a") }), "ttl");
+        assert_eq!(field(TokenSpec { description: "a\0b".into(), ..spec("a") }), "description");
         let ok = check(&TokenSpec {
             allowed_networks: vec!["10.1.2.3/8".into(), "::1".into()],
             ttl: Some(Duration::from_secs(60)),

@@ -112,6 +112,9 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
         return Err(invalid("empty, or contains whitespace or control characters"));
     }
     let parsed = gix::url::parse(gix::bstr::BStr::new(url)).map_err(|_| invalid("not a git URL"))?;
+    if parsed.port == Some(0) {
+        return Err(invalid("port 0"));
+    }
     let host = parsed.host().map(str::to_owned);
     let has_host = host.as_deref().is_some_and(|h| !h.is_empty());
     match &parsed.scheme {
@@ -120,11 +123,24 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
         }
         Scheme::File => {}
         Scheme::Ssh | Scheme::Http | Scheme::Https | Scheme::Git if !has_host => return Err(invalid("no host")),
-        Scheme::Ssh
-            if host.as_deref().is_some_and(|h| h.starts_with('-'))
-                || parsed.user().is_some_and(|u| u.starts_with('-')) =>
+        // Not a valid host name or address (`-oProxyCommand=...`, `fd::17`): ssh could take it
+        // for an option, and an API-checked URL never has one.
+        Scheme::Ssh | Scheme::Http | Scheme::Https | Scheme::Git
+            if !host.as_deref().is_some_and(|h| host_ok(h, url)) =>
         {
-            return Err(invalid("user or host could be taken for an ssh option"))
+            return Err(invalid("the host is not a valid host name or IP address"))
+        }
+        // `javascript:x`, `data:x` read as scp-like `host:path`: without a user, only a dotted
+        // name, an address or localhost counts as a host (as api::validate::git_url has it).
+        Scheme::Ssh
+            if parsed.serialize_alternative_form
+                && parsed.user().is_none()
+                && !host.as_deref().is_some_and(|h| h.contains('.') || h.contains(':') || is_loopback(h)) =>
+        {
+            return Err(invalid("not a git URL (unsupported scheme)"))
+        }
+        Scheme::Ssh if parsed.user().is_some_and(|u| u.starts_with('-')) || parsed.path.starts_with(b":") => {
+            return Err(invalid("user or path could be taken for an ssh option or a port"))
         }
         Scheme::Ssh | Scheme::Https | Scheme::Git => {}
         Scheme::Http => {
@@ -138,6 +154,15 @@ pub(crate) fn parse_url(url: &str, auth: &Auth) -> Result<gix::Url, GitError> {
         }
     }
     Ok(parsed)
+}
+
+/// A host name or address. gix gives ssh's IPv6 hosts without their brackets; the URL must
+/// have had them (in `fd::17/x`, git's host is `fd`).
+fn host_ok(host: &str, url: &str) -> bool {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => url.contains('['),
+        Err(_) => crate::outbound::valid_host(host),
+    }
 }
 
 /// Where a repository URL leads, for the outbound policy's check before anything connects.
@@ -488,8 +513,10 @@ mod tests {
             "git@example.com:org/fabric.git",
             "git://example.com/fabric.git",
             "file:///srv/git/fabric.git",
+            "ssh://git@[fe80::1]/x.git",
+            "https://[::1]:8443/x.git",
         ] {
-            assert!(parse_url(url, &Auth::None).is_ok(), "{url}");
+            assert!(parse_url(url, &Auth::None).is_ok(), "{url}: {:?}", parse_url(url, &Auth::None));
         }
         assert!(parse_url("http://localhost:1/x.git", &token()).is_ok());
         assert!(parse_url("http://[::1]:1/x.git", &token()).is_ok());
@@ -504,6 +531,13 @@ mod tests {
             ("ftp://example.com/x.git", Auth::None),
             ("https:///x.git", Auth::None),
             ("ssh://-oProxyCommand=evil/x", Auth::None),
+            // Issue 15: what the API now refuses is refused here too (rows stored before).
+            ("javascript:alert(1)", Auth::None),
+            ("data:text/plain,x", Auth::None),
+            ("fd::17/foo", Auth::None),
+            ("git@-oProxyCommand=x:foo", Auth::None),
+            ("ssh://git@example.com:0/x.git", Auth::None),
+            ("https://example.com:0/x.git", Auth::None),
             ("http://example.com/x.git", token()),
             ("http://user:pa55word@example.com/x.git", Auth::None),
             ("https://example.com/x.git\n", Auth::None),
