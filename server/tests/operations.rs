@@ -149,7 +149,7 @@ async fn rotate_keys_reseals_with_the_new_primary_and_old_values_still_open() {
 
 #[tokio::test]
 async fn concurrent_migrations_from_two_replicas_both_succeed() {
-    let db = support::fresh_database().await;
+    let db = support::empty_database().await;
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_fabricsync"))
             .args(["migrate", "--log-format", "json"])

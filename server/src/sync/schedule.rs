@@ -46,7 +46,7 @@ async fn check(state: &AppState, fabric_id: Uuid) {
         Ok(false) => debug!("ref unchanged; nothing to pull"),
         Ok(true) => enqueue(state, fabric_id).await,
         Err(CheckError::Busy) => debug!("a run is already active"),
-        Err(CheckError::Db(e)) => warn!(error = %e, "auto-sync check failed"),
+        Err(e @ (CheckError::Db(_) | CheckError::Task(_))) => warn!(error = %e, "auto-sync check failed"),
         // The run reports the failure where users look (the run and the fabric's last error).
         Err(CheckError::Git(e)) => {
             debug!(error = %e, "auto-sync fetch failed; queuing a run to record it");
@@ -63,6 +63,10 @@ enum CheckError {
     Git(#[from] GitError),
     #[error("a run is active")]
     Busy,
+    /// The blocking fetch task panicked or was cancelled (runtime shutdown): a bug or a stop,
+    /// not a database or git failure.
+    #[error("auto-sync fetch task panicked or was cancelled: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Whether the fabric's ref resolves to another commit than the last synced one.
@@ -84,8 +88,7 @@ async fn moved(state: &AppState, fabric_id: Uuid) -> Result<bool, CheckError> {
         mirror.fetch(&outbound, &repository.url, &auth, timeout, &mut |_| {})?;
         mirror.resolve(&git_ref)
     })
-    .await
-    .map_err(|e| DbError::Pool(format!("auto-sync task: {e}")))??;
+    .await??;
     Ok(fabric.last_synced_commit.as_deref() != Some(head.as_str()))
 }
 
@@ -107,5 +110,20 @@ async fn enqueue(state: &AppState, fabric_id: Uuid) {
     match queued.await {
         Ok(Enqueued::New(_)) | Ok(Enqueued::AlreadyActive(_)) => {}
         Err(e) => warn!(error = %e, "auto-sync: cannot queue a run"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_fetch_task_is_a_task_error_not_a_database_error() {
+        // Cancelled rather than panicked: the same JoinError, without a panic in the test output.
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let e = CheckError::from(task.await.expect_err("the task was cancelled"));
+        assert!(matches!(e, CheckError::Task(_)), "{e:?}");
+        assert!(e.to_string().contains("panicked or was cancelled"), "{e}");
     }
 }

@@ -61,6 +61,8 @@ pub struct ServerProcess {
     /// How the harness's clients connect when the server runs TLS.
     pub tls: Option<ClientTlsConfig>,
     dir: tempfile::TempDir,
+    /// Keeps a test database alive while the server runs on it (tests may pass a temporary).
+    _database: Option<std::sync::Arc<super::Dropper>>,
 }
 
 impl ServerProcess {
@@ -135,6 +137,7 @@ impl ServerProcess {
             keys: keys.to_string(),
             tls,
             dir,
+            _database: super::hold_database(database_url),
         };
         server.wait_serving().await;
         server
