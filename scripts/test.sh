@@ -11,6 +11,12 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== the pure core has no I/O dependencies; the server's layers have no import cycles"
+if cargo tree -p fabricsync-core --edges normal --prefix none --locked | grep -E '^(tokio|diesel|kube|tonic|gix|reqwest|hyper) '; then
+  echo "fabricsync-core depends on an I/O crate (above)" >&2
+  exit 1
+fi
+python3 scripts/check-layers.py
 
 echo "== buf lint"
 .tools/venv/bin/buf lint

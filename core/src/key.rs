@@ -17,6 +17,15 @@ pub struct ResourceKey {
 }
 
 impl ResourceKey {
+    /// `group/version`, or `version` alone for the core group.
+    pub fn api_version(&self, version: &str) -> String {
+        if self.group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{}/{version}", self.group)
+        }
+    }
+
     pub fn new(
         group: impl Into<String>,
         kind: impl Into<String>,

@@ -4,7 +4,6 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::manifest::Object;
@@ -101,34 +100,6 @@ pub fn kind_counts<O: Borrow<Object>>(objects: &[O]) -> Vec<(String, String, i64
     counts.into_iter().map(|((g, k), n)| (g.to_string(), k.to_string(), n)).collect()
 }
 
-/// JSON pointers where `old` and `new` differ: the deepest differing object member; lists and
-/// scalars are compared whole.
-pub fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    diff_into(old, new, &mut String::new(), &mut out);
-    out
-}
-
-fn diff_into(old: &Value, new: &Value, path: &mut String, out: &mut Vec<String>) {
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for k in keys {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                match (a.get(k), b.get(k)) {
-                    (Some(x), Some(y)) => diff_into(x, y, path, out),
-                    _ => out.push(path.clone()),
-                }
-                path.truncate(len);
-            }
-        }
-        _ if old != new => out.push(if path.is_empty() { "/".into() } else { path.clone() }),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,13 +164,5 @@ mod tests {
                 ("wiring.githedgehog.com".into(), "Switch".into(), 2)
             ]
         );
-    }
-
-    #[test]
-    fn changed_fields_name_the_deepest_member() {
-        let old = json!({"spec": {"vlan": 1000, "subnets": {"a": {"cidr": "10.0.0.0/24"}}, "list": [1, 2]}, "x~/y": 1});
-        let new = json!({"spec": {"vlan": 1001, "subnets": {"a": {"cidr": "10.0.0.0/24"}, "b": {}}, "list": [2, 1]}, "x~/y": 2});
-        assert_eq!(changed_fields(&old, &new), vec!["/spec/list", "/spec/subnets/b", "/spec/vlan", "/x~0~1y"]);
-        assert!(changed_fields(&old, &old).is_empty());
     }
 }

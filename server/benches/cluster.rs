@@ -266,7 +266,14 @@ async fn main() {
         .await
         .expect("drift inputs");
     let started = Instant::now();
-    let computed: usize = rows.iter().map(|r| fabricsync::drift::refresh::compute(&fabric_row, r, true).1.len()).sum();
+    let computed: usize = rows
+        .iter()
+        .map(|r| {
+            fabricsync::drift::compute(fabricsync_core::manifest::kinds::KindRegistry::hedgehog(), &fabric_row, r, true)
+                .1
+                .len()
+        })
+        .sum();
     let pure_time = started.elapsed();
     // Per event: what the watch does after it stored a changed object: read, compare, write the
     // drift, its event and the fabric aggregate. The stored live object alternates between its
@@ -281,7 +288,7 @@ async fn main() {
             change_a_string(drifted.get_mut("spec")?).then_some((r, in_sync, drifted))
         })
         .expect("a desired, live resource with a string in its spec");
-    let key = (row.api_group.clone(), row.kind.clone(), row.namespace.clone(), row.name.clone());
+    let key = row.key();
     let mut one = Vec::new();
     for i in 0..200 {
         let live = if i % 2 == 0 { &drifted } else { &in_sync };
@@ -294,9 +301,14 @@ async fn main() {
         .await
         .expect("store live");
         let started = Instant::now();
-        let changes = fabricsync::drift::refresh::refresh(&mut conn, fabric_uuid, Some(std::slice::from_ref(&key)))
-            .await
-            .expect("refresh one");
+        let changes = fabricsync::drift::refresh(
+            &mut conn,
+            fabricsync_core::manifest::kinds::KindRegistry::hedgehog(),
+            fabric_uuid,
+            Some(std::slice::from_ref(&key)),
+        )
+        .await
+        .expect("refresh one");
         one.push(started.elapsed());
         assert_eq!(changes.len(), 1, "the status did not change");
     }

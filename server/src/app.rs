@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use fabricsync_core::manifest::kinds::KindRegistry;
 use tracing::info;
 
 use crate::config::{Cli, Command, Common, ServeArgs, TokenCommand};
@@ -71,14 +72,32 @@ async fn migrate(url: &str) -> anyhow::Result<usize> {
     Ok(applied)
 }
 
+/// The CRD files (*.yaml, *.yml) of `dir`, by name, as (path, text).
+fn crd_files(dir: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            Ok((p.display().to_string(), std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?))
+        })
+        .collect()
+}
+
 async fn serve(common: &Common, args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     let keyring = Arc::new(keyring(common)?);
-    if let Some(dir) = &args.crds_dir {
-        let files = fabricsync_core::manifest::kinds::KindRegistry::install_extra(dir)
-            .map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
-        info!(files, dir = %dir.display(), "extra CRDs loaded");
-    }
     let mut settings = crate::context::Settings::new(args, common, outbound(common, args)?);
+    if let Some(dir) = &args.crds_dir {
+        let files = crd_files(dir).map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
+        let registry = KindRegistry::with_extra(&files).map_err(|e| anyhow::anyhow!("--crds-dir: {e}"))?;
+        info!(files = files.len(), dir = %dir.display(), "extra CRDs loaded");
+        // One registry for the life of the process, shared by every task.
+        settings.kinds = Box::leak(Box::new(registry));
+    }
     if let Some(path) = &args.client_cert_identities {
         let identities = crate::auth::certs::CertIdentities::load(path)?;
         info!(entries = identities.len(), file = %path.display(), "client certificate identities loaded");

@@ -55,6 +55,8 @@ pub struct Settings {
     /// Roles of client certificates (--client-cert-identities), for the auth layer.
     pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
     pub outbound: crate::outbound::Outbound,
+    /// The kinds this server knows: the embedded Hedgehog CRDs, plus those of --crds-dir.
+    pub kinds: &'static fabricsync_core::manifest::kinds::KindRegistry,
 }
 
 impl Settings {
@@ -88,6 +90,7 @@ impl Settings {
             health_listen: args.health_listen,
             client_cert_identities: None,
             outbound,
+            kinds: fabricsync_core::manifest::kinds::KindRegistry::hedgehog(),
         }
     }
 }

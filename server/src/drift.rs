@@ -58,15 +58,13 @@ fn leaves(v: &Value) -> usize {
 
 /// Pure: the drift of one stored resource as it will be stored. A contested resource stays
 /// contested until it is back in sync.
-pub fn compute(fabric: &FabricRow, row: &DriftInput, watching: bool) -> (DriftRecord, Vec<FieldDrift>) {
-    let registry = KindRegistry::hedgehog();
-    let api_version = if row.api_group.is_empty() {
-        row.api_version.clone()
-    } else {
-        format!("{}/{}", row.api_group, row.api_version)
-    };
-    static UNKNOWN: Value = Value::Null;
-    let schema = registry.lookup(&api_version, &row.kind).map_or(&UNKNOWN, |k| &k.schema);
+pub fn compute(
+    registry: &KindRegistry,
+    fabric: &FabricRow,
+    row: &DriftInput,
+    watching: bool,
+) -> (DriftRecord, Vec<FieldDrift>) {
+    let schema = registry.schema_of(&row.key(), &row.api_version);
     let ignore = ignored(fabric, &row.api_group, &row.kind);
     let ctx = Context { schema, ignore: &ignore, own_labels: &[FABRIC_LABEL] };
     let label = format!("/metadata/labels/{}", FABRIC_LABEL.replace('/', "~1"));
@@ -98,6 +96,7 @@ const PAGE: i64 = 1000;
 /// aggregate; returns the resources whose status changed.
 pub async fn refresh(
     conn: &mut DbConn,
+    registry: &KindRegistry,
     fabric_id: Uuid,
     keys: Option<&[ResourceKey]>,
 ) -> Result<Vec<DriftChange>, DbError> {
@@ -110,7 +109,7 @@ pub async fn refresh(
             let rows = resources::drift_inputs_page(conn, fabric_id, after, PAGE).await?;
             let Some(last) = rows.last() else { break };
             after = Some(last.id);
-            let page = assess(&fabric, &rows, watching);
+            let page = assess(registry, &fabric, &rows, watching);
             write(conn, fabric_id, &page, None).await?;
             changes.extend(page.changes);
         }
@@ -118,7 +117,7 @@ pub async fn refresh(
         return Ok(changes);
     };
     let rows = resources::drift_inputs(conn, fabric_id, keys).await?;
-    let assessed = assess(&fabric, &rows, watching);
+    let assessed = assess(registry, &fabric, &rows, watching);
     // The aggregate moves only with a status; a watch event that changed none skips the count.
     let aggregate = (!assessed.changes.is_empty()).then_some(watching);
     write(conn, fabric_id, &assessed, aggregate).await?;
@@ -134,10 +133,10 @@ struct Assessed {
 }
 
 /// Pure: computes `rows` and keeps what differs from the stored drift.
-fn assess(fabric: &FabricRow, rows: &[DriftInput], watching: bool) -> Assessed {
+fn assess(registry: &KindRegistry, fabric: &FabricRow, rows: &[DriftInput], watching: bool) -> Assessed {
     let mut out = Assessed::default();
     for row in rows {
-        let (record, fields) = compute(fabric, row, watching);
+        let (record, fields) = compute(registry, fabric, row, watching);
         if record.status == row.drift_status && record.drift == row.drift.0 {
             continue;
         }
@@ -193,17 +192,19 @@ fn event_payload(row: &DriftInput, record: &DriftRecord) -> Vec<u8> {
 /// `refresh` on a pooled connection, for callers outside a transaction.
 pub async fn refresh_pooled(
     pool: &db::DbPool,
+    registry: &KindRegistry,
     fabric_id: Uuid,
     keys: Option<&[ResourceKey]>,
 ) -> Result<Vec<DriftChange>, DbError> {
     let mut conn = db::connect(pool).await?;
-    refresh(&mut conn, fabric_id, keys).await
+    refresh(&mut conn, registry, fabric_id, keys).await
 }
 
 /// Marks a resource contested by `manager`: self-heal stops fighting over it until it is back
 /// in sync.
 pub async fn mark_contested(
     pool: &db::DbPool,
+    registry: &KindRegistry,
     fabric_id: Uuid,
     key: &ResourceKey,
     manager: &str,
@@ -212,7 +213,7 @@ pub async fn mark_contested(
     let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok(()) };
     let rows = resources::drift_inputs(&mut conn, fabric_id, std::slice::from_ref(key)).await?;
     let Some(row) = rows.first() else { return Ok(()) };
-    let (mut record, _) = compute(&fabric, row, true);
+    let (mut record, _) = compute(registry, &fabric, row, true);
     record.status = DriftStatus::Contested;
     record.drift.contested_by = Some(manager.to_string());
     let payloads = vec![event_payload(row, &record)];

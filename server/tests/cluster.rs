@@ -573,6 +573,11 @@ async fn drift_names_fields_values_and_who_changed_them() {
         .summary
         .expect("summary");
     assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::Drifted as i32, 3), "{summary:?}");
+    // The fabric itself carries the same count, in GetFabric and ListFabrics.
+    let fabric = c.fabrics.get_fabric(GetFabricRequest { id: id.clone() }).await.expect("get").into_inner().fabric;
+    assert_eq!(fabric.map(|f| f.drift_count), Some(3));
+    let listed = c.fabrics.list_fabrics(ListFabricsRequest::default()).await.expect("list").into_inner().fabrics;
+    assert_eq!(listed.iter().find(|f| f.id == id).map(|f| f.drift_count), Some(3));
     let listed = c
         .drift
         .list_drifted_resources(ListDriftedResourcesRequest {
@@ -663,7 +668,7 @@ async fn a_map_list_in_another_order_is_not_drift() {
     // prefixes a map list keyed by prefix, both in the cluster and to the server (--crds-dir).
     let kube = KubeCluster::start();
     let crd_file =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/vpc.githedgehog.com_externalpeerings.yaml");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/crds/vpc.githedgehog.com_externalpeerings.yaml");
     let mut crd: serde_json::Value = serde_json::from_str(&kube.kubectl_ok(&[
         "create",
         "--dry-run=client",

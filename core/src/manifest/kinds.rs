@@ -2,7 +2,6 @@
 //! read from the CustomResourceDefinitions (data, not a type per kind).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -59,33 +58,20 @@ const HEDGEHOG_CRDS: &[(&str, &str)] = &[
 ];
 
 impl KindRegistry {
-    /// The registry in use: the embedded Hedgehog CRDs, plus those `install_extra` added.
+    /// The embedded Hedgehog CRDs (built once). The server passes its registry around
+    /// (`Settings::kinds`), which may add CRDs with `with_extra`; tests use this one.
     pub fn hedgehog() -> &'static KindRegistry {
         // The embedded CRDs are tested to load; an empty registry would fail every sync loudly.
         REGISTRY.get_or_init(|| KindRegistry::from_crds(HEDGEHOG_CRDS).unwrap_or_default())
     }
 
-    /// At start, before the registry is used: the CRDs in `dir` (*.yaml, *.yml; e.g. of a newer
-    /// Hedgehog release, or with list types declared) add kinds to the embedded ones or replace
-    /// those of the same group, version and kind. Returns the number of files read.
-    pub fn install_extra(dir: &Path) -> Result<usize, String> {
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        paths.sort();
-        let mut files = Vec::new();
-        for path in &paths {
-            files.push((
-                path.display().to_string(),
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-            ));
-        }
+    /// The embedded CRDs plus `files` (file name, YAML; e.g. of a newer Hedgehog release, or
+    /// with list types declared), which add kinds or replace those of the same group, version
+    /// and kind.
+    pub fn with_extra(files: &[(String, String)]) -> Result<KindRegistry, String> {
         let mut registry = KindRegistry::from_crds(HEDGEHOG_CRDS)?;
         registry.add_files(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
-        REGISTRY.set(registry).map_err(|_| "the kind registry is already in use".to_string())?;
-        Ok(paths.len())
+        Ok(registry)
     }
 
     /// Builds a registry from CRD documents, given as (file name, YAML).
@@ -136,6 +122,18 @@ impl KindRegistry {
             self.by_api.insert((format!("{group}/{version}"), kind.clone()), def);
         }
         Ok(())
+    }
+
+    /// The kind of `key` in `version`.
+    pub fn of_key(&self, key: &crate::ResourceKey, version: &str) -> Option<&KindDef> {
+        self.lookup(&key.api_version(version), &key.kind)
+    }
+
+    /// The openAPIV3Schema of `key` in `version`; Null for an unknown kind (compared as
+    /// plain JSON then).
+    pub fn schema_of(&self, key: &crate::ResourceKey, version: &str) -> &Value {
+        static UNKNOWN: Value = Value::Null;
+        self.of_key(key, version).map_or(&UNKNOWN, |k| &k.schema)
     }
 
     pub fn lookup(&self, api_version: &str, kind: &str) -> Option<&KindDef> {

@@ -279,7 +279,7 @@ impl DriftService for DriftApi {
     ) -> Result<Response<DetectDriftResponse>, Status> {
         let id: Uuid = parse_id("fabric_id", &request.get_ref().fabric_id)?;
         load(&self.state, id).await?;
-        drift::refresh_pooled(&self.state.pool, id, None).await.map_err(ApiError::from)?;
+        drift::refresh_pooled(&self.state.pool, self.state.settings.kinds, id, None).await.map_err(ApiError::from)?;
         let fabric = load(&self.state, id).await?;
         Ok(Response::new(DetectDriftResponse { summary: Some(self.summary(&fabric).await?) }))
     }

@@ -21,7 +21,6 @@ use crate::outbound::Outbound;
 use crate::proto::fabric_service_server::FabricService;
 use crate::proto::*;
 use crate::redact::Redactor;
-use fabricsync_core::manifest::kinds::KindRegistry;
 
 pub struct FabricApi {
     state: AppState,
@@ -227,7 +226,15 @@ fn apply_field(row: &mut FabricRow, fabric: &Fabric, path: &str, v: &mut Violati
     Ok(())
 }
 
-pub(crate) fn to_proto(row: &FabricRow) -> Fabric {
+/// One fabric as the API shows it, with its drift count.
+async fn shown(state: &AppState, row: &FabricRow) -> Result<Fabric, ApiError> {
+    let mut conn = state.conn().await?;
+    let drifted = resources::drifted_counts(&mut conn, &[row.id]).await?;
+    Ok(to_proto(row, drifted.get(&row.id).copied().unwrap_or(0)))
+}
+
+/// `drift_count`: the fabric's resources that count as drift (`resources::drifted_counts`).
+pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
     let counts: Vec<KindCount> = serde_json::from_value(row.resource_counts.clone())
         .map(|c: Vec<(String, String, i64)>| {
             c.into_iter().map(|(group, kind, count)| KindCount { group, kind, count }).collect()
@@ -267,7 +274,7 @@ pub(crate) fn to_proto(row: &FabricRow) -> Fabric {
         create_time: Some(convert::timestamp(row.created_at)),
         update_time: Some(convert::timestamp(row.updated_at)),
         etag: etag(row.version),
-        drift_count: 0,
+        drift_count,
     }
 }
 
@@ -368,12 +375,12 @@ impl FabricService for FabricApi {
         let mut conn = self.state.conn().await?;
         store::insert(&mut conn, &row).await.map_err(name_taken(&row.name))?;
         info!(fabric_id = %row.id, name = %row.name, "fabric created");
-        Ok(Response::new(CreateFabricResponse { fabric: Some(to_proto(&row)) }))
+        Ok(Response::new(CreateFabricResponse { fabric: Some(to_proto(&row, 0)) }))
     }
 
     async fn get_fabric(&self, request: Request<GetFabricRequest>) -> Result<Response<GetFabricResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id)?;
-        Ok(Response::new(GetFabricResponse { fabric: Some(to_proto(&load(&self.state, id).await?)) }))
+        Ok(Response::new(GetFabricResponse { fabric: Some(shown(&self.state, &load(&self.state, id).await?).await?) }))
     }
 
     async fn list_fabrics(
@@ -407,9 +414,11 @@ impl FabricService for FabricApi {
         };
         let mut conn = self.state.conn().await?;
         let listed = store::list(&mut conn, &filter, &page).await.map_err(ApiError::from)?;
+        let ids: Vec<Uuid> = listed.items.iter().map(|f| f.id).collect();
+        let drifted = resources::drifted_counts(&mut conn, &ids).await?;
         Ok(Response::new(ListFabricsResponse {
             next_page_token: listing::next_page_token(listed.has_more, listed.items.last().map(|f| f.name.as_str())),
-            fabrics: listed.items.iter().map(to_proto).collect(),
+            fabrics: listed.items.iter().map(|f| to_proto(f, drifted.get(&f.id).copied().unwrap_or(0))).collect(),
             total_size: listed.total as i32,
         }))
     }
@@ -468,7 +477,7 @@ impl FabricService for FabricApi {
         }
         info!(fabric_id = %id, fields = ?paths, credentials_cleared, "fabric updated");
         Ok(Response::new(UpdateFabricResponse {
-            fabric: Some(to_proto(&load(&self.state, id).await?)),
+            fabric: Some(shown(&self.state, &load(&self.state, id).await?).await?),
             credentials_cleared,
         }))
     }
@@ -546,7 +555,7 @@ impl FabricService for FabricApi {
         let id = parse_id("id", &request.get_ref().id)?;
         let fabric = load(&self.state, id).await?;
         let started = std::time::Instant::now();
-        let kinds = KindRegistry::hedgehog();
+        let kinds = self.state.settings.kinds;
         let (checked, redactor) =
             match cluster::connect(&fabric, &self.state.keyring, &self.state.settings.outbound).await {
                 Ok(connection) => (check::run(&connection.client, kinds).await, connection.redactor),
@@ -609,7 +618,7 @@ impl FabricService for FabricApi {
         let fabric = load(&self.state, id).await?;
         let namespace =
             if req.namespace.is_empty() { fabric.cluster_namespace.as_str() } else { req.namespace.as_str() };
-        let m = rbac::manifests(KindRegistry::hedgehog(), &fabric.name, account, namespace);
+        let m = rbac::manifests(self.state.settings.kinds, &fabric.name, account, namespace);
         Ok(Response::new(GenerateRbacManifestsResponse { yaml: m.yaml, token_secret_name: m.token_secret_name }))
     }
 }

@@ -13,8 +13,8 @@ use serde_json::Value;
 use fabricsync_core::waves;
 
 use super::{breaker, ClusterError, FABRIC_LABEL, FIELD_MANAGER};
+use fabricsync_core::diff::{changed_fields, comparable_live};
 use fabricsync_core::manifest::kinds::{KindDef, KindRegistry};
-use fabricsync_core::plan::changed_fields;
 use fabricsync_core::ResourceKey;
 
 /// Objects sent at once within a wave.
@@ -47,7 +47,7 @@ pub struct Live {
     pub version: String,
     pub resource_version: String,
     pub managed_by_fabric: bool,
-    /// Its labels, annotations and spec (see `comparable`).
+    /// As compared (`diff::comparable_live`): without status and server-set metadata.
     pub object: Value,
 }
 
@@ -93,15 +93,6 @@ pub fn with_fabric_label(body: &Value, fabric: &str) -> Value {
     body
 }
 
-/// The parts of an object a user owns, for comparing live and applied: spec, labels, annotations.
-fn comparable(object: &Value) -> Value {
-    let pick = |pointer: &str| object.pointer(pointer).cloned().unwrap_or(Value::Null);
-    serde_json::json!({
-        "metadata": {"labels": pick("/metadata/labels"), "annotations": pick("/metadata/annotations")},
-        "spec": pick("/spec"),
-    })
-}
-
 /// The result for one object.
 #[derive(Debug)]
 pub enum Applied {
@@ -127,10 +118,9 @@ impl Applier {
 
     fn api(&self, key: &ResourceKey, version: &str, kinds: &KindRegistry) -> Result<Api<DynamicObject>, ClusterError> {
         let ResourceKey { group, kind, namespace, .. } = key;
-        let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
         let def = kinds
-            .lookup(&api_version, kind)
-            .ok_or_else(|| ClusterError::Other(format!("{api_version} {kind} is not a known kind")))?;
+            .of_key(key, version)
+            .ok_or_else(|| ClusterError::Other(format!("{} {kind} is not a known kind", key.api_version(version))))?;
         let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &def.plural);
         Ok(if def.namespaced {
             Api::namespaced_with(self.client.clone(), namespace, &resource)
@@ -165,8 +155,9 @@ impl Applier {
                         resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
                         managed_by_fabric: labels.get(FABRIC_LABEL) == Some(&self.fabric),
                         // Only what a diff needs: managedFields and status would triple the memory.
-                        object: comparable(
+                        object: comparable_live(
                             &serde_json::to_value(&object).map_err(|e| ClusterError::Other(e.to_string()))?,
+                            &[],
                         ),
                     });
                 }
@@ -202,8 +193,9 @@ impl Applier {
             // An apply that changes nothing keeps the resourceVersion.
             Some(live) if live.resource_version == resource_version => Applied::Unchanged { uid, resource_version },
             Some(live) => {
-                let after = serde_json::to_value(&applied).unwrap_or(Value::Null);
-                let fields = changed_fields(&comparable(&live.object), &comparable(&after));
+                let after = comparable_live(&serde_json::to_value(&applied).unwrap_or(Value::Null), &[]);
+                let schema = kinds.schema_of(&desired.key, &desired.version);
+                let fields = changed_fields(&live.object, &after, schema);
                 if fields.is_empty() && self.dry_run {
                     Applied::Unchanged { uid, resource_version }
                 } else {

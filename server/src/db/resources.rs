@@ -635,6 +635,22 @@ pub async fn set_self_heal_reverts(
     Ok(())
 }
 
+/// Per fabric, its resources that count as drift (`DriftStatus::counts_as_drift`); fabrics
+/// without any are left out.
+pub async fn drifted_counts(
+    conn: &mut AsyncPgConnection,
+    fabric_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, i64>, DbError> {
+    let rows: Vec<(Uuid, i64)> = resources::table
+        .filter(resources::fabric_id.eq_any(fabric_ids))
+        .filter(resources::drift_status.eq_any(DriftStatus::drifted_words()))
+        .group_by(resources::fabric_id)
+        .select((resources::fabric_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// (group, kind, status, count) of a fabric's resources.
 pub async fn drift_counts(
     conn: &mut AsyncPgConnection,

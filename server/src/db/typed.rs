@@ -97,7 +97,7 @@ impl<T: DeserializeOwned + Default> FromSql<Nullable<Jsonb>, Pg> for Json<T> {
         <Json<T> as FromSql<Jsonb, Pg>>::from_sql(value)
     }
     fn from_nullable_sql(value: Option<PgValue<'_>>) -> deserialize::Result<Self> {
-        value.map_or_else(|| Ok(Json(T::default())), |v| <Json<T> as FromSql<Jsonb, Pg>>::from_sql(v))
+        value.map_or_else(|| Ok(Json(T::default())), <Json<T> as FromSql<Jsonb, Pg>>::from_sql)
     }
 }
 

@@ -104,7 +104,7 @@ pub async fn apply(
     desired: Vec<Desired>,
     scope: &Scope,
 ) -> Result<ApplyReport, PullError> {
-    let kinds = KindRegistry::hedgehog();
+    let kinds = state.settings.kinds;
     let targets: Option<Targets> = match run.targets.clone().map(serde_json::from_value).transpose() {
         Ok(targets) => targets,
         Err(e) => return Ok(ApplyReport::failed("apply.targets", format!("the run's targets cannot be read: {e}"))),

@@ -203,9 +203,10 @@ pub async fn pull(
     let file_count = files.len();
     let options = manifest::Options { default_namespace: namespace_of(fabric).to_string(), ..Default::default() };
     let parse_cache = state.parse_cache.clone();
+    let kinds = state.settings.kinds;
     let parsed = with_progress(
         (0usize, String::new()),
-        move |progress| parse_all(&files, &options, &parse_cache, progress),
+        move |progress| parse_all(&files, kinds, &options, &parse_cache, progress),
         scope,
         move |(i, path)| {
             Payload::Parsing(ParsingProgress {
@@ -255,11 +256,11 @@ fn clamp(n: usize) -> i32 {
 /// Parses files on every core (through the cache), in order, publishing (files done, path).
 fn parse_all(
     files: &[SourceFile],
+    registry: &KindRegistry,
     options: &manifest::Options,
     cache: &ParseCache,
     progress: &watch::Sender<(usize, String)>,
 ) -> Result<Vec<Arc<ParsedFile>>, PullError> {
-    let registry = KindRegistry::hedgehog();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let chunk = files.len().div_ceil(threads).max(1);
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -310,7 +311,8 @@ pub async fn plan_against_store(state: &AppState, fabric_id: Uuid, pulled: &Pull
     for i in updates {
         let change = &mut plan.changes[i];
         if let (Some(old), Some(new)) = (ids.get(&change.key).and_then(|id| old.get(id)), new_bodies.get(&change.key)) {
-            change.changed_fields = plan::changed_fields(old, new);
+            let schema = state.settings.kinds.schema_of(&change.key, &change.version);
+            change.changed_fields = fabricsync_core::diff::changed_fields(old, new, schema);
         }
     }
     Ok(plan)

@@ -27,7 +27,7 @@ use crate::proto::{FabricEvent, FabricEventType};
 use crate::sync::queue;
 use fabricsync_core::drift::{heal, FieldManager};
 use fabricsync_core::live::{Change, Event, KindId, LiveIndex};
-use fabricsync_core::manifest::kinds::{KindDef, KindRegistry};
+use fabricsync_core::manifest::kinds::KindDef;
 use fabricsync_core::vocab::{DriftStatus, Stream, SyncMode, Trigger, WatchStatus};
 use fabricsync_core::ResourceKey;
 
@@ -175,7 +175,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
     };
     let cluster::Connection { client, redactor } =
         cluster::connect(&fabric, &state.keyring, &state.settings.outbound).await.map_err(|e| e.to_string())?;
-    let registry = KindRegistry::hedgehog();
+    let registry = state.settings.kinds;
     let installed = check::installed_crds(&client, registry).await.map_err(|e| redactor.clean(&e.to_string()))?;
     let kinds: Vec<&'static KindDef> = registry
         .kinds()
@@ -231,7 +231,8 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         let touched: Vec<ResourceKey> = changes.records.iter().map(LiveRecord::key).collect();
         changes.write(state, fabric_id).await.map_err(|e| e.to_string())?;
         if !touched.is_empty() && status == WatchStatus::Active {
-            let drifted = refresh_pooled(&state.pool, fabric_id, Some(&touched)).await.map_err(|e| e.to_string())?;
+            let drifted =
+                refresh_pooled(&state.pool, registry, fabric_id, Some(&touched)).await.map_err(|e| e.to_string())?;
             if fabric.self_heal {
                 self_heal(state, fabric_id, &drifted).await.map_err(|e| e.to_string())?;
             }
@@ -243,7 +244,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
             if now == WatchStatus::Active {
                 info!("watch active");
                 // Everything is listed: the live view is complete, drift can be told.
-                refresh_pooled(&state.pool, fabric_id, None).await.map_err(|e| e.to_string())?;
+                refresh_pooled(&state.pool, registry, fabric_id, None).await.map_err(|e| e.to_string())?;
             }
         }
     }
@@ -273,7 +274,7 @@ async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -
                     .cloned()
                     .unwrap_or_else(|| "another writer".into());
                 warn!(resource = ?change.key, field = %field, manager = %other, "self-heal gave up: contested");
-                mark_contested(&state.pool, fabric_id, &change.key, &other).await?;
+                mark_contested(&state.pool, state.settings.kinds, fabric_id, &change.key, &other).await?;
                 resources::set_self_heal_reverts(&mut conn, change.id, None).await?;
             }
         }

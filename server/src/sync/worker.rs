@@ -73,7 +73,7 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
     match result {
         Ok(()) if !run.dry_run => {
             // The desired state or the cluster changed: drift follows.
-            if let Err(e) = crate::drift::refresh_pooled(&state.pool, run.fabric_id, None).await {
+            if let Err(e) = crate::drift::refresh_pooled(&state.pool, state.settings.kinds, run.fabric_id, None).await {
                 warn!(error = %e, "could not recompute drift after the run");
             }
         }
