@@ -12,6 +12,7 @@
 //! - `drift`: resource drift verdicts and self-heal's memory of reverts.
 //! - `live`: the watch's live index, a pure state update per watcher event.
 
+pub mod apply;
 pub mod diff;
 pub mod drift;
 pub mod key;

@@ -1,10 +1,22 @@
 //! Opening sealed credentials for use by a connection. The opened values go straight into the
 //! transport and are never returned, logged or put into errors.
 
-use crate::crypto::{self, CryptoError, Keyring, Sealed};
+use crate::crypto::{self, CryptoError, Keyring, Sealed, Secret};
+use crate::db::fabrics::FabricRow;
 use crate::db::repositories::RepositoryRow;
 use crate::git::Auth;
 use fabricsync_core::vocab::AuthType;
+
+/// A fabric's stored cluster bearer token, opened for a cluster connection; None without one.
+pub fn cluster_token(fabric: &FabricRow, keyring: &Keyring) -> Result<Option<Secret>, CryptoError> {
+    match (&fabric.cluster_token_sealed, &fabric.cluster_token_key_id) {
+        (Some(blob), Some(key_id)) => Ok(Some(keyring.open_secret(
+            &Sealed { key_id: key_id.clone(), blob: blob.clone() },
+            &crypto::fabric_token_context(fabric.id),
+        )?)),
+        _ => Ok(None),
+    }
+}
 
 /// The stored credentials of a repository, opened for a git connection.
 pub fn git_auth(row: &RepositoryRow, keyring: &Keyring) -> Result<Auth, CryptoError> {

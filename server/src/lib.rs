@@ -22,6 +22,7 @@ pub mod redact;
 pub mod server;
 pub mod sync;
 pub mod telemetry;
+pub mod text;
 pub mod transport;
 
 /// Generated gRPC code of the `fabricsync.v1` package.

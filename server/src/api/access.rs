@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::error::{quote, ApiError};
+use super::error::ApiError;
 use super::{listing, AppState};
 use crate::auth::manage::{self, TokenError, TokenSpec};
 use crate::auth::{Actor, Credential, Role};
@@ -12,6 +12,7 @@ use crate::db::audit::{AuditFilter, AuditRow};
 use crate::db::tokens::{self as store, TokenRow};
 use crate::proto::access_service_server::AccessService;
 use crate::proto::*;
+use crate::text::quote;
 
 pub struct AccessApi {
     state: AppState,
@@ -135,7 +136,7 @@ impl AccessService for AccessApi {
     ) -> Result<Response<RevokeTokenResponse>, Status> {
         let by = super::requester(&request)?;
         let name = request.into_inner().name;
-        super::validate::no_nul(&name).map_err(|e| ApiError::invalid("name", e))?;
+        crate::text::no_nul(&name).map_err(|e| ApiError::invalid("name", e))?;
         let mut conn = self.state.conn().await?;
         let row = store::revoke(&mut conn, &name)
             .await

@@ -19,7 +19,7 @@ pub enum ApiError {
     #[error("invalid request: {}", summary(.0))]
     InvalidArgument(Vec<Violation>),
     /// `id` is client input as often as not: the message quotes only its start.
-    #[error("{kind} {} not found", quote(.id))]
+    #[error("{kind} {} not found", crate::text::quote(.id))]
     NotFound { kind: &'static str, id: String },
     #[error("{0}")]
     AlreadyExists(String),
@@ -35,19 +35,6 @@ pub enum ApiError {
     Crypto(#[from] CryptoError),
     #[error("{0}")]
     Internal(String),
-}
-
-/// How much of a client-given value a message quotes.
-pub const QUOTED_CHARS: usize = 64;
-
-/// A client-given value as messages quote it: Debug-quoted (control characters escaped), cut
-/// to its first [`QUOTED_CHARS`] characters with "…" after, so a message never echoes
-/// unbounded input. Every message that quotes request input goes through this.
-pub fn quote(value: &str) -> String {
-    match value.char_indices().nth(QUOTED_CHARS) {
-        Some((end, _)) => format!("{:?}…", &value[..end]),
-        None => format!("{value:?}"),
-    }
 }
 
 fn summary(violations: &[Violation]) -> String {
@@ -171,14 +158,14 @@ mod tests {
 
     #[test]
     fn quoted_input_is_bounded() {
-        assert_eq!(quote("lab"), "\"lab\"");
+        assert_eq!(crate::text::quote("lab"), "\"lab\"");
         let long = "é".repeat(1 << 20);
-        let quoted = quote(&long);
-        assert_eq!(quoted, format!("{:?}…", "é".repeat(QUOTED_CHARS)));
+        let quoted = crate::text::quote(&long);
+        assert_eq!(quoted, format!("{:?}…", "é".repeat(crate::text::QUOTED_CHARS)));
         let status: Status = ApiError::NotFound { kind: "resource", id: "k".repeat(1 << 20) }.into();
         assert_eq!(status.code(), Code::NotFound);
         assert!(status.message().len() < 100, "{}", status.message());
-        assert_eq!(quote("a\0b"), "\"a\\0b\"");
+        assert_eq!(crate::text::quote("a\0b"), "\"a\\0b\"");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 use uuid::Uuid;
 
-use super::error::{quote, ApiError, Violations};
+use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::cluster::{self, check, rbac, ClusterError};
 use crate::convert::{
@@ -21,6 +21,7 @@ use crate::outbound::Outbound;
 use crate::proto::fabric_service_server::FabricService;
 use crate::proto::*;
 use crate::redact::Redactor;
+use crate::text::quote;
 
 pub struct FabricApi {
     state: AppState,

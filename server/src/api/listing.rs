@@ -8,8 +8,9 @@ use base64::Engine;
 
 use fabricsync_core::vocab::Word;
 
-use super::error::{quote, ApiError};
+use super::error::ApiError;
 use crate::db::Page;
+use crate::text::quote;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;

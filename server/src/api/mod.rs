@@ -69,7 +69,7 @@ pub fn mask_paths(mask: Option<&prost_types::FieldMask>, allowed: &[&str]) -> Re
     if let Some(bad) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
         return Err(ApiError::invalid(
             "update_mask",
-            format!("unknown or read-only path {}; allowed: {}", error::quote(bad), allowed.join(", ")),
+            format!("unknown or read-only path {}; allowed: {}", crate::text::quote(bad), allowed.join(", ")),
         ));
     }
     Ok(paths)

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use fabricsync_core::vocab as v;
 
-use super::error::{quote, ApiError, Violations};
+use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::convert::{self, AUTH_TYPES, CONNECTION_STATUSES, PROVIDERS};
 use crate::crypto::{self, Secret};
@@ -17,6 +17,7 @@ use crate::outbound::{Outbound, Refused};
 use crate::proto::repository_auth::Method;
 use crate::proto::repository_service_server::RepositoryService;
 use crate::proto::*;
+use crate::text::quote;
 
 pub struct RepositoryApi {
     state: AppState,

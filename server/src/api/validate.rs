@@ -35,15 +35,7 @@ pub fn max_len(value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {
         return Err(format!("must be at most {max} bytes, got {}", value.len()));
     }
-    no_nul(value)
-}
-
-/// PostgreSQL text cannot hold NUL: a NUL reaching a query comes back as a database error.
-pub fn no_nul(value: &str) -> Result<(), String> {
-    if value.contains('\0') {
-        return Err("must not contain NUL characters".into());
-    }
-    Ok(())
+    crate::text::no_nul(value)
 }
 
 fn non_empty_max(value: &str, max: usize) -> Result<(), String> {
@@ -193,7 +185,7 @@ pub fn ca_certificate_pem(value: &str) -> Result<(), String> {
     while rest.windows(11).any(|w| w == b"-----BEGIN ") {
         let (remaining, pem) = x509_parser::pem::parse_x509_pem(rest).map_err(|_| "is not valid PEM".to_string())?;
         if pem.label != "CERTIFICATE" {
-            return Err(format!("holds a PEM block {}; expected CERTIFICATE", super::error::quote(&pem.label)));
+            return Err(format!("holds a PEM block {}; expected CERTIFICATE", crate::text::quote(&pem.label)));
         }
         pem.parse_x509().map_err(|e| format!("certificate {} does not parse as X.509: {e}", count + 1))?;
         count += 1;

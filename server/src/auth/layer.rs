@@ -25,9 +25,9 @@ use super::authenticator::{AuthError, Authenticator};
 use super::limits::{Exceeded, Limits, StreamSlot};
 use super::rules::{self, Access, Rule, Target};
 use super::{Actor, Credential, Principal, Role};
-use crate::api::error::{quote, QUOTED_CHARS};
 use crate::db::audit::NewAuditEvent;
 use crate::db::{DbConn, DbPool};
+use crate::text::{quote, QUOTED_CHARS};
 use crate::transport::PeerInfo;
 
 pub const ACTOR_HEADER: &str = "x-fabricsync-actor";

@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::token::{self, Pepper};
 use super::Role;
-use crate::api::error::quote;
 use crate::crypto::{Keyring, Secret};
 use crate::db::tokens::TokenRow;
 use crate::db::DbError;
+use crate::text::quote;
 
 /// The longest validity a token may be given.
 const MAX_TTL: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
@@ -67,7 +67,7 @@ fn check(spec: &TokenSpec) -> Result<Checked, TokenError> {
             "must be 1-63 of a-z 0-9 . _ -, starting with a letter or digit".into(),
         ));
     }
-    crate::api::validate::no_nul(&spec.description).map_err(|e| TokenError::Invalid("description", e))?;
+    crate::text::no_nul(&spec.description).map_err(|e| TokenError::Invalid("description", e))?;
     let role = spec.role.ok_or_else(|| TokenError::Invalid("role", "is required: viewer, operator or admin".into()))?;
     for glob in &spec.fabrics {
         let ok = !glob.is_empty()

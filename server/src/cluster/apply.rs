@@ -1,6 +1,5 @@
-//! Server-side apply of a fabric's stored desired state: in waves, unchanged objects skipped,
-//! optional prune of labelled objects that left Git. The decisions are pure (`decide`); the
-//! requests live in `Applier`.
+//! Server-side apply requests for a fabric (`Applier`): list, apply in waves with bounded
+//! concurrency and retries, delete. What to send is decided by `fabricsync_core::apply`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,9 +9,8 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, List
 use kube::{Api, Client};
 use serde_json::Value;
 
-use fabricsync_core::waves;
-
 use super::{breaker, ClusterError, FABRIC_LABEL, FIELD_MANAGER};
+pub use fabricsync_core::apply::{Desired, Live};
 use fabricsync_core::diff::{changed_fields, comparable_live};
 use fabricsync_core::manifest::kinds::{KindDef, KindRegistry};
 use fabricsync_core::ResourceKey;
@@ -24,62 +22,6 @@ const ATTEMPTS: u32 = 4;
 const LIST_PAGE: u32 = 500;
 /// The longest Retry-After honoured, in seconds.
 const MAX_RETRY_AFTER: u64 = 30;
-
-/// One stored desired object to apply.
-#[derive(Debug, Clone)]
-pub struct Desired {
-    pub id: uuid::Uuid,
-    pub key: ResourceKey,
-    pub version: String,
-    pub body: Value,
-    pub hash: String,
-    pub last_applied_hash: Option<String>,
-    /// resourceVersion the cluster returned to the last apply.
-    pub applied_resource_version: Option<String>,
-    /// Self-heal gave up on it (another writer keeps changing it).
-    pub contested: bool,
-}
-
-/// One object as the cluster has it.
-#[derive(Debug, Clone)]
-pub struct Live {
-    pub key: ResourceKey,
-    pub version: String,
-    pub resource_version: String,
-    pub managed_by_fabric: bool,
-    /// As compared (`diff::comparable_live`): without status and server-set metadata.
-    pub object: Value,
-}
-
-/// What happens to one desired object.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// Hash equals the last applied one and the live object has not moved: not sent.
-    Skip,
-    Send {
-        exists: bool,
-    },
-}
-
-/// Pure: skip an object only when nothing about it can have changed since its last apply.
-pub fn decide(desired: &Desired, live: Option<&Live>) -> Decision {
-    match live {
-        Some(live)
-            if desired.last_applied_hash.as_deref() == Some(desired.hash.as_str())
-                && desired.applied_resource_version.as_deref() == Some(live.resource_version.as_str()) =>
-        {
-            Decision::Skip
-        }
-        Some(_) => Decision::Send { exists: true },
-        None => Decision::Send { exists: false },
-    }
-}
-
-/// Pure: labelled objects of this fabric that are no longer desired.
-pub fn prunable<'a>(live: &'a [Live], desired: &[Desired]) -> Vec<&'a Live> {
-    let wanted: std::collections::HashSet<&ResourceKey> = desired.iter().map(|d| &d.key).collect();
-    live.iter().filter(|l| l.managed_by_fabric && !wanted.contains(&l.key)).collect()
-}
 
 /// The object as sent: the desired body with the fabric's label.
 pub fn with_fabric_label(body: &Value, fabric: &str) -> Value {
@@ -211,7 +153,7 @@ impl Applier {
         let params = DeleteParams { dry_run: self.dry_run, ..Default::default() };
         match retry(&self.cluster, || api.delete(&live.key.name, &params)).await {
             Ok(_) => Ok(()),
-            Err(ClusterError::Other(m)) if m.contains("not found") => Ok(()),
+            Err(ClusterError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -228,11 +170,6 @@ impl Applier {
             .map(move |i| async move { (i, self.apply(&desired[i], live.get(&desired[i].key).copied(), kinds).await) })
             .buffer_unordered(CONCURRENCY)
     }
-}
-
-/// Groups of indexes of `desired` by wave; objects with a bad sync-wave annotation apart.
-pub fn plan_waves(desired: &[Desired]) -> waves::WavePlan {
-    waves::waves(desired, |d| waves::wave_of(&d.key.kind, &d.body))
 }
 
 /// Runs a request through the cluster's circuit breaker, retrying 429/5xx/timeouts with
@@ -276,57 +213,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn desired(hash: &str, applied: Option<&str>, rv: Option<&str>) -> Desired {
-        Desired {
-            id: uuid::Uuid::nil(),
-            key: ResourceKey::new("vpc.githedgehog.com", "VPC", "default", "vpc-1"),
-            version: "v1beta1".into(),
-            body: json!({"metadata": {"name": "vpc-1"}}),
-            hash: hash.into(),
-            last_applied_hash: applied.map(Into::into),
-            applied_resource_version: rv.map(Into::into),
-            contested: false,
-        }
-    }
-
-    fn live(rv: &str, ours: bool) -> Live {
-        Live {
-            key: ResourceKey::new("vpc.githedgehog.com", "VPC", "default", "vpc-1"),
-            version: "v1beta1".into(),
-            resource_version: rv.into(),
-            managed_by_fabric: ours,
-            object: json!({}),
-        }
-    }
-
-    #[test]
-    fn skips_only_when_hash_and_live_version_are_unchanged() {
-        assert_eq!(decide(&desired("h1", Some("h1"), Some("7")), Some(&live("7", true))), Decision::Skip);
-        assert_eq!(
-            decide(&desired("h2", Some("h1"), Some("7")), Some(&live("7", true))),
-            Decision::Send { exists: true }
-        );
-        // Someone changed the live object since: send again.
-        assert_eq!(
-            decide(&desired("h1", Some("h1"), Some("7")), Some(&live("9", true))),
-            Decision::Send { exists: true }
-        );
-        // Deleted from the cluster: create.
-        assert_eq!(decide(&desired("h1", Some("h1"), Some("7")), None), Decision::Send { exists: false });
-    }
-
-    #[test]
-    fn prunes_only_labelled_objects_that_left_git() {
-        let mut other = live("1", true);
-        other.key.name = "vpc-2".into();
-        let mut foreign = live("1", false);
-        foreign.key.name = "vpc-3".into();
-        let all = [live("1", true), other, foreign];
-        let pruned = prunable(&all, &[desired("h", None, None)]);
-        assert_eq!(pruned.len(), 1);
-        assert_eq!(pruned[0].key.name, "vpc-2");
-    }
 
     #[test]
     fn label_is_added_without_losing_others() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::Client;
 use secrecy::SecretString;
 
-use crate::crypto::{self, Keyring, Sealed};
+use crate::crypto::Keyring;
 use crate::db::fabrics::FabricRow;
 use crate::outbound::{Outbound, Refused};
 use crate::redact::Redactor;
@@ -39,6 +39,8 @@ pub enum ClusterError {
     Unauthenticated(String),
     #[error("permission denied (403): {0}")]
     Forbidden(String),
+    #[error("not found (404): {0}")]
+    NotFound(String),
     #[error("conflict (409): {0}")]
     Conflict(String),
     #[error("the API server is busy or failing ({code}): {message}")]
@@ -64,6 +66,7 @@ impl ClusterError {
             ClusterError::Tls(_) => "cluster.tls",
             ClusterError::Unauthenticated(_) => "cluster.unauthenticated",
             ClusterError::Forbidden(_) => "cluster.forbidden",
+            ClusterError::NotFound(_) => "cluster.not_found",
             ClusterError::Conflict(_) => "apply.conflict",
             ClusterError::Busy { .. } => "cluster.busy",
             ClusterError::Refused(_) => "cluster.refused",
@@ -79,6 +82,7 @@ impl From<kube::Error> for ClusterError {
             return match status.code {
                 401 => ClusterError::Unauthenticated(message),
                 403 => ClusterError::Forbidden(message),
+                404 => ClusterError::NotFound(message),
                 409 => ClusterError::Conflict(message),
                 code @ (429 | 500..=599) => {
                     // The API server's Retry-After, also carried in the Status body.
@@ -159,11 +163,9 @@ pub async fn connect(fabric: &FabricRow, keyring: &Keyring, outbound: &Outbound)
         config.root_cert = Some(pem_certificates(&fabric.cluster_ca_pem)?);
     }
     let mut secrets = Vec::new();
-    if let (Some(blob), Some(key_id)) = (&fabric.cluster_token_sealed, &fabric.cluster_token_key_id) {
-        let sealed = Sealed { key_id: key_id.clone(), blob: blob.clone() };
-        let token = keyring
-            .open_secret(&sealed, &crypto::fabric_token_context(fabric.id))
-            .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
+    let token = crate::credentials::cluster_token(fabric, keyring)
+        .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
+    if let Some(token) = token {
         config.auth_info.token = Some(SecretString::from(token.expose().to_string()));
         secrets.push(token.expose().to_string());
     }

@@ -72,7 +72,38 @@ pub enum GitError {
     Other(String),
 }
 
+impl FailureKind {
+    /// The diagnostic code of runs that failed this way, e.g. `git.directory_not_found`.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureKind::Dns => "git.dns",
+            FailureKind::ConnectionRefused => "git.connection_refused",
+            FailureKind::Timeout => "git.timeout",
+            FailureKind::Tls => "git.tls",
+            FailureKind::Authentication => "git.authentication",
+            FailureKind::HostKey => "git.host_key",
+            FailureKind::NotARepository => "git.not_a_repository",
+            FailureKind::Protocol => "git.protocol",
+            FailureKind::InvalidUrl => "git.invalid_url",
+            FailureKind::UnknownRef => "git.unknown_ref",
+            FailureKind::DirectoryNotFound => "git.directory_not_found",
+            FailureKind::InvalidPath => "git.invalid_path",
+            FailureKind::FileTooLarge => "git.file_too_large",
+            FailureKind::LimitExceeded => "git.limit_exceeded",
+            FailureKind::SymlinkEscapes => "git.symlink_escapes",
+            FailureKind::BrokenSymlink => "git.broken_symlink",
+            FailureKind::Refused => "git.refused",
+            FailureKind::Other => "git.other",
+        }
+    }
+}
+
 impl GitError {
+    /// The diagnostic code of its class (see [`FailureKind::code`]).
+    pub fn code(&self) -> &'static str {
+        self.kind().code()
+    }
+
     pub fn kind(&self) -> FailureKind {
         match self {
             GitError::Dns(_) => FailureKind::Dns,

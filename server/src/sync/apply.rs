@@ -4,12 +4,11 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::pull::{PullError, Scope};
 use super::{run_diagnostic, Counters, StoredChange, StoredDiagnostic, MAX_STORED_CHANGES};
-use crate::cluster::apply::{decide, plan_waves, prunable, Applied, Applier, Decision, Desired, Live};
+use crate::cluster::apply::{Applied, Applier};
 use crate::cluster::{self, FABRIC_LABEL};
 use crate::context::AppState;
 use crate::db::fabrics::FabricRow;
@@ -18,10 +17,12 @@ use crate::db::{self, runs::RunRow};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::ApplyingProgress;
 use crate::sync::watch;
+pub use fabricsync_core::apply::Targets;
+use fabricsync_core::apply::{self as core_apply, decide, plan_apply, plan_waves, Decision, Desired, Live};
 use fabricsync_core::manifest::kinds::KindRegistry;
 use fabricsync_core::manifest::Object;
-use fabricsync_core::vocab::{ChangeAction, Trigger};
-use fabricsync_core::waves;
+use fabricsync_core::vocab::ChangeAction;
+use fabricsync_core::waves::WavePlan;
 use fabricsync_core::ResourceKey;
 
 /// Emit an Applying event every this many objects (and at each wave's end).
@@ -44,14 +45,6 @@ impl ApplyReport {
             ..Default::default()
         }
     }
-}
-
-/// The resources a Remediate run is limited to (the run's `targets`): desired ones to reapply,
-/// orphans to delete. A run without targets covers the whole fabric.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Targets {
-    pub apply: HashSet<ResourceKey>,
-    pub delete: HashSet<ResourceKey>,
 }
 
 /// Stored desired objects as the applier takes them.
@@ -109,7 +102,7 @@ pub async fn apply(
         Ok(targets) => targets,
         Err(e) => return Ok(ApplyReport::failed("apply.targets", format!("the run's targets cannot be read: {e}"))),
     };
-    let waves::WavePlan { waves, invalid } = plan_waves(&desired);
+    let WavePlan { waves, invalid } = plan_waves(&desired);
     if !invalid.is_empty() {
         // Validation before apply: nothing is sent while any object is unplaceable.
         let diagnostics: Vec<StoredDiagnostic> = invalid
@@ -127,39 +120,22 @@ pub async fn apply(
     // Every message from here on may quote the cluster's answers.
     let say = |e: &cluster::ClusterError| redactor.clean(&e.to_string());
     let applier = Applier::new(client, &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
-    // A run leaves contested resources to the user (self-heal) and others to the targets.
-    let in_run = |d: &Desired| {
-        !(run.trigger == Trigger::SelfHeal && d.contested) && targets.as_ref().is_none_or(|t| t.apply.contains(&d.key))
-    };
+    let in_run = |d: &Desired| core_apply::in_run(d, run.trigger, targets.as_ref());
     let live = match live_view(state, fabric, &applier, kinds, &desired, &in_run).await? {
         Ok(live) => live,
         Err(e) => return Ok(ApplyReport::failed(e.code(), format!("cannot list the cluster's objects: {}", say(&e)))),
     };
     scope.checkpoint()?;
+    let plan = plan_apply(&desired, &waves, &live, targets.as_ref(), run.trigger, fabric.prune);
     let live_by_key: HashMap<ResourceKey, &Live> = live.iter().map(|l| (l.key.clone(), l)).collect();
 
     let mut report = ApplyReport::default();
     let mut records = Vec::new();
-    let mut send: Vec<(i64, Vec<usize>)> = Vec::new();
-    for (wave, indexes) in &waves {
-        let mut to_send = Vec::new();
-        for &i in indexes {
-            // Contested resources stay desired: never pruned.
-            if !in_run(&desired[i]) {
-                continue;
-            }
-            match decide(&desired[i], live_by_key.get(&desired[i].key).copied()) {
-                Decision::Skip => {
-                    report.counters.unchanged += 1;
-                    records.push(record(&desired[i], "unchanged", None, None));
-                }
-                Decision::Send { .. } => to_send.push(i),
-            }
-        }
-        if !to_send.is_empty() {
-            send.push((*wave, to_send));
-        }
+    for &i in &plan.skipped {
+        report.counters.unchanged += 1;
+        records.push(record(&desired[i], "unchanged", None, None));
     }
+    let send = plan.send;
     let total: usize = send.iter().map(|(_, v)| v.len()).sum();
     let mut done = 0usize;
     for (n, (wave, indexes)) in send.iter().enumerate() {
@@ -219,12 +195,7 @@ pub async fn apply(
         save(state, &records).await?;
     }
     // Orphans go with the fabric's prune policy, or when a Remediate run names them.
-    let gone: Vec<&Live> = match &targets {
-        Some(t) => prunable(&live, &desired).into_iter().filter(|l| t.delete.contains(&l.key)).collect(),
-        None if fabric.prune => prunable(&live, &desired),
-        None => Vec::new(),
-    };
-    for gone in gone {
+    for gone in plan.prune.iter().map(|&i| &live[i]) {
         scope.checkpoint()?;
         match applier.delete(gone, kinds).await {
             Ok(()) => {

@@ -157,12 +157,12 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
         Err(e @ (PullError::Lost | PullError::Released)) => Err(e),
         Err(e) => {
             let code = match &e {
-                PullError::Git(g) => format!("git.{}", snake_case(&format!("{:?}", g.kind()))),
-                _ => "sync.internal".to_string(),
+                PullError::Git(g) => g.code(),
+                _ => "sync.internal",
             };
             let message = e.to_string();
             let failed =
-                Conclusion::failed(vec![run_diagnostic(&code, message.clone())], message, Counters::default(), None);
+                Conclusion::failed(vec![run_diagnostic(code, message.clone())], message, Counters::default(), None);
             conclude(state, worker, run, &fabric, failed, None).await
         }
     }
@@ -536,25 +536,4 @@ fn desired_rows(
 
 fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
-}
-
-/// `DirectoryNotFound` -> `directory_not_found`, for diagnostic codes.
-fn snake_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn snake_case_codes() {
-        assert_eq!(super::snake_case("DirectoryNotFound"), "directory_not_found");
-        assert_eq!(super::snake_case("Dns"), "dns");
-    }
 }
