@@ -140,7 +140,7 @@ async fn token(common: &Common, action: &TokenCommand, url: &str) -> anyhow::Res
             println!("{}", value.expose());
         }
         TokenCommand::List { all } => {
-            let mut page = db::Page { size: crate::api::listing::MAX_PAGE_SIZE, after_name: None };
+            let mut page = db::Page { size: crate::api::listing::MAX_PAGE_SIZE, after: None };
             println!("{:<24} {:<9} {:<20} {:<26} {:<26} REVOKED", "NAME", "ROLE", "FABRICS", "EXPIRES", "LAST USED");
             loop {
                 let listed = db::tokens::list(&mut conn, *all, &page).await?;
@@ -160,7 +160,7 @@ async fn token(common: &Common, action: &TokenCommand, url: &str) -> anyhow::Res
                     );
                 }
                 match (listed.has_more, listed.items.last()) {
-                    (true, Some(last)) => page.after_name = Some(db::tokens::cursor(last)),
+                    (true, Some(last)) => page.after = Some(db::tokens::cursor(last)),
                     _ => break,
                 }
             }

@@ -1,7 +1,11 @@
 //! fabricsync: keeps a Hedgehog Open Network Fabric in sync with Git, over gRPC.
 //!
-//! Layers (see docs/ARCHITECTURE.md): `api` (tonic services, error mapping), `db` (diesel),
-//! `git` (gix), `crypto` (secrets at rest); `manifest` is the pure core.
+//! This crate is the imperative shell; the pure core (manifests, the one diff, plans, drift
+//! verdicts, the live index, the domain's words) is the `fabricsync-core` crate. Layers (see
+//! docs/ARCHITECTURE.md, checked by scripts/check-layers.py): `transport` and `auth` in front,
+//! `api` (tonic services, error mapping), `sync` (the engine and its watches), `drift` (drift's
+//! I/O shell), `git` (gix), `cluster` (kube), `db` (diesel), `crypto` (secrets at rest), with
+//! `context` (what they share) and `convert` (the domain as proto).
 
 pub mod api;
 pub mod app;

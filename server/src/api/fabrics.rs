@@ -701,13 +701,7 @@ fn field_managers(stored: &[fabricsync_core::drift::FieldManager]) -> Vec<FieldM
 }
 
 pub(super) fn resource_key(row: &ResourceRow) -> ResourceKey {
-    ResourceKey {
-        group: row.api_group.clone(),
-        version: row.api_version.clone(),
-        kind: row.kind.clone(),
-        namespace: row.namespace.clone(),
-        name: row.name.clone(),
-    }
+    convert::resource_key(&row.key(), &row.api_version)
 }
 
 fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {

@@ -32,7 +32,7 @@ pub fn page(page_size: i32, page_token: &str) -> Result<Page, ApiError> {
         return Err(ApiError::invalid("page_size", "must not be negative"));
     }
     let size = if page_size == 0 { DEFAULT_PAGE_SIZE } else { i64::from(page_size).min(MAX_PAGE_SIZE) };
-    let after_name = if page_token.is_empty() {
+    let after = if page_token.is_empty() {
         None
     } else {
         let bad = || ApiError::invalid("page_token", "is not a token returned by this list");
@@ -43,7 +43,7 @@ pub fn page(page_size: i32, page_token: &str) -> Result<Page, ApiError> {
         }
         Some(text.strip_prefix(TOKEN_PREFIX).ok_or_else(bad)?.to_string())
     };
-    Ok(Page { size, after_name })
+    Ok(Page { size, after })
 }
 
 /// The token of the page after the one ending with `last_name`.
@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(page(10_000, "").unwrap().size, MAX_PAGE_SIZE);
         assert!(page(-1, "").is_err());
         let token = next_page_token(true, Some("fab-7"));
-        assert_eq!(page(5, &token).unwrap().after_name.as_deref(), Some("fab-7"));
+        assert_eq!(page(5, &token).unwrap().after.as_deref(), Some("fab-7"));
         assert_eq!(next_page_token(false, Some("x")), "");
         let nul = B64.encode("after:a\0b");
         for bad in ["%%%", "bm90LWEtdG9rZW4", nul.as_str()] {

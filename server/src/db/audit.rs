@@ -85,13 +85,11 @@ pub async fn list(
     };
     let total = filtered().count().get_result(conn).await?;
     let mut query = filtered().select(AuditRow::as_select()).order(audit_events::id.desc());
-    if let Some(after) = page.after_name.as_deref().and_then(|t| t.parse::<i64>().ok()) {
+    if let Some(after) = page.after.as_deref().and_then(|t| t.parse::<i64>().ok()) {
         query = query.filter(audit_events::id.lt(after));
     }
-    let mut items: Vec<AuditRow> = query.limit(page.size + 1).load(conn).await?;
-    let has_more = items.len() as i64 > page.size;
-    items.truncate(page.size as usize);
-    Ok(Listed { items, total, has_more })
+    let items: Vec<AuditRow> = query.limit(page.limit()).load(conn).await?;
+    Ok(page.finish(items, total))
 }
 
 /// Deletes events older than `before`; returns how many.

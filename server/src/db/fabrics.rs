@@ -113,13 +113,11 @@ pub async fn list(
 ) -> Result<Listed<FabricRow>, DbError> {
     let total = filtered(filter).count().get_result(conn).await?;
     let mut query = filtered(filter).select(FabricRow::as_select()).order(fabrics::name.asc());
-    if let Some(after) = &page.after_name {
+    if let Some(after) = &page.after {
         query = query.filter(fabrics::name.gt(after.clone()));
     }
-    let mut items: Vec<FabricRow> = query.limit(page.size + 1).load(conn).await?;
-    let has_more = items.len() as i64 > page.size;
-    items.truncate(page.size as usize);
-    Ok(Listed { items, total, has_more })
+    let items: Vec<FabricRow> = query.limit(page.limit()).load(conn).await?;
+    Ok(page.finish(items, total))
 }
 
 /// Writes `row` if the stored version is still `expected_version`; bumps the version.

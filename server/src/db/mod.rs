@@ -19,6 +19,7 @@ use diesel_async::pooled_connection::deadpool::{self, Pool};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use uuid::Uuid;
 
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = deadpool::Object<AsyncPgConnection>;
@@ -144,7 +145,57 @@ pub(crate) fn scope_condition<QS>(
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     pub size: i64,
-    pub after_name: Option<String>,
+    /// The cursor of the last row of the previous page (a name, or `cursor`'s form).
+    pub after: Option<String>,
+}
+
+impl Page {
+    /// Rows to load: one more than the page tells whether another page follows.
+    pub fn limit(&self) -> i64 {
+        self.size + 1
+    }
+
+    /// The page of `rows` loaded with `limit()`.
+    pub fn finish<T>(&self, mut rows: Vec<T>, total: i64) -> Listed<T> {
+        let has_more = rows.len() as i64 > self.size;
+        rows.truncate(usize::try_from(self.size).unwrap_or(0));
+        Listed { items: rows, total, has_more }
+    }
+
+    /// The keyset cursor of a page ordered by (`A`, id): where the previous page ended.
+    pub fn after<A: CursorKey>(&self) -> Option<(A, Uuid)> {
+        let (id, first) = self.after.as_deref()?.split_once(' ')?;
+        Some((A::decode(first)?, Uuid::parse_str(id).ok()?))
+    }
+}
+
+/// The first column of a keyset cursor (a name, a time), written into and read from a page token.
+pub trait CursorKey: Sized {
+    fn encode(&self) -> String;
+    fn decode(text: &str) -> Option<Self>;
+}
+
+impl CursorKey for String {
+    fn encode(&self) -> String {
+        self.clone()
+    }
+    fn decode(text: &str) -> Option<Self> {
+        Some(text.to_string())
+    }
+}
+
+impl CursorKey for chrono::DateTime<chrono::Utc> {
+    fn encode(&self) -> String {
+        self.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+    fn decode(text: &str) -> Option<Self> {
+        Some(chrono::DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&chrono::Utc))
+    }
+}
+
+/// The page cursor after a row ordered by (`first`, `id`): `<id> <first>` (ids have no spaces).
+pub fn cursor<A: CursorKey>(first: &A, id: Uuid) -> String {
+    format!("{id} {}", first.encode())
 }
 
 #[derive(Debug)]

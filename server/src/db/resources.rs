@@ -52,6 +52,12 @@ pub struct ResourceRow {
     pub self_heal_reverts: Option<serde_json::Value>,
 }
 
+impl ResourceRow {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(&self.api_group, &self.kind, &self.namespace, &self.name)
+    }
+}
+
 /// A desired object to store.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = resources)]
@@ -211,8 +217,9 @@ pub async fn list(
     use diesel::sql_types::{Bool, Text};
     let total = filtered(fabric_id, filter).count().get_result(conn).await?;
     let mut query = filtered(fabric_id, filter);
-    if let Some([group, kind, namespace, name]) =
-        page.after_name.as_deref().and_then(|t| serde_json::from_str::<[String; 4]>(t).ok())
+    // The cursor is the last row's key, in its stored form (a JSON 4-array).
+    if let Some(ResourceKey { group, kind, namespace, name }) =
+        page.after.as_deref().and_then(|t| serde_json::from_str::<ResourceKey>(t).ok())
     {
         let after = diesel::dsl::sql::<Bool>("(api_group, kind, namespace, name) > (")
             .bind::<Text, _>(group)
@@ -226,16 +233,14 @@ pub async fn list(
         query = query.filter(after);
     }
     let order = (resources::api_group.asc(), resources::kind.asc(), resources::namespace.asc(), resources::name.asc());
-    let mut items: Vec<ResourceRow> =
-        query.order(order).limit(page.size + 1).select(ResourceRow::as_select()).load(conn).await?;
-    let has_more = items.len() as i64 > page.size;
-    items.truncate(page.size as usize);
-    Ok(Listed { items, total, has_more })
+    let items: Vec<ResourceRow> =
+        query.order(order).limit(page.limit()).select(ResourceRow::as_select()).load(conn).await?;
+    Ok(page.finish(items, total))
 }
 
 /// Where the page after `row` starts (see `list`).
 pub fn page_key(row: &ResourceRow) -> String {
-    serde_json::json!([row.api_group, row.kind, row.namespace, row.name]).to_string()
+    serde_json::to_string(&row.key()).unwrap_or_default()
 }
 
 pub async fn get(conn: &mut AsyncPgConnection, fabric_id: Uuid, id: Uuid) -> Result<Option<ResourceRow>, DbError> {

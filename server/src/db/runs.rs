@@ -127,29 +127,22 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &RunFilter, page: &Page)
     };
     let total = filtered().count().get_result(conn).await?;
     let mut query = filtered();
-    if let Some((time, id)) = page.after_name.as_deref().and_then(parse_cursor) {
+    if let Some((time, id)) = page.after::<DateTime<Utc>>() {
         query =
             query.filter(sync_runs::created_at.lt(time).or(sync_runs::created_at.eq(time).and(sync_runs::id.lt(id))));
     }
-    let mut items: Vec<RunRow> = query
+    let items: Vec<RunRow> = query
         .order((sync_runs::created_at.desc(), sync_runs::id.desc()))
-        .limit(page.size + 1)
+        .limit(page.limit())
         .select(RunRow::as_select())
         .load(conn)
         .await?;
-    let has_more = items.len() as i64 > page.size;
-    items.truncate(page.size as usize);
-    Ok(Listed { items, total, has_more })
+    Ok(page.finish(items, total))
 }
 
-/// The page cursor after `row`.
+/// The page cursor after `row` (runs are ordered by creation, newest first).
 pub fn cursor(row: &RunRow) -> String {
-    format!("{}|{}", row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), row.id)
-}
-
-fn parse_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let (time, id) = text.split_once('|')?;
-    Some((DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc), Uuid::parse_str(id).ok()?))
+    super::cursor(&row.created_at, row.id)
 }
 
 /// Claims the oldest queued run, or a running one whose lease expired (its worker died).

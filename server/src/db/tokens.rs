@@ -82,24 +82,17 @@ pub async fn list(
     };
     let total = filtered().count().get_result(conn).await?;
     let mut query = filtered().select(TokenRow::as_select()).order((api_tokens::name.asc(), api_tokens::id.asc()));
-    if let Some((name, id)) = page.after_name.as_deref().and_then(parse_cursor) {
+    if let Some((name, id)) = page.after::<String>() {
         query =
             query.filter(api_tokens::name.gt(name.clone()).or(api_tokens::name.eq(name).and(api_tokens::id.gt(id))));
     }
-    let mut items: Vec<TokenRow> = query.limit(page.size + 1).load(conn).await?;
-    let has_more = items.len() as i64 > page.size;
-    items.truncate(page.size as usize);
-    Ok(Listed { items, total, has_more })
+    let items: Vec<TokenRow> = query.limit(page.limit()).load(conn).await?;
+    Ok(page.finish(items, total))
 }
 
-/// The page cursor of a token row: `<id> <name>` (ids have no spaces).
+/// The page cursor after a token row (tokens are ordered by name, then id).
 pub fn cursor(row: &TokenRow) -> String {
-    format!("{} {}", row.id, row.name)
-}
-
-fn parse_cursor(text: &str) -> Option<(String, Uuid)> {
-    let (id, name) = text.split_once(' ')?;
-    Some((name.to_string(), Uuid::parse_str(id).ok()?))
+    super::cursor(&row.name, row.id)
 }
 
 /// Marks the active token `name` revoked; returns it, or None when there is none.

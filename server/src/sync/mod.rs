@@ -1,5 +1,7 @@
-//! The sync engine: runs queued in PostgreSQL, executed by workers in any server process,
-//! reporting progress to the event log. `plan` is pure; `pull` and `worker` are the shell.
+//! The sync engine, the imperative shell around `fabricsync_core`'s plans: runs queued in
+//! PostgreSQL (`queue`), executed by workers in any server process (`worker`: `pull`, then
+//! `apply`), the auto-sync schedule (`schedule`) and the cluster watches (`watch`), all
+//! reporting to the event log.
 
 pub mod apply;
 pub mod pull;
