@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what fabricsync needs on a fresh Debian machine of this kind, idempotently:
 # PostgreSQL (the embedded default database), git, openssh-server (tests' sshd), openssl (a test
-# certificate), jq, and in .tools/: buf (proto lint) and grpcurl (the README session test). Rust, Go and Python come with the machine.
+# certificate), jq, libpq-dev, and in .tools/: buf (proto lint), grpcurl (the README session
+# test) and diesel_cli (the schema check). Rust, Go and Python come with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ if [ "${1:-}" = "--test" ]; then
   [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
   command -v openssl >/dev/null || need_apt+=(openssl)
   command -v jq >/dev/null || need_apt+=(jq)
+  # libpq's link library, for diesel_cli (the schema check)
+  ls /usr/lib/*/libpq.so >/dev/null 2>&1 || need_apt+=(libpq-dev)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -33,6 +36,13 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rus
 if [ "${1:-}" = "--test" ] && [ ! -x .tools/venv/bin/buf ]; then
   python3 -m venv .tools/venv
   .tools/venv/bin/pip install -q buf-bin==1.75.0
+fi
+
+# diesel_cli: server/tests/schema.rs compares db/schema.rs with `diesel print-schema`.
+if [ "${1:-}" = "--test" ] && [ ! -x .tools/diesel-cli/bin/diesel ]; then
+  CARGO_TARGET_DIR="$PWD/.tools/diesel-cli/build" cargo install --quiet --locked --root .tools/diesel-cli \
+    diesel_cli --version 2.3.14 --no-default-features --features postgres
+  rm -rf .tools/diesel-cli/build
 fi
 
 if [ "${1:-}" = "--test" ] && [ ! -x .tools/bin/grpcurl ]; then

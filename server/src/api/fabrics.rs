@@ -595,10 +595,14 @@ impl FabricService for FabricApi {
             }
         }
         response.latency = prost_types::Duration::try_from(started.elapsed()).ok();
-        let status = if response.failure == ClusterFailure::Unspecified as i32 { "reachable" } else { "failed" };
+        let status = if response.failure == ClusterFailure::Unspecified as i32 {
+            v::ConnectionStatus::Reachable
+        } else {
+            v::ConnectionStatus::Failed
+        };
         let mut conn = self.state.conn().await?;
         store::set_connection_status(&mut conn, id, status).await.map_err(ApiError::from)?;
-        info!(fabric_id = %id, status, "cluster connection tested");
+        info!(fabric_id = %id, %status, "cluster connection tested");
         Ok(Response::new(response))
     }
 

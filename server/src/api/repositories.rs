@@ -409,15 +409,15 @@ impl RepositoryService for RepositoryApi {
                 response.default_branch = report.default_branch.clone().unwrap_or_default();
                 response.ref_count = report.ref_count as i32;
                 response.latency = prost_types::Duration::try_from(report.latency).ok();
-                ("reachable", None)
+                (v::ConnectionStatus::Reachable, None)
             }
             Err(e) => {
                 response.failure = failure(e.kind()) as i32;
                 response.message = e.to_string();
-                ("failed", Some(e.to_string()))
+                (v::ConnectionStatus::Failed, Some(e.to_string()))
             }
         };
-        info!(repository_id = %id, status, reason = ?outcome.as_ref().err().map(|e| e.kind()), "repository connection tested");
+        info!(repository_id = %id, %status, reason = ?outcome.as_ref().err().map(|e| e.kind()), "repository connection tested");
         let mut conn = self.state.conn().await?;
         store::record_validation(&mut conn, id, status, error.as_deref(), now).await.map_err(ApiError::from)?;
         response.repository = Some(to_proto(&load(&self.state, id).await?));

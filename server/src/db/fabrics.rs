@@ -167,7 +167,8 @@ pub async fn store_sealed_token(
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = fabrics)]
 pub struct SyncRecord {
-    pub sync_status: String,
+    #[diesel(serialize_as = Stored<SyncStatus>)]
+    pub sync_status: SyncStatus,
     pub last_error: Option<Option<String>>,
     pub resource_counts: Option<serde_json::Value>,
     pub last_synced_commit: Option<Option<String>>,
@@ -176,7 +177,7 @@ pub struct SyncRecord {
 }
 
 pub async fn record_sync(conn: &mut AsyncPgConnection, id: Uuid, record: &SyncRecord) -> Result<(), DbError> {
-    diesel::update(fabrics::table.find(id)).set(record).execute(conn).await?;
+    diesel::update(fabrics::table.find(id)).set(record.clone()).execute(conn).await?;
     Ok(())
 }
 
@@ -201,8 +202,12 @@ pub async fn claim_due_auto_sync(conn: &mut AsyncPgConnection) -> Result<Option<
 }
 
 /// Records the outcome of a cluster connection check.
-pub async fn set_connection_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str) -> Result<(), DbError> {
-    diesel::update(fabrics::table.find(id)).set(fabrics::connection_status.eq(status)).execute(conn).await?;
+pub async fn set_connection_status(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: ConnectionStatus,
+) -> Result<(), DbError> {
+    diesel::update(fabrics::table.find(id)).set(fabrics::connection_status.eq(status.word())).execute(conn).await?;
     Ok(())
 }
 

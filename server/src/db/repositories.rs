@@ -108,13 +108,13 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &RepositoryRow, expected_
 pub async fn record_validation(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: ConnectionStatus,
     error: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<(), DbError> {
     diesel::update(repositories::table.find(id))
         .set((
-            repositories::connection_status.eq(status),
+            repositories::connection_status.eq(status.word()),
             repositories::validation_error.eq(error),
             repositories::last_validated.eq(at),
             repositories::version.eq(repositories::version + 1),

@@ -299,7 +299,8 @@ pub struct ApplyEntry {
     pub desired_hash: Option<String>,
     pub last_applied_hash: Option<String>,
     pub applied_resource_version: Option<String>,
-    pub drift_status: String,
+    #[diesel(deserialize_as = Stored<DriftStatus>)]
+    pub drift_status: DriftStatus,
 }
 
 /// Every desired object of a fabric.
@@ -329,7 +330,7 @@ pub async fn for_apply(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<
 #[derive(Debug, Clone)]
 pub struct ApplyRecord {
     pub id: Uuid,
-    pub status: &'static str,
+    pub status: ApplyStatus,
     pub error: Option<String>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
@@ -356,7 +357,7 @@ pub async fn record_apply(
              FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, status, error, uid, rv, hash) WHERE r.id = u.id",
         )
         .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(chunk.iter().map(|r| r.status.to_string()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|r| r.status.word()).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(column(|r| r.error.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(|r| r.uid.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(|r| r.resource_version.clone()))

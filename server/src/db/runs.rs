@@ -48,7 +48,8 @@ pub struct RunRow {
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = sync_runs, treat_none_as_null = true)]
 pub struct RunOutcome {
-    pub status: String,
+    #[diesel(serialize_as = Stored<RunStatus>)]
+    pub status: RunStatus,
     pub commit_sha: Option<String>,
     pub counters: serde_json::Value,
     pub kind_counts: serde_json::Value,
@@ -93,7 +94,7 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<RunRow
 pub async fn active_for_fabric(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Option<RunRow>, DbError> {
     Ok(sync_runs::table
         .filter(sync_runs::fabric_id.eq(fabric_id))
-        .filter(sync_runs::status.eq_any(["queued", "running"]))
+        .filter(sync_runs::status.eq_any([RunStatus::Queued.word(), RunStatus::Running.word()]))
         .select(RunRow::as_select())
         .first(conn)
         .await
@@ -203,7 +204,7 @@ pub async fn lock_if_held(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) 
 /// Records the outcome; the finish time is the moment of this write.
 pub async fn finish(conn: &mut AsyncPgConnection, id: Uuid, outcome: &RunOutcome) -> Result<(), DbError> {
     diesel::update(sync_runs::table.find(id))
-        .set((outcome, sync_runs::finished_at.eq(Some(super::now()))))
+        .set((outcome.clone(), sync_runs::finished_at.eq(Some(super::now()))))
         .execute(conn)
         .await?;
     Ok(())

@@ -1,23 +1,49 @@
-//! Diesel table definitions, kept by hand in step with `migrations/`.
+//! Diesel table definitions, generated from the migrated database by `diesel print-schema`
+//! with diesel.toml (diesel_cli, installed by scripts/setup.sh --test): server/tests/schema.rs
+//! fails when they differ. After changing migrations/, regenerate with scripts/print-schema.sh.
 
 diesel::table! {
-    repositories (id) {
+    api_tokens (id) {
         id -> Uuid,
         name -> Text,
+        lookup_key -> Text,
+        secret_hash -> Bytea,
+        role -> Text,
+        fabric_scope -> Array<Text>,
+        allowed_networks -> Array<Text>,
         description -> Text,
-        url -> Text,
-        provider -> Text,
-        auth_type -> Text,
-        auth_username -> Nullable<Text>,
-        ssh_known_hosts -> Nullable<Text>,
-        secret_sealed -> Nullable<Bytea>,
-        secret_key_id -> Nullable<Text>,
-        connection_status -> Text,
-        last_validated -> Nullable<Timestamptz>,
-        validation_error -> Nullable<Text>,
-        version -> Int8,
+        created_by -> Text,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
-        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Int8,
+        time -> Timestamptz,
+        principal -> Text,
+        actor -> Text,
+        rpc -> Text,
+        fabric_id -> Nullable<Uuid>,
+        fabric_name -> Text,
+        targets -> Jsonb,
+        code -> Text,
+        message -> Text,
+        peer -> Text,
+    }
+}
+
+diesel::table! {
+    events (sequence) {
+        sequence -> Int8,
+        fabric_id -> Uuid,
+        run_id -> Nullable<Uuid>,
+        stream -> Text,
+        payload -> Bytea,
+        created_at -> Timestamptz,
     }
 }
 
@@ -58,6 +84,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    repositories (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Text,
+        url -> Text,
+        provider -> Text,
+        auth_type -> Text,
+        auth_username -> Nullable<Text>,
+        ssh_known_hosts -> Nullable<Text>,
+        secret_sealed -> Nullable<Bytea>,
+        secret_key_id -> Nullable<Text>,
+        connection_status -> Text,
+        last_validated -> Nullable<Timestamptz>,
+        validation_error -> Nullable<Text>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     resources (id) {
         id -> Uuid,
         fabric_id -> Uuid,
@@ -90,6 +137,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    server_keys (name) {
+        name -> Text,
+        secret_sealed -> Bytea,
+        secret_key_id -> Text,
+    }
+}
+
+diesel::table! {
     sync_runs (id) {
         id -> Uuid,
         fabric_id -> Uuid,
@@ -116,69 +171,19 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    events (sequence) {
-        sequence -> Int8,
-        fabric_id -> Uuid,
-        run_id -> Nullable<Uuid>,
-        stream -> Text,
-        payload -> Bytea,
-        created_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    server_keys (name) {
-        name -> Text,
-        secret_sealed -> Bytea,
-        secret_key_id -> Text,
-    }
-}
-
-diesel::table! {
-    api_tokens (id) {
-        id -> Uuid,
-        name -> Text,
-        lookup_key -> Text,
-        secret_hash -> Bytea,
-        role -> Text,
-        fabric_scope -> Array<Text>,
-        allowed_networks -> Array<Text>,
-        description -> Text,
-        created_by -> Text,
-        expires_at -> Nullable<Timestamptz>,
-        revoked_at -> Nullable<Timestamptz>,
-        last_used_at -> Nullable<Timestamptz>,
-        created_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    audit_events (id) {
-        id -> Int8,
-        time -> Timestamptz,
-        principal -> Text,
-        actor -> Text,
-        rpc -> Text,
-        fabric_id -> Nullable<Uuid>,
-        fabric_name -> Text,
-        targets -> Jsonb,
-        code -> Text,
-        message -> Text,
-        peer -> Text,
-    }
-}
-
+diesel::joinable!(events -> fabrics (fabric_id));
+diesel::joinable!(events -> sync_runs (run_id));
 diesel::joinable!(fabrics -> repositories (repository_id));
 diesel::joinable!(resources -> fabrics (fabric_id));
 diesel::joinable!(sync_runs -> fabrics (fabric_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
-    repositories,
-    fabrics,
-    resources,
-    sync_runs,
-    events,
     api_tokens,
     audit_events,
-    server_keys
+    events,
+    fabrics,
+    repositories,
+    resources,
+    server_keys,
+    sync_runs,
 );

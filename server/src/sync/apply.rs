@@ -21,7 +21,7 @@ pub use fabricsync_core::apply::Targets;
 use fabricsync_core::apply::{self as core_apply, decide, plan_apply, plan_waves, Decision, Desired, Live};
 use fabricsync_core::manifest::kinds::KindRegistry;
 use fabricsync_core::manifest::Object;
-use fabricsync_core::vocab::ChangeAction;
+use fabricsync_core::vocab::{ApplyStatus, ChangeAction, DriftStatus};
 use fabricsync_core::waves::WavePlan;
 use fabricsync_core::ResourceKey;
 
@@ -60,7 +60,7 @@ pub fn desired_from_store(entries: Vec<ApplyEntry>) -> Vec<Desired> {
                 hash: e.desired_hash.unwrap_or_default(),
                 last_applied_hash: e.last_applied_hash,
                 applied_resource_version: e.applied_resource_version,
-                contested: e.drift_status == "contested",
+                contested: e.drift_status == DriftStatus::Contested,
             })
         })
         .collect()
@@ -133,7 +133,7 @@ pub async fn apply(
     let mut records = Vec::new();
     for &i in &plan.skipped {
         report.counters.unchanged += 1;
-        records.push(record(&desired[i], "unchanged", None, None));
+        records.push(record(&desired[i], ApplyStatus::Unchanged, None, None));
     }
     let send = plan.send;
     let total: usize = send.iter().map(|(_, v)| v.len()).sum();
@@ -151,21 +151,21 @@ pub async fn apply(
                 Applied::Created { uid, resource_version } => {
                     report.counters.created += 1;
                     report.changes.push(change(&d.key, &d.version, ChangeAction::Create, Vec::new()));
-                    records.push(record(d, "applied", Some((uid, resource_version)), None));
+                    records.push(record(d, ApplyStatus::Applied, Some((uid, resource_version)), None));
                 }
                 Applied::Updated { uid, resource_version, fields } => {
                     report.counters.updated += 1;
                     report.changes.push(change(&d.key, &d.version, ChangeAction::Update, fields));
-                    records.push(record(d, "applied", Some((uid, resource_version)), None));
+                    records.push(record(d, ApplyStatus::Applied, Some((uid, resource_version)), None));
                 }
                 Applied::Unchanged { uid, resource_version } => {
                     report.counters.unchanged += 1;
-                    records.push(record(d, "applied", Some((uid, resource_version)), None));
+                    records.push(record(d, ApplyStatus::Applied, Some((uid, resource_version)), None));
                 }
                 Applied::Failed(e) => {
                     failed += 1;
                     report.diagnostics.push(run_diagnostic(e.code(), format!("{}: {}", describe(&d.key), say(&e))));
-                    records.push(record(d, "failed", None, Some(say(&e))));
+                    records.push(record(d, ApplyStatus::Failed, None, Some(say(&e))));
                 }
             }
             if done.is_multiple_of(PROGRESS_EVERY) || done == total {
@@ -271,7 +271,7 @@ fn live_of(row: &WatchedLive) -> Live {
     }
 }
 
-fn record(d: &Desired, status: &'static str, applied: Option<(String, String)>, error: Option<String>) -> ApplyRecord {
+fn record(d: &Desired, status: ApplyStatus, applied: Option<(String, String)>, error: Option<String>) -> ApplyRecord {
     let applied_hash = applied.as_ref().map(|_| d.hash.clone());
     let (uid, resource_version) = applied.map_or((None, None), |(u, r)| (Some(u), Some(r)));
     ApplyRecord { id: d.id, status, error, uid, resource_version, applied_hash }

@@ -1,7 +1,7 @@
 //! Workers: claim queued runs (or runs whose worker died) with SKIP LOCKED, keep the lease
 //! alive with heartbeats, execute the pull and conclude it in one fenced transaction.
 
-use fabricsync_core::vocab::SyncMode;
+use fabricsync_core::vocab::{RunStatus, SyncMode, SyncStatus};
 use std::sync::atomic::Ordering;
 
 use diesel_async::AsyncConnection;
@@ -127,7 +127,7 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
     let Some(fabric) = fabrics::get(&mut conn, run.fabric_id).await? else { return Ok(()) };
     if !run.dry_run {
         let syncing = SyncRecord {
-            sync_status: "syncing".into(),
+            sync_status: SyncStatus::Syncing,
             last_error: None,
             resource_counts: None,
             last_synced_commit: None,
@@ -246,7 +246,7 @@ async fn apply_stored(
     let report = apply::apply(state, fabric, run, desired, scope).await?;
     let stored: Vec<(String, String, i64)> = serde_json::from_value(fabric.resource_counts.clone()).unwrap_or_default();
     let base = Conclusion {
-        status: "succeeded",
+        status: RunStatus::Succeeded,
         commit: fabric.last_synced_commit.clone(),
         source: fabric.synced_source.clone(),
         kind_counts: stored,
@@ -257,7 +257,7 @@ async fn apply_stored(
 
 /// How a run ends.
 struct Conclusion {
-    status: &'static str,
+    status: RunStatus,
     counters: Counters,
     commit: Option<String>,
     diagnostics: Vec<StoredDiagnostic>,
@@ -271,7 +271,7 @@ struct Conclusion {
 impl Conclusion {
     fn cancelled() -> Conclusion {
         Conclusion {
-            status: "cancelled",
+            status: RunStatus::Cancelled,
             counters: Counters::default(),
             commit: None,
             diagnostics: Vec::new(),
@@ -288,12 +288,19 @@ impl Conclusion {
         counters: Counters,
         commit: Option<String>,
     ) -> Conclusion {
-        Conclusion { status: "failed", error: Some(message), diagnostics, counters, commit, ..Conclusion::cancelled() }
+        Conclusion {
+            status: RunStatus::Failed,
+            error: Some(message),
+            diagnostics,
+            counters,
+            commit,
+            ..Conclusion::cancelled()
+        }
     }
 
     fn succeeded(counters: Counters, pulled: &Pulled, plan: &Plan, diagnostics: Vec<StoredDiagnostic>) -> Conclusion {
         Conclusion {
-            status: "succeeded",
+            status: RunStatus::Succeeded,
             counters,
             commit: Some(pulled.commit.clone()),
             diagnostics,
@@ -315,7 +322,7 @@ impl Conclusion {
         self.changes = report.changes;
         self.diagnostics.extend(report.diagnostics);
         if let Some(error) = report.error {
-            self.status = "failed";
+            self.status = RunStatus::Failed;
             self.error = Some(error);
         }
         self
@@ -323,11 +330,11 @@ impl Conclusion {
 
     fn payload(&self) -> Payload {
         match self.status {
-            "succeeded" => Payload::Finished(FinishedProgress {
+            RunStatus::Succeeded => Payload::Finished(FinishedProgress {
                 counters: Some((&self.counters).into()),
                 commit: self.commit.clone().unwrap_or_default(),
             }),
-            "failed" => Payload::Failed(FailedProgress {
+            RunStatus::Failed => Payload::Failed(FailedProgress {
                 diagnostics: self
                     .diagnostics
                     .iter()
@@ -377,7 +384,7 @@ async fn conclude(
     }
     let to_json = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| PullError::Internal(e.to_string()));
     let outcome = RunOutcome {
-        status: conclusion.status.to_string(),
+        status: conclusion.status,
         commit_sha: conclusion.commit.clone(),
         counters: to_json(serde_json::to_value(&conclusion.counters))?,
         kind_counts: to_json(serde_json::to_value(&conclusion.kind_counts))?,
@@ -415,7 +422,7 @@ async fn conclude(
         .await;
     match result {
         Ok(()) => {
-            info!(status = conclusion.status, commit = %commit, "sync run ended");
+            info!(status = %conclusion.status, commit = %commit, "sync run ended");
             Ok(())
         }
         Err(TxError::Lost) => Err(PullError::Lost),
@@ -431,10 +438,10 @@ fn fabric_record(
     c: &Conclusion,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<SyncRecord, PullError> {
-    let previous = if fabric.last_synced_commit.is_some() { "synced" } else { "never_synced" };
+    let previous = if fabric.last_synced_commit.is_some() { SyncStatus::Synced } else { SyncStatus::NeverSynced };
     Ok(match c.status {
-        "succeeded" => SyncRecord {
-            sync_status: "synced".into(),
+        RunStatus::Succeeded => SyncRecord {
+            sync_status: SyncStatus::Synced,
             last_error: Some(None),
             resource_counts: Some(
                 serde_json::to_value(&c.kind_counts).map_err(|e| PullError::Internal(e.to_string()))?,
@@ -443,8 +450,8 @@ fn fabric_record(
             last_sync_time: Some(Some(now)),
             synced_source: Some(c.source.clone()),
         },
-        "failed" => SyncRecord {
-            sync_status: "failed".into(),
+        RunStatus::Failed => SyncRecord {
+            sync_status: SyncStatus::Failed,
             last_error: Some(c.error.clone()),
             resource_counts: None,
             last_synced_commit: None,
@@ -452,7 +459,7 @@ fn fabric_record(
             synced_source: None,
         },
         _ => SyncRecord {
-            sync_status: previous.into(),
+            sync_status: previous,
             last_error: None,
             resource_counts: None,
             last_synced_commit: None,
