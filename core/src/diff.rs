@@ -237,6 +237,25 @@ pub fn comparable_live(live: &Value, own_labels: &[&str]) -> Value {
     out
 }
 
+/// A fabric's rule to ignore fields of a kind in every comparison (`fabrics.ignore_differences`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoreRule {
+    /// Empty: the kind in any group.
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub json_pointers: Vec<String>,
+}
+
+/// The ignored JSON pointers of one kind.
+pub fn ignored(rules: &[IgnoreRule], group: &str, kind: &str) -> Vec<String> {
+    rules
+        .iter()
+        .filter(|r| r.kind == kind && (r.group.is_empty() || r.group == group))
+        .flat_map(|r| r.json_pointers.iter().cloned())
+        .collect()
+}
+
 /// JSON pointers where `old` and `new` of a kind differ, for plans and apply reports: the
 /// same comparison as drift, with no ignore rules.
 pub fn changed_fields(old: &Value, new: &Value, schema: &Value) -> Vec<String> {

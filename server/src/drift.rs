@@ -2,6 +2,7 @@
 //! touched), writes what changed, appends a drift event per status change, and updates the
 //! fabric's aggregate status.
 
+use fabricsync_core::diff::ignored;
 use fabricsync_core::drift::{resource_drift, Context, FieldDrift, StoredDrift};
 use fabricsync_core::manifest::kinds::KindRegistry;
 use fabricsync_core::vocab::{DriftStatus, Stream, WatchStatus};
@@ -32,21 +33,6 @@ pub struct DriftChange {
     pub fields: Vec<String>,
 }
 
-/// The fabric's ignore-differences pointers for one kind.
-fn ignored(fabric: &FabricRow, group: &str, kind: &str) -> Vec<String> {
-    fabric
-        .ignore_differences
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.get("kind").and_then(Value::as_str) == Some(kind))
-        .filter(|r| r.get("group").and_then(Value::as_str).is_none_or(|g| g.is_empty() || g == group))
-        .flat_map(|r| r.get("json_pointers").and_then(Value::as_array).cloned().unwrap_or_default())
-        .filter_map(|p| p.as_str().map(String::from))
-        .collect()
-}
-
 /// Leaf fields of a desired object's spec, for the score.
 fn leaves(v: &Value) -> usize {
     match v {
@@ -65,7 +51,7 @@ pub fn compute(
     watching: bool,
 ) -> (DriftRecord, Vec<FieldDrift>) {
     let schema = registry.schema_of(&row.key(), &row.api_version);
-    let ignore = ignored(fabric, &row.api_group, &row.kind);
+    let ignore = ignored(&fabric.ignore_differences.0, &row.api_group, &row.kind);
     let ctx = Context { schema, ignore: &ignore, own_labels: &[FABRIC_LABEL] };
     let label = format!("/metadata/labels/{}", FABRIC_LABEL.replace('/', "~1"));
     let labelled =

@@ -16,12 +16,14 @@ use crate::convert::{
 use crate::crypto;
 use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
 use crate::db::resources::{self, ResourceFilter, ResourceRow};
+use crate::db::typed::Json;
 use crate::db::{repositories, DbError};
 use crate::outbound::Outbound;
 use crate::proto::fabric_service_server::FabricService;
 use crate::proto::*;
 use crate::redact::Redactor;
 use crate::text::quote;
+use fabricsync_core::diff::IgnoreRule;
 
 pub struct FabricApi {
     state: AppState,
@@ -86,7 +88,7 @@ fn auto_sync_seconds(d: Option<&prost_types::Duration>, v: &mut Violations) -> i
     seconds
 }
 
-fn ignore_differences(rules: &[IgnoreDifference], v: &mut Violations) -> serde_json::Value {
+fn ignore_differences(rules: &[IgnoreDifference], v: &mut Violations) -> Json<Vec<IgnoreRule>> {
     if rules.len() > MAX_IGNORE_RULES {
         v.add("fabric.sync_policy.ignore_differences", format!("at most {MAX_IGNORE_RULES} rules"));
     }
@@ -104,31 +106,25 @@ fn ignore_differences(rules: &[IgnoreDifference], v: &mut Violations) -> serde_j
             v.check(validate::json_pointer(pointer), &format!("{field}.json_pointers[{j}]"));
         }
     }
-    serde_json::Value::Array(
+    Json(
         rules
             .iter()
-            .map(|r| serde_json::json!({ "group": r.group, "kind": r.kind, "json_pointers": r.json_pointers }))
+            .map(|r| IgnoreRule {
+                group: r.group.clone(),
+                kind: r.kind.clone(),
+                json_pointers: r.json_pointers.clone(),
+            })
             .collect(),
     )
 }
 
-fn ignore_differences_proto(value: &serde_json::Value) -> Vec<IgnoreDifference> {
-    let text =
-        |rule: &serde_json::Value, key: &str| rule.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|rule| IgnoreDifference {
-            group: text(rule, "group"),
-            kind: text(rule, "kind"),
-            json_pointers: rule
-                .get("json_pointers")
-                .and_then(|p| p.as_array())
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p.as_str().map(String::from))
-                .collect(),
+fn ignore_differences_proto(rules: &[IgnoreRule]) -> Vec<IgnoreDifference> {
+    rules
+        .iter()
+        .map(|r| IgnoreDifference {
+            group: r.group.clone(),
+            kind: r.kind.clone(),
+            json_pointers: r.json_pointers.clone(),
         })
         .collect()
 }
@@ -236,11 +232,12 @@ async fn shown(state: &AppState, row: &FabricRow) -> Result<Fabric, ApiError> {
 
 /// `drift_count`: the fabric's resources that count as drift (`resources::drifted_counts`).
 pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
-    let counts: Vec<KindCount> = serde_json::from_value(row.resource_counts.clone())
-        .map(|c: Vec<(String, String, i64)>| {
-            c.into_iter().map(|(group, kind, count)| KindCount { group, kind, count }).collect()
-        })
-        .unwrap_or_default();
+    let counts: Vec<KindCount> = row
+        .resource_counts
+        .0
+        .iter()
+        .map(|(group, kind, count)| KindCount { group: group.clone(), kind: kind.clone(), count: *count })
+        .collect();
     Fabric {
         id: row.id.to_string(),
         name: row.name.clone(),
@@ -261,7 +258,7 @@ pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
             prune: row.prune,
             allow_empty: row.allow_empty,
             strict_references: row.strict_references,
-            ignore_differences: ignore_differences_proto(&row.ignore_differences),
+            ignore_differences: ignore_differences_proto(&row.ignore_differences.0),
         }),
         connection_status: crate::convert::proto_of(&CONNECTION_STATUSES, row.connection_status) as i32,
         sync_status: crate::convert::proto_of(&SYNC_STATUSES, row.sync_status) as i32,
@@ -341,13 +338,13 @@ impl FabricService for FabricApi {
             prune: false,
             allow_empty: false,
             strict_references: false,
-            ignore_differences: serde_json::json!([]),
+            ignore_differences: Json(Vec::new()),
             connection_status: v::ConnectionStatus::Unknown,
             sync_status: v::SyncStatus::NeverSynced,
             drift_status: v::FabricDrift::Unknown,
             watch_status: v::WatchStatus::Inactive,
             watch_error: None,
-            resource_counts: serde_json::json!([]),
+            resource_counts: Json(Vec::new()),
             last_synced_commit: None,
             last_sync_time: None,
             last_error: None,
@@ -771,7 +768,7 @@ mod tests {
         let mut v = Violations::default();
         let stored = ignore_differences(&rules, &mut v);
         assert!(v.into_result().is_ok());
-        assert_eq!(ignore_differences_proto(&stored), rules);
+        assert_eq!(ignore_differences_proto(&stored.0), rules);
         let mut v = Violations::default();
         ignore_differences(
             &[IgnoreDifference { group: String::new(), kind: String::new(), json_pointers: vec!["spec".into()] }],

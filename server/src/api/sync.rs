@@ -18,6 +18,7 @@ use crate::convert::{opt_timestamp, timestamp, RUN_STATUSES, SYNC_MODES, SYNC_TR
 use crate::db::events::{EventRow, Notice};
 use crate::db::hub;
 use crate::db::runs::{self as store, RunFilter, RunRow};
+use crate::db::typed::decode;
 use crate::db::{self, events, fabrics, DbError};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::sync_service_server::SyncService;
@@ -354,10 +355,11 @@ async fn last_sequence(conn: &mut diesel_async::AsyncPgConnection, run_id: Uuid)
 }
 
 pub(super) fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
-    let counters: Counters = serde_json::from_value(row.counters.clone()).unwrap_or_default();
-    let diagnostics: Vec<StoredDiagnostic> = serde_json::from_value(row.diagnostics.clone()).unwrap_or_default();
-    let changes: Vec<StoredChange> = serde_json::from_value(row.changes.clone()).unwrap_or_default();
-    let kind_counts: Vec<(String, String, i64)> = serde_json::from_value(row.kind_counts.clone()).unwrap_or_default();
+    // Decode failures are logged and counted (db::typed::decode), never a failed call.
+    let counters: Counters = decode(row.counters.clone(), "sync_runs.counters");
+    let diagnostics: Vec<StoredDiagnostic> = decode(row.diagnostics.clone(), "sync_runs.diagnostics");
+    let changes: Vec<StoredChange> = decode(row.changes.clone(), "sync_runs.changes");
+    let kind_counts: Vec<(String, String, i64)> = decode(row.kind_counts.clone(), "sync_runs.kind_counts");
     SyncRun {
         id: row.id.to_string(),
         fabric_id: row.fabric_id.to_string(),

@@ -7,7 +7,9 @@ use fabricsync_core::vocab::{ConnectionStatus, FabricDrift, SyncStatus, WatchSta
 use uuid::Uuid;
 
 use super::schema::fabrics;
-use super::typed::Stored;
+use fabricsync_core::diff::IgnoreRule;
+
+use super::typed::{Json, Stored};
 use super::{DbError, Listed, Page};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -29,7 +31,7 @@ pub struct FabricRow {
     pub prune: bool,
     pub allow_empty: bool,
     pub strict_references: bool,
-    pub ignore_differences: serde_json::Value,
+    pub ignore_differences: Json<Vec<IgnoreRule>>,
     #[diesel(deserialize_as = Stored<ConnectionStatus>, serialize_as = Stored<ConnectionStatus>)]
     pub connection_status: ConnectionStatus,
     #[diesel(deserialize_as = Stored<SyncStatus>, serialize_as = Stored<SyncStatus>)]
@@ -39,7 +41,8 @@ pub struct FabricRow {
     #[diesel(deserialize_as = Stored<WatchStatus>, serialize_as = Stored<WatchStatus>)]
     pub watch_status: WatchStatus,
     pub watch_error: Option<String>,
-    pub resource_counts: serde_json::Value,
+    /// (group, kind, objects) of the last synced commit.
+    pub resource_counts: Json<Vec<(String, String, i64)>>,
     pub last_synced_commit: Option<String>,
     pub last_sync_time: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -170,7 +173,7 @@ pub struct SyncRecord {
     #[diesel(serialize_as = Stored<SyncStatus>)]
     pub sync_status: SyncStatus,
     pub last_error: Option<Option<String>>,
-    pub resource_counts: Option<serde_json::Value>,
+    pub resource_counts: Option<Json<Vec<(String, String, i64)>>>,
     pub last_synced_commit: Option<Option<String>>,
     pub last_sync_time: Option<Option<DateTime<Utc>>>,
     pub synced_source: Option<Option<String>>,

@@ -13,6 +13,8 @@ use super::apply::{self, ApplyReport};
 use super::pull::{self, PullError, Pulled, RunFlags, Scope};
 use fabricsync_core::plan::Plan;
 
+use crate::db::typed::Json;
+
 use super::{encode_progress, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
 use super::{MAX_STORED_CHANGES, MAX_STORED_DIAGNOSTICS, PROGRESS};
 use crate::context::AppState;
@@ -178,8 +180,7 @@ async fn conclude_pulled(
 ) -> Result<(), PullError> {
     if pulled.same_source {
         // The stored state came from this very source: all of it is unchanged.
-        let stored: Vec<(String, String, i64)> =
-            serde_json::from_value(fabric.resource_counts.clone()).unwrap_or_default();
+        let stored = fabric.resource_counts.0.clone();
         let counters = Counters { unchanged: stored.iter().map(|(_, _, n)| n).sum(), ..Default::default() };
         let done =
             Conclusion { kind_counts: stored, ..Conclusion::succeeded(counters, pulled, &Plan::default(), Vec::new()) };
@@ -244,7 +245,7 @@ async fn apply_stored(
 ) -> Result<(), PullError> {
     let desired = apply::stored_desired(state, fabric.id).await?;
     let report = apply::apply(state, fabric, run, desired, scope).await?;
-    let stored: Vec<(String, String, i64)> = serde_json::from_value(fabric.resource_counts.clone()).unwrap_or_default();
+    let stored = fabric.resource_counts.0.clone();
     let base = Conclusion {
         status: RunStatus::Succeeded,
         commit: fabric.last_synced_commit.clone(),
@@ -443,9 +444,7 @@ fn fabric_record(
         RunStatus::Succeeded => SyncRecord {
             sync_status: SyncStatus::Synced,
             last_error: Some(None),
-            resource_counts: Some(
-                serde_json::to_value(&c.kind_counts).map_err(|e| PullError::Internal(e.to_string()))?,
-            ),
+            resource_counts: Some(Json(c.kind_counts.clone())),
             last_synced_commit: Some(c.commit.clone()),
             last_sync_time: Some(Some(now)),
             synced_source: Some(c.source.clone()),
