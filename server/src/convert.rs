@@ -145,6 +145,13 @@ pub const RESOURCE_DRIFT_STATUSES: Words<ResourceDriftStatus> = Words(&[
     (ResourceDriftStatus::Contested, v::DriftStatus::Contested.word()),
 ]);
 
+pub const CHANGE_ACTIONS: Words<proto::ChangeAction> = Words(&[
+    (proto::ChangeAction::Create, v::ChangeAction::Create.word()),
+    (proto::ChangeAction::Update, v::ChangeAction::Update.word()),
+    (proto::ChangeAction::Delete, v::ChangeAction::Delete.word()),
+    (proto::ChangeAction::Unchanged, v::ChangeAction::Unchanged.word()),
+]);
+
 /// API token roles; the words are `auth::Role`'s.
 pub const ROLES: Words<Role> = Words(&[(Role::Viewer, "viewer"), (Role::Operator, "operator"), (Role::Admin, "admin")]);
 
@@ -242,5 +249,6 @@ mod tests {
         covered::<SyncTrigger, v::Trigger>(&SYNC_TRIGGERS);
         covered::<SyncRunStatus, v::RunStatus>(&RUN_STATUSES);
         covered::<ApplyStatus, v::ApplyStatus>(&APPLY_STATUSES);
+        covered::<proto::ChangeAction, v::ChangeAction>(&CHANGE_ACTIONS);
     }
 }

@@ -193,7 +193,7 @@ pub async fn lock_if_held(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) 
     Ok(sync_runs::table
         .filter(sync_runs::id.eq(id))
         .filter(sync_runs::claimed_by.eq(worker))
-        .filter(sync_runs::status.eq("running"))
+        .filter(sync_runs::status.eq(RunStatus::Running.word()))
         .select(sync_runs::cancel_requested)
         .for_update()
         .first(conn)
@@ -212,18 +212,19 @@ pub async fn finish(conn: &mut AsyncPgConnection, id: Uuid, outcome: &RunOutcome
 
 /// Marks a cancel request; a queued run is cancelled at once (returns true then).
 pub async fn request_cancel(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, DbError> {
-    let cancelled_queued = diesel::update(sync_runs::table.find(id).filter(sync_runs::status.eq("queued")))
-        .set((
-            sync_runs::status.eq("cancelled"),
-            sync_runs::cancel_requested.eq(true),
-            sync_runs::finished_at.eq(Some(super::now())),
-        ))
-        .execute(conn)
-        .await?;
+    let cancelled_queued =
+        diesel::update(sync_runs::table.find(id).filter(sync_runs::status.eq(RunStatus::Queued.word())))
+            .set((
+                sync_runs::status.eq(RunStatus::Cancelled.word()),
+                sync_runs::cancel_requested.eq(true),
+                sync_runs::finished_at.eq(Some(super::now())),
+            ))
+            .execute(conn)
+            .await?;
     if cancelled_queued > 0 {
         return Ok(true);
     }
-    diesel::update(sync_runs::table.find(id).filter(sync_runs::status.eq("running")))
+    diesel::update(sync_runs::table.find(id).filter(sync_runs::status.eq(RunStatus::Running.word())))
         .set(sync_runs::cancel_requested.eq(true))
         .execute(conn)
         .await?;
@@ -237,10 +238,13 @@ fn interval(d: std::time::Duration) -> diesel::pg::data_types::PgInterval {
 /// Hands a run back to the queue (its worker is shutting down) so another takes it at once.
 pub async fn release(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) -> Result<(), DbError> {
     diesel::update(
-        sync_runs::table.find(id).filter(sync_runs::claimed_by.eq(worker)).filter(sync_runs::status.eq("running")),
+        sync_runs::table
+            .find(id)
+            .filter(sync_runs::claimed_by.eq(worker))
+            .filter(sync_runs::status.eq(RunStatus::Running.word())),
     )
     .set((
-        sync_runs::status.eq("queued"),
+        sync_runs::status.eq(RunStatus::Queued.word()),
         sync_runs::claimed_by.eq(None::<String>),
         sync_runs::lease_expires_at.eq(None::<DateTime<Utc>>),
     ))

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::convert::timestamp;
 use crate::db::events::EventRow;
 use crate::proto::sync_progress_event::Payload;
-use crate::proto::{ChangeAction, Diagnostic, ResourceChange, ResourceKey, Severity, SyncProgressEvent};
+use crate::proto::{Diagnostic, ResourceChange, ResourceKey, Severity, SyncProgressEvent};
 use fabricsync_core::manifest;
 
 /// Stream name of sync progress in the event log.
@@ -133,13 +133,7 @@ impl From<&fabricsync_core::plan::Change> for StoredChange {
 
 impl From<&StoredChange> for ResourceChange {
     fn from(c: &StoredChange) -> Self {
-        let action = match c.action.as_str() {
-            "create" => ChangeAction::Create,
-            "update" => ChangeAction::Update,
-            "delete" => ChangeAction::Delete,
-            "unchanged" => ChangeAction::Unchanged,
-            _ => ChangeAction::Unspecified,
-        };
+        let action = crate::convert::CHANGE_ACTIONS.of(&c.action);
         ResourceChange {
             key: Some(ResourceKey {
                 group: c.group.clone(),
