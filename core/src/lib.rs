@@ -2,13 +2,14 @@
 //! here is a function of its inputs, tested and benchmarked directly; the `fabricsync` server
 //! crate is the imperative shell around it.
 //!
-//! - `vocab`: every status, mode, trigger and stream word, one spelling each.
+//! - `vocab`: every status, mode, trigger, action and stream word, one spelling each.
 //! - `key`: `ResourceKey`, the identity of an object of a fabric.
 //! - `manifest`: YAML -> objects, the kind registry (from CRD schemas), schema and fabric
-//!   validation, normalization and content hashes.
+//!   validation, normalization and content hashes; the parse cache by content.
 //! - `diff`: the one comparison of two objects (schema-aware), used by plans, apply reports and drift.
 //! - `plan`: what a pull changes in the stored desired state.
 //! - `waves`: the order objects are applied in.
+//! - `apply`: an apply run's plan (what is sent in which wave, skipped, pruned).
 //! - `drift`: resource drift verdicts and self-heal's memory of reverts.
 //! - `live`: the watch's live index, a pure state update per watcher event.
 

@@ -51,7 +51,7 @@ pub fn compute(
     watching: bool,
 ) -> (DriftRecord, Vec<FieldDrift>) {
     let schema = registry.schema_of(&row.key(), &row.api_version);
-    let ignore = ignored(&fabric.ignore_differences.0, &row.api_group, &row.kind);
+    let ignore = ignored(&fabric.ignore_differences.0, &row.identity.api_group, &row.identity.kind);
     let ctx = Context { schema, ignore: &ignore, own_labels: &[FABRIC_LABEL] };
     let label = format!("/metadata/labels/{}", FABRIC_LABEL.replace('/', "~1"));
     let labelled =

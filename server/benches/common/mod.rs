@@ -57,7 +57,8 @@ pub fn start_server(database_url: &str, data_dir: &Path) -> Server {
     let addr = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(data_dir.join("server.log")).expect("log");
     let child = Command::new(env!("CARGO_BIN_EXE_fabricsync"))
-        .args(["serve", "--listen", &addr, "--log-format", "json", "--log", "warn"])
+        // The generated fabric is a file:// repository outside the data directory.
+        .args(["serve", "--listen", &addr, "--log-format", "json", "--log", "warn", "--allow-file-repositories"])
         .env("DATABASE_URL", database_url)
         .env("FABRICSYNC_ENCRYPTION_KEYS", fabricsync::crypto::Keyring::generate_key_line("bench"))
         .env("FABRICSYNC_DATA_DIR", data_dir)

@@ -93,10 +93,10 @@ impl DriftApi {
                     };
                     return Err(ApiError::FailedPrecondition(format!(
                         "{field}[{i}]: {} {}/{} {why}",
-                        row.kind, row.namespace, row.name
+                        row.identity.kind, row.identity.namespace, row.identity.name
                     )));
                 }
-                let key = fabricsync_core::ResourceKey::new(row.api_group, row.kind, row.namespace, row.name);
+                let key = row.key();
                 if want_orphan {
                     targets.delete.insert(key)
                 } else {

@@ -18,16 +18,41 @@ use super::{DbError, Listed, Page};
 /// Rows per INSERT statement; keeps bind parameters far below PostgreSQL's 65535.
 const UPSERT_CHUNK: usize = 1000;
 
+/// A resource's key columns, embedded in the row structs over `resources` (one spelling).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Queryable, Selectable, Insertable)]
+#[diesel(table_name = resources)]
+pub struct KeyColumns {
+    pub api_group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl KeyColumns {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(&self.api_group, &self.kind, &self.namespace, &self.name)
+    }
+}
+
+impl From<&ResourceKey> for KeyColumns {
+    fn from(k: &ResourceKey) -> KeyColumns {
+        KeyColumns {
+            api_group: k.group.clone(),
+            kind: k.kind.clone(),
+            namespace: k.namespace.clone(),
+            name: k.name.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = resources)]
 pub struct ResourceRow {
     pub id: Uuid,
     pub fabric_id: Uuid,
-    pub api_group: String,
+    #[diesel(embed)]
+    pub identity: KeyColumns,
     pub api_version: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
     pub desired: Option<serde_json::Value>,
     pub desired_hash: Option<String>,
     pub source_file: Option<String>,
@@ -54,7 +79,7 @@ pub struct ResourceRow {
 
 impl ResourceRow {
     pub fn key(&self) -> ResourceKey {
-        ResourceKey::new(&self.api_group, &self.kind, &self.namespace, &self.name)
+        self.identity.key()
     }
 }
 
@@ -64,11 +89,9 @@ impl ResourceRow {
 pub struct DesiredInput {
     pub id: Uuid,
     pub fabric_id: Uuid,
-    pub api_group: String,
+    #[diesel(embed)]
+    pub identity: KeyColumns,
     pub api_version: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
     pub desired: Option<serde_json::Value>,
     pub desired_hash: Option<String>,
     pub source_file: Option<String>,
@@ -287,14 +310,13 @@ pub async fn desired_bodies(
 }
 
 /// A desired object with what the last apply recorded, for applying.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = resources)]
 pub struct ApplyEntry {
     pub id: Uuid,
-    pub api_group: String,
+    #[diesel(embed)]
+    pub identity: KeyColumns,
     pub api_version: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
     pub desired: Option<serde_json::Value>,
     pub desired_hash: Option<String>,
     pub last_applied_hash: Option<String>,
@@ -309,19 +331,7 @@ pub async fn for_apply(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<
         .filter(resources::fabric_id.eq(fabric_id))
         .filter(resources::desired.is_not_null())
         .order((resources::kind, resources::namespace, resources::name))
-        .select((
-            resources::id,
-            resources::api_group,
-            resources::api_version,
-            resources::kind,
-            resources::namespace,
-            resources::name,
-            resources::desired,
-            resources::desired_hash,
-            resources::last_applied_hash,
-            resources::applied_resource_version,
-            resources::drift_status,
-        ))
+        .select(ApplyEntry::as_select())
         .load(conn)
         .await?)
 }
@@ -473,11 +483,9 @@ pub async fn live_versions(
 #[diesel(table_name = resources)]
 pub struct DriftInput {
     pub id: Uuid,
-    pub api_group: String,
+    #[diesel(embed)]
+    pub identity: KeyColumns,
     pub api_version: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
     pub desired: Option<serde_json::Value>,
     pub live: Option<serde_json::Value>,
     pub field_managers: Json<Vec<FieldManager>>,
@@ -488,7 +496,7 @@ pub struct DriftInput {
 
 impl DriftInput {
     pub fn key(&self) -> ResourceKey {
-        ResourceKey::new(&self.api_group, &self.kind, &self.namespace, &self.name)
+        self.identity.key()
     }
 }
 

@@ -54,7 +54,7 @@ pub fn desired_from_store(entries: Vec<ApplyEntry>) -> Vec<Desired> {
         .filter_map(|e| {
             Some(Desired {
                 id: e.id,
-                key: ResourceKey { group: e.api_group, kind: e.kind, namespace: e.namespace, name: e.name },
+                key: e.identity.key(),
                 version: e.api_version,
                 body: e.desired?,
                 hash: e.desired_hash.unwrap_or_default(),

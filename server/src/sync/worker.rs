@@ -13,6 +13,7 @@ use super::apply::{self, ApplyReport};
 use super::pull::{self, PullError, Pulled, RunFlags, Scope};
 use fabricsync_core::plan::Plan;
 
+use crate::db::resources::KeyColumns;
 use crate::db::typed::Json;
 
 use super::{encode_progress, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
@@ -524,11 +525,8 @@ fn desired_rows(
         .map(|o| DesiredInput {
             id: Uuid::new_v4(),
             fabric_id,
-            api_group: o.group.clone(),
+            identity: KeyColumns::from(&o.key()),
             api_version: o.version.clone(),
-            kind: o.kind.clone(),
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
             desired: Some(o.body.clone()),
             desired_hash: Some(o.hash.clone()),
             source_file: Some(o.file.clone()),
