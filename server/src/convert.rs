@@ -175,11 +175,6 @@ pub fn resource_key(key: &fabricsync_core::ResourceKey, version: &str) -> proto:
     }
 }
 
-/// The domain key of a key given by a client (its version is not part of the identity).
-pub fn domain_key(key: &proto::ResourceKey) -> fabricsync_core::ResourceKey {
-    fabricsync_core::ResourceKey::new(&key.group, &key.kind, &key.namespace, &key.name)
-}
-
 /// A resource's stored drift as the API shows it.
 pub fn resource_drift(
     id: uuid::Uuid,

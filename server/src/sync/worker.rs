@@ -1,7 +1,7 @@
 //! Workers: claim queued runs (or runs whose worker died) with SKIP LOCKED, keep the lease
 //! alive with heartbeats, execute the pull and conclude it in one fenced transaction.
 
-use fabricsync_core::vocab::{RunStatus, SyncMode, SyncStatus};
+use fabricsync_core::vocab::{RunStatus, SyncStatus};
 use std::sync::atomic::Ordering;
 
 use diesel_async::AsyncConnection;
@@ -142,7 +142,7 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
     drop(conn);
     let git_ref = if run.requested_ref.is_empty() { fabric.git_ref.clone() } else { run.requested_ref.clone() };
     let scope = Scope::for_run(state.clone(), fabric.id, flags.clone());
-    let outcome = if run.mode == SyncMode::Apply {
+    let outcome = if !run.mode.pulls() {
         apply_stored(state, worker, run, &fabric, &scope).await
     } else {
         match pull::pull(state, &fabric, &git_ref, run.force, &scope).await {
@@ -221,7 +221,7 @@ async fn conclude_pulled(
     }
     let mut done = Conclusion::succeeded(counters, pulled, &plan, diagnostics);
     done.kind_counts = fabricsync_core::plan::kind_counts(&objects);
-    if run.mode != SyncMode::Full {
+    if !run.mode.applies() {
         return conclude(state, worker, run, fabric, done, writes).await;
     }
     // FULL: the pulled state is stored first (validated, all-or-nothing), then applied.
