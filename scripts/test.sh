@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+df -h . | tail -1 | awk '{print "== disk: " $4 " free of " $2}'
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
@@ -35,6 +36,8 @@ scripts/kube-harness.sh
 export PATH="$PWD/.tools/bin:$PATH"
 echo "== cargo test"
 cargo test --workspace --locked 2>&1
+du -sh target | awk '{print "== target/ holds " $1}'
+df -h . | tail -1 | awk '{print "== disk: " $4 " free of " $2}'
 
 echo "== SDK code is what proto/ generates"
 scripts/check-sdk-fresh.sh

@@ -7,6 +7,7 @@
 //! - `manifest`: YAML -> objects, the kind registry (from CRD schemas), schema and fabric
 //!   validation, normalization and content hashes; the parse cache by content.
 //! - `diff`: the one comparison of two objects (schema-aware), used by plans, apply reports and drift.
+//! - `sources`: which files of a GitOps directory a pull reads (hidden entries, HNP layout, globs).
 //! - `plan`: what a pull changes in the stored desired state.
 //! - `waves`: the order objects are applied in.
 //! - `apply`: an apply run's plan (what is sent in which wave, skipped, pruned).
@@ -20,6 +21,7 @@ pub mod key;
 pub mod live;
 pub mod manifest;
 pub mod plan;
+pub mod sources;
 pub mod vocab;
 pub mod waves;
 

@@ -180,6 +180,11 @@ words!(
 );
 
 words!(
+    /// How a fabric's GitOps directory is laid out (`fabrics.layout`, found by each pull; see `sources`).
+    Layout, "layout" { Unknown = "unknown", Plain = "plain", Hnp = "hnp" }
+);
+
+words!(
     /// The event log's streams (`events.stream`).
     Stream, "stream" { Progress = "progress", Watch = "watch", Drift = "drift" }
 );

@@ -6,7 +6,7 @@ use fabricsync_core::drift::StoredDrift;
 use fabricsync_core::vocab::{self as v, Word};
 
 use crate::proto::{
-    self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Provider, ResourceDriftStatus, Role, SyncMode,
+    self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Layout, Provider, ResourceDriftStatus, Role, SyncMode,
     SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus,
 };
 
@@ -107,6 +107,12 @@ pub const WATCH_STATUSES: Words<WatchStatus> = Words(&[
     (WatchStatus::Starting, v::WatchStatus::Starting.word()),
     (WatchStatus::Active, v::WatchStatus::Active.word()),
     (WatchStatus::Error, v::WatchStatus::Error.word()),
+]);
+
+pub const LAYOUTS: Words<Layout> = Words(&[
+    (Layout::Unknown, v::Layout::Unknown.word()),
+    (Layout::Plain, v::Layout::Plain.word()),
+    (Layout::Hnp, v::Layout::Hnp.word()),
 ]);
 
 pub const SYNC_MODES: Words<SyncMode> = Words(&[
@@ -240,6 +246,7 @@ mod tests {
         covered::<ConnectionStatus, v::ConnectionStatus>(&CONNECTION_STATUSES);
         covered::<SyncStatus, v::SyncStatus>(&SYNC_STATUSES);
         covered::<WatchStatus, v::WatchStatus>(&WATCH_STATUSES);
+        covered::<Layout, v::Layout>(&LAYOUTS);
         covered::<SyncMode, v::SyncMode>(&SYNC_MODES);
         covered::<SyncTrigger, v::Trigger>(&SYNC_TRIGGERS);
         covered::<SyncRunStatus, v::RunStatus>(&RUN_STATUSES);

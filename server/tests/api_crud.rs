@@ -435,6 +435,105 @@ impl tonic::codec::Decoder for RawCodec {
     }
 }
 
+#[tokio::test]
+async fn sources_pause_and_watch_settings_are_stored_checked_and_shown() {
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut repos = RepositoryServiceClient::new(server.channel().await);
+    let mut fabrics = FabricServiceClient::new(server.channel().await);
+    let r = repos.create_repository(repo("one", "file:///srv/one")).await.unwrap().into_inner().repository.unwrap();
+
+    // Defaults: every file, not paused, the watch on for every kind, no activity, layout unknown.
+    let plain = fabrics.create_fabric(fabric("plain", &r.id)).await.unwrap().into_inner().fabric.unwrap();
+    assert!(plain.include_paths.is_empty() && plain.exclude_paths.is_empty() && !plain.paused);
+    assert_eq!(plain.layout, Layout::Unknown as i32);
+    assert_eq!(plain.watch, Some(WatchSettings { enabled: true, kinds: vec![] }));
+    let activity = plain.watch_activity.unwrap();
+    assert_eq!((activity.started_time, activity.event_count), (None, 0));
+
+    let mut request = fabric("chosen", &r.id);
+    let f = request.fabric.as_mut().unwrap();
+    f.include_paths = vec!["managed/**".into()];
+    f.exclude_paths = vec!["managed/drafts/**".into()];
+    f.paused = true;
+    f.watch = Some(WatchSettings { enabled: false, kinds: vec!["VPC".into(), "Switch".into(), "VPC".into()] });
+    let chosen = fabrics.create_fabric(request).await.unwrap().into_inner().fabric.unwrap();
+    assert_eq!(
+        (chosen.include_paths.clone(), chosen.exclude_paths.clone()),
+        (vec!["managed/**".to_string()], vec!["managed/drafts/**".to_string()])
+    );
+    assert!(chosen.paused);
+    assert_eq!(chosen.watch, Some(WatchSettings { enabled: false, kinds: vec!["Switch".into(), "VPC".into()] }));
+    let got =
+        fabrics.get_fabric(GetFabricRequest { id: chosen.id.clone() }).await.unwrap().into_inner().fabric.unwrap();
+    assert_eq!(got, chosen);
+
+    // Bad globs and unknown kinds are named, at create and at update; nothing is stored.
+    let mut bad = fabric("bad", &r.id);
+    let f = bad.fabric.as_mut().unwrap();
+    f.include_paths = vec!["ok/**".into(), "/absolute/*.yaml".into()];
+    f.exclude_paths = vec!["[z-a]".into()];
+    f.watch = Some(WatchSettings { enabled: true, kinds: vec!["Switch".into(), "Swtich".into()] });
+    let err = fabrics.create_fabric(bad).await.unwrap_err();
+    assert_eq!(
+        bad_fields(&err),
+        ["fabric.include_paths[1]", "fabric.exclude_paths[0]", "fabric.watch.kinds[1]"],
+        "{err:?}"
+    );
+    let why = err.get_details_bad_request().unwrap().field_violations.pop().unwrap().description;
+    assert!(why.contains("\"Swtich\" is not a kind") && why.contains("Switch, SwitchGroup"), "{why}");
+    let update = |fabric: Fabric, paths: &[&str]| UpdateFabricRequest {
+        fabric: Some(fabric),
+        update_mask: mask(paths),
+        cluster: None,
+        etag: String::new(),
+    };
+    let err = fabrics
+        .update_fabric(update(
+            Fabric {
+                id: chosen.id.clone(),
+                exclude_paths: vec!["a/**".into(), "{unclosed".into()],
+                ..Default::default()
+            },
+            &["exclude_paths"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["fabric.exclude_paths[1]"]);
+
+    // Update one setting at a time; the others stay.
+    let resumed = fabrics
+        .update_fabric(update(
+            Fabric {
+                id: chosen.id.clone(),
+                paused: false,
+                watch: Some(WatchSettings { enabled: true, kinds: vec!["ignored".into()] }),
+                ..Default::default()
+            },
+            &["paused", "watch.enabled"],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .fabric
+        .unwrap();
+    assert!(!resumed.paused);
+    assert_eq!(resumed.watch, Some(WatchSettings { enabled: true, kinds: vec!["Switch".into(), "VPC".into()] }));
+    assert_eq!(resumed.include_paths, chosen.include_paths);
+    let all_kinds = fabrics
+        .update_fabric(update(
+            Fabric { id: chosen.id.clone(), ..Default::default() },
+            &["watch.kinds", "include_paths"],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .fabric
+        .unwrap();
+    assert_eq!(all_kinds.watch, Some(WatchSettings { enabled: true, kinds: vec![] }));
+    assert!(all_kinds.include_paths.is_empty());
+    assert_eq!(all_kinds.exclude_paths, chosen.exclude_paths);
+}
+
 async fn raw_call(channel: support::server::AuthChannel, path: &str, body: &[u8]) -> Result<Vec<u8>, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();

@@ -460,6 +460,84 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
     assert!(servers[other].log().contains("\"watching\""), "the survivor did not take over");
 }
 
+async fn activity(c: &mut Clients, id: &str) -> (WatchStatus, WatchActivity) {
+    let f = c.get_fabric(id).await;
+    (WatchStatus::try_from(f.watch_status).unwrap_or_default(), f.watch_activity.expect("activity"))
+}
+
+#[tokio::test]
+async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disabled() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
+    let fabric = c.get_fabric(&id).await;
+    let update = |fabric: Fabric, path: &str, etag: String| UpdateFabricRequest {
+        fabric: Some(fabric),
+        update_mask: Some(prost_types::FieldMask { paths: vec![path.into()] }),
+        cluster: None,
+        etag,
+    };
+    let servers_only = Fabric {
+        id: id.clone(),
+        watch: Some(WatchSettings { enabled: true, kinds: vec!["Server".into()] }),
+        ..Default::default()
+    };
+    c.fabrics.update_fabric(update(servers_only, "watch.kinds", fabric.etag)).await.expect("choose kinds");
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+
+    // Every lab Server seen, and nothing else: the watch follows only the chosen kind.
+    let servers = lab_wiring().matches("\nkind: Server\n").count() as i64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (state, seen) = loop {
+        let (state, seen) = activity(&mut c, &id).await;
+        if (state == WatchStatus::Active && seen.event_count >= servers) || std::time::Instant::now() > deadline {
+            break (state, seen);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(state, WatchStatus::Active);
+    assert_eq!(seen.event_count, servers, "{seen:?}");
+    assert!(seen.started_time.is_some() && seen.last_event_time.is_some(), "{seen:?}");
+    let request = WatchFabricEventsRequest { fabric_id: id.clone(), from_sequence: 0, kinds: vec![] };
+    let mut stream = c.sync.watch_fabric_events(request).await.expect("watch").into_inner();
+    let mut events = Vec::new();
+    kube.kubectl_ok(&["label", "servers.wiring.githedgehog.com", "server-1", "-n", "default", "rack=r1"]);
+    kube.kubectl_ok(&["label", "switches.wiring.githedgehog.com", "ds3000-01", "-n", "default", "rack=r1"]);
+    next_matching(&mut stream, &mut events, |e| is(e, FabricEventType::Modified, "server-1")).await;
+    assert!(events.iter().all(|e| e.key.as_ref().is_some_and(|k| k.kind == "Server")), "{events:?}");
+    let (_, after) = activity(&mut c, &id).await;
+    assert_eq!(after.event_count, servers + 1, "{after:?}");
+    let seconds = |t: Option<prost_types::Timestamp>| t.map(|t| (t.seconds, t.nanos));
+    assert!(seconds(after.last_event_time) > seconds(seen.last_event_time), "{after:?}");
+
+    // Disabled, the watch stops and says so; its activity ends.
+    let fabric = c.get_fabric(&id).await;
+    let off =
+        Fabric { id: id.clone(), watch: Some(WatchSettings { enabled: false, kinds: vec![] }), ..Default::default() };
+    c.fabrics.update_fabric(update(off, "watch.enabled", fabric.etag)).await.expect("disable");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (state, seen) = activity(&mut c, &id).await;
+        if state == WatchStatus::Inactive {
+            assert!(seen.started_time.is_none(), "{seen:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {state:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 async fn resource_drift(c: &mut Clients, id: &str, kind: &str, name: &str) -> ResourceDrift {
     let group = if kind.starts_with("External") { "vpc.githedgehog.com" } else { "wiring.githedgehog.com" };
     let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use fabricsync::git::{self, Auth, FailureKind, FetchProgress, GitError, Mirror, ReadLimits};
 use fabricsync::outbound::Outbound;
+use fabricsync_core::sources::Selection;
+use fabricsync_core::vocab::Layout;
 use support::gitservers::{
     GitDaemon, GitFixture, HttpGitServer, SilentServer, SshServer, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER,
 };
@@ -430,6 +432,42 @@ fn paths(files: &[git::SourceFile]) -> Vec<&str> {
     files.iter().map(|f| f.path.as_str()).collect()
 }
 
+/// The files a default selection reads.
+fn read(mirror: &Mirror, commit: &str, dir: &str, limits: &ReadLimits) -> Result<Vec<git::SourceFile>, GitError> {
+    mirror.read_dir(commit, dir, limits, &Selection::default()).map(|sources| sources.files)
+}
+
+#[test]
+fn read_dir_skips_hidden_entries_and_reads_an_hnp_layout_as_hnp_wrote_it() {
+    let repo = GitFixture::with_files(&[
+        ("plain/a.yaml", "kind: A\n"),
+        ("plain/.github/workflows/ci.yaml", "on: push\n"),
+        ("plain/.pre-commit-config.yaml", "repos: []\n"),
+        ("plain/drafts/d.yaml", "kind: D\n"),
+        ("hnp/.hnp/manifest.yaml", "version: 1\n"),
+        ("hnp/.hnp/archive-log.yaml", "archived: []\n"),
+        ("hnp/managed/switches/leaf-1.yaml", "kind: Switch\n"),
+        ("hnp/raw/new.yaml", "kind: VPC\n"),
+        ("hnp/unmanaged/ours.yaml", "kind: Other\n"),
+        ("hnp/top.yaml", "kind: Top\n"),
+    ]);
+    let commit = repo.head();
+    let (_cache, mirror) = mirrored(&repo);
+    let plain = mirror.read_dir(&commit, "plain", &limits(), &Selection::default()).expect("plain");
+    assert_eq!((paths(&plain.files), plain.layout), (vec!["plain/a.yaml", "plain/drafts/d.yaml"], Layout::Plain));
+    let hnp = mirror.read_dir(&commit, "hnp", &limits(), &Selection::default()).expect("hnp");
+    assert_eq!(
+        (paths(&hnp.files), hnp.layout),
+        (vec!["hnp/managed/switches/leaf-1.yaml", "hnp/raw/new.yaml"], Layout::Hnp)
+    );
+    let no_drafts = Selection::new(&[], &["drafts/**".to_string()]).expect("globs");
+    let narrowed = mirror.read_dir(&commit, "plain", &limits(), &no_drafts).expect("narrowed");
+    assert_eq!(paths(&narrowed.files), ["plain/a.yaml"]);
+    // Excluded files do not count against the limits.
+    let one = ReadLimits { max_files: 1, ..limits() };
+    assert_eq!(mirror.read_dir(&commit, "plain", &one, &no_drafts).expect("one file").files.len(), 1);
+}
+
 #[test]
 fn read_dir_reads_yaml_recursively_at_any_commit_without_checkout() {
     let repo = GitFixture::with_files(&[
@@ -445,17 +483,17 @@ fn read_dir_reads_yaml_recursively_at_any_commit_without_checkout() {
     let new = repo.commit(&[("fabric/a.yml", "kind: A2\n")], "change a");
     let (_cache, mirror) = mirrored(&repo);
 
-    let files = mirror.read_dir(&new, "fabric", &limits()).expect("read");
+    let files = read(&mirror, &new, "fabric", &limits()).expect("read");
     assert_eq!(paths(&files), ["fabric/a.yml", "fabric/b.yaml", "fabric/sub/deeper/c.yaml"]);
     assert_eq!(files[0].bytes, b"kind: A2\n");
-    let files = mirror.read_dir(&old, "./fabric/", &limits()).expect("read old");
+    let files = read(&mirror, &old, "./fabric/", &limits()).expect("read old");
     assert_eq!(files[0].bytes, b"kind: A\n");
     for root in ["", "."] {
-        let files = mirror.read_dir(&new, root, &limits()).expect("read root");
+        let files = read(&mirror, &new, root, &limits()).expect("read root");
         assert_eq!(files.len(), 5, "{:?}", paths(&files));
         assert_eq!(files.last().map(|f| f.path.as_str()), Some("top.yaml"));
     }
-    assert_eq!(paths(&mirror.read_dir(&new, "fabric/sub", &limits()).expect("sub")), ["fabric/sub/deeper/c.yaml"]);
+    assert_eq!(paths(&read(&mirror, &new, "fabric/sub", &limits()).expect("sub")), ["fabric/sub/deeper/c.yaml"]);
     // No worktree was ever checked out in the cache.
     assert!(!mirror.git_dir().join("fabric").exists());
 }
@@ -466,19 +504,19 @@ fn read_dir_reports_missing_directories_and_bad_input() {
     let commit = repo.head();
     let (_cache, mirror) = mirrored(&repo);
     for dir in ["nope", "fabric/a.yaml", "fabric/nope"] {
-        let err = expect_failure(mirror.read_dir(&commit, dir, &limits()), FailureKind::DirectoryNotFound, &[]);
+        let err = expect_failure(read(&mirror, &commit, dir, &limits()), FailureKind::DirectoryNotFound, &[]);
         assert!(err.to_string().contains(dir), "{err}");
     }
     for dir in ["/etc", "../x", "fabric/../../x"] {
-        expect_failure(mirror.read_dir(&commit, dir, &limits()), FailureKind::InvalidPath, &[]);
+        expect_failure(read(&mirror, &commit, dir, &limits()), FailureKind::InvalidPath, &[]);
     }
     for commit in ["main", "0000000000000000000000000000000000000000", "zz"] {
-        expect_failure(mirror.read_dir(commit, "fabric", &limits()), FailureKind::UnknownRef, &[]);
+        expect_failure(read(&mirror, commit, "fabric", &limits()), FailureKind::UnknownRef, &[]);
     }
     // An empty directory cannot exist in git; an empty result comes from a directory without YAML.
     let commit = repo.commit(&[("docs/readme.md", "hi")], "docs");
     fetch(&mirror, &repo.file_url(), &Auth::None);
-    assert!(mirror.read_dir(&commit, "docs", &limits()).expect("docs").is_empty());
+    assert!(read(&mirror, &commit, "docs", &limits()).expect("docs").is_empty());
 }
 
 #[test]
@@ -487,7 +525,7 @@ fn read_dir_enforces_limits_naming_the_file() {
     let repo = GitFixture::with_files(&[("f/small.yaml", "a: 1\n"), ("f/big.yaml", &big), ("f/other.yaml", "b: 2\n")]);
     let commit = repo.head();
     let (_cache, mirror) = mirrored(&repo);
-    let err = mirror.read_dir(&commit, "f", &ReadLimits { max_file_bytes: 1000, ..limits() }).expect_err("too large");
+    let err = read(&mirror, &commit, "f", &ReadLimits { max_file_bytes: 1000, ..limits() }).expect_err("too large");
     match err {
         GitError::FileTooLarge { path, size, limit } => {
             assert_eq!((path.as_str(), size, limit), ("f/big.yaml", big.len() as u64, 1000));
@@ -495,18 +533,17 @@ fn read_dir_enforces_limits_naming_the_file() {
         other => panic!("{other}"),
     }
     expect_failure(
-        mirror.read_dir(&commit, "f", &ReadLimits { max_files: 2, ..limits() }),
+        read(&mirror, &commit, "f", &ReadLimits { max_files: 2, ..limits() }),
         FailureKind::LimitExceeded,
         &[],
     );
     expect_failure(
-        mirror.read_dir(&commit, "f", &ReadLimits { max_total_bytes: 2005, ..limits() }),
+        read(&mirror, &commit, "f", &ReadLimits { max_total_bytes: 2005, ..limits() }),
         FailureKind::LimitExceeded,
         &[],
     );
     assert_eq!(
-        mirror
-            .read_dir(&commit, "f", &ReadLimits { max_files: 3, max_total_bytes: 2100, ..limits() })
+        read(&mirror, &commit, "f", &ReadLimits { max_files: 3, max_total_bytes: 2100, ..limits() })
             .expect("fits")
             .len(),
         3
@@ -520,7 +557,7 @@ fn read_dir_follows_symlinks_inside_and_rejects_escapes() {
     repo.commit_symlink("fabric/chain.yaml", "linked.yaml");
     let inside = repo.commit_symlink("fabric/shared-dir", "../shared");
     let (_cache, mirror) = mirrored(&repo);
-    let files = mirror.read_dir(&inside, "fabric", &limits()).expect("read");
+    let files = read(&mirror, &inside, "fabric", &limits()).expect("read");
     assert_eq!(paths(&files), ["fabric/a.yaml", "fabric/chain.yaml", "fabric/linked.yaml"]);
     assert_eq!(files[1].bytes, b"kind: Base\n");
     assert_eq!(files[2].bytes, b"kind: Base\n");
@@ -535,14 +572,14 @@ fn read_dir_follows_symlinks_inside_and_rejects_escapes() {
         repo.commit_symlink("fabric/etc", "/etc")
     };
     fetch(&mirror, &repo.file_url(), &Auth::None);
-    match mirror.read_dir(&escaping, "fabric", &limits()) {
+    match read(&mirror, &escaping, "fabric", &limits()) {
         Err(GitError::SymlinkEscapes { path, target }) => {
             assert_eq!((path.as_str(), target.as_str()), ("fabric/passwd.yaml", "../../../../etc/passwd"));
         }
         other => panic!("{other:?}"),
     }
-    expect_failure(mirror.read_dir(&dangling, "fabric", &limits()), FailureKind::BrokenSymlink, &[]);
-    let err = expect_failure(mirror.read_dir(&dir_escape, "fabric", &limits()), FailureKind::SymlinkEscapes, &[]);
+    expect_failure(read(&mirror, &dangling, "fabric", &limits()), FailureKind::BrokenSymlink, &[]);
+    let err = expect_failure(read(&mirror, &dir_escape, "fabric", &limits()), FailureKind::SymlinkEscapes, &[]);
     assert!(err.to_string().contains("fabric/etc"), "{err}");
 }
 
@@ -558,7 +595,7 @@ fn read_dir_skips_submodules() {
     support::gitservers::git(&repo.work(), &["push", "-q", "origin", "main"]);
     let commit = repo.head();
     let (_cache, mirror) = mirrored(&repo);
-    assert_eq!(paths(&mirror.read_dir(&commit, "fabric", &limits()).expect("read")), ["fabric/a.yaml"]);
+    assert_eq!(paths(&read(&mirror, &commit, "fabric", &limits()).expect("read")), ["fabric/a.yaml"]);
 }
 
 #[test]

@@ -8,7 +8,9 @@ use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::*;
 use support::gitservers::{GitFixture, HttpGitServer};
 use support::server::ServerProcess;
-use support::sync::{counters, lab_wiring, stages, status, Clients, LAB_OBJECTS};
+use support::sync::{
+    counters, hnp_layout, lab_wiring, stages, status, Clients, LAB_CONNECTIONS, LAB_OBJECTS, LAB_VPC_OBJECTS,
+};
 
 fn policy() -> SyncPolicy {
     SyncPolicy::default()
@@ -351,6 +353,76 @@ async fn unreachable_remote_and_wrong_credentials_fail_cleanly() {
     let run = c.sync(&anonymous, "", false).await;
     assert_failed(&mut c, &run, "git.authentication", "", false).await;
     assert!(c.stored(&anonymous).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_hnp_managed_directory_is_read_as_hnp_wrote_it() {
+    let files = hnp_layout("hnp-lab");
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let repo = GitFixture::with_files(&refs);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let fabric_id = c.fabric("hnp", &repo.file_url(), "hnp-lab", policy()).await;
+
+    // Only the v1alpha2 objects fail, each named with the version that is served; `.hnp/` and
+    // `unmanaged/` are not read, and the note in raw/ is a warning.
+    let run = c.sync(&fabric_id, "", false).await;
+    assert_eq!(status(&run), SyncRunStatus::Failed, "{run:?}");
+    let errors: Vec<&Diagnostic> = run.diagnostics.iter().filter(|d| d.severity == Severity::Error as i32).collect();
+    assert_eq!(errors.len(), LAB_CONNECTIONS, "{errors:#?}");
+    for e in &errors {
+        assert_eq!((e.code.as_str(), e.field_path.as_str()), ("version.unserved", "/apiVersion"), "{e:?}");
+        assert!(e.line >= 2, "the header comment is line 1: {e:?}");
+        assert!(e.file.starts_with("hnp-lab/managed/connections/"), "{e:?}");
+        assert!(e.message.contains("serve wiring.githedgehog.com/v1beta1"), "{e:?}");
+    }
+    let warnings: Vec<(&str, &str)> = run
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning as i32)
+        .map(|d| (d.code.as_str(), d.file.as_str()))
+        .collect();
+    // The attachments in raw/ name Connections that did not load: unresolved, for now.
+    assert_eq!(warnings[0], ("doc.not_kubernetes", "hnp-lab/raw/notes.yaml"));
+    assert!(warnings[1..].iter().all(|w| *w == ("ref.unresolved", "hnp-lab/raw/vpc-objects.yaml")), "{warnings:?}");
+    assert!(run.diagnostics.iter().all(|d| !d.file.contains(".hnp/") && !d.file.contains("unmanaged/")));
+    assert_eq!(c.get_fabric(&fabric_id).await.layout, Layout::Hnp as i32);
+
+    // With the apiVersion lines moved to the served version the fabric pulls, warnings only.
+    let migrated: Vec<(String, String)> = files
+        .iter()
+        .filter(|(p, _)| p.contains("/managed/connections/"))
+        .map(|(p, c)| (p.clone(), c.replace("/v1alpha2", "/v1beta1")))
+        .collect();
+    repo.commit(&migrated.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect::<Vec<_>>(), "migrate");
+    let run = c.sync(&fabric_id, "", false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    let n = counters(&run);
+    assert_eq!((n.created, n.errors, n.warnings), (LAB_OBJECTS, 0, 1), "{n:?}");
+
+    // The fabric's globs narrow what is read; PlanSync says what it read with.
+    let fabric = c.get_fabric(&fabric_id).await;
+    c.fabrics
+        .update_fabric(UpdateFabricRequest {
+            fabric: Some(Fabric { id: fabric_id.clone(), exclude_paths: vec!["raw/**".into()], ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["exclude_paths".into()] }),
+            cluster: None,
+            etag: fabric.etag,
+        })
+        .await
+        .expect("update");
+    let plan = c
+        .sync
+        .plan_sync(PlanSyncRequest { fabric_id: fabric_id.clone(), r#ref: String::new() })
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!((plan.exclude_paths.clone(), plan.layout), (vec!["raw/**".to_string()], Layout::Hnp as i32));
+    let n = plan.counters.expect("counters");
+    assert_eq!((n.deleted, n.unchanged, n.warnings), (LAB_VPC_OBJECTS, LAB_OBJECTS - LAB_VPC_OBJECTS, 0), "{n:?}");
+    // A changed selection is a new source: the next pull reads again instead of skipping.
+    let run = c.sync(&fabric_id, "", false).await;
+    assert_eq!(counters(&run).deleted, LAB_VPC_OBJECTS, "{run:?}");
 }
 
 fn git_mv(repo: &GitFixture, from: &str, to: &str) {

@@ -148,6 +148,64 @@ func (Severity) EnumDescriptor() ([]byte, []int) {
 	return file_fabricsync_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
+// How a fabric's GitOps directory is laid out.
+type Layout int32
+
+const (
+	// Not set.
+	Layout_LAYOUT_UNSPECIFIED Layout = 0
+	// No pull has read the directory yet.
+	Layout_LAYOUT_UNKNOWN Layout = 1
+	// Every YAML file that is not hidden (narrowed by include_paths and exclude_paths).
+	Layout_LAYOUT_PLAIN Layout = 2
+	// Laid out by the Hedgehog NetBox Plugin (`.hnp/manifest.yaml` present): `managed/` and `raw/`
+	// are read, `unmanaged/` and the rest are not.
+	Layout_LAYOUT_HNP Layout = 3
+)
+
+// Enum value maps for Layout.
+var (
+	Layout_name = map[int32]string{
+		0: "LAYOUT_UNSPECIFIED",
+		1: "LAYOUT_UNKNOWN",
+		2: "LAYOUT_PLAIN",
+		3: "LAYOUT_HNP",
+	}
+	Layout_value = map[string]int32{
+		"LAYOUT_UNSPECIFIED": 0,
+		"LAYOUT_UNKNOWN":     1,
+		"LAYOUT_PLAIN":       2,
+		"LAYOUT_HNP":         3,
+	}
+)
+
+func (x Layout) Enum() *Layout {
+	p := new(Layout)
+	*p = x
+	return p
+}
+
+func (x Layout) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Layout) Descriptor() protoreflect.EnumDescriptor {
+	return file_fabricsync_v1_common_proto_enumTypes[2].Descriptor()
+}
+
+func (Layout) Type() protoreflect.EnumType {
+	return &file_fabricsync_v1_common_proto_enumTypes[2]
+}
+
+func (x Layout) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Layout.Descriptor instead.
+func (Layout) EnumDescriptor() ([]byte, []int) {
+	return file_fabricsync_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
 // The identity of one Kubernetes object of a fabric. Kinds are data: every Hedgehog kind
 // (and any other kind the registry knows) is named by this key.
 type ResourceKey struct {
@@ -516,7 +574,13 @@ const file_fabricsync_v1_common_proto_rawDesc = "" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSEVERITY_ERROR\x10\x01\x12\x14\n" +
-	"\x10SEVERITY_WARNING\x10\x02B\xb2\x01\n" +
+	"\x10SEVERITY_WARNING\x10\x02*V\n" +
+	"\x06Layout\x12\x16\n" +
+	"\x12LAYOUT_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eLAYOUT_UNKNOWN\x10\x01\x12\x10\n" +
+	"\fLAYOUT_PLAIN\x10\x02\x12\x0e\n" +
+	"\n" +
+	"LAYOUT_HNP\x10\x03B\xb2\x01\n" +
 	"\x11com.fabricsync.v1B\vCommonProtoP\x01Z;github.com/fabricsync/fabricsync/client-sdk/go/fabricsyncv1\xa2\x02\x03FXX\xaa\x02\rFabricsync.V1\xca\x02\rFabricsync\\V1\xe2\x02\x19Fabricsync\\V1\\GPBMetadata\xea\x02\x0eFabricsync::V1b\x06proto3"
 
 var (
@@ -531,20 +595,21 @@ func file_fabricsync_v1_common_proto_rawDescGZIP() []byte {
 	return file_fabricsync_v1_common_proto_rawDescData
 }
 
-var file_fabricsync_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_fabricsync_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_fabricsync_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_fabricsync_v1_common_proto_goTypes = []any{
 	(ConnectionStatus)(0),         // 0: fabricsync.v1.ConnectionStatus
 	(Severity)(0),                 // 1: fabricsync.v1.Severity
-	(*ResourceKey)(nil),           // 2: fabricsync.v1.ResourceKey
-	(*Diagnostic)(nil),            // 3: fabricsync.v1.Diagnostic
-	(*KindCount)(nil),             // 4: fabricsync.v1.KindCount
-	(*FieldManager)(nil),          // 5: fabricsync.v1.FieldManager
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(Layout)(0),                   // 2: fabricsync.v1.Layout
+	(*ResourceKey)(nil),           // 3: fabricsync.v1.ResourceKey
+	(*Diagnostic)(nil),            // 4: fabricsync.v1.Diagnostic
+	(*KindCount)(nil),             // 5: fabricsync.v1.KindCount
+	(*FieldManager)(nil),          // 6: fabricsync.v1.FieldManager
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_fabricsync_v1_common_proto_depIdxs = []int32{
 	1, // 0: fabricsync.v1.Diagnostic.severity:type_name -> fabricsync.v1.Severity
-	6, // 1: fabricsync.v1.FieldManager.time:type_name -> google.protobuf.Timestamp
+	7, // 1: fabricsync.v1.FieldManager.time:type_name -> google.protobuf.Timestamp
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -562,7 +627,7 @@ func file_fabricsync_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_common_proto_rawDesc), len(file_fabricsync_v1_common_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,

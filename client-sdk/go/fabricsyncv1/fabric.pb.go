@@ -753,7 +753,22 @@ type Fabric struct {
 	// Opaque version; changes on every write. Output only.
 	Etag string `protobuf:"bytes,20,opt,name=etag,proto3" json:"etag,omitempty"`
 	// Number of drifted, missing or orphaned resources. Output only.
-	DriftCount    int64 `protobuf:"varint,21,opt,name=drift_count,json=driftCount,proto3" json:"drift_count,omitempty"`
+	DriftCount int64 `protobuf:"varint,21,opt,name=drift_count,json=driftCount,proto3" json:"drift_count,omitempty"`
+	// Globs of the files a pull reads, relative to gitops_path (`*` stays within a path segment,
+	// `**` crosses them); empty = every YAML file. Hidden files and directories (a name starting
+	// with '.', like `.hnp/` or `.github/`) are never read. At most 100.
+	IncludePaths []string `protobuf:"bytes,22,rep,name=include_paths,json=includePaths,proto3" json:"include_paths,omitempty"`
+	// Globs of files a pull does not read, relative to gitops_path. At most 100.
+	ExcludePaths []string `protobuf:"bytes,23,rep,name=exclude_paths,json=excludePaths,proto3" json:"exclude_paths,omitempty"`
+	// How the last pull found the directory laid out. Output only.
+	Layout Layout `protobuf:"varint,24,opt,name=layout,proto3,enum=fabricsync.v1.Layout" json:"layout,omitempty"`
+	// No auto-sync and no self-heal while set; runs started by a client still run, and the watch
+	// follows watch.enabled.
+	Paused bool `protobuf:"varint,25,opt,name=paused,proto3" json:"paused,omitempty"`
+	// The cluster watch's settings.
+	Watch *WatchSettings `protobuf:"bytes,26,opt,name=watch,proto3" json:"watch,omitempty"`
+	// What the cluster watch has seen. Output only.
+	WatchActivity *WatchActivity `protobuf:"bytes,27,opt,name=watch_activity,json=watchActivity,proto3" json:"watch_activity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -935,6 +950,167 @@ func (x *Fabric) GetDriftCount() int64 {
 	return 0
 }
 
+func (x *Fabric) GetIncludePaths() []string {
+	if x != nil {
+		return x.IncludePaths
+	}
+	return nil
+}
+
+func (x *Fabric) GetExcludePaths() []string {
+	if x != nil {
+		return x.ExcludePaths
+	}
+	return nil
+}
+
+func (x *Fabric) GetLayout() Layout {
+	if x != nil {
+		return x.Layout
+	}
+	return Layout_LAYOUT_UNSPECIFIED
+}
+
+func (x *Fabric) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Fabric) GetWatch() *WatchSettings {
+	if x != nil {
+		return x.Watch
+	}
+	return nil
+}
+
+func (x *Fabric) GetWatchActivity() *WatchActivity {
+	if x != nil {
+		return x.WatchActivity
+	}
+	return nil
+}
+
+// Whether and what the cluster watch follows.
+type WatchSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Watch the cluster. CreateFabric without `watch` watches; with it, as given here.
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// Kinds to watch (as in the CRDs: "Switch", "VPC"); empty = every kind.
+	Kinds         []string `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSettings) Reset() {
+	*x = WatchSettings{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSettings) ProtoMessage() {}
+
+func (x *WatchSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSettings.ProtoReflect.Descriptor instead.
+func (*WatchSettings) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WatchSettings) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *WatchSettings) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+// What the cluster watch has seen.
+type WatchActivity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the current watch started (began listing); unset while the watch is inactive.
+	StartedTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=started_time,json=startedTime,proto3" json:"started_time,omitempty"`
+	// When it last saw a change of a watched object (the initial listing included).
+	LastEventTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_event_time,json=lastEventTime,proto3" json:"last_event_time,omitempty"`
+	// Changes seen since it started.
+	EventCount    int64 `protobuf:"varint,3,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchActivity) Reset() {
+	*x = WatchActivity{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchActivity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchActivity) ProtoMessage() {}
+
+func (x *WatchActivity) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchActivity.ProtoReflect.Descriptor instead.
+func (*WatchActivity) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WatchActivity) GetStartedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedTime
+	}
+	return nil
+}
+
+func (x *WatchActivity) GetLastEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastEventTime
+	}
+	return nil
+}
+
+func (x *WatchActivity) GetEventCount() int64 {
+	if x != nil {
+		return x.EventCount
+	}
+	return 0
+}
+
 // Request of CreateFabric.
 type CreateFabricRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -948,7 +1124,7 @@ type CreateFabricRequest struct {
 
 func (x *CreateFabricRequest) Reset() {
 	*x = CreateFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[5]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1136,7 @@ func (x *CreateFabricRequest) String() string {
 func (*CreateFabricRequest) ProtoMessage() {}
 
 func (x *CreateFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[5]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1149,7 @@ func (x *CreateFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFabricRequest.ProtoReflect.Descriptor instead.
 func (*CreateFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateFabricRequest) GetFabric() *Fabric {
@@ -1001,7 +1177,7 @@ type CreateFabricResponse struct {
 
 func (x *CreateFabricResponse) Reset() {
 	*x = CreateFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[6]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1189,7 @@ func (x *CreateFabricResponse) String() string {
 func (*CreateFabricResponse) ProtoMessage() {}
 
 func (x *CreateFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[6]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1202,7 @@ func (x *CreateFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFabricResponse.ProtoReflect.Descriptor instead.
 func (*CreateFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateFabricResponse) GetFabric() *Fabric {
@@ -1047,7 +1223,7 @@ type GetFabricRequest struct {
 
 func (x *GetFabricRequest) Reset() {
 	*x = GetFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[7]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1235,7 @@ func (x *GetFabricRequest) String() string {
 func (*GetFabricRequest) ProtoMessage() {}
 
 func (x *GetFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[7]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1248,7 @@ func (x *GetFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFabricRequest.ProtoReflect.Descriptor instead.
 func (*GetFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{7}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFabricRequest) GetId() string {
@@ -1093,7 +1269,7 @@ type GetFabricResponse struct {
 
 func (x *GetFabricResponse) Reset() {
 	*x = GetFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1281,7 @@ func (x *GetFabricResponse) String() string {
 func (*GetFabricResponse) ProtoMessage() {}
 
 func (x *GetFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1294,7 @@ func (x *GetFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFabricResponse.ProtoReflect.Descriptor instead.
 func (*GetFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{8}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetFabricResponse) GetFabric() *Fabric {
@@ -1145,7 +1321,7 @@ type ListFabricsRequest struct {
 
 func (x *ListFabricsRequest) Reset() {
 	*x = ListFabricsRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1333,7 @@ func (x *ListFabricsRequest) String() string {
 func (*ListFabricsRequest) ProtoMessage() {}
 
 func (x *ListFabricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1346,7 @@ func (x *ListFabricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFabricsRequest.ProtoReflect.Descriptor instead.
 func (*ListFabricsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{9}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListFabricsRequest) GetPageSize() int32 {
@@ -1209,7 +1385,7 @@ type ListFabricsResponse struct {
 
 func (x *ListFabricsResponse) Reset() {
 	*x = ListFabricsResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1397,7 @@ func (x *ListFabricsResponse) String() string {
 func (*ListFabricsResponse) ProtoMessage() {}
 
 func (x *ListFabricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1410,7 @@ func (x *ListFabricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFabricsResponse.ProtoReflect.Descriptor instead.
 func (*ListFabricsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{10}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListFabricsResponse) GetFabrics() []*Fabric {
@@ -1263,8 +1439,9 @@ type UpdateFabricRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The fabric with its id and the new values of the fields named in update_mask.
 	Fabric *Fabric `protobuf:"bytes,1,opt,name=fabric,proto3" json:"fabric,omitempty"`
-	// Fields to change: name, description, repository_id, git_ref, gitops_path, sync_policy
-	// (whole) or sync_policy.<field>, cluster (whole input) or cluster.server_url,
+	// Fields to change: name, description, repository_id, git_ref, gitops_path, include_paths,
+	// exclude_paths, paused, watch (whole) or watch.enabled, watch.kinds, sync_policy (whole) or
+	// sync_policy.<field>, cluster (whole input) or cluster.server_url,
 	// cluster.ca_certificate_pem, cluster.bearer_token, cluster.namespace.
 	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	// New cluster connection values for the cluster paths of update_mask.
@@ -1277,7 +1454,7 @@ type UpdateFabricRequest struct {
 
 func (x *UpdateFabricRequest) Reset() {
 	*x = UpdateFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1466,7 @@ func (x *UpdateFabricRequest) String() string {
 func (*UpdateFabricRequest) ProtoMessage() {}
 
 func (x *UpdateFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1479,7 @@ func (x *UpdateFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFabricRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{11}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateFabricRequest) GetFabric() *Fabric {
@@ -1347,7 +1524,7 @@ type UpdateFabricResponse struct {
 
 func (x *UpdateFabricResponse) Reset() {
 	*x = UpdateFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1536,7 @@ func (x *UpdateFabricResponse) String() string {
 func (*UpdateFabricResponse) ProtoMessage() {}
 
 func (x *UpdateFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1549,7 @@ func (x *UpdateFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFabricResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateFabricResponse) GetFabric() *Fabric {
@@ -1402,7 +1579,7 @@ type DeleteFabricRequest struct {
 
 func (x *DeleteFabricRequest) Reset() {
 	*x = DeleteFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1591,7 @@ func (x *DeleteFabricRequest) String() string {
 func (*DeleteFabricRequest) ProtoMessage() {}
 
 func (x *DeleteFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1604,7 @@ func (x *DeleteFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFabricRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteFabricRequest) GetId() string {
@@ -1453,7 +1630,7 @@ type DeleteFabricResponse struct {
 
 func (x *DeleteFabricResponse) Reset() {
 	*x = DeleteFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1642,7 @@ func (x *DeleteFabricResponse) String() string {
 func (*DeleteFabricResponse) ProtoMessage() {}
 
 func (x *DeleteFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1655,7 @@ func (x *DeleteFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFabricResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 // Request of TestClusterConnection.
@@ -1492,7 +1669,7 @@ type TestClusterConnectionRequest struct {
 
 func (x *TestClusterConnectionRequest) Reset() {
 	*x = TestClusterConnectionRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1681,7 @@ func (x *TestClusterConnectionRequest) String() string {
 func (*TestClusterConnectionRequest) ProtoMessage() {}
 
 func (x *TestClusterConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1694,7 @@ func (x *TestClusterConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestClusterConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestClusterConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TestClusterConnectionRequest) GetId() string {
@@ -1542,7 +1719,7 @@ type InstalledCrd struct {
 
 func (x *InstalledCrd) Reset() {
 	*x = InstalledCrd{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1731,7 @@ func (x *InstalledCrd) String() string {
 func (*InstalledCrd) ProtoMessage() {}
 
 func (x *InstalledCrd) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1744,7 @@ func (x *InstalledCrd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstalledCrd.ProtoReflect.Descriptor instead.
 func (*InstalledCrd) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InstalledCrd) GetGroup() string {
@@ -1610,7 +1787,7 @@ type PermissionCheck struct {
 
 func (x *PermissionCheck) Reset() {
 	*x = PermissionCheck{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1799,7 @@ func (x *PermissionCheck) String() string {
 func (*PermissionCheck) ProtoMessage() {}
 
 func (x *PermissionCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1812,7 @@ func (x *PermissionCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PermissionCheck.ProtoReflect.Descriptor instead.
 func (*PermissionCheck) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PermissionCheck) GetGroup() string {
@@ -1696,7 +1873,7 @@ type TestClusterConnectionResponse struct {
 
 func (x *TestClusterConnectionResponse) Reset() {
 	*x = TestClusterConnectionResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1885,7 @@ func (x *TestClusterConnectionResponse) String() string {
 func (*TestClusterConnectionResponse) ProtoMessage() {}
 
 func (x *TestClusterConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1898,7 @@ func (x *TestClusterConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestClusterConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestClusterConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TestClusterConnectionResponse) GetReachable() bool {
@@ -1788,7 +1965,7 @@ type SourceLocation struct {
 
 func (x *SourceLocation) Reset() {
 	*x = SourceLocation{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1977,7 @@ func (x *SourceLocation) String() string {
 func (*SourceLocation) ProtoMessage() {}
 
 func (x *SourceLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1990,7 @@ func (x *SourceLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceLocation.ProtoReflect.Descriptor instead.
 func (*SourceLocation) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SourceLocation) GetFile() string {
@@ -1880,7 +2057,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2069,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2082,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Resource) GetId() string {
@@ -2047,7 +2224,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2236,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2249,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListResourcesRequest) GetFabricId() string {
@@ -2125,7 +2302,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2314,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2327,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -2192,7 +2369,7 @@ type GetResourceRequest struct {
 
 func (x *GetResourceRequest) Reset() {
 	*x = GetResourceRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2381,7 @@ func (x *GetResourceRequest) String() string {
 func (*GetResourceRequest) ProtoMessage() {}
 
 func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2394,7 @@ func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceRequest.ProtoReflect.Descriptor instead.
 func (*GetResourceRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetResourceRequest) GetFabricId() string {
@@ -2281,7 +2458,7 @@ type GetResourceResponse struct {
 
 func (x *GetResourceResponse) Reset() {
 	*x = GetResourceResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2470,7 @@ func (x *GetResourceResponse) String() string {
 func (*GetResourceResponse) ProtoMessage() {}
 
 func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2483,7 @@ func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceResponse.ProtoReflect.Descriptor instead.
 func (*GetResourceResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetResourceResponse) GetResource() *Resource {
@@ -2331,7 +2508,7 @@ type GenerateRbacManifestsRequest struct {
 
 func (x *GenerateRbacManifestsRequest) Reset() {
 	*x = GenerateRbacManifestsRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2520,7 @@ func (x *GenerateRbacManifestsRequest) String() string {
 func (*GenerateRbacManifestsRequest) ProtoMessage() {}
 
 func (x *GenerateRbacManifestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2533,7 @@ func (x *GenerateRbacManifestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRbacManifestsRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRbacManifestsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GenerateRbacManifestsRequest) GetFabricId() string {
@@ -2393,7 +2570,7 @@ type GenerateRbacManifestsResponse struct {
 
 func (x *GenerateRbacManifestsResponse) Reset() {
 	*x = GenerateRbacManifestsResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2582,7 @@ func (x *GenerateRbacManifestsResponse) String() string {
 func (*GenerateRbacManifestsResponse) ProtoMessage() {}
 
 func (x *GenerateRbacManifestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2595,7 @@ func (x *GenerateRbacManifestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRbacManifestsResponse.ProtoReflect.Descriptor instead.
 func (*GenerateRbacManifestsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GenerateRbacManifestsResponse) GetYaml() string {
@@ -2464,7 +2641,7 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\vallow_empty\x18\x04 \x01(\bR\n" +
 	"allowEmpty\x12+\n" +
 	"\x11strict_references\x18\x05 \x01(\bR\x10strictReferences\x12N\n" +
-	"\x12ignore_differences\x18\x06 \x03(\v2\x1f.fabricsync.v1.IgnoreDifferenceR\x11ignoreDifferences\"\xcf\a\n" +
+	"\x12ignore_differences\x18\x06 \x03(\v2\x1f.fabricsync.v1.IgnoreDifferenceR\x11ignoreDifferences\"\xd9\t\n" +
 	"\x06Fabric\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -2495,7 +2672,21 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"updateTime\x12\x12\n" +
 	"\x04etag\x18\x14 \x01(\tR\x04etag\x12\x1f\n" +
 	"\vdrift_count\x18\x15 \x01(\x03R\n" +
-	"driftCount\"\x85\x01\n" +
+	"driftCount\x12#\n" +
+	"\rinclude_paths\x18\x16 \x03(\tR\fincludePaths\x12#\n" +
+	"\rexclude_paths\x18\x17 \x03(\tR\fexcludePaths\x12-\n" +
+	"\x06layout\x18\x18 \x01(\x0e2\x15.fabricsync.v1.LayoutR\x06layout\x12\x16\n" +
+	"\x06paused\x18\x19 \x01(\bR\x06paused\x122\n" +
+	"\x05watch\x18\x1a \x01(\v2\x1c.fabricsync.v1.WatchSettingsR\x05watch\x12C\n" +
+	"\x0ewatch_activity\x18\x1b \x01(\v2\x1c.fabricsync.v1.WatchActivityR\rwatchActivity\"?\n" +
+	"\rWatchSettings\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x14\n" +
+	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xb3\x01\n" +
+	"\rWatchActivity\x12=\n" +
+	"\fstarted_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vstartedTime\x12B\n" +
+	"\x0flast_event_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastEventTime\x12\x1f\n" +
+	"\vevent_count\x18\x03 \x01(\x03R\n" +
+	"eventCount\"\x85\x01\n" +
 	"\x13CreateFabricRequest\x12-\n" +
 	"\x06fabric\x18\x01 \x01(\v2\x15.fabricsync.v1.FabricR\x06fabric\x12?\n" +
 	"\acluster\x18\x02 \x01(\v2%.fabricsync.v1.ClusterConnectionInputR\acluster\"E\n" +
@@ -2665,7 +2856,7 @@ func file_fabricsync_v1_fabric_proto_rawDescGZIP() []byte {
 }
 
 var file_fabricsync_v1_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_fabricsync_v1_fabric_proto_goTypes = []any{
 	(SyncStatus)(0),                       // 0: fabricsync.v1.SyncStatus
 	(DriftStatus)(0),                      // 1: fabricsync.v1.DriftStatus
@@ -2678,98 +2869,106 @@ var file_fabricsync_v1_fabric_proto_goTypes = []any{
 	(*IgnoreDifference)(nil),              // 8: fabricsync.v1.IgnoreDifference
 	(*SyncPolicy)(nil),                    // 9: fabricsync.v1.SyncPolicy
 	(*Fabric)(nil),                        // 10: fabricsync.v1.Fabric
-	(*CreateFabricRequest)(nil),           // 11: fabricsync.v1.CreateFabricRequest
-	(*CreateFabricResponse)(nil),          // 12: fabricsync.v1.CreateFabricResponse
-	(*GetFabricRequest)(nil),              // 13: fabricsync.v1.GetFabricRequest
-	(*GetFabricResponse)(nil),             // 14: fabricsync.v1.GetFabricResponse
-	(*ListFabricsRequest)(nil),            // 15: fabricsync.v1.ListFabricsRequest
-	(*ListFabricsResponse)(nil),           // 16: fabricsync.v1.ListFabricsResponse
-	(*UpdateFabricRequest)(nil),           // 17: fabricsync.v1.UpdateFabricRequest
-	(*UpdateFabricResponse)(nil),          // 18: fabricsync.v1.UpdateFabricResponse
-	(*DeleteFabricRequest)(nil),           // 19: fabricsync.v1.DeleteFabricRequest
-	(*DeleteFabricResponse)(nil),          // 20: fabricsync.v1.DeleteFabricResponse
-	(*TestClusterConnectionRequest)(nil),  // 21: fabricsync.v1.TestClusterConnectionRequest
-	(*InstalledCrd)(nil),                  // 22: fabricsync.v1.InstalledCrd
-	(*PermissionCheck)(nil),               // 23: fabricsync.v1.PermissionCheck
-	(*TestClusterConnectionResponse)(nil), // 24: fabricsync.v1.TestClusterConnectionResponse
-	(*SourceLocation)(nil),                // 25: fabricsync.v1.SourceLocation
-	(*Resource)(nil),                      // 26: fabricsync.v1.Resource
-	(*ListResourcesRequest)(nil),          // 27: fabricsync.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),         // 28: fabricsync.v1.ListResourcesResponse
-	(*GetResourceRequest)(nil),            // 29: fabricsync.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),           // 30: fabricsync.v1.GetResourceResponse
-	(*GenerateRbacManifestsRequest)(nil),  // 31: fabricsync.v1.GenerateRbacManifestsRequest
-	(*GenerateRbacManifestsResponse)(nil), // 32: fabricsync.v1.GenerateRbacManifestsResponse
-	(*durationpb.Duration)(nil),           // 33: google.protobuf.Duration
-	(ConnectionStatus)(0),                 // 34: fabricsync.v1.ConnectionStatus
-	(*KindCount)(nil),                     // 35: fabricsync.v1.KindCount
-	(*timestamppb.Timestamp)(nil),         // 36: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 37: google.protobuf.FieldMask
-	(*ResourceKey)(nil),                   // 38: fabricsync.v1.ResourceKey
-	(*structpb.Struct)(nil),               // 39: google.protobuf.Struct
-	(*FieldManager)(nil),                  // 40: fabricsync.v1.FieldManager
+	(*WatchSettings)(nil),                 // 11: fabricsync.v1.WatchSettings
+	(*WatchActivity)(nil),                 // 12: fabricsync.v1.WatchActivity
+	(*CreateFabricRequest)(nil),           // 13: fabricsync.v1.CreateFabricRequest
+	(*CreateFabricResponse)(nil),          // 14: fabricsync.v1.CreateFabricResponse
+	(*GetFabricRequest)(nil),              // 15: fabricsync.v1.GetFabricRequest
+	(*GetFabricResponse)(nil),             // 16: fabricsync.v1.GetFabricResponse
+	(*ListFabricsRequest)(nil),            // 17: fabricsync.v1.ListFabricsRequest
+	(*ListFabricsResponse)(nil),           // 18: fabricsync.v1.ListFabricsResponse
+	(*UpdateFabricRequest)(nil),           // 19: fabricsync.v1.UpdateFabricRequest
+	(*UpdateFabricResponse)(nil),          // 20: fabricsync.v1.UpdateFabricResponse
+	(*DeleteFabricRequest)(nil),           // 21: fabricsync.v1.DeleteFabricRequest
+	(*DeleteFabricResponse)(nil),          // 22: fabricsync.v1.DeleteFabricResponse
+	(*TestClusterConnectionRequest)(nil),  // 23: fabricsync.v1.TestClusterConnectionRequest
+	(*InstalledCrd)(nil),                  // 24: fabricsync.v1.InstalledCrd
+	(*PermissionCheck)(nil),               // 25: fabricsync.v1.PermissionCheck
+	(*TestClusterConnectionResponse)(nil), // 26: fabricsync.v1.TestClusterConnectionResponse
+	(*SourceLocation)(nil),                // 27: fabricsync.v1.SourceLocation
+	(*Resource)(nil),                      // 28: fabricsync.v1.Resource
+	(*ListResourcesRequest)(nil),          // 29: fabricsync.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),         // 30: fabricsync.v1.ListResourcesResponse
+	(*GetResourceRequest)(nil),            // 31: fabricsync.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),           // 32: fabricsync.v1.GetResourceResponse
+	(*GenerateRbacManifestsRequest)(nil),  // 33: fabricsync.v1.GenerateRbacManifestsRequest
+	(*GenerateRbacManifestsResponse)(nil), // 34: fabricsync.v1.GenerateRbacManifestsResponse
+	(*durationpb.Duration)(nil),           // 35: google.protobuf.Duration
+	(ConnectionStatus)(0),                 // 36: fabricsync.v1.ConnectionStatus
+	(*KindCount)(nil),                     // 37: fabricsync.v1.KindCount
+	(*timestamppb.Timestamp)(nil),         // 38: google.protobuf.Timestamp
+	(Layout)(0),                           // 39: fabricsync.v1.Layout
+	(*fieldmaskpb.FieldMask)(nil),         // 40: google.protobuf.FieldMask
+	(*ResourceKey)(nil),                   // 41: fabricsync.v1.ResourceKey
+	(*structpb.Struct)(nil),               // 42: google.protobuf.Struct
+	(*FieldManager)(nil),                  // 43: fabricsync.v1.FieldManager
 }
 var file_fabricsync_v1_fabric_proto_depIdxs = []int32{
-	33, // 0: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
+	35, // 0: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
 	8,  // 1: fabricsync.v1.SyncPolicy.ignore_differences:type_name -> fabricsync.v1.IgnoreDifference
 	7,  // 2: fabricsync.v1.Fabric.cluster:type_name -> fabricsync.v1.ClusterConnection
 	9,  // 3: fabricsync.v1.Fabric.sync_policy:type_name -> fabricsync.v1.SyncPolicy
-	34, // 4: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
+	36, // 4: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
 	0,  // 5: fabricsync.v1.Fabric.sync_status:type_name -> fabricsync.v1.SyncStatus
 	1,  // 6: fabricsync.v1.Fabric.drift_status:type_name -> fabricsync.v1.DriftStatus
 	2,  // 7: fabricsync.v1.Fabric.watch_status:type_name -> fabricsync.v1.WatchStatus
-	35, // 8: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
-	36, // 9: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
-	36, // 10: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
-	36, // 11: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
-	10, // 12: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	6,  // 13: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	10, // 14: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	10, // 15: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	10, // 16: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
-	10, // 17: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	37, // 18: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
-	6,  // 19: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	10, // 20: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	22, // 21: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
-	23, // 22: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
-	3,  // 23: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
-	33, // 24: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
-	38, // 25: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
-	39, // 26: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
-	25, // 27: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
-	39, // 28: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
-	40, // 29: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
-	4,  // 30: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
-	36, // 31: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
-	5,  // 32: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
-	36, // 33: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
-	26, // 34: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
-	38, // 35: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
-	26, // 36: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
-	11, // 37: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
-	13, // 38: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
-	15, // 39: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
-	17, // 40: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
-	19, // 41: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
-	21, // 42: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
-	27, // 43: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
-	29, // 44: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
-	31, // 45: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
-	12, // 46: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
-	14, // 47: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
-	16, // 48: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
-	18, // 49: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
-	20, // 50: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
-	24, // 51: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
-	28, // 52: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
-	30, // 53: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
-	32, // 54: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
-	46, // [46:55] is the sub-list for method output_type
-	37, // [37:46] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	37, // 8: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
+	38, // 9: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
+	38, // 10: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
+	38, // 11: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
+	39, // 12: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
+	11, // 13: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
+	12, // 14: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
+	38, // 15: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
+	38, // 16: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
+	10, // 17: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	6,  // 18: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	10, // 19: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	10, // 20: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	10, // 21: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
+	10, // 22: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	40, // 23: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
+	6,  // 24: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	10, // 25: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	24, // 26: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
+	25, // 27: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
+	3,  // 28: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
+	35, // 29: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
+	41, // 30: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
+	42, // 31: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
+	27, // 32: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
+	42, // 33: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
+	43, // 34: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
+	4,  // 35: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
+	38, // 36: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
+	5,  // 37: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
+	38, // 38: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
+	28, // 39: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
+	41, // 40: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
+	28, // 41: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
+	13, // 42: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
+	15, // 43: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
+	17, // 44: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
+	19, // 45: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
+	21, // 46: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
+	23, // 47: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
+	29, // 48: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
+	31, // 49: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
+	33, // 50: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
+	14, // 51: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
+	16, // 52: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
+	18, // 53: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
+	20, // 54: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
+	22, // 55: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
+	26, // 56: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
+	30, // 57: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
+	32, // 58: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
+	34, // 59: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
+	51, // [51:60] is the sub-list for method output_type
+	42, // [42:51] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_fabric_proto_init() }
@@ -2778,7 +2977,7 @@ func file_fabricsync_v1_fabric_proto_init() {
 		return
 	}
 	file_fabricsync_v1_common_proto_init()
-	file_fabricsync_v1_fabric_proto_msgTypes[23].OneofWrappers = []any{
+	file_fabricsync_v1_fabric_proto_msgTypes[25].OneofWrappers = []any{
 		(*GetResourceRequest_Id)(nil),
 		(*GetResourceRequest_Key)(nil),
 	}
@@ -2788,7 +2987,7 @@ func file_fabricsync_v1_fabric_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_fabric_proto_rawDesc), len(file_fabricsync_v1_fabric_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

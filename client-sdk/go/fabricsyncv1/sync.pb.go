@@ -2211,7 +2211,13 @@ type PlanSyncResponse struct {
 	// Counters of the would-be pull.
 	Counters *SyncCounters `protobuf:"bytes,4,opt,name=counters,proto3" json:"counters,omitempty"`
 	// Whether a pull of this ref would succeed.
-	Valid         bool `protobuf:"varint,5,opt,name=valid,proto3" json:"valid,omitempty"`
+	Valid bool `protobuf:"varint,5,opt,name=valid,proto3" json:"valid,omitempty"`
+	// The fabric's globs the would-be pull read with.
+	IncludePaths []string `protobuf:"bytes,6,rep,name=include_paths,json=includePaths,proto3" json:"include_paths,omitempty"`
+	// The fabric's globs the would-be pull read with.
+	ExcludePaths []string `protobuf:"bytes,7,rep,name=exclude_paths,json=excludePaths,proto3" json:"exclude_paths,omitempty"`
+	// How the would-be pull found the directory laid out.
+	Layout        Layout `protobuf:"varint,8,opt,name=layout,proto3,enum=fabricsync.v1.Layout" json:"layout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2279,6 +2285,27 @@ func (x *PlanSyncResponse) GetValid() bool {
 		return x.Valid
 	}
 	return false
+}
+
+func (x *PlanSyncResponse) GetIncludePaths() []string {
+	if x != nil {
+		return x.IncludePaths
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetExcludePaths() []string {
+	if x != nil {
+		return x.ExcludePaths
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetLayout() Layout {
+	if x != nil {
+		return x.Layout
+	}
+	return Layout_LAYOUT_UNSPECIFIED
 }
 
 // A message of the StreamSyncProgress stream.
@@ -2514,13 +2541,16 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\rfield_manager\x18\b \x01(\tR\ffieldManager\"@\n" +
 	"\x0fPlanSyncRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x10\n" +
-	"\x03ref\x18\x02 \x01(\tR\x03ref\"\xef\x01\n" +
+	"\x03ref\x18\x02 \x01(\tR\x03ref\"\xe8\x02\n" +
 	"\x10PlanSyncResponse\x12\x16\n" +
 	"\x06commit\x18\x01 \x01(\tR\x06commit\x127\n" +
 	"\achanges\x18\x02 \x03(\v2\x1d.fabricsync.v1.ResourceChangeR\achanges\x12;\n" +
 	"\vdiagnostics\x18\x03 \x03(\v2\x19.fabricsync.v1.DiagnosticR\vdiagnostics\x127\n" +
 	"\bcounters\x18\x04 \x01(\v2\x1b.fabricsync.v1.SyncCountersR\bcounters\x12\x14\n" +
-	"\x05valid\x18\x05 \x01(\bR\x05valid\"T\n" +
+	"\x05valid\x18\x05 \x01(\bR\x05valid\x12#\n" +
+	"\rinclude_paths\x18\x06 \x03(\tR\fincludePaths\x12#\n" +
+	"\rexclude_paths\x18\a \x03(\tR\fexcludePaths\x12-\n" +
+	"\x06layout\x18\b \x01(\x0e2\x15.fabricsync.v1.LayoutR\x06layout\"T\n" +
 	"\x1aStreamSyncProgressResponse\x126\n" +
 	"\x05event\x18\x01 \x01(\v2 .fabricsync.v1.SyncProgressEventR\x05event\"M\n" +
 	"\x19WatchFabricEventsResponse\x120\n" +
@@ -2617,6 +2647,7 @@ var file_fabricsync_v1_sync_proto_goTypes = []any{
 	(*Diagnostic)(nil),                 // 35: fabricsync.v1.Diagnostic
 	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),            // 37: google.protobuf.Struct
+	(Layout)(0),                        // 38: fabricsync.v1.Layout
 }
 var file_fabricsync_v1_sync_proto_depIdxs = []int32{
 	33, // 0: fabricsync.v1.ResourceChange.key:type_name -> fabricsync.v1.ResourceKey
@@ -2657,27 +2688,28 @@ var file_fabricsync_v1_sync_proto_depIdxs = []int32{
 	6,  // 35: fabricsync.v1.PlanSyncResponse.changes:type_name -> fabricsync.v1.ResourceChange
 	35, // 36: fabricsync.v1.PlanSyncResponse.diagnostics:type_name -> fabricsync.v1.Diagnostic
 	5,  // 37: fabricsync.v1.PlanSyncResponse.counters:type_name -> fabricsync.v1.SyncCounters
-	26, // 38: fabricsync.v1.StreamSyncProgressResponse.event:type_name -> fabricsync.v1.SyncProgressEvent
-	28, // 39: fabricsync.v1.WatchFabricEventsResponse.event:type_name -> fabricsync.v1.FabricEvent
-	8,  // 40: fabricsync.v1.SyncService.StartSync:input_type -> fabricsync.v1.StartSyncRequest
-	10, // 41: fabricsync.v1.SyncService.GetSyncRun:input_type -> fabricsync.v1.GetSyncRunRequest
-	12, // 42: fabricsync.v1.SyncService.ListSyncRuns:input_type -> fabricsync.v1.ListSyncRunsRequest
-	14, // 43: fabricsync.v1.SyncService.CancelSyncRun:input_type -> fabricsync.v1.CancelSyncRunRequest
-	16, // 44: fabricsync.v1.SyncService.StreamSyncProgress:input_type -> fabricsync.v1.StreamSyncProgressRequest
-	27, // 45: fabricsync.v1.SyncService.WatchFabricEvents:input_type -> fabricsync.v1.WatchFabricEventsRequest
-	29, // 46: fabricsync.v1.SyncService.PlanSync:input_type -> fabricsync.v1.PlanSyncRequest
-	9,  // 47: fabricsync.v1.SyncService.StartSync:output_type -> fabricsync.v1.StartSyncResponse
-	11, // 48: fabricsync.v1.SyncService.GetSyncRun:output_type -> fabricsync.v1.GetSyncRunResponse
-	13, // 49: fabricsync.v1.SyncService.ListSyncRuns:output_type -> fabricsync.v1.ListSyncRunsResponse
-	15, // 50: fabricsync.v1.SyncService.CancelSyncRun:output_type -> fabricsync.v1.CancelSyncRunResponse
-	31, // 51: fabricsync.v1.SyncService.StreamSyncProgress:output_type -> fabricsync.v1.StreamSyncProgressResponse
-	32, // 52: fabricsync.v1.SyncService.WatchFabricEvents:output_type -> fabricsync.v1.WatchFabricEventsResponse
-	30, // 53: fabricsync.v1.SyncService.PlanSync:output_type -> fabricsync.v1.PlanSyncResponse
-	47, // [47:54] is the sub-list for method output_type
-	40, // [40:47] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	38, // 38: fabricsync.v1.PlanSyncResponse.layout:type_name -> fabricsync.v1.Layout
+	26, // 39: fabricsync.v1.StreamSyncProgressResponse.event:type_name -> fabricsync.v1.SyncProgressEvent
+	28, // 40: fabricsync.v1.WatchFabricEventsResponse.event:type_name -> fabricsync.v1.FabricEvent
+	8,  // 41: fabricsync.v1.SyncService.StartSync:input_type -> fabricsync.v1.StartSyncRequest
+	10, // 42: fabricsync.v1.SyncService.GetSyncRun:input_type -> fabricsync.v1.GetSyncRunRequest
+	12, // 43: fabricsync.v1.SyncService.ListSyncRuns:input_type -> fabricsync.v1.ListSyncRunsRequest
+	14, // 44: fabricsync.v1.SyncService.CancelSyncRun:input_type -> fabricsync.v1.CancelSyncRunRequest
+	16, // 45: fabricsync.v1.SyncService.StreamSyncProgress:input_type -> fabricsync.v1.StreamSyncProgressRequest
+	27, // 46: fabricsync.v1.SyncService.WatchFabricEvents:input_type -> fabricsync.v1.WatchFabricEventsRequest
+	29, // 47: fabricsync.v1.SyncService.PlanSync:input_type -> fabricsync.v1.PlanSyncRequest
+	9,  // 48: fabricsync.v1.SyncService.StartSync:output_type -> fabricsync.v1.StartSyncResponse
+	11, // 49: fabricsync.v1.SyncService.GetSyncRun:output_type -> fabricsync.v1.GetSyncRunResponse
+	13, // 50: fabricsync.v1.SyncService.ListSyncRuns:output_type -> fabricsync.v1.ListSyncRunsResponse
+	15, // 51: fabricsync.v1.SyncService.CancelSyncRun:output_type -> fabricsync.v1.CancelSyncRunResponse
+	31, // 52: fabricsync.v1.SyncService.StreamSyncProgress:output_type -> fabricsync.v1.StreamSyncProgressResponse
+	32, // 53: fabricsync.v1.SyncService.WatchFabricEvents:output_type -> fabricsync.v1.WatchFabricEventsResponse
+	30, // 54: fabricsync.v1.SyncService.PlanSync:output_type -> fabricsync.v1.PlanSyncResponse
+	48, // [48:55] is the sub-list for method output_type
+	41, // [41:48] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_sync_proto_init() }

@@ -210,6 +210,16 @@ fn classify(file: &SourceFile, doc: &yaml::Document, registry: &KindRegistry, op
     let Some(map) = doc.value.as_object() else {
         return invalid("doc.not_an_object", "", "a Kubernetes object must be a YAML mapping".into());
     };
+    let absent = |field: &str| map.get(field).is_none_or(Value::is_null);
+    if absent("apiVersion") && absent("kind") {
+        // Tool metadata and other YAML that shares the directory (HNP's `.hnp/` files, say).
+        return Classified::Ignored(at(
+            Severity::Warning,
+            "doc.not_kubernetes",
+            "",
+            "not a Kubernetes object (neither apiVersion nor kind); ignored".into(),
+        ));
+    }
     let (Some(api_version), Some(kind)) =
         (map.get("apiVersion").and_then(Value::as_str), map.get("kind").and_then(Value::as_str))
     else {
@@ -223,12 +233,16 @@ fn classify(file: &SourceFile, doc: &yaml::Document, registry: &KindRegistry, op
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
         if MANAGED_GROUPS.contains(&group) {
             let served = registry.versions_of(group, kind);
-            let message = if served.is_empty() {
-                format!("{group} has no kind {kind:?}")
-            } else {
-                format!("{kind} is served as {group}/{}, not {api_version}", served.join(", "))
-            };
-            return invalid("kind.unknown", "/kind", message);
+            if served.is_empty() {
+                return invalid("kind.unknown", "/kind", format!("{group} has no kind {kind:?}"));
+            }
+            let served: Vec<String> = served.iter().map(|v| format!("{group}/{v}")).collect();
+            let message = format!(
+                "{kind} {api_version} is no longer served; the fabric's CRDs serve {}: \
+                 a version migration can rewrite the object's apiVersion when it validates there",
+                served.join(", ")
+            );
+            return invalid("version.unserved", "/apiVersion", message);
         }
         return Classified::Ignored(at(
             Severity::Warning,
@@ -500,10 +514,17 @@ mod tests {
             ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n".into(), "policy.secret", "/kind", 2),
             (
                 "apiVersion: vpc.githedgehog.com/v1alpha9\nkind: VPC\nmetadata:\n  name: v\n".into(),
+                "version.unserved",
+                "/apiVersion",
+                1,
+            ),
+            (
+                "apiVersion: vpc.githedgehog.com/v1beta1\nkind: Vpc\nmetadata:\n  name: v\n".into(),
                 "kind.unknown",
                 "/kind",
                 2,
             ),
+            ("kind: Switch\napiVersion: ~\n".into(), "doc.missing_kind", "/apiVersion", 2),
             ("kind: Switch\n".into(), "doc.missing_kind", "/apiVersion", 1),
             ("- a\n- b\n".into(), "doc.not_an_object", "", 1),
             (format!("{SWITCH}  role: spine\n"), "yaml.duplicate_key", "/spec/role", 7),
@@ -518,6 +539,25 @@ mod tests {
             );
             assert!(parsed.diagnostics.iter().all(|d| d.file == "f.yaml" && d.severity == Severity::Error));
         }
+    }
+
+    #[test]
+    fn yaml_that_is_no_kubernetes_object_is_a_warning() {
+        let parsed = parse("version: 1\nmanaged:\n  - switches\n---\nkind: Switch\n");
+        assert_eq!(parsed.ignored, 1);
+        let found: Vec<_> = parsed.diagnostics.iter().map(|d| (d.code.as_str(), d.severity, d.document)).collect();
+        assert_eq!(
+            found,
+            vec![("doc.not_kubernetes", Severity::Warning, Some(0)), ("doc.missing_kind", Severity::Error, Some(1))]
+        );
+    }
+
+    #[test]
+    fn an_unserved_version_names_the_served_one() {
+        let parsed = parse(&SWITCH.replace("v1beta1", "v1alpha2"));
+        let d = &parsed.diagnostics[0];
+        assert_eq!((d.code.as_str(), d.field_path.as_str(), d.line), ("version.unserved", "/apiVersion", 1));
+        assert!(d.message.contains("serve wiring.githedgehog.com/v1beta1"), "{}", d.message);
     }
 
     #[test]

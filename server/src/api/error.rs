@@ -69,7 +69,7 @@ impl From<PullError> for ApiError {
             },
             PullError::Db(e) => ApiError::Db(e),
             PullError::Crypto(e) => ApiError::Crypto(e),
-            PullError::RepositoryGone(_) => ApiError::FailedPrecondition(e.to_string()),
+            PullError::RepositoryGone(_) | PullError::Globs(_) => ApiError::FailedPrecondition(e.to_string()),
             PullError::Cancelled | PullError::Lost | PullError::Released => ApiError::Aborted(e.to_string()),
             PullError::Internal(m) => ApiError::Internal(m),
         }

@@ -11,7 +11,8 @@ use super::error::{ApiError, Violations};
 use super::{check_etag, etag, listing, mask_paths, parse_id, validate, AppState};
 use crate::cluster::{self, check, rbac, ClusterError};
 use crate::convert::{
-    self, APPLY_STATUSES, CONNECTION_STATUSES, DRIFT_STATUSES, RESOURCE_DRIFT_STATUSES, SYNC_STATUSES, WATCH_STATUSES,
+    self, APPLY_STATUSES, CONNECTION_STATUSES, DRIFT_STATUSES, LAYOUTS, RESOURCE_DRIFT_STATUSES, SYNC_STATUSES,
+    WATCH_STATUSES,
 };
 use crate::crypto;
 use crate::db::fabrics::{self as store, FabricFilter, FabricRow};
@@ -24,6 +25,8 @@ use crate::proto::*;
 use crate::redact::Redactor;
 use crate::text::quote;
 use fabricsync_core::diff::IgnoreRule;
+use fabricsync_core::manifest::KindRegistry;
+use fabricsync_core::sources;
 
 pub struct FabricApi {
     state: AppState,
@@ -41,6 +44,12 @@ const UPDATABLE: &[&str] = &[
     "repository_id",
     "git_ref",
     "gitops_path",
+    "include_paths",
+    "exclude_paths",
+    "paused",
+    "watch",
+    "watch.enabled",
+    "watch.kinds",
     "sync_policy",
     "sync_policy.auto_sync_interval",
     "sync_policy.self_heal",
@@ -198,6 +207,49 @@ fn check_token_has_server(row: &FabricRow, token_given: bool, v: &mut Violations
     }
 }
 
+/// Checks a fabric's globs (`fabricsync_core::sources`), naming the one that is not a glob.
+fn check_globs(include: &[String], exclude: &[String], v: &mut Violations) {
+    for (list, globs) in [("include_paths", include), ("exclude_paths", exclude)] {
+        for (i, glob) in globs.iter().enumerate() {
+            v.check(crate::text::no_nul(glob), &format!("fabric.{list}[{i}]"));
+        }
+    }
+    if let Err(e) = sources::check_globs(include, exclude) {
+        let field = match e.index {
+            Some(i) => format!("fabric.{}[{i}]", e.list),
+            None => format!("fabric.{}", e.list),
+        };
+        v.add(field, e.message);
+    }
+}
+
+/// Applies the watch settings (or one of them) from the request; kinds must be kinds of the
+/// registry.
+fn apply_watch(row: &mut FabricRow, watch: &WatchSettings, path: &str, kinds: &KindRegistry, v: &mut Violations) {
+    let all = path == "watch";
+    if all || path == "watch.enabled" {
+        row.watch_enabled = watch.enabled;
+    }
+    if all || path == "watch.kinds" {
+        let known: Vec<&str> = kinds.kinds().map(|k| k.kind.as_str()).collect();
+        for (i, kind) in watch.kinds.iter().enumerate() {
+            if !known.contains(&kind.as_str()) {
+                let mut listing = known.clone();
+                listing.sort_unstable();
+                listing.dedup();
+                v.add(
+                    format!("fabric.watch.kinds[{i}]"),
+                    format!("{} is not a kind of the registry; one of {}", quote(kind), listing.join(", ")),
+                );
+            }
+        }
+        let mut chosen = watch.kinds.clone();
+        chosen.sort();
+        chosen.dedup();
+        row.watch_kinds = chosen;
+    }
+}
+
 fn apply_field(row: &mut FabricRow, fabric: &Fabric, path: &str, v: &mut Violations) -> Result<(), ApiError> {
     match path {
         "name" => {
@@ -218,6 +270,15 @@ fn apply_field(row: &mut FabricRow, fabric: &Fabric, path: &str, v: &mut Violati
             v.check(validate::gitops_path(&fabric.gitops_path), "fabric.gitops_path");
             row.gitops_path = normalize_gitops_path(&fabric.gitops_path);
         }
+        "include_paths" => {
+            check_globs(&fabric.include_paths, &[], v);
+            row.include_paths = fabric.include_paths.clone();
+        }
+        "exclude_paths" => {
+            check_globs(&[], &fabric.exclude_paths, v);
+            row.exclude_paths = fabric.exclude_paths.clone();
+        }
+        "paused" => row.paused = fabric.paused,
         _ => {}
     }
     Ok(())
@@ -273,6 +334,16 @@ pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
         update_time: Some(convert::timestamp(row.updated_at)),
         etag: etag(row.version),
         drift_count,
+        include_paths: row.include_paths.clone(),
+        exclude_paths: row.exclude_paths.clone(),
+        layout: crate::convert::proto_of(&LAYOUTS, row.layout) as i32,
+        paused: row.paused,
+        watch: Some(WatchSettings { enabled: row.watch_enabled, kinds: row.watch_kinds.clone() }),
+        watch_activity: Some(WatchActivity {
+            started_time: convert::opt_timestamp(row.watch_started_at),
+            last_event_time: convert::opt_timestamp(row.watch_last_event_at),
+            event_count: row.watch_event_count,
+        }),
     }
 }
 
@@ -352,10 +423,22 @@ impl FabricService for FabricApi {
             created_at: now,
             updated_at: now,
             synced_source: None,
+            include_paths: Vec::new(),
+            exclude_paths: Vec::new(),
+            layout: v::Layout::Unknown,
+            paused: false,
+            watch_enabled: true,
+            watch_kinds: Vec::new(),
+            watch_started_at: None,
+            watch_last_event_at: None,
+            watch_event_count: 0,
         };
         let mut v = Violations::default();
-        for path in ["name", "description", "git_ref", "gitops_path"] {
+        for path in ["name", "description", "git_ref", "gitops_path", "include_paths", "exclude_paths", "paused"] {
             apply_field(&mut row, &fabric, path, &mut v)?;
+        }
+        if let Some(watch) = &fabric.watch {
+            apply_watch(&mut row, watch, "watch", self.state.settings.kinds, &mut v);
         }
         if fabric.repository_id.is_empty() {
             v.add("fabric.repository_id", "is required");
@@ -436,9 +519,12 @@ impl FabricService for FabricApi {
         let mut v = Violations::default();
         let policy = fabric.sync_policy.clone().unwrap_or_default();
         let cluster = req.cluster.clone().unwrap_or_default();
+        let watch = fabric.watch.clone().unwrap_or_default();
         for path in &paths {
             if path.starts_with("sync_policy") {
                 apply_policy(&mut row, &policy, path, &mut v);
+            } else if path.starts_with("watch") {
+                apply_watch(&mut row, &watch, path, self.state.settings.kinds, &mut v);
             } else if path.starts_with("cluster") {
                 apply_cluster(&mut row, &cluster, path, &self.state.keyring, &mut v);
             } else {

@@ -5,6 +5,7 @@ use fabricsync_core::vocab as v;
 use std::future::Future;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use fabricsync_core::vocab::Layout;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -215,6 +216,9 @@ impl SyncService for SyncApi {
             diagnostics,
             counters: Some((&counters).into()),
             valid: !pulled.has_errors(),
+            include_paths: fabric.include_paths.clone(),
+            exclude_paths: fabric.exclude_paths.clone(),
+            layout: crate::convert::proto_of(&crate::convert::LAYOUTS, pulled.layout.unwrap_or(Layout::Unknown)) as i32,
         }))
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use fabricsync_core::vocab::{ConnectionStatus, FabricDrift, SyncStatus, WatchStatus};
+use fabricsync_core::vocab::{ConnectionStatus, FabricDrift, Layout, SyncStatus, WatchStatus};
 use uuid::Uuid;
 
 use super::schema::fabrics;
@@ -12,8 +12,8 @@ use fabricsync_core::diff::IgnoreRule;
 use super::typed::{Json, Stored};
 use super::{DbError, Listed, Page};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = fabrics, treat_none_as_null = true)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = fabrics)]
 pub struct FabricRow {
     pub id: Uuid,
     pub name: String,
@@ -50,6 +50,18 @@ pub struct FabricRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub synced_source: Option<String>,
+    pub include_paths: Vec<String>,
+    pub exclude_paths: Vec<String>,
+    #[diesel(deserialize_as = Stored<Layout>, serialize_as = Stored<Layout>)]
+    pub layout: Layout,
+    /// No auto-sync and no self-heal; the watch follows `watch_enabled`.
+    pub paused: bool,
+    pub watch_enabled: bool,
+    /// Kinds the watch follows; empty = every kind of the registry.
+    pub watch_kinds: Vec<String>,
+    pub watch_started_at: Option<DateTime<Utc>>,
+    pub watch_last_event_at: Option<DateTime<Utc>>,
+    pub watch_event_count: i64,
 }
 
 /// Equality filters of ListFabrics; None matches all.
@@ -125,13 +137,43 @@ pub async fn list(
 
 /// Writes `row` if the stored version is still `expected_version`; bumps the version.
 /// Returns false when another writer got there first.
+/// Writes what a user may change (UpdateFabric), if the row is still at `expected_version`. The
+/// status columns the engine writes (sync, drift, watch) are left alone: a stale read of them
+/// must not overwrite a newer run's record.
 pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_version: i64) -> Result<bool, DbError> {
-    let row = FabricRow { version: expected_version + 1, updated_at: super::now(), ..row.clone() };
-    let changed =
-        diesel::update(fabrics::table.filter(fabrics::id.eq(row.id)).filter(fabrics::version.eq(expected_version)))
-            .set(row.clone())
-            .execute(conn)
-            .await?;
+    use fabrics::dsl as f;
+    let changed = diesel::update(f::fabrics.filter(f::id.eq(row.id)).filter(f::version.eq(expected_version)))
+        .set((
+            (
+                f::name.eq(&row.name),
+                f::description.eq(&row.description),
+                f::repository_id.eq(row.repository_id),
+                f::git_ref.eq(&row.git_ref),
+                f::gitops_path.eq(&row.gitops_path),
+                f::include_paths.eq(&row.include_paths),
+                f::exclude_paths.eq(&row.exclude_paths),
+            ),
+            (
+                f::cluster_server_url.eq(&row.cluster_server_url),
+                f::cluster_ca_pem.eq(&row.cluster_ca_pem),
+                f::cluster_namespace.eq(&row.cluster_namespace),
+                f::cluster_token_sealed.eq(&row.cluster_token_sealed),
+                f::cluster_token_key_id.eq(&row.cluster_token_key_id),
+                f::connection_status.eq(row.connection_status.word()),
+            ),
+            (
+                f::auto_sync_interval_seconds.eq(row.auto_sync_interval_seconds),
+                f::self_heal.eq(row.self_heal),
+                f::prune.eq(row.prune),
+                f::allow_empty.eq(row.allow_empty),
+                f::strict_references.eq(row.strict_references),
+                f::ignore_differences.eq(&row.ignore_differences),
+            ),
+            (f::paused.eq(row.paused), f::watch_enabled.eq(row.watch_enabled), f::watch_kinds.eq(&row.watch_kinds)),
+            (f::version.eq(expected_version + 1), f::updated_at.eq(super::now())),
+        ))
+        .execute(conn)
+        .await?;
     Ok(changed == 1)
 }
 
@@ -177,6 +219,22 @@ pub struct SyncRecord {
     pub last_synced_commit: Option<Option<String>>,
     pub last_sync_time: Option<Option<DateTime<Utc>>>,
     pub synced_source: Option<Option<String>>,
+    pub layout: Option<Stored<Layout>>,
+}
+
+impl SyncRecord {
+    /// Only the status changes.
+    pub fn status(sync_status: SyncStatus) -> SyncRecord {
+        SyncRecord {
+            sync_status,
+            last_error: None,
+            resource_counts: None,
+            last_synced_commit: None,
+            last_sync_time: None,
+            synced_source: None,
+            layout: None,
+        }
+    }
 }
 
 pub async fn record_sync(conn: &mut AsyncPgConnection, id: Uuid, record: &SyncRecord) -> Result<(), DbError> {
@@ -195,7 +253,8 @@ pub async fn claim_due_auto_sync(conn: &mut AsyncPgConnection) -> Result<Option<
     let rows: Vec<Claimed> = diesel::sql_query(
         "UPDATE fabrics SET next_auto_sync_at = now() + make_interval(secs => auto_sync_interval_seconds)
          WHERE id = (SELECT id FROM fabrics
-                     WHERE auto_sync_interval_seconds > 0 AND (next_auto_sync_at IS NULL OR next_auto_sync_at <= now())
+                     WHERE auto_sync_interval_seconds > 0 AND NOT paused
+                       AND (next_auto_sync_at IS NULL OR next_auto_sync_at <= now())
                      ORDER BY next_auto_sync_at NULLS FIRST LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING id",
     )
@@ -215,23 +274,59 @@ pub async fn set_connection_status(
 }
 
 /// (id, version) of every fabric with a cluster connection: the fabrics to watch.
-pub async fn with_cluster(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, i64)>, DbError> {
+/// (id, version) of the fabrics to watch: with a cluster and the watch enabled. A new version
+/// (any UpdateFabric) restarts its watch.
+pub async fn to_watch(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, i64)>, DbError> {
     Ok(fabrics::table
         .filter(fabrics::cluster_server_url.ne(""))
+        .filter(fabrics::watch_enabled)
         .select((fabrics::id, fabrics::version))
         .load(conn)
         .await?)
 }
 
-/// Records the state of the fabric's cluster watch.
+/// Records the state of the fabric's cluster watch. A watch that starts begins its activity
+/// afresh (started now, no events yet); one that is stopped has none.
 pub async fn set_watch_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     status: WatchStatus,
     error: Option<&str>,
 ) -> Result<(), DbError> {
+    use fabrics::dsl as f;
+    let target = fabrics::table.find(id);
+    let state = (f::watch_status.eq(status.word()), f::watch_error.eq(error));
+    match status {
+        WatchStatus::Starting => {
+            let now = super::now();
+            diesel::update(target)
+                .set((
+                    state,
+                    f::watch_started_at.eq(now),
+                    f::watch_last_event_at.eq(None::<DateTime<Utc>>),
+                    f::watch_event_count.eq(0),
+                ))
+                .execute(conn)
+                .await?
+        }
+        WatchStatus::Inactive => {
+            diesel::update(target).set((state, f::watch_started_at.eq(None::<DateTime<Utc>>))).execute(conn).await?
+        }
+        WatchStatus::Active | WatchStatus::Error => diesel::update(target).set(state).execute(conn).await?,
+    };
+    Ok(())
+}
+
+/// Counts `events` changes the watch saw at `at`.
+pub async fn record_watch_events(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    events: i64,
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    use fabrics::dsl as f;
     diesel::update(fabrics::table.find(id))
-        .set((fabrics::watch_status.eq(status.word()), fabrics::watch_error.eq(error)))
+        .set((f::watch_event_count.eq(f::watch_event_count + events), f::watch_last_event_at.eq(at)))
         .execute(conn)
         .await?;
     Ok(())

@@ -80,6 +80,15 @@ diesel::table! {
         updated_at -> Timestamptz,
         next_auto_sync_at -> Nullable<Timestamptz>,
         synced_source -> Nullable<Text>,
+        include_paths -> Array<Text>,
+        exclude_paths -> Array<Text>,
+        layout -> Text,
+        paused -> Bool,
+        watch_enabled -> Bool,
+        watch_kinds -> Array<Text>,
+        watch_started_at -> Nullable<Timestamptz>,
+        watch_last_event_at -> Nullable<Timestamptz>,
+        watch_event_count -> Int8,
     }
 }
 

@@ -11,9 +11,10 @@ use gix::remote::Direction;
 use super::error::GitError;
 use super::progress::{Counters, Tracker};
 use super::remote::{ref_name, with_deadline, Session};
-use super::tree::{read_tree, ReadLimits, SourceFile};
+use super::tree::{read_tree, ReadLimits, Sources};
 use super::Auth;
 use crate::outbound::Outbound;
+use fabricsync_core::sources::Selection;
 
 /// Mirror every branch and tag under its own name, moving refs even when history was rewritten.
 const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
@@ -237,9 +238,16 @@ impl Mirror {
         Err(unknown())
     }
 
-    /// Reads every `*.yaml`/`*.yml` file under `dir` at `commit` (a full commit id) from the object
-    /// database, sorted by path. See [`read_tree`] for the treatment of symlinks and limits.
-    pub fn read_dir(&self, commit: &str, dir: &str, limits: &ReadLimits) -> Result<Vec<SourceFile>, GitError> {
+    /// Reads the source files under `dir` at `commit` (a full commit id) from the object database,
+    /// sorted by path, and the directory's layout. See [`read_tree`] for what is read, symlinks
+    /// and limits.
+    pub fn read_dir(
+        &self,
+        commit: &str,
+        dir: &str,
+        limits: &ReadLimits,
+        selection: &Selection,
+    ) -> Result<Sources, GitError> {
         let repo = self.open(gix::open::Options::isolated())?;
         let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|_| GitError::UnknownRef(commit.to_owned()))?;
         let tree = find_commit(&repo, id)
@@ -247,7 +255,7 @@ impl Mirror {
             .tree_id()
             .map_err(|e| GitError::local("cannot read the commit", e))?
             .detach();
-        read_tree(&repo, tree, dir, limits)
+        read_tree(&repo, tree, dir, limits, selection)
     }
 }
 

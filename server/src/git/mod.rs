@@ -19,7 +19,7 @@ use base64::Engine as _;
 pub use error::{FailureKind, GitError};
 pub use mirror::{FetchProgress, FetchReport, Mirror};
 pub use remote::{endpoint, probe, same_repository, Endpoint, ProbeReport};
-pub use tree::{ReadLimits, SourceFile};
+pub use tree::{ReadLimits, SourceFile, Sources};
 
 /// Username sent with a token when none is configured; GitHub, GitLab and Gitea all accept a
 /// token as the password of any username.

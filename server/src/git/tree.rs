@@ -5,12 +5,15 @@
 //! is followed within the commit's tree (through real directories, at most 8 hops) and its
 //! target's content is returned under the link's own path; a target that is not a file there is an
 //! error. Other symlinks (to directories, say) are not followed, which also rules out cycles.
-//! Submodules are skipped.
+//! Submodules are skipped. Which files are read is `fabricsync_core::sources`' decision (hidden
+//! entries, an HNP layout, the fabric's globs).
 
 use gix::object::tree::EntryKind;
 use gix::ObjectId;
 
 use super::error::GitError;
+use fabricsync_core::sources::{Selection, HNP_MARKER};
+use fabricsync_core::vocab::Layout;
 
 pub use fabricsync_core::manifest::SourceFile;
 
@@ -24,8 +27,11 @@ pub struct ReadLimits {
 
 const MAX_SYMLINK_HOPS: usize = 8;
 
-fn is_yaml(name: &str) -> bool {
-    name.ends_with(".yaml") || name.ends_with(".yml")
+/// The sources of a directory: its selected files, sorted by path, and its layout.
+#[derive(Debug)]
+pub struct Sources {
+    pub files: Vec<SourceFile>,
+    pub layout: Layout,
 }
 
 /// The components of a directory given relative to the repository root; "" and "." are the root.
@@ -154,14 +160,15 @@ impl Reader<'_> {
     }
 }
 
-/// Reads every `*.yaml`/`*.yml` file under `dir` (relative; "" or "." is the root) in the tree
-/// `root`, recursively, sorted by path.
+/// Reads the source files under `dir` (relative; "" or "." is the root) in the tree `root`,
+/// recursively: those `selection` reads, once the directory's layout is known.
 pub(crate) fn read_tree(
     repo: &gix::Repository,
     root: ObjectId,
     dir: &str,
     limits: &ReadLimits,
-) -> Result<Vec<SourceFile>, GitError> {
+    selection: &Selection,
+) -> Result<Sources, GitError> {
     let components = dir_components(dir)?;
     let prefix = components.join("/");
     let mut reader = Reader { repo, root, limits, files: Vec::new(), total: 0, dir: prefix.clone() };
@@ -169,27 +176,37 @@ pub(crate) fn read_tree(
         Some((EntryKind::Tree, id)) => id,
         _ => return Err(GitError::DirectoryNotFound(dir.to_owned())),
     };
-    let mut pending = vec![(prefix, start)];
+    let marker = if prefix.is_empty() { HNP_MARKER.to_owned() } else { format!("{prefix}/{HNP_MARKER}") };
+    let layout = match reader.lookup(&marker)? {
+        Some((EntryKind::Blob | EntryKind::BlobExecutable, _)) => Layout::Hnp,
+        _ => Layout::Plain,
+    };
+    let selection = selection.clone().with_layout(layout);
+    // (path relative to `dir`, tree)
+    let mut pending = vec![(String::new(), start)];
     while let Some((path, tree)) = pending.pop() {
         for (name, kind, id) in reader.entries(tree)? {
-            let entry_path = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
+            let relative = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
+            let entry_path = if prefix.is_empty() { relative.clone() } else { format!("{prefix}/{relative}") };
             match kind {
-                EntryKind::Tree => pending.push((entry_path, id)),
-                EntryKind::Blob | EntryKind::BlobExecutable if is_yaml(&name) => reader.add(entry_path, id)?,
-                EntryKind::Link if is_yaml(&name) => {
+                EntryKind::Tree if selection.enters(&relative) => pending.push((relative, id)),
+                EntryKind::Blob | EntryKind::BlobExecutable if selection.reads(&relative) => {
+                    reader.add(entry_path, id)?
+                }
+                EntryKind::Link if selection.reads(&relative) => {
                     let blob = reader.follow(&entry_path, id)?;
                     reader.add(entry_path, blob)?;
                 }
                 EntryKind::Link => {
                     reader.destination(&entry_path, id)?;
                 }
-                EntryKind::Blob | EntryKind::BlobExecutable | EntryKind::Commit => {}
+                EntryKind::Tree | EntryKind::Blob | EntryKind::BlobExecutable | EntryKind::Commit => {}
             }
         }
     }
     let mut files = reader.files;
     files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
+    Ok(Sources { files, layout })
 }
 
 #[cfg(test)]
@@ -213,11 +230,5 @@ mod tests {
         assert_eq!(link_destination("a/link.yaml", "../../etc/passwd"), None);
         assert_eq!(link_destination("link.yaml", "/etc/passwd"), None);
         assert_eq!(link_destination("a/b/link", "../../x").as_deref(), Some("x"));
-    }
-
-    #[test]
-    fn yaml_names() {
-        assert!(is_yaml("a.yaml") && is_yaml("b.yml") && is_yaml("dir.d/c.yaml"));
-        assert!(!is_yaml("a.yaml.bak") && !is_yaml("README.md") && !is_yaml("a.YAML"));
     }
 }

@@ -16,12 +16,14 @@ use crate::context::AppState;
 use crate::crypto::CryptoError;
 use crate::db::fabrics::FabricRow;
 use crate::db::{self, DbError};
-use crate::git::{FetchProgress, GitError, Mirror, SourceFile};
+use crate::git::{FetchProgress, GitError, Mirror, SourceFile, Sources};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{FetchingProgress, ParsingProgress, ValidatingProgress};
 use fabricsync_core::manifest::cache::ParseCache;
 use fabricsync_core::manifest::{self, KindRegistry, Object, ParsedFile, Severity};
 use fabricsync_core::plan::{self, Plan};
+use fabricsync_core::sources::Selection;
+use fabricsync_core::vocab::Layout;
 use fabricsync_core::ResourceKey;
 
 /// Progress events of one kind are sent at most this often.
@@ -46,6 +48,8 @@ pub enum PullError {
     Lost,
     #[error("the server is shutting down")]
     Released,
+    #[error("the fabric's {} are invalid: {}", .0.list, .0.message)]
+    Globs(fabricsync_core::sources::GlobError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -107,6 +111,8 @@ pub struct Pulled {
     /// The stored desired state was pulled from this very source: nothing was read or parsed.
     pub same_source: bool,
     pub files: Vec<Arc<ParsedFile>>,
+    /// How the directory is laid out; None when nothing was read (`same_source`).
+    pub layout: Option<Layout>,
     pub diagnostics: Vec<manifest::Diagnostic>,
     pub counters: Counters,
 }
@@ -124,10 +130,12 @@ impl Pulled {
 /// Everything the desired state of a pull depends on; equal keys give equal desired states.
 pub fn source_key(commit: &str, fabric: &FabricRow) -> String {
     format!(
-        "{commit} {:?} ns={} strict={} manifest=v{}",
+        "{commit} {:?} ns={} strict={} include={:?} exclude={:?} manifest=v{}",
         fabric.gitops_path,
         namespace_of(fabric),
         fabric.strict_references,
+        fabric.include_paths,
+        fabric.exclude_paths,
         manifest::VERSION
     )
 }
@@ -164,9 +172,10 @@ pub async fn pull(
     let known = if force { None } else { fabric.synced_source.clone() };
     let row = fabric.clone();
     let outbound = state.settings.outbound.clone();
-    let (commit, source, files) = with_progress(
+    let selection = Selection::new(&fabric.include_paths, &fabric.exclude_paths).map_err(PullError::Globs)?;
+    let (commit, source, sources) = with_progress(
         FetchProgress::default(),
-        move |progress| -> Result<(String, String, Option<Vec<SourceFile>>), GitError> {
+        move |progress| -> Result<(String, String, Option<Sources>), GitError> {
             let mirror = Mirror::open_or_init(&cache, &repository_id)?;
             mirror.fetch(&outbound, &url, &auth, timeout, &mut |p| {
                 progress.send_replace(p);
@@ -176,8 +185,8 @@ pub async fn pull(
             if known.as_deref() == Some(source.as_str()) {
                 return Ok((commit, source, None));
             }
-            let files = mirror.read_dir(&commit, &dir, &limits)?;
-            Ok((commit, source, Some(files)))
+            let sources = mirror.read_dir(&commit, &dir, &limits, &selection)?;
+            Ok((commit, source, Some(sources)))
         },
         scope,
         |p| {
@@ -189,12 +198,13 @@ pub async fn pull(
     )
     .await??;
     scope.checkpoint()?;
-    let Some(files) = files else {
+    let Some(Sources { files, layout }) = sources else {
         return Ok(Pulled {
             commit,
             source,
             same_source: true,
             files: Vec::new(),
+            layout: None,
             diagnostics: Vec::new(),
             counters: Counters::default(),
         });
@@ -246,7 +256,7 @@ pub async fn pull(
     counters.errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count() as i64;
     counters.warnings = diagnostics.len() as i64 - counters.errors;
     scope.checkpoint()?;
-    Ok(Pulled { commit, source, same_source: false, files: parsed, diagnostics, counters })
+    Ok(Pulled { commit, source, same_source: false, files: parsed, layout: Some(layout), diagnostics, counters })
 }
 
 fn clamp(n: usize) -> i32 {

@@ -51,19 +51,27 @@ async fn supervise(state: AppState, database_url: String) {
     loop {
         let wanted = async {
             let mut conn = db::connect(&state.pool).await?;
-            fabrics::with_cluster(&mut conn).await
+            fabrics::to_watch(&mut conn).await
         };
         match wanted.await {
             Ok(wanted) => {
                 let wanted: HashMap<Uuid, i64> = wanted.into_iter().collect();
-                // A changed fabric (new URL or token) restarts its watch; a deleted one stops it.
+                // A changed fabric (new URL, token, kinds) restarts its watch; a deleted one, or
+                // one whose watch was disabled, stops it.
+                let mut stopped = Vec::new();
                 running.retain(|id, (version, task)| {
                     let keep = wanted.get(id) == Some(version) && !task.is_finished();
                     if !keep {
                         task.abort();
+                        if !wanted.contains_key(id) {
+                            stopped.push(*id);
+                        }
                     }
                     keep
                 });
+                for id in stopped {
+                    set_status(&state, id, WatchStatus::Inactive, None).await;
+                }
                 for (id, version) in wanted {
                     if running.contains_key(&id) {
                         continue;
@@ -177,12 +185,18 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         cluster::connect(&fabric, &state.keyring, &state.settings.outbound).await.map_err(|e| e.to_string())?;
     let registry = state.settings.kinds;
     let installed = check::installed_crds(&client, registry).await.map_err(|e| redactor.clean(&e.to_string()))?;
+    let chosen = |k: &KindDef| fabric.watch_kinds.is_empty() || fabric.watch_kinds.contains(&k.kind);
     let kinds: Vec<&'static KindDef> = registry
         .kinds()
+        .filter(|k| chosen(k))
         .filter(|k| installed.iter().any(|c| c.group == k.group && c.kind == k.kind && c.versions.contains(&k.version)))
         .collect();
     if kinds.is_empty() {
-        return Err("no Hedgehog CRDs are installed in the cluster".into());
+        return Err(if fabric.watch_kinds.is_empty() {
+            "no Hedgehog CRDs are installed in the cluster".into()
+        } else {
+            format!("none of the kinds to watch ({}) is installed in the cluster", fabric.watch_kinds.join(", "))
+        });
     }
     let streams = kinds.iter().map(|&def| {
         let resource =
@@ -233,7 +247,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         if !touched.is_empty() && status == WatchStatus::Active {
             let drifted =
                 refresh_pooled(&state.pool, registry, fabric_id, Some(&touched)).await.map_err(|e| e.to_string())?;
-            if fabric.self_heal {
+            if fabric.self_heal && !fabric.paused {
                 self_heal(state, fabric_id, &drifted).await.map_err(|e| e.to_string())?;
             }
         }
@@ -333,6 +347,7 @@ impl Changes {
         conn.transaction::<_, DbError, _>(async |conn| {
             resources::record_live(conn, fabric_id, &self.records, now).await?;
             events::append_many(conn, fabric_id, STREAM, &self.events).await?;
+            fabrics::record_watch_events(conn, fabric_id, self.events.len() as i64, now).await?;
             Ok(())
         })
         .await

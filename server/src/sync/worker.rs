@@ -1,7 +1,7 @@
 //! Workers: claim queued runs (or runs whose worker died) with SKIP LOCKED, keep the lease
 //! alive with heartbeats, execute the pull and conclude it in one fenced transaction.
 
-use fabricsync_core::vocab::{RunStatus, SyncStatus};
+use fabricsync_core::vocab::{Layout, RunStatus, SyncStatus};
 use std::sync::atomic::Ordering;
 
 use diesel_async::AsyncConnection;
@@ -14,7 +14,7 @@ use super::pull::{self, PullError, Pulled, RunFlags, Scope};
 use fabricsync_core::plan::Plan;
 
 use crate::db::resources::KeyColumns;
-use crate::db::typed::Json;
+use crate::db::typed::{Json, Stored};
 
 use super::{encode_progress, run_diagnostic, Counters, StoredChange, StoredDiagnostic};
 use super::{MAX_STORED_CHANGES, MAX_STORED_DIAGNOSTICS, PROGRESS};
@@ -129,15 +129,7 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
     // A deleted fabric takes its runs with it (ON DELETE CASCADE): nothing to do.
     let Some(fabric) = fabrics::get(&mut conn, run.fabric_id).await? else { return Ok(()) };
     if !run.dry_run {
-        let syncing = SyncRecord {
-            sync_status: SyncStatus::Syncing,
-            last_error: None,
-            resource_counts: None,
-            last_synced_commit: None,
-            last_sync_time: None,
-            synced_source: None,
-        };
-        fabrics::record_sync(&mut conn, fabric.id, &syncing).await?;
+        fabrics::record_sync(&mut conn, fabric.id, &SyncRecord::status(SyncStatus::Syncing)).await?;
     }
     drop(conn);
     let git_ref = if run.requested_ref.is_empty() { fabric.git_ref.clone() } else { run.requested_ref.clone() };
@@ -195,7 +187,10 @@ async fn conclude_pulled(
             short(&pulled.commit),
             pulled.counters.errors
         );
-        let failed = Conclusion::failed(diagnostics, message, pulled.counters.clone(), Some(pulled.commit.clone()));
+        let failed = Conclusion {
+            layout: pulled.layout,
+            ..Conclusion::failed(diagnostics, message, pulled.counters.clone(), Some(pulled.commit.clone()))
+        };
         return conclude(state, worker, run, fabric, failed, None).await;
     }
     if objects.is_empty() && !fabric.allow_empty {
@@ -268,6 +263,8 @@ struct Conclusion {
     error: Option<String>,
     /// The source a succeeded pull stored (see `pull::source_key`).
     source: Option<String>,
+    /// The layout the pull found (recorded on failure too: it explains what was read).
+    layout: Option<Layout>,
 }
 
 impl Conclusion {
@@ -281,6 +278,7 @@ impl Conclusion {
             kind_counts: Vec::new(),
             error: None,
             source: None,
+            layout: None,
         }
     }
 
@@ -308,6 +306,7 @@ impl Conclusion {
             diagnostics,
             changes: plan.changes.iter().take(MAX_STORED_CHANGES).map(StoredChange::from).collect(),
             source: Some(pulled.source.clone()),
+            layout: pulled.layout,
             ..Conclusion::cancelled()
         }
     }
@@ -449,23 +448,15 @@ fn fabric_record(
             last_synced_commit: Some(c.commit.clone()),
             last_sync_time: Some(Some(now)),
             synced_source: Some(c.source.clone()),
+            layout: c.layout.map(Stored),
         },
         RunStatus::Failed => SyncRecord {
             sync_status: SyncStatus::Failed,
             last_error: Some(c.error.clone()),
-            resource_counts: None,
-            last_synced_commit: None,
-            last_sync_time: None,
-            synced_source: None,
+            layout: c.layout.map(Stored),
+            ..SyncRecord::status(SyncStatus::Failed)
         },
-        _ => SyncRecord {
-            sync_status: previous,
-            last_error: None,
-            resource_counts: None,
-            last_synced_commit: None,
-            last_sync_time: None,
-            synced_source: None,
-        },
+        _ => SyncRecord::status(previous),
     })
 }
 

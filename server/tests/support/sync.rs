@@ -23,6 +23,45 @@ pub fn lab_wiring() -> String {
     LAB_CI.split("\n---").filter(|doc| !doc.contains(REJECTED_DOCUMENT)).collect::<Vec<_>>().join("\n---")
 }
 
+/// Connections in the lab fabric: HNP wrote them in the old `v1alpha2` version.
+pub const LAB_CONNECTIONS: usize = 24;
+/// Objects of the vpc group in the lab fabric: still in HNP's `raw/`, not yet ingested.
+pub const LAB_VPC_OBJECTS: i64 = 8;
+
+/// The lab fabric under `dir` as the Hedgehog NetBox Plugin lays a repository out: HNP's
+/// metadata in `.hnp/`, one file per wiring object under `managed/<kind-plural>/<name>.yaml`
+/// (HNP's header comment on top, Connections in the `v1alpha2` version it once wrote), the vpc
+/// objects still in one `raw/` file next to a YAML note that is no Kubernetes object, and an
+/// `unmanaged/` file that is not the fabric's (a Secret: reading it would fail the pull).
+pub fn hnp_layout(dir: &str) -> Vec<(String, String)> {
+    let mut files = vec![
+        (format!("{dir}/.hnp/manifest.yaml"), "version: 1\nfabric: lab\nlayout: managed\n".to_string()),
+        (format!("{dir}/.hnp/archive-log.yaml"), "archived:\n  - raw/initial-wiring.yaml\n".to_string()),
+        (format!("{dir}/raw/notes.yaml"), "owner: netops\nreview: weekly\n".to_string()),
+        (
+            format!("{dir}/unmanaged/legacy-credentials.yaml"),
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: legacy\n".to_string(),
+        ),
+    ];
+    let mut raw = Vec::new();
+    for doc in lab_wiring().split("\n---").map(str::trim).filter(|d| !d.is_empty()) {
+        let field = |prefix: &str| doc.lines().find_map(|l| l.strip_prefix(prefix)).map(str::trim).unwrap_or_default();
+        let (api_version, kind, name) = (field("apiVersion:"), field("kind:"), field("  name:"));
+        if api_version.is_empty() {
+            continue; // a commented-out document
+        }
+        if api_version.starts_with("vpc.") {
+            raw.push(doc.to_string());
+            continue;
+        }
+        let body = if kind == "Connection" { doc.replace("/v1beta1", "/v1alpha2") } else { doc.to_string() };
+        let path = format!("{dir}/managed/{}s/{name}.yaml", kind.to_lowercase());
+        files.push((path, format!("# Managed by the Hedgehog NetBox Plugin. Edit in NetBox.\n{body}\n")));
+    }
+    files.push((format!("{dir}/raw/vpc-objects.yaml"), raw.join("\n---\n") + "\n"));
+    files
+}
+
 pub struct Clients {
     pub repos: RepositoryServiceClient<AuthChannel>,
     pub fabrics: FabricServiceClient<AuthChannel>,

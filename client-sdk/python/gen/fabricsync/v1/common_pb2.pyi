@@ -87,6 +87,38 @@ SEVERITY_WARNING: Severity.ValueType  # 2
 """Reported; the run goes on."""
 Global___Severity: _TypeAlias = Severity  # noqa: Y015
 
+class _Layout:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LayoutEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Layout.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LAYOUT_UNSPECIFIED: _Layout.ValueType  # 0
+    """Not set."""
+    LAYOUT_UNKNOWN: _Layout.ValueType  # 1
+    """No pull has read the directory yet."""
+    LAYOUT_PLAIN: _Layout.ValueType  # 2
+    """Every YAML file that is not hidden (narrowed by include_paths and exclude_paths)."""
+    LAYOUT_HNP: _Layout.ValueType  # 3
+    """Laid out by the Hedgehog NetBox Plugin (`.hnp/manifest.yaml` present): `managed/` and `raw/`
+    are read, `unmanaged/` and the rest are not.
+    """
+
+class Layout(_Layout, metaclass=_LayoutEnumTypeWrapper):
+    """How a fabric's GitOps directory is laid out."""
+
+LAYOUT_UNSPECIFIED: Layout.ValueType  # 0
+"""Not set."""
+LAYOUT_UNKNOWN: Layout.ValueType  # 1
+"""No pull has read the directory yet."""
+LAYOUT_PLAIN: Layout.ValueType  # 2
+"""Every YAML file that is not hidden (narrowed by include_paths and exclude_paths)."""
+LAYOUT_HNP: Layout.ValueType  # 3
+"""Laid out by the Hedgehog NetBox Plugin (`.hnp/manifest.yaml` present): `managed/` and `raw/`
+are read, `unmanaged/` and the rest are not.
+"""
+Global___Layout: _TypeAlias = Layout  # noqa: Y015
+
 @_typing.final
 class ResourceKey(_message.Message):
     """The identity of one Kubernetes object of a fabric. Kinds are data: every Hedgehog kind

@@ -410,6 +410,12 @@ class Fabric(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     DRIFT_COUNT_FIELD_NUMBER: _builtins.int
+    INCLUDE_PATHS_FIELD_NUMBER: _builtins.int
+    EXCLUDE_PATHS_FIELD_NUMBER: _builtins.int
+    LAYOUT_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    WATCH_FIELD_NUMBER: _builtins.int
+    WATCH_ACTIVITY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID. Output only."""
     name: _builtins.str
@@ -440,6 +446,12 @@ class Fabric(_message.Message):
     """Opaque version; changes on every write. Output only."""
     drift_count: _builtins.int
     """Number of drifted, missing or orphaned resources. Output only."""
+    layout: _common_pb2.Layout.ValueType
+    """How the last pull found the directory laid out. Output only."""
+    paused: _builtins.bool
+    """No auto-sync and no self-heal while set; runs started by a client still run, and the watch
+    follows watch.enabled.
+    """
     @_builtins.property
     def cluster(self) -> Global___ClusterConnection:
         """Cluster connection. Output only here: set it with ClusterConnectionInput."""
@@ -463,6 +475,25 @@ class Fabric(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Time of the last change. Output only."""
+
+    @_builtins.property
+    def include_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Globs of the files a pull reads, relative to gitops_path (`*` stays within a path segment,
+        `**` crosses them); empty = every YAML file. Hidden files and directories (a name starting
+        with '.', like `.hnp/` or `.github/`) are never read. At most 100.
+        """
+
+    @_builtins.property
+    def exclude_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Globs of files a pull does not read, relative to gitops_path. At most 100."""
+
+    @_builtins.property
+    def watch(self) -> Global___WatchSettings:
+        """The cluster watch's settings."""
+
+    @_builtins.property
+    def watch_activity(self) -> Global___WatchActivity:
+        """What the cluster watch has seen. Output only."""
 
     def __init__(
         self,
@@ -488,14 +519,82 @@ class Fabric(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         drift_count: _builtins.int = ...,
+        include_paths: _abc.Iterable[_builtins.str] | None = ...,
+        exclude_paths: _abc.Iterable[_builtins.str] | None = ...,
+        layout: _common_pb2.Layout.ValueType = ...,
+        paused: _builtins.bool = ...,
+        watch: Global___WatchSettings | None = ...,
+        watch_activity: Global___WatchActivity | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "create_time", b"create_time", "last_sync_time", b"last_sync_time", "sync_policy", b"sync_policy", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "create_time", b"create_time", "last_sync_time", b"last_sync_time", "sync_policy", b"sync_policy", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connection_status", b"connection_status", "create_time", b"create_time", "description", b"description", "drift_count", b"drift_count", "drift_status", b"drift_status", "etag", b"etag", "git_ref", b"git_ref", "gitops_path", b"gitops_path", "id", b"id", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "last_synced_commit", b"last_synced_commit", "name", b"name", "repository_id", b"repository_id", "resource_counts", b"resource_counts", "sync_policy", b"sync_policy", "sync_status", b"sync_status", "update_time", b"update_time", "watch_error", b"watch_error", "watch_status", b"watch_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connection_status", b"connection_status", "create_time", b"create_time", "description", b"description", "drift_count", b"drift_count", "drift_status", b"drift_status", "etag", b"etag", "exclude_paths", b"exclude_paths", "git_ref", b"git_ref", "gitops_path", b"gitops_path", "id", b"id", "include_paths", b"include_paths", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "last_synced_commit", b"last_synced_commit", "layout", b"layout", "name", b"name", "paused", b"paused", "repository_id", b"repository_id", "resource_counts", b"resource_counts", "sync_policy", b"sync_policy", "sync_status", b"sync_status", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity", "watch_error", b"watch_error", "watch_status", b"watch_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Fabric: _TypeAlias = Fabric  # noqa: Y015
+
+@_typing.final
+class WatchSettings(_message.Message):
+    """Whether and what the cluster watch follows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """Watch the cluster. CreateFabric without `watch` watches; with it, as given here."""
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Kinds to watch (as in the CRDs: "Switch", "VPC"); empty = every kind."""
+
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        kinds: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "kinds", b"kinds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSettings: _TypeAlias = WatchSettings  # noqa: Y015
+
+@_typing.final
+class WatchActivity(_message.Message):
+    """What the cluster watch has seen."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTED_TIME_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    event_count: _builtins.int
+    """Changes seen since it started."""
+    @_builtins.property
+    def started_time(self) -> _timestamp_pb2.Timestamp:
+        """When the current watch started (began listing); unset while the watch is inactive."""
+
+    @_builtins.property
+    def last_event_time(self) -> _timestamp_pb2.Timestamp:
+        """When it last saw a change of a watched object (the initial listing included)."""
+
+    def __init__(
+        self,
+        *,
+        started_time: _timestamp_pb2.Timestamp | None = ...,
+        last_event_time: _timestamp_pb2.Timestamp | None = ...,
+        event_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_event_time", b"last_event_time", "started_time", b"started_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_count", b"event_count", "last_event_time", b"last_event_time", "started_time", b"started_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchActivity: _TypeAlias = WatchActivity  # noqa: Y015
 
 @_typing.final
 class CreateFabricRequest(_message.Message):
@@ -680,8 +779,9 @@ class UpdateFabricRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: name, description, repository_id, git_ref, gitops_path, sync_policy
-        (whole) or sync_policy.<field>, cluster (whole input) or cluster.server_url,
+        """Fields to change: name, description, repository_id, git_ref, gitops_path, include_paths,
+        exclude_paths, paused, watch (whole) or watch.enabled, watch.kinds, sync_policy (whole) or
+        sync_policy.<field>, cluster (whole input) or cluster.server_url,
         cluster.ca_certificate_pem, cluster.bearer_token, cluster.namespace.
         """
 

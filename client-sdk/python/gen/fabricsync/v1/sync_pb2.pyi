@@ -1082,10 +1082,15 @@ class PlanSyncResponse(_message.Message):
     DIAGNOSTICS_FIELD_NUMBER: _builtins.int
     COUNTERS_FIELD_NUMBER: _builtins.int
     VALID_FIELD_NUMBER: _builtins.int
+    INCLUDE_PATHS_FIELD_NUMBER: _builtins.int
+    EXCLUDE_PATHS_FIELD_NUMBER: _builtins.int
+    LAYOUT_FIELD_NUMBER: _builtins.int
     commit: _builtins.str
     """The commit the ref resolved to."""
     valid: _builtins.bool
     """Whether a pull of this ref would succeed."""
+    layout: _common_pb2.Layout.ValueType
+    """How the would-be pull found the directory laid out."""
     @_builtins.property
     def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResourceChange]:
         """What pulling it would change (UNCHANGED objects left out)."""
@@ -1098,6 +1103,14 @@ class PlanSyncResponse(_message.Message):
     def counters(self) -> Global___SyncCounters:
         """Counters of the would-be pull."""
 
+    @_builtins.property
+    def include_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The fabric's globs the would-be pull read with."""
+
+    @_builtins.property
+    def exclude_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The fabric's globs the would-be pull read with."""
+
     def __init__(
         self,
         *,
@@ -1106,10 +1119,13 @@ class PlanSyncResponse(_message.Message):
         diagnostics: _abc.Iterable[_common_pb2.Diagnostic] | None = ...,
         counters: Global___SyncCounters | None = ...,
         valid: _builtins.bool = ...,
+        include_paths: _abc.Iterable[_builtins.str] | None = ...,
+        exclude_paths: _abc.Iterable[_builtins.str] | None = ...,
+        layout: _common_pb2.Layout.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "commit", b"commit", "counters", b"counters", "diagnostics", b"diagnostics", "valid", b"valid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "commit", b"commit", "counters", b"counters", "diagnostics", b"diagnostics", "exclude_paths", b"exclude_paths", "include_paths", b"include_paths", "layout", b"layout", "valid", b"valid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,10 @@
+ALTER TABLE fabrics
+    DROP COLUMN include_paths,
+    DROP COLUMN exclude_paths,
+    DROP COLUMN layout,
+    DROP COLUMN paused,
+    DROP COLUMN watch_enabled,
+    DROP COLUMN watch_kinds,
+    DROP COLUMN watch_started_at,
+    DROP COLUMN watch_last_event_at,
+    DROP COLUMN watch_event_count;
