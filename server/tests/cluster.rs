@@ -945,3 +945,49 @@ async fn self_heal_reverts_then_leaves_a_fighting_writer_contested() {
     wait_community(&kube, "65101:3001");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
 }
+
+#[tokio::test]
+async fn a_paused_fabric_shows_drift_and_does_not_heal_it() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let policy = SyncPolicy { self_heal: true, ..Default::default() };
+    let id =
+        c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    let fabric = c.get_fabric(&id).await;
+    let pause = UpdateFabricRequest {
+        fabric: Some(Fabric { id: id.clone(), paused: true, ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["paused".into()] }),
+        cluster: None,
+        etag: fabric.etag,
+    };
+    c.fabrics.update_fabric(pause).await.expect("pause");
+    // A client's run still runs while paused.
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+
+    let body = r#"{"spec":{"inboundCommunity":"65101:9001"}}"#;
+    kube.kubectl_ok(&[
+        "patch",
+        "externals.vpc.githedgehog.com",
+        "default",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        body,
+    ]);
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    wait_community(&kube, "65101:9001");
+    let runs = c
+        .sync
+        .list_sync_runs(ListSyncRunsRequest { filter: format!("fabric_id={id}"), ..Default::default() })
+        .await
+        .expect("runs")
+        .into_inner()
+        .runs;
+    assert!(runs.iter().all(|r| r.trigger != SyncTrigger::SelfHeal as i32), "self-heal ran while paused: {runs:?}");
+}

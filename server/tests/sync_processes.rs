@@ -260,6 +260,29 @@ async fn auto_sync_pulls_on_schedule_only_when_the_ref_moved() {
     assert_eq!(status(&done), SyncRunStatus::Succeeded);
     assert_eq!(counters(&done).created, 1);
     assert_eq!(done.commit, repo.head());
+
+    // Paused, a moved ref is not pulled; resumed, it is at the next check.
+    let set_paused = |c: &mut Clients, paused: bool| {
+        let mut fabrics = c.fabrics.clone();
+        let id = fabric_id.clone();
+        async move {
+            let request = UpdateFabricRequest {
+                fabric: Some(Fabric { id, paused, ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["paused".into()] }),
+                cluster: None,
+                etag: String::new(),
+            };
+            fabrics.update_fabric(request).await.expect("update paused");
+        }
+    };
+    set_paused(&mut c, true).await;
+    repo.commit(&[("fabric/extra.yaml", "")], "drop the server");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(runs(&mut c).await.len(), 2, "a paused fabric was pulled on schedule");
+    set_paused(&mut c, false).await;
+    let third = wait_for_runs(&mut c, &runs, 3).await;
+    assert_eq!(third[0].trigger, SyncTrigger::Schedule as i32);
+    assert_eq!(c.wait(&third[0].id, Duration::from_secs(30)).await.commit, repo.head());
 }
 
 /// Polls the run list (newest first) until it has `n` runs.
