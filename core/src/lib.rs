@@ -8,6 +8,7 @@
 //!   validation, normalization and content hashes; the parse cache by content.
 //! - `diff`: the one comparison of two objects (schema-aware), used by plans, apply reports and drift.
 //! - `sources`: which files of a GitOps directory a pull reads (hidden entries, HNP layout, globs).
+//! - `edit`: changes to a fabric's objects as edits of its source files (in place, minimal diffs).
 //! - `plan`: what a pull changes in the stored desired state.
 //! - `waves`: the order objects are applied in.
 //! - `apply`: an apply run's plan (what is sent in which wave, skipped, pruned).
@@ -17,6 +18,7 @@
 pub mod apply;
 pub mod diff;
 pub mod drift;
+pub mod edit;
 pub mod key;
 pub mod live;
 pub mod manifest;

@@ -185,6 +185,11 @@ words!(
 );
 
 words!(
+    /// How a write to a fabric's repository ended.
+    WriteOutcome, "write outcome" { Committed = "committed", Unchanged = "unchanged", Rejected = "rejected", DryRun = "dry_run" }
+);
+
+words!(
     /// The event log's streams (`events.stream`).
     Stream, "stream" { Progress = "progress", Watch = "watch", Drift = "drift" }
 );

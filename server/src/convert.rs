@@ -7,7 +7,7 @@ use fabricsync_core::vocab::{self as v, Word};
 
 use crate::proto::{
     self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Layout, Provider, ResourceDriftStatus, Role, SyncMode,
-    SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus,
+    SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus, WriteOutcome,
 };
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -40,6 +40,26 @@ pub fn json_value(value: &serde_json::Value) -> prost_types::Value {
         J::Object(_) => Kind::StructValue(json_struct(value).unwrap_or_default()),
     };
     prost_types::Value { kind: Some(kind) }
+}
+
+/// A protobuf Struct as JSON. Numbers arrive as doubles: whole ones within i64 become integers
+/// again (Kubernetes schemas type ports, VLANs and ASNs as integers).
+pub fn struct_json(value: &prost_types::Struct) -> serde_json::Value {
+    serde_json::Value::Object(value.fields.iter().map(|(k, v)| (k.clone(), value_json(v))).collect())
+}
+
+fn value_json(value: &prost_types::Value) -> serde_json::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value as J;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => J::Null,
+        Some(Kind::BoolValue(b)) => J::Bool(*b),
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => J::from(*n as i64),
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(J::Null, J::Number),
+        Some(Kind::StringValue(s)) => J::String(s.clone()),
+        Some(Kind::ListValue(list)) => J::Array(list.values.iter().map(value_json).collect()),
+        Some(Kind::StructValue(s)) => struct_json(s),
+    }
 }
 
 /// A two-way table between stored words and enum values.
@@ -113,6 +133,13 @@ pub const LAYOUTS: Words<Layout> = Words(&[
     (Layout::Unknown, v::Layout::Unknown.word()),
     (Layout::Plain, v::Layout::Plain.word()),
     (Layout::Hnp, v::Layout::Hnp.word()),
+]);
+
+pub const WRITE_OUTCOMES: Words<WriteOutcome> = Words(&[
+    (WriteOutcome::Committed, v::WriteOutcome::Committed.word()),
+    (WriteOutcome::Unchanged, v::WriteOutcome::Unchanged.word()),
+    (WriteOutcome::Rejected, v::WriteOutcome::Rejected.word()),
+    (WriteOutcome::DryRun, v::WriteOutcome::DryRun.word()),
 ]);
 
 pub const SYNC_MODES: Words<SyncMode> = Words(&[
@@ -234,6 +261,13 @@ mod tests {
 
     /// Every domain word has its proto value, and every proto value but UNSPECIFIED its word.
     #[test]
+    fn a_struct_reads_back_as_the_json_it_came_from() {
+        let object =
+            serde_json::json!({"spec": {"asn": 65101, "ratio": 0.5, "on": true, "tags": ["a", null], "none": {}}});
+        assert_eq!(struct_json(&json_struct(&object).unwrap()), object);
+    }
+
+    #[test]
     fn every_word_has_its_proto_value() {
         fn covered<E: Copy + PartialEq + Default + std::fmt::Debug, W: Word + std::fmt::Debug>(words: &Words<E>) {
             for w in W::ALL {
@@ -247,6 +281,7 @@ mod tests {
         covered::<SyncStatus, v::SyncStatus>(&SYNC_STATUSES);
         covered::<WatchStatus, v::WatchStatus>(&WATCH_STATUSES);
         covered::<Layout, v::Layout>(&LAYOUTS);
+        covered::<WriteOutcome, v::WriteOutcome>(&WRITE_OUTCOMES);
         covered::<SyncMode, v::SyncMode>(&SYNC_MODES);
         covered::<SyncTrigger, v::Trigger>(&SYNC_TRIGGERS);
         covered::<SyncRunStatus, v::RunStatus>(&RUN_STATUSES);

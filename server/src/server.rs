@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tonic::transport::Server;
 use tracing::info;
 
-use crate::api::{AccessApi, DriftApi, FabricApi, RepositoryApi, SyncApi};
+use crate::api::{AccessApi, DriftApi, FabricApi, RepositoryApi, SyncApi, WriteApi};
 use crate::context::{AppState, Settings};
 use crate::crypto::Keyring;
 use crate::db::DbPool;
@@ -16,6 +16,7 @@ use crate::proto::drift_service_server::DriftServiceServer;
 use crate::proto::fabric_service_server::FabricServiceServer;
 use crate::proto::repository_service_server::RepositoryServiceServer;
 use crate::proto::sync_service_server::SyncServiceServer;
+use crate::proto::write_service_server::WriteServiceServer;
 
 /// Serves until SIGINT or SIGTERM; then stops accepting, ends open streams and lets
 /// in-flight calls finish.
@@ -105,6 +106,7 @@ pub async fn serve(
         .add_service(FabricServiceServer::new(FabricApi::new(state.clone())).max_decoding_message_size(max))
         .add_service(SyncServiceServer::new(SyncApi::new(state.clone())).max_decoding_message_size(max))
         .add_service(DriftServiceServer::new(DriftApi::new(state.clone())).max_decoding_message_size(max))
+        .add_service(WriteServiceServer::new(WriteApi::new(state.clone())).max_decoding_message_size(max))
         .add_service(AccessServiceServer::new(AccessApi::new(state)).max_decoding_message_size(max));
     let serving = async move {
         match tls {
@@ -166,6 +168,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool
         <FabricServiceServer<FabricApi> as tonic::server::NamedService>::NAME,
         <SyncServiceServer<SyncApi> as tonic::server::NamedService>::NAME,
         <DriftServiceServer<DriftApi> as tonic::server::NamedService>::NAME,
+        <WriteServiceServer<WriteApi> as tonic::server::NamedService>::NAME,
         <AccessServiceServer<AccessApi> as tonic::server::NamedService>::NAME,
     ] {
         health.set_service_status(service, status).await;

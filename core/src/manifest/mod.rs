@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::ResourceKey;
 
 pub use kinds::{KindDef, KindRegistry};
-pub use semantics::validate_fabric;
+pub use semantics::{fabric_findings, validate_fabric};
 pub use yaml::Positions;
 
 /// Bump when parsing, validation or normalization changes what a source yields: stored states
@@ -100,6 +100,16 @@ pub struct Options {
     pub max_documents_per_file: usize,
 }
 
+impl Options {
+    pub fn yaml_limits(&self) -> yaml::Limits {
+        yaml::Limits {
+            max_alias_nodes: self.max_alias_expansions,
+            max_depth: self.max_depth,
+            max_documents: self.max_documents_per_file,
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -151,12 +161,7 @@ pub fn parse_file(file: &SourceFile, registry: &KindRegistry, options: &Options)
             return out;
         }
     };
-    let limits = yaml::Limits {
-        max_alias_nodes: options.max_alias_expansions,
-        max_depth: options.max_depth,
-        max_documents: options.max_documents_per_file,
-    };
-    let docs = match yaml::parse(text, &limits) {
+    let docs = match yaml::parse(text, &options.yaml_limits()) {
         Ok(docs) => docs,
         Err(e) => {
             out.diagnostics.push(Diagnostic {

@@ -24,6 +24,22 @@ impl<'a> Index<'a> {
     }
 }
 
+/// The code of a reference the sources do not resolve.
+pub const UNRESOLVED_REFERENCE: &str = "ref.unresolved";
+
+/// The fabric's cross-object findings as a pull reports them: real GitOps directories often
+/// hold part of a fabric (the rest lives only in the cluster), so an unresolved reference is a
+/// warning unless the fabric declares its sources complete (`strict`).
+pub fn fabric_findings<O: Borrow<Object>>(objects: &[O], strict: bool) -> Vec<Diagnostic> {
+    let mut found = validate_fabric(objects);
+    for d in &mut found {
+        if d.code == UNRESOLVED_REFERENCE && !strict {
+            d.severity = Severity::Warning;
+        }
+    }
+    found
+}
+
 /// All cross-object findings, sorted by file, document and field.
 pub fn validate_fabric<O: Borrow<Object>>(objects: &[O]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -75,7 +91,7 @@ fn text<'a>(o: &'a Object, pointer: &str) -> Option<&'a str> {
 }
 
 fn unresolved(o: &Object, pointer: &str, message: String) -> Diagnostic {
-    o.diagnostic(Severity::Error, "ref.unresolved", pointer, message)
+    o.diagnostic(Severity::Error, UNRESOLVED_REFERENCE, pointer, message)
 }
 
 /// `pointer` names an object of `kind` in the same namespace.

@@ -26,6 +26,11 @@ impl Position {
 pub struct Positions(Vec<(String, Position)>);
 
 impl Positions {
+    /// The position of exactly `pointer`.
+    pub fn get(&self, pointer: &str) -> Option<Position> {
+        self.0.iter().find(|(k, _)| k == pointer).map(|(_, pos)| *pos)
+    }
+
     /// The position of `pointer`, or of its nearest ancestor that has one.
     pub fn find(&self, pointer: &str) -> Option<Position> {
         let mut p = pointer;

@@ -9,6 +9,7 @@ pub mod listing;
 mod repositories;
 mod sync;
 pub mod validate;
+mod write;
 
 use uuid::Uuid;
 
@@ -18,6 +19,7 @@ pub use error::ApiError;
 pub use fabrics::FabricApi;
 pub use repositories::RepositoryApi;
 pub use sync::SyncApi;
+pub use write::WriteApi;
 
 use crate::auth::{Actor, Principal};
 pub use crate::context::AppState;

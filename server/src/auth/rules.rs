@@ -246,6 +246,21 @@ pub static RULES: &[Rule] = &[
         |r| vec![Target::Fabric(r.fabric_id)],
         audited
     ),
+    // WriteService: commits to a fabric's repository, with its credentials.
+    rule!(
+        "fabricsync.v1.WriteService/ChangeObjects",
+        OPERATOR,
+        ChangeObjectsRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
+    rule!(
+        "fabricsync.v1.WriteService/MigrateVersions",
+        OPERATOR,
+        MigrateVersionsRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
     // AccessService
     rule!(
         "fabricsync.v1.AccessService/CreateToken",
@@ -321,6 +336,7 @@ mod tests {
         assert_eq!(role("SyncService/PlanSync"), Some(VIEWER));
         assert_eq!(role("SyncService/StartSync"), Some(OPERATOR));
         assert_eq!(role("DriftService/Remediate"), Some(OPERATOR));
+        assert_eq!(role("WriteService/ChangeObjects"), Some(OPERATOR));
         assert_eq!(role("FabricService/TestClusterConnection"), Some(OPERATOR));
         assert_eq!(role("FabricService/GenerateRbacManifests"), Some(ADMIN));
         assert_eq!(role("RepositoryService/UpdateRepository"), Some(ADMIN));

@@ -88,7 +88,7 @@ impl Mirror {
         &self.git_dir
     }
 
-    fn open(&self, options: gix::open::Options) -> Result<gix::Repository, GitError> {
+    pub(super) fn open(&self, options: gix::open::Options) -> Result<gix::Repository, GitError> {
         gix::open_opts(&self.git_dir, options)
             .map_err(|e| GitError::local(&format!("cannot open the mirror {}", self.git_dir.display()), e))
     }

@@ -1,5 +1,6 @@
-//! Git access with gix: probing remotes, a bare mirror cache per repository, and reading the
-//! YAML files of a directory at a commit straight from the object database.
+//! Git access with gix: probing remotes, a bare mirror cache per repository, reading the YAML
+//! files of a directory at a commit straight from the object database, and writing commits
+//! (pushed with the git command, under the same isolation).
 //!
 //! The API is blocking; async callers run it inside `tokio::task::spawn_blocking`. Every network
 //! operation runs in a throwaway worker thread under a deadline, with configuration isolated from
@@ -11,6 +12,7 @@ mod mirror;
 mod progress;
 mod remote;
 mod tree;
+mod write;
 
 use std::fmt;
 
@@ -20,6 +22,7 @@ pub use error::{FailureKind, GitError};
 pub use mirror::{FetchProgress, FetchReport, Mirror};
 pub use remote::{endpoint, probe, same_repository, Endpoint, ProbeReport};
 pub use tree::{ReadLimits, SourceFile, Sources};
+pub use write::{Author, FileChange, Pushed};
 
 /// Username sent with a token when none is configured; GitHub, GitLab and Gitea all accept a
 /// token as the password of any username.

@@ -13,6 +13,7 @@ use gix::remote::{Connection, Direction};
 use gix::url::Scheme;
 
 use super::error::{Evidence, GitError};
+use super::write::Pushed;
 use super::Auth;
 use crate::outbound::Outbound;
 use crate::redact::{strip_userinfo, Redactor};
@@ -215,7 +216,8 @@ struct SshPin {
 
 /// The ssh invocation: nothing from the machine's ssh setup (config, agent, default keys), no
 /// prompts, host keys checked against our file, stderr kept for classifying failures, and the
-/// checked address pinned so that ssh does not resolve the name again.
+/// checked address pinned so that ssh does not resolve the name again. The git command appends
+/// the host and remote command itself (`"$@"`); gix needs them spelled out (`Session::ssh`).
 fn ssh_command(
     key: Option<&Path>,
     known_hosts: &Path,
@@ -231,7 +233,7 @@ fn ssh_command(
         "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o IdentityFile={identity} \
          -o UserKnownHostsFile={known_hosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking={checking} \
          -o UpdateHostKeys=no -o ConnectTimeout={seconds} -o ServerAliveInterval={seconds} -o ServerAliveCountMax=2 \
-         -o HostName={address} -o HostKeyAlias={alias} -o LogLevel=ERROR \"$@\" 2>>{stderr}",
+         -o HostName={address} -o HostKeyAlias={alias} -o LogLevel=ERROR 2>>{stderr}",
         known_hosts = shell_quote(known_hosts),
         stderr = shell_quote(stderr),
         address = pin.address,
@@ -248,6 +250,8 @@ pub(crate) struct Session {
     timeout: Duration,
     redactor: Redactor,
     overrides: Vec<String>,
+    /// `ssh_command`'s invocation, when the remote is reached over ssh.
+    ssh: Option<String>,
     ssh_stderr: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
@@ -282,6 +286,7 @@ impl Session {
             timeout,
             redactor: Redactor::new(secrets),
             overrides: Vec::new(),
+            ssh: None,
             ssh_stderr: None,
             dir,
         };
@@ -295,20 +300,7 @@ impl Session {
     }
 
     fn prepare_ssh(&mut self) -> Result<(), GitError> {
-        let write = |name: &str, content: &str| -> Result<PathBuf, GitError> {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let path = self.dir.path().join(name);
-            // ssh refuses keys readable by others; create the file 0600 from the start.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .and_then(|mut f| f.write_all(content.as_bytes()))
-                .map_err(|e| GitError::local(&format!("cannot write the temporary {name}"), e))?;
-            Ok(path)
-        };
+        let write = |name: &str, content: &str| self.write_private(name, content);
         let (key, known_hosts) = match &self.auth {
             Auth::SshKey { private_key, known_hosts } => {
                 // ssh rejects keys with CRLF line ends or without a final newline ("invalid format").
@@ -337,7 +329,7 @@ impl Session {
             self.timeout,
             &SshPin { address, host_key_alias },
         );
-        self.overrides.push(format!("core.sshCommand={command}"));
+        self.ssh = Some(command);
         self.overrides.push("ssh.variant=ssh".into());
         self.ssh_stderr = Some(stderr);
         Ok(())
@@ -345,7 +337,9 @@ impl Session {
 
     /// Options that ignore system, global and environment configuration, plus our overrides.
     pub(crate) fn open_options(&self) -> gix::open::Options {
-        gix::open::Options::isolated().config_overrides(self.overrides.clone())
+        let mut overrides = self.overrides.clone();
+        overrides.extend(self.ssh.as_ref().map(|ssh| format!("core.sshCommand={ssh} \"$@\"")));
+        gix::open::Options::isolated().config_overrides(overrides)
     }
 
     /// Turns a gix failure into a classified, scrubbed error, using what ssh printed too.
@@ -444,6 +438,112 @@ impl Session {
         };
         let identity = self.auth.http_identity();
         Ok(connection.with_credentials(move |action| credentials(identity, action)))
+    }
+
+    /// `git push --porcelain <url> <refspec>` from `git_dir`, isolated as fetches are: nothing
+    /// from the machine's configuration or environment, no prompts, the address the outbound
+    /// policy checked pinned (curl's resolve for http, the URL itself for git://, ssh's HostName),
+    /// HTTP credentials from a 0600 file read by a credential helper (never on a command line
+    /// or in an environment), and the session's deadline.
+    pub(crate) fn push(&self, git_dir: &Path, refspec: &str) -> Result<Pushed, GitError> {
+        let mut config = self.overrides.clone();
+        config.extend(self.ssh.as_ref().map(|ssh| format!("core.sshCommand={ssh}")));
+        let host = self.url.host().unwrap_or_default().to_owned();
+        let pinned =
+            |port: u16| -> Result<IpAddr, GitError> { Ok(self.outbound.resolve_blocking(&host, port)?[0].ip()) };
+        let bracketed = |ip: IpAddr| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+        let url = match self.url.scheme {
+            Scheme::Http | Scheme::Https => {
+                let port = self.url.port_or_default().unwrap_or(443);
+                if host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_err() {
+                    config.push(format!("http.curloptResolve={host}:{port}:{}", bracketed(pinned(port)?)));
+                }
+                strip_userinfo(&self.url.to_bstring().to_string())
+            }
+            Scheme::Git => {
+                let port = self.url.port.unwrap_or(9418);
+                format!("git://{}:{port}{}", bracketed(pinned(port)?), self.url.path)
+            }
+            _ => self.url.to_bstring().to_string(),
+        };
+        if let Some((username, password)) = self.auth.http_identity() {
+            let file = self.write_private("credentials", &format!("username={username}\npassword={password}\n"))?;
+            config.push("credential.helper=".into());
+            config.push(format!("credential.helper=!f() {{ test \"$1\" = get && cat {}; }}; f", shell_quote(&file)));
+        }
+        let stdout = self.write_private("push_stdout", "")?;
+        let stderr = self.write_private("push_stderr", "")?;
+        let open = |path: &Path| std::fs::OpenOptions::new().append(true).open(path);
+        let mut command = std::process::Command::new("git");
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .arg("--git-dir")
+            .arg(git_dir);
+        for entry in &config {
+            command.arg("-c").arg(entry);
+        }
+        command.args(["push", "--porcelain", "--quiet"]).arg(&url).arg(refspec);
+        let io_failure = |context: &str, err: std::io::Error| {
+            self.classified(Evidence {
+                texts: vec![context.to_owned(), err.to_string()],
+                io_kinds: vec![err.kind()],
+                ..Evidence::default()
+            })
+        };
+        let mut child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(open(&stdout).map_err(|e| io_failure("cannot capture git's output", e))?)
+            .stderr(open(&stderr).map_err(|e| io_failure("cannot capture git's output", e))?)
+            .spawn()
+            .map_err(|e| io_failure("cannot run git", e))?;
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            match child.try_wait().map_err(|e| io_failure("cannot wait for git", e))? {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "the push timed out");
+                    return Err(io_failure("pushing", timed_out));
+                }
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+        if status.success() {
+            return Ok(Pushed::Done);
+        }
+        // `!<tab>src:dst<tab>[rejected] (fetch first)`: the branch moved; `[remote rejected]` is
+        // the server refusing (a hook, permissions), a failure like any other.
+        if read(&stdout).lines().any(|l| l.starts_with('!') && l.contains("\t[rejected]")) {
+            return Ok(Pushed::Moved);
+        }
+        let mut texts: Vec<String> =
+            read(&stderr).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        texts.extend(read(&stdout).lines().filter(|l| l.starts_with('!')).map(str::to_owned));
+        texts.insert(0, "the push failed".into());
+        Err(self.classified(Evidence { texts, ..Evidence::default() }))
+    }
+
+    /// A file only we may read, in the session's temporary directory (removed with it).
+    fn write_private(&self, name: &str, content: &str) -> Result<PathBuf, GitError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.dir.path().join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(content.as_bytes()))
+            .map_err(|e| GitError::local(&format!("cannot write the temporary {name}"), e))?;
+        Ok(path)
     }
 
     fn list_refs(&self) -> Result<(Option<String>, usize), GitError> {
@@ -584,7 +684,7 @@ mod tests {
         assert!(cmd.contains(r"UserKnownHostsFile='/tmp/it'\''s/known_hosts'"), "{cmd}");
         assert!(cmd.contains("StrictHostKeyChecking=yes") && cmd.contains("ConnectTimeout=2"), "{cmd}");
         assert!(cmd.contains("-o HostName=::1 -o HostKeyAlias='[git.example]:2222'"), "{cmd}");
-        assert!(cmd.ends_with("\"$@\" 2>>'/tmp/e'"), "{cmd}");
+        assert!(cmd.ends_with(" 2>>'/tmp/e'"), "{cmd}");
         let cmd = ssh_command(None, Path::new("/k"), false, Path::new("/e"), Duration::ZERO, &pin);
         assert!(cmd.contains("IdentityFile=none") && cmd.contains("accept-new") && cmd.contains("ConnectTimeout=1"));
     }

@@ -1,7 +1,7 @@
 //! The sync engine, the imperative shell around `fabricsync_core`'s plans: runs queued in
 //! PostgreSQL (`queue`), executed by workers in any server process (`worker`: `pull`, then
-//! `apply`), the auto-sync schedule (`schedule`) and the cluster watches (`watch`), all
-//! reporting to the event log.
+//! `apply`), the auto-sync schedule (`schedule`), the cluster watches (`watch`), all
+//! reporting to the event log, and writes to the fabric's repository (`write`).
 
 pub mod apply;
 pub mod pull;
@@ -9,6 +9,7 @@ pub mod queue;
 pub mod schedule;
 pub mod watch;
 pub mod worker;
+pub mod write;
 
 use fabricsync_core::vocab::Stream;
 use prost::Message;

@@ -28,7 +28,6 @@ use fabricsync_core::ResourceKey;
 
 /// Progress events of one kind are sent at most this often.
 const THROTTLE: Duration = Duration::from_millis(100);
-const UNRESOLVED_REFERENCE: &str = "ref.unresolved";
 /// Updates whose changed fields are computed (each needs the stored object).
 const MAX_DIFFED_UPDATES: usize = 1000;
 
@@ -140,7 +139,7 @@ pub fn source_key(commit: &str, fabric: &FabricRow) -> String {
     )
 }
 
-fn namespace_of(fabric: &FabricRow) -> &str {
+pub(crate) fn namespace_of(fabric: &FabricRow) -> &str {
     if fabric.cluster_namespace.is_empty() {
         "default"
     } else {
@@ -237,22 +236,15 @@ pub async fn pull(
         diagnostics.extend(file.diagnostics.iter().cloned());
     }
     scope.emit(Payload::Validating(ValidatingProgress { documents: counters.documents })).await;
+    let strict = fabric.strict_references;
     let (parsed, semantic) = tokio::task::spawn_blocking(move || {
         let objects: Vec<&Object> = parsed.iter().flat_map(|f| f.objects.iter()).collect();
-        let found = manifest::validate_fabric(&objects);
+        let found = manifest::fabric_findings(&objects, strict);
         (parsed, found)
     })
     .await
     .map_err(|e| PullError::Internal(e.to_string()))?;
-    // Real gitops directories often hold part of a fabric (the rest lives only in the cluster):
-    // unresolved references fail the run only when the fabric asks for strict references.
-    let strict = fabric.strict_references;
-    diagnostics.extend(semantic.into_iter().map(|mut d| {
-        if d.code == UNRESOLVED_REFERENCE && !strict {
-            d.severity = Severity::Warning;
-        }
-        d
-    }));
+    diagnostics.extend(semantic);
     counters.errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count() as i64;
     counters.warnings = diagnostics.len() as i64 - counters.errors;
     scope.checkpoint()?;

@@ -111,6 +111,17 @@ impl GitFixture {
         git(&self.work(), &["rev-parse", "HEAD"])
     }
 
+    /// Takes what others pushed to `branch` of the bare repository into the working clone.
+    pub fn pull(&self, branch: &str) {
+        git(&self.work(), &["fetch", "-q", "origin"]);
+        git(&self.work(), &["reset", "-q", "--hard", &format!("origin/{branch}")]);
+    }
+
+    /// `git <args>` in the bare repository (what the servers serve).
+    pub fn bare(&self, args: &[&str]) -> String {
+        git(&self.bare_path(), args)
+    }
+
     /// Creates branch `name` at HEAD and switches to it.
     pub fn branch(&self, name: &str) {
         git(&self.work(), &["checkout", "-q", "-b", name]);
@@ -162,7 +173,7 @@ fn stop(child: &mut Child) {
     child.wait().ok();
 }
 
-/// `git daemon` exporting every repository under a root directory.
+/// `git daemon` exporting every repository under a root directory, pushes allowed.
 pub struct GitDaemon {
     child: Child,
     pub port: u16,
@@ -172,7 +183,7 @@ impl GitDaemon {
     pub fn start(root: &Path) -> GitDaemon {
         let port = free_port();
         let mut child = Command::new("git")
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .args(["daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", root.display()))
             .arg(root)

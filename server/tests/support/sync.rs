@@ -8,6 +8,7 @@ use fabricsync::proto::fabric_service_client::FabricServiceClient;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::sync_service_client::SyncServiceClient;
+use fabricsync::proto::write_service_client::WriteServiceClient;
 use fabricsync::proto::*;
 
 /// The real lab fabric from githedgehog/lab-ci.
@@ -67,6 +68,7 @@ pub struct Clients {
     pub fabrics: FabricServiceClient<AuthChannel>,
     pub sync: SyncServiceClient<AuthChannel>,
     pub drift: DriftServiceClient<AuthChannel>,
+    pub write: WriteServiceClient<AuthChannel>,
 }
 
 impl Clients {
@@ -75,6 +77,7 @@ impl Clients {
             repos: RepositoryServiceClient::new(channel.clone()),
             fabrics: FabricServiceClient::new(channel.clone()),
             drift: DriftServiceClient::new(channel.clone()),
+            write: WriteServiceClient::new(channel.clone()),
             sync: SyncServiceClient::new(channel),
         }
     }
@@ -93,11 +96,24 @@ impl Clients {
         policy: SyncPolicy,
         cluster: Option<ClusterConnectionInput>,
     ) -> String {
+        self.fabric_with(name, url, None, gitops_path, policy, cluster).await
+    }
+
+    /// As `fabric`, with the repository's credentials and a cluster connection.
+    pub async fn fabric_with(
+        &mut self,
+        name: &str,
+        url: &str,
+        auth: Option<RepositoryAuth>,
+        gitops_path: &str,
+        policy: SyncPolicy,
+        cluster: Option<ClusterConnectionInput>,
+    ) -> String {
         let repository = self
             .repos
             .create_repository(CreateRepositoryRequest {
                 repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
-                auth: None,
+                auth,
             })
             .await
             .expect("create repository")
