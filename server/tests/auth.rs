@@ -137,8 +137,16 @@ fn refused<T>(result: Result<T, Status>) -> Code {
 // The role table, written out independently of the server's rules.
 fn least_role(rpc: &Rpc) -> &'static str {
     let m = rpc.method.as_str();
-    let operator =
-        ["StartSync", "CancelSyncRun", "DetectDrift", "Remediate", "TestRepositoryConnection", "TestClusterConnection"];
+    let operator = [
+        "StartSync",
+        "CancelSyncRun",
+        "DetectDrift",
+        "Remediate",
+        "TestRepositoryConnection",
+        "TestClusterConnection",
+        "ChangeObjects",
+        "MigrateVersions",
+    ];
     if rpc.service == "AccessService" {
         return if m == "WhoAmI" { "viewer" } else { "admin" };
     }

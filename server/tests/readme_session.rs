@@ -58,6 +58,7 @@ async fn readme_grpcurl_session_runs() {
         "fabricsync.v1.DriftService",
         "grpc.health.v1.Health",
         "fabricsync.v1.AccessService",
+        "fabricsync.v1.WriteService",
     ] {
         assert!(stdout.contains(service), "`list` lacks {service}:\n{stdout}");
     }
@@ -70,6 +71,11 @@ async fn readme_grpcurl_session_runs() {
     assert!(stdout.contains("\"status\": \"SYNC_RUN_STATUS_SUCCEEDED\""), "{stdout}");
     assert!(stdout.contains("\"kind\": \"VPC\""), "no VPC listed:\n{stdout}");
     assert!(stdout.contains("\"valid\": true"), "PlanSync:\n{stdout}");
+    let committed = stdout.find("\"outcome\": \"WRITE_OUTCOME_COMMITTED\"").expect("ChangeObjects committed");
+    let unchanged = stdout.find("\"outcome\": \"WRITE_OUTCOME_UNCHANGED\"").expect("the same write again");
+    assert!(committed < unchanged, "{stdout}");
+    assert!(stdout.contains("demo-vpc-1: a smaller DHCP range (admin)"), "the commit:\n{stdout}");
+    assert!(stdout.contains("+          end: 10.10.101.50"), "the commit's diff:\n{stdout}");
     assert!(stdout.contains("\"driftStatus\": \"DRIFT_STATUS_UNKNOWN\""), "GetFabricDrift:\n{stdout}");
     assert!(stdout.contains("\"status\": \"RESOURCE_DRIFT_STATUS_UNKNOWN\""), "ListDriftedResources:\n{stdout}");
     assert!(stderr.contains("FailedPrecondition"), "delete of a used repository was not refused:\n{stderr}");
