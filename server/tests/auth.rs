@@ -146,6 +146,7 @@ fn least_role(rpc: &Rpc) -> &'static str {
         "TestClusterConnection",
         "ChangeObjects",
         "MigrateVersions",
+        "AdoptDrift",
     ];
     if rpc.service == "AccessService" {
         return if m == "WhoAmI" { "viewer" } else { "admin" };

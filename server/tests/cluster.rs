@@ -991,3 +991,120 @@ async fn a_paused_fabric_shows_drift_and_does_not_heal_it() {
         .runs;
     assert!(runs.iter().all(|r| r.trigger != SyncTrigger::SelfHeal as i32), "self-heal ran while paused: {runs:?}");
 }
+
+#[tokio::test]
+async fn adopting_drift_writes_the_live_values_to_git_and_the_fabric_is_in_sync_again() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+
+    // Someone changes the cluster by hand; adopting writes that value into Git.
+    let body = r#"{"spec":{"inboundCommunity":"65101:4242"}}"#;
+    kube.kubectl_ok(&[
+        "patch",
+        "externals.vpc.githedgehog.com",
+        "default",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        body,
+    ]);
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
+    let commit = || Some(CommitOptions { message: "adopt the cluster's community".into(), ..Default::default() });
+    let request = AdoptDriftRequest { fabric_id: id.clone(), keys: vec![], import_orphans: false, commit: commit() };
+    let adopted = c.write.adopt_drift(request).await.expect("adopt").into_inner();
+    let result = adopted.result.expect("result");
+    assert_eq!(result.outcome, WriteOutcome::Committed as i32, "{result:?}");
+    assert_eq!(
+        adopted.adopted.iter().map(|k| (k.kind.as_str(), k.name.as_str())).collect::<Vec<_>>(),
+        [("External", "default")]
+    );
+    let diff = &result.files[0].diff;
+    assert!(diff.contains("-  inboundCommunity: 65101:3001") && diff.contains("65101:4242"), "{diff}");
+    assert_eq!(diff.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).count(), 1, "{diff}");
+    assert!(repo.bare(&["show", "main:fabric/wiring.yaml"]).contains("65101:4242"));
+    let run = c.wait(&result.run_id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    c.drift.detect_drift(DetectDriftRequest { fabric_id: id.clone() }).await.expect("detect");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    let again = AdoptDriftRequest { fabric_id: id.clone(), keys: vec![], import_orphans: false, commit: commit() };
+    let result = c.write.adopt_drift(again).await.expect("adopt again").into_inner().result.expect("result");
+    assert_eq!(result.outcome, WriteOutcome::Unchanged as i32, "{result:?}");
+
+    // An object only the cluster has is imported whole.
+    kube.apply_yaml("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: hand-made\n  namespace: default\nspec:\n  description: racked by hand\n");
+    let key = ResourceKey {
+        group: "wiring.githedgehog.com".into(),
+        kind: "Server".into(),
+        namespace: "default".into(),
+        name: "hand-made".into(),
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while resource(&mut c, &id, "wiring.githedgehog.com", "Server", "hand-made").await.live.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the watch did not see hand-made");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let import = AdoptDriftRequest { fabric_id: id.clone(), keys: vec![key], import_orphans: true, commit: commit() };
+    let result = c.write.adopt_drift(import).await.expect("import").into_inner().result.expect("result");
+    assert_eq!(result.outcome, WriteOutcome::Committed as i32, "{result:?}");
+    assert_eq!(
+        repo.bare(&["show", "main:fabric/servers/hand-made.yaml"]),
+        "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: hand-made\n  namespace: default\nspec:\n  description: racked by hand"
+    );
+
+    // A live state this fabric's validation refuses (an attachment naming a connection that
+    // does not exist, with strict references) is rejected with diagnostics; nothing is written.
+    let fabric = c.get_fabric(&id).await;
+    c.fabrics
+        .update_fabric(UpdateFabricRequest {
+            fabric: Some(Fabric {
+                id: id.clone(),
+                sync_policy: Some(SyncPolicy { strict_references: true, ..Default::default() }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["sync_policy.strict_references".into()] }),
+            cluster: None,
+            etag: fabric.etag,
+        })
+        .await
+        .expect("strict");
+    kube.apply_yaml("apiVersion: vpc.githedgehog.com/v1beta1\nkind: VPCAttachment\nmetadata:\n  name: stray\n  namespace: default\nspec:\n  connection: no-such-connection\n  subnet: no-such-vpc/default\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while resource(&mut c, &id, "vpc.githedgehog.com", "VPCAttachment", "stray").await.live.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the watch did not see stray");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let head = repo.bare(&["rev-parse", "main"]);
+    let stray = ResourceKey {
+        group: "vpc.githedgehog.com".into(),
+        kind: "VPCAttachment".into(),
+        namespace: "default".into(),
+        name: "stray".into(),
+        ..Default::default()
+    };
+    let refused =
+        AdoptDriftRequest { fabric_id: id.clone(), keys: vec![stray], import_orphans: true, commit: commit() };
+    let result = c.write.adopt_drift(refused).await.expect("refused").into_inner().result.expect("result");
+    assert_eq!(result.outcome, WriteOutcome::Rejected as i32, "{result:?}");
+    assert!(
+        result.diagnostics.iter().any(|d| d.code == "ref.unresolved" && d.message.contains("no-such-connection")),
+        "{:?}",
+        result.diagnostics
+    );
+    assert_eq!(repo.bare(&["rev-parse", "main"]), head);
+}

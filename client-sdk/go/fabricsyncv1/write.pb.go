@@ -466,6 +466,135 @@ func (x *MigrateVersionsResponse) GetMigrations() []*VersionMigration {
 	return nil
 }
 
+// Request of AdoptDrift.
+type AdoptDriftRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fabric id.
+	FabricId string `protobuf:"bytes,1,opt,name=fabric_id,json=fabricId,proto3" json:"fabric_id,omitempty"`
+	// The resources to adopt; empty = every drifted one (see the RPC). At most 1000.
+	Keys []*ResourceKey `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Also write the objects only the cluster has into Git.
+	ImportOrphans bool `protobuf:"varint,3,opt,name=import_orphans,json=importOrphans,proto3" json:"import_orphans,omitempty"`
+	// Where and how to commit.
+	Commit        *CommitOptions `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptDriftRequest) Reset() {
+	*x = AdoptDriftRequest{}
+	mi := &file_fabricsync_v1_write_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptDriftRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptDriftRequest) ProtoMessage() {}
+
+func (x *AdoptDriftRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_write_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptDriftRequest.ProtoReflect.Descriptor instead.
+func (*AdoptDriftRequest) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AdoptDriftRequest) GetFabricId() string {
+	if x != nil {
+		return x.FabricId
+	}
+	return ""
+}
+
+func (x *AdoptDriftRequest) GetKeys() []*ResourceKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *AdoptDriftRequest) GetImportOrphans() bool {
+	if x != nil {
+		return x.ImportOrphans
+	}
+	return false
+}
+
+func (x *AdoptDriftRequest) GetCommit() *CommitOptions {
+	if x != nil {
+		return x.Commit
+	}
+	return nil
+}
+
+// Response of AdoptDrift.
+type AdoptDriftResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the write did. An adopted value that fails validation rejects the write, with a
+	// diagnostic naming the resource.
+	Result *WriteResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	// The resources whose live state was written.
+	Adopted       []*ResourceKey `protobuf:"bytes,2,rep,name=adopted,proto3" json:"adopted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptDriftResponse) Reset() {
+	*x = AdoptDriftResponse{}
+	mi := &file_fabricsync_v1_write_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptDriftResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptDriftResponse) ProtoMessage() {}
+
+func (x *AdoptDriftResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_write_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptDriftResponse.ProtoReflect.Descriptor instead.
+func (*AdoptDriftResponse) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AdoptDriftResponse) GetResult() *WriteResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *AdoptDriftResponse) GetAdopted() []*ResourceKey {
+	if x != nil {
+		return x.Adopted
+	}
+	return nil
+}
+
 // One object of a version no longer served.
 type VersionMigration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -485,7 +614,7 @@ type VersionMigration struct {
 
 func (x *VersionMigration) Reset() {
 	*x = VersionMigration{}
-	mi := &file_fabricsync_v1_write_proto_msgTypes[6]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +626,7 @@ func (x *VersionMigration) String() string {
 func (*VersionMigration) ProtoMessage() {}
 
 func (x *VersionMigration) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_write_proto_msgTypes[6]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +639,7 @@ func (x *VersionMigration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionMigration.ProtoReflect.Descriptor instead.
 func (*VersionMigration) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{6}
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *VersionMigration) GetFile() string {
@@ -571,7 +700,7 @@ type WriteResult struct {
 
 func (x *WriteResult) Reset() {
 	*x = WriteResult{}
-	mi := &file_fabricsync_v1_write_proto_msgTypes[7]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +712,7 @@ func (x *WriteResult) String() string {
 func (*WriteResult) ProtoMessage() {}
 
 func (x *WriteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_write_proto_msgTypes[7]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +725,7 @@ func (x *WriteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
 func (*WriteResult) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{7}
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WriteResult) GetOutcome() WriteOutcome {
@@ -663,7 +792,7 @@ type FileDiff struct {
 
 func (x *FileDiff) Reset() {
 	*x = FileDiff{}
-	mi := &file_fabricsync_v1_write_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +804,7 @@ func (x *FileDiff) String() string {
 func (*FileDiff) ProtoMessage() {}
 
 func (x *FileDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_write_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +817,7 @@ func (x *FileDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileDiff.ProtoReflect.Descriptor instead.
 func (*FileDiff) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{8}
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FileDiff) GetPath() string {
@@ -740,7 +869,15 @@ const file_fabricsync_v1_write_proto_rawDesc = "" +
 	"\x06result\x18\x01 \x01(\v2\x1a.fabricsync.v1.WriteResultR\x06result\x12?\n" +
 	"\n" +
 	"migrations\x18\x02 \x03(\v2\x1f.fabricsync.v1.VersionMigrationR\n" +
-	"migrations\"\x89\x01\n" +
+	"migrations\"\xbd\x01\n" +
+	"\x11AdoptDriftRequest\x12\x1b\n" +
+	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12.\n" +
+	"\x04keys\x18\x02 \x03(\v2\x1a.fabricsync.v1.ResourceKeyR\x04keys\x12%\n" +
+	"\x0eimport_orphans\x18\x03 \x01(\bR\rimportOrphans\x124\n" +
+	"\x06commit\x18\x04 \x01(\v2\x1c.fabricsync.v1.CommitOptionsR\x06commit\"~\n" +
+	"\x12AdoptDriftResponse\x122\n" +
+	"\x06result\x18\x01 \x01(\v2\x1a.fabricsync.v1.WriteResultR\x06result\x124\n" +
+	"\aadopted\x18\x02 \x03(\v2\x1a.fabricsync.v1.ResourceKeyR\aadopted\"\x89\x01\n" +
 	"\x10VersionMigration\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12%\n" +
 	"\x0edocument_index\x18\x02 \x01(\x05R\rdocumentIndex\x12\x12\n" +
@@ -765,10 +902,12 @@ const file_fabricsync_v1_write_proto_rawDesc = "" +
 	"\x17WRITE_OUTCOME_COMMITTED\x10\x01\x12\x1b\n" +
 	"\x17WRITE_OUTCOME_UNCHANGED\x10\x02\x12\x1a\n" +
 	"\x16WRITE_OUTCOME_REJECTED\x10\x03\x12\x19\n" +
-	"\x15WRITE_OUTCOME_DRY_RUN\x10\x042\xcc\x01\n" +
+	"\x15WRITE_OUTCOME_DRY_RUN\x10\x042\x9f\x02\n" +
 	"\fWriteService\x12Z\n" +
 	"\rChangeObjects\x12#.fabricsync.v1.ChangeObjectsRequest\x1a$.fabricsync.v1.ChangeObjectsResponse\x12`\n" +
-	"\x0fMigrateVersions\x12%.fabricsync.v1.MigrateVersionsRequest\x1a&.fabricsync.v1.MigrateVersionsResponseB\xb1\x01\n" +
+	"\x0fMigrateVersions\x12%.fabricsync.v1.MigrateVersionsRequest\x1a&.fabricsync.v1.MigrateVersionsResponse\x12Q\n" +
+	"\n" +
+	"AdoptDrift\x12 .fabricsync.v1.AdoptDriftRequest\x1a!.fabricsync.v1.AdoptDriftResponseB\xb1\x01\n" +
 	"\x11com.fabricsync.v1B\n" +
 	"WriteProtoP\x01Z;github.com/fabricsync/fabricsync/client-sdk/go/fabricsyncv1\xa2\x02\x03FXX\xaa\x02\rFabricsync.V1\xca\x02\rFabricsync\\V1\xe2\x02\x19Fabricsync\\V1\\GPBMetadata\xea\x02\x0eFabricsync::V1b\x06proto3"
 
@@ -785,7 +924,7 @@ func file_fabricsync_v1_write_proto_rawDescGZIP() []byte {
 }
 
 var file_fabricsync_v1_write_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fabricsync_v1_write_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_fabricsync_v1_write_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_fabricsync_v1_write_proto_goTypes = []any{
 	(WriteOutcome)(0),               // 0: fabricsync.v1.WriteOutcome
 	(*CommitOptions)(nil),           // 1: fabricsync.v1.CommitOptions
@@ -794,36 +933,44 @@ var file_fabricsync_v1_write_proto_goTypes = []any{
 	(*ChangeObjectsResponse)(nil),   // 4: fabricsync.v1.ChangeObjectsResponse
 	(*MigrateVersionsRequest)(nil),  // 5: fabricsync.v1.MigrateVersionsRequest
 	(*MigrateVersionsResponse)(nil), // 6: fabricsync.v1.MigrateVersionsResponse
-	(*VersionMigration)(nil),        // 7: fabricsync.v1.VersionMigration
-	(*WriteResult)(nil),             // 8: fabricsync.v1.WriteResult
-	(*FileDiff)(nil),                // 9: fabricsync.v1.FileDiff
-	(*structpb.Struct)(nil),         // 10: google.protobuf.Struct
-	(*ResourceKey)(nil),             // 11: fabricsync.v1.ResourceKey
-	(*Diagnostic)(nil),              // 12: fabricsync.v1.Diagnostic
-	(ChangeAction)(0),               // 13: fabricsync.v1.ChangeAction
+	(*AdoptDriftRequest)(nil),       // 7: fabricsync.v1.AdoptDriftRequest
+	(*AdoptDriftResponse)(nil),      // 8: fabricsync.v1.AdoptDriftResponse
+	(*VersionMigration)(nil),        // 9: fabricsync.v1.VersionMigration
+	(*WriteResult)(nil),             // 10: fabricsync.v1.WriteResult
+	(*FileDiff)(nil),                // 11: fabricsync.v1.FileDiff
+	(*structpb.Struct)(nil),         // 12: google.protobuf.Struct
+	(*ResourceKey)(nil),             // 13: fabricsync.v1.ResourceKey
+	(*Diagnostic)(nil),              // 14: fabricsync.v1.Diagnostic
+	(ChangeAction)(0),               // 15: fabricsync.v1.ChangeAction
 }
 var file_fabricsync_v1_write_proto_depIdxs = []int32{
-	10, // 0: fabricsync.v1.ObjectChange.upsert:type_name -> google.protobuf.Struct
-	11, // 1: fabricsync.v1.ObjectChange.delete:type_name -> fabricsync.v1.ResourceKey
+	12, // 0: fabricsync.v1.ObjectChange.upsert:type_name -> google.protobuf.Struct
+	13, // 1: fabricsync.v1.ObjectChange.delete:type_name -> fabricsync.v1.ResourceKey
 	2,  // 2: fabricsync.v1.ChangeObjectsRequest.changes:type_name -> fabricsync.v1.ObjectChange
 	1,  // 3: fabricsync.v1.ChangeObjectsRequest.commit:type_name -> fabricsync.v1.CommitOptions
-	8,  // 4: fabricsync.v1.ChangeObjectsResponse.result:type_name -> fabricsync.v1.WriteResult
+	10, // 4: fabricsync.v1.ChangeObjectsResponse.result:type_name -> fabricsync.v1.WriteResult
 	1,  // 5: fabricsync.v1.MigrateVersionsRequest.commit:type_name -> fabricsync.v1.CommitOptions
-	8,  // 6: fabricsync.v1.MigrateVersionsResponse.result:type_name -> fabricsync.v1.WriteResult
-	7,  // 7: fabricsync.v1.MigrateVersionsResponse.migrations:type_name -> fabricsync.v1.VersionMigration
-	0,  // 8: fabricsync.v1.WriteResult.outcome:type_name -> fabricsync.v1.WriteOutcome
-	9,  // 9: fabricsync.v1.WriteResult.files:type_name -> fabricsync.v1.FileDiff
-	12, // 10: fabricsync.v1.WriteResult.diagnostics:type_name -> fabricsync.v1.Diagnostic
-	13, // 11: fabricsync.v1.FileDiff.action:type_name -> fabricsync.v1.ChangeAction
-	3,  // 12: fabricsync.v1.WriteService.ChangeObjects:input_type -> fabricsync.v1.ChangeObjectsRequest
-	5,  // 13: fabricsync.v1.WriteService.MigrateVersions:input_type -> fabricsync.v1.MigrateVersionsRequest
-	4,  // 14: fabricsync.v1.WriteService.ChangeObjects:output_type -> fabricsync.v1.ChangeObjectsResponse
-	6,  // 15: fabricsync.v1.WriteService.MigrateVersions:output_type -> fabricsync.v1.MigrateVersionsResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 6: fabricsync.v1.MigrateVersionsResponse.result:type_name -> fabricsync.v1.WriteResult
+	9,  // 7: fabricsync.v1.MigrateVersionsResponse.migrations:type_name -> fabricsync.v1.VersionMigration
+	13, // 8: fabricsync.v1.AdoptDriftRequest.keys:type_name -> fabricsync.v1.ResourceKey
+	1,  // 9: fabricsync.v1.AdoptDriftRequest.commit:type_name -> fabricsync.v1.CommitOptions
+	10, // 10: fabricsync.v1.AdoptDriftResponse.result:type_name -> fabricsync.v1.WriteResult
+	13, // 11: fabricsync.v1.AdoptDriftResponse.adopted:type_name -> fabricsync.v1.ResourceKey
+	0,  // 12: fabricsync.v1.WriteResult.outcome:type_name -> fabricsync.v1.WriteOutcome
+	11, // 13: fabricsync.v1.WriteResult.files:type_name -> fabricsync.v1.FileDiff
+	14, // 14: fabricsync.v1.WriteResult.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	15, // 15: fabricsync.v1.FileDiff.action:type_name -> fabricsync.v1.ChangeAction
+	3,  // 16: fabricsync.v1.WriteService.ChangeObjects:input_type -> fabricsync.v1.ChangeObjectsRequest
+	5,  // 17: fabricsync.v1.WriteService.MigrateVersions:input_type -> fabricsync.v1.MigrateVersionsRequest
+	7,  // 18: fabricsync.v1.WriteService.AdoptDrift:input_type -> fabricsync.v1.AdoptDriftRequest
+	4,  // 19: fabricsync.v1.WriteService.ChangeObjects:output_type -> fabricsync.v1.ChangeObjectsResponse
+	6,  // 20: fabricsync.v1.WriteService.MigrateVersions:output_type -> fabricsync.v1.MigrateVersionsResponse
+	8,  // 21: fabricsync.v1.WriteService.AdoptDrift:output_type -> fabricsync.v1.AdoptDriftResponse
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_write_proto_init() }
@@ -843,7 +990,7 @@ func file_fabricsync_v1_write_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_write_proto_rawDesc), len(file_fabricsync_v1_write_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	WriteService_ChangeObjects_FullMethodName   = "/fabricsync.v1.WriteService/ChangeObjects"
 	WriteService_MigrateVersions_FullMethodName = "/fabricsync.v1.WriteService/MigrateVersions"
+	WriteService_AdoptDrift_FullMethodName      = "/fabricsync.v1.WriteService/AdoptDrift"
 )
 
 // WriteServiceClient is the client API for WriteService service.
@@ -39,6 +40,12 @@ type WriteServiceClient interface {
 	// Rewrites the apiVersion of objects whose version the fabric's CRDs no longer serve (HNP
 	// wrote v1alpha2 wiring) to a served version they validate under; nothing else changes.
 	MigrateVersions(ctx context.Context, in *MigrateVersionsRequest, opts ...grpc.CallOption) (*MigrateVersionsResponse, error)
+	// Writes the cluster's state of drifted resources into Git, the opposite of Remediate: the
+	// live value of each drifted field (DetectDrift first for a fresh view). Without keys: every
+	// DRIFTED and CONTESTED resource, and with import_orphans every object only the cluster has
+	// (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
+	// MISSING from the cluster is deleted from Git.
+	AdoptDrift(ctx context.Context, in *AdoptDriftRequest, opts ...grpc.CallOption) (*AdoptDriftResponse, error)
 }
 
 type writeServiceClient struct {
@@ -69,6 +76,16 @@ func (c *writeServiceClient) MigrateVersions(ctx context.Context, in *MigrateVer
 	return out, nil
 }
 
+func (c *writeServiceClient) AdoptDrift(ctx context.Context, in *AdoptDriftRequest, opts ...grpc.CallOption) (*AdoptDriftResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdoptDriftResponse)
+	err := c.cc.Invoke(ctx, WriteService_AdoptDrift_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WriteServiceServer is the server API for WriteService service.
 // All implementations must embed UnimplementedWriteServiceServer
 // for forward compatibility.
@@ -85,6 +102,12 @@ type WriteServiceServer interface {
 	// Rewrites the apiVersion of objects whose version the fabric's CRDs no longer serve (HNP
 	// wrote v1alpha2 wiring) to a served version they validate under; nothing else changes.
 	MigrateVersions(context.Context, *MigrateVersionsRequest) (*MigrateVersionsResponse, error)
+	// Writes the cluster's state of drifted resources into Git, the opposite of Remediate: the
+	// live value of each drifted field (DetectDrift first for a fresh view). Without keys: every
+	// DRIFTED and CONTESTED resource, and with import_orphans every object only the cluster has
+	// (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
+	// MISSING from the cluster is deleted from Git.
+	AdoptDrift(context.Context, *AdoptDriftRequest) (*AdoptDriftResponse, error)
 	mustEmbedUnimplementedWriteServiceServer()
 }
 
@@ -100,6 +123,9 @@ func (UnimplementedWriteServiceServer) ChangeObjects(context.Context, *ChangeObj
 }
 func (UnimplementedWriteServiceServer) MigrateVersions(context.Context, *MigrateVersionsRequest) (*MigrateVersionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MigrateVersions not implemented")
+}
+func (UnimplementedWriteServiceServer) AdoptDrift(context.Context, *AdoptDriftRequest) (*AdoptDriftResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AdoptDrift not implemented")
 }
 func (UnimplementedWriteServiceServer) mustEmbedUnimplementedWriteServiceServer() {}
 func (UnimplementedWriteServiceServer) testEmbeddedByValue()                      {}
@@ -158,6 +184,24 @@ func _WriteService_MigrateVersions_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WriteService_AdoptDrift_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AdoptDriftRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WriteServiceServer).AdoptDrift(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WriteService_AdoptDrift_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WriteServiceServer).AdoptDrift(ctx, req.(*AdoptDriftRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WriteService_ServiceDesc is the grpc.ServiceDesc for WriteService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -172,6 +216,10 @@ var WriteService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MigrateVersions",
 			Handler:    _WriteService_MigrateVersions_Handler,
+		},
+		{
+			MethodName: "AdoptDrift",
+			Handler:    _WriteService_AdoptDrift_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -112,9 +112,126 @@ pub fn owners(pointer: &str, managers: &[FieldManager]) -> Vec<(String, String, 
     found
 }
 
+/// The desired object with the live values of its drifted fields: what Git says once the
+/// cluster's state is adopted (the opposite of a remediation). A field the cluster lacks is
+/// removed; a map-list item only the cluster has (`/list/[key]`) is appended.
+pub fn adopted(desired: &Value, fields: &[FieldDrift]) -> Value {
+    let mut out = desired.clone();
+    // Removals from lists go last and from the highest index, so earlier indices stay valid.
+    let mut removals: Vec<&FieldDrift> = Vec::new();
+    for field in fields {
+        match &field.live {
+            Some(live) => set(&mut out, &field.pointer, live.clone()),
+            None => removals.push(field),
+        }
+    }
+    removals.sort_by(|a, b| b.pointer.cmp(&a.pointer));
+    for field in removals {
+        remove(&mut out, &field.pointer);
+    }
+    out
+}
+
+fn segments(pointer: &str) -> Vec<String> {
+    pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect()
+}
+
+fn set(target: &mut Value, pointer: &str, value: Value) {
+    let parts = segments(pointer);
+    let Some((last, parents)) = parts.split_last() else {
+        *target = value;
+        return;
+    };
+    let mut at = target;
+    for part in parents {
+        at = match at {
+            Value::Array(items) => match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(item) => item,
+                None => return,
+            },
+            other => {
+                if !other.is_object() {
+                    *other = Value::Object(Default::default());
+                }
+                match other.as_object_mut() {
+                    Some(map) => map.entry(part.clone()).or_insert_with(|| Value::Object(Default::default())),
+                    None => return,
+                }
+            }
+        };
+    }
+    match at {
+        Value::Array(items) if last.starts_with('[') => items.push(value),
+        Value::Array(items) => {
+            if let Some(item) = last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                *item = value;
+            }
+        }
+        Value::Object(map) => {
+            map.insert(last.clone(), value);
+        }
+        other => *other = serde_json::json!({ last.clone(): value }),
+    }
+}
+
+fn remove(target: &mut Value, pointer: &str) {
+    let parts = segments(pointer);
+    let Some((last, parents)) = parts.split_last() else { return };
+    let mut at = target;
+    for part in parents {
+        at = match at {
+            Value::Array(items) => match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(item) => item,
+                None => return,
+            },
+            Value::Object(map) => match map.get_mut(part) {
+                Some(next) => next,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    match at {
+        Value::Array(items) => {
+            if let Some(i) = last.parse::<usize>().ok().filter(|i| *i < items.len()) {
+                items.remove(i);
+            }
+        }
+        Value::Object(map) => {
+            map.remove(last);
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn adopting_writes_the_live_values_of_drifted_fields_only() {
+        let desired = json!({"spec": {"a": 1, "b": "keep", "gone": true, "list": [{"name": "x", "v": 1}, {"name": "y", "v": 2}]}});
+        let field = |pointer: &str, live: Option<serde_json::Value>| FieldDrift {
+            pointer: pointer.into(),
+            desired: None,
+            live,
+            managers: vec![],
+        };
+        let fields = [
+            field("/spec/a", Some(json!(2))),
+            field("/spec/gone", None),
+            field("/spec/new~1field", Some(json!("n"))),
+            field("/spec/list/0/v", Some(json!(10))),
+            field("/spec/list/1", None),
+            field("/spec/list/[\"z\"]", Some(json!({"name": "z", "v": 3}))),
+            field("/spec/deep/er", Some(json!(1))),
+        ];
+        assert_eq!(
+            adopted(&desired, &fields),
+            json!({"spec": {"a": 2, "b": "keep", "new/field": "n", "deep": {"er": 1},
+                            "list": [{"name": "x", "v": 10}, {"name": "z", "v": 3}]}})
+        );
+    }
 
     use super::*;
 

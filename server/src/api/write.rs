@@ -1,12 +1,15 @@
 //! WriteService: changes and version migrations committed to a fabric's repository
 //! (the engine's `sync::write`).
 
+use fabricsync_core::drift as core_drift;
 use fabricsync_core::edit::{Change, EditError};
+use fabricsync_core::vocab::DriftStatus;
 use tonic::{Request, Response, Status};
 
 use super::error::{ApiError, Violations};
 use super::{fabrics, parse_id, requester, validate, AppState};
 use crate::convert::{self, WRITE_OUTCOMES};
+use crate::db::resources::{self, ResourceRow};
 use crate::git::Author;
 use crate::proto::write_service_server::WriteService;
 use crate::proto::*;
@@ -72,25 +75,46 @@ fn commit_options(
     (c.message.clone(), base, branch, c.dry_run)
 }
 
+/// A key of the request, checked (`field` names it in violations); namespace "" is "default".
+fn domain_key(field: &str, key: &ResourceKey, v: &mut Violations) -> fabricsync_core::ResourceKey {
+    for (part, value) in
+        [("group", &key.group), ("kind", &key.kind), ("namespace", &key.namespace), ("name", &key.name)]
+    {
+        v.check(validate::max_len(value, MAX_KEY_PART), &format!("{field}.{part}"));
+    }
+    if key.kind.is_empty() || key.name.is_empty() {
+        v.add(field, "kind and name are required");
+    }
+    let namespace = if key.namespace.is_empty() { "default" } else { key.namespace.as_str() };
+    fabricsync_core::ResourceKey::new(&key.group, &key.kind, namespace, &key.name)
+}
+
 fn change(index: usize, change: &ObjectChange, v: &mut Violations) -> Option<Change> {
     match &change.change {
         Some(object_change::Change::Upsert(object)) => Some(Change::Upsert(convert::struct_json(object))),
         Some(object_change::Change::Delete(key)) => {
-            for (field, value) in
-                [("group", &key.group), ("kind", &key.kind), ("namespace", &key.namespace), ("name", &key.name)]
-            {
-                v.check(validate::max_len(value, MAX_KEY_PART), &format!("changes[{index}].delete.{field}"));
-            }
-            if key.kind.is_empty() || key.name.is_empty() {
-                v.add(format!("changes[{index}].delete"), "kind and name are required");
-            }
-            let namespace = if key.namespace.is_empty() { "default" } else { key.namespace.as_str() };
-            Some(Change::Delete(fabricsync_core::ResourceKey::new(&key.group, &key.kind, namespace, &key.name)))
+            Some(Change::Delete(domain_key(&format!("changes[{index}].delete"), key, v)))
         }
         None => {
             v.add(format!("changes[{index}]"), "needs upsert or delete");
             None
         }
+    }
+}
+
+/// What adopting a resource's live state writes to Git, if anything: the live values of its
+/// drifted fields, an orphan whole (`import`), or the delete of one the cluster lacks (only
+/// when `named`).
+fn adoption(row: &ResourceRow, import: bool, named: bool) -> Option<Change> {
+    match (&row.desired, &row.live, row.drift_status) {
+        (Some(desired), Some(_), DriftStatus::Drifted | DriftStatus::Contested) => {
+            Some(Change::Upsert(core_drift::adopted(desired, &row.drift.0.fields)))
+        }
+        (None, Some(live), _) if import || named => {
+            Some(Change::Upsert(core_drift::comparable_live(live, &[crate::cluster::FABRIC_LABEL])))
+        }
+        (Some(_), None, DriftStatus::Missing) if named => Some(Change::Delete(row.key())),
+        _ => None,
     }
 }
 
@@ -116,6 +140,26 @@ fn result(written: &Written) -> WriteResult {
         diagnostics: written.diagnostics.iter().map(|d| Diagnostic::from(&StoredDiagnostic::from(d))).collect(),
         run_id: written.run_id.map(|id| id.to_string()).unwrap_or_default(),
     }
+}
+
+/// A REJECTED result for adopted values that fail validation, one diagnostic per resource.
+fn refused(violations: &[super::error::Violation], adopted: &[fabricsync_core::ResourceKey]) -> WriteResult {
+    let diagnostics = violations
+        .iter()
+        .map(|x| {
+            let index: Option<usize> =
+                x.field.strip_prefix("changes[").and_then(|r| r.split(']').next()).and_then(|i| i.parse().ok());
+            let key = index.and_then(|i| adopted.get(i)).map(|k| k.to_string()).unwrap_or_default();
+            Diagnostic {
+                severity: Severity::Error as i32,
+                code: "adopt.invalid".into(),
+                message: format!("the live state of {key} does not validate: {}", x.description),
+                document_index: -1,
+                ..Default::default()
+            }
+        })
+        .collect();
+    WriteResult { outcome: WriteOutcome::Rejected as i32, diagnostics, ..Default::default() }
 }
 
 impl WriteApi {
@@ -159,6 +203,73 @@ impl WriteService for WriteApi {
         let changes: Vec<Change> = req.changes.iter().enumerate().filter_map(|(i, c)| change(i, c, &mut v)).collect();
         let written = self.write(&request, &req.fabric_id, Edit::Changes(changes), req.commit.as_ref(), v).await?;
         Ok(Response::new(ChangeObjectsResponse { result: Some(result(&written)) }))
+    }
+
+    async fn adopt_drift(&self, request: Request<AdoptDriftRequest>) -> Result<Response<AdoptDriftResponse>, Status> {
+        let req = request.get_ref();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        let mut v = Violations::default();
+        if req.keys.len() > MAX_CHANGES {
+            v.add("keys", format!("at most {MAX_CHANGES}"));
+        }
+        let keys: Vec<_> =
+            req.keys.iter().enumerate().map(|(i, k)| domain_key(&format!("keys[{i}]"), k, &mut v)).collect();
+        v.into_result()?;
+        let mut conn = self.state.conn().await?;
+        let mut rows = Vec::new();
+        for key in &keys {
+            let row = resources::get_by_key(&mut conn, fabric_id, &key.group, &key.kind, &key.namespace, &key.name)
+                .await
+                .map_err(ApiError::from)?
+                .ok_or_else(|| ApiError::NotFound { kind: "resource", id: key.to_string() })?;
+            rows.push(row);
+        }
+        if keys.is_empty() {
+            let mut statuses = vec![DriftStatus::Drifted, DriftStatus::Contested];
+            if req.import_orphans {
+                statuses.push(DriftStatus::Orphaned);
+            }
+            rows = resources::with_drift(&mut conn, fabric_id, &statuses, MAX_CHANGES as i64 + 1)
+                .await
+                .map_err(ApiError::from)?;
+            if rows.len() > MAX_CHANGES {
+                let message =
+                    format!("more than {MAX_CHANGES} resources to adopt; name them in keys, {MAX_CHANGES} at a time");
+                return Err(ApiError::FailedPrecondition(message).into());
+            }
+        }
+        drop(conn);
+        let mut adopted = Vec::new();
+        let mut changes = Vec::new();
+        for row in &rows {
+            match adoption(row, req.import_orphans, !keys.is_empty()) {
+                Some(change) => {
+                    changes.push(change);
+                    adopted.push(row.key());
+                }
+                None if !keys.is_empty() => {
+                    let message = format!("{} is {}: nothing to adopt", row.key(), row.drift_status);
+                    return Err(ApiError::FailedPrecondition(message).into());
+                }
+                None => {}
+            }
+        }
+        let edit = Edit::Changes(changes);
+        let written = match self.write(&request, &req.fabric_id, edit, req.commit.as_ref(), Violations::default()).await
+        {
+            // The cluster holds a value this fabric's validation refuses: say which resource.
+            Err(ApiError::InvalidArgument(violations))
+                if violations.iter().all(|x| x.field.starts_with("changes[")) =>
+            {
+                return Ok(Response::new(AdoptDriftResponse {
+                    result: Some(refused(&violations, &adopted)),
+                    adopted: vec![],
+                }));
+            }
+            other => other?,
+        };
+        let adopted = adopted.iter().map(|k| convert::resource_key(k, "")).collect();
+        Ok(Response::new(AdoptDriftResponse { result: Some(result(&written)), adopted }))
     }
 
     async fn migrate_versions(

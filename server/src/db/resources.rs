@@ -296,6 +296,24 @@ pub async fn get_by_key(
         .optional()?)
 }
 
+/// The fabric's resources in any of `statuses`, in key order, at most `limit`.
+pub async fn with_drift(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    statuses: &[DriftStatus],
+    limit: i64,
+) -> Result<Vec<ResourceRow>, DbError> {
+    let words: Vec<&str> = statuses.iter().map(|s| s.word()).collect();
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .filter(resources::drift_status.eq_any(words))
+        .order((resources::api_group, resources::kind, resources::namespace, resources::name))
+        .limit(limit)
+        .select(ResourceRow::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// Stored desired objects by resource id.
 pub async fn desired_bodies(
     conn: &mut AsyncPgConnection,

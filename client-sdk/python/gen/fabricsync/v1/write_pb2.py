@@ -27,15 +27,15 @@ from fabricsync.v1 import sync_pb2 as fabricsync_dot_v1_dot_sync__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61\x62ricsync/v1/write.proto\x12\rfabricsync.v1\x1a\x1a\x66\x61\x62ricsync/v1/common.proto\x1a\x18\x66\x61\x62ricsync/v1/sync.proto\x1a\x1cgoogle/protobuf/struct.proto\"{\n\rCommitOptions\x12\x18\n\x07message\x18\x01 \x01(\tR\x07message\x12\x1f\n\x0b\x62\x61se_commit\x18\x02 \x01(\tR\nbaseCommit\x12\x16\n\x06\x62ranch\x18\x03 \x01(\tR\x06\x62ranch\x12\x17\n\x07\x64ry_run\x18\x04 \x01(\x08R\x06\x64ryRun\"\x81\x01\n\x0cObjectChange\x12\x31\n\x06upsert\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00R\x06upsert\x12\x34\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x1a.fabricsync.v1.ResourceKeyH\x00R\x06\x64\x65leteB\x08\n\x06\x63hange\"\xa0\x01\n\x14\x43hangeObjectsRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x35\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x1b.fabricsync.v1.ObjectChangeR\x07\x63hanges\x12\x34\n\x06\x63ommit\x18\x03 \x01(\x0b\x32\x1c.fabricsync.v1.CommitOptionsR\x06\x63ommit\"K\n\x15\x43hangeObjectsResponse\x12\x32\n\x06result\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.WriteResultR\x06result\"k\n\x16MigrateVersionsRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x34\n\x06\x63ommit\x18\x02 \x01(\x0b\x32\x1c.fabricsync.v1.CommitOptionsR\x06\x63ommit\"\x8e\x01\n\x17MigrateVersionsResponse\x12\x32\n\x06result\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.WriteResultR\x06result\x12?\n\nmigrations\x18\x02 \x03(\x0b\x32\x1f.fabricsync.v1.VersionMigrationR\nmigrations\"\x89\x01\n\x10VersionMigration\x12\x12\n\x04\x66ile\x18\x01 \x01(\tR\x04\x66ile\x12%\n\x0e\x64ocument_index\x18\x02 \x01(\x05R\rdocumentIndex\x12\x12\n\x04\x66rom\x18\x03 \x01(\tR\x04\x66rom\x12\x0e\n\x02to\x18\x04 \x01(\tR\x02to\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\"\x98\x02\n\x0bWriteResult\x12\x35\n\x07outcome\x18\x01 \x01(\x0e\x32\x1b.fabricsync.v1.WriteOutcomeR\x07outcome\x12\x1f\n\x0b\x62\x61se_commit\x18\x02 \x01(\tR\nbaseCommit\x12\x16\n\x06\x63ommit\x18\x03 \x01(\tR\x06\x63ommit\x12\x16\n\x06\x62ranch\x18\x04 \x01(\tR\x06\x62ranch\x12-\n\x05\x66iles\x18\x05 \x03(\x0b\x32\x17.fabricsync.v1.FileDiffR\x05\x66iles\x12;\n\x0b\x64iagnostics\x18\x06 \x03(\x0b\x32\x19.fabricsync.v1.DiagnosticR\x0b\x64iagnostics\x12\x15\n\x06run_id\x18\x07 \x01(\tR\x05runId\"g\n\x08\x46ileDiff\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x33\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.fabricsync.v1.ChangeActionR\x06\x61\x63tion\x12\x12\n\x04\x64iff\x18\x03 \x01(\tR\x04\x64iff*\x9e\x01\n\x0cWriteOutcome\x12\x1d\n\x19WRITE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17WRITE_OUTCOME_COMMITTED\x10\x01\x12\x1b\n\x17WRITE_OUTCOME_UNCHANGED\x10\x02\x12\x1a\n\x16WRITE_OUTCOME_REJECTED\x10\x03\x12\x19\n\x15WRITE_OUTCOME_DRY_RUN\x10\x04\x32\xcc\x01\n\x0cWriteService\x12Z\n\rChangeObjects\x12#.fabricsync.v1.ChangeObjectsRequest\x1a$.fabricsync.v1.ChangeObjectsResponse\x12`\n\x0fMigrateVersions\x12%.fabricsync.v1.MigrateVersionsRequest\x1a&.fabricsync.v1.MigrateVersionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61\x62ricsync/v1/write.proto\x12\rfabricsync.v1\x1a\x1a\x66\x61\x62ricsync/v1/common.proto\x1a\x18\x66\x61\x62ricsync/v1/sync.proto\x1a\x1cgoogle/protobuf/struct.proto\"{\n\rCommitOptions\x12\x18\n\x07message\x18\x01 \x01(\tR\x07message\x12\x1f\n\x0b\x62\x61se_commit\x18\x02 \x01(\tR\nbaseCommit\x12\x16\n\x06\x62ranch\x18\x03 \x01(\tR\x06\x62ranch\x12\x17\n\x07\x64ry_run\x18\x04 \x01(\x08R\x06\x64ryRun\"\x81\x01\n\x0cObjectChange\x12\x31\n\x06upsert\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00R\x06upsert\x12\x34\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x1a.fabricsync.v1.ResourceKeyH\x00R\x06\x64\x65leteB\x08\n\x06\x63hange\"\xa0\x01\n\x14\x43hangeObjectsRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x35\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x1b.fabricsync.v1.ObjectChangeR\x07\x63hanges\x12\x34\n\x06\x63ommit\x18\x03 \x01(\x0b\x32\x1c.fabricsync.v1.CommitOptionsR\x06\x63ommit\"K\n\x15\x43hangeObjectsResponse\x12\x32\n\x06result\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.WriteResultR\x06result\"k\n\x16MigrateVersionsRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x34\n\x06\x63ommit\x18\x02 \x01(\x0b\x32\x1c.fabricsync.v1.CommitOptionsR\x06\x63ommit\"\x8e\x01\n\x17MigrateVersionsResponse\x12\x32\n\x06result\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.WriteResultR\x06result\x12?\n\nmigrations\x18\x02 \x03(\x0b\x32\x1f.fabricsync.v1.VersionMigrationR\nmigrations\"\xbd\x01\n\x11\x41\x64optDriftRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12.\n\x04keys\x18\x02 \x03(\x0b\x32\x1a.fabricsync.v1.ResourceKeyR\x04keys\x12%\n\x0eimport_orphans\x18\x03 \x01(\x08R\rimportOrphans\x12\x34\n\x06\x63ommit\x18\x04 \x01(\x0b\x32\x1c.fabricsync.v1.CommitOptionsR\x06\x63ommit\"~\n\x12\x41\x64optDriftResponse\x12\x32\n\x06result\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.WriteResultR\x06result\x12\x34\n\x07\x61\x64opted\x18\x02 \x03(\x0b\x32\x1a.fabricsync.v1.ResourceKeyR\x07\x61\x64opted\"\x89\x01\n\x10VersionMigration\x12\x12\n\x04\x66ile\x18\x01 \x01(\tR\x04\x66ile\x12%\n\x0e\x64ocument_index\x18\x02 \x01(\x05R\rdocumentIndex\x12\x12\n\x04\x66rom\x18\x03 \x01(\tR\x04\x66rom\x12\x0e\n\x02to\x18\x04 \x01(\tR\x02to\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\"\x98\x02\n\x0bWriteResult\x12\x35\n\x07outcome\x18\x01 \x01(\x0e\x32\x1b.fabricsync.v1.WriteOutcomeR\x07outcome\x12\x1f\n\x0b\x62\x61se_commit\x18\x02 \x01(\tR\nbaseCommit\x12\x16\n\x06\x63ommit\x18\x03 \x01(\tR\x06\x63ommit\x12\x16\n\x06\x62ranch\x18\x04 \x01(\tR\x06\x62ranch\x12-\n\x05\x66iles\x18\x05 \x03(\x0b\x32\x17.fabricsync.v1.FileDiffR\x05\x66iles\x12;\n\x0b\x64iagnostics\x18\x06 \x03(\x0b\x32\x19.fabricsync.v1.DiagnosticR\x0b\x64iagnostics\x12\x15\n\x06run_id\x18\x07 \x01(\tR\x05runId\"g\n\x08\x46ileDiff\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x33\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.fabricsync.v1.ChangeActionR\x06\x61\x63tion\x12\x12\n\x04\x64iff\x18\x03 \x01(\tR\x04\x64iff*\x9e\x01\n\x0cWriteOutcome\x12\x1d\n\x19WRITE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17WRITE_OUTCOME_COMMITTED\x10\x01\x12\x1b\n\x17WRITE_OUTCOME_UNCHANGED\x10\x02\x12\x1a\n\x16WRITE_OUTCOME_REJECTED\x10\x03\x12\x19\n\x15WRITE_OUTCOME_DRY_RUN\x10\x04\x32\x9f\x02\n\x0cWriteService\x12Z\n\rChangeObjects\x12#.fabricsync.v1.ChangeObjectsRequest\x1a$.fabricsync.v1.ChangeObjectsResponse\x12`\n\x0fMigrateVersions\x12%.fabricsync.v1.MigrateVersionsRequest\x1a&.fabricsync.v1.MigrateVersionsResponse\x12Q\n\nAdoptDrift\x12 .fabricsync.v1.AdoptDriftRequest\x1a!.fabricsync.v1.AdoptDriftResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fabricsync.v1.write_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WRITEOUTCOME']._serialized_start=1408
-  _globals['_WRITEOUTCOME']._serialized_end=1566
+  _globals['_WRITEOUTCOME']._serialized_start=1728
+  _globals['_WRITEOUTCOME']._serialized_end=1886
   _globals['_COMMITOPTIONS']._serialized_start=128
   _globals['_COMMITOPTIONS']._serialized_end=251
   _globals['_OBJECTCHANGE']._serialized_start=254
@@ -48,12 +48,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MIGRATEVERSIONSREQUEST']._serialized_end=732
   _globals['_MIGRATEVERSIONSRESPONSE']._serialized_start=735
   _globals['_MIGRATEVERSIONSRESPONSE']._serialized_end=877
-  _globals['_VERSIONMIGRATION']._serialized_start=880
-  _globals['_VERSIONMIGRATION']._serialized_end=1017
-  _globals['_WRITERESULT']._serialized_start=1020
-  _globals['_WRITERESULT']._serialized_end=1300
-  _globals['_FILEDIFF']._serialized_start=1302
-  _globals['_FILEDIFF']._serialized_end=1405
-  _globals['_WRITESERVICE']._serialized_start=1569
-  _globals['_WRITESERVICE']._serialized_end=1773
+  _globals['_ADOPTDRIFTREQUEST']._serialized_start=880
+  _globals['_ADOPTDRIFTREQUEST']._serialized_end=1069
+  _globals['_ADOPTDRIFTRESPONSE']._serialized_start=1071
+  _globals['_ADOPTDRIFTRESPONSE']._serialized_end=1197
+  _globals['_VERSIONMIGRATION']._serialized_start=1200
+  _globals['_VERSIONMIGRATION']._serialized_end=1337
+  _globals['_WRITERESULT']._serialized_start=1340
+  _globals['_WRITERESULT']._serialized_end=1620
+  _globals['_FILEDIFF']._serialized_start=1622
+  _globals['_FILEDIFF']._serialized_end=1725
+  _globals['_WRITESERVICE']._serialized_start=1889
+  _globals['_WRITESERVICE']._serialized_end=2176
 # @@protoc_insertion_point(module_scope)

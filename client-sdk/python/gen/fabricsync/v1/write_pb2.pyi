@@ -242,6 +242,76 @@ class MigrateVersionsResponse(_message.Message):
 Global___MigrateVersionsResponse: _TypeAlias = MigrateVersionsResponse  # noqa: Y015
 
 @_typing.final
+class AdoptDriftRequest(_message.Message):
+    """Request of AdoptDrift."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FABRIC_ID_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    IMPORT_ORPHANS_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
+    fabric_id: _builtins.str
+    """Fabric id."""
+    import_orphans: _builtins.bool
+    """Also write the objects only the cluster has into Git."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceKey]:
+        """The resources to adopt; empty = every drifted one (see the RPC). At most 1000."""
+
+    @_builtins.property
+    def commit(self) -> Global___CommitOptions:
+        """Where and how to commit."""
+
+    def __init__(
+        self,
+        *,
+        fabric_id: _builtins.str = ...,
+        keys: _abc.Iterable[_common_pb2.ResourceKey] | None = ...,
+        import_orphans: _builtins.bool = ...,
+        commit: Global___CommitOptions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "fabric_id", b"fabric_id", "import_orphans", b"import_orphans", "keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdoptDriftRequest: _TypeAlias = AdoptDriftRequest  # noqa: Y015
+
+@_typing.final
+class AdoptDriftResponse(_message.Message):
+    """Response of AdoptDrift."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    ADOPTED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___WriteResult:
+        """What the write did. An adopted value that fails validation rejects the write, with a
+        diagnostic naming the resource.
+        """
+
+    @_builtins.property
+    def adopted(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceKey]:
+        """The resources whose live state was written."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___WriteResult | None = ...,
+        adopted: _abc.Iterable[_common_pb2.ResourceKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adopted", b"adopted", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdoptDriftResponse: _TypeAlias = AdoptDriftResponse  # noqa: Y015
+
+@_typing.final
 class VersionMigration(_message.Message):
     """One object of a version no longer served."""
 

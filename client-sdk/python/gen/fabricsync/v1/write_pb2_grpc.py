@@ -50,6 +50,11 @@ class WriteServiceStub:
                 request_serializer=fabricsync_dot_v1_dot_write__pb2.MigrateVersionsRequest.SerializeToString,
                 response_deserializer=fabricsync_dot_v1_dot_write__pb2.MigrateVersionsResponse.FromString,
                 _registered_method=True)
+        self.AdoptDrift = channel.unary_unary(
+                '/fabricsync.v1.WriteService/AdoptDrift',
+                request_serializer=fabricsync_dot_v1_dot_write__pb2.AdoptDriftRequest.SerializeToString,
+                response_deserializer=fabricsync_dot_v1_dot_write__pb2.AdoptDriftResponse.FromString,
+                _registered_method=True)
 
 
 class WriteServiceServicer:
@@ -76,6 +81,17 @@ class WriteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdoptDrift(self, request, context):
+        """Writes the cluster's state of drifted resources into Git, the opposite of Remediate: the
+        live value of each drifted field (DetectDrift first for a fresh view). Without keys: every
+        DRIFTED and CONTESTED resource, and with import_orphans every object only the cluster has
+        (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
+        MISSING from the cluster is deleted from Git.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WriteServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -88,6 +104,11 @@ def add_WriteServiceServicer_to_server(servicer, server):
                     servicer.MigrateVersions,
                     request_deserializer=fabricsync_dot_v1_dot_write__pb2.MigrateVersionsRequest.FromString,
                     response_serializer=fabricsync_dot_v1_dot_write__pb2.MigrateVersionsResponse.SerializeToString,
+            ),
+            'AdoptDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdoptDrift,
+                    request_deserializer=fabricsync_dot_v1_dot_write__pb2.AdoptDriftRequest.FromString,
+                    response_serializer=fabricsync_dot_v1_dot_write__pb2.AdoptDriftResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -150,6 +171,33 @@ class WriteService:
             '/fabricsync.v1.WriteService/MigrateVersions',
             fabricsync_dot_v1_dot_write__pb2.MigrateVersionsRequest.SerializeToString,
             fabricsync_dot_v1_dot_write__pb2.MigrateVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdoptDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabricsync.v1.WriteService/AdoptDrift',
+            fabricsync_dot_v1_dot_write__pb2.AdoptDriftRequest.SerializeToString,
+            fabricsync_dot_v1_dot_write__pb2.AdoptDriftResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,13 @@ class WriteServiceStub:
     """Rewrites the apiVersion of objects whose version the fabric's CRDs no longer serve (HNP
     wrote v1alpha2 wiring) to a served version they validate under; nothing else changes.
     """
+    AdoptDrift: _grpc.UnaryUnaryMultiCallable[_write_pb2.AdoptDriftRequest, _write_pb2.AdoptDriftResponse]
+    """Writes the cluster's state of drifted resources into Git, the opposite of Remediate: the
+    live value of each drifted field (DetectDrift first for a fresh view). Without keys: every
+    DRIFTED and CONTESTED resource, and with import_orphans every object only the cluster has
+    (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
+    MISSING from the cluster is deleted from Git.
+    """
 
 @_typing.type_check_only
 class WriteServiceAsyncStub(WriteServiceStub):
@@ -62,6 +69,13 @@ class WriteServiceAsyncStub(WriteServiceStub):
     MigrateVersions: _aio.UnaryUnaryMultiCallable[_write_pb2.MigrateVersionsRequest, _write_pb2.MigrateVersionsResponse]  # type: ignore[assignment]
     """Rewrites the apiVersion of objects whose version the fabric's CRDs no longer serve (HNP
     wrote v1alpha2 wiring) to a served version they validate under; nothing else changes.
+    """
+    AdoptDrift: _aio.UnaryUnaryMultiCallable[_write_pb2.AdoptDriftRequest, _write_pb2.AdoptDriftResponse]  # type: ignore[assignment]
+    """Writes the cluster's state of drifted resources into Git, the opposite of Remediate: the
+    live value of each drifted field (DetectDrift first for a fresh view). Without keys: every
+    DRIFTED and CONTESTED resource, and with import_orphans every object only the cluster has
+    (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
+    MISSING from the cluster is deleted from Git.
     """
 
 class WriteServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +103,19 @@ class WriteServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_write_pb2.MigrateVersionsResponse, _abc.Awaitable[_write_pb2.MigrateVersionsResponse]]:
         """Rewrites the apiVersion of objects whose version the fabric's CRDs no longer serve (HNP
         wrote v1alpha2 wiring) to a served version they validate under; nothing else changes.
+        """
+
+    @_abc_1.abstractmethod
+    def AdoptDrift(
+        self,
+        request: _write_pb2.AdoptDriftRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_write_pb2.AdoptDriftResponse, _abc.Awaitable[_write_pb2.AdoptDriftResponse]]:
+        """Writes the cluster's state of drifted resources into Git, the opposite of Remediate: the
+        live value of each drifted field (DetectDrift first for a fresh view). Without keys: every
+        DRIFTED and CONTESTED resource, and with import_orphans every object only the cluster has
+        (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
+        MISSING from the cluster is deleted from Git.
         """
 
 def add_WriteServiceServicer_to_server(servicer: WriteServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
