@@ -296,6 +296,63 @@ fn delete(files: &mut Files<'_>, key: &ResourceKey) -> Result<(), EditError> {
     files.set(&path, after, expected).map_err(unsupported)
 }
 
+/// Where HNP archives what it ingested: hidden, so pulls never read it.
+pub const ARCHIVE_DIR: &str = ".hnp/archive";
+
+/// HNP's ingest: the objects of the files in the GitOps directory's `raw/` move to one file each
+/// in the managed layout (`managed/<kind-plural>/<name>.yaml`, their documents' text kept), and
+/// each raw file is removed, or with `archive` moved under `.hnp/archive/`. A raw file without
+/// objects stays; one that mixes objects with other documents is refused (they would be lost).
+pub fn ingest_raw(sources: &Sources<'_>, archive: bool) -> Result<Vec<FileEdit>, EditError> {
+    let mut files = Files::new(sources.files, sources.registry, sources.options, sources.cache);
+    let base = if sources.placement.dir.is_empty() { String::new() } else { format!("{}/", sources.placement.dir) };
+    let managed = Placement { dir: sources.placement.dir, layout: Layout::Hnp };
+    let raw_prefix = format!("{base}raw/");
+    for source in sources.files.iter().filter(|f| f.path.starts_with(&raw_prefix)) {
+        let unsupported = |message: String| EditError::Unsupported { path: source.path.clone(), message };
+        let Some(text) = files.text(&source.path) else { continue };
+        let parsed = files.parse(&source.path, &text);
+        if parsed.objects.is_empty() {
+            continue;
+        }
+        let documents = documents(&text).iter().filter(|d| has_content(&lines(&text)[(*d).clone()])).count();
+        if documents != parsed.objects.len() {
+            return Err(unsupported(format!(
+                "holds {} documents that are not valid fabric objects; fix or move them first",
+                documents - parsed.objects.len()
+            )));
+        }
+        for object in &parsed.objects {
+            let key = object.key();
+            let def = sources
+                .registry
+                .of_key(&key, &object.version)
+                .ok_or_else(|| unsupported(format!("{key}: unknown kind")))?;
+            let path = managed.path_of(&def.plural, &key.name);
+            let range = document(&text, object.document, sources.options).map_err(&unsupported)?;
+            let all = lines(&text);
+            let body: String = all[range].iter().filter(|l| !is_separator(l)).copied().collect();
+            let mut expected = files.objects_of(&path);
+            expected.insert(key.clone(), object.hash.clone());
+            let after = match files.text(&path) {
+                Some(existing) if has_content(&lines(&existing)) => {
+                    format!("{existing}---\n{}", body.trim_start_matches('\n'))
+                }
+                _ => body.trim_start_matches('\n').to_owned(),
+            };
+            files
+                .set(&path, Some(after), expected)
+                .map_err(|m| EditError::Unsupported { path: path.clone(), message: m })?;
+        }
+        if archive {
+            let rest = &source.path[base.len()..];
+            files.texts.insert(format!("{base}{ARCHIVE_DIR}/{rest}"), Some(text.clone()));
+        }
+        files.set(&source.path, None, BTreeMap::new()).map_err(&unsupported)?;
+    }
+    Ok(files.edits())
+}
+
 /// An object of a version the fabric's CRDs no longer serve, and what migrating it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -729,6 +786,39 @@ mod tests {
             migrate_versions(&Sources { files: &super::tests::sources(&[("fabric/w.yaml", after)]), ..sources }).0,
             vec![]
         );
+    }
+
+    #[test]
+    fn ingesting_raw_moves_each_object_to_its_own_managed_file() {
+        let raw = format!("# dropped here by hand\n{SWITCH}---\n# the first server\n{SERVER}");
+        let (files, options, cache) = (
+            sources(&[("fabric/raw/wiring.yaml", &raw), ("fabric/raw/notes.yaml", "owner: netops\n")]),
+            Options::default(),
+            ParseCache::default(),
+        );
+        let sources = Sources {
+            files: &files,
+            placement: Placement { dir: "fabric", layout: Layout::Hnp },
+            registry: KindRegistry::hedgehog(),
+            options: &options,
+            cache: &cache,
+        };
+        let edits = ingest_raw(&sources, true).unwrap();
+        let paths: Vec<(&str, bool)> = edits.iter().map(|e| (e.path.as_str(), e.after.is_some())).collect();
+        assert_eq!(
+            paths,
+            [
+                ("fabric/.hnp/archive/raw/wiring.yaml", true),
+                ("fabric/managed/servers/srv-1.yaml", true),
+                ("fabric/managed/switches/leaf-1.yaml", true),
+                ("fabric/raw/wiring.yaml", false)
+            ]
+        );
+        assert_eq!(edits[1].after.as_deref(), Some(format!("# the first server\n{SERVER}").as_str()));
+        assert_eq!(edits[0].after.as_deref(), Some(raw.as_str()));
+        let mixed = super::tests::sources(&[("fabric/raw/mixed.yaml", &format!("{SWITCH}---\nowner: netops\n"))]);
+        let err = ingest_raw(&Sources { files: &mixed, ..sources }, false).unwrap_err();
+        assert!(matches!(err, EditError::Unsupported { ref path, .. } if path == "fabric/raw/mixed.yaml"), "{err:?}");
     }
 
     #[test]

@@ -147,6 +147,7 @@ fn least_role(rpc: &Rpc) -> &'static str {
         "ChangeObjects",
         "MigrateVersions",
         "AdoptDrift",
+        "IngestRaw",
     ];
     if rpc.service == "AccessService" {
         return if m == "WhoAmI" { "viewer" } else { "admin" };

@@ -368,6 +368,21 @@ async fn an_hnp_repository_is_migrated_in_one_commit_of_apiversion_lines() {
     let again = c.write.migrate_versions(migrate(false)).await.unwrap().into_inner().result.unwrap();
     assert_eq!(outcome(&again), WriteOutcome::Unchanged);
 
+    // HNP's ingest: raw/'s objects move to managed/, the original is archived (not read).
+    let ingest = IngestRawRequest { fabric_id: id.clone(), archive: true, commit: options("ingest raw/") };
+    let result = c.write.ingest_raw(ingest).await.unwrap().into_inner().result.unwrap();
+    assert_eq!(outcome(&result), WriteOutcome::Committed, "{result:?}");
+    let tree = repo.bare(&["ls-tree", "-r", "--name-only", "main"]);
+    assert!(!tree.contains("hnp-lab/raw/vpc-objects.yaml") && tree.contains("hnp-lab/raw/notes.yaml"), "{tree}");
+    assert!(tree.contains("hnp-lab/.hnp/archive/raw/vpc-objects.yaml"), "{tree}");
+    let vpc_dirs =
+        ["hnp-lab/managed/ipv4namespaces/", "hnp-lab/managed/externals/", "hnp-lab/managed/externalattachments/"];
+    assert_eq!(tree.lines().filter(|p| vpc_dirs.iter().any(|d| p.starts_with(d))).count(), 8, "{tree}");
+    let run = c.wait(&result.run_id, Duration::from_secs(60)).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    let n = run.counters.unwrap();
+    assert_eq!((n.created, n.deleted, n.errors), (0, 0, 0), "{n:?}");
+
     // New objects go where HNP keeps them.
     let added = json!({"apiVersion": "wiring.githedgehog.com/v1beta1", "kind": "Server", "metadata": {"name": "srv-hnp"}, "spec": {}});
     let result = change(&mut c, &id, vec![upsert(&added)], options("add srv-hnp")).await.unwrap();

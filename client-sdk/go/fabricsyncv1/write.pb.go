@@ -595,6 +595,116 @@ func (x *AdoptDriftResponse) GetAdopted() []*ResourceKey {
 	return nil
 }
 
+// Request of IngestRaw.
+type IngestRawRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fabric id.
+	FabricId string `protobuf:"bytes,1,opt,name=fabric_id,json=fabricId,proto3" json:"fabric_id,omitempty"`
+	// Keep the originals under .hnp/archive/ instead of removing them.
+	Archive bool `protobuf:"varint,2,opt,name=archive,proto3" json:"archive,omitempty"`
+	// Where and how to commit.
+	Commit        *CommitOptions `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestRawRequest) Reset() {
+	*x = IngestRawRequest{}
+	mi := &file_fabricsync_v1_write_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestRawRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestRawRequest) ProtoMessage() {}
+
+func (x *IngestRawRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_write_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestRawRequest.ProtoReflect.Descriptor instead.
+func (*IngestRawRequest) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *IngestRawRequest) GetFabricId() string {
+	if x != nil {
+		return x.FabricId
+	}
+	return ""
+}
+
+func (x *IngestRawRequest) GetArchive() bool {
+	if x != nil {
+		return x.Archive
+	}
+	return false
+}
+
+func (x *IngestRawRequest) GetCommit() *CommitOptions {
+	if x != nil {
+		return x.Commit
+	}
+	return nil
+}
+
+// Response of IngestRaw.
+type IngestRawResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the write did.
+	Result        *WriteResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestRawResponse) Reset() {
+	*x = IngestRawResponse{}
+	mi := &file_fabricsync_v1_write_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestRawResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestRawResponse) ProtoMessage() {}
+
+func (x *IngestRawResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_write_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestRawResponse.ProtoReflect.Descriptor instead.
+func (*IngestRawResponse) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *IngestRawResponse) GetResult() *WriteResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 // One object of a version no longer served.
 type VersionMigration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -614,7 +724,7 @@ type VersionMigration struct {
 
 func (x *VersionMigration) Reset() {
 	*x = VersionMigration{}
-	mi := &file_fabricsync_v1_write_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +736,7 @@ func (x *VersionMigration) String() string {
 func (*VersionMigration) ProtoMessage() {}
 
 func (x *VersionMigration) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_write_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +749,7 @@ func (x *VersionMigration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionMigration.ProtoReflect.Descriptor instead.
 func (*VersionMigration) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{8}
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VersionMigration) GetFile() string {
@@ -700,7 +810,7 @@ type WriteResult struct {
 
 func (x *WriteResult) Reset() {
 	*x = WriteResult{}
-	mi := &file_fabricsync_v1_write_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +822,7 @@ func (x *WriteResult) String() string {
 func (*WriteResult) ProtoMessage() {}
 
 func (x *WriteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_write_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +835,7 @@ func (x *WriteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
 func (*WriteResult) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{9}
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WriteResult) GetOutcome() WriteOutcome {
@@ -792,7 +902,7 @@ type FileDiff struct {
 
 func (x *FileDiff) Reset() {
 	*x = FileDiff{}
-	mi := &file_fabricsync_v1_write_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +914,7 @@ func (x *FileDiff) String() string {
 func (*FileDiff) ProtoMessage() {}
 
 func (x *FileDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_write_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_write_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +927,7 @@ func (x *FileDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileDiff.ProtoReflect.Descriptor instead.
 func (*FileDiff) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{10}
+	return file_fabricsync_v1_write_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FileDiff) GetPath() string {
@@ -877,7 +987,13 @@ const file_fabricsync_v1_write_proto_rawDesc = "" +
 	"\x06commit\x18\x04 \x01(\v2\x1c.fabricsync.v1.CommitOptionsR\x06commit\"~\n" +
 	"\x12AdoptDriftResponse\x122\n" +
 	"\x06result\x18\x01 \x01(\v2\x1a.fabricsync.v1.WriteResultR\x06result\x124\n" +
-	"\aadopted\x18\x02 \x03(\v2\x1a.fabricsync.v1.ResourceKeyR\aadopted\"\x89\x01\n" +
+	"\aadopted\x18\x02 \x03(\v2\x1a.fabricsync.v1.ResourceKeyR\aadopted\"\x7f\n" +
+	"\x10IngestRawRequest\x12\x1b\n" +
+	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x18\n" +
+	"\aarchive\x18\x02 \x01(\bR\aarchive\x124\n" +
+	"\x06commit\x18\x03 \x01(\v2\x1c.fabricsync.v1.CommitOptionsR\x06commit\"G\n" +
+	"\x11IngestRawResponse\x122\n" +
+	"\x06result\x18\x01 \x01(\v2\x1a.fabricsync.v1.WriteResultR\x06result\"\x89\x01\n" +
 	"\x10VersionMigration\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12%\n" +
 	"\x0edocument_index\x18\x02 \x01(\x05R\rdocumentIndex\x12\x12\n" +
@@ -902,12 +1018,13 @@ const file_fabricsync_v1_write_proto_rawDesc = "" +
 	"\x17WRITE_OUTCOME_COMMITTED\x10\x01\x12\x1b\n" +
 	"\x17WRITE_OUTCOME_UNCHANGED\x10\x02\x12\x1a\n" +
 	"\x16WRITE_OUTCOME_REJECTED\x10\x03\x12\x19\n" +
-	"\x15WRITE_OUTCOME_DRY_RUN\x10\x042\x9f\x02\n" +
+	"\x15WRITE_OUTCOME_DRY_RUN\x10\x042\xef\x02\n" +
 	"\fWriteService\x12Z\n" +
 	"\rChangeObjects\x12#.fabricsync.v1.ChangeObjectsRequest\x1a$.fabricsync.v1.ChangeObjectsResponse\x12`\n" +
 	"\x0fMigrateVersions\x12%.fabricsync.v1.MigrateVersionsRequest\x1a&.fabricsync.v1.MigrateVersionsResponse\x12Q\n" +
 	"\n" +
-	"AdoptDrift\x12 .fabricsync.v1.AdoptDriftRequest\x1a!.fabricsync.v1.AdoptDriftResponseB\xb1\x01\n" +
+	"AdoptDrift\x12 .fabricsync.v1.AdoptDriftRequest\x1a!.fabricsync.v1.AdoptDriftResponse\x12N\n" +
+	"\tIngestRaw\x12\x1f.fabricsync.v1.IngestRawRequest\x1a .fabricsync.v1.IngestRawResponseB\xb1\x01\n" +
 	"\x11com.fabricsync.v1B\n" +
 	"WriteProtoP\x01Z;github.com/fabricsync/fabricsync/client-sdk/go/fabricsyncv1\xa2\x02\x03FXX\xaa\x02\rFabricsync.V1\xca\x02\rFabricsync\\V1\xe2\x02\x19Fabricsync\\V1\\GPBMetadata\xea\x02\x0eFabricsync::V1b\x06proto3"
 
@@ -924,7 +1041,7 @@ func file_fabricsync_v1_write_proto_rawDescGZIP() []byte {
 }
 
 var file_fabricsync_v1_write_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fabricsync_v1_write_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_fabricsync_v1_write_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_fabricsync_v1_write_proto_goTypes = []any{
 	(WriteOutcome)(0),               // 0: fabricsync.v1.WriteOutcome
 	(*CommitOptions)(nil),           // 1: fabricsync.v1.CommitOptions
@@ -935,42 +1052,48 @@ var file_fabricsync_v1_write_proto_goTypes = []any{
 	(*MigrateVersionsResponse)(nil), // 6: fabricsync.v1.MigrateVersionsResponse
 	(*AdoptDriftRequest)(nil),       // 7: fabricsync.v1.AdoptDriftRequest
 	(*AdoptDriftResponse)(nil),      // 8: fabricsync.v1.AdoptDriftResponse
-	(*VersionMigration)(nil),        // 9: fabricsync.v1.VersionMigration
-	(*WriteResult)(nil),             // 10: fabricsync.v1.WriteResult
-	(*FileDiff)(nil),                // 11: fabricsync.v1.FileDiff
-	(*structpb.Struct)(nil),         // 12: google.protobuf.Struct
-	(*ResourceKey)(nil),             // 13: fabricsync.v1.ResourceKey
-	(*Diagnostic)(nil),              // 14: fabricsync.v1.Diagnostic
-	(ChangeAction)(0),               // 15: fabricsync.v1.ChangeAction
+	(*IngestRawRequest)(nil),        // 9: fabricsync.v1.IngestRawRequest
+	(*IngestRawResponse)(nil),       // 10: fabricsync.v1.IngestRawResponse
+	(*VersionMigration)(nil),        // 11: fabricsync.v1.VersionMigration
+	(*WriteResult)(nil),             // 12: fabricsync.v1.WriteResult
+	(*FileDiff)(nil),                // 13: fabricsync.v1.FileDiff
+	(*structpb.Struct)(nil),         // 14: google.protobuf.Struct
+	(*ResourceKey)(nil),             // 15: fabricsync.v1.ResourceKey
+	(*Diagnostic)(nil),              // 16: fabricsync.v1.Diagnostic
+	(ChangeAction)(0),               // 17: fabricsync.v1.ChangeAction
 }
 var file_fabricsync_v1_write_proto_depIdxs = []int32{
-	12, // 0: fabricsync.v1.ObjectChange.upsert:type_name -> google.protobuf.Struct
-	13, // 1: fabricsync.v1.ObjectChange.delete:type_name -> fabricsync.v1.ResourceKey
+	14, // 0: fabricsync.v1.ObjectChange.upsert:type_name -> google.protobuf.Struct
+	15, // 1: fabricsync.v1.ObjectChange.delete:type_name -> fabricsync.v1.ResourceKey
 	2,  // 2: fabricsync.v1.ChangeObjectsRequest.changes:type_name -> fabricsync.v1.ObjectChange
 	1,  // 3: fabricsync.v1.ChangeObjectsRequest.commit:type_name -> fabricsync.v1.CommitOptions
-	10, // 4: fabricsync.v1.ChangeObjectsResponse.result:type_name -> fabricsync.v1.WriteResult
+	12, // 4: fabricsync.v1.ChangeObjectsResponse.result:type_name -> fabricsync.v1.WriteResult
 	1,  // 5: fabricsync.v1.MigrateVersionsRequest.commit:type_name -> fabricsync.v1.CommitOptions
-	10, // 6: fabricsync.v1.MigrateVersionsResponse.result:type_name -> fabricsync.v1.WriteResult
-	9,  // 7: fabricsync.v1.MigrateVersionsResponse.migrations:type_name -> fabricsync.v1.VersionMigration
-	13, // 8: fabricsync.v1.AdoptDriftRequest.keys:type_name -> fabricsync.v1.ResourceKey
+	12, // 6: fabricsync.v1.MigrateVersionsResponse.result:type_name -> fabricsync.v1.WriteResult
+	11, // 7: fabricsync.v1.MigrateVersionsResponse.migrations:type_name -> fabricsync.v1.VersionMigration
+	15, // 8: fabricsync.v1.AdoptDriftRequest.keys:type_name -> fabricsync.v1.ResourceKey
 	1,  // 9: fabricsync.v1.AdoptDriftRequest.commit:type_name -> fabricsync.v1.CommitOptions
-	10, // 10: fabricsync.v1.AdoptDriftResponse.result:type_name -> fabricsync.v1.WriteResult
-	13, // 11: fabricsync.v1.AdoptDriftResponse.adopted:type_name -> fabricsync.v1.ResourceKey
-	0,  // 12: fabricsync.v1.WriteResult.outcome:type_name -> fabricsync.v1.WriteOutcome
-	11, // 13: fabricsync.v1.WriteResult.files:type_name -> fabricsync.v1.FileDiff
-	14, // 14: fabricsync.v1.WriteResult.diagnostics:type_name -> fabricsync.v1.Diagnostic
-	15, // 15: fabricsync.v1.FileDiff.action:type_name -> fabricsync.v1.ChangeAction
-	3,  // 16: fabricsync.v1.WriteService.ChangeObjects:input_type -> fabricsync.v1.ChangeObjectsRequest
-	5,  // 17: fabricsync.v1.WriteService.MigrateVersions:input_type -> fabricsync.v1.MigrateVersionsRequest
-	7,  // 18: fabricsync.v1.WriteService.AdoptDrift:input_type -> fabricsync.v1.AdoptDriftRequest
-	4,  // 19: fabricsync.v1.WriteService.ChangeObjects:output_type -> fabricsync.v1.ChangeObjectsResponse
-	6,  // 20: fabricsync.v1.WriteService.MigrateVersions:output_type -> fabricsync.v1.MigrateVersionsResponse
-	8,  // 21: fabricsync.v1.WriteService.AdoptDrift:output_type -> fabricsync.v1.AdoptDriftResponse
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 10: fabricsync.v1.AdoptDriftResponse.result:type_name -> fabricsync.v1.WriteResult
+	15, // 11: fabricsync.v1.AdoptDriftResponse.adopted:type_name -> fabricsync.v1.ResourceKey
+	1,  // 12: fabricsync.v1.IngestRawRequest.commit:type_name -> fabricsync.v1.CommitOptions
+	12, // 13: fabricsync.v1.IngestRawResponse.result:type_name -> fabricsync.v1.WriteResult
+	0,  // 14: fabricsync.v1.WriteResult.outcome:type_name -> fabricsync.v1.WriteOutcome
+	13, // 15: fabricsync.v1.WriteResult.files:type_name -> fabricsync.v1.FileDiff
+	16, // 16: fabricsync.v1.WriteResult.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	17, // 17: fabricsync.v1.FileDiff.action:type_name -> fabricsync.v1.ChangeAction
+	3,  // 18: fabricsync.v1.WriteService.ChangeObjects:input_type -> fabricsync.v1.ChangeObjectsRequest
+	5,  // 19: fabricsync.v1.WriteService.MigrateVersions:input_type -> fabricsync.v1.MigrateVersionsRequest
+	7,  // 20: fabricsync.v1.WriteService.AdoptDrift:input_type -> fabricsync.v1.AdoptDriftRequest
+	9,  // 21: fabricsync.v1.WriteService.IngestRaw:input_type -> fabricsync.v1.IngestRawRequest
+	4,  // 22: fabricsync.v1.WriteService.ChangeObjects:output_type -> fabricsync.v1.ChangeObjectsResponse
+	6,  // 23: fabricsync.v1.WriteService.MigrateVersions:output_type -> fabricsync.v1.MigrateVersionsResponse
+	8,  // 24: fabricsync.v1.WriteService.AdoptDrift:output_type -> fabricsync.v1.AdoptDriftResponse
+	10, // 25: fabricsync.v1.WriteService.IngestRaw:output_type -> fabricsync.v1.IngestRawResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_write_proto_init() }
@@ -990,7 +1113,7 @@ func file_fabricsync_v1_write_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_write_proto_rawDesc), len(file_fabricsync_v1_write_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	WriteService_ChangeObjects_FullMethodName   = "/fabricsync.v1.WriteService/ChangeObjects"
 	WriteService_MigrateVersions_FullMethodName = "/fabricsync.v1.WriteService/MigrateVersions"
 	WriteService_AdoptDrift_FullMethodName      = "/fabricsync.v1.WriteService/AdoptDrift"
+	WriteService_IngestRaw_FullMethodName       = "/fabricsync.v1.WriteService/IngestRaw"
 )
 
 // WriteServiceClient is the client API for WriteService service.
@@ -46,6 +47,11 @@ type WriteServiceClient interface {
 	// (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
 	// MISSING from the cluster is deleted from Git.
 	AdoptDrift(ctx context.Context, in *AdoptDriftRequest, opts ...grpc.CallOption) (*AdoptDriftResponse, error)
+	// HNP's ingest: the objects of the files in the GitOps directory's raw/ move to one file each
+	// under managed/<kind-plural>/<name>.yaml (their text kept), and each raw file is removed or,
+	// with archive, moved under .hnp/archive/. A raw file that mixes objects with other documents
+	// is refused (FAILED_PRECONDITION); one without objects stays.
+	IngestRaw(ctx context.Context, in *IngestRawRequest, opts ...grpc.CallOption) (*IngestRawResponse, error)
 }
 
 type writeServiceClient struct {
@@ -86,6 +92,16 @@ func (c *writeServiceClient) AdoptDrift(ctx context.Context, in *AdoptDriftReque
 	return out, nil
 }
 
+func (c *writeServiceClient) IngestRaw(ctx context.Context, in *IngestRawRequest, opts ...grpc.CallOption) (*IngestRawResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IngestRawResponse)
+	err := c.cc.Invoke(ctx, WriteService_IngestRaw_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WriteServiceServer is the server API for WriteService service.
 // All implementations must embed UnimplementedWriteServiceServer
 // for forward compatibility.
@@ -108,6 +124,11 @@ type WriteServiceServer interface {
 	// (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
 	// MISSING from the cluster is deleted from Git.
 	AdoptDrift(context.Context, *AdoptDriftRequest) (*AdoptDriftResponse, error)
+	// HNP's ingest: the objects of the files in the GitOps directory's raw/ move to one file each
+	// under managed/<kind-plural>/<name>.yaml (their text kept), and each raw file is removed or,
+	// with archive, moved under .hnp/archive/. A raw file that mixes objects with other documents
+	// is refused (FAILED_PRECONDITION); one without objects stays.
+	IngestRaw(context.Context, *IngestRawRequest) (*IngestRawResponse, error)
 	mustEmbedUnimplementedWriteServiceServer()
 }
 
@@ -126,6 +147,9 @@ func (UnimplementedWriteServiceServer) MigrateVersions(context.Context, *Migrate
 }
 func (UnimplementedWriteServiceServer) AdoptDrift(context.Context, *AdoptDriftRequest) (*AdoptDriftResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AdoptDrift not implemented")
+}
+func (UnimplementedWriteServiceServer) IngestRaw(context.Context, *IngestRawRequest) (*IngestRawResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IngestRaw not implemented")
 }
 func (UnimplementedWriteServiceServer) mustEmbedUnimplementedWriteServiceServer() {}
 func (UnimplementedWriteServiceServer) testEmbeddedByValue()                      {}
@@ -202,6 +226,24 @@ func _WriteService_AdoptDrift_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WriteService_IngestRaw_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IngestRawRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WriteServiceServer).IngestRaw(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WriteService_IngestRaw_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WriteServiceServer).IngestRaw(ctx, req.(*IngestRawRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WriteService_ServiceDesc is the grpc.ServiceDesc for WriteService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -220,6 +262,10 @@ var WriteService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AdoptDrift",
 			Handler:    _WriteService_AdoptDrift_Handler,
+		},
+		{
+			MethodName: "IngestRaw",
+			Handler:    _WriteService_IngestRaw_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

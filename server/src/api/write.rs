@@ -272,6 +272,13 @@ impl WriteService for WriteApi {
         Ok(Response::new(AdoptDriftResponse { result: Some(result(&written)), adopted }))
     }
 
+    async fn ingest_raw(&self, request: Request<IngestRawRequest>) -> Result<Response<IngestRawResponse>, Status> {
+        let req = request.get_ref();
+        let edit = Edit::IngestRaw { archive: req.archive };
+        let written = self.write(&request, &req.fabric_id, edit, req.commit.as_ref(), Violations::default()).await?;
+        Ok(Response::new(IngestRawResponse { result: Some(result(&written)) }))
+    }
+
     async fn migrate_versions(
         &self,
         request: Request<MigrateVersionsRequest>,

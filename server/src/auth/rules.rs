@@ -255,6 +255,13 @@ pub static RULES: &[Rule] = &[
         audited
     ),
     rule!(
+        "fabricsync.v1.WriteService/IngestRaw",
+        OPERATOR,
+        IngestRawRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
+    rule!(
         "fabricsync.v1.WriteService/AdoptDrift",
         OPERATOR,
         AdoptDriftRequest,

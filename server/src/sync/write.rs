@@ -28,6 +28,7 @@ const MAX_ATTEMPTS: usize = 5;
 pub enum Edit {
     Changes(Vec<Change>),
     MigrateVersions,
+    IngestRaw { archive: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +213,7 @@ impl Job {
         let (edits, migrations) = match &self.request.edit {
             Edit::Changes(changes) => (edit::apply_changes(&inputs, changes).map_err(WriteError::Edit)?, Vec::new()),
             Edit::MigrateVersions => edit::migrate_versions(&inputs),
+            Edit::IngestRaw { archive } => (edit::ingest_raw(&inputs, *archive).map_err(WriteError::Edit)?, Vec::new()),
         };
         let selection = selection.with_layout(sources.layout);
         let prefix = if fabric.gitops_path.is_empty() { String::new() } else { format!("{}/", fabric.gitops_path) };
@@ -219,8 +221,10 @@ impl Job {
         let before = findings(&sources.files, &options, &self.state, fabric.strict_references);
         let after_files = with_edits(&sources.files, &edits, &reads);
         let mut diagnostics = findings(&after_files, &options, &self.state, fabric.strict_references);
-        // A new file the fabric's globs do not read would lose its objects on the next pull.
-        for e in edits.iter().filter(|e| e.before.is_none() && !reads(&e.path)) {
+        // A new file the fabric's globs do not read would lose its objects on the next pull
+        // (archived originals are meant not to be read).
+        let archived = format!("{prefix}{}/", edit::ARCHIVE_DIR);
+        for e in edits.iter().filter(|e| e.before.is_none() && !reads(&e.path) && !e.path.starts_with(&archived)) {
             diagnostics.push(Diagnostic {
                 severity: Severity::Error,
                 code: "write.not_read".into(),
@@ -235,7 +239,7 @@ impl Job {
         let is_error = |d: &Diagnostic| d.severity == Severity::Error;
         let rejected = match self.request.edit {
             // The result must be a fabric a pull accepts.
-            Edit::Changes(_) => diagnostics.iter().any(is_error),
+            Edit::Changes(_) | Edit::IngestRaw { .. } => diagnostics.iter().any(is_error),
             // Objects that validate under no served version stay as they were: a migration may
             // leave their errors, never add one.
             Edit::MigrateVersions => {

@@ -312,6 +312,62 @@ class AdoptDriftResponse(_message.Message):
 Global___AdoptDriftResponse: _TypeAlias = AdoptDriftResponse  # noqa: Y015
 
 @_typing.final
+class IngestRawRequest(_message.Message):
+    """Request of IngestRaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FABRIC_ID_FIELD_NUMBER: _builtins.int
+    ARCHIVE_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
+    fabric_id: _builtins.str
+    """Fabric id."""
+    archive: _builtins.bool
+    """Keep the originals under .hnp/archive/ instead of removing them."""
+    @_builtins.property
+    def commit(self) -> Global___CommitOptions:
+        """Where and how to commit."""
+
+    def __init__(
+        self,
+        *,
+        fabric_id: _builtins.str = ...,
+        archive: _builtins.bool = ...,
+        commit: Global___CommitOptions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive", b"archive", "commit", b"commit", "fabric_id", b"fabric_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestRawRequest: _TypeAlias = IngestRawRequest  # noqa: Y015
+
+@_typing.final
+class IngestRawResponse(_message.Message):
+    """Response of IngestRaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___WriteResult:
+        """What the write did."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___WriteResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestRawResponse: _TypeAlias = IngestRawResponse  # noqa: Y015
+
+@_typing.final
 class VersionMigration(_message.Message):
     """One object of a version no longer served."""
 

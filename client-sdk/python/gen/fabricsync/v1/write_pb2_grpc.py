@@ -55,6 +55,11 @@ class WriteServiceStub:
                 request_serializer=fabricsync_dot_v1_dot_write__pb2.AdoptDriftRequest.SerializeToString,
                 response_deserializer=fabricsync_dot_v1_dot_write__pb2.AdoptDriftResponse.FromString,
                 _registered_method=True)
+        self.IngestRaw = channel.unary_unary(
+                '/fabricsync.v1.WriteService/IngestRaw',
+                request_serializer=fabricsync_dot_v1_dot_write__pb2.IngestRawRequest.SerializeToString,
+                response_deserializer=fabricsync_dot_v1_dot_write__pb2.IngestRawResponse.FromString,
+                _registered_method=True)
 
 
 class WriteServiceServicer:
@@ -92,6 +97,16 @@ class WriteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestRaw(self, request, context):
+        """HNP's ingest: the objects of the files in the GitOps directory's raw/ move to one file each
+        under managed/<kind-plural>/<name>.yaml (their text kept), and each raw file is removed or,
+        with archive, moved under .hnp/archive/. A raw file that mixes objects with other documents
+        is refused (FAILED_PRECONDITION); one without objects stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WriteServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +124,11 @@ def add_WriteServiceServicer_to_server(servicer, server):
                     servicer.AdoptDrift,
                     request_deserializer=fabricsync_dot_v1_dot_write__pb2.AdoptDriftRequest.FromString,
                     response_serializer=fabricsync_dot_v1_dot_write__pb2.AdoptDriftResponse.SerializeToString,
+            ),
+            'IngestRaw': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestRaw,
+                    request_deserializer=fabricsync_dot_v1_dot_write__pb2.IngestRawRequest.FromString,
+                    response_serializer=fabricsync_dot_v1_dot_write__pb2.IngestRawResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -198,6 +218,33 @@ class WriteService:
             '/fabricsync.v1.WriteService/AdoptDrift',
             fabricsync_dot_v1_dot_write__pb2.AdoptDriftRequest.SerializeToString,
             fabricsync_dot_v1_dot_write__pb2.AdoptDriftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestRaw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabricsync.v1.WriteService/IngestRaw',
+            fabricsync_dot_v1_dot_write__pb2.IngestRawRequest.SerializeToString,
+            fabricsync_dot_v1_dot_write__pb2.IngestRawResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,12 @@ class WriteServiceStub:
     (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
     MISSING from the cluster is deleted from Git.
     """
+    IngestRaw: _grpc.UnaryUnaryMultiCallable[_write_pb2.IngestRawRequest, _write_pb2.IngestRawResponse]
+    """HNP's ingest: the objects of the files in the GitOps directory's raw/ move to one file each
+    under managed/<kind-plural>/<name>.yaml (their text kept), and each raw file is removed or,
+    with archive, moved under .hnp/archive/. A raw file that mixes objects with other documents
+    is refused (FAILED_PRECONDITION); one without objects stays.
+    """
 
 @_typing.type_check_only
 class WriteServiceAsyncStub(WriteServiceStub):
@@ -76,6 +82,12 @@ class WriteServiceAsyncStub(WriteServiceStub):
     DRIFTED and CONTESTED resource, and with import_orphans every object only the cluster has
     (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
     MISSING from the cluster is deleted from Git.
+    """
+    IngestRaw: _aio.UnaryUnaryMultiCallable[_write_pb2.IngestRawRequest, _write_pb2.IngestRawResponse]  # type: ignore[assignment]
+    """HNP's ingest: the objects of the files in the GitOps directory's raw/ move to one file each
+    under managed/<kind-plural>/<name>.yaml (their text kept), and each raw file is removed or,
+    with archive, moved under .hnp/archive/. A raw file that mixes objects with other documents
+    is refused (FAILED_PRECONDITION); one without objects stays.
     """
 
 class WriteServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +128,18 @@ class WriteServiceServicer(metaclass=_abc_1.ABCMeta):
         DRIFTED and CONTESTED resource, and with import_orphans every object only the cluster has
         (written whole: a fabric bootstrapped from a live cluster). A resource named by key that is
         MISSING from the cluster is deleted from Git.
+        """
+
+    @_abc_1.abstractmethod
+    def IngestRaw(
+        self,
+        request: _write_pb2.IngestRawRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_write_pb2.IngestRawResponse, _abc.Awaitable[_write_pb2.IngestRawResponse]]:
+        """HNP's ingest: the objects of the files in the GitOps directory's raw/ move to one file each
+        under managed/<kind-plural>/<name>.yaml (their text kept), and each raw file is removed or,
+        with archive, moved under .hnp/archive/. A raw file that mixes objects with other documents
+        is refused (FAILED_PRECONDITION); one without objects stays.
         """
 
 def add_WriteServiceServicer_to_server(servicer: WriteServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
