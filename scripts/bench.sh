@@ -2,8 +2,9 @@
 # Benchmarks (release build) on a generated 10,000-object fabric: the pull against the Python
 # plugin's way (PyYAML + psycopg, installed into .tools/bench-venv), then apply and watch against
 # `kubectl apply --server-side` on a real kube-apiserver (tests/kube-harness), and the cost of
-# the auth layer per call (with and without it, in one process).
-# Usage: scripts/bench.sh [pull|cluster|auth] [--resources N] [--repeat N] [--watch-samples N]
+# the auth layer per call (with and without it, in one process), and writes to Git against the
+# git command.
+# Usage: scripts/bench.sh [pull|cluster|auth|write] [--resources N] [--repeat N] [--watch-samples N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,12 +15,15 @@ fi
 source scripts/lib.sh
 trap "stop_private_pg target/bench-pg" EXIT
 which=all
-case "${1:-}" in pull|cluster|auth) which=$1; shift ;; esac
+case "${1:-}" in pull|cluster|auth|write) which=$1; shift ;; esac
 if [ "$which" = all ] || [ "$which" = auth ]; then
   cargo bench --locked --bench auth
 fi
 if [ "$which" = all ] || [ "$which" = pull ]; then
   cargo bench --locked --bench pull -- --python "$PWD/.tools/bench-venv/bin/python" "$@"
+fi
+if [ "$which" = all ] || [ "$which" = write ]; then
+  cargo bench --locked --bench write
 fi
 if [ "$which" = all ] || [ "$which" = cluster ]; then
   scripts/kube-harness.sh

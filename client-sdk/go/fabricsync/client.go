@@ -24,7 +24,7 @@ import (
 	v1 "github.com/fabricsync/fabricsync/client-sdk/go/fabricsyncv1"
 )
 
-// Client holds one connection to a fabricsync server and its four services.
+// Client holds one connection to a fabricsync server and its services.
 type Client struct {
 	conn *grpc.ClientConn
 
@@ -33,6 +33,7 @@ type Client struct {
 	SyncService       v1.SyncServiceClient
 	DriftService      v1.DriftServiceClient
 	AccessService     v1.AccessServiceClient
+	WriteService      v1.WriteServiceClient
 }
 
 type dialOptions struct {
@@ -143,6 +144,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		SyncService:       v1.NewSyncServiceClient(conn),
 		DriftService:      v1.NewDriftServiceClient(conn),
 		AccessService:     v1.NewAccessServiceClient(conn),
+		WriteService:      v1.NewWriteServiceClient(conn),
 	}, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fabricsync/fabricsync/client-sdk/go/fabricsync"
 	v1 "github.com/fabricsync/fabricsync/client-sdk/go/fabricsyncv1"
@@ -92,6 +93,7 @@ func TestAgainstServer(t *testing.T) {
 		{"Repositories", repositories},
 		{"Fabrics", fabrics},
 		{"Pull", pull},
+		{"WriteToReviewBranch", writeToReviewBranch},
 		{"SyncProgressResume", syncProgressResume},
 		{"Apply", apply},
 		{"WatchEvents", watchEvents},
@@ -110,6 +112,36 @@ func TestAgainstServer(t *testing.T) {
 		if !ok {
 			t.Fatalf("step %s failed; the later ones depend on it", step.name)
 		}
+	}
+}
+
+// One object changed in Git through the API, committed to a review branch of its own (the
+// fabric's ref, and so the other steps, stay as they were).
+func writeToReviewBranch(t *testing.T, ctx context.Context, s *state) {
+	key := &v1.ResourceKey{Group: "vpc.githedgehog.com", Kind: "VPC", Namespace: "default", Name: "demo-vpc-1"}
+	got, err := s.c.FabricService.GetResource(ctx, &v1.GetResourceRequest{FabricId: s.fabric.GetId(), Resource: &v1.GetResourceRequest_Key{Key: key}})
+	must(t, err)
+	vpc := got.GetResource().GetDesired()
+	dhcp := vpc.GetFields()["spec"].GetStructValue().GetFields()["subnets"].GetStructValue().GetFields()["default"].GetStructValue().GetFields()["dhcp"]
+	dhcp.GetStructValue().GetFields()["range"].GetStructValue().GetFields()["end"] = structpb.NewStringValue("10.10.101.80")
+	branch := fmt.Sprintf("review/sdk-go-%d", time.Now().UnixNano())
+	res, err := s.c.WriteService.ChangeObjects(ctx, &v1.ChangeObjectsRequest{
+		FabricId: s.fabric.GetId(),
+		Changes:  []*v1.ObjectChange{{Change: &v1.ObjectChange_Upsert{Upsert: vpc}}},
+		Commit:   &v1.CommitOptions{Message: "sdk-go: a smaller DHCP range", Branch: branch},
+	})
+	must(t, err)
+	r := res.GetResult()
+	if r.GetOutcome() != v1.WriteOutcome_WRITE_OUTCOME_COMMITTED || r.GetBranch() != branch || r.GetRunId() != "" {
+		t.Fatalf("result %v", r)
+	}
+	if len(r.GetFiles()) != 1 || !strings.Contains(r.GetFiles()[0].GetDiff(), "+          end: 10.10.101.80") {
+		t.Fatalf("files %v", r.GetFiles())
+	}
+	out, err := exec.Command("git", "-C", s.gitDir, "rev-parse", branch).Output()
+	must(t, err)
+	if strings.TrimSpace(string(out)) != r.GetCommit() {
+		t.Errorf("%s is at %s, not %s", branch, out, r.GetCommit())
 	}
 }
 

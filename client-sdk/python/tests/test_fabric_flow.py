@@ -9,13 +9,14 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import subprocess
 from typing import Callable, Generator, Iterable, List, Optional, TypeVar
 
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from helpers import CuttableProxy, Env, poll, unique
 
-from fabricsync.v1 import common_pb2, drift_pb2, fabric_pb2, repository_pb2, sync_pb2
+from fabricsync.v1 import common_pb2, drift_pb2, fabric_pb2, repository_pb2, sync_pb2, write_pb2
 from fabricsync_client import Aborted, AsyncClient, Client, FailedPrecondition, NotFound, ResumePolicy
 
 T = TypeVar("T")
@@ -120,6 +121,25 @@ def test_pull_streams_progress_to_the_end(client: Client, flow: Flow) -> None:
     vpcs = list(client.list_resources(flow.fabric.id, filter="kind=VPC", include_objects=True))
     assert len(vpcs) == OBJECTS["VPC"] and all(r.desired.fields["spec"] for r in vpcs)
     flow.pull_run = run
+
+
+def test_a_change_is_written_to_git_on_a_review_branch(client: Client, flow: Flow, env: Env) -> None:
+    key = common_pb2.ResourceKey(group="vpc.githedgehog.com", kind="VPC", namespace="default", name="demo-vpc-1")
+    vpc = client.fabrics.GetResource(fabric_pb2.GetResourceRequest(fabric_id=flow.fabric.id, key=key)).resource.desired
+    vpc["spec"]["subnets"]["default"]["dhcp"]["range"]["end"] = "10.10.101.70"
+    branch = unique("review/sdk-python")
+    request = write_pb2.ChangeObjectsRequest(
+        fabric_id=flow.fabric.id,
+        changes=[write_pb2.ObjectChange(upsert=vpc)],
+        commit=write_pb2.CommitOptions(message="sdk-python: a smaller DHCP range", branch=branch),
+    )
+    result = client.write.ChangeObjects(request).result
+    assert result.outcome == write_pb2.WRITE_OUTCOME_COMMITTED and result.branch == branch, result
+    assert [f.path for f in result.files] == ["fabric/pre-demo.yaml"], result.files
+    assert "+          end: 10.10.101.70" in result.files[0].diff, result.files[0].diff
+    assert not result.run_id, "a review branch is not pulled"
+    head = subprocess.run(["git", "-C", env.git_dir, "rev-parse", branch], capture_output=True, text=True, check=True)
+    assert head.stdout.strip() == result.commit
 
 
 def test_progress_resumes_from_a_sequence_without_duplicates_or_gaps(client: Client, flow: Flow) -> None:

@@ -244,7 +244,7 @@ fn classify(file: &SourceFile, doc: &yaml::Document, registry: &KindRegistry, op
             let served: Vec<String> = served.iter().map(|v| format!("{group}/{v}")).collect();
             let message = format!(
                 "{kind} {api_version} is no longer served; the fabric's CRDs serve {}: \
-                 a version migration can rewrite the object's apiVersion when it validates there",
+                 WriteService.MigrateVersions rewrites the object's apiVersion when it validates there",
                 served.join(", ")
             );
             return invalid("version.unserved", "/apiVersion", message);

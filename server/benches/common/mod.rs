@@ -12,6 +12,7 @@ use fabricsync::proto::fabric_service_client::FabricServiceClient;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::sync_service_client::SyncServiceClient;
+use fabricsync::proto::write_service_client::WriteServiceClient;
 use fabricsync::proto::*;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -90,6 +91,7 @@ pub struct Clients {
     pub fabrics: FabricServiceClient<AuthChannel>,
     pub sync: SyncServiceClient<AuthChannel>,
     pub drift: DriftServiceClient<AuthChannel>,
+    pub write: WriteServiceClient<AuthChannel>,
 }
 
 pub async fn connect(addr: &str) -> Clients {
@@ -103,6 +105,7 @@ pub async fn connect(addr: &str) -> Clients {
                     repos,
                     fabrics: FabricServiceClient::new(channel.clone()),
                     drift: DriftServiceClient::new(channel.clone()),
+                    write: WriteServiceClient::new(channel.clone()),
                     sync: SyncServiceClient::new(channel),
                 };
             }
@@ -170,11 +173,22 @@ pub fn generated_repo(repo: &Path, resources: usize) -> Vec<String> {
 
 /// A repository at `url` and a fabric reading `fabric/` on main; returns the fabric id.
 pub async fn create_fabric(c: &mut Clients, name: &str, url: &str, cluster: Option<ClusterConnectionInput>) -> String {
+    create_fabric_with(c, name, url, None, cluster).await
+}
+
+/// As `create_fabric`, with the repository's credentials.
+pub async fn create_fabric_with(
+    c: &mut Clients,
+    name: &str,
+    url: &str,
+    auth: Option<RepositoryAuth>,
+    cluster: Option<ClusterConnectionInput>,
+) -> String {
     let repository = c
         .repos
         .create_repository(CreateRepositoryRequest {
             repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
-            auth: None,
+            auth,
         })
         .await
         .expect("repository")

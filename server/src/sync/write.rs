@@ -218,7 +218,11 @@ impl Job {
         let selection = selection.with_layout(sources.layout);
         let prefix = if fabric.gitops_path.is_empty() { String::new() } else { format!("{}/", fabric.gitops_path) };
         let reads = |path: &str| path.strip_prefix(&prefix).is_some_and(|relative| selection.reads(relative));
-        let before = findings(&sources.files, &options, &self.state, fabric.strict_references);
+        // Only a migration compares with the errors there were before (see `rejected`).
+        let before = match self.request.edit {
+            Edit::MigrateVersions => findings(&sources.files, &options, &self.state, fabric.strict_references),
+            Edit::Changes(_) | Edit::IngestRaw { .. } => Vec::new(),
+        };
         let after_files = with_edits(&sources.files, &edits, &reads);
         let mut diagnostics = findings(&after_files, &options, &self.state, fabric.strict_references);
         // A new file the fabric's globs do not read would lose its objects on the next pull

@@ -16,6 +16,7 @@ from fabricsync.v1 import (
     repository_pb2_grpc,
     sync_pb2,
     sync_pb2_grpc,
+    write_pb2_grpc,
 )
 
 from . import _channel
@@ -79,6 +80,7 @@ class AsyncClient:
         self.sync = sync_pb2_grpc.SyncServiceStub(self.channel)
         self.drift = drift_pb2_grpc.DriftServiceStub(self.channel)
         self.access = access_pb2_grpc.AccessServiceStub(self.channel)
+        self.write = write_pb2_grpc.WriteServiceStub(self.channel)
         self._resume = resume
 
     async def close(self) -> None:
