@@ -181,9 +181,9 @@ impl<'a> Files<'a> {
     }
 }
 
-/// What a request works on: the files a pull of the fabric reads, how to parse them, where new
+/// What an edit works on: the files a pull of the fabric reads, how to parse them, where new
 /// files go.
-pub struct Sources<'a> {
+pub struct Inputs<'a> {
     pub files: &'a [SourceFile],
     pub placement: Placement<'a>,
     pub registry: &'a KindRegistry,
@@ -192,7 +192,7 @@ pub struct Sources<'a> {
 }
 
 /// Applies `changes` to the sources, in order.
-pub fn apply_changes(sources: &Sources<'_>, changes: &[Change]) -> Result<Vec<FileEdit>, EditError> {
+pub fn apply_changes(sources: &Inputs<'_>, changes: &[Change]) -> Result<Vec<FileEdit>, EditError> {
     let placement = sources.placement;
     let mut files = Files::new(sources.files, sources.registry, sources.options, sources.cache);
     let mut seen = Vec::new();
@@ -303,7 +303,7 @@ pub const ARCHIVE_DIR: &str = ".hnp/archive";
 /// in the managed layout (`managed/<kind-plural>/<name>.yaml`, their documents' text kept), and
 /// each raw file is removed, or with `archive` moved under `.hnp/archive/`. A raw file without
 /// objects stays; one that mixes objects with other documents is refused (they would be lost).
-pub fn ingest_raw(sources: &Sources<'_>, archive: bool) -> Result<Vec<FileEdit>, EditError> {
+pub fn ingest_raw(sources: &Inputs<'_>, archive: bool) -> Result<Vec<FileEdit>, EditError> {
     let mut files = Files::new(sources.files, sources.registry, sources.options, sources.cache);
     let base = if sources.placement.dir.is_empty() { String::new() } else { format!("{}/", sources.placement.dir) };
     let managed = Placement { dir: sources.placement.dir, layout: Layout::Hnp };
@@ -367,7 +367,7 @@ pub struct Migration {
 
 /// Rewrites the apiVersion line of every object whose version is no longer served to a served
 /// version it validates under (the newest first); nothing else in the files changes.
-pub fn migrate_versions(sources: &Sources<'_>) -> (Vec<FileEdit>, Vec<Migration>) {
+pub fn migrate_versions(sources: &Inputs<'_>) -> (Vec<FileEdit>, Vec<Migration>) {
     let mut files = Files::new(sources.files, sources.registry, sources.options, sources.cache);
     let mut migrations = Vec::new();
     for source in sources.files {
@@ -651,7 +651,7 @@ mod tests {
 
     fn apply(files: &[(&str, &str)], changes: &[Change], layout: Layout) -> Result<Vec<FileEdit>, EditError> {
         let (files, options, cache) = (sources(files), Options::default(), ParseCache::default());
-        let sources = Sources {
+        let sources = Inputs {
             files: &files,
             placement: Placement { dir: "fabric", layout },
             registry: KindRegistry::hedgehog(),
@@ -767,7 +767,7 @@ mod tests {
         let bad = old("srv-3").replace("  description: compute\n", "  colour: red\n");
         let text = format!("{HEADER}{}---\n{SWITCH}---\n{}---\n{bad}", old("srv-1"), old("srv-2"));
         let (files, options, cache) = (sources(&[("fabric/w.yaml", &text)]), Options::default(), ParseCache::default());
-        let sources = Sources {
+        let sources = Inputs {
             files: &files,
             placement: Placement { dir: "fabric", layout: Layout::Plain },
             registry: KindRegistry::hedgehog(),
@@ -783,7 +783,7 @@ mod tests {
         assert_eq!(to, vec![Some("wiring.githedgehog.com/v1beta1"), Some("wiring.githedgehog.com/v1beta1"), None]);
         assert!(migrations[2].reason.contains("/spec/colour"), "{:?}", migrations[2]);
         assert_eq!(
-            migrate_versions(&Sources { files: &super::tests::sources(&[("fabric/w.yaml", after)]), ..sources }).0,
+            migrate_versions(&Inputs { files: &super::tests::sources(&[("fabric/w.yaml", after)]), ..sources }).0,
             vec![]
         );
     }
@@ -796,7 +796,7 @@ mod tests {
             Options::default(),
             ParseCache::default(),
         );
-        let sources = Sources {
+        let sources = Inputs {
             files: &files,
             placement: Placement { dir: "fabric", layout: Layout::Hnp },
             registry: KindRegistry::hedgehog(),
@@ -817,7 +817,7 @@ mod tests {
         assert_eq!(edits[1].after.as_deref(), Some(format!("# the first server\n{SERVER}").as_str()));
         assert_eq!(edits[0].after.as_deref(), Some(raw.as_str()));
         let mixed = super::tests::sources(&[("fabric/raw/mixed.yaml", &format!("{SWITCH}---\nowner: netops\n"))]);
-        let err = ingest_raw(&Sources { files: &mixed, ..sources }, false).unwrap_err();
+        let err = ingest_raw(&Inputs { files: &mixed, ..sources }, false).unwrap_err();
         assert!(matches!(err, EditError::Unsupported { ref path, .. } if path == "fabric/raw/mixed.yaml"), "{err:?}");
     }
 

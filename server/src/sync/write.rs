@@ -203,7 +203,7 @@ impl Job {
         let options =
             manifest::Options { default_namespace: super::pull::namespace_of(fabric).into(), ..Default::default() };
         let cache = &self.state.parse_cache;
-        let inputs = edit::Sources {
+        let inputs = edit::Inputs {
             files: &sources.files,
             placement: Placement { dir: &fabric.gitops_path, layout: sources.layout },
             registry: settings.kinds,
