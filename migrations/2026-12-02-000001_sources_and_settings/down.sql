@@ -7,4 +7,5 @@ ALTER TABLE fabrics
     DROP COLUMN watch_kinds,
     DROP COLUMN watch_started_at,
     DROP COLUMN watch_last_event_at,
-    DROP COLUMN watch_event_count;
+    DROP COLUMN watch_event_count,
+    DROP COLUMN auto_apply;

@@ -1108,3 +1108,77 @@ async fn adopting_drift_writes_the_live_values_to_git_and_the_fabric_is_in_sync_
     );
     assert_eq!(repo.bare(&["rev-parse", "main"]), head);
 }
+
+#[tokio::test]
+async fn with_auto_apply_a_commit_reaches_the_cluster_with_no_client_call() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start_with(
+        &support::fresh_database().await,
+        &fabricsync::crypto::Keyring::generate_key_line("k"),
+        &["--auto-sync-tick-seconds", "1"],
+    )
+    .await;
+    let mut c = Clients::new(server.channel().await);
+    let policy = SyncPolicy {
+        auto_sync_interval: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
+        auto_apply: true,
+        ..Default::default()
+    };
+    let id =
+        c.fabric_on_cluster("lab", &repo.file_url(), "fabric", policy, Some(cluster_input(&kube, ADMIN_TOKEN))).await;
+    assert!(c.get_fabric(&id).await.sync_policy.unwrap().auto_apply);
+    let in_cluster = |name: &str| {
+        let found = kube.kubectl(&["get", "servers.wiring.githedgehog.com", name, "-n", "default", "-o", "name"]);
+        found.status.success() && String::from_utf8_lossy(&found.stdout).contains(name)
+    };
+    let wait_for = |name: &'static str, limit: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit);
+        while !in_cluster(name) {
+            assert!(std::time::Instant::now() < deadline, "{name} not in the cluster after {limit} s");
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    };
+    // Never synced: the first check pulls and applies at once.
+    wait_for("server-1", 30);
+    // A commit is applied at the next check: within the interval and a few seconds.
+    repo.commit(
+        &[(
+            "fabric/more.yaml",
+            "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: delivered\nspec: {}\n",
+        )],
+        "one more server",
+    );
+    wait_for("delivered", 20);
+    // A commit that fails validation applies nothing.
+    repo.commit(
+        &[(
+            "fabric/broken.yaml",
+            "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: Not_Valid\n",
+        )],
+        "broken",
+    );
+    let second =
+        "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: not-delivered\nspec: {}\n";
+    repo.commit(&[("fabric/second.yaml", second)], "with a broken file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let runs = c
+            .sync
+            .list_sync_runs(ListSyncRunsRequest { filter: format!("fabric_id={id}"), ..Default::default() })
+            .await
+            .expect("runs")
+            .into_inner()
+            .runs;
+        if runs.iter().any(|r| r.commit == repo.head() && r.status == SyncRunStatus::Failed as i32) {
+            assert!(
+                runs.iter().all(|r| r.trigger == SyncTrigger::Schedule as i32 && r.mode == SyncMode::Full as i32),
+                "{runs:?}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no failed run for the broken commit: {runs:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(!in_cluster("not-delivered"), "a failed pull applied");
+}

@@ -618,7 +618,7 @@ func (x *IgnoreDifference) GetJsonPointers() []string {
 // How and when a fabric syncs.
 type SyncPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Pull (and apply, with self_heal) on this interval when the remote ref moved; unset or 0 = off;
+	// Pull on this interval when the remote ref moved (and then apply, with auto_apply); unset or 0 = off;
 	// otherwise at least 10 seconds and at most 7 days.
 	AutoSyncInterval *durationpb.Duration `protobuf:"bytes,1,opt,name=auto_sync_interval,json=autoSyncInterval,proto3" json:"auto_sync_interval,omitempty"`
 	// Revert drift in the cluster automatically by reapplying the desired object.
@@ -633,8 +633,11 @@ type SyncPolicy struct {
 	StrictReferences bool `protobuf:"varint,5,opt,name=strict_references,json=strictReferences,proto3" json:"strict_references,omitempty"`
 	// Fields that never count as drift.
 	IgnoreDifferences []*IgnoreDifference `protobuf:"bytes,6,rep,name=ignore_differences,json=ignoreDifferences,proto3" json:"ignore_differences,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Continuous delivery: what auto-sync pulls is applied to the cluster in the same run (a FULL
+	// run: a pull that fails applies nothing). Needs the fabric's cluster connection.
+	AutoApply     bool `protobuf:"varint,7,opt,name=auto_apply,json=autoApply,proto3" json:"auto_apply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncPolicy) Reset() {
@@ -707,6 +710,13 @@ func (x *SyncPolicy) GetIgnoreDifferences() []*IgnoreDifference {
 		return x.IgnoreDifferences
 	}
 	return nil
+}
+
+func (x *SyncPolicy) GetAutoApply() bool {
+	if x != nil {
+		return x.AutoApply
+	}
+	return false
 }
 
 // A fabric.
@@ -2632,7 +2642,7 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x10IgnoreDifference\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12#\n" +
-	"\rjson_pointers\x18\x03 \x03(\tR\fjsonPointers\"\xa6\x02\n" +
+	"\rjson_pointers\x18\x03 \x03(\tR\fjsonPointers\"\xc5\x02\n" +
 	"\n" +
 	"SyncPolicy\x12G\n" +
 	"\x12auto_sync_interval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x10autoSyncInterval\x12\x1b\n" +
@@ -2641,7 +2651,9 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\vallow_empty\x18\x04 \x01(\bR\n" +
 	"allowEmpty\x12+\n" +
 	"\x11strict_references\x18\x05 \x01(\bR\x10strictReferences\x12N\n" +
-	"\x12ignore_differences\x18\x06 \x03(\v2\x1f.fabricsync.v1.IgnoreDifferenceR\x11ignoreDifferences\"\xd9\t\n" +
+	"\x12ignore_differences\x18\x06 \x03(\v2\x1f.fabricsync.v1.IgnoreDifferenceR\x11ignoreDifferences\x12\x1d\n" +
+	"\n" +
+	"auto_apply\x18\a \x01(\bR\tautoApply\"\xd9\t\n" +
 	"\x06Fabric\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +

@@ -57,6 +57,7 @@ const UPDATABLE: &[&str] = &[
     "sync_policy.allow_empty",
     "sync_policy.strict_references",
     "sync_policy.ignore_differences",
+    "sync_policy.auto_apply",
     "cluster",
     "cluster.server_url",
     "cluster.ca_certificate_pem",
@@ -158,6 +159,9 @@ fn apply_policy(row: &mut FabricRow, policy: &SyncPolicy, path: &str, v: &mut Vi
     }
     if all || path == "sync_policy.ignore_differences" {
         row.ignore_differences = ignore_differences(&policy.ignore_differences, v);
+    }
+    if all || path == "sync_policy.auto_apply" {
+        row.auto_apply = policy.auto_apply;
     }
 }
 
@@ -320,6 +324,7 @@ pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
             allow_empty: row.allow_empty,
             strict_references: row.strict_references,
             ignore_differences: ignore_differences_proto(&row.ignore_differences.0),
+            auto_apply: row.auto_apply,
         }),
         connection_status: crate::convert::proto_of(&CONNECTION_STATUSES, row.connection_status) as i32,
         sync_status: crate::convert::proto_of(&SYNC_STATUSES, row.sync_status) as i32,
@@ -432,6 +437,7 @@ impl FabricService for FabricApi {
             watch_started_at: None,
             watch_last_event_at: None,
             watch_event_count: 0,
+            auto_apply: false,
         };
         let mut v = Violations::default();
         for path in ["name", "description", "git_ref", "gitops_path", "include_paths", "exclude_paths", "paused"] {

@@ -62,6 +62,8 @@ pub struct FabricRow {
     pub watch_started_at: Option<DateTime<Utc>>,
     pub watch_last_event_at: Option<DateTime<Utc>>,
     pub watch_event_count: i64,
+    /// Auto-sync applies what it pulls (FULL runs).
+    pub auto_apply: bool,
 }
 
 /// Equality filters of ListFabrics; None matches all.
@@ -168,6 +170,7 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_vers
                 f::allow_empty.eq(row.allow_empty),
                 f::strict_references.eq(row.strict_references),
                 f::ignore_differences.eq(&row.ignore_differences),
+                f::auto_apply.eq(row.auto_apply),
             ),
             (f::paused.eq(row.paused), f::watch_enabled.eq(row.watch_enabled), f::watch_kinds.eq(&row.watch_kinds)),
             (f::version.eq(expected_version + 1), f::updated_at.eq(super::now())),

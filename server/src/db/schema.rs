@@ -89,6 +89,7 @@ diesel::table! {
         watch_started_at -> Nullable<Timestamptz>,
         watch_last_event_at -> Nullable<Timestamptz>,
         watch_event_count -> Int8,
+        auto_apply -> Bool,
     }
 }
 

@@ -1,6 +1,7 @@
-//! Auto-sync: fabrics with an interval are checked on schedule; a pull is queued only when the
+//! Auto-sync: fabrics with an interval are checked on schedule; a run is queued only when the
 //! remote ref moved away from the last synced commit (or the check itself fails, so the run
-//! records why).
+//! records why): a pull, or with `auto_apply` a FULL run (continuous delivery: what is pulled is
+//! applied; a pull that fails applies nothing).
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use super::queue::{self, Enqueued};
 use crate::context::AppState;
 use crate::db::{self, fabrics, runs, DbError};
 use crate::git::{GitError, Mirror};
+use fabricsync_core::vocab::SyncMode;
 
 pub fn spawn(state: AppState, tick: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -43,15 +45,24 @@ pub fn spawn(state: AppState, tick: Duration) -> JoinHandle<()> {
 
 async fn check(state: &AppState, fabric_id: Uuid) {
     match moved(state, fabric_id).await {
-        Ok(false) => debug!("ref unchanged; nothing to pull"),
-        Ok(true) => enqueue(state, fabric_id).await,
+        Ok((false, _)) => debug!("ref unchanged; nothing to pull"),
+        Ok((true, mode)) => enqueue(state, fabric_id, mode).await,
         Err(CheckError::Busy) => debug!("a run is already active"),
         Err(e @ (CheckError::Db(_) | CheckError::Task(_))) => warn!(error = %e, "auto-sync check failed"),
         // The run reports the failure where users look (the run and the fabric's last error).
         Err(CheckError::Git(e)) => {
             debug!(error = %e, "auto-sync fetch failed; queuing a run to record it");
-            enqueue(state, fabric_id).await
+            enqueue(state, fabric_id, SyncMode::Pull).await
         }
+    }
+}
+
+/// What auto-sync runs for the fabric: FULL with auto_apply and a cluster, else a pull.
+fn mode_of(fabric: &fabrics::FabricRow) -> SyncMode {
+    if fabric.auto_apply && !fabric.cluster_server_url.is_empty() {
+        SyncMode::Full
+    } else {
+        SyncMode::Pull
     }
 }
 
@@ -69,16 +80,20 @@ enum CheckError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Whether the fabric's ref resolves to another commit than the last synced one.
-async fn moved(state: &AppState, fabric_id: Uuid) -> Result<bool, CheckError> {
+/// Whether the fabric's ref resolves to another commit than the last synced one, and the mode
+/// of the run that would follow.
+async fn moved(state: &AppState, fabric_id: Uuid) -> Result<(bool, SyncMode), CheckError> {
     let mut conn = db::connect(&state.pool).await?;
     if runs::active_for_fabric(&mut conn, fabric_id).await?.is_some() {
         return Err(CheckError::Busy);
     }
-    let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok(false) };
-    let Some(repository) = db::repositories::get(&mut conn, fabric.repository_id).await? else { return Ok(false) };
+    let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok((false, SyncMode::Pull)) };
+    let mode = mode_of(&fabric);
+    let Some(repository) = db::repositories::get(&mut conn, fabric.repository_id).await? else {
+        return Ok((false, mode));
+    };
     drop(conn);
-    let Ok(auth) = crate::credentials::git_auth(&repository, &state.keyring) else { return Ok(true) };
+    let Ok(auth) = crate::credentials::git_auth(&repository, &state.keyring) else { return Ok((true, SyncMode::Pull)) };
     let cache = state.settings.data_dir.join("git");
     let timeout = state.settings.git_timeout;
     let git_ref = fabric.git_ref.clone();
@@ -89,13 +104,13 @@ async fn moved(state: &AppState, fabric_id: Uuid) -> Result<bool, CheckError> {
         mirror.resolve(&git_ref)
     })
     .await??;
-    Ok(fabric.last_synced_commit.as_deref() != Some(head.as_str()))
+    Ok((fabric.last_synced_commit.as_deref() != Some(head.as_str()), mode))
 }
 
-async fn enqueue(state: &AppState, fabric_id: Uuid) {
+async fn enqueue(state: &AppState, fabric_id: Uuid, mode: SyncMode) {
     let request = queue::Request {
         fabric_id,
-        mode: fabricsync_core::vocab::SyncMode::Pull,
+        mode,
         trigger: fabricsync_core::vocab::Trigger::Schedule,
         dry_run: false,
         force: false,

@@ -343,6 +343,7 @@ class SyncPolicy(_message.Message):
     ALLOW_EMPTY_FIELD_NUMBER: _builtins.int
     STRICT_REFERENCES_FIELD_NUMBER: _builtins.int
     IGNORE_DIFFERENCES_FIELD_NUMBER: _builtins.int
+    AUTO_APPLY_FIELD_NUMBER: _builtins.int
     self_heal: _builtins.bool
     """Revert drift in the cluster automatically by reapplying the desired object."""
     prune: _builtins.bool
@@ -355,9 +356,13 @@ class SyncPolicy(_message.Message):
     """The directory is the complete fabric: a reference found neither in Git nor in the live
     cluster is an error, not a warning.
     """
+    auto_apply: _builtins.bool
+    """Continuous delivery: what auto-sync pulls is applied to the cluster in the same run (a FULL
+    run: a pull that fails applies nothing). Needs the fabric's cluster connection.
+    """
     @_builtins.property
     def auto_sync_interval(self) -> _duration_pb2.Duration:
-        """Pull (and apply, with self_heal) on this interval when the remote ref moved; unset or 0 = off;
+        """Pull on this interval when the remote ref moved (and then apply, with auto_apply); unset or 0 = off;
         otherwise at least 10 seconds and at most 7 days.
         """
 
@@ -374,10 +379,11 @@ class SyncPolicy(_message.Message):
         allow_empty: _builtins.bool = ...,
         strict_references: _builtins.bool = ...,
         ignore_differences: _abc.Iterable[Global___IgnoreDifference] | None = ...,
+        auto_apply: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auto_sync_interval", b"auto_sync_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_empty", b"allow_empty", "auto_sync_interval", b"auto_sync_interval", "ignore_differences", b"ignore_differences", "prune", b"prune", "self_heal", b"self_heal", "strict_references", b"strict_references"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_empty", b"allow_empty", "auto_apply", b"auto_apply", "auto_sync_interval", b"auto_sync_interval", "ignore_differences", b"ignore_differences", "prune", b"prune", "self_heal", b"self_heal", "strict_references", b"strict_references"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
