@@ -20,11 +20,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # Runtime stage. The binary links only glibc and libgcc (TLS is rustls, Git is gix), but
 # bookworm-slim rather than distroless: git over ssh:// runs the `ssh` client through /bin/sh
-# (gix's core.sshCommand), so it needs openssh-client and a shell. No git binary is needed.
+# (gix's core.sshCommand), so it needs openssh-client and a shell; writes to Git push with the
+# git command (gix cannot push; bookworm's git is 2.39, new enough for http.curloptResolve).
 # No PostgreSQL either: in Kubernetes DATABASE_URL points at an external one.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates openssh-client \
+ && apt-get install -y --no-install-recommends ca-certificates openssh-client git \
  && rm -rf /var/lib/apt/lists/*
 # A named user for uid 10001: ssh refuses to run for a uid without a passwd entry. The chart's
 # securityContext (runAsUser/runAsGroup/fsGroup 10001) matches.

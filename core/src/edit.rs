@@ -318,8 +318,8 @@ pub fn ingest_raw(sources: &Inputs<'_>, archive: bool) -> Result<Vec<FileEdit>, 
         let documents = documents(&text).iter().filter(|d| has_content(&lines(&text)[(*d).clone()])).count();
         if documents != parsed.objects.len() {
             return Err(unsupported(format!(
-                "holds {} documents that are not valid fabric objects; fix or move them first",
-                documents - parsed.objects.len()
+                "holds {documents} documents of which {} are valid fabric objects; fix or move the others first",
+                parsed.objects.len()
             )));
         }
         for object in &parsed.objects {
@@ -336,7 +336,8 @@ pub fn ingest_raw(sources: &Inputs<'_>, archive: bool) -> Result<Vec<FileEdit>, 
             expected.insert(key.clone(), object.hash.clone());
             let after = match files.text(&path) {
                 Some(existing) if has_content(&lines(&existing)) => {
-                    format!("{existing}---\n{}", body.trim_start_matches('\n'))
+                    let newline = if existing.ends_with('\n') { "" } else { "\n" };
+                    format!("{existing}{newline}---\n{}", body.trim_start_matches('\n'))
                 }
                 _ => body.trim_start_matches('\n').to_owned(),
             };
@@ -502,7 +503,10 @@ fn replace_document(text: &str, index: usize, new: &str, options: &Options) -> R
 fn remove_document(text: &str, index: usize, options: &Options) -> Result<String, String> {
     let range = document(text, index, options)?;
     let all = lines(text);
-    Ok(format!("{}{}", all[..range.start].concat(), all[range.end..].concat()))
+    // The first document of a file without a leading separator starts at line 0: the file's
+    // header comments above its content stay.
+    let start = if range.start == 0 { range.clone().find(|&i| is_content(all[i])).unwrap_or(0) } else { range.start };
+    Ok(format!("{}{}", all[..start].concat(), all[range.end..].concat()))
 }
 
 // ---- scalars in place ----
@@ -734,6 +738,11 @@ mod tests {
         assert_eq!(edits.len(), 2);
         assert_eq!((edits[0].path.as_str(), edits[0].after.as_deref()), ("fabric/s.yaml", None));
         assert_eq!(edits[1].after.as_deref(), Some(SWITCH));
+        // Deleting a file's first object keeps the file's header comment.
+        let headed = format!("{HEADER}{SWITCH}---\n{SERVER}");
+        let edits =
+            apply(&[("fabric/w.yaml", &headed)], &[Change::Delete(key("Switch", "leaf-1"))], Layout::Plain).unwrap();
+        assert_eq!(edits[0].after.as_deref(), Some(format!("{HEADER}---\n{SERVER}").as_str()));
         assert_eq!(
             apply(&[("fabric/w.yaml", &text)], &[Change::Delete(key("Server", "nope"))], Layout::Plain),
             Err(EditError::NotFound(key("Server", "nope")))

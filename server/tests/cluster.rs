@@ -52,6 +52,24 @@ async fn resource(c: &mut Clients, fabric_id: &str, group: &str, kind: &str, nam
     c.fabrics.get_resource(request).await.expect("get resource").into_inner().resource.expect("resource")
 }
 
+/// Waits until the watch has stored a live object for this key; panics after 30 s.
+async fn wait_live(c: &mut Clients, fabric_id: &str, group: &str, kind: &str, name: &str) {
+    let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let request = GetResourceRequest {
+            fabric_id: fabric_id.into(),
+            resource: Some(get_resource_request::Resource::Key(key.clone())),
+        };
+        let found = c.fabrics.get_resource(request).await.ok().and_then(|r| r.into_inner().resource);
+        if found.is_some_and(|r| r.live.is_some()) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the watch did not see {kind} {name}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 fn failure(r: &TestClusterConnectionResponse) -> ClusterFailure {
     ClusterFailure::try_from(r.failure).unwrap_or_default()
 }
@@ -1054,11 +1072,7 @@ async fn adopting_drift_writes_the_live_values_to_git_and_the_fabric_is_in_sync_
         name: "hand-made".into(),
         ..Default::default()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while resource(&mut c, &id, "wiring.githedgehog.com", "Server", "hand-made").await.live.is_none() {
-        assert!(std::time::Instant::now() < deadline, "the watch did not see hand-made");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_live(&mut c, &id, "wiring.githedgehog.com", "Server", "hand-made").await;
     let import = AdoptDriftRequest { fabric_id: id.clone(), keys: vec![key], import_orphans: true, commit: commit() };
     let result = c.write.adopt_drift(import).await.expect("import").into_inner().result.expect("result");
     assert_eq!(result.outcome, WriteOutcome::Committed as i32, "{result:?}");
@@ -1084,11 +1098,7 @@ async fn adopting_drift_writes_the_live_values_to_git_and_the_fabric_is_in_sync_
         .await
         .expect("strict");
     kube.apply_yaml("apiVersion: vpc.githedgehog.com/v1beta1\nkind: VPCAttachment\nmetadata:\n  name: stray\n  namespace: default\nspec:\n  connection: no-such-connection\n  subnet: no-such-vpc/default\n");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while resource(&mut c, &id, "vpc.githedgehog.com", "VPCAttachment", "stray").await.live.is_none() {
-        assert!(std::time::Instant::now() < deadline, "the watch did not see stray");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_live(&mut c, &id, "vpc.githedgehog.com", "VPCAttachment", "stray").await;
     let head = repo.bare(&["rev-parse", "main"]);
     let stray = ResourceKey {
         group: "vpc.githedgehog.com".into(),

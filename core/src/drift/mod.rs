@@ -125,15 +125,27 @@ pub fn adopted(desired: &Value, fields: &[FieldDrift]) -> Value {
             None => removals.push(field),
         }
     }
-    removals.sort_by(|a, b| b.pointer.cmp(&a.pointer));
+    // Within one list, highest index first; numbers compared as numbers.
+    let order = |f: &FieldDrift| {
+        let (parent, last) = f.pointer.rsplit_once('/').unwrap_or(("", &f.pointer));
+        (parent.to_owned(), std::cmp::Reverse(last.parse::<usize>().unwrap_or(usize::MAX)))
+    };
+    removals.sort_by_key(|f| order(f));
     for field in removals {
         remove(&mut out, &field.pointer);
     }
     out
 }
 
+/// A pointer's segments; a map-list item's `[key]` (whose key values may hold '/') is one.
 fn segments(pointer: &str) -> Vec<String> {
-    pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect()
+    let (path, item) = match pointer.find("/[") {
+        Some(i) => (&pointer[..i], Some(&pointer[i + 1..])),
+        None => (pointer, None),
+    };
+    let mut parts: Vec<String> = path.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+    parts.extend(item.map(str::to_owned));
+    parts
 }
 
 fn set(target: &mut Value, pointer: &str, value: Value) {
@@ -210,7 +222,8 @@ mod tests {
 
     #[test]
     fn adopting_writes_the_live_values_of_drifted_fields_only() {
-        let desired = json!({"spec": {"a": 1, "b": "keep", "gone": true, "list": [{"name": "x", "v": 1}, {"name": "y", "v": 2}]}});
+        let desired = json!({"spec": {"a": 1, "b": "keep", "gone": true, "list": [{"name": "x", "v": 1}, {"name": "y", "v": 2}],
+                                      "many": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], "cidrs": []}});
         let field = |pointer: &str, live: Option<serde_json::Value>| FieldDrift {
             pointer: pointer.into(),
             desired: None,
@@ -223,13 +236,17 @@ mod tests {
             field("/spec/new~1field", Some(json!("n"))),
             field("/spec/list/0/v", Some(json!(10))),
             field("/spec/list/1", None),
+            field("/spec/many/2", None),
+            field("/spec/many/10", None),
+            field("/spec/cidrs/[\"10.0.0.0/8\"]", Some(json!({"cidr": "10.0.0.0/8"}))),
             field("/spec/list/[\"z\"]", Some(json!({"name": "z", "v": 3}))),
             field("/spec/deep/er", Some(json!(1))),
         ];
         assert_eq!(
             adopted(&desired, &fields),
             json!({"spec": {"a": 2, "b": "keep", "new/field": "n", "deep": {"er": 1},
-                            "list": [{"name": "x", "v": 10}, {"name": "z", "v": 3}]}})
+                            "list": [{"name": "x", "v": 10}, {"name": "z", "v": 3}],
+                            "many": [0, 1, 3, 4, 5, 6, 7, 8, 9, 11], "cidrs": [{"cidr": "10.0.0.0/8"}]}})
         );
     }
 

@@ -555,15 +555,16 @@ impl FabricService for FabricApi {
         if row.repository_id != current.repository_id {
             require_repository(&self.state, row.repository_id).await?;
         }
-        if row.cluster_server_url != current.cluster_server_url
+        let cluster_changed = row.cluster_server_url != current.cluster_server_url
             || row.cluster_ca_pem != current.cluster_ca_pem
-            || row.cluster_token_sealed != current.cluster_token_sealed
-        {
-            row.connection_status = v::ConnectionStatus::Unknown;
-        }
+            || row.cluster_token_sealed != current.cluster_token_sealed;
         let mut conn = self.state.conn().await?;
         if !store::update(&mut conn, &row, current.version).await.map_err(name_taken(&row.name))? {
             return Err(ApiError::stale_etag("fabric").into());
+        }
+        // The last connection test was of the old connection.
+        if cluster_changed {
+            store::set_connection_status(&mut conn, id, v::ConnectionStatus::Unknown).await?;
         }
         info!(fabric_id = %id, fields = ?paths, credentials_cleared, "fabric updated");
         Ok(Response::new(UpdateFabricResponse {

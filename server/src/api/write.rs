@@ -43,6 +43,7 @@ impl From<WriteError> for ApiError {
             WriteError::Edit(e @ EditError::Unsupported { .. }) => ApiError::FailedPrecondition(e.to_string()),
             e @ (WriteError::Moved { .. } | WriteError::Busy(_)) => ApiError::Aborted(e.to_string()),
             e @ WriteError::BranchExists(_) => ApiError::AlreadyExists(e.to_string()),
+            e @ WriteError::NotABranch(_) => ApiError::FailedPrecondition(e.to_string()),
         }
     }
 }
@@ -254,9 +255,17 @@ impl WriteService for WriteApi {
                 None => {}
             }
         }
+        // The adopted objects are the stored desired state plus live values: based on the last
+        // pull, so a file changed in Git since then aborts instead of being written back over.
+        let mut commit = req.commit.clone();
+        if let Some(c) = commit.as_mut().filter(|c| c.base_commit.is_empty()) {
+            let fabric = fabrics::load(&self.state, fabric_id).await?;
+            c.base_commit = fabric.last_synced_commit.ok_or_else(|| {
+                ApiError::FailedPrecondition("the fabric was never pulled: nothing to adopt against".into())
+            })?;
+        }
         let edit = Edit::Changes(changes);
-        let written = match self.write(&request, &req.fabric_id, edit, req.commit.as_ref(), Violations::default()).await
-        {
+        let written = match self.write(&request, &req.fabric_id, edit, commit.as_ref(), Violations::default()).await {
             // The cluster holds a value this fabric's validation refuses: say which resource.
             Err(ApiError::InvalidArgument(violations))
                 if violations.iter().all(|x| x.field.starts_with("changes[")) =>

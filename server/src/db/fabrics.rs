@@ -161,7 +161,6 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_vers
                 f::cluster_namespace.eq(&row.cluster_namespace),
                 f::cluster_token_sealed.eq(&row.cluster_token_sealed),
                 f::cluster_token_key_id.eq(&row.cluster_token_key_id),
-                f::connection_status.eq(row.connection_status.word()),
             ),
             (
                 f::auto_sync_interval_seconds.eq(row.auto_sync_interval_seconds),

@@ -452,8 +452,11 @@ impl Session {
         let pinned =
             |port: u16| -> Result<IpAddr, GitError> { Ok(self.outbound.resolve_blocking(&host, port)?[0].ip()) };
         let bracketed = |ip: IpAddr| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+        // The push runs no hooks: neither the mirror's nor, over file://, the target's.
+        config.push("core.hooksPath=/dev/null".into());
         let url = match self.url.scheme {
             Scheme::Http | Scheme::Https => {
+                check_git_pins_http()?;
                 let port = self.url.port_or_default().unwrap_or(443);
                 if host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_err() {
                     config.push(format!("http.curloptResolve={host}:{port}:{}", bracketed(pinned(port)?)));
@@ -488,7 +491,7 @@ impl Session {
         for entry in &config {
             command.arg("-c").arg(entry);
         }
-        command.args(["push", "--porcelain", "--quiet"]).arg(&url).arg(refspec);
+        command.args(["push", "--porcelain", "--quiet", "--no-verify"]).arg(&url).arg(refspec);
         let io_failure = |context: &str, err: std::io::Error| {
             self.classified(Evidence {
                 texts: vec![context.to_owned(), err.to_string()],
@@ -554,6 +557,25 @@ impl Session {
         let (ref_map, _handshake) =
             self.connect(&remote)?.ref_map(gix::progress::Discard, options).map_err(|e| self.fail(&e))?;
         Ok(summarize(&ref_map.remote_refs))
+    }
+}
+
+/// Older git ignores `http.curloptResolve` without a word, and curl would then resolve the name
+/// itself, past the outbound policy: refuse to push over HTTP with such a git.
+fn check_git_pins_http() -> Result<(), GitError> {
+    let out = std::process::Command::new("git")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .arg("--version")
+        .output()
+        .map_err(|e| GitError::local("cannot run git", e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version: Vec<u32> =
+        text.split_whitespace().nth(2).unwrap_or_default().split('.').take(2).map(|n| n.parse().unwrap_or(0)).collect();
+    if version.as_slice() >= [2, 37].as_slice() {
+        Ok(())
+    } else {
+        Err(GitError::Other(format!("pushing over http(s) needs git 2.37 or newer; this machine has {}", text.trim())))
     }
 }
 

@@ -101,6 +101,26 @@ impl Mirror {
         Ok(changed)
     }
 
+    /// Checks that each `(path, read)` of an edit can be written at `commit`: a file the edit
+    /// read (`read`) must be a regular file there (not a symlink a pull followed, not an
+    /// executable whose mode a rewrite would drop); a new one must not exist (hidden, excluded
+    /// or unreadable files are not read, so their content is unknown to the edit). The first
+    /// path that cannot, with why.
+    pub fn unwritable(&self, commit: &str, paths: &[(String, bool)]) -> Result<Option<(String, String)>, GitError> {
+        let repo = self.open(gix::open::Options::isolated())?;
+        let tree = repo.find_commit(object_id(commit)?).map_err(storage)?.tree().map_err(storage)?;
+        for (path, read) in paths {
+            let kind = tree.lookup_entry_by_path(path.as_str()).map_err(storage)?.map(|e| e.mode().kind());
+            let why = match (read, kind) {
+                (true, Some(EntryKind::Blob)) | (false, None) => continue,
+                (true, _) => "is a symlink or an executable file: edit the file it stands for",
+                (false, Some(_)) => "exists, but a pull does not read it (hidden, excluded or not UTF-8)",
+            };
+            return Ok(Some((path.clone(), why.into())));
+        }
+        Ok(None)
+    }
+
     /// Pushes `commit` to `branch` of `url`, without force: a branch that moved meanwhile
     /// answers `Moved`.
     pub fn push(

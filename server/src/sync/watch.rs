@@ -347,10 +347,12 @@ impl Changes {
         conn.transaction::<_, DbError, _>(async |conn| {
             resources::record_live(conn, fabric_id, &self.records, now).await?;
             events::append_many(conn, fabric_id, STREAM, &self.events).await?;
-            fabrics::record_watch_events(conn, fabric_id, self.events.len() as i64, now).await?;
             Ok(())
         })
-        .await
+        .await?;
+        // Counted once the events are stored, outside their transaction: the fabric's row is
+        // written by runs, drift stores and UpdateFabric too, and must not hold the events back.
+        fabrics::record_watch_events(&mut conn, fabric_id, self.events.len() as i64, now).await
     }
 }
 

@@ -10,7 +10,7 @@ use fabricsync_core::edit::{self, Change, EditError, FileEdit, Migration, Placem
 use fabricsync_core::manifest::{self, Diagnostic, Object, Severity, SourceFile};
 use fabricsync_core::sources::Selection;
 use fabricsync_core::vocab::{SyncMode, Trigger, WriteOutcome};
-use tracing::info;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::pull::PullError;
@@ -69,6 +69,8 @@ pub enum WriteError {
     BranchExists(String),
     #[error("{0} kept moving while pushing; try again")]
     Busy(String),
+    #[error("the fabric follows {0}, which is not a branch: commit to a new branch with commit.branch")]
+    NotABranch(String),
 }
 
 impl From<GitError> for WriteError {
@@ -114,8 +116,15 @@ pub async fn write(state: &AppState, fabric: &FabricRow, request: WriteRequest) 
     let mut written = tokio::task::spawn_blocking(move || job.run())
         .await
         .map_err(|e| PullError::Internal(format!("the write failed: {e}")))??;
-    if written.outcome == WriteOutcome::Committed && written.branch == fabric.git_ref {
-        written.run_id = Some(follow_with_pull(state, fabric.id, requested_by).await?);
+    if written.outcome == WriteOutcome::Committed && written.branch == branch_name(&fabric.git_ref) {
+        // The commit is pushed: from here on a failure is the pull's to report, not the write's.
+        written.run_id = match follow_with_pull(state, fabric.id, requested_by).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                warn!(fabric_id = %fabric.id, error = %e, "pushed, but the pull that follows could not be queued");
+                None
+            }
+        };
     }
     info!(fabric_id = %fabric.id, outcome = %written.outcome, commit = ?written.commit, files = written.edits.len(), "write");
     Ok(written)
@@ -143,13 +152,24 @@ async fn follow_with_pull(state: &AppState, fabric_id: Uuid, requested_by: Strin
 impl Job {
     fn run(mut self) -> Result<Written, WriteError> {
         let settings = &self.state.settings;
-        let branch = self.request.branch.clone().unwrap_or_else(|| self.fabric.git_ref.clone());
+        let fabric_branch = branch_name(&self.fabric.git_ref).to_owned();
+        let branch = self.request.branch.clone().unwrap_or_else(|| fabric_branch.clone());
         for _ in 0..MAX_ATTEMPTS {
             self.mirror.fetch(&settings.outbound, &self.url, &self.auth, settings.git_timeout, &mut |_| {})?;
-            let head = self.mirror.resolve(&self.fabric.git_ref)?;
-            if self.request.branch.is_some() && self.mirror.resolve(&format!("refs/heads/{branch}")).is_ok() {
-                return Err(WriteError::BranchExists(branch));
-            }
+            // A review branch starts from whatever the fabric follows; the fabric's own ref is
+            // written only when it is a branch (a tag or commit cannot move).
+            let head = match &self.request.branch {
+                Some(review) => {
+                    if self.mirror.resolve(&format!("refs/heads/{review}")).is_ok() {
+                        return Err(WriteError::BranchExists(review.clone()));
+                    }
+                    self.mirror.resolve(&self.fabric.git_ref)?
+                }
+                None => self
+                    .mirror
+                    .resolve(&format!("refs/heads/{fabric_branch}"))
+                    .map_err(|_| WriteError::NotABranch(self.fabric.git_ref.clone()))?,
+            };
             let planned = self.plan(&head)?;
             if let Some(base) = self.request.base.as_deref().filter(|b| *b != head) {
                 let touched: Vec<String> = planned.edits.iter().map(|e| e.path.clone()).collect();
@@ -179,6 +199,11 @@ impl Job {
             };
             if outcome != WriteOutcome::Committed {
                 return Ok(written);
+            }
+            let paths: Vec<(String, bool)> =
+                written.edits.iter().map(|e| (e.path.clone(), e.before.is_some())).collect();
+            if let Some((path, message)) = self.mirror.unwritable(&head, &paths)? {
+                return Err(WriteError::Edit(EditError::Unsupported { path, message }));
             }
             let changes: Vec<crate::git::FileChange> =
                 written.edits.iter().map(|e| (e.path.clone(), e.after.clone().map(String::into_bytes))).collect();
@@ -253,6 +278,11 @@ impl Job {
         };
         Ok(Planned { edits, diagnostics, migrations, rejected })
     }
+}
+
+/// The branch a fabric's ref names (`main` for `refs/heads/main`).
+fn branch_name(git_ref: &str) -> &str {
+    git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref)
 }
 
 fn same_place(a: &Diagnostic, b: &Diagnostic) -> bool {
