@@ -839,6 +839,21 @@ async fn a_map_list_in_another_order_is_not_drift() {
     assert_eq!(paths, ["/spec/permit/vpc/subnets"], "{d:?}");
 }
 
+/// Sets the External's inboundCommunity in the cluster behind fabricsync's back (kubectl-patch).
+fn patch_community(kube: &KubeCluster, value: &str) {
+    let body = format!(r#"{{"spec":{{"inboundCommunity":"{value}"}}}}"#);
+    kube.kubectl_ok(&[
+        "patch",
+        "externals.vpc.githedgehog.com",
+        "default",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        &body,
+    ]);
+}
+
 /// Polls the External's inboundCommunity in the cluster until it is `want`; panics after 30 s.
 fn wait_community(kube: &KubeCluster, want: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -886,22 +901,9 @@ async fn self_heal_reverts_then_leaves_a_fighting_writer_contested() {
         .expect("stream")
         .into_inner();
 
-    let patch = |value: &str| {
-        let body = format!(r#"{{"spec":{{"inboundCommunity":"{value}"}}}}"#);
-        kube.kubectl_ok(&[
-            "patch",
-            "externals.vpc.githedgehog.com",
-            "default",
-            "-n",
-            "default",
-            "--type=merge",
-            "-p",
-            &body,
-        ]);
-    };
     // Reverted once; then the watching process dies and the survivor, taking over, keeps
     // counting (the reverts are stored with the resource)...
-    patch("65101:9001");
+    patch_community(&kube, "65101:9001");
     wait_community(&kube, "65101:3001");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
     servers[watcher].kill_hard();
@@ -910,10 +912,10 @@ async fn self_heal_reverts_then_leaves_a_fighting_writer_contested() {
         assert!(std::time::Instant::now() < deadline, "the survivor did not take the watch over");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    patch("65101:9002");
+    patch_community(&kube, "65101:9002");
     wait_community(&kube, "65101:3001");
     // ...so the third time it is left alone and marked contested by the writer.
-    patch("65101:9003");
+    patch_community(&kube, "65101:9003");
     let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Contested).await;
     assert_eq!(d.contested_by, "kubectl-patch");
     assert_eq!(d.fields.first().map(|f| f.path.as_str()), Some("/spec/inboundCommunity"));
@@ -986,17 +988,7 @@ async fn a_paused_fabric_shows_drift_and_does_not_heal_it() {
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
 
-    let body = r#"{"spec":{"inboundCommunity":"65101:9001"}}"#;
-    kube.kubectl_ok(&[
-        "patch",
-        "externals.vpc.githedgehog.com",
-        "default",
-        "-n",
-        "default",
-        "--type=merge",
-        "-p",
-        body,
-    ]);
+    patch_community(&kube, "65101:9001");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     wait_community(&kube, "65101:9001");
@@ -1030,17 +1022,7 @@ async fn adopting_drift_writes_the_live_values_to_git_and_the_fabric_is_in_sync_
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
 
     // Someone changes the cluster by hand; adopting writes that value into Git.
-    let body = r#"{"spec":{"inboundCommunity":"65101:4242"}}"#;
-    kube.kubectl_ok(&[
-        "patch",
-        "externals.vpc.githedgehog.com",
-        "default",
-        "-n",
-        "default",
-        "--type=merge",
-        "-p",
-        body,
-    ]);
+    patch_community(&kube, "65101:4242");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     let commit = || Some(CommitOptions { message: "adopt the cluster's community".into(), ..Default::default() });
     let request = AdoptDriftRequest { fabric_id: id.clone(), keys: vec![], import_orphans: false, commit: commit() };

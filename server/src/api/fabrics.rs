@@ -735,6 +735,21 @@ pub(super) enum ResourceRef<'a> {
     Key(&'a ResourceKey),
 }
 
+/// A key a request names, checked (`field` names it in violations); namespace "" is the
+/// default one.
+pub(super) fn requested_key(field: &str, key: &ResourceKey, v: &mut Violations) -> fabricsync_core::ResourceKey {
+    for (part, value) in
+        [("group", &key.group), ("kind", &key.kind), ("namespace", &key.namespace), ("name", &key.name)]
+    {
+        v.check(validate::max_len(value, MAX_KEY_PART), &format!("{field}.{part}"));
+    }
+    if key.kind.is_empty() || key.name.is_empty() {
+        v.add(field, "kind and name are required");
+    }
+    let namespace = if key.namespace.is_empty() { DEFAULT_NAMESPACE } else { key.namespace.as_str() };
+    fabricsync_core::ResourceKey::new(&key.group, &key.kind, namespace, &key.name)
+}
+
 /// The fabric's resource named by `wanted`; NOT_FOUND for the fabric or the resource.
 pub(super) async fn find_resource(
     state: &AppState,
@@ -758,19 +773,11 @@ pub(super) async fn find_resource_in(
             (resources::get(conn, fabric_id, id).await, id.to_string())
         }
         Some(ResourceRef::Key(key)) => {
-            if key.kind.is_empty() || key.name.is_empty() {
-                return Err(ApiError::invalid("key", "kind and name are required"));
-            }
             let mut v = Violations::default();
-            for (part, value) in
-                [("group", &key.group), ("kind", &key.kind), ("namespace", &key.namespace), ("name", &key.name)]
-            {
-                v.check(validate::max_len(value, MAX_KEY_PART), &format!("key.{part}"));
-            }
+            let key = requested_key("key", key, &mut v);
             v.into_result()?;
-            let namespace = if key.namespace.is_empty() { DEFAULT_NAMESPACE } else { key.namespace.as_str() };
-            let found = resources::get_by_key(conn, fabric_id, &key.group, &key.kind, namespace, &key.name).await;
-            (found, format!("{}/{}/{}", key.kind, namespace, key.name))
+            let found = resources::get_by_key(conn, fabric_id, &key.group, &key.kind, &key.namespace, &key.name).await;
+            (found, format!("{}/{}/{}", key.kind, key.namespace, key.name))
         }
         None => return Err(ApiError::invalid("resource", "give an id or a key")),
     };

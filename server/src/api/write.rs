@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::error::{ApiError, Violations};
 use super::{fabrics, parse_id, requester, validate, AppState};
 use crate::convert::{self, WRITE_OUTCOMES};
+use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ResourceRow};
 use crate::git::Author;
 use crate::proto::write_service_server::WriteService;
@@ -28,8 +29,6 @@ impl WriteApi {
 
 const MAX_CHANGES: usize = 1000;
 const MAX_MESSAGE: usize = 4096;
-/// A Kubernetes group, kind, namespace or name is at most a DNS subdomain (253).
-const MAX_KEY_PART: usize = 253;
 
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> ApiError {
@@ -76,25 +75,11 @@ fn commit_options(
     (c.message.clone(), base, branch, c.dry_run)
 }
 
-/// A key of the request, checked (`field` names it in violations); namespace "" is "default".
-fn domain_key(field: &str, key: &ResourceKey, v: &mut Violations) -> fabricsync_core::ResourceKey {
-    for (part, value) in
-        [("group", &key.group), ("kind", &key.kind), ("namespace", &key.namespace), ("name", &key.name)]
-    {
-        v.check(validate::max_len(value, MAX_KEY_PART), &format!("{field}.{part}"));
-    }
-    if key.kind.is_empty() || key.name.is_empty() {
-        v.add(field, "kind and name are required");
-    }
-    let namespace = if key.namespace.is_empty() { "default" } else { key.namespace.as_str() };
-    fabricsync_core::ResourceKey::new(&key.group, &key.kind, namespace, &key.name)
-}
-
 fn change(index: usize, change: &ObjectChange, v: &mut Violations) -> Option<Change> {
     match &change.change {
         Some(object_change::Change::Upsert(object)) => Some(Change::Upsert(convert::struct_json(object))),
         Some(object_change::Change::Delete(key)) => {
-            Some(Change::Delete(domain_key(&format!("changes[{index}].delete"), key, v)))
+            Some(Change::Delete(fabrics::requested_key(&format!("changes[{index}].delete"), key, v)))
         }
         None => {
             v.add(format!("changes[{index}]"), "needs upsert or delete");
@@ -143,35 +128,29 @@ fn result(written: &Written) -> WriteResult {
     }
 }
 
-/// A REJECTED result for adopted values that fail validation, one diagnostic per resource.
-fn refused(violations: &[super::error::Violation], adopted: &[fabricsync_core::ResourceKey]) -> WriteResult {
-    let diagnostics = violations
-        .iter()
-        .map(|x| {
-            let index: Option<usize> =
-                x.field.strip_prefix("changes[").and_then(|r| r.split(']').next()).and_then(|i| i.parse().ok());
-            let key = index.and_then(|i| adopted.get(i)).map(|k| k.to_string()).unwrap_or_default();
-            Diagnostic {
-                severity: Severity::Error as i32,
-                code: "adopt.invalid".into(),
-                message: format!("the live state of {key} does not validate: {}", x.description),
-                document_index: -1,
-                ..Default::default()
-            }
-        })
-        .collect();
-    WriteResult { outcome: WriteOutcome::Rejected as i32, diagnostics, ..Default::default() }
+/// A REJECTED result for an adopted live state that fails validation.
+fn refused(key: &fabricsync_core::ResourceKey, message: &str) -> WriteResult {
+    let diagnostic = Diagnostic {
+        severity: Severity::Error as i32,
+        code: "adopt.invalid".into(),
+        message: format!("the live state of {key} does not validate: {message}"),
+        document_index: -1,
+        ..Default::default()
+    };
+    WriteResult { outcome: WriteOutcome::Rejected as i32, diagnostics: vec![diagnostic], ..Default::default() }
 }
 
 impl WriteApi {
-    async fn write<T>(
+    /// The fabric and the engine's request: the commit options checked along with the
+    /// handler's own violations `v`, the caller as author.
+    async fn prepare<T>(
         &self,
         request: &Request<T>,
         fabric_id: &str,
         edit: Edit,
         commit: Option<&CommitOptions>,
         mut v: Violations,
-    ) -> Result<Written, ApiError> {
+    ) -> Result<(FabricRow, WriteRequest), ApiError> {
         let fabric_id = parse_id("fabric_id", fabric_id)?;
         let (message, base, branch, dry_run) = commit_options(commit, &mut v);
         v.into_result()?;
@@ -186,6 +165,18 @@ impl WriteApi {
             dry_run,
             requested_by,
         };
+        Ok((fabric, request))
+    }
+
+    async fn write<T>(
+        &self,
+        request: &Request<T>,
+        fabric_id: &str,
+        edit: Edit,
+        commit: Option<&CommitOptions>,
+        v: Violations,
+    ) -> Result<Written, ApiError> {
+        let (fabric, request) = self.prepare(request, fabric_id, edit, commit, v).await?;
         Ok(engine::write(&self.state, &fabric, request).await?)
     }
 }
@@ -213,8 +204,12 @@ impl WriteService for WriteApi {
         if req.keys.len() > MAX_CHANGES {
             v.add("keys", format!("at most {MAX_CHANGES}"));
         }
-        let keys: Vec<_> =
-            req.keys.iter().enumerate().map(|(i, k)| domain_key(&format!("keys[{i}]"), k, &mut v)).collect();
+        let keys: Vec<_> = req
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| fabrics::requested_key(&format!("keys[{i}]"), k, &mut v))
+            .collect();
         v.into_result()?;
         let mut conn = self.state.conn().await?;
         let mut rows = Vec::new();
@@ -255,27 +250,25 @@ impl WriteService for WriteApi {
                 None => {}
             }
         }
+        let (fabric, mut write) = self
+            .prepare(&request, &req.fabric_id, Edit::Changes(changes), req.commit.as_ref(), Violations::default())
+            .await?;
         // The adopted objects are the stored desired state plus live values: based on the last
         // pull, so a file changed in Git since then aborts instead of being written back over.
-        let mut commit = req.commit.clone();
-        if let Some(c) = commit.as_mut().filter(|c| c.base_commit.is_empty()) {
-            let fabric = fabrics::load(&self.state, fabric_id).await?;
-            c.base_commit = fabric.last_synced_commit.ok_or_else(|| {
-                ApiError::FailedPrecondition("the fabric was never pulled: nothing to adopt against".into())
-            })?;
+        if write.base.is_none() {
+            let never = || ApiError::FailedPrecondition("the fabric was never pulled: nothing to adopt against".into());
+            write.base = Some(fabric.last_synced_commit.clone().ok_or_else(never)?);
         }
-        let edit = Edit::Changes(changes);
-        let written = match self.write(&request, &req.fabric_id, edit, commit.as_ref(), Violations::default()).await {
+        let written = match engine::write(&self.state, &fabric, write).await {
             // The cluster holds a value this fabric's validation refuses: say which resource.
-            Err(ApiError::InvalidArgument(violations))
-                if violations.iter().all(|x| x.field.starts_with("changes[")) =>
-            {
+            Err(WriteError::Edit(EditError::Invalid { index, message })) => {
+                let key = adopted.get(index).cloned().unwrap_or_default();
                 return Ok(Response::new(AdoptDriftResponse {
-                    result: Some(refused(&violations, &adopted)),
+                    result: Some(refused(&key, &message)),
                     adopted: vec![],
                 }));
             }
-            other => other?,
+            other => other.map_err(ApiError::from)?,
         };
         let adopted = adopted.iter().map(|k| convert::resource_key(k, "")).collect();
         Ok(Response::new(AdoptDriftResponse { result: Some(result(&written)), adopted }))

@@ -477,15 +477,12 @@ impl Session {
         let stdout = self.write_private("push_stdout", "")?;
         let stderr = self.write_private("push_stderr", "")?;
         let open = |path: &Path| std::fs::OpenOptions::new().append(true).open(path);
-        let mut command = std::process::Command::new("git");
+        let mut command = git_command();
         command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
-            .env("LC_ALL", "C")
             .arg("--git-dir")
             .arg(git_dir);
         for entry in &config {
@@ -560,22 +557,31 @@ impl Session {
     }
 }
 
+/// The git command with nothing of the machine's environment but PATH: every use adds its own.
+fn git_command() -> std::process::Command {
+    let mut command = std::process::Command::new("git");
+    command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("LC_ALL", "C");
+    command
+}
+
 /// Older git ignores `http.curloptResolve` without a word, and curl would then resolve the name
-/// itself, past the outbound policy: refuse to push over HTTP with such a git.
+/// itself, past the outbound policy: refuse to push over HTTP with such a git. The machine's git
+/// does not change while the server runs: asked once.
 fn check_git_pins_http() -> Result<(), GitError> {
-    let out = std::process::Command::new("git")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg("--version")
-        .output()
+    static VERSION: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let text = VERSION
+        .get_or_init(|| {
+            let out = git_command().arg("--version").output().map_err(|e| e.to_string())?;
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        })
+        .as_ref()
         .map_err(|e| GitError::local("cannot run git", e))?;
-    let text = String::from_utf8_lossy(&out.stdout);
     let version: Vec<u32> =
         text.split_whitespace().nth(2).unwrap_or_default().split('.').take(2).map(|n| n.parse().unwrap_or(0)).collect();
     if version.as_slice() >= [2, 37].as_slice() {
         Ok(())
     } else {
-        Err(GitError::Other(format!("pushing over http(s) needs git 2.37 or newer; this machine has {}", text.trim())))
+        Err(GitError::Other(format!("pushing over http(s) needs git 2.37 or newer; this machine has {text}")))
     }
 }
 
