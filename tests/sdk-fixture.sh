@@ -121,4 +121,9 @@ FABRICSYNC_VIEWER_TOKEN=$(token viewer) FABRICSYNC_OPERATOR_TOKEN=$(token operat
 export FABRICSYNC_VIEWER_TOKEN FABRICSYNC_OPERATOR_TOKEN
 status=0
 "$@" || status=$?
+if [ $status -ne 0 ]; then
+  # The log goes with the fixture's directory: show what the server warned about.
+  echo "sdk-fixture: the command failed; the server's warnings and errors (last 40):" >&2
+  grep -E '"level":"(WARN|ERROR)"' "$dir/server.log" | tail -40 >&2 || true
+fi
 exit $status

@@ -539,6 +539,25 @@ async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disab
     let seconds = |t: Option<prost_types::Timestamp>| t.map(|t| (t.seconds, t.nanos));
     assert!(seconds(after.last_event_time) > seconds(seen.last_event_time), "{after:?}");
 
+    // A burst: objects created and changed at once reach the watch together (one batch may
+    // hold an object twice). Each is ADDED then MODIFIED, and the watch never fails.
+    let names: Vec<String> = (0..40).map(|i| format!("burst-{i:02}")).collect();
+    let yaml: Vec<String> = names
+        .iter()
+        .map(|n| format!("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: {n}\n  namespace: default\n"))
+        .collect();
+    kube.apply_yaml(&yaml.join("---\n"));
+    kube.kubectl_ok(&["label", "servers.wiring.githedgehog.com", "-n", "default", "-l", "!rack", "burst=yes"]);
+    let last = names.last().cloned().unwrap_or_default();
+    next_matching(&mut stream, &mut events, |e| is(e, FabricEventType::Modified, &last)).await;
+    for name in &names {
+        let kinds: Vec<i32> =
+            events.iter().filter(|e| e.key.as_ref().is_some_and(|k| &k.name == name)).map(|e| e.r#type).collect();
+        assert_eq!(kinds, [FabricEventType::Added as i32, FabricEventType::Modified as i32], "{name}");
+    }
+    assert!(!server.log().contains("watch failed"), "the watch failed");
+    assert_eq!(watch_status(&mut c, &id).await.0, WatchStatus::Active);
+
     // Disabled, the watch stops and says so; its activity ends.
     let fabric = c.get_fabric(&id).await;
     let off =

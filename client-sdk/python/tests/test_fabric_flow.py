@@ -185,6 +185,10 @@ def patch_vlan(env: Env, vlan: int) -> None:
 def test_watch_events_and_resume(client: Client, env: Env, flow: Flow) -> None:
     get = lambda: client.fabrics.GetFabric(fabric_pb2.GetFabricRequest(id=flow.fabric.id)).fabric  # noqa: E731
     poll("watch active", get, lambda f: f.watch_status == fabric_pb2.WATCH_STATUS_ACTIVE)
+    # Active means every kind was listed, not that the apply's last wave was seen: wait until
+    # the watch stored every applied object, so its ADDED events come before the patch's.
+    live = lambda: [r.live_resource_version for r in client.list_resources(flow.fabric.id)]  # noqa: E731
+    poll("the watch saw the apply", live, lambda versions: len(versions) == sum(OBJECTS.values()) and all(versions))
     patch_vlan(env, 1198)
 
     # From 0: every applied object's ADDED, then the patch, with who made it.

@@ -310,17 +310,25 @@ async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -
     Ok(())
 }
 
-/// Live records and their events, written together.
+/// Live records and their events, written together: every event, and the last record of each
+/// object (an object created and changed within one batch is one row of one upsert).
 #[derive(Default)]
 struct Changes {
     records: Vec<LiveRecord>,
+    positions: HashMap<ResourceKey, usize>,
     events: Vec<Vec<u8>>,
 }
 
 impl Changes {
     fn push(&mut self, kind: FabricEventType, record: LiveRecord) {
         self.events.push(event_payload(kind, &record));
-        self.records.push(record);
+        match self.positions.get(&record.key()) {
+            Some(&at) => self.records[at] = record,
+            None => {
+                self.positions.insert(record.key(), self.records.len());
+                self.records.push(record);
+            }
+        }
     }
 
     /// Records the index's changes: `record` is the object the event carried (for a relist's
@@ -457,5 +465,29 @@ mod tests {
         assert_eq!((summary[1].manager.as_str(), summary[1].operation.as_str()), ("kubectl-patch", "Update"));
         assert_eq!(latest_manager(&summary), "kubectl-patch");
         assert_eq!(latest_manager(&[]), "");
+    }
+
+    fn vpc(name: &str, resource_version: &str, vlan: u64) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "vpc.githedgehog.com/v1beta1", "kind": "VPC",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": resource_version},
+            "spec": {"vlan": vlan}
+        }))
+        .expect("a VPC")
+    }
+
+    #[test]
+    fn an_object_seen_twice_in_a_batch_is_one_record_with_both_events() {
+        let registry = fabricsync_core::manifest::kinds::KindRegistry::hedgehog();
+        let def = registry.kinds().find(|k| k.kind == "VPC").expect("the VPC kind");
+        let mut changes = Changes::default();
+        changes.push(FabricEventType::Added, live_record(def, &vpc("a", "1", 1), false));
+        changes.push(FabricEventType::Added, live_record(def, &vpc("b", "2", 1), false));
+        changes.push(FabricEventType::Modified, live_record(def, &vpc("a", "3", 2), false));
+        changes.push(FabricEventType::Deleted, live_record(def, &vpc("b", "4", 1), true));
+        assert_eq!(changes.events.len(), 4);
+        let rows: Vec<(String, Option<String>, bool)> =
+            changes.records.iter().map(|r| (r.name.clone(), r.resource_version.clone(), r.object.is_some())).collect();
+        assert_eq!(rows, [("a".into(), Some("3".into()), true), ("b".into(), Some("4".into()), false)]);
     }
 }
