@@ -14,6 +14,7 @@
 //! - `apply`: an apply run's plan (what is sent in which wave, skipped, pruned).
 //! - `drift`: resource drift verdicts and self-heal's memory of reverts.
 //! - `live`: the watch's live index, a pure state update per watcher event.
+//! - `webhook`: Git push deliveries: the forge, its proof of the secret, the branch it moved.
 
 pub mod apply;
 pub mod diff;
@@ -26,5 +27,6 @@ pub mod plan;
 pub mod sources;
 pub mod vocab;
 pub mod waves;
+pub mod webhook;
 
 pub use key::ResourceKey;

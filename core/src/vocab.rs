@@ -108,7 +108,7 @@ impl SyncMode {
 
 words!(
     /// Who started a run.
-    Trigger, "trigger" { User = "user", Schedule = "schedule", SelfHeal = "self_heal" }
+    Trigger, "trigger" { User = "user", Schedule = "schedule", SelfHeal = "self_heal", Webhook = "webhook" }
 );
 
 words!(

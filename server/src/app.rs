@@ -21,6 +21,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = &cli.command {
         if args.tls_cert.is_none() {
             crate::transport::check_plaintext(args.listen, args.insecure_plaintext)?;
+            if let Some(webhooks) = args.webhook_listen {
+                crate::transport::check_plaintext(webhooks, args.insecure_plaintext)?;
+            }
         }
     }
     let (url, embedded) = database(&cli.common).await?;
@@ -217,6 +220,13 @@ async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyho
         let context = crypto::repository_secret_context(id);
         if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
             db::repositories::store_sealed_secret(&mut conn, id, &new.blob, &new.key_id).await?;
+            resealed += 1;
+        }
+    }
+    for (id, blob, key_id) in db::repositories::sealed_webhook_secrets(&mut conn).await? {
+        let context = crypto::repository_webhook_context(id);
+        if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
+            db::repositories::store_sealed_webhook_secret(&mut conn, id, &new.blob, &new.key_id).await?;
             resealed += 1;
         }
     }

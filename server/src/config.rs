@@ -252,6 +252,14 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
 
+    /// Receive Git push webhooks (GitHub, GitLab, Gitea) on this address, at
+    /// `POST /webhooks/<repository id>`, for repositories given a webhook secret: each push
+    /// queues the runs of the fabrics on that repository and ref at once. HTTPS with
+    /// --tls-cert's certificate; without it plaintext, only on loopback unless
+    /// --insecure-plaintext (a TLS-terminating ingress in front).
+    #[arg(long, env = "FABRICSYNC_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+
     /// Accept file:// repository URLs (paths on this server; never inside --data-dir). Without
     /// DATABASE_URL and with a loopback --listen (the embedded default) they are accepted anyway.
     #[arg(long, env = "FABRICSYNC_ALLOW_FILE_REPOSITORIES")]

@@ -52,6 +52,7 @@ pub struct Settings {
     pub tls: Option<crate::transport::tls::TlsFiles>,
     pub tls_reload: Duration,
     pub health_listen: Option<std::net::SocketAddr>,
+    pub webhook_listen: Option<std::net::SocketAddr>,
     /// Roles of client certificates (--client-cert-identities), for the auth layer.
     pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
     pub outbound: crate::outbound::Outbound,
@@ -88,6 +89,7 @@ impl Settings {
             tls: args.tls_files(),
             tls_reload: Duration::from_secs(args.tls_reload_seconds.max(1)),
             health_listen: args.health_listen,
+            webhook_listen: args.webhook_listen,
             client_cert_identities: None,
             outbound,
             kinds: fabricsync_core::manifest::kinds::KindRegistry::hedgehog(),

@@ -152,6 +152,7 @@ pub const SYNC_TRIGGERS: Words<SyncTrigger> = Words(&[
     (SyncTrigger::User, v::Trigger::User.word()),
     (SyncTrigger::Schedule, v::Trigger::Schedule.word()),
     (SyncTrigger::SelfHeal, v::Trigger::SelfHeal.word()),
+    (SyncTrigger::Webhook, v::Trigger::Webhook.word()),
 ]);
 
 pub const RUN_STATUSES: Words<SyncRunStatus> = Words(&[

@@ -18,6 +18,17 @@ pub fn cluster_token(fabric: &FabricRow, keyring: &Keyring) -> Result<Option<Sec
     }
 }
 
+/// A repository's stored webhook secret, opened to verify a delivery; None without one.
+pub fn webhook_secret(row: &RepositoryRow, keyring: &Keyring) -> Result<Option<Secret>, CryptoError> {
+    match (&row.webhook_secret_sealed, &row.webhook_secret_key_id) {
+        (Some(blob), Some(key_id)) => Ok(Some(keyring.open_secret(
+            &Sealed { key_id: key_id.clone(), blob: blob.clone() },
+            &crypto::repository_webhook_context(row.id),
+        )?)),
+        _ => Ok(None),
+    }
+}
+
 /// The stored credentials of a repository, opened for a git connection.
 pub fn git_auth(row: &RepositoryRow, keyring: &Keyring) -> Result<Auth, CryptoError> {
     let secret = match (&row.secret_sealed, &row.secret_key_id) {

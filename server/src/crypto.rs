@@ -191,6 +191,11 @@ pub fn repository_secret_context(id: uuid::Uuid) -> String {
     format!("repositories.secret:{id}")
 }
 
+/// Associated data binding a repository's sealed webhook secret to its row.
+pub fn repository_webhook_context(id: uuid::Uuid) -> String {
+    format!("repositories.webhook_secret:{id}")
+}
+
 /// Associated data binding a fabric's sealed cluster bearer token to its row.
 pub fn fabric_token_context(id: uuid::Uuid) -> String {
     format!("fabrics.cluster_token:{id}")

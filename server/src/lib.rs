@@ -2,7 +2,8 @@
 //!
 //! This crate is the imperative shell; the pure core (manifests, the one diff, plans, drift
 //! verdicts, the live index, the domain's words) is the `fabricsync-core` crate. Layers (see
-//! docs/ARCHITECTURE.md, checked by scripts/check-layers.py): `transport` and `auth` in front,
+//! docs/ARCHITECTURE.md, checked by scripts/check-layers.py): `transport` and `auth` in front
+//! (and `webhook`, the HTTP receiver of Git push deliveries),
 //! `api` (tonic services, error mapping), `sync` (the engine and its watches), `drift` (drift's
 //! I/O shell), `git` (gix), `cluster` (kube), `db` (diesel), `crypto` (secrets at rest), with
 //! `context` (what they share) and `convert` (the domain as proto).
@@ -28,6 +29,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod text;
 pub mod transport;
+pub mod webhook;
 
 /// Generated gRPC code of the `fabricsync.v1` package.
 #[allow(clippy::doc_lazy_continuation)] // generated from the proto comments

@@ -48,6 +48,12 @@ pub async fn serve(
     let mut workers = crate::sync::worker::spawn(state.clone());
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
     workers.push(crate::sync::watch::spawn(state.clone(), database_url.to_string()));
+    if let Some(addr) = settings.webhook_listen {
+        let listener = TcpListener::bind(addr).await?;
+        info!(address = %listener.local_addr()?, tls = tls.is_some(), "webhook receiver listening");
+        let tls = tls.as_ref().map(|(tls, _)| tls.clone());
+        workers.push(tokio::spawn(crate::webhook::serve(state.clone(), gate.audit.clone(), listener, tls)));
+    }
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, true).await;

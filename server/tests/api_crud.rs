@@ -15,6 +15,7 @@ fn repo(name: &str, url: &str) -> CreateRepositoryRequest {
     CreateRepositoryRequest {
         repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
         auth: None,
+        ..Default::default()
     }
 }
 
@@ -87,6 +88,7 @@ async fn repository_lifecycle() {
         update_mask: mask(&["description", "provider"]),
         auth: None,
         etag: created.etag.clone(),
+        ..Default::default()
     };
     let updated = repos.update_repository(update.clone()).await.unwrap().into_inner().repository.unwrap();
     assert_eq!(updated.description, "lab fabric");
@@ -194,6 +196,7 @@ async fn bad_input_names_the_field_and_the_server_keeps_serving() {
                     ..Default::default()
                 }),
                 auth: None,
+                ..Default::default()
             },
             vec!["repository.description", "repository.provider"],
         ),

@@ -390,6 +390,7 @@ async fn a_fabric_scope_hides_other_fabrics_and_their_repositories_and_runs() {
             ..Default::default()
         }),
         auth: None,
+        ..Default::default()
     };
     let status = a.repos.create_repository(repo).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);

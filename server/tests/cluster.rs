@@ -1124,10 +1124,12 @@ async fn adopting_drift_writes_the_live_values_to_git_and_the_fabric_is_in_sync_
 async fn with_auto_apply_a_commit_reaches_the_cluster_with_no_client_call() {
     let kube = KubeCluster::start();
     let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let hooks_port = support::gitservers::free_port();
+    let hooks_listen = format!("127.0.0.1:{hooks_port}");
     let server = ServerProcess::start_with(
         &support::fresh_database().await,
         &fabricsync::crypto::Keyring::generate_key_line("k"),
-        &["--auto-sync-tick-seconds", "1"],
+        &["--auto-sync-tick-seconds", "1", "--webhook-listen", &hooks_listen],
     )
     .await;
     let mut c = Clients::new(server.channel().await);
@@ -1192,4 +1194,36 @@ async fn with_auto_apply_a_commit_reaches_the_cluster_with_no_client_call() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     assert!(!in_cluster("not-delivered"), "a failed pull applied");
+
+    // With the schedule off, a push webhook delivers a fixed commit at once: a FULL run.
+    let fabric = c.get_fabric(&id).await;
+    let off = Fabric { id: id.clone(), sync_policy: Some(SyncPolicy::default()), ..Default::default() };
+    let mask = prost_types::FieldMask { paths: vec!["sync_policy.auto_sync_interval".into()] };
+    let request = UpdateFabricRequest { fabric: Some(off), update_mask: Some(mask), cluster: None, etag: fabric.etag };
+    c.fabrics.update_fabric(request).await.expect("schedule off");
+    let repository = c.repos.get_repository(GetRepositoryRequest { id: fabric.repository_id.clone() }).await;
+    let repository = repository.expect("repository").into_inner().repository.expect("repository");
+    let secret = UpdateRepositoryRequest {
+        repository: Some(Repository { id: repository.id.clone(), ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["webhook_secret".into()] }),
+        webhook_secret: support::webhooks::SECRET.into(),
+        etag: repository.etag,
+        ..Default::default()
+    };
+    c.repos.update_repository(secret).await.expect("webhook secret");
+    repo.remove(&["fabric/broken.yaml"]);
+    let third = "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: webhooked\nspec: {}\n";
+    let head = repo.commit(&[("fabric/third.yaml", third)], "fixed, one more");
+    let body = support::webhooks::push("refs/heads/main", &head);
+    let path = format!("/webhooks/{}", repository.id);
+    let (code, answer) = support::webhooks::deliver(hooks_port, &path, &support::webhooks::github(&body), &body).await;
+    assert_eq!(code, 202, "{answer}");
+    let run_id = answer["runs"][0]["run_id"].as_str().expect("a run").to_string();
+    let run = c.wait(&run_id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(
+        (status(&run), run.mode, run.trigger),
+        (SyncRunStatus::Succeeded, SyncMode::Full as i32, SyncTrigger::Webhook as i32),
+        "{run:?}"
+    );
+    assert!(in_cluster("webhooked") && in_cluster("not-delivered"));
 }

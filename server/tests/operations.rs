@@ -27,6 +27,7 @@ fn with_auth(name: &str, url: &str, method: Method) -> CreateRepositoryRequest {
     CreateRepositoryRequest {
         repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
         auth: Some(RepositoryAuth { method: Some(method) }),
+        ..Default::default()
     }
 }
 

@@ -275,6 +275,7 @@ fn create_repository(name: &str, url: &str, auth: Option<Method>) -> CreateRepos
     CreateRepositoryRequest {
         repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
         auth: auth.map(|method| RepositoryAuth { method: Some(method) }),
+        ..Default::default()
     }
 }
 

@@ -16,6 +16,7 @@ async fn create(client: &mut Client, name: &str, url: &str, auth: Option<Method>
     let request = CreateRepositoryRequest {
         repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
         auth: auth.map(|method| RepositoryAuth { method: Some(method) }),
+        ..Default::default()
     };
     client.create_repository(request).await.expect("create repository").into_inner().repository.expect("repository")
 }
@@ -114,6 +115,7 @@ async fn http_with_token_and_basic_credentials() {
             method: Some(Method::Basic(BasicAuth { username: HTTP_USER.into(), password: HTTP_PASSWORD.into() })),
         }),
         etag: String::new(),
+        ..Default::default()
     };
     client.update_repository(fix).await.expect("update auth");
     assert_reachable(&test_connection(&mut client, &with_wrong.id).await, 2);

@@ -174,8 +174,7 @@ async fn a_run_survives_the_crash_of_its_process() {
                 ..Default::default()
             }),
             update_mask: Some(prost_types::FieldMask { paths: vec!["url".into()] }),
-            auth: None,
-            etag: String::new(),
+            ..Default::default()
         })
         .await
         .expect("repoint repository");

@@ -204,7 +204,10 @@ async fn tls_serves_rpcs_and_refuses_plaintext_clients() {
             description: "a repository with a description long enough to fill the response".into(),
             ..Default::default()
         };
-        repos.create_repository(CreateRepositoryRequest { repository: Some(repository), auth: None }).await.unwrap();
+        repos
+            .create_repository(CreateRepositoryRequest { repository: Some(repository), ..Default::default() })
+            .await
+            .unwrap();
     }
     // Responses of a few KB over TLS come back without Nagle's ~40 ms wait (TCP_NODELAY on the TLS path too).
     let mut times = Vec::new();

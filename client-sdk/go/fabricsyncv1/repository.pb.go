@@ -659,9 +659,12 @@ type Repository struct {
 	// Time of the last change. Output only.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Opaque version of this repository; changes on every write. Output only.
-	Etag          string `protobuf:"bytes,12,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Etag string `protobuf:"bytes,12,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Whether a webhook secret is stored: then `serve --webhook-listen` accepts push deliveries
+	// for this repository at /webhooks/<id>. Output only; the secret is never returned.
+	HasWebhookSecret bool `protobuf:"varint,13,opt,name=has_webhook_secret,json=hasWebhookSecret,proto3" json:"has_webhook_secret,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Repository) Reset() {
@@ -778,13 +781,24 @@ func (x *Repository) GetEtag() string {
 	return ""
 }
 
+func (x *Repository) GetHasWebhookSecret() bool {
+	if x != nil {
+		return x.HasWebhookSecret
+	}
+	return false
+}
+
 // Request of CreateRepository.
 type CreateRepositoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The repository; name and url are required, output-only fields are ignored.
 	Repository *Repository `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
 	// Credentials; unset means anonymous access.
-	Auth          *RepositoryAuth `protobuf:"bytes,2,opt,name=auth,proto3" json:"auth,omitempty"`
+	Auth *RepositoryAuth `protobuf:"bytes,2,opt,name=auth,proto3" json:"auth,omitempty"`
+	// The shared secret of the forge's push webhook (GitHub and Gitea sign each delivery with it,
+	// GitLab sends it as X-Gitlab-Token): 16 to 256 printable ASCII characters, no spaces. Empty
+	// means no webhook. Sealed at rest, never returned.
+	WebhookSecret string `protobuf:"bytes,3,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -831,6 +845,13 @@ func (x *CreateRepositoryRequest) GetAuth() *RepositoryAuth {
 		return x.Auth
 	}
 	return nil
+}
+
+func (x *CreateRepositoryRequest) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
+	}
+	return ""
 }
 
 // Response of CreateRepository.
@@ -1105,12 +1126,16 @@ type UpdateRepositoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The repository with its id and the new values of the fields named in update_mask.
 	Repository *Repository `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
-	// Fields to change: name, description, url, provider, auth. Empty or unknown paths are INVALID_ARGUMENT.
+	// Fields to change: name, description, url, provider, auth, webhook_secret. Empty or unknown
+	// paths are INVALID_ARGUMENT.
 	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	// New credentials; required when update_mask names "auth".
 	Auth *RepositoryAuth `protobuf:"bytes,3,opt,name=auth,proto3" json:"auth,omitempty"`
 	// The etag last read; empty skips the check; stale is ABORTED.
-	Etag          string `protobuf:"bytes,4,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,4,opt,name=etag,proto3" json:"etag,omitempty"`
+	// The new webhook secret when update_mask names "webhook_secret" (as in
+	// CreateRepositoryRequest); empty removes it, and deliveries are refused from then on.
+	WebhookSecret string `protobuf:"bytes,5,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1169,6 +1194,13 @@ func (x *UpdateRepositoryRequest) GetAuth() *RepositoryAuth {
 func (x *UpdateRepositoryRequest) GetEtag() string {
 	if x != nil {
 		return x.Etag
+	}
+	return ""
+}
+
+func (x *UpdateRepositoryRequest) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
 	}
 	return ""
 }
@@ -1497,7 +1529,7 @@ const file_fabricsync_v1_repository_proto_rawDesc = "" +
 	"\busername\x18\x02 \x01(\tR\busername\x12\x1d\n" +
 	"\n" +
 	"has_secret\x18\x03 \x01(\bR\thasSecret\x12&\n" +
-	"\x0fhas_known_hosts\x18\x04 \x01(\bR\rhasKnownHosts\"\x9a\x04\n" +
+	"\x0fhas_known_hosts\x18\x04 \x01(\bR\rhasKnownHosts\"\xc8\x04\n" +
 	"\n" +
 	"Repository\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1514,12 +1546,14 @@ const file_fabricsync_v1_repository_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\f \x01(\tR\x04etag\"\x87\x01\n" +
+	"\x04etag\x18\f \x01(\tR\x04etag\x12,\n" +
+	"\x12has_webhook_secret\x18\r \x01(\bR\x10hasWebhookSecret\"\xae\x01\n" +
 	"\x17CreateRepositoryRequest\x129\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x19.fabricsync.v1.RepositoryR\n" +
 	"repository\x121\n" +
-	"\x04auth\x18\x02 \x01(\v2\x1d.fabricsync.v1.RepositoryAuthR\x04auth\"U\n" +
+	"\x04auth\x18\x02 \x01(\v2\x1d.fabricsync.v1.RepositoryAuthR\x04auth\x12%\n" +
+	"\x0ewebhook_secret\x18\x03 \x01(\tR\rwebhookSecret\"U\n" +
 	"\x18CreateRepositoryResponse\x129\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x19.fabricsync.v1.RepositoryR\n" +
@@ -1539,7 +1573,7 @@ const file_fabricsync_v1_repository_proto_rawDesc = "" +
 	"\frepositories\x18\x01 \x03(\v2\x19.fabricsync.v1.RepositoryR\frepositories\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x03 \x01(\x05R\ttotalSize\"\xd8\x01\n" +
+	"total_size\x18\x03 \x01(\x05R\ttotalSize\"\xff\x01\n" +
 	"\x17UpdateRepositoryRequest\x129\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x19.fabricsync.v1.RepositoryR\n" +
@@ -1547,7 +1581,8 @@ const file_fabricsync_v1_repository_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\x121\n" +
 	"\x04auth\x18\x03 \x01(\v2\x1d.fabricsync.v1.RepositoryAuthR\x04auth\x12\x12\n" +
-	"\x04etag\x18\x04 \x01(\tR\x04etag\"\x86\x01\n" +
+	"\x04etag\x18\x04 \x01(\tR\x04etag\x12%\n" +
+	"\x0ewebhook_secret\x18\x05 \x01(\tR\rwebhookSecret\"\x86\x01\n" +
 	"\x18UpdateRepositoryResponse\x129\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x19.fabricsync.v1.RepositoryR\n" +

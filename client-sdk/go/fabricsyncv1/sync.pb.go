@@ -92,6 +92,8 @@ const (
 	SyncTrigger_SYNC_TRIGGER_SCHEDULE SyncTrigger = 2
 	// Self-heal reverting drift.
 	SyncTrigger_SYNC_TRIGGER_SELF_HEAL SyncTrigger = 3
+	// A Git push webhook of the fabric's repository and ref.
+	SyncTrigger_SYNC_TRIGGER_WEBHOOK SyncTrigger = 4
 )
 
 // Enum value maps for SyncTrigger.
@@ -101,12 +103,14 @@ var (
 		1: "SYNC_TRIGGER_USER",
 		2: "SYNC_TRIGGER_SCHEDULE",
 		3: "SYNC_TRIGGER_SELF_HEAL",
+		4: "SYNC_TRIGGER_WEBHOOK",
 	}
 	SyncTrigger_value = map[string]int32{
 		"SYNC_TRIGGER_UNSPECIFIED": 0,
 		"SYNC_TRIGGER_USER":        1,
 		"SYNC_TRIGGER_SCHEDULE":    2,
 		"SYNC_TRIGGER_SELF_HEAL":   3,
+		"SYNC_TRIGGER_WEBHOOK":     4,
 	}
 )
 
@@ -2559,12 +2563,13 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x15SYNC_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSYNC_MODE_PULL\x10\x01\x12\x13\n" +
 	"\x0fSYNC_MODE_APPLY\x10\x02\x12\x12\n" +
-	"\x0eSYNC_MODE_FULL\x10\x03*y\n" +
+	"\x0eSYNC_MODE_FULL\x10\x03*\x93\x01\n" +
 	"\vSyncTrigger\x12\x1c\n" +
 	"\x18SYNC_TRIGGER_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SYNC_TRIGGER_USER\x10\x01\x12\x19\n" +
 	"\x15SYNC_TRIGGER_SCHEDULE\x10\x02\x12\x1a\n" +
-	"\x16SYNC_TRIGGER_SELF_HEAL\x10\x03*\xc3\x01\n" +
+	"\x16SYNC_TRIGGER_SELF_HEAL\x10\x03\x12\x18\n" +
+	"\x14SYNC_TRIGGER_WEBHOOK\x10\x04*\xc3\x01\n" +
 	"\rSyncRunStatus\x12\x1f\n" +
 	"\x1bSYNC_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SYNC_RUN_STATUS_QUEUED\x10\x01\x12\x1b\n" +

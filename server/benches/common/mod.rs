@@ -189,6 +189,7 @@ pub async fn create_fabric_with(
         .create_repository(CreateRepositoryRequest {
             repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
             auth,
+            ..Default::default()
         })
         .await
         .expect("repository")

@@ -29,7 +29,7 @@ impl RepositoryApi {
     }
 }
 
-const UPDATABLE: &[&str] = &["name", "description", "url", "provider", "auth"];
+const UPDATABLE: &[&str] = &["name", "description", "url", "provider", "auth", "webhook_secret"];
 const FILTERS: &[&str] = &["name", "provider", "auth_type", "connection_status"];
 const DEFAULT_TOKEN_USER: &str = "x-access-token";
 
@@ -145,6 +145,27 @@ fn check_fields(r: &Repository, v: &mut Violations) {
     v.check(validate::git_url(&r.url), "repository.url");
 }
 
+/// A webhook secret as given: empty (none), or 16 to 256 printable ASCII characters without
+/// spaces (what every forge's settings page accepts and a header can carry).
+fn webhook_secret(value: &str, field: &str, v: &mut Violations) -> Option<Secret> {
+    if value.is_empty() {
+        return None;
+    }
+    if !(16..=256).contains(&value.len()) {
+        v.add(field, "must be 16 to 256 characters long");
+    } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        v.add(field, "must be printable ASCII without spaces");
+    }
+    Some(Secret::new(value))
+}
+
+/// Stores the webhook secret into `row`, sealed and bound to the row's id (None removes it).
+fn set_webhook_secret(row: &mut RepositoryRow, secret: Option<Secret>, keyring: &crypto::Keyring) {
+    let sealed = secret.map(|s| keyring.seal_secret(&s, &crypto::repository_webhook_context(row.id)));
+    row.webhook_secret_key_id = sealed.as_ref().map(|s| s.key_id.clone());
+    row.webhook_secret_sealed = sealed.map(|s| s.blob);
+}
+
 /// Stores validated credentials into `row`, sealing the secret bound to the row's id.
 fn set_auth(row: &mut RepositoryRow, auth: AuthInput, keyring: &crypto::Keyring) {
     row.auth_type = AUTH_TYPES.domain(auth.auth_type).unwrap_or(v::AuthType::None);
@@ -179,6 +200,7 @@ pub(crate) fn to_proto(row: &RepositoryRow) -> Repository {
         create_time: Some(convert::timestamp(row.created_at)),
         update_time: Some(convert::timestamp(row.updated_at)),
         etag: etag(row.version),
+        has_webhook_secret: row.webhook_secret_sealed.is_some(),
     }
 }
 
@@ -214,6 +236,7 @@ impl RepositoryService for RepositoryApi {
         check_fields(&repository, &mut v);
         let provider = provider_word(repository.provider, &mut v);
         let auth = auth_input(req.auth.as_ref(), "auth", &mut v);
+        let hook = webhook_secret(&req.webhook_secret, "webhook_secret", &mut v);
         check_auth_matches_url(AUTH_TYPES.domain(auth.auth_type).unwrap_or(v::AuthType::None), &repository.url, &mut v);
         v.into_result()?;
         check_reachable(&self.state.settings.outbound, &repository.url).await?;
@@ -230,6 +253,8 @@ impl RepositoryService for RepositoryApi {
             ssh_known_hosts: None,
             secret_sealed: None,
             secret_key_id: None,
+            webhook_secret_sealed: None,
+            webhook_secret_key_id: None,
             connection_status: v::ConnectionStatus::Unknown,
             last_validated: None,
             validation_error: None,
@@ -238,6 +263,7 @@ impl RepositoryService for RepositoryApi {
             updated_at: now,
         };
         set_auth(&mut row, auth, &self.state.keyring);
+        set_webhook_secret(&mut row, hook, &self.state.keyring);
         let mut conn = self.state.conn().await?;
         store::insert(&mut conn, &row).await.map_err(name_taken(&row.name))?;
         info!(repository_id = %row.id, name = %row.name, auth_type = %row.auth_type, "repository created");
@@ -297,6 +323,7 @@ impl RepositoryService for RepositoryApi {
         let mut row = current.clone();
         let mut v = Violations::default();
         let mut auth = None;
+        let mut hook = None;
         for path in &paths {
             match path.as_str() {
                 "name" => {
@@ -318,6 +345,7 @@ impl RepositoryService for RepositoryApi {
                     }
                     auth = Some(auth_input(req.auth.as_ref(), "auth", &mut v));
                 }
+                "webhook_secret" => hook = Some(webhook_secret(&req.webhook_secret, "webhook_secret", &mut v)),
                 _ => {}
             }
         }
@@ -337,6 +365,9 @@ impl RepositoryService for RepositoryApi {
         }
         if let Some(auth) = auth {
             set_auth(&mut row, auth, &self.state.keyring);
+        }
+        if let Some(hook) = hook {
+            set_webhook_secret(&mut row, hook, &self.state.keyring);
         }
         if row.url != current.url || row.secret_sealed != current.secret_sealed || row.auth_type != current.auth_type {
             // Where or how we connect changed: the last test result no longer applies.

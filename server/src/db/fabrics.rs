@@ -93,6 +93,16 @@ pub async fn names_using_repository(conn: &mut AsyncPgConnection, repository_id:
     Ok(fabrics::table.filter(fabrics::repository_id.eq(repository_id)).select(fabrics::name).load(conn).await?)
 }
 
+/// The fabrics that use a repository, by name.
+pub async fn using_repository(conn: &mut AsyncPgConnection, repository_id: Uuid) -> Result<Vec<FabricRow>, DbError> {
+    Ok(fabrics::table
+        .filter(fabrics::repository_id.eq(repository_id))
+        .order(fabrics::name.asc())
+        .select(FabricRow::as_select())
+        .load(conn)
+        .await?)
+}
+
 pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<FabricRow>, DbError> {
     Ok(fabrics::table.find(id).select(FabricRow::as_select()).first(conn).await.optional()?)
 }

@@ -25,6 +25,8 @@ pub struct RepositoryRow {
     pub ssh_known_hosts: Option<String>,
     pub secret_sealed: Option<Vec<u8>>,
     pub secret_key_id: Option<String>,
+    pub webhook_secret_sealed: Option<Vec<u8>>,
+    pub webhook_secret_key_id: Option<String>,
     #[diesel(deserialize_as = Stored<ConnectionStatus>, serialize_as = Stored<ConnectionStatus>)]
     pub connection_status: ConnectionStatus,
     pub last_validated: Option<DateTime<Utc>>,
@@ -141,6 +143,29 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid, expected_version: Op
         query = query.filter(repositories::version.eq(v));
     }
     Ok(query.execute(conn).await?)
+}
+
+/// Every sealed webhook secret, for key rotation.
+pub async fn sealed_webhook_secrets(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, Vec<u8>, String)>, DbError> {
+    let rows: Vec<(Uuid, Option<Vec<u8>>, Option<String>)> = repositories::table
+        .select((repositories::id, repositories::webhook_secret_sealed, repositories::webhook_secret_key_id))
+        .filter(repositories::webhook_secret_sealed.is_not_null())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().filter_map(|(id, blob, key)| Some((id, blob?, key?))).collect())
+}
+
+pub async fn store_sealed_webhook_secret(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    blob: &[u8],
+    key_id: &str,
+) -> Result<(), DbError> {
+    diesel::update(repositories::table.find(id))
+        .set((repositories::webhook_secret_sealed.eq(blob), repositories::webhook_secret_key_id.eq(key_id)))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Every sealed secret, for key rotation.

@@ -111,6 +111,8 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        webhook_secret_sealed -> Nullable<Bytea>,
+        webhook_secret_key_id -> Nullable<Text>,
     }
 }
 

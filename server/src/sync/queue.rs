@@ -31,6 +31,16 @@ pub enum Enqueued {
     AlreadyActive(Option<RunRow>),
 }
 
+/// What a run nobody asked for (auto-sync, a push webhook) does: FULL with auto_apply and a
+/// cluster (continuous delivery), else a pull.
+pub fn automatic_mode(fabric: &crate::db::fabrics::FabricRow) -> SyncMode {
+    if fabric.auto_apply && !fabric.cluster_server_url.is_empty() {
+        SyncMode::Full
+    } else {
+        SyncMode::Pull
+    }
+}
+
 pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request) -> Result<Enqueued, DbError> {
     let row = RunRow {
         id: Uuid::new_v4(),

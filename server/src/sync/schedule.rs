@@ -57,15 +57,6 @@ async fn check(state: &AppState, fabric_id: Uuid) {
     }
 }
 
-/// What auto-sync runs for the fabric: FULL with auto_apply and a cluster, else a pull.
-fn mode_of(fabric: &fabrics::FabricRow) -> SyncMode {
-    if fabric.auto_apply && !fabric.cluster_server_url.is_empty() {
-        SyncMode::Full
-    } else {
-        SyncMode::Pull
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 enum CheckError {
     #[error(transparent)]
@@ -88,7 +79,7 @@ async fn moved(state: &AppState, fabric_id: Uuid) -> Result<(bool, SyncMode), Ch
         return Err(CheckError::Busy);
     }
     let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok((false, SyncMode::Pull)) };
-    let mode = mode_of(&fabric);
+    let mode = queue::automatic_mode(&fabric);
     let Some(repository) = db::repositories::get(&mut conn, fabric.repository_id).await? else {
         return Ok((false, mode));
     };

@@ -7,6 +7,7 @@ pub mod gitservers;
 pub mod kube;
 pub mod server;
 pub mod sync;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

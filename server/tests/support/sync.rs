@@ -114,6 +114,7 @@ impl Clients {
             .create_repository(CreateRepositoryRequest {
                 repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
                 auth,
+                ..Default::default()
             })
             .await
             .expect("create repository")

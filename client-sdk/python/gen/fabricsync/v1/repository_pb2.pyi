@@ -338,6 +338,7 @@ class Repository(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    HAS_WEBHOOK_SECRET_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID. Output only."""
     name: _builtins.str
@@ -358,6 +359,10 @@ class Repository(_message.Message):
     """Why the last connection test failed; empty when it succeeded. Output only."""
     etag: _builtins.str
     """Opaque version of this repository; changes on every write. Output only."""
+    has_webhook_secret: _builtins.bool
+    """Whether a webhook secret is stored: then `serve --webhook-listen` accepts push deliveries
+    for this repository at /webhooks/<id>. Output only; the secret is never returned.
+    """
     @_builtins.property
     def auth(self) -> Global___RepositoryAuthInfo:
         """Credentials summary. Output only: set credentials with CreateRepositoryRequest.auth or the
@@ -391,10 +396,11 @@ class Repository(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        has_webhook_secret: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "create_time", b"create_time", "last_validated", b"last_validated", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "connection_status", b"connection_status", "create_time", b"create_time", "description", b"description", "etag", b"etag", "id", b"id", "last_validated", b"last_validated", "name", b"name", "provider", b"provider", "update_time", b"update_time", "url", b"url", "validation_error", b"validation_error"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "connection_status", b"connection_status", "create_time", b"create_time", "description", b"description", "etag", b"etag", "has_webhook_secret", b"has_webhook_secret", "id", b"id", "last_validated", b"last_validated", "name", b"name", "provider", b"provider", "update_time", b"update_time", "url", b"url", "validation_error", b"validation_error"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -408,6 +414,12 @@ class CreateRepositoryRequest(_message.Message):
 
     REPOSITORY_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
+    WEBHOOK_SECRET_FIELD_NUMBER: _builtins.int
+    webhook_secret: _builtins.str
+    """The shared secret of the forge's push webhook (GitHub and Gitea sign each delivery with it,
+    GitLab sends it as X-Gitlab-Token): 16 to 256 printable ASCII characters, no spaces. Empty
+    means no webhook. Sealed at rest, never returned.
+    """
     @_builtins.property
     def repository(self) -> Global___Repository:
         """The repository; name and url are required, output-only fields are ignored."""
@@ -421,10 +433,11 @@ class CreateRepositoryRequest(_message.Message):
         *,
         repository: Global___Repository | None = ...,
         auth: Global___RepositoryAuth | None = ...,
+        webhook_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "repository", b"repository"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "repository", b"repository"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "repository", b"repository", "webhook_secret", b"webhook_secret"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -574,15 +587,22 @@ class UpdateRepositoryRequest(_message.Message):
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    WEBHOOK_SECRET_FIELD_NUMBER: _builtins.int
     etag: _builtins.str
     """The etag last read; empty skips the check; stale is ABORTED."""
+    webhook_secret: _builtins.str
+    """The new webhook secret when update_mask names "webhook_secret" (as in
+    CreateRepositoryRequest); empty removes it, and deliveries are refused from then on.
+    """
     @_builtins.property
     def repository(self) -> Global___Repository:
         """The repository with its id and the new values of the fields named in update_mask."""
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: name, description, url, provider, auth. Empty or unknown paths are INVALID_ARGUMENT."""
+        """Fields to change: name, description, url, provider, auth, webhook_secret. Empty or unknown
+        paths are INVALID_ARGUMENT.
+        """
 
     @_builtins.property
     def auth(self) -> Global___RepositoryAuth:
@@ -595,10 +615,11 @@ class UpdateRepositoryRequest(_message.Message):
         update_mask: _field_mask_pb2.FieldMask | None = ...,
         auth: Global___RepositoryAuth | None = ...,
         etag: _builtins.str = ...,
+        webhook_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "repository", b"repository", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "etag", b"etag", "repository", b"repository", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "etag", b"etag", "repository", b"repository", "update_mask", b"update_mask", "webhook_secret", b"webhook_secret"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

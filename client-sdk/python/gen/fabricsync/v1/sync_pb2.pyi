@@ -64,6 +64,8 @@ class _SyncTriggerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SyncTrigg
     """The auto-sync schedule."""
     SYNC_TRIGGER_SELF_HEAL: _SyncTrigger.ValueType  # 3
     """Self-heal reverting drift."""
+    SYNC_TRIGGER_WEBHOOK: _SyncTrigger.ValueType  # 4
+    """A Git push webhook of the fabric's repository and ref."""
 
 class SyncTrigger(_SyncTrigger, metaclass=_SyncTriggerEnumTypeWrapper):
     """What started a run."""
@@ -76,6 +78,8 @@ SYNC_TRIGGER_SCHEDULE: SyncTrigger.ValueType  # 2
 """The auto-sync schedule."""
 SYNC_TRIGGER_SELF_HEAL: SyncTrigger.ValueType  # 3
 """Self-heal reverting drift."""
+SYNC_TRIGGER_WEBHOOK: SyncTrigger.ValueType  # 4
+"""A Git push webhook of the fabric's repository and ref."""
 Global___SyncTrigger: _TypeAlias = SyncTrigger  # noqa: Y015
 
 class _SyncRunStatus:
