@@ -55,6 +55,9 @@ grep -q '^  replicas: 3$' "$work/existing-key.yaml" || fail "existing-key: repli
 ! grep -q '^kind: Secret$' "$work/existing-key.yaml" || fail "existing-key: a Secret was generated"
 grep -q 'secretName: fabricsync-keys$' "$work/existing-key.yaml" || fail "existing-key: key Secret not mounted"
 grep -q '^kind: PodDisruptionBudget$' "$work/existing-key.yaml" || fail "existing-key: no PodDisruptionBudget"
+grep -q 'FABRICSYNC_WEBHOOK_LISTEN: "0.0.0.0:9443"' "$work/existing-key.yaml" || fail "existing-key: webhooks not listening"
+grep -q 'targetPort: webhooks$' "$work/existing-key.yaml" || fail "existing-key: no webhook port on the Service"
+! grep -q 'FABRICSYNC_WEBHOOK_LISTEN' "$work/default.yaml" || fail "default: webhooks on without webhooks.enabled"
 for f in "$work/default.yaml" "$work/existing-key.yaml" "$work/insecure-plaintext.yaml"; do
   grep -q 'FABRICSYNC_LISTEN: "0.0.0.0:50051"' "$f" || fail "$f: not listening on 0.0.0.0"
   grep -q 'readOnlyRootFilesystem: true' "$f" || fail "$f: root filesystem writable"
