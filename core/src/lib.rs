@@ -13,6 +13,7 @@
 //! - `waves`: the order objects are applied in.
 //! - `apply`: an apply run's plan (what is sent in which wave, skipped, pruned).
 //! - `drift`: resource drift verdicts and self-heal's memory of reverts.
+//! - `rollout`: a switch's rollout state from its Hedgehog Agent (generations, heartbeat).
 //! - `live`: the watch's live index, a pure state update per watcher event.
 //! - `webhook`: Git push deliveries: the forge, its proof of the secret, the branch it moved.
 
@@ -24,6 +25,7 @@ pub mod key;
 pub mod live;
 pub mod manifest;
 pub mod plan;
+pub mod rollout;
 pub mod sources;
 pub mod vocab;
 pub mod waves;

@@ -155,6 +155,20 @@ words!(
 );
 
 words!(
+    /// A switch's rollout: what its Hedgehog Agent applied of the configuration it was given.
+    RolloutState, "rollout state" {
+        /// The agent applied the current generation and its heartbeat is recent.
+        UpToDate = "up_to_date",
+        /// The agent has not applied the current generation yet.
+        Applying = "applying",
+        /// No heartbeat for longer than the stale threshold: what it runs is not known now.
+        Stale = "stale",
+        /// No agent for the switch (not installed, not yet registered).
+        Unknown = "unknown",
+    }
+);
+
+words!(
     /// Whether a repository or cluster was last reached (`*.connection_status`).
     ConnectionStatus, "connection status" { Unknown = "unknown", Reachable = "reachable", Failed = "failed" }
 );
@@ -213,6 +227,7 @@ mod tests {
         round_trip::<RunStatus>();
         round_trip::<SyncMode>();
         round_trip::<Trigger>();
+        round_trip::<RolloutState>();
         round_trip::<SyncStatus>();
         round_trip::<FabricDrift>();
         round_trip::<DriftStatus>();

@@ -6,8 +6,8 @@ use fabricsync_core::drift::StoredDrift;
 use fabricsync_core::vocab::{self as v, Word};
 
 use crate::proto::{
-    self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Layout, Provider, ResourceDriftStatus, Role, SyncMode,
-    SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus, WriteOutcome,
+    self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Layout, Provider, ResourceDriftStatus, Role,
+    RolloutState, SyncMode, SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus, WriteOutcome,
 };
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -148,6 +148,13 @@ pub const SYNC_MODES: Words<SyncMode> = Words(&[
     (SyncMode::Full, v::SyncMode::Full.word()),
 ]);
 
+pub const ROLLOUT_STATES: Words<RolloutState> = Words(&[
+    (RolloutState::UpToDate, v::RolloutState::UpToDate.word()),
+    (RolloutState::Applying, v::RolloutState::Applying.word()),
+    (RolloutState::Stale, v::RolloutState::Stale.word()),
+    (RolloutState::Unknown, v::RolloutState::Unknown.word()),
+]);
+
 pub const SYNC_TRIGGERS: Words<SyncTrigger> = Words(&[
     (SyncTrigger::User, v::Trigger::User.word()),
     (SyncTrigger::Schedule, v::Trigger::Schedule.word()),
@@ -285,6 +292,7 @@ mod tests {
         covered::<WriteOutcome, v::WriteOutcome>(&WRITE_OUTCOMES);
         covered::<SyncMode, v::SyncMode>(&SYNC_MODES);
         covered::<SyncTrigger, v::Trigger>(&SYNC_TRIGGERS);
+        covered::<RolloutState, v::RolloutState>(&ROLLOUT_STATES);
         covered::<SyncRunStatus, v::RunStatus>(&RUN_STATUSES);
         covered::<ApplyStatus, v::ApplyStatus>(&APPLY_STATUSES);
         covered::<proto::ChangeAction, v::ChangeAction>(&CHANGE_ACTIONS);

@@ -1227,3 +1227,108 @@ async fn with_auto_apply_a_commit_reaches_the_cluster_with_no_client_call() {
     );
     assert!(in_cluster("webhooked") && in_cluster("not-delivered"));
 }
+
+/// An Agent of `switch` as the fabric's controller makes it, with the status its switch reports.
+fn agent(kube: &KubeCluster, switch: &str, applied: i64, heartbeat: chrono::DateTime<chrono::Utc>) {
+    kube.apply_yaml(&format!(
+        "apiVersion: agent.githedgehog.com/v1beta1\nkind: Agent\nmetadata:\n  name: {switch}\n  namespace: default\nspec: {{}}\n"
+    ));
+    let status = serde_json::json!({ "status": {
+        "lastAppliedGen": applied, "lastHeartbeat": heartbeat.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "rebootRequired": false, "conditions": [], "state": { "nos": { "softwareVersion": "4.5.0-Enterprise_Base" } } } });
+    let name = format!("agents.agent.githedgehog.com/{switch}");
+    kube.kubectl_ok(&[
+        "patch",
+        &name,
+        "-n",
+        "default",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+}
+
+#[tokio::test]
+async fn rollout_tells_each_switch_from_its_agent() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
+    let run = c.sync_mode(&id, SyncMode::Pull, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    let switches: Vec<String> =
+        c.stored(&id).await.into_iter().filter(|(kind, ..)| kind == "Switch").map(|(_, _, name, _)| name).collect();
+    assert!(switches.len() >= 4, "{switches:?}");
+    let rollout = |stale_after: Option<i64>| GetFabricRolloutRequest {
+        fabric_id: id.clone(),
+        stale_after: stale_after.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+    };
+    let states = |r: &GetFabricRolloutResponse| -> Vec<(String, RolloutState)> {
+        r.switches.iter().map(|s| (s.switch.clone(), RolloutState::try_from(s.state).unwrap_or_default())).collect()
+    };
+
+    // No Agent kind in the cluster: every switch UNKNOWN, and the answer says why.
+    let none = c.fabrics.get_fabric_rollout(rollout(None)).await.expect("rollout").into_inner();
+    assert!(!none.agents_installed);
+    assert_eq!(states(&none), switches.iter().map(|s| (s.clone(), RolloutState::Unknown)).collect::<Vec<_>>());
+
+    // The status an agent would write: current, behind, silent; one switch has no agent.
+    kube.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &format!("{}/../core/crds-observed", env!("CARGO_MANIFEST_DIR")),
+    ]);
+    kube.kubectl_ok(&["wait", "--for=condition=Established", "crd/agents.agent.githedgehog.com", "--timeout=60s"]);
+    let now = chrono::Utc::now();
+    agent(&kube, &switches[0], 1, now);
+    agent(&kube, &switches[1], 0, now);
+    agent(&kube, &switches[2], 1, now - chrono::Duration::hours(1));
+    let read = c.fabrics.get_fabric_rollout(rollout(None)).await.expect("rollout").into_inner();
+    assert!(read.agents_installed);
+    let got = states(&read);
+    assert_eq!(
+        got[..3],
+        [
+            (switches[0].clone(), RolloutState::UpToDate),
+            (switches[1].clone(), RolloutState::Applying),
+            (switches[2].clone(), RolloutState::Stale),
+        ]
+    );
+    assert!(got[3..].iter().all(|(_, s)| *s == RolloutState::Unknown), "{got:?}");
+    let applying = &read.switches[1];
+    assert_eq!((applying.generation, applying.applied_generation), (1, 0));
+    assert_eq!(
+        (applying.reason.as_str(), applying.nos_version.as_str()),
+        ("applied generation 0 of 1", "4.5.0-Enterprise_Base")
+    );
+    assert!(read.switches[2].reason.contains("no heartbeat for"), "{:?}", read.switches[2]);
+    let count = |r: &GetFabricRolloutResponse, state: RolloutState| {
+        r.by_state.iter().find(|c| c.state == state as i32).map_or(-1, |c| c.count)
+    };
+    assert_eq!(count(&read, RolloutState::UpToDate), 1);
+    assert_eq!(count(&read, RolloutState::Unknown), switches.len() as i32 - 3);
+
+    // A generous stale_after keeps the silent switch's last word; the change reaches the switch.
+    let lenient = c.fabrics.get_fabric_rollout(rollout(Some(7200))).await.expect("rollout").into_inner();
+    assert_eq!(states(&lenient)[2].1, RolloutState::UpToDate);
+    agent(&kube, &switches[1], 1, chrono::Utc::now());
+    let caught_up = c.fabrics.get_fabric_rollout(rollout(None)).await.expect("rollout").into_inner();
+    assert_eq!(states(&caught_up)[1].1, RolloutState::UpToDate);
+
+    // Without a cluster there is nothing to read.
+    let plain = c.fabric("no-cluster", &repo.file_url(), "fabric", SyncPolicy::default()).await;
+    let request = GetFabricRolloutRequest { fabric_id: plain, stale_after: None };
+    let err = c.fabrics.get_fabric_rollout(request).await.expect_err("no cluster");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+}

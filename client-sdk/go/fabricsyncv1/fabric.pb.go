@@ -25,6 +25,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// A switch's rollout.
+type RolloutState int32
+
+const (
+	// Not set.
+	RolloutState_ROLLOUT_STATE_UNSPECIFIED RolloutState = 0
+	// The agent applied the current generation and its heartbeat is recent.
+	RolloutState_ROLLOUT_STATE_UP_TO_DATE RolloutState = 1
+	// The agent has not applied the current generation yet.
+	RolloutState_ROLLOUT_STATE_APPLYING RolloutState = 2
+	// No heartbeat for longer than stale_after (or never): what the switch runs is not known now.
+	RolloutState_ROLLOUT_STATE_STALE RolloutState = 3
+	// No agent for the switch (agents not installed, or the switch not registered yet).
+	RolloutState_ROLLOUT_STATE_UNKNOWN RolloutState = 4
+)
+
+// Enum value maps for RolloutState.
+var (
+	RolloutState_name = map[int32]string{
+		0: "ROLLOUT_STATE_UNSPECIFIED",
+		1: "ROLLOUT_STATE_UP_TO_DATE",
+		2: "ROLLOUT_STATE_APPLYING",
+		3: "ROLLOUT_STATE_STALE",
+		4: "ROLLOUT_STATE_UNKNOWN",
+	}
+	RolloutState_value = map[string]int32{
+		"ROLLOUT_STATE_UNSPECIFIED": 0,
+		"ROLLOUT_STATE_UP_TO_DATE":  1,
+		"ROLLOUT_STATE_APPLYING":    2,
+		"ROLLOUT_STATE_STALE":       3,
+		"ROLLOUT_STATE_UNKNOWN":     4,
+	}
+)
+
+func (x RolloutState) Enum() *RolloutState {
+	p := new(RolloutState)
+	*p = x
+	return p
+}
+
+func (x RolloutState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RolloutState) Descriptor() protoreflect.EnumDescriptor {
+	return file_fabricsync_v1_fabric_proto_enumTypes[0].Descriptor()
+}
+
+func (RolloutState) Type() protoreflect.EnumType {
+	return &file_fabricsync_v1_fabric_proto_enumTypes[0]
+}
+
+func (x RolloutState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RolloutState.Descriptor instead.
+func (RolloutState) EnumDescriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{0}
+}
+
 // Status of the fabric's last sync.
 type SyncStatus int32
 
@@ -70,11 +131,11 @@ func (x SyncStatus) String() string {
 }
 
 func (SyncStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[0].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[1].Descriptor()
 }
 
 func (SyncStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[0]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[1]
 }
 
 func (x SyncStatus) Number() protoreflect.EnumNumber {
@@ -83,7 +144,7 @@ func (x SyncStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SyncStatus.Descriptor instead.
 func (SyncStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{0}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{1}
 }
 
 // Whether the cluster matches Git.
@@ -127,11 +188,11 @@ func (x DriftStatus) String() string {
 }
 
 func (DriftStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[1].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[2].Descriptor()
 }
 
 func (DriftStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[1]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[2]
 }
 
 func (x DriftStatus) Number() protoreflect.EnumNumber {
@@ -140,7 +201,7 @@ func (x DriftStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DriftStatus.Descriptor instead.
 func (DriftStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{1}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{2}
 }
 
 // State of the fabric's cluster watch.
@@ -188,11 +249,11 @@ func (x WatchStatus) String() string {
 }
 
 func (WatchStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[2].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[3].Descriptor()
 }
 
 func (WatchStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[2]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[3]
 }
 
 func (x WatchStatus) Number() protoreflect.EnumNumber {
@@ -201,7 +262,7 @@ func (x WatchStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchStatus.Descriptor instead.
 func (WatchStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{2}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{3}
 }
 
 // Why a cluster connection test failed.
@@ -257,11 +318,11 @@ func (x ClusterFailure) String() string {
 }
 
 func (ClusterFailure) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[3].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[4].Descriptor()
 }
 
 func (ClusterFailure) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[3]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[4]
 }
 
 func (x ClusterFailure) Number() protoreflect.EnumNumber {
@@ -270,7 +331,7 @@ func (x ClusterFailure) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClusterFailure.Descriptor instead.
 func (ClusterFailure) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{3}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{4}
 }
 
 // Apply state of one resource.
@@ -318,11 +379,11 @@ func (x ApplyStatus) String() string {
 }
 
 func (ApplyStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[4].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[5].Descriptor()
 }
 
 func (ApplyStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[4]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[5]
 }
 
 func (x ApplyStatus) Number() protoreflect.EnumNumber {
@@ -331,7 +392,7 @@ func (x ApplyStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ApplyStatus.Descriptor instead.
 func (ApplyStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{4}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
 }
 
 // Drift state of one resource.
@@ -387,11 +448,11 @@ func (x ResourceDriftStatus) String() string {
 }
 
 func (ResourceDriftStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[5].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[6].Descriptor()
 }
 
 func (ResourceDriftStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[5]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[6]
 }
 
 func (x ResourceDriftStatus) Number() protoreflect.EnumNumber {
@@ -400,7 +461,297 @@ func (x ResourceDriftStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResourceDriftStatus.Descriptor instead.
 func (ResourceDriftStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
+}
+
+// Request of GetFabricRollout.
+type GetFabricRolloutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fabric id.
+	FabricId string `protobuf:"bytes,1,opt,name=fabric_id,json=fabricId,proto3" json:"fabric_id,omitempty"`
+	// A switch whose agent sent no heartbeat for longer is STALE. Unset or 0 = 5 minutes.
+	StaleAfter    *durationpb.Duration `protobuf:"bytes,2,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFabricRolloutRequest) Reset() {
+	*x = GetFabricRolloutRequest{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFabricRolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFabricRolloutRequest) ProtoMessage() {}
+
+func (x *GetFabricRolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFabricRolloutRequest.ProtoReflect.Descriptor instead.
+func (*GetFabricRolloutRequest) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetFabricRolloutRequest) GetFabricId() string {
+	if x != nil {
+		return x.FabricId
+	}
+	return ""
+}
+
+func (x *GetFabricRolloutRequest) GetStaleAfter() *durationpb.Duration {
+	if x != nil {
+		return x.StaleAfter
+	}
+	return nil
+}
+
+// One switch's rollout.
+type SwitchRollout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Switch's (and its Agent's) name.
+	Switch string       `protobuf:"bytes,1,opt,name=switch,proto3" json:"switch,omitempty"`
+	State  RolloutState `protobuf:"varint,2,opt,name=state,proto3,enum=fabricsync.v1.RolloutState" json:"state,omitempty"`
+	// Why, in words ("applied generation 3 of 4").
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The Agent's metadata.generation: the configuration it was given.
+	Generation int64 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The Agent's status.lastAppliedGen: the configuration the switch applied.
+	AppliedGeneration int64 `protobuf:"varint,5,opt,name=applied_generation,json=appliedGeneration,proto3" json:"applied_generation,omitempty"`
+	// status.lastHeartbeat, when the agent sent one.
+	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
+	// status.rebootRequired.
+	RebootRequired bool `protobuf:"varint,7,opt,name=reboot_required,json=rebootRequired,proto3" json:"reboot_required,omitempty"`
+	// status.state.nos.softwareVersion.
+	NosVersion    string `protobuf:"bytes,8,opt,name=nos_version,json=nosVersion,proto3" json:"nos_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwitchRollout) Reset() {
+	*x = SwitchRollout{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwitchRollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwitchRollout) ProtoMessage() {}
+
+func (x *SwitchRollout) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwitchRollout.ProtoReflect.Descriptor instead.
+func (*SwitchRollout) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SwitchRollout) GetSwitch() string {
+	if x != nil {
+		return x.Switch
+	}
+	return ""
+}
+
+func (x *SwitchRollout) GetState() RolloutState {
+	if x != nil {
+		return x.State
+	}
+	return RolloutState_ROLLOUT_STATE_UNSPECIFIED
+}
+
+func (x *SwitchRollout) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SwitchRollout) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *SwitchRollout) GetAppliedGeneration() int64 {
+	if x != nil {
+		return x.AppliedGeneration
+	}
+	return 0
+}
+
+func (x *SwitchRollout) GetLastHeartbeat() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeartbeat
+	}
+	return nil
+}
+
+func (x *SwitchRollout) GetRebootRequired() bool {
+	if x != nil {
+		return x.RebootRequired
+	}
+	return false
+}
+
+func (x *SwitchRollout) GetNosVersion() string {
+	if x != nil {
+		return x.NosVersion
+	}
+	return ""
+}
+
+// Switches in one rollout state.
+type RolloutStateCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         RolloutState           `protobuf:"varint,1,opt,name=state,proto3,enum=fabricsync.v1.RolloutState" json:"state,omitempty"`
+	Count         int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStateCount) Reset() {
+	*x = RolloutStateCount{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStateCount) ProtoMessage() {}
+
+func (x *RolloutStateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStateCount.ProtoReflect.Descriptor instead.
+func (*RolloutStateCount) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RolloutStateCount) GetState() RolloutState {
+	if x != nil {
+		return x.State
+	}
+	return RolloutState_ROLLOUT_STATE_UNSPECIFIED
+}
+
+func (x *RolloutStateCount) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// Response of GetFabricRollout.
+type GetFabricRolloutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every Switch of the fabric, by name.
+	Switches []*SwitchRollout `protobuf:"bytes,1,rep,name=switches,proto3" json:"switches,omitempty"`
+	// Switches per state; every state is listed, zero or not.
+	ByState []*RolloutStateCount `protobuf:"bytes,2,rep,name=by_state,json=byState,proto3" json:"by_state,omitempty"`
+	// Whether the cluster has the Agent kind (agent.githedgehog.com/v1beta1); without it every
+	// switch is UNKNOWN.
+	AgentsInstalled bool `protobuf:"varint,3,opt,name=agents_installed,json=agentsInstalled,proto3" json:"agents_installed,omitempty"`
+	// When the cluster was read.
+	ComputeTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=compute_time,json=computeTime,proto3" json:"compute_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFabricRolloutResponse) Reset() {
+	*x = GetFabricRolloutResponse{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFabricRolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFabricRolloutResponse) ProtoMessage() {}
+
+func (x *GetFabricRolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFabricRolloutResponse.ProtoReflect.Descriptor instead.
+func (*GetFabricRolloutResponse) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetFabricRolloutResponse) GetSwitches() []*SwitchRollout {
+	if x != nil {
+		return x.Switches
+	}
+	return nil
+}
+
+func (x *GetFabricRolloutResponse) GetByState() []*RolloutStateCount {
+	if x != nil {
+		return x.ByState
+	}
+	return nil
+}
+
+func (x *GetFabricRolloutResponse) GetAgentsInstalled() bool {
+	if x != nil {
+		return x.AgentsInstalled
+	}
+	return false
+}
+
+func (x *GetFabricRolloutResponse) GetComputeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ComputeTime
+	}
+	return nil
 }
 
 // Cluster connection as given in requests.
@@ -422,7 +773,7 @@ type ClusterConnectionInput struct {
 
 func (x *ClusterConnectionInput) Reset() {
 	*x = ClusterConnectionInput{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[0]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +785,7 @@ func (x *ClusterConnectionInput) String() string {
 func (*ClusterConnectionInput) ProtoMessage() {}
 
 func (x *ClusterConnectionInput) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[0]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +798,7 @@ func (x *ClusterConnectionInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterConnectionInput.ProtoReflect.Descriptor instead.
 func (*ClusterConnectionInput) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{0}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ClusterConnectionInput) GetServerUrl() string {
@@ -495,7 +846,7 @@ type ClusterConnection struct {
 
 func (x *ClusterConnection) Reset() {
 	*x = ClusterConnection{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[1]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +858,7 @@ func (x *ClusterConnection) String() string {
 func (*ClusterConnection) ProtoMessage() {}
 
 func (x *ClusterConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[1]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +871,7 @@ func (x *ClusterConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterConnection.ProtoReflect.Descriptor instead.
 func (*ClusterConnection) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{1}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClusterConnection) GetServerUrl() string {
@@ -566,7 +917,7 @@ type IgnoreDifference struct {
 
 func (x *IgnoreDifference) Reset() {
 	*x = IgnoreDifference{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[2]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +929,7 @@ func (x *IgnoreDifference) String() string {
 func (*IgnoreDifference) ProtoMessage() {}
 
 func (x *IgnoreDifference) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[2]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +942,7 @@ func (x *IgnoreDifference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IgnoreDifference.ProtoReflect.Descriptor instead.
 func (*IgnoreDifference) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{2}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IgnoreDifference) GetGroup() string {
@@ -642,7 +993,7 @@ type SyncPolicy struct {
 
 func (x *SyncPolicy) Reset() {
 	*x = SyncPolicy{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[3]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +1005,7 @@ func (x *SyncPolicy) String() string {
 func (*SyncPolicy) ProtoMessage() {}
 
 func (x *SyncPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[3]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +1018,7 @@ func (x *SyncPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncPolicy.ProtoReflect.Descriptor instead.
 func (*SyncPolicy) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{3}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SyncPolicy) GetAutoSyncInterval() *durationpb.Duration {
@@ -785,7 +1136,7 @@ type Fabric struct {
 
 func (x *Fabric) Reset() {
 	*x = Fabric{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[4]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +1148,7 @@ func (x *Fabric) String() string {
 func (*Fabric) ProtoMessage() {}
 
 func (x *Fabric) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[4]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +1161,7 @@ func (x *Fabric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fabric.ProtoReflect.Descriptor instead.
 func (*Fabric) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{4}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Fabric) GetId() string {
@@ -1015,7 +1366,7 @@ type WatchSettings struct {
 
 func (x *WatchSettings) Reset() {
 	*x = WatchSettings{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[5]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1378,7 @@ func (x *WatchSettings) String() string {
 func (*WatchSettings) ProtoMessage() {}
 
 func (x *WatchSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[5]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1391,7 @@ func (x *WatchSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSettings.ProtoReflect.Descriptor instead.
 func (*WatchSettings) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchSettings) GetEnabled() bool {
@@ -1072,7 +1423,7 @@ type WatchActivity struct {
 
 func (x *WatchActivity) Reset() {
 	*x = WatchActivity{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[6]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1435,7 @@ func (x *WatchActivity) String() string {
 func (*WatchActivity) ProtoMessage() {}
 
 func (x *WatchActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[6]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1448,7 @@ func (x *WatchActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchActivity.ProtoReflect.Descriptor instead.
 func (*WatchActivity) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchActivity) GetStartedTime() *timestamppb.Timestamp {
@@ -1134,7 +1485,7 @@ type CreateFabricRequest struct {
 
 func (x *CreateFabricRequest) Reset() {
 	*x = CreateFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[7]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1497,7 @@ func (x *CreateFabricRequest) String() string {
 func (*CreateFabricRequest) ProtoMessage() {}
 
 func (x *CreateFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[7]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1510,7 @@ func (x *CreateFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFabricRequest.ProtoReflect.Descriptor instead.
 func (*CreateFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{7}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateFabricRequest) GetFabric() *Fabric {
@@ -1187,7 +1538,7 @@ type CreateFabricResponse struct {
 
 func (x *CreateFabricResponse) Reset() {
 	*x = CreateFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1550,7 @@ func (x *CreateFabricResponse) String() string {
 func (*CreateFabricResponse) ProtoMessage() {}
 
 func (x *CreateFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1563,7 @@ func (x *CreateFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFabricResponse.ProtoReflect.Descriptor instead.
 func (*CreateFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{8}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateFabricResponse) GetFabric() *Fabric {
@@ -1233,7 +1584,7 @@ type GetFabricRequest struct {
 
 func (x *GetFabricRequest) Reset() {
 	*x = GetFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1596,7 @@ func (x *GetFabricRequest) String() string {
 func (*GetFabricRequest) ProtoMessage() {}
 
 func (x *GetFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1609,7 @@ func (x *GetFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFabricRequest.ProtoReflect.Descriptor instead.
 func (*GetFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{9}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetFabricRequest) GetId() string {
@@ -1279,7 +1630,7 @@ type GetFabricResponse struct {
 
 func (x *GetFabricResponse) Reset() {
 	*x = GetFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1642,7 @@ func (x *GetFabricResponse) String() string {
 func (*GetFabricResponse) ProtoMessage() {}
 
 func (x *GetFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1655,7 @@ func (x *GetFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFabricResponse.ProtoReflect.Descriptor instead.
 func (*GetFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{10}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetFabricResponse) GetFabric() *Fabric {
@@ -1331,7 +1682,7 @@ type ListFabricsRequest struct {
 
 func (x *ListFabricsRequest) Reset() {
 	*x = ListFabricsRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1694,7 @@ func (x *ListFabricsRequest) String() string {
 func (*ListFabricsRequest) ProtoMessage() {}
 
 func (x *ListFabricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1707,7 @@ func (x *ListFabricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFabricsRequest.ProtoReflect.Descriptor instead.
 func (*ListFabricsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{11}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListFabricsRequest) GetPageSize() int32 {
@@ -1395,7 +1746,7 @@ type ListFabricsResponse struct {
 
 func (x *ListFabricsResponse) Reset() {
 	*x = ListFabricsResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1758,7 @@ func (x *ListFabricsResponse) String() string {
 func (*ListFabricsResponse) ProtoMessage() {}
 
 func (x *ListFabricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1771,7 @@ func (x *ListFabricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFabricsResponse.ProtoReflect.Descriptor instead.
 func (*ListFabricsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListFabricsResponse) GetFabrics() []*Fabric {
@@ -1464,7 +1815,7 @@ type UpdateFabricRequest struct {
 
 func (x *UpdateFabricRequest) Reset() {
 	*x = UpdateFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1827,7 @@ func (x *UpdateFabricRequest) String() string {
 func (*UpdateFabricRequest) ProtoMessage() {}
 
 func (x *UpdateFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1840,7 @@ func (x *UpdateFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFabricRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateFabricRequest) GetFabric() *Fabric {
@@ -1534,7 +1885,7 @@ type UpdateFabricResponse struct {
 
 func (x *UpdateFabricResponse) Reset() {
 	*x = UpdateFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1897,7 @@ func (x *UpdateFabricResponse) String() string {
 func (*UpdateFabricResponse) ProtoMessage() {}
 
 func (x *UpdateFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1910,7 @@ func (x *UpdateFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFabricResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateFabricResponse) GetFabric() *Fabric {
@@ -1589,7 +1940,7 @@ type DeleteFabricRequest struct {
 
 func (x *DeleteFabricRequest) Reset() {
 	*x = DeleteFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1952,7 @@ func (x *DeleteFabricRequest) String() string {
 func (*DeleteFabricRequest) ProtoMessage() {}
 
 func (x *DeleteFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1965,7 @@ func (x *DeleteFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFabricRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteFabricRequest) GetId() string {
@@ -1640,7 +1991,7 @@ type DeleteFabricResponse struct {
 
 func (x *DeleteFabricResponse) Reset() {
 	*x = DeleteFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +2003,7 @@ func (x *DeleteFabricResponse) String() string {
 func (*DeleteFabricResponse) ProtoMessage() {}
 
 func (x *DeleteFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +2016,7 @@ func (x *DeleteFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFabricResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 // Request of TestClusterConnection.
@@ -1679,7 +2030,7 @@ type TestClusterConnectionRequest struct {
 
 func (x *TestClusterConnectionRequest) Reset() {
 	*x = TestClusterConnectionRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +2042,7 @@ func (x *TestClusterConnectionRequest) String() string {
 func (*TestClusterConnectionRequest) ProtoMessage() {}
 
 func (x *TestClusterConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +2055,7 @@ func (x *TestClusterConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestClusterConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestClusterConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TestClusterConnectionRequest) GetId() string {
@@ -1729,7 +2080,7 @@ type InstalledCrd struct {
 
 func (x *InstalledCrd) Reset() {
 	*x = InstalledCrd{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +2092,7 @@ func (x *InstalledCrd) String() string {
 func (*InstalledCrd) ProtoMessage() {}
 
 func (x *InstalledCrd) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +2105,7 @@ func (x *InstalledCrd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstalledCrd.ProtoReflect.Descriptor instead.
 func (*InstalledCrd) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *InstalledCrd) GetGroup() string {
@@ -1797,7 +2148,7 @@ type PermissionCheck struct {
 
 func (x *PermissionCheck) Reset() {
 	*x = PermissionCheck{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +2160,7 @@ func (x *PermissionCheck) String() string {
 func (*PermissionCheck) ProtoMessage() {}
 
 func (x *PermissionCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2173,7 @@ func (x *PermissionCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PermissionCheck.ProtoReflect.Descriptor instead.
 func (*PermissionCheck) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PermissionCheck) GetGroup() string {
@@ -1883,7 +2234,7 @@ type TestClusterConnectionResponse struct {
 
 func (x *TestClusterConnectionResponse) Reset() {
 	*x = TestClusterConnectionResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2246,7 @@ func (x *TestClusterConnectionResponse) String() string {
 func (*TestClusterConnectionResponse) ProtoMessage() {}
 
 func (x *TestClusterConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2259,7 @@ func (x *TestClusterConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestClusterConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestClusterConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TestClusterConnectionResponse) GetReachable() bool {
@@ -1975,7 +2326,7 @@ type SourceLocation struct {
 
 func (x *SourceLocation) Reset() {
 	*x = SourceLocation{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2338,7 @@ func (x *SourceLocation) String() string {
 func (*SourceLocation) ProtoMessage() {}
 
 func (x *SourceLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2351,7 @@ func (x *SourceLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceLocation.ProtoReflect.Descriptor instead.
 func (*SourceLocation) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SourceLocation) GetFile() string {
@@ -2067,7 +2418,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2430,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2443,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Resource) GetId() string {
@@ -2234,7 +2585,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2597,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2610,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListResourcesRequest) GetFabricId() string {
@@ -2312,7 +2663,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2675,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2688,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -2379,7 +2730,7 @@ type GetResourceRequest struct {
 
 func (x *GetResourceRequest) Reset() {
 	*x = GetResourceRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2742,7 @@ func (x *GetResourceRequest) String() string {
 func (*GetResourceRequest) ProtoMessage() {}
 
 func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2755,7 @@ func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceRequest.ProtoReflect.Descriptor instead.
 func (*GetResourceRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetResourceRequest) GetFabricId() string {
@@ -2468,7 +2819,7 @@ type GetResourceResponse struct {
 
 func (x *GetResourceResponse) Reset() {
 	*x = GetResourceResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2831,7 @@ func (x *GetResourceResponse) String() string {
 func (*GetResourceResponse) ProtoMessage() {}
 
 func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2844,7 @@ func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceResponse.ProtoReflect.Descriptor instead.
 func (*GetResourceResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetResourceResponse) GetResource() *Resource {
@@ -2518,7 +2869,7 @@ type GenerateRbacManifestsRequest struct {
 
 func (x *GenerateRbacManifestsRequest) Reset() {
 	*x = GenerateRbacManifestsRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2881,7 @@ func (x *GenerateRbacManifestsRequest) String() string {
 func (*GenerateRbacManifestsRequest) ProtoMessage() {}
 
 func (x *GenerateRbacManifestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2894,7 @@ func (x *GenerateRbacManifestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRbacManifestsRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRbacManifestsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{27}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GenerateRbacManifestsRequest) GetFabricId() string {
@@ -2580,7 +2931,7 @@ type GenerateRbacManifestsResponse struct {
 
 func (x *GenerateRbacManifestsResponse) Reset() {
 	*x = GenerateRbacManifestsResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +2943,7 @@ func (x *GenerateRbacManifestsResponse) String() string {
 func (*GenerateRbacManifestsResponse) ProtoMessage() {}
 
 func (x *GenerateRbacManifestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +2956,7 @@ func (x *GenerateRbacManifestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRbacManifestsResponse.ProtoReflect.Descriptor instead.
 func (*GenerateRbacManifestsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{28}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GenerateRbacManifestsResponse) GetYaml() string {
@@ -2626,7 +2977,31 @@ var File_fabricsync_v1_fabric_proto protoreflect.FileDescriptor
 
 const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\n" +
-	"\x1afabricsync/v1/fabric.proto\x12\rfabricsync.v1\x1a\x1afabricsync/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x01\n" +
+	"\x1afabricsync/v1/fabric.proto\x12\rfabricsync.v1\x1a\x1afabricsync/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n" +
+	"\x17GetFabricRolloutRequest\x12\x1b\n" +
+	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12:\n" +
+	"\vstale_after\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"staleAfter\"\xce\x02\n" +
+	"\rSwitchRollout\x12\x16\n" +
+	"\x06switch\x18\x01 \x01(\tR\x06switch\x121\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1b.fabricsync.v1.RolloutStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x03R\n" +
+	"generation\x12-\n" +
+	"\x12applied_generation\x18\x05 \x01(\x03R\x11appliedGeneration\x12A\n" +
+	"\x0elast_heartbeat\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12'\n" +
+	"\x0freboot_required\x18\a \x01(\bR\x0erebootRequired\x12\x1f\n" +
+	"\vnos_version\x18\b \x01(\tR\n" +
+	"nosVersion\"\\\n" +
+	"\x11RolloutStateCount\x121\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1b.fabricsync.v1.RolloutStateR\x05state\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"\xfb\x01\n" +
+	"\x18GetFabricRolloutResponse\x128\n" +
+	"\bswitches\x18\x01 \x03(\v2\x1c.fabricsync.v1.SwitchRolloutR\bswitches\x12;\n" +
+	"\bby_state\x18\x02 \x03(\v2 .fabricsync.v1.RolloutStateCountR\abyState\x12)\n" +
+	"\x10agents_installed\x18\x03 \x01(\bR\x0fagentsInstalled\x12=\n" +
+	"\fcompute_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcomputeTime\"\xa6\x01\n" +
 	"\x16ClusterConnectionInput\x12\x1d\n" +
 	"\n" +
 	"server_url\x18\x01 \x01(\tR\tserverUrl\x12,\n" +
@@ -2802,7 +3177,13 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"_\n" +
 	"\x1dGenerateRbacManifestsResponse\x12\x12\n" +
 	"\x04yaml\x18\x01 \x01(\tR\x04yaml\x12*\n" +
-	"\x11token_secret_name\x18\x02 \x01(\tR\x0ftokenSecretName*\x90\x01\n" +
+	"\x11token_secret_name\x18\x02 \x01(\tR\x0ftokenSecretName*\x9b\x01\n" +
+	"\fRolloutState\x12\x1d\n" +
+	"\x19ROLLOUT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18ROLLOUT_STATE_UP_TO_DATE\x10\x01\x12\x1a\n" +
+	"\x16ROLLOUT_STATE_APPLYING\x10\x02\x12\x17\n" +
+	"\x13ROLLOUT_STATE_STALE\x10\x03\x12\x19\n" +
+	"\x15ROLLOUT_STATE_UNKNOWN\x10\x04*\x90\x01\n" +
 	"\n" +
 	"SyncStatus\x12\x1b\n" +
 	"\x17SYNC_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
@@ -2842,7 +3223,7 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x1dRESOURCE_DRIFT_STATUS_DRIFTED\x10\x03\x12!\n" +
 	"\x1dRESOURCE_DRIFT_STATUS_MISSING\x10\x04\x12\"\n" +
 	"\x1eRESOURCE_DRIFT_STATUS_ORPHANED\x10\x05\x12#\n" +
-	"\x1fRESOURCE_DRIFT_STATUS_CONTESTED\x10\x062\xda\x06\n" +
+	"\x1fRESOURCE_DRIFT_STATUS_CONTESTED\x10\x062\xbf\a\n" +
 	"\rFabricService\x12W\n" +
 	"\fCreateFabric\x12\".fabricsync.v1.CreateFabricRequest\x1a#.fabricsync.v1.CreateFabricResponse\x12N\n" +
 	"\tGetFabric\x12\x1f.fabricsync.v1.GetFabricRequest\x1a .fabricsync.v1.GetFabricResponse\x12T\n" +
@@ -2852,7 +3233,8 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x15TestClusterConnection\x12+.fabricsync.v1.TestClusterConnectionRequest\x1a,.fabricsync.v1.TestClusterConnectionResponse\x12Z\n" +
 	"\rListResources\x12#.fabricsync.v1.ListResourcesRequest\x1a$.fabricsync.v1.ListResourcesResponse\x12T\n" +
 	"\vGetResource\x12!.fabricsync.v1.GetResourceRequest\x1a\".fabricsync.v1.GetResourceResponse\x12r\n" +
-	"\x15GenerateRbacManifests\x12+.fabricsync.v1.GenerateRbacManifestsRequest\x1a,.fabricsync.v1.GenerateRbacManifestsResponseB\xb2\x01\n" +
+	"\x15GenerateRbacManifests\x12+.fabricsync.v1.GenerateRbacManifestsRequest\x1a,.fabricsync.v1.GenerateRbacManifestsResponse\x12c\n" +
+	"\x10GetFabricRollout\x12&.fabricsync.v1.GetFabricRolloutRequest\x1a'.fabricsync.v1.GetFabricRolloutResponseB\xb2\x01\n" +
 	"\x11com.fabricsync.v1B\vFabricProtoP\x01Z;github.com/fabricsync/fabricsync/client-sdk/go/fabricsyncv1\xa2\x02\x03FXX\xaa\x02\rFabricsync.V1\xca\x02\rFabricsync\\V1\xe2\x02\x19Fabricsync\\V1\\GPBMetadata\xea\x02\x0eFabricsync::V1b\x06proto3"
 
 var (
@@ -2867,120 +3249,134 @@ func file_fabricsync_v1_fabric_proto_rawDescGZIP() []byte {
 	return file_fabricsync_v1_fabric_proto_rawDescData
 }
 
-var file_fabricsync_v1_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_fabricsync_v1_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_fabricsync_v1_fabric_proto_goTypes = []any{
-	(SyncStatus)(0),                       // 0: fabricsync.v1.SyncStatus
-	(DriftStatus)(0),                      // 1: fabricsync.v1.DriftStatus
-	(WatchStatus)(0),                      // 2: fabricsync.v1.WatchStatus
-	(ClusterFailure)(0),                   // 3: fabricsync.v1.ClusterFailure
-	(ApplyStatus)(0),                      // 4: fabricsync.v1.ApplyStatus
-	(ResourceDriftStatus)(0),              // 5: fabricsync.v1.ResourceDriftStatus
-	(*ClusterConnectionInput)(nil),        // 6: fabricsync.v1.ClusterConnectionInput
-	(*ClusterConnection)(nil),             // 7: fabricsync.v1.ClusterConnection
-	(*IgnoreDifference)(nil),              // 8: fabricsync.v1.IgnoreDifference
-	(*SyncPolicy)(nil),                    // 9: fabricsync.v1.SyncPolicy
-	(*Fabric)(nil),                        // 10: fabricsync.v1.Fabric
-	(*WatchSettings)(nil),                 // 11: fabricsync.v1.WatchSettings
-	(*WatchActivity)(nil),                 // 12: fabricsync.v1.WatchActivity
-	(*CreateFabricRequest)(nil),           // 13: fabricsync.v1.CreateFabricRequest
-	(*CreateFabricResponse)(nil),          // 14: fabricsync.v1.CreateFabricResponse
-	(*GetFabricRequest)(nil),              // 15: fabricsync.v1.GetFabricRequest
-	(*GetFabricResponse)(nil),             // 16: fabricsync.v1.GetFabricResponse
-	(*ListFabricsRequest)(nil),            // 17: fabricsync.v1.ListFabricsRequest
-	(*ListFabricsResponse)(nil),           // 18: fabricsync.v1.ListFabricsResponse
-	(*UpdateFabricRequest)(nil),           // 19: fabricsync.v1.UpdateFabricRequest
-	(*UpdateFabricResponse)(nil),          // 20: fabricsync.v1.UpdateFabricResponse
-	(*DeleteFabricRequest)(nil),           // 21: fabricsync.v1.DeleteFabricRequest
-	(*DeleteFabricResponse)(nil),          // 22: fabricsync.v1.DeleteFabricResponse
-	(*TestClusterConnectionRequest)(nil),  // 23: fabricsync.v1.TestClusterConnectionRequest
-	(*InstalledCrd)(nil),                  // 24: fabricsync.v1.InstalledCrd
-	(*PermissionCheck)(nil),               // 25: fabricsync.v1.PermissionCheck
-	(*TestClusterConnectionResponse)(nil), // 26: fabricsync.v1.TestClusterConnectionResponse
-	(*SourceLocation)(nil),                // 27: fabricsync.v1.SourceLocation
-	(*Resource)(nil),                      // 28: fabricsync.v1.Resource
-	(*ListResourcesRequest)(nil),          // 29: fabricsync.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),         // 30: fabricsync.v1.ListResourcesResponse
-	(*GetResourceRequest)(nil),            // 31: fabricsync.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),           // 32: fabricsync.v1.GetResourceResponse
-	(*GenerateRbacManifestsRequest)(nil),  // 33: fabricsync.v1.GenerateRbacManifestsRequest
-	(*GenerateRbacManifestsResponse)(nil), // 34: fabricsync.v1.GenerateRbacManifestsResponse
-	(*durationpb.Duration)(nil),           // 35: google.protobuf.Duration
-	(ConnectionStatus)(0),                 // 36: fabricsync.v1.ConnectionStatus
-	(*KindCount)(nil),                     // 37: fabricsync.v1.KindCount
-	(*timestamppb.Timestamp)(nil),         // 38: google.protobuf.Timestamp
-	(Layout)(0),                           // 39: fabricsync.v1.Layout
-	(*fieldmaskpb.FieldMask)(nil),         // 40: google.protobuf.FieldMask
-	(*ResourceKey)(nil),                   // 41: fabricsync.v1.ResourceKey
-	(*structpb.Struct)(nil),               // 42: google.protobuf.Struct
-	(*FieldManager)(nil),                  // 43: fabricsync.v1.FieldManager
+	(RolloutState)(0),                     // 0: fabricsync.v1.RolloutState
+	(SyncStatus)(0),                       // 1: fabricsync.v1.SyncStatus
+	(DriftStatus)(0),                      // 2: fabricsync.v1.DriftStatus
+	(WatchStatus)(0),                      // 3: fabricsync.v1.WatchStatus
+	(ClusterFailure)(0),                   // 4: fabricsync.v1.ClusterFailure
+	(ApplyStatus)(0),                      // 5: fabricsync.v1.ApplyStatus
+	(ResourceDriftStatus)(0),              // 6: fabricsync.v1.ResourceDriftStatus
+	(*GetFabricRolloutRequest)(nil),       // 7: fabricsync.v1.GetFabricRolloutRequest
+	(*SwitchRollout)(nil),                 // 8: fabricsync.v1.SwitchRollout
+	(*RolloutStateCount)(nil),             // 9: fabricsync.v1.RolloutStateCount
+	(*GetFabricRolloutResponse)(nil),      // 10: fabricsync.v1.GetFabricRolloutResponse
+	(*ClusterConnectionInput)(nil),        // 11: fabricsync.v1.ClusterConnectionInput
+	(*ClusterConnection)(nil),             // 12: fabricsync.v1.ClusterConnection
+	(*IgnoreDifference)(nil),              // 13: fabricsync.v1.IgnoreDifference
+	(*SyncPolicy)(nil),                    // 14: fabricsync.v1.SyncPolicy
+	(*Fabric)(nil),                        // 15: fabricsync.v1.Fabric
+	(*WatchSettings)(nil),                 // 16: fabricsync.v1.WatchSettings
+	(*WatchActivity)(nil),                 // 17: fabricsync.v1.WatchActivity
+	(*CreateFabricRequest)(nil),           // 18: fabricsync.v1.CreateFabricRequest
+	(*CreateFabricResponse)(nil),          // 19: fabricsync.v1.CreateFabricResponse
+	(*GetFabricRequest)(nil),              // 20: fabricsync.v1.GetFabricRequest
+	(*GetFabricResponse)(nil),             // 21: fabricsync.v1.GetFabricResponse
+	(*ListFabricsRequest)(nil),            // 22: fabricsync.v1.ListFabricsRequest
+	(*ListFabricsResponse)(nil),           // 23: fabricsync.v1.ListFabricsResponse
+	(*UpdateFabricRequest)(nil),           // 24: fabricsync.v1.UpdateFabricRequest
+	(*UpdateFabricResponse)(nil),          // 25: fabricsync.v1.UpdateFabricResponse
+	(*DeleteFabricRequest)(nil),           // 26: fabricsync.v1.DeleteFabricRequest
+	(*DeleteFabricResponse)(nil),          // 27: fabricsync.v1.DeleteFabricResponse
+	(*TestClusterConnectionRequest)(nil),  // 28: fabricsync.v1.TestClusterConnectionRequest
+	(*InstalledCrd)(nil),                  // 29: fabricsync.v1.InstalledCrd
+	(*PermissionCheck)(nil),               // 30: fabricsync.v1.PermissionCheck
+	(*TestClusterConnectionResponse)(nil), // 31: fabricsync.v1.TestClusterConnectionResponse
+	(*SourceLocation)(nil),                // 32: fabricsync.v1.SourceLocation
+	(*Resource)(nil),                      // 33: fabricsync.v1.Resource
+	(*ListResourcesRequest)(nil),          // 34: fabricsync.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),         // 35: fabricsync.v1.ListResourcesResponse
+	(*GetResourceRequest)(nil),            // 36: fabricsync.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),           // 37: fabricsync.v1.GetResourceResponse
+	(*GenerateRbacManifestsRequest)(nil),  // 38: fabricsync.v1.GenerateRbacManifestsRequest
+	(*GenerateRbacManifestsResponse)(nil), // 39: fabricsync.v1.GenerateRbacManifestsResponse
+	(*durationpb.Duration)(nil),           // 40: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 41: google.protobuf.Timestamp
+	(ConnectionStatus)(0),                 // 42: fabricsync.v1.ConnectionStatus
+	(*KindCount)(nil),                     // 43: fabricsync.v1.KindCount
+	(Layout)(0),                           // 44: fabricsync.v1.Layout
+	(*fieldmaskpb.FieldMask)(nil),         // 45: google.protobuf.FieldMask
+	(*ResourceKey)(nil),                   // 46: fabricsync.v1.ResourceKey
+	(*structpb.Struct)(nil),               // 47: google.protobuf.Struct
+	(*FieldManager)(nil),                  // 48: fabricsync.v1.FieldManager
 }
 var file_fabricsync_v1_fabric_proto_depIdxs = []int32{
-	35, // 0: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
-	8,  // 1: fabricsync.v1.SyncPolicy.ignore_differences:type_name -> fabricsync.v1.IgnoreDifference
-	7,  // 2: fabricsync.v1.Fabric.cluster:type_name -> fabricsync.v1.ClusterConnection
-	9,  // 3: fabricsync.v1.Fabric.sync_policy:type_name -> fabricsync.v1.SyncPolicy
-	36, // 4: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
-	0,  // 5: fabricsync.v1.Fabric.sync_status:type_name -> fabricsync.v1.SyncStatus
-	1,  // 6: fabricsync.v1.Fabric.drift_status:type_name -> fabricsync.v1.DriftStatus
-	2,  // 7: fabricsync.v1.Fabric.watch_status:type_name -> fabricsync.v1.WatchStatus
-	37, // 8: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
-	38, // 9: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
-	38, // 10: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
-	38, // 11: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
-	39, // 12: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
-	11, // 13: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
-	12, // 14: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
-	38, // 15: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
-	38, // 16: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
-	10, // 17: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	6,  // 18: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	10, // 19: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	10, // 20: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	10, // 21: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
-	10, // 22: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	40, // 23: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
-	6,  // 24: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	10, // 25: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	24, // 26: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
-	25, // 27: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
-	3,  // 28: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
-	35, // 29: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
-	41, // 30: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
-	42, // 31: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
-	27, // 32: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
-	42, // 33: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
-	43, // 34: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
-	4,  // 35: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
-	38, // 36: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
-	5,  // 37: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
-	38, // 38: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
-	28, // 39: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
-	41, // 40: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
-	28, // 41: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
-	13, // 42: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
-	15, // 43: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
-	17, // 44: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
-	19, // 45: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
-	21, // 46: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
-	23, // 47: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
-	29, // 48: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
-	31, // 49: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
-	33, // 50: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
-	14, // 51: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
-	16, // 52: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
-	18, // 53: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
-	20, // 54: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
-	22, // 55: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
-	26, // 56: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
-	30, // 57: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
-	32, // 58: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
-	34, // 59: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
-	51, // [51:60] is the sub-list for method output_type
-	42, // [42:51] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	40, // 0: fabricsync.v1.GetFabricRolloutRequest.stale_after:type_name -> google.protobuf.Duration
+	0,  // 1: fabricsync.v1.SwitchRollout.state:type_name -> fabricsync.v1.RolloutState
+	41, // 2: fabricsync.v1.SwitchRollout.last_heartbeat:type_name -> google.protobuf.Timestamp
+	0,  // 3: fabricsync.v1.RolloutStateCount.state:type_name -> fabricsync.v1.RolloutState
+	8,  // 4: fabricsync.v1.GetFabricRolloutResponse.switches:type_name -> fabricsync.v1.SwitchRollout
+	9,  // 5: fabricsync.v1.GetFabricRolloutResponse.by_state:type_name -> fabricsync.v1.RolloutStateCount
+	41, // 6: fabricsync.v1.GetFabricRolloutResponse.compute_time:type_name -> google.protobuf.Timestamp
+	40, // 7: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
+	13, // 8: fabricsync.v1.SyncPolicy.ignore_differences:type_name -> fabricsync.v1.IgnoreDifference
+	12, // 9: fabricsync.v1.Fabric.cluster:type_name -> fabricsync.v1.ClusterConnection
+	14, // 10: fabricsync.v1.Fabric.sync_policy:type_name -> fabricsync.v1.SyncPolicy
+	42, // 11: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
+	1,  // 12: fabricsync.v1.Fabric.sync_status:type_name -> fabricsync.v1.SyncStatus
+	2,  // 13: fabricsync.v1.Fabric.drift_status:type_name -> fabricsync.v1.DriftStatus
+	3,  // 14: fabricsync.v1.Fabric.watch_status:type_name -> fabricsync.v1.WatchStatus
+	43, // 15: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
+	41, // 16: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
+	41, // 17: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
+	41, // 18: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
+	44, // 19: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
+	16, // 20: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
+	17, // 21: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
+	41, // 22: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
+	41, // 23: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
+	15, // 24: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	11, // 25: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	15, // 26: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	15, // 27: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	15, // 28: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
+	15, // 29: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	45, // 30: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
+	11, // 31: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	15, // 32: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	29, // 33: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
+	30, // 34: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
+	4,  // 35: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
+	40, // 36: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
+	46, // 37: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
+	47, // 38: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
+	32, // 39: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
+	47, // 40: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
+	48, // 41: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
+	5,  // 42: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
+	41, // 43: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
+	6,  // 44: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
+	41, // 45: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
+	33, // 46: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
+	46, // 47: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
+	33, // 48: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
+	18, // 49: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
+	20, // 50: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
+	22, // 51: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
+	24, // 52: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
+	26, // 53: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
+	28, // 54: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
+	34, // 55: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
+	36, // 56: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
+	38, // 57: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
+	7,  // 58: fabricsync.v1.FabricService.GetFabricRollout:input_type -> fabricsync.v1.GetFabricRolloutRequest
+	19, // 59: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
+	21, // 60: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
+	23, // 61: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
+	25, // 62: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
+	27, // 63: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
+	31, // 64: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
+	35, // 65: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
+	37, // 66: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
+	39, // 67: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
+	10, // 68: fabricsync.v1.FabricService.GetFabricRollout:output_type -> fabricsync.v1.GetFabricRolloutResponse
+	59, // [59:69] is the sub-list for method output_type
+	49, // [49:59] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_fabric_proto_init() }
@@ -2989,7 +3385,7 @@ func file_fabricsync_v1_fabric_proto_init() {
 		return
 	}
 	file_fabricsync_v1_common_proto_init()
-	file_fabricsync_v1_fabric_proto_msgTypes[25].OneofWrappers = []any{
+	file_fabricsync_v1_fabric_proto_msgTypes[29].OneofWrappers = []any{
 		(*GetResourceRequest_Id)(nil),
 		(*GetResourceRequest_Key)(nil),
 	}
@@ -2998,8 +3394,8 @@ func file_fabricsync_v1_fabric_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_fabric_proto_rawDesc), len(file_fabricsync_v1_fabric_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   29,
+			NumEnums:      7,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

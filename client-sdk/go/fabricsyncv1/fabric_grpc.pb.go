@@ -28,6 +28,7 @@ const (
 	FabricService_ListResources_FullMethodName         = "/fabricsync.v1.FabricService/ListResources"
 	FabricService_GetResource_FullMethodName           = "/fabricsync.v1.FabricService/GetResource"
 	FabricService_GenerateRbacManifests_FullMethodName = "/fabricsync.v1.FabricService/GenerateRbacManifests"
+	FabricService_GetFabricRollout_FullMethodName      = "/fabricsync.v1.FabricService/GetFabricRollout"
 )
 
 // FabricServiceClient is the client API for FabricService service.
@@ -63,6 +64,12 @@ type FabricServiceClient interface {
 	// token Secret) for the service's access to this fabric's cluster, as YAML to apply with
 	// an admin account. Errors: INVALID_ARGUMENT, NOT_FOUND.
 	GenerateRbacManifests(ctx context.Context, in *GenerateRbacManifestsRequest, opts ...grpc.CallOption) (*GenerateRbacManifestsResponse, error)
+	// Whether the fabric's configuration is on its switches, read from the cluster now: for each
+	// Switch of the fabric (as pulled from Git), its Hedgehog Agent's applied generation against
+	// the current one, last heartbeat, reboot flag and NOS version. Agents are only read, never
+	// applied or pruned. Errors: NOT_FOUND; FAILED_PRECONDITION (no cluster); UNAVAILABLE (the
+	// cluster did not answer, with the reason).
+	GetFabricRollout(ctx context.Context, in *GetFabricRolloutRequest, opts ...grpc.CallOption) (*GetFabricRolloutResponse, error)
 }
 
 type fabricServiceClient struct {
@@ -163,6 +170,16 @@ func (c *fabricServiceClient) GenerateRbacManifests(ctx context.Context, in *Gen
 	return out, nil
 }
 
+func (c *fabricServiceClient) GetFabricRollout(ctx context.Context, in *GetFabricRolloutRequest, opts ...grpc.CallOption) (*GetFabricRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFabricRolloutResponse)
+	err := c.cc.Invoke(ctx, FabricService_GetFabricRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FabricServiceServer is the server API for FabricService service.
 // All implementations must embed UnimplementedFabricServiceServer
 // for forward compatibility.
@@ -196,6 +213,12 @@ type FabricServiceServer interface {
 	// token Secret) for the service's access to this fabric's cluster, as YAML to apply with
 	// an admin account. Errors: INVALID_ARGUMENT, NOT_FOUND.
 	GenerateRbacManifests(context.Context, *GenerateRbacManifestsRequest) (*GenerateRbacManifestsResponse, error)
+	// Whether the fabric's configuration is on its switches, read from the cluster now: for each
+	// Switch of the fabric (as pulled from Git), its Hedgehog Agent's applied generation against
+	// the current one, last heartbeat, reboot flag and NOS version. Agents are only read, never
+	// applied or pruned. Errors: NOT_FOUND; FAILED_PRECONDITION (no cluster); UNAVAILABLE (the
+	// cluster did not answer, with the reason).
+	GetFabricRollout(context.Context, *GetFabricRolloutRequest) (*GetFabricRolloutResponse, error)
 	mustEmbedUnimplementedFabricServiceServer()
 }
 
@@ -232,6 +255,9 @@ func (UnimplementedFabricServiceServer) GetResource(context.Context, *GetResourc
 }
 func (UnimplementedFabricServiceServer) GenerateRbacManifests(context.Context, *GenerateRbacManifestsRequest) (*GenerateRbacManifestsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GenerateRbacManifests not implemented")
+}
+func (UnimplementedFabricServiceServer) GetFabricRollout(context.Context, *GetFabricRolloutRequest) (*GetFabricRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFabricRollout not implemented")
 }
 func (UnimplementedFabricServiceServer) mustEmbedUnimplementedFabricServiceServer() {}
 func (UnimplementedFabricServiceServer) testEmbeddedByValue()                       {}
@@ -416,6 +442,24 @@ func _FabricService_GenerateRbacManifests_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FabricService_GetFabricRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFabricRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FabricServiceServer).GetFabricRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FabricService_GetFabricRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FabricServiceServer).GetFabricRollout(ctx, req.(*GetFabricRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FabricService_ServiceDesc is the grpc.ServiceDesc for FabricService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -458,6 +502,10 @@ var FabricService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GenerateRbacManifests",
 			Handler:    _FabricService_GenerateRbacManifests_Handler,
+		},
+		{
+			MethodName: "GetFabricRollout",
+			Handler:    _FabricService_GetFabricRollout_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

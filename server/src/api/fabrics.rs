@@ -716,6 +716,96 @@ impl FabricService for FabricApi {
         let m = rbac::manifests(self.state.settings.kinds, &fabric.name, account, namespace);
         Ok(Response::new(GenerateRbacManifestsResponse { yaml: m.yaml, token_secret_name: m.token_secret_name }))
     }
+
+    async fn get_fabric_rollout(
+        &self,
+        request: Request<GetFabricRolloutRequest>,
+    ) -> Result<Response<GetFabricRolloutResponse>, Status> {
+        let req = request.into_inner();
+        let id = parse_id("fabric_id", &req.fabric_id)?;
+        let stale_after = match req.stale_after {
+            None => DEFAULT_STALE_AFTER_SECONDS,
+            Some(d) if d.seconds < 0 || d.nanos < 0 => {
+                return Err(ApiError::invalid("stale_after", "must not be negative").into())
+            }
+            Some(d) if d.seconds == 0 && d.nanos == 0 => DEFAULT_STALE_AFTER_SECONDS,
+            Some(d) => d.seconds.max(1),
+        };
+        let fabric = load(&self.state, id).await?;
+        let switches = {
+            let mut conn = self.state.conn().await?;
+            crate::db::resources::desired_names(&mut conn, id, "wiring.githedgehog.com", "Switch")
+                .await
+                .map_err(ApiError::from)?
+        };
+        let connection = cluster::connect(&fabric, &self.state.keyring, &self.state.settings.outbound).await;
+        let read = match connection {
+            Ok(c) => cluster::agents::list(&c.client, &fabric.cluster_namespace)
+                .await
+                .map_err(|e| c.redactor.clean(&e.to_string())),
+            Err(ClusterError::NotConfigured) => {
+                return Err(ApiError::FailedPrecondition(ClusterError::NotConfigured.to_string()).into())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let agents = read.map_err(|e| ApiError::Unavailable(format!("reading the switches' agents: {e}")))?;
+        Ok(Response::new(rollout_response(&switches, agents.as_deref(), crate::db::now(), stale_after)))
+    }
+}
+
+/// Without a stale_after, a switch silent for 5 minutes is STALE.
+const DEFAULT_STALE_AFTER_SECONDS: i64 = 300;
+
+/// The switches' rollout from their agents, as the response lists it.
+fn rollout_response(
+    switches: &[String],
+    agents: Option<&[serde_json::Value]>,
+    now: chrono::DateTime<chrono::Utc>,
+    stale_after_seconds: i64,
+) -> GetFabricRolloutResponse {
+    use fabricsync_core::rollout;
+    let agent_of = |switch: &str| {
+        agents?.iter().find(|a| a.pointer("/metadata/name").and_then(serde_json::Value::as_str) == Some(switch))
+    };
+    let rollouts: Vec<rollout::SwitchRollout> = switches
+        .iter()
+        .map(|switch| {
+            let status = agent_of(switch).map(rollout::agent_status);
+            let heartbeat = status
+                .as_ref()
+                .and_then(|s| s.heartbeat.as_deref())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            let age = heartbeat.map(|t| (now - t).num_seconds().max(0));
+            rollout::switch_rollout(switch, status, age, stale_after_seconds)
+        })
+        .collect();
+    let state = |s| crate::convert::proto_of(&crate::convert::ROLLOUT_STATES, s) as i32;
+    GetFabricRolloutResponse {
+        by_state: rollout::summary(&rollouts)
+            .into_iter()
+            .map(|(s, count)| RolloutStateCount { state: state(s), count: count as i32 })
+            .collect(),
+        switches: rollouts
+            .into_iter()
+            .map(|r| {
+                let agent = r.agent.unwrap_or_default();
+                let heartbeat = agent.heartbeat.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                SwitchRollout {
+                    switch: r.switch,
+                    state: state(r.state),
+                    reason: r.reason,
+                    generation: agent.generation,
+                    applied_generation: agent.applied_generation,
+                    last_heartbeat: heartbeat.map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
+                    reboot_required: agent.reboot_required,
+                    nos_version: agent.nos_version,
+                }
+            })
+            .collect(),
+        agents_installed: agents.is_some(),
+        compute_time: Some(convert::timestamp(now)),
+    }
 }
 
 fn cluster_failure(e: &ClusterError) -> ClusterFailure {

@@ -176,6 +176,9 @@ pub static RULES: &[Rule] = &[
         |r| vec![Target::Fabric(r.id)],
         audited
     ),
+    rule!("fabricsync.v1.FabricService/GetFabricRollout", VIEWER, GetFabricRolloutRequest, |r| vec![Target::Fabric(
+        r.fabric_id
+    )]),
     rule!("fabricsync.v1.FabricService/ListResources", VIEWER, ListResourcesRequest, |r| vec![Target::Fabric(
         r.fabric_id
     )]),

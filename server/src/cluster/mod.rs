@@ -1,6 +1,7 @@
 //! The Kubernetes layer: a client per fabric from its stored connection, connection checks,
-//! least-privilege RBAC manifests, server-side apply in waves.
+//! least-privilege RBAC manifests, server-side apply in waves, the switches' agents (read only).
 
+pub mod agents;
 pub mod apply;
 pub mod breaker;
 pub mod check;

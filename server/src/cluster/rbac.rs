@@ -1,5 +1,6 @@
 //! Least-privilege RBAC for one fabric: a ServiceAccount, a ClusterRole with exactly the verbs
-//! the service uses on the Hedgehog resources, its binding, and a token Secret.
+//! the service uses on the Hedgehog resources (and read on the switches' agents), its binding,
+//! and a token Secret.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,12 @@ pub fn manifests(kinds: &KindRegistry, fabric: &str, account: &str, namespace: &
             )
         })
         .collect();
+    // Agents are read for rollout (GetFabricRollout), never written.
+    let rules = format!(
+        "{rules}  - apiGroups: [\"{}\"]\n    resources: [\"{}\"]\n    verbs: [\"get\", \"list\", \"watch\"]\n",
+        super::agents::GROUP,
+        super::agents::PLURAL
+    );
     let labels = format!("  labels:\n    {FABRIC_LABEL}: {fabric}\n");
     let yaml = format!(
         "# Least-privilege access for fabricsync to fabric {fabric}. Apply with an admin account, then set\n\
@@ -64,11 +71,17 @@ mod tests {
         assert_eq!(kinds_of, ["ServiceAccount", "Secret", "ClusterRole", "ClusterRoleBinding"]);
         let role = &docs[2].value;
         let rules = role["rules"].as_array().expect("rules");
-        let granted: usize = rules.iter().map(|r| r["resources"].as_array().map_or(0, Vec::len)).sum();
+        let (agents, managed) = rules.split_last().expect("rules");
+        let granted: usize = managed.iter().map(|r| r["resources"].as_array().map_or(0, Vec::len)).sum();
         assert_eq!(granted, needed_resources(kinds).len());
-        for rule in rules {
+        for rule in managed {
             assert_eq!(rule["verbs"], serde_json::json!(VERBS));
         }
+        assert_eq!(agents["apiGroups"], serde_json::json!(["agent.githedgehog.com"]));
+        assert_eq!(
+            (&agents["resources"], &agents["verbs"]),
+            (&serde_json::json!(["agents"]), &serde_json::json!(["get", "list", "watch"]))
+        );
         assert_eq!(docs[1].value["metadata"]["annotations"]["kubernetes.io/service-account.name"], "fabricsync");
         assert_eq!(docs[3].value["subjects"][0]["namespace"], "fab-system");
         assert_eq!(docs[0].value["metadata"]["labels"][FABRIC_LABEL], "lab");

@@ -113,6 +113,24 @@ pub struct ResourceFilter {
     pub drifted_only: bool,
 }
 
+/// The names of the fabric's desired objects of one kind, sorted.
+pub async fn desired_names(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    group: &str,
+    kind: &str,
+) -> Result<Vec<String>, DbError> {
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .filter(resources::api_group.eq(group))
+        .filter(resources::kind.eq(kind))
+        .filter(resources::desired.is_not_null())
+        .select(resources::name)
+        .order(resources::name.asc())
+        .load(conn)
+        .await?)
+}
+
 /// Every resource of the fabric that has a desired object or a live one.
 pub async fn index(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<IndexEntry>, DbError> {
     type Row = (Uuid, String, String, String, String, Option<String>, bool);

@@ -24,6 +24,38 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _RolloutState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RolloutStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RolloutState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROLLOUT_STATE_UNSPECIFIED: _RolloutState.ValueType  # 0
+    """Not set."""
+    ROLLOUT_STATE_UP_TO_DATE: _RolloutState.ValueType  # 1
+    """The agent applied the current generation and its heartbeat is recent."""
+    ROLLOUT_STATE_APPLYING: _RolloutState.ValueType  # 2
+    """The agent has not applied the current generation yet."""
+    ROLLOUT_STATE_STALE: _RolloutState.ValueType  # 3
+    """No heartbeat for longer than stale_after (or never): what the switch runs is not known now."""
+    ROLLOUT_STATE_UNKNOWN: _RolloutState.ValueType  # 4
+    """No agent for the switch (agents not installed, or the switch not registered yet)."""
+
+class RolloutState(_RolloutState, metaclass=_RolloutStateEnumTypeWrapper):
+    """A switch's rollout."""
+
+ROLLOUT_STATE_UNSPECIFIED: RolloutState.ValueType  # 0
+"""Not set."""
+ROLLOUT_STATE_UP_TO_DATE: RolloutState.ValueType  # 1
+"""The agent applied the current generation and its heartbeat is recent."""
+ROLLOUT_STATE_APPLYING: RolloutState.ValueType  # 2
+"""The agent has not applied the current generation yet."""
+ROLLOUT_STATE_STALE: RolloutState.ValueType  # 3
+"""No heartbeat for longer than stale_after (or never): what the switch runs is not known now."""
+ROLLOUT_STATE_UNKNOWN: RolloutState.ValueType  # 4
+"""No agent for the switch (agents not installed, or the switch not registered yet)."""
+Global___RolloutState: _TypeAlias = RolloutState  # noqa: Y015
+
 class _SyncStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -227,6 +259,151 @@ RESOURCE_DRIFT_STATUS_ORPHANED: ResourceDriftStatus.ValueType  # 5
 RESOURCE_DRIFT_STATUS_CONTESTED: ResourceDriftStatus.ValueType  # 6
 """Self-heal gave up: another field manager keeps changing it (see contested_by)."""
 Global___ResourceDriftStatus: _TypeAlias = ResourceDriftStatus  # noqa: Y015
+
+@_typing.final
+class GetFabricRolloutRequest(_message.Message):
+    """Request of GetFabricRollout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FABRIC_ID_FIELD_NUMBER: _builtins.int
+    STALE_AFTER_FIELD_NUMBER: _builtins.int
+    fabric_id: _builtins.str
+    """Fabric id."""
+    @_builtins.property
+    def stale_after(self) -> _duration_pb2.Duration:
+        """A switch whose agent sent no heartbeat for longer is STALE. Unset or 0 = 5 minutes."""
+
+    def __init__(
+        self,
+        *,
+        fabric_id: _builtins.str = ...,
+        stale_after: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stale_after", b"stale_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fabric_id", b"fabric_id", "stale_after", b"stale_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFabricRolloutRequest: _TypeAlias = GetFabricRolloutRequest  # noqa: Y015
+
+@_typing.final
+class SwitchRollout(_message.Message):
+    """One switch's rollout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SWITCH_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    APPLIED_GENERATION_FIELD_NUMBER: _builtins.int
+    LAST_HEARTBEAT_FIELD_NUMBER: _builtins.int
+    REBOOT_REQUIRED_FIELD_NUMBER: _builtins.int
+    NOS_VERSION_FIELD_NUMBER: _builtins.int
+    switch: _builtins.str
+    """The Switch's (and its Agent's) name."""
+    state: Global___RolloutState.ValueType
+    reason: _builtins.str
+    """Why, in words ("applied generation 3 of 4")."""
+    generation: _builtins.int
+    """The Agent's metadata.generation: the configuration it was given."""
+    applied_generation: _builtins.int
+    """The Agent's status.lastAppliedGen: the configuration the switch applied."""
+    reboot_required: _builtins.bool
+    """status.rebootRequired."""
+    nos_version: _builtins.str
+    """status.state.nos.softwareVersion."""
+    @_builtins.property
+    def last_heartbeat(self) -> _timestamp_pb2.Timestamp:
+        """status.lastHeartbeat, when the agent sent one."""
+
+    def __init__(
+        self,
+        *,
+        switch: _builtins.str = ...,
+        state: Global___RolloutState.ValueType = ...,
+        reason: _builtins.str = ...,
+        generation: _builtins.int = ...,
+        applied_generation: _builtins.int = ...,
+        last_heartbeat: _timestamp_pb2.Timestamp | None = ...,
+        reboot_required: _builtins.bool = ...,
+        nos_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_heartbeat", b"last_heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_generation", b"applied_generation", "generation", b"generation", "last_heartbeat", b"last_heartbeat", "nos_version", b"nos_version", "reason", b"reason", "reboot_required", b"reboot_required", "state", b"state", "switch", b"switch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SwitchRollout: _TypeAlias = SwitchRollout  # noqa: Y015
+
+@_typing.final
+class RolloutStateCount(_message.Message):
+    """Switches in one rollout state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    state: Global___RolloutState.ValueType
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        state: Global___RolloutState.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RolloutStateCount: _TypeAlias = RolloutStateCount  # noqa: Y015
+
+@_typing.final
+class GetFabricRolloutResponse(_message.Message):
+    """Response of GetFabricRollout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SWITCHES_FIELD_NUMBER: _builtins.int
+    BY_STATE_FIELD_NUMBER: _builtins.int
+    AGENTS_INSTALLED_FIELD_NUMBER: _builtins.int
+    COMPUTE_TIME_FIELD_NUMBER: _builtins.int
+    agents_installed: _builtins.bool
+    """Whether the cluster has the Agent kind (agent.githedgehog.com/v1beta1); without it every
+    switch is UNKNOWN.
+    """
+    @_builtins.property
+    def switches(self) -> _containers.RepeatedCompositeFieldContainer[Global___SwitchRollout]:
+        """Every Switch of the fabric, by name."""
+
+    @_builtins.property
+    def by_state(self) -> _containers.RepeatedCompositeFieldContainer[Global___RolloutStateCount]:
+        """Switches per state; every state is listed, zero or not."""
+
+    @_builtins.property
+    def compute_time(self) -> _timestamp_pb2.Timestamp:
+        """When the cluster was read."""
+
+    def __init__(
+        self,
+        *,
+        switches: _abc.Iterable[Global___SwitchRollout] | None = ...,
+        by_state: _abc.Iterable[Global___RolloutStateCount] | None = ...,
+        agents_installed: _builtins.bool = ...,
+        compute_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compute_time", b"compute_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents_installed", b"agents_installed", "by_state", b"by_state", "compute_time", b"compute_time", "switches", b"switches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFabricRolloutResponse: _TypeAlias = GetFabricRolloutResponse  # noqa: Y015
 
 @_typing.final
 class ClusterConnectionInput(_message.Message):

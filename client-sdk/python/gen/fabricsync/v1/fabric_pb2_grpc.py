@@ -81,6 +81,11 @@ class FabricServiceStub:
                 request_serializer=fabricsync_dot_v1_dot_fabric__pb2.GenerateRbacManifestsRequest.SerializeToString,
                 response_deserializer=fabricsync_dot_v1_dot_fabric__pb2.GenerateRbacManifestsResponse.FromString,
                 _registered_method=True)
+        self.GetFabricRollout = channel.unary_unary(
+                '/fabricsync.v1.FabricService/GetFabricRollout',
+                request_serializer=fabricsync_dot_v1_dot_fabric__pb2.GetFabricRolloutRequest.SerializeToString,
+                response_deserializer=fabricsync_dot_v1_dot_fabric__pb2.GetFabricRolloutResponse.FromString,
+                _registered_method=True)
 
 
 class FabricServiceServicer:
@@ -159,6 +164,17 @@ class FabricServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFabricRollout(self, request, context):
+        """Whether the fabric's configuration is on its switches, read from the cluster now: for each
+        Switch of the fabric (as pulled from Git), its Hedgehog Agent's applied generation against
+        the current one, last heartbeat, reboot flag and NOS version. Agents are only read, never
+        applied or pruned. Errors: NOT_FOUND; FAILED_PRECONDITION (no cluster); UNAVAILABLE (the
+        cluster did not answer, with the reason).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FabricServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +222,11 @@ def add_FabricServiceServicer_to_server(servicer, server):
                     servicer.GenerateRbacManifests,
                     request_deserializer=fabricsync_dot_v1_dot_fabric__pb2.GenerateRbacManifestsRequest.FromString,
                     response_serializer=fabricsync_dot_v1_dot_fabric__pb2.GenerateRbacManifestsResponse.SerializeToString,
+            ),
+            'GetFabricRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFabricRollout,
+                    request_deserializer=fabricsync_dot_v1_dot_fabric__pb2.GetFabricRolloutRequest.FromString,
+                    response_serializer=fabricsync_dot_v1_dot_fabric__pb2.GetFabricRolloutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -453,6 +474,33 @@ class FabricService:
             '/fabricsync.v1.FabricService/GenerateRbacManifests',
             fabricsync_dot_v1_dot_fabric__pb2.GenerateRbacManifestsRequest.SerializeToString,
             fabricsync_dot_v1_dot_fabric__pb2.GenerateRbacManifestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFabricRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabricsync.v1.FabricService/GetFabricRollout',
+            fabricsync_dot_v1_dot_fabric__pb2.GetFabricRolloutRequest.SerializeToString,
+            fabricsync_dot_v1_dot_fabric__pb2.GetFabricRolloutResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,13 @@ class FabricServiceStub:
     token Secret) for the service's access to this fabric's cluster, as YAML to apply with
     an admin account. Errors: INVALID_ARGUMENT, NOT_FOUND.
     """
+    GetFabricRollout: _grpc.UnaryUnaryMultiCallable[_fabric_pb2.GetFabricRolloutRequest, _fabric_pb2.GetFabricRolloutResponse]
+    """Whether the fabric's configuration is on its switches, read from the cluster now: for each
+    Switch of the fabric (as pulled from Git), its Hedgehog Agent's applied generation against
+    the current one, last heartbeat, reboot flag and NOS version. Agents are only read, never
+    applied or pruned. Errors: NOT_FOUND; FAILED_PRECONDITION (no cluster); UNAVAILABLE (the
+    cluster did not answer, with the reason).
+    """
 
 @_typing.type_check_only
 class FabricServiceAsyncStub(FabricServiceStub):
@@ -106,6 +113,13 @@ class FabricServiceAsyncStub(FabricServiceStub):
     """Renders least-privilege RBAC manifests (ServiceAccount, ClusterRole, ClusterRoleBinding,
     token Secret) for the service's access to this fabric's cluster, as YAML to apply with
     an admin account. Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    GetFabricRollout: _aio.UnaryUnaryMultiCallable[_fabric_pb2.GetFabricRolloutRequest, _fabric_pb2.GetFabricRolloutResponse]  # type: ignore[assignment]
+    """Whether the fabric's configuration is on its switches, read from the cluster now: for each
+    Switch of the fabric (as pulled from Git), its Hedgehog Agent's applied generation against
+    the current one, last heartbeat, reboot flag and NOS version. Agents are only read, never
+    applied or pruned. Errors: NOT_FOUND; FAILED_PRECONDITION (no cluster); UNAVAILABLE (the
+    cluster did not answer, with the reason).
     """
 
 class FabricServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -197,6 +211,19 @@ class FabricServiceServicer(metaclass=_abc_1.ABCMeta):
         """Renders least-privilege RBAC manifests (ServiceAccount, ClusterRole, ClusterRoleBinding,
         token Secret) for the service's access to this fabric's cluster, as YAML to apply with
         an admin account. Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetFabricRollout(
+        self,
+        request: _fabric_pb2.GetFabricRolloutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fabric_pb2.GetFabricRolloutResponse, _abc.Awaitable[_fabric_pb2.GetFabricRolloutResponse]]:
+        """Whether the fabric's configuration is on its switches, read from the cluster now: for each
+        Switch of the fabric (as pulled from Git), its Hedgehog Agent's applied generation against
+        the current one, last heartbeat, reboot flag and NOS version. Agents are only read, never
+        applied or pruned. Errors: NOT_FOUND; FAILED_PRECONDITION (no cluster); UNAVAILABLE (the
+        cluster did not answer, with the reason).
         """
 
 def add_FabricServiceServicer_to_server(servicer: FabricServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
