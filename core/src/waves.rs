@@ -8,15 +8,16 @@ use serde_json::Value;
 /// The annotation that puts an object in an earlier or later apply wave (an integer, default 0).
 pub const SYNC_WAVE_ANNOTATION: &str = "fabricsync.dev/sync-wave";
 
-/// The default wave of a kind: namespaces and profiles, then switches and servers, then
-/// connections, then VPCs and externals, then what attaches or peers them. Unknown kinds last.
+/// The default wave of a kind: namespaces, profiles and gateway groups, then switches, servers
+/// and gateways, then connections, then VPCs, externals and the gateways' VPC infos, then what
+/// attaches or peers them. Unknown kinds last.
 pub fn default_wave(kind: &str) -> i64 {
     match kind {
-        "Namespace" | "IPv4Namespace" | "VLANNamespace" | "SwitchProfile" | "ServerProfile" => 0,
-        "Switch" | "SwitchGroup" | "Server" => 1,
+        "Namespace" | "IPv4Namespace" | "VLANNamespace" | "SwitchProfile" | "ServerProfile" | "GatewayGroup" => 0,
+        "Switch" | "SwitchGroup" | "Server" | "Gateway" => 1,
         "Connection" => 2,
-        "VPC" | "External" => 3,
-        "VPCAttachment" | "VPCPeering" | "ExternalAttachment" | "ExternalPeering" => 4,
+        "VPC" | "External" | "VPCInfo" => 3,
+        "VPCAttachment" | "VPCPeering" | "ExternalAttachment" | "ExternalPeering" | "GatewayPeering" => 4,
         _ => 5,
     }
 }

@@ -100,7 +100,7 @@ async fn connection_checks_and_least_privilege_rbac() {
         "{}",
         r.message
     );
-    assert_eq!(r.crds.len(), 14, "{:?}", r.crds);
+    assert_eq!(r.crds.len(), 18, "{:?}", r.crds);
     assert!(r.crds.iter().any(|crd| crd.kind == "VPC" && crd.versions == ["v1beta1"]));
     assert!(r.permissions.iter().all(|p| !p.allowed));
     let fabric = c
@@ -130,7 +130,7 @@ async fn connection_checks_and_least_privilege_rbac() {
     set_cluster(&mut c, &id, cluster_input(&kube, &token)).await;
     let r = test_connection(&mut c, &id).await;
     assert_eq!(failure(&r), ClusterFailure::Unspecified, "{}", r.message);
-    assert_eq!(r.permissions.len(), 14 * 6);
+    assert_eq!(r.permissions.len(), 18 * 6);
     assert!(r.permissions.iter().all(|p| p.allowed), "{:?}", r.permissions.iter().find(|p| !p.allowed));
     let fabric = c
         .fabrics

@@ -27,8 +27,20 @@ pub struct KindRegistry {
 
 static REGISTRY: OnceLock<KindRegistry> = OnceLock::new();
 
-/// The Hedgehog CRDs this build knows (githedgehog/fabric, see server/tests/data/SOURCES.md).
+/// The Hedgehog CRDs this build knows (githedgehog/fabric, see server/tests/data/SOURCES.md),
+/// gateway kinds included. The Agent kind is not here: it is read for rollout, never managed
+/// (core/crds-observed).
 const HEDGEHOG_CRDS: &[(&str, &str)] = &[
+    (
+        "gateway.githedgehog.com_gatewaygroups.yaml",
+        include_str!("../../crds/gateway.githedgehog.com_gatewaygroups.yaml"),
+    ),
+    (
+        "gateway.githedgehog.com_gatewaypeerings.yaml",
+        include_str!("../../crds/gateway.githedgehog.com_gatewaypeerings.yaml"),
+    ),
+    ("gateway.githedgehog.com_gateways.yaml", include_str!("../../crds/gateway.githedgehog.com_gateways.yaml")),
+    ("gateway.githedgehog.com_vpcinfos.yaml", include_str!("../../crds/gateway.githedgehog.com_vpcinfos.yaml")),
     (
         "vpc.githedgehog.com_externalattachments.yaml",
         include_str!("../../crds/vpc.githedgehog.com_externalattachments.yaml"),

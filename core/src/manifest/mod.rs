@@ -504,6 +504,16 @@ mod tests {
     }
 
     #[test]
+    fn gateway_kinds_are_managed_like_the_rest() {
+        let gateway = "apiVersion: gateway.githedgehog.com/v1alpha1\nkind: Gateway\nmetadata:\n  name: gw-1\nspec:\n  asn: 65534\n";
+        let parsed = parse(gateway);
+        assert_eq!(parsed.objects.len(), 1, "{:?}", parsed.diagnostics);
+        assert_eq!(parsed.objects[0].key().to_string(), "Gateway.gateway.githedgehog.com/default/gw-1");
+        let bad = parse(&gateway.replace("65534", "many"));
+        assert_eq!(codes(&bad), [("schema.type".to_string(), "/spec/asn".to_string(), 6)]);
+    }
+
+    #[test]
     fn bad_documents_are_named_precisely() {
         let cases: Vec<(String, &str, &str, u32)> = vec![
             (SWITCH.replace("server-leaf", "core"), "schema.enum", "/spec/role", 6),
