@@ -519,9 +519,11 @@ impl Session {
         if status.success() {
             return Ok(Pushed::Done);
         }
-        // `!<tab>src:dst<tab>[rejected] (fetch first)`: the branch moved; `[remote rejected]` is
+        // `!<tab>src:dst<tab>[rejected] (fetch first)`: the branch moved; so it does when the
+        // remote's ref update lost a race (`[remote rejected] (failed to update ref)`, `(cannot
+        // lock ref ...)`): another push is moving it right now. Any other `[remote rejected]` is
         // the server refusing (a hook, permissions), a failure like any other.
-        if read(&stdout).lines().any(|l| l.starts_with('!') && l.contains("\t[rejected]")) {
+        if branch_moved(&read(&stdout)) {
             return Ok(Pushed::Moved);
         }
         let mut texts: Vec<String> =
@@ -555,6 +557,12 @@ impl Session {
             self.connect(&remote)?.ref_map(gix::progress::Discard, options).map_err(|e| self.fail(&e))?;
         Ok(summarize(&ref_map.remote_refs))
     }
+}
+
+/// Whether `git push --porcelain` says the branch moved, or was being moved, meanwhile.
+fn branch_moved(porcelain: &str) -> bool {
+    const MOVED: [&str; 3] = ["\t[rejected]", "(failed to update ref)", "(cannot lock ref"];
+    porcelain.lines().any(|l| l.starts_with('!') && MOVED.iter().any(|m| l.contains(m)))
 }
 
 /// The git command with nothing of the machine's environment but PATH: every use adds its own.
@@ -630,6 +638,19 @@ mod tests {
 
     fn token() -> Auth {
         Auth::Token { username: String::new(), token: "t0ken".into() }
+    }
+
+    #[test]
+    fn a_push_that_lost_a_race_is_a_moved_branch_and_a_refusal_is_not() {
+        for line in [
+            "!\trefs/heads/w:refs/heads/main\t[rejected] (fetch first)",
+            "!\trefs/heads/w:refs/heads/main\t[remote rejected] (failed to update ref)",
+            "!\trefs/heads/w:refs/heads/main\t[remote rejected] (cannot lock ref 'refs/heads/main': unable to create lock)",
+        ] {
+            assert!(branch_moved(&format!("To /srv/r.git\n{line}\nDone\n")), "{line}");
+        }
+        assert!(!branch_moved("!\trefs/heads/w:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n"));
+        assert!(!branch_moved("=\trefs/heads/w:refs/heads/main\t[up to date]\nDone\n"));
     }
 
     #[test]
