@@ -8,6 +8,9 @@ use serde_json::Value;
 
 use crate::vocab::RolloutState;
 
+/// Without another threshold, a switch whose agent was silent for 5 minutes is STALE.
+pub const DEFAULT_STALE_AFTER_SECONDS: i64 = 300;
+
 /// What an Agent object says, read by `agent_status`; the shell turns the heartbeat's RFC 3339
 /// time into an age (the core has no clock).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

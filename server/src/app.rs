@@ -216,17 +216,13 @@ async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyho
         .await
         .context("connecting to the database")?;
     let mut resealed = 0;
-    for (id, blob, key_id) in db::repositories::sealed_secrets(&mut conn).await? {
-        let context = crypto::repository_secret_context(id);
+    for (id, slot, blob, key_id) in db::repositories::sealed_secrets(&mut conn).await? {
+        let context = match slot {
+            db::repositories::SecretSlot::Credentials => crypto::repository_secret_context(id),
+            db::repositories::SecretSlot::Webhook => crypto::repository_webhook_context(id),
+        };
         if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
-            db::repositories::store_sealed_secret(&mut conn, id, &new.blob, &new.key_id).await?;
-            resealed += 1;
-        }
-    }
-    for (id, blob, key_id) in db::repositories::sealed_webhook_secrets(&mut conn).await? {
-        let context = crypto::repository_webhook_context(id);
-        if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
-            db::repositories::store_sealed_webhook_secret(&mut conn, id, &new.blob, &new.key_id).await?;
+            db::repositories::store_sealed_secret(&mut conn, id, slot, &new.blob, &new.key_id).await?;
             resealed += 1;
         }
     }

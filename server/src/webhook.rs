@@ -234,6 +234,7 @@ async fn receive(state: &AppState, request: Request<Incoming>) -> Result<(Answer
             requested_ref: String::new(),
             targets: None,
             requested_by: format!("webhook:{forge}"),
+            rollout_wait_seconds: 0,
         };
         let (run, already_active) = match queue::enqueue(&mut conn, &request).await.map_err(db_error)? {
             Enqueued::New(run) => (Some(run), false),

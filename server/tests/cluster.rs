@@ -1326,6 +1326,56 @@ async fn rollout_tells_each_switch_from_its_agent() {
     let caught_up = c.fabrics.get_fabric_rollout(rollout(None)).await.expect("rollout").into_inner();
     assert_eq!(states(&caught_up)[1].1, RolloutState::UpToDate);
 
+    // A FULL run that waits for the rollout reports how many switches run what it applied, and
+    // ends when the last one catches up (here: when the test writes what the agents would).
+    for switch in &switches {
+        agent(&kube, switch, 0, chrono::Utc::now());
+    }
+    let wait = |mode: SyncMode, seconds: i64| StartSyncRequest {
+        fabric_id: id.clone(),
+        mode: mode as i32,
+        wait_for_rollout: Some(prost_types::Duration { seconds, nanos: 0 }),
+        ..Default::default()
+    };
+    let run = c.sync.start_sync(wait(SyncMode::Full, 60)).await.expect("start").into_inner().run.expect("run");
+    assert_eq!(run.wait_for_rollout.map(|d| d.seconds), Some(60));
+    let request = StreamSyncProgressRequest { run_id: run.id.clone(), from_sequence: 0 };
+    let mut stream = c.sync.stream_sync_progress(request).await.expect("stream").into_inner();
+    let mut rollouts = Vec::new();
+    while let Some(message) = tokio::time::timeout(std::time::Duration::from_secs(90), stream.message())
+        .await
+        .expect("the run went quiet")
+        .expect("stream")
+    {
+        if let Some(Payload::Rollout(progress)) = message.event.and_then(|e| e.payload) {
+            if rollouts.is_empty() {
+                for switch in &switches {
+                    agent(&kube, switch, 1, chrono::Utc::now());
+                }
+            }
+            rollouts.push((progress.up_to_date, progress.total, progress.waiting_for.len()));
+        }
+    }
+    let n = switches.len() as i64;
+    let done = c.run(&run.id).await;
+    assert_eq!(status(&done), SyncRunStatus::Succeeded, "{done:?}");
+    // The source was pulled before: FULL stores nothing new and still applies.
+    assert_eq!(counters(&done).applied, LAB_OBJECTS, "{done:?}");
+    assert_eq!(rollouts.first(), Some(&(0, n, switches.len())), "{rollouts:?}");
+    assert_eq!(rollouts.last(), Some(&(n, n, 0)), "{rollouts:?}");
+
+    // A switch that does not catch up in time fails the run, named with its reason.
+    agent(&kube, &switches[1], 0, chrono::Utc::now());
+    let run = c.sync.start_sync(wait(SyncMode::Apply, 3)).await.expect("start").into_inner().run.expect("run");
+    let failed = c.wait(&run.id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(status(&failed), SyncRunStatus::Failed, "{failed:?}");
+    let d = failed.diagnostics.iter().find(|d| d.code == "rollout.incomplete").expect("rollout diagnostic");
+    let behind = format!("{} (applied generation 0 of 1)", switches[1]);
+    assert!(d.message.contains("1 of") && d.message.contains(&behind), "{}", d.message);
+    let pull = c.sync.start_sync(wait(SyncMode::Pull, 3)).await.expect_err("a pull applies nothing");
+    assert_eq!(pull.code(), tonic::Code::InvalidArgument);
+    assert!(pull.message().contains("wait_for_rollout"), "{}", pull.message());
+
     // Without a cluster there is nothing to read.
     let plain = c.fabric("no-cluster", &repo.file_url(), "fabric", SyncPolicy::default()).await;
     let request = GetFabricRolloutRequest { fabric_id: plain, stale_after: None };

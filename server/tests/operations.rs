@@ -7,6 +7,7 @@ mod support;
 use std::process::Command;
 
 use fabricsync::crypto::{self, Keyring, Sealed};
+use fabricsync::db::repositories::SecretSlot;
 use fabricsync::proto::fabric_service_client::FabricServiceClient;
 use fabricsync::proto::repository_auth::Method;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
@@ -18,6 +19,7 @@ const TOKEN: &str = "ghp_TOKEN_PLAINTEXT_4f9a1c";
 const PASSWORD: &str = "PASSWORD_PLAINTEXT_77e2b0";
 const KEY_MARKER: &str = "KEYMATERIALPLAINTEXT0b1d9e";
 const BEARER: &str = "BEARER_PLAINTEXT_eyJhbGciOi";
+const WEBHOOK: &str = "WEBHOOK_PLAINTEXT_5c81d2e4";
 
 fn ssh_key() -> String {
     format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_MARKER}\n-----END OPENSSH PRIVATE KEY-----\n")
@@ -36,11 +38,14 @@ async fn store_secrets(server: &ServerProcess) -> Vec<String> {
     let mut repos = RepositoryServiceClient::new(server.channel().await);
     let mut fabrics = FabricServiceClient::new(server.channel().await);
     let requests = [
-        with_auth(
-            "tok",
-            "https://git.example.org/a.git",
-            Method::Token(TokenAuth { token: TOKEN.into(), username: String::new() }),
-        ),
+        CreateRepositoryRequest {
+            webhook_secret: WEBHOOK.into(),
+            ..with_auth(
+                "tok",
+                "https://git.example.org/a.git",
+                Method::Token(TokenAuth { token: TOKEN.into(), username: String::new() }),
+            )
+        },
         with_auth(
             "basic",
             "https://git.example.org/b.git",
@@ -56,7 +61,7 @@ async fn store_secrets(server: &ServerProcess) -> Vec<String> {
     for request in requests {
         let response = repos.create_repository(request).await.unwrap().into_inner();
         let encoded = response.encode_to_vec();
-        for secret in [TOKEN, PASSWORD, KEY_MARKER] {
+        for secret in [TOKEN, PASSWORD, KEY_MARKER, WEBHOOK] {
             assert!(!encoded.windows(secret.len()).any(|w| w == secret.as_bytes()), "response carries a secret");
         }
         let repository = response.repository.unwrap();
@@ -95,7 +100,7 @@ async fn secrets_appear_nowhere_in_the_database_dump_logs_or_responses() {
     assert!(dump.contains("https://git.example.org/a.git"), "the dump has the repositories");
     let log = server.log();
     assert!(log.contains("repository created"), "the log has the requests");
-    for secret in [TOKEN, PASSWORD, KEY_MARKER, BEARER] {
+    for secret in [TOKEN, PASSWORD, KEY_MARKER, BEARER, WEBHOOK] {
         assert!(!dump.contains(secret), "pg_dump contains a plaintext secret");
         assert!(!log.contains(secret), "the server log contains a plaintext secret");
     }
@@ -126,11 +131,17 @@ async fn rotate_keys_reseals_with_the_new_primary_and_old_values_still_open() {
 
     let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&db).await.unwrap();
     let sealed = fabricsync::db::repositories::sealed_secrets(&mut conn).await.unwrap();
-    assert_eq!(sealed.len(), 3);
-    for (id, blob, key_id) in sealed {
+    assert_eq!(sealed.len(), 4);
+    for (id, slot, blob, key_id) in sealed {
         assert_eq!(key_id, "new");
-        let opened = rotated.open_secret(&Sealed { key_id, blob }, &crypto::repository_secret_context(id)).unwrap();
-        assert!([TOKEN, PASSWORD].contains(&opened.expose()) || opened.expose() == ssh_key());
+        let (context, wanted): (String, Vec<String>) = match slot {
+            SecretSlot::Credentials => {
+                (crypto::repository_secret_context(id), vec![TOKEN.into(), PASSWORD.into(), ssh_key()])
+            }
+            SecretSlot::Webhook => (crypto::repository_webhook_context(id), vec![WEBHOOK.into()]),
+        };
+        let opened = rotated.open_secret(&Sealed { key_id, blob }, &context).unwrap();
+        assert!(wanted.iter().any(|w| w == opened.expose()), "{slot:?}");
     }
     let tokens = fabricsync::db::fabrics::sealed_tokens(&mut conn).await.unwrap();
     assert_eq!(tokens.len(), 1);

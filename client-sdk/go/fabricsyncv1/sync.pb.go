@@ -9,6 +9,7 @@ package fabricsyncv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -568,9 +569,11 @@ type SyncRun struct {
 	// Who asked for it: the principal (token name or certificate subject), as
 	// `<actor> via <principal>` when a trusted client named the person; `auto-sync` or
 	// `self-heal` for the server's own runs.
-	RequestedBy   string `protobuf:"bytes,20,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestedBy string `protobuf:"bytes,20,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// The run's wait for the rollout to the switches (StartSyncRequest.wait_for_rollout).
+	WaitForRollout *durationpb.Duration `protobuf:"bytes,21,opt,name=wait_for_rollout,json=waitForRollout,proto3" json:"wait_for_rollout,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SyncRun) Reset() {
@@ -743,6 +746,13 @@ func (x *SyncRun) GetRequestedBy() string {
 	return ""
 }
 
+func (x *SyncRun) GetWaitForRollout() *durationpb.Duration {
+	if x != nil {
+		return x.WaitForRollout
+	}
+	return nil
+}
+
 // Request of StartSync.
 type StartSyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -755,9 +765,14 @@ type StartSyncRequest struct {
 	// Branch, tag or commit to use instead of the fabric's git_ref for this run.
 	RefOverride string `protobuf:"bytes,4,opt,name=ref_override,json=refOverride,proto3" json:"ref_override,omitempty"`
 	// On apply, take ownership of fields another field manager holds (server-side apply force).
-	Force         bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Force bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
+	// APPLY and FULL: after the apply, wait until every Switch's Hedgehog Agent applied the
+	// current generation (see FabricService.GetFabricRollout), at most this long; the run ends
+	// FAILED naming the switches that did not catch up. Unset or 0: no wait (the run still
+	// reports the rollout it sees). At most 1 hour.
+	WaitForRollout *durationpb.Duration `protobuf:"bytes,6,opt,name=wait_for_rollout,json=waitForRollout,proto3" json:"wait_for_rollout,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StartSyncRequest) Reset() {
@@ -823,6 +838,13 @@ func (x *StartSyncRequest) GetForce() bool {
 		return x.Force
 	}
 	return false
+}
+
+func (x *StartSyncRequest) GetWaitForRollout() *durationpb.Duration {
+	if x != nil {
+		return x.WaitForRollout
+	}
+	return nil
 }
 
 // Response of StartSync.
@@ -1578,6 +1600,71 @@ func (x *ApplyingProgress) GetKey() *ResourceKey {
 	return nil
 }
 
+// After an apply: how many of the fabric's switches run what was applied (their agents applied
+// the current generation). Reported when it changes while the run waits for the rollout.
+type RolloutProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Switches up to date.
+	UpToDate int64 `protobuf:"varint,1,opt,name=up_to_date,json=upToDate,proto3" json:"up_to_date,omitempty"`
+	// The fabric's switches.
+	Total int64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// The switches not up to date yet (at most 20).
+	WaitingFor    []string `protobuf:"bytes,3,rep,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutProgress) Reset() {
+	*x = RolloutProgress{}
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutProgress) ProtoMessage() {}
+
+func (x *RolloutProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutProgress.ProtoReflect.Descriptor instead.
+func (*RolloutProgress) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RolloutProgress) GetUpToDate() int64 {
+	if x != nil {
+		return x.UpToDate
+	}
+	return 0
+}
+
+func (x *RolloutProgress) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *RolloutProgress) GetWaitingFor() []string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return nil
+}
+
 // The run succeeded.
 type FinishedProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1591,7 +1678,7 @@ type FinishedProgress struct {
 
 func (x *FinishedProgress) Reset() {
 	*x = FinishedProgress{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1690,7 @@ func (x *FinishedProgress) String() string {
 func (*FinishedProgress) ProtoMessage() {}
 
 func (x *FinishedProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1703,7 @@ func (x *FinishedProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishedProgress.ProtoReflect.Descriptor instead.
 func (*FinishedProgress) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{18}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FinishedProgress) GetCounters() *SyncCounters {
@@ -1646,7 +1733,7 @@ type FailedProgress struct {
 
 func (x *FailedProgress) Reset() {
 	*x = FailedProgress{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1745,7 @@ func (x *FailedProgress) String() string {
 func (*FailedProgress) ProtoMessage() {}
 
 func (x *FailedProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1758,7 @@ func (x *FailedProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailedProgress.ProtoReflect.Descriptor instead.
 func (*FailedProgress) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{19}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FailedProgress) GetDiagnostics() []*Diagnostic {
@@ -1697,7 +1784,7 @@ type CancelledProgress struct {
 
 func (x *CancelledProgress) Reset() {
 	*x = CancelledProgress{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1796,7 @@ func (x *CancelledProgress) String() string {
 func (*CancelledProgress) ProtoMessage() {}
 
 func (x *CancelledProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1809,7 @@ func (x *CancelledProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelledProgress.ProtoReflect.Descriptor instead.
 func (*CancelledProgress) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{20}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{21}
 }
 
 // One step of a run. The stream's last event is finished, failed or cancelled.
@@ -1748,6 +1835,7 @@ type SyncProgressEvent struct {
 	//	*SyncProgressEvent_Failed
 	//	*SyncProgressEvent_Cancelled
 	//	*SyncProgressEvent_Warning
+	//	*SyncProgressEvent_Rollout
 	Payload       isSyncProgressEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1755,7 +1843,7 @@ type SyncProgressEvent struct {
 
 func (x *SyncProgressEvent) Reset() {
 	*x = SyncProgressEvent{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1855,7 @@ func (x *SyncProgressEvent) String() string {
 func (*SyncProgressEvent) ProtoMessage() {}
 
 func (x *SyncProgressEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1868,7 @@ func (x *SyncProgressEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncProgressEvent.ProtoReflect.Descriptor instead.
 func (*SyncProgressEvent) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{21}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SyncProgressEvent) GetSequence() int64 {
@@ -1901,6 +1989,15 @@ func (x *SyncProgressEvent) GetWarning() *Diagnostic {
 	return nil
 }
 
+func (x *SyncProgressEvent) GetRollout() *RolloutProgress {
+	if x != nil {
+		if x, ok := x.Payload.(*SyncProgressEvent_Rollout); ok {
+			return x.Rollout
+		}
+	}
+	return nil
+}
+
 type isSyncProgressEvent_Payload interface {
 	isSyncProgressEvent_Payload()
 }
@@ -1955,6 +2052,11 @@ type SyncProgressEvent_Warning struct {
 	Warning *Diagnostic `protobuf:"bytes,13,opt,name=warning,proto3,oneof"`
 }
 
+type SyncProgressEvent_Rollout struct {
+	// The rollout to the switches after an apply.
+	Rollout *RolloutProgress `protobuf:"bytes,14,opt,name=rollout,proto3,oneof"`
+}
+
 func (*SyncProgressEvent_Queued) isSyncProgressEvent_Payload() {}
 
 func (*SyncProgressEvent_Fetching) isSyncProgressEvent_Payload() {}
@@ -1975,6 +2077,8 @@ func (*SyncProgressEvent_Cancelled) isSyncProgressEvent_Payload() {}
 
 func (*SyncProgressEvent_Warning) isSyncProgressEvent_Payload() {}
 
+func (*SyncProgressEvent_Rollout) isSyncProgressEvent_Payload() {}
+
 // Request of WatchFabricEvents.
 type WatchFabricEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1990,7 +2094,7 @@ type WatchFabricEventsRequest struct {
 
 func (x *WatchFabricEventsRequest) Reset() {
 	*x = WatchFabricEventsRequest{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2106,7 @@ func (x *WatchFabricEventsRequest) String() string {
 func (*WatchFabricEventsRequest) ProtoMessage() {}
 
 func (x *WatchFabricEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2119,7 @@ func (x *WatchFabricEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchFabricEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchFabricEventsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{22}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchFabricEventsRequest) GetFabricId() string {
@@ -2064,7 +2168,7 @@ type FabricEvent struct {
 
 func (x *FabricEvent) Reset() {
 	*x = FabricEvent{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2180,7 @@ func (x *FabricEvent) String() string {
 func (*FabricEvent) ProtoMessage() {}
 
 func (x *FabricEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2193,7 @@ func (x *FabricEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FabricEvent.ProtoReflect.Descriptor instead.
 func (*FabricEvent) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{23}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FabricEvent) GetSequence() int64 {
@@ -2161,7 +2265,7 @@ type PlanSyncRequest struct {
 
 func (x *PlanSyncRequest) Reset() {
 	*x = PlanSyncRequest{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2277,7 @@ func (x *PlanSyncRequest) String() string {
 func (*PlanSyncRequest) ProtoMessage() {}
 
 func (x *PlanSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2290,7 @@ func (x *PlanSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanSyncRequest.ProtoReflect.Descriptor instead.
 func (*PlanSyncRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{24}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PlanSyncRequest) GetFabricId() string {
@@ -2228,7 +2332,7 @@ type PlanSyncResponse struct {
 
 func (x *PlanSyncResponse) Reset() {
 	*x = PlanSyncResponse{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2344,7 @@ func (x *PlanSyncResponse) String() string {
 func (*PlanSyncResponse) ProtoMessage() {}
 
 func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2357,7 @@ func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanSyncResponse.ProtoReflect.Descriptor instead.
 func (*PlanSyncResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{25}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PlanSyncResponse) GetCommit() string {
@@ -2323,7 +2427,7 @@ type StreamSyncProgressResponse struct {
 
 func (x *StreamSyncProgressResponse) Reset() {
 	*x = StreamSyncProgressResponse{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2439,7 @@ func (x *StreamSyncProgressResponse) String() string {
 func (*StreamSyncProgressResponse) ProtoMessage() {}
 
 func (x *StreamSyncProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2452,7 @@ func (x *StreamSyncProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSyncProgressResponse.ProtoReflect.Descriptor instead.
 func (*StreamSyncProgressResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{26}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StreamSyncProgressResponse) GetEvent() *SyncProgressEvent {
@@ -2369,7 +2473,7 @@ type WatchFabricEventsResponse struct {
 
 func (x *WatchFabricEventsResponse) Reset() {
 	*x = WatchFabricEventsResponse{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2485,7 @@ func (x *WatchFabricEventsResponse) String() string {
 func (*WatchFabricEventsResponse) ProtoMessage() {}
 
 func (x *WatchFabricEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2498,7 @@ func (x *WatchFabricEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchFabricEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchFabricEventsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{27}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchFabricEventsResponse) GetEvent() *FabricEvent {
@@ -2408,7 +2512,7 @@ var File_fabricsync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x18fabricsync/v1/sync.proto\x12\rfabricsync.v1\x1a\x1afabricsync/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x02\n" +
+	"\x18fabricsync/v1/sync.proto\x12\rfabricsync.v1\x1a\x1afabricsync/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x02\n" +
 	"\fSyncCounters\x12\x1c\n" +
 	"\tdocuments\x18\x01 \x01(\x03R\tdocuments\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\x03R\acreated\x12\x18\n" +
@@ -2425,7 +2529,7 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x0eResourceChange\x12,\n" +
 	"\x03key\x18\x01 \x01(\v2\x1a.fabricsync.v1.ResourceKeyR\x03key\x123\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x1b.fabricsync.v1.ChangeActionR\x06action\x12%\n" +
-	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\"\xc4\x06\n" +
+	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\"\x89\a\n" +
 	"\aSyncRun\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tfabric_id\x18\x02 \x01(\tR\bfabricId\x12+\n" +
@@ -2452,13 +2556,15 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"finishTime\x12#\n" +
 	"\rlast_sequence\x18\x12 \x01(\x03R\flastSequence\x12\x14\n" +
 	"\x05force\x18\x13 \x01(\bR\x05force\x12!\n" +
-	"\frequested_by\x18\x14 \x01(\tR\vrequestedBy\"\xae\x01\n" +
+	"\frequested_by\x18\x14 \x01(\tR\vrequestedBy\x12C\n" +
+	"\x10wait_for_rollout\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x0ewaitForRollout\"\xf3\x01\n" +
 	"\x10StartSyncRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12+\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x17.fabricsync.v1.SyncModeR\x04mode\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12!\n" +
 	"\fref_override\x18\x04 \x01(\tR\vrefOverride\x12\x14\n" +
-	"\x05force\x18\x05 \x01(\bR\x05force\"d\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\x12C\n" +
+	"\x10wait_for_rollout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x0ewaitForRollout\"d\n" +
 	"\x11StartSyncResponse\x12(\n" +
 	"\x03run\x18\x01 \x01(\v2\x16.fabricsync.v1.SyncRunR\x03run\x12%\n" +
 	"\x0ealready_active\x18\x02 \x01(\bR\ralreadyActive\"#\n" +
@@ -2502,14 +2608,20 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\x03R\x04done\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12,\n" +
-	"\x03key\x18\x04 \x01(\v2\x1a.fabricsync.v1.ResourceKeyR\x03key\"c\n" +
+	"\x03key\x18\x04 \x01(\v2\x1a.fabricsync.v1.ResourceKeyR\x03key\"f\n" +
+	"\x0fRolloutProgress\x12\x1c\n" +
+	"\n" +
+	"up_to_date\x18\x01 \x01(\x03R\bupToDate\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\x12\x1f\n" +
+	"\vwaiting_for\x18\x03 \x03(\tR\n" +
+	"waitingFor\"c\n" +
 	"\x10FinishedProgress\x127\n" +
 	"\bcounters\x18\x01 \x01(\v2\x1b.fabricsync.v1.SyncCountersR\bcounters\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\"g\n" +
 	"\x0eFailedProgress\x12;\n" +
 	"\vdiagnostics\x18\x01 \x03(\v2\x19.fabricsync.v1.DiagnosticR\vdiagnostics\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x13\n" +
-	"\x11CancelledProgress\"\xef\x05\n" +
+	"\x11CancelledProgress\"\xab\x06\n" +
 	"\x11SyncProgressEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12.\n" +
@@ -2528,7 +2640,8 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	" \x01(\v2\x1f.fabricsync.v1.FinishedProgressH\x00R\bfinished\x127\n" +
 	"\x06failed\x18\v \x01(\v2\x1d.fabricsync.v1.FailedProgressH\x00R\x06failed\x12@\n" +
 	"\tcancelled\x18\f \x01(\v2 .fabricsync.v1.CancelledProgressH\x00R\tcancelled\x125\n" +
-	"\awarning\x18\r \x01(\v2\x19.fabricsync.v1.DiagnosticH\x00R\awarningB\t\n" +
+	"\awarning\x18\r \x01(\v2\x19.fabricsync.v1.DiagnosticH\x00R\awarning\x12:\n" +
+	"\arollout\x18\x0e \x01(\v2\x1e.fabricsync.v1.RolloutProgressH\x00R\arolloutB\t\n" +
 	"\apayload\"r\n" +
 	"\x18WatchFabricEventsRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12#\n" +
@@ -2612,7 +2725,7 @@ func file_fabricsync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_fabricsync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fabricsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_fabricsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_fabricsync_v1_sync_proto_goTypes = []any{
 	(SyncMode)(0),                      // 0: fabricsync.v1.SyncMode
 	(SyncTrigger)(0),                   // 1: fabricsync.v1.SyncTrigger
@@ -2637,84 +2750,89 @@ var file_fabricsync_v1_sync_proto_goTypes = []any{
 	(*ValidatingProgress)(nil),         // 20: fabricsync.v1.ValidatingProgress
 	(*PersistingProgress)(nil),         // 21: fabricsync.v1.PersistingProgress
 	(*ApplyingProgress)(nil),           // 22: fabricsync.v1.ApplyingProgress
-	(*FinishedProgress)(nil),           // 23: fabricsync.v1.FinishedProgress
-	(*FailedProgress)(nil),             // 24: fabricsync.v1.FailedProgress
-	(*CancelledProgress)(nil),          // 25: fabricsync.v1.CancelledProgress
-	(*SyncProgressEvent)(nil),          // 26: fabricsync.v1.SyncProgressEvent
-	(*WatchFabricEventsRequest)(nil),   // 27: fabricsync.v1.WatchFabricEventsRequest
-	(*FabricEvent)(nil),                // 28: fabricsync.v1.FabricEvent
-	(*PlanSyncRequest)(nil),            // 29: fabricsync.v1.PlanSyncRequest
-	(*PlanSyncResponse)(nil),           // 30: fabricsync.v1.PlanSyncResponse
-	(*StreamSyncProgressResponse)(nil), // 31: fabricsync.v1.StreamSyncProgressResponse
-	(*WatchFabricEventsResponse)(nil),  // 32: fabricsync.v1.WatchFabricEventsResponse
-	(*ResourceKey)(nil),                // 33: fabricsync.v1.ResourceKey
-	(*KindCount)(nil),                  // 34: fabricsync.v1.KindCount
-	(*Diagnostic)(nil),                 // 35: fabricsync.v1.Diagnostic
-	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),            // 37: google.protobuf.Struct
-	(Layout)(0),                        // 38: fabricsync.v1.Layout
+	(*RolloutProgress)(nil),            // 23: fabricsync.v1.RolloutProgress
+	(*FinishedProgress)(nil),           // 24: fabricsync.v1.FinishedProgress
+	(*FailedProgress)(nil),             // 25: fabricsync.v1.FailedProgress
+	(*CancelledProgress)(nil),          // 26: fabricsync.v1.CancelledProgress
+	(*SyncProgressEvent)(nil),          // 27: fabricsync.v1.SyncProgressEvent
+	(*WatchFabricEventsRequest)(nil),   // 28: fabricsync.v1.WatchFabricEventsRequest
+	(*FabricEvent)(nil),                // 29: fabricsync.v1.FabricEvent
+	(*PlanSyncRequest)(nil),            // 30: fabricsync.v1.PlanSyncRequest
+	(*PlanSyncResponse)(nil),           // 31: fabricsync.v1.PlanSyncResponse
+	(*StreamSyncProgressResponse)(nil), // 32: fabricsync.v1.StreamSyncProgressResponse
+	(*WatchFabricEventsResponse)(nil),  // 33: fabricsync.v1.WatchFabricEventsResponse
+	(*ResourceKey)(nil),                // 34: fabricsync.v1.ResourceKey
+	(*KindCount)(nil),                  // 35: fabricsync.v1.KindCount
+	(*Diagnostic)(nil),                 // 36: fabricsync.v1.Diagnostic
+	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 38: google.protobuf.Duration
+	(*structpb.Struct)(nil),            // 39: google.protobuf.Struct
+	(Layout)(0),                        // 40: fabricsync.v1.Layout
 }
 var file_fabricsync_v1_sync_proto_depIdxs = []int32{
-	33, // 0: fabricsync.v1.ResourceChange.key:type_name -> fabricsync.v1.ResourceKey
+	34, // 0: fabricsync.v1.ResourceChange.key:type_name -> fabricsync.v1.ResourceKey
 	3,  // 1: fabricsync.v1.ResourceChange.action:type_name -> fabricsync.v1.ChangeAction
 	0,  // 2: fabricsync.v1.SyncRun.mode:type_name -> fabricsync.v1.SyncMode
 	1,  // 3: fabricsync.v1.SyncRun.trigger:type_name -> fabricsync.v1.SyncTrigger
 	2,  // 4: fabricsync.v1.SyncRun.status:type_name -> fabricsync.v1.SyncRunStatus
 	5,  // 5: fabricsync.v1.SyncRun.counters:type_name -> fabricsync.v1.SyncCounters
-	34, // 6: fabricsync.v1.SyncRun.kind_counts:type_name -> fabricsync.v1.KindCount
-	35, // 7: fabricsync.v1.SyncRun.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	35, // 6: fabricsync.v1.SyncRun.kind_counts:type_name -> fabricsync.v1.KindCount
+	36, // 7: fabricsync.v1.SyncRun.diagnostics:type_name -> fabricsync.v1.Diagnostic
 	6,  // 8: fabricsync.v1.SyncRun.changes:type_name -> fabricsync.v1.ResourceChange
-	36, // 9: fabricsync.v1.SyncRun.create_time:type_name -> google.protobuf.Timestamp
-	36, // 10: fabricsync.v1.SyncRun.start_time:type_name -> google.protobuf.Timestamp
-	36, // 11: fabricsync.v1.SyncRun.finish_time:type_name -> google.protobuf.Timestamp
-	0,  // 12: fabricsync.v1.StartSyncRequest.mode:type_name -> fabricsync.v1.SyncMode
-	7,  // 13: fabricsync.v1.StartSyncResponse.run:type_name -> fabricsync.v1.SyncRun
-	7,  // 14: fabricsync.v1.GetSyncRunResponse.run:type_name -> fabricsync.v1.SyncRun
-	7,  // 15: fabricsync.v1.ListSyncRunsResponse.runs:type_name -> fabricsync.v1.SyncRun
-	7,  // 16: fabricsync.v1.CancelSyncRunResponse.run:type_name -> fabricsync.v1.SyncRun
-	33, // 17: fabricsync.v1.ApplyingProgress.key:type_name -> fabricsync.v1.ResourceKey
-	5,  // 18: fabricsync.v1.FinishedProgress.counters:type_name -> fabricsync.v1.SyncCounters
-	35, // 19: fabricsync.v1.FailedProgress.diagnostics:type_name -> fabricsync.v1.Diagnostic
-	36, // 20: fabricsync.v1.SyncProgressEvent.time:type_name -> google.protobuf.Timestamp
-	17, // 21: fabricsync.v1.SyncProgressEvent.queued:type_name -> fabricsync.v1.QueuedProgress
-	18, // 22: fabricsync.v1.SyncProgressEvent.fetching:type_name -> fabricsync.v1.FetchingProgress
-	19, // 23: fabricsync.v1.SyncProgressEvent.parsing:type_name -> fabricsync.v1.ParsingProgress
-	20, // 24: fabricsync.v1.SyncProgressEvent.validating:type_name -> fabricsync.v1.ValidatingProgress
-	21, // 25: fabricsync.v1.SyncProgressEvent.persisting:type_name -> fabricsync.v1.PersistingProgress
-	22, // 26: fabricsync.v1.SyncProgressEvent.applying:type_name -> fabricsync.v1.ApplyingProgress
-	23, // 27: fabricsync.v1.SyncProgressEvent.finished:type_name -> fabricsync.v1.FinishedProgress
-	24, // 28: fabricsync.v1.SyncProgressEvent.failed:type_name -> fabricsync.v1.FailedProgress
-	25, // 29: fabricsync.v1.SyncProgressEvent.cancelled:type_name -> fabricsync.v1.CancelledProgress
-	35, // 30: fabricsync.v1.SyncProgressEvent.warning:type_name -> fabricsync.v1.Diagnostic
-	36, // 31: fabricsync.v1.FabricEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 32: fabricsync.v1.FabricEvent.type:type_name -> fabricsync.v1.FabricEventType
-	33, // 33: fabricsync.v1.FabricEvent.key:type_name -> fabricsync.v1.ResourceKey
-	37, // 34: fabricsync.v1.FabricEvent.object:type_name -> google.protobuf.Struct
-	6,  // 35: fabricsync.v1.PlanSyncResponse.changes:type_name -> fabricsync.v1.ResourceChange
-	35, // 36: fabricsync.v1.PlanSyncResponse.diagnostics:type_name -> fabricsync.v1.Diagnostic
-	5,  // 37: fabricsync.v1.PlanSyncResponse.counters:type_name -> fabricsync.v1.SyncCounters
-	38, // 38: fabricsync.v1.PlanSyncResponse.layout:type_name -> fabricsync.v1.Layout
-	26, // 39: fabricsync.v1.StreamSyncProgressResponse.event:type_name -> fabricsync.v1.SyncProgressEvent
-	28, // 40: fabricsync.v1.WatchFabricEventsResponse.event:type_name -> fabricsync.v1.FabricEvent
-	8,  // 41: fabricsync.v1.SyncService.StartSync:input_type -> fabricsync.v1.StartSyncRequest
-	10, // 42: fabricsync.v1.SyncService.GetSyncRun:input_type -> fabricsync.v1.GetSyncRunRequest
-	12, // 43: fabricsync.v1.SyncService.ListSyncRuns:input_type -> fabricsync.v1.ListSyncRunsRequest
-	14, // 44: fabricsync.v1.SyncService.CancelSyncRun:input_type -> fabricsync.v1.CancelSyncRunRequest
-	16, // 45: fabricsync.v1.SyncService.StreamSyncProgress:input_type -> fabricsync.v1.StreamSyncProgressRequest
-	27, // 46: fabricsync.v1.SyncService.WatchFabricEvents:input_type -> fabricsync.v1.WatchFabricEventsRequest
-	29, // 47: fabricsync.v1.SyncService.PlanSync:input_type -> fabricsync.v1.PlanSyncRequest
-	9,  // 48: fabricsync.v1.SyncService.StartSync:output_type -> fabricsync.v1.StartSyncResponse
-	11, // 49: fabricsync.v1.SyncService.GetSyncRun:output_type -> fabricsync.v1.GetSyncRunResponse
-	13, // 50: fabricsync.v1.SyncService.ListSyncRuns:output_type -> fabricsync.v1.ListSyncRunsResponse
-	15, // 51: fabricsync.v1.SyncService.CancelSyncRun:output_type -> fabricsync.v1.CancelSyncRunResponse
-	31, // 52: fabricsync.v1.SyncService.StreamSyncProgress:output_type -> fabricsync.v1.StreamSyncProgressResponse
-	32, // 53: fabricsync.v1.SyncService.WatchFabricEvents:output_type -> fabricsync.v1.WatchFabricEventsResponse
-	30, // 54: fabricsync.v1.SyncService.PlanSync:output_type -> fabricsync.v1.PlanSyncResponse
-	48, // [48:55] is the sub-list for method output_type
-	41, // [41:48] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	37, // 9: fabricsync.v1.SyncRun.create_time:type_name -> google.protobuf.Timestamp
+	37, // 10: fabricsync.v1.SyncRun.start_time:type_name -> google.protobuf.Timestamp
+	37, // 11: fabricsync.v1.SyncRun.finish_time:type_name -> google.protobuf.Timestamp
+	38, // 12: fabricsync.v1.SyncRun.wait_for_rollout:type_name -> google.protobuf.Duration
+	0,  // 13: fabricsync.v1.StartSyncRequest.mode:type_name -> fabricsync.v1.SyncMode
+	38, // 14: fabricsync.v1.StartSyncRequest.wait_for_rollout:type_name -> google.protobuf.Duration
+	7,  // 15: fabricsync.v1.StartSyncResponse.run:type_name -> fabricsync.v1.SyncRun
+	7,  // 16: fabricsync.v1.GetSyncRunResponse.run:type_name -> fabricsync.v1.SyncRun
+	7,  // 17: fabricsync.v1.ListSyncRunsResponse.runs:type_name -> fabricsync.v1.SyncRun
+	7,  // 18: fabricsync.v1.CancelSyncRunResponse.run:type_name -> fabricsync.v1.SyncRun
+	34, // 19: fabricsync.v1.ApplyingProgress.key:type_name -> fabricsync.v1.ResourceKey
+	5,  // 20: fabricsync.v1.FinishedProgress.counters:type_name -> fabricsync.v1.SyncCounters
+	36, // 21: fabricsync.v1.FailedProgress.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	37, // 22: fabricsync.v1.SyncProgressEvent.time:type_name -> google.protobuf.Timestamp
+	17, // 23: fabricsync.v1.SyncProgressEvent.queued:type_name -> fabricsync.v1.QueuedProgress
+	18, // 24: fabricsync.v1.SyncProgressEvent.fetching:type_name -> fabricsync.v1.FetchingProgress
+	19, // 25: fabricsync.v1.SyncProgressEvent.parsing:type_name -> fabricsync.v1.ParsingProgress
+	20, // 26: fabricsync.v1.SyncProgressEvent.validating:type_name -> fabricsync.v1.ValidatingProgress
+	21, // 27: fabricsync.v1.SyncProgressEvent.persisting:type_name -> fabricsync.v1.PersistingProgress
+	22, // 28: fabricsync.v1.SyncProgressEvent.applying:type_name -> fabricsync.v1.ApplyingProgress
+	24, // 29: fabricsync.v1.SyncProgressEvent.finished:type_name -> fabricsync.v1.FinishedProgress
+	25, // 30: fabricsync.v1.SyncProgressEvent.failed:type_name -> fabricsync.v1.FailedProgress
+	26, // 31: fabricsync.v1.SyncProgressEvent.cancelled:type_name -> fabricsync.v1.CancelledProgress
+	36, // 32: fabricsync.v1.SyncProgressEvent.warning:type_name -> fabricsync.v1.Diagnostic
+	23, // 33: fabricsync.v1.SyncProgressEvent.rollout:type_name -> fabricsync.v1.RolloutProgress
+	37, // 34: fabricsync.v1.FabricEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 35: fabricsync.v1.FabricEvent.type:type_name -> fabricsync.v1.FabricEventType
+	34, // 36: fabricsync.v1.FabricEvent.key:type_name -> fabricsync.v1.ResourceKey
+	39, // 37: fabricsync.v1.FabricEvent.object:type_name -> google.protobuf.Struct
+	6,  // 38: fabricsync.v1.PlanSyncResponse.changes:type_name -> fabricsync.v1.ResourceChange
+	36, // 39: fabricsync.v1.PlanSyncResponse.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	5,  // 40: fabricsync.v1.PlanSyncResponse.counters:type_name -> fabricsync.v1.SyncCounters
+	40, // 41: fabricsync.v1.PlanSyncResponse.layout:type_name -> fabricsync.v1.Layout
+	27, // 42: fabricsync.v1.StreamSyncProgressResponse.event:type_name -> fabricsync.v1.SyncProgressEvent
+	29, // 43: fabricsync.v1.WatchFabricEventsResponse.event:type_name -> fabricsync.v1.FabricEvent
+	8,  // 44: fabricsync.v1.SyncService.StartSync:input_type -> fabricsync.v1.StartSyncRequest
+	10, // 45: fabricsync.v1.SyncService.GetSyncRun:input_type -> fabricsync.v1.GetSyncRunRequest
+	12, // 46: fabricsync.v1.SyncService.ListSyncRuns:input_type -> fabricsync.v1.ListSyncRunsRequest
+	14, // 47: fabricsync.v1.SyncService.CancelSyncRun:input_type -> fabricsync.v1.CancelSyncRunRequest
+	16, // 48: fabricsync.v1.SyncService.StreamSyncProgress:input_type -> fabricsync.v1.StreamSyncProgressRequest
+	28, // 49: fabricsync.v1.SyncService.WatchFabricEvents:input_type -> fabricsync.v1.WatchFabricEventsRequest
+	30, // 50: fabricsync.v1.SyncService.PlanSync:input_type -> fabricsync.v1.PlanSyncRequest
+	9,  // 51: fabricsync.v1.SyncService.StartSync:output_type -> fabricsync.v1.StartSyncResponse
+	11, // 52: fabricsync.v1.SyncService.GetSyncRun:output_type -> fabricsync.v1.GetSyncRunResponse
+	13, // 53: fabricsync.v1.SyncService.ListSyncRuns:output_type -> fabricsync.v1.ListSyncRunsResponse
+	15, // 54: fabricsync.v1.SyncService.CancelSyncRun:output_type -> fabricsync.v1.CancelSyncRunResponse
+	32, // 55: fabricsync.v1.SyncService.StreamSyncProgress:output_type -> fabricsync.v1.StreamSyncProgressResponse
+	33, // 56: fabricsync.v1.SyncService.WatchFabricEvents:output_type -> fabricsync.v1.WatchFabricEventsResponse
+	31, // 57: fabricsync.v1.SyncService.PlanSync:output_type -> fabricsync.v1.PlanSyncResponse
+	51, // [51:58] is the sub-list for method output_type
+	44, // [44:51] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_sync_proto_init() }
@@ -2723,7 +2841,7 @@ func file_fabricsync_v1_sync_proto_init() {
 		return
 	}
 	file_fabricsync_v1_common_proto_init()
-	file_fabricsync_v1_sync_proto_msgTypes[21].OneofWrappers = []any{
+	file_fabricsync_v1_sync_proto_msgTypes[22].OneofWrappers = []any{
 		(*SyncProgressEvent_Queued)(nil),
 		(*SyncProgressEvent_Fetching)(nil),
 		(*SyncProgressEvent_Parsing)(nil),
@@ -2734,6 +2852,7 @@ func file_fabricsync_v1_sync_proto_init() {
 		(*SyncProgressEvent_Failed)(nil),
 		(*SyncProgressEvent_Cancelled)(nil),
 		(*SyncProgressEvent_Warning)(nil),
+		(*SyncProgressEvent_Rollout)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2741,7 +2860,7 @@ func file_fabricsync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_sync_proto_rawDesc), len(file_fabricsync_v1_sync_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

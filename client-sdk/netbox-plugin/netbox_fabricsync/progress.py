@@ -33,6 +33,10 @@ def view(event: sync_pb2.SyncProgressEvent) -> dict[str, Any]:
     elif stage == "applying":
         done, total, wave = body.done, body.total, body.wave
         text = f"applying wave {wave}: {done} of {total}" + (f" ({key_text(body.key)})" if body.key.kind else "")
+    elif stage == "rollout":
+        done, total = body.up_to_date, body.total
+        waiting = f"; waiting for {', '.join(body.waiting_for)}" if body.waiting_for else ""
+        text = f"rolled out on {done} of {total} switches{waiting}"
     elif stage == "finished":
         text = f"finished at {body.commit[:12]}" if body.commit else "finished"
     elif stage == "failed":

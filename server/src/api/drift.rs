@@ -252,6 +252,7 @@ impl DriftService for DriftApi {
             requested_ref: String::new(),
             targets,
             requested_by,
+            rollout_wait_seconds: 0,
         };
         let mut conn = self.state.conn().await?;
         let row = match queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {

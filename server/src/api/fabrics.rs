@@ -724,11 +724,11 @@ impl FabricService for FabricApi {
         let req = request.into_inner();
         let id = parse_id("fabric_id", &req.fabric_id)?;
         let stale_after = match req.stale_after {
-            None => DEFAULT_STALE_AFTER_SECONDS,
+            None => fabricsync_core::rollout::DEFAULT_STALE_AFTER_SECONDS,
             Some(d) if d.seconds < 0 || d.nanos < 0 => {
                 return Err(ApiError::invalid("stale_after", "must not be negative").into())
             }
-            Some(d) if d.seconds == 0 && d.nanos == 0 => DEFAULT_STALE_AFTER_SECONDS,
+            Some(d) if d.seconds == 0 && d.nanos == 0 => fabricsync_core::rollout::DEFAULT_STALE_AFTER_SECONDS,
             Some(d) => d.seconds.max(1),
         };
         let fabric = load(&self.state, id).await?;
@@ -753,9 +753,6 @@ impl FabricService for FabricApi {
     }
 }
 
-/// Without a stale_after, a switch silent for 5 minutes is STALE.
-const DEFAULT_STALE_AFTER_SECONDS: i64 = 300;
-
 /// The switches' rollout from their agents, as the response lists it.
 fn rollout_response(
     switches: &[String],
@@ -764,22 +761,7 @@ fn rollout_response(
     stale_after_seconds: i64,
 ) -> GetFabricRolloutResponse {
     use fabricsync_core::rollout;
-    let agent_of = |switch: &str| {
-        agents?.iter().find(|a| a.pointer("/metadata/name").and_then(serde_json::Value::as_str) == Some(switch))
-    };
-    let rollouts: Vec<rollout::SwitchRollout> = switches
-        .iter()
-        .map(|switch| {
-            let status = agent_of(switch).map(rollout::agent_status);
-            let heartbeat = status
-                .as_ref()
-                .and_then(|s| s.heartbeat.as_deref())
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc));
-            let age = heartbeat.map(|t| (now - t).num_seconds().max(0));
-            rollout::switch_rollout(switch, status, age, stale_after_seconds)
-        })
-        .collect();
+    let rollouts = cluster::agents::rollouts(switches, agents, now, stale_after_seconds);
     let state = |s| crate::convert::proto_of(&crate::convert::ROLLOUT_STATES, s) as i32;
     GetFabricRolloutResponse {
         by_state: rollout::summary(&rollouts)
@@ -790,14 +772,14 @@ fn rollout_response(
             .into_iter()
             .map(|r| {
                 let agent = r.agent.unwrap_or_default();
-                let heartbeat = agent.heartbeat.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                let heartbeat = cluster::agents::heartbeat(&agent);
                 SwitchRollout {
                     switch: r.switch,
                     state: state(r.state),
                     reason: r.reason,
                     generation: agent.generation,
                     applied_generation: agent.applied_generation,
-                    last_heartbeat: heartbeat.map(|t| convert::timestamp(t.with_timezone(&chrono::Utc))),
+                    last_heartbeat: heartbeat.map(convert::timestamp),
                     reboot_required: agent.reboot_required,
                     nos_version: agent.nos_version,
                 }

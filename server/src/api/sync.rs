@@ -57,6 +57,7 @@ impl SyncService for SyncApi {
         if !req.ref_override.is_empty() {
             validate::git_ref(&req.ref_override).map_err(|e| ApiError::invalid("ref_override", e))?;
         }
+        let rollout_wait_seconds = rollout_wait(req.wait_for_rollout.as_ref(), mode)?;
         let mut conn = self.state.conn().await?;
         let fabric = fabrics::get(&mut conn, fabric_id)
             .await
@@ -76,6 +77,7 @@ impl SyncService for SyncApi {
             requested_ref: req.ref_override.clone(),
             targets: None,
             requested_by,
+            rollout_wait_seconds,
         };
         let (row, already_active) = match engine::queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
             Enqueued::New(row) => (row, false),
@@ -358,6 +360,25 @@ async fn last_sequence(conn: &mut diesel_async::AsyncPgConnection, run_id: Uuid)
     Ok(events::last_of_run(conn, run_id).await?)
 }
 
+/// The longest wait for a rollout a run may ask for.
+const MAX_ROLLOUT_WAIT_SECONDS: i64 = 3600;
+
+/// StartSync's wait_for_rollout in whole seconds (rounded up), checked.
+fn rollout_wait(wait: Option<&prost_types::Duration>, mode: SyncMode) -> Result<i32, ApiError> {
+    let Some(wait) = wait.filter(|d| d.seconds != 0 || d.nanos != 0) else { return Ok(0) };
+    if wait.seconds < 0 || wait.nanos < 0 {
+        return Err(ApiError::invalid("wait_for_rollout", "must not be negative"));
+    }
+    if mode == SyncMode::Pull {
+        return Err(ApiError::invalid("wait_for_rollout", "needs mode APPLY or FULL: a pull applies nothing"));
+    }
+    let seconds = wait.seconds + i64::from(wait.nanos > 0);
+    if seconds > MAX_ROLLOUT_WAIT_SECONDS {
+        return Err(ApiError::invalid("wait_for_rollout", format!("must be at most {MAX_ROLLOUT_WAIT_SECONDS} s")));
+    }
+    Ok(i32::try_from(seconds).unwrap_or(0))
+}
+
 pub(super) fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
     // Decode failures are logged and counted (db::typed::decode), never a failed call.
     let counters: Counters = decode(row.counters.clone(), "sync_runs.counters");
@@ -385,5 +406,7 @@ pub(super) fn to_proto(row: &RunRow, last_sequence: i64) -> SyncRun {
         last_sequence,
         force: row.force,
         requested_by: row.requested_by.clone(),
+        wait_for_rollout: (row.rollout_wait_seconds > 0)
+            .then(|| prost_types::Duration { seconds: i64::from(row.rollout_wait_seconds), nanos: 0 }),
     }
 }

@@ -4,6 +4,8 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::Api;
 use serde_json::Value;
 
+use fabricsync_core::rollout::{self, SwitchRollout};
+
 use super::ClusterError;
 
 pub const GROUP: &str = "agent.githedgehog.com";
@@ -20,4 +22,30 @@ pub async fn list(client: &kube::Client, namespace: &str) -> Result<Option<Vec<V
         Err(ClusterError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// An agent's last heartbeat, when it sent one that reads as RFC 3339.
+pub fn heartbeat(status: &rollout::AgentStatus) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = status.heartbeat.as_deref()?;
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// The rollout of each of `switches` from the agents listed (None: the cluster has no Agent
+/// kind), at `now`.
+pub fn rollouts(
+    switches: &[String],
+    agents: Option<&[Value]>,
+    now: chrono::DateTime<chrono::Utc>,
+    stale_after_seconds: i64,
+) -> Vec<SwitchRollout> {
+    let agent_of =
+        |switch: &str| agents?.iter().find(|a| a.pointer("/metadata/name").and_then(Value::as_str) == Some(switch));
+    switches
+        .iter()
+        .map(|switch| {
+            let status = agent_of(switch).map(rollout::agent_status);
+            let age = status.as_ref().and_then(heartbeat).map(|t| (now - t).num_seconds().max(0));
+            rollout::switch_rollout(switch, status, age, stale_after_seconds)
+        })
+        .collect()
 }

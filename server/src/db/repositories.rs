@@ -145,48 +145,53 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid, expected_version: Op
     Ok(query.execute(conn).await?)
 }
 
-/// Every sealed webhook secret, for key rotation.
-pub async fn sealed_webhook_secrets(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, Vec<u8>, String)>, DbError> {
-    let rows: Vec<(Uuid, Option<Vec<u8>>, Option<String>)> = repositories::table
-        .select((repositories::id, repositories::webhook_secret_sealed, repositories::webhook_secret_key_id))
-        .filter(repositories::webhook_secret_sealed.is_not_null())
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().filter_map(|(id, blob, key)| Some((id, blob?, key?))).collect())
-}
-
-pub async fn store_sealed_webhook_secret(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    blob: &[u8],
-    key_id: &str,
-) -> Result<(), DbError> {
-    diesel::update(repositories::table.find(id))
-        .set((repositories::webhook_secret_sealed.eq(blob), repositories::webhook_secret_key_id.eq(key_id)))
-        .execute(conn)
-        .await?;
-    Ok(())
+/// The two secrets a repository may hold, each sealed in its own columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSlot {
+    /// The credentials git connections use.
+    Credentials,
+    /// The shared secret of the forge's push webhook.
+    Webhook,
 }
 
 /// Every sealed secret, for key rotation.
-pub async fn sealed_secrets(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, Vec<u8>, String)>, DbError> {
-    let rows: Vec<(Uuid, Option<Vec<u8>>, Option<String>)> = repositories::table
-        .select((repositories::id, repositories::secret_sealed, repositories::secret_key_id))
-        .filter(repositories::secret_sealed.is_not_null())
+pub async fn sealed_secrets(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, SecretSlot, Vec<u8>, String)>, DbError> {
+    use repositories::dsl as r;
+    type Row = (Uuid, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>);
+    let rows: Vec<Row> = r::repositories
+        .select((r::id, r::secret_sealed, r::secret_key_id, r::webhook_secret_sealed, r::webhook_secret_key_id))
+        .filter(r::secret_sealed.is_not_null().or(r::webhook_secret_sealed.is_not_null()))
         .load(conn)
         .await?;
-    Ok(rows.into_iter().filter_map(|(id, blob, key)| Some((id, blob?, key?))).collect())
+    let mut sealed = Vec::new();
+    for (id, blob, key_id, hook_blob, hook_key_id) in rows {
+        for (slot, blob, key_id) in
+            [(SecretSlot::Credentials, blob, key_id), (SecretSlot::Webhook, hook_blob, hook_key_id)]
+        {
+            if let (Some(blob), Some(key_id)) = (blob, key_id) {
+                sealed.push((id, slot, blob, key_id));
+            }
+        }
+    }
+    Ok(sealed)
 }
 
 pub async fn store_sealed_secret(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    slot: SecretSlot,
     blob: &[u8],
     key_id: &str,
 ) -> Result<(), DbError> {
-    diesel::update(repositories::table.find(id))
-        .set((repositories::secret_sealed.eq(blob), repositories::secret_key_id.eq(key_id)))
-        .execute(conn)
-        .await?;
+    use repositories::dsl as r;
+    let target = diesel::update(r::repositories.find(id));
+    match slot {
+        SecretSlot::Credentials => {
+            target.set((r::secret_sealed.eq(blob), r::secret_key_id.eq(key_id))).execute(conn).await?
+        }
+        SecretSlot::Webhook => {
+            target.set((r::webhook_secret_sealed.eq(blob), r::webhook_secret_key_id.eq(key_id))).execute(conn).await?
+        }
+    };
     Ok(())
 }

@@ -42,6 +42,8 @@ pub struct RunRow {
     /// A Remediate run's chosen resources (`sync::apply::Targets`); None: the whole fabric.
     pub targets: Option<serde_json::Value>,
     pub requested_by: String,
+    /// After the apply, how long to wait for the switches to catch up (0: not at all).
+    pub rollout_wait_seconds: i32,
 }
 
 /// What a finished run records.

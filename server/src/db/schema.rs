@@ -180,6 +180,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         targets -> Nullable<Jsonb>,
         requested_by -> Text,
+        rollout_wait_seconds -> Int4,
     }
 }
 

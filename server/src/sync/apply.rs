@@ -119,7 +119,7 @@ pub async fn apply(
         };
     // Every message from here on may quote the cluster's answers.
     let say = |e: &cluster::ClusterError| redactor.clean(&e.to_string());
-    let applier = Applier::new(client, &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
+    let applier = Applier::new(client.clone(), &fabric.cluster_server_url, &fabric.name, run.dry_run, run.force);
     let in_run = |d: &Desired| core_apply::in_run(d, run.trigger, targets.as_ref());
     let live = match live_view(state, fabric, &applier, kinds, &desired, &in_run).await? {
         Ok(live) => live,
@@ -207,6 +207,13 @@ pub async fn apply(
                 report.diagnostics.push(run_diagnostic(e.code(), message.clone()));
                 report.error.get_or_insert(message);
             }
+        }
+    }
+    // What was applied is only accepted by the API server: see it reach the switches.
+    if !run.dry_run && report.error.is_none() {
+        if let Some(message) = super::rollout::follow(state, fabric, run, &client, &redactor, scope).await? {
+            report.diagnostics.push(run_diagnostic("rollout.incomplete", message.clone()));
+            report.error = Some(message);
         }
     }
     report.changes.truncate(MAX_STORED_CHANGES);

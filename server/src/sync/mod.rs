@@ -1,11 +1,13 @@
 //! The sync engine, the imperative shell around `fabricsync_core`'s plans: runs queued in
 //! PostgreSQL (`queue`), executed by workers in any server process (`worker`: `pull`, then
-//! `apply`), the auto-sync schedule (`schedule`), the cluster watches (`watch`), all
-//! reporting to the event log, and writes to the fabric's repository (`write`).
+//! `apply`, then `rollout`: the switches catching up), the auto-sync schedule (`schedule`), the
+//! cluster watches (`watch`), all reporting to the event log, and writes to the fabric's
+//! repository (`write`).
 
 pub mod apply;
 pub mod pull;
 pub mod queue;
+pub mod rollout;
 pub mod schedule;
 pub mod watch;
 pub mod worker;

@@ -23,6 +23,8 @@ pub struct Request {
     pub targets: Option<serde_json::Value>,
     /// Who asked (`Principal::requester`, or the server's own `auto-sync` / `self-heal`).
     pub requested_by: String,
+    /// APPLY and FULL: seconds to wait for the rollout to the switches after the apply.
+    pub rollout_wait_seconds: i32,
 }
 
 pub enum Enqueued {
@@ -65,6 +67,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request) -> Result<
         finished_at: None,
         targets: request.targets.clone(),
         requested_by: request.requested_by.clone(),
+        rollout_wait_seconds: request.rollout_wait_seconds,
     };
     let queued = encode_progress(row.id, Payload::Queued(QueuedProgress {}));
     let inserted = conn

@@ -108,6 +108,7 @@ async fn enqueue(state: &AppState, fabric_id: Uuid, mode: SyncMode) {
         requested_ref: String::new(),
         targets: None,
         requested_by: "auto-sync".into(),
+        rollout_wait_seconds: 0,
     };
     let queued = async {
         let mut conn = db::connect(&state.pool).await?;

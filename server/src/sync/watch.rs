@@ -303,6 +303,7 @@ async fn self_heal(state: &AppState, fabric_id: Uuid, changes: &[DriftChange]) -
             requested_ref: String::new(),
             targets: None,
             requested_by: "self-heal".into(),
+            rollout_wait_seconds: 0,
         };
         queue::enqueue(&mut conn, &request).await?;
         info!("self-heal: apply queued");

@@ -177,7 +177,12 @@ async fn conclude_pulled(
         let counters = Counters { unchanged: stored.iter().map(|(_, _, n)| n).sum(), ..Default::default() };
         let done =
             Conclusion { kind_counts: stored, ..Conclusion::succeeded(counters, pulled, &Plan::default(), Vec::new()) };
-        return conclude(state, worker, run, fabric, done, None).await;
+        if !run.mode.applies() {
+            return conclude(state, worker, run, fabric, done, None).await;
+        }
+        // FULL: nothing new to store, and still applied (the cluster may have moved).
+        let report = apply::apply(state, fabric, run, apply::stored_desired(state, fabric.id).await?, scope).await?;
+        return conclude(state, worker, run, fabric, done.with_apply(report, true), None).await;
     }
     let diagnostics: Vec<StoredDiagnostic> = pulled.diagnostics.iter().map(StoredDiagnostic::from).collect();
     let objects = pulled.objects();

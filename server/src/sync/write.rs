@@ -142,6 +142,7 @@ async fn follow_with_pull(state: &AppState, fabric_id: Uuid, requested_by: Strin
         requested_ref: String::new(),
         targets: None,
         requested_by,
+        rollout_wait_seconds: 0,
     };
     match queue::enqueue(&mut conn, &request).await? {
         Enqueued::New(row) | Enqueued::AlreadyActive(Some(row)) => Ok(row.id),

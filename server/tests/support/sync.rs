@@ -146,6 +146,7 @@ impl Clients {
             dry_run,
             ref_override: ref_override.into(),
             force: false,
+            ..Default::default()
         };
         self.sync.start_sync(request).await.expect("start sync").into_inner()
     }
@@ -158,6 +159,7 @@ impl Clients {
             dry_run,
             ref_override: String::new(),
             force,
+            ..Default::default()
         };
         let run = self.sync.start_sync(request).await.expect("start sync").into_inner().run.expect("run");
         self.wait(&run.id, Duration::from_secs(120)).await
@@ -261,6 +263,7 @@ pub fn stages(events: &[SyncProgressEvent]) -> Vec<&'static str> {
             Some(Payload::Validating(_)) => "validating",
             Some(Payload::Persisting(_)) => "persisting",
             Some(Payload::Applying(_)) => "applying",
+            Some(Payload::Rollout(_)) => "rollout",
             Some(Payload::Finished(_)) => "finished",
             Some(Payload::Failed(_)) => "failed",
             Some(Payload::Cancelled(_)) => "cancelled",

@@ -47,4 +47,7 @@ class PresentTests(SimpleTestCase):
         self.assertEqual((view["stage"], view["done"], view["total"], view["wave"], view["terminal"]), ("applying", 3, 9, 2, False))
         self.assertEqual(view["text"], "applying wave 2: 3 of 9 (VPC default/v)")
         self.assertTrue(progress.view(sync_pb2.SyncProgressEvent(finished=sync_pb2.FinishedProgress(commit="0123456789abcdef")))["terminal"])
+        rollout = progress.view(sync_pb2.SyncProgressEvent(rollout=sync_pb2.RolloutProgress(up_to_date=4, total=6, waiting_for=["leaf-2", "leaf-5"])))
+        self.assertEqual((rollout["stage"], rollout["done"], rollout["total"], rollout["terminal"]), ("rollout", 4, 6, False))
+        self.assertEqual(rollout["text"], "rolled out on 4 of 6 switches; waiting for leaf-2, leaf-5")
         self.assertEqual(progress.sse("progress", {"a": 1}, 7), 'id: 7\nevent: progress\ndata: {"a": 1}\n\n')

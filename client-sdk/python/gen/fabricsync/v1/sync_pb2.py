@@ -23,83 +23,86 @@ _sym_db = _symbol_database.Default()
 
 
 from fabricsync.v1 import common_pb2 as fabricsync_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x62ricsync/v1/sync.proto\x12\rfabricsync.v1\x1a\x1a\x66\x61\x62ricsync/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x02\n\x0cSyncCounters\x12\x1c\n\tdocuments\x18\x01 \x01(\x03R\tdocuments\x12\x18\n\x07\x63reated\x18\x02 \x01(\x03R\x07\x63reated\x12\x18\n\x07updated\x18\x03 \x01(\x03R\x07updated\x12\x1c\n\tunchanged\x18\x04 \x01(\x03R\tunchanged\x12\x18\n\x07\x64\x65leted\x18\x05 \x01(\x03R\x07\x64\x65leted\x12\x18\n\x07ignored\x18\x06 \x01(\x03R\x07ignored\x12\x1a\n\x08warnings\x18\x07 \x01(\x03R\x08warnings\x12\x16\n\x06\x65rrors\x18\x08 \x01(\x03R\x06\x65rrors\x12\x18\n\x07\x61pplied\x18\t \x01(\x03R\x07\x61pplied\x12\x16\n\x06pruned\x18\n \x01(\x03R\x06pruned\x12\x14\n\x05\x66iles\x18\x0b \x01(\x03R\x05\x66iles\"\x9a\x01\n\x0eResourceChange\x12,\n\x03key\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.ResourceKeyR\x03key\x12\x33\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.fabricsync.v1.ChangeActionR\x06\x61\x63tion\x12%\n\x0e\x63hanged_fields\x18\x03 \x03(\tR\rchangedFields\"\xc4\x06\n\x07SyncRun\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n\tfabric_id\x18\x02 \x01(\tR\x08\x66\x61\x62ricId\x12+\n\x04mode\x18\x03 \x01(\x0e\x32\x17.fabricsync.v1.SyncModeR\x04mode\x12\x34\n\x07trigger\x18\x04 \x01(\x0e\x32\x1a.fabricsync.v1.SyncTriggerR\x07trigger\x12\x17\n\x07\x64ry_run\x18\x05 \x01(\x08R\x06\x64ryRun\x12\x10\n\x03ref\x18\x06 \x01(\tR\x03ref\x12\x16\n\x06\x63ommit\x18\x07 \x01(\tR\x06\x63ommit\x12\x34\n\x06status\x18\x08 \x01(\x0e\x32\x1c.fabricsync.v1.SyncRunStatusR\x06status\x12\x37\n\x08\x63ounters\x18\t \x01(\x0b\x32\x1b.fabricsync.v1.SyncCountersR\x08\x63ounters\x12\x39\n\x0bkind_counts\x18\n \x03(\x0b\x32\x18.fabricsync.v1.KindCountR\nkindCounts\x12;\n\x0b\x64iagnostics\x18\x0b \x03(\x0b\x32\x19.fabricsync.v1.DiagnosticR\x0b\x64iagnostics\x12\x37\n\x07\x63hanges\x18\x0c \x03(\x0b\x32\x1d.fabricsync.v1.ResourceChangeR\x07\x63hanges\x12\x14\n\x05\x65rror\x18\r \x01(\tR\x05\x65rror\x12\x1d\n\nclaimed_by\x18\x0e \x01(\tR\tclaimedBy\x12;\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12\x39\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12;\n\x0b\x66inish_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishTime\x12#\n\rlast_sequence\x18\x12 \x01(\x03R\x0clastSequence\x12\x14\n\x05\x66orce\x18\x13 \x01(\x08R\x05\x66orce\x12!\n\x0crequested_by\x18\x14 \x01(\tR\x0brequestedBy\"\xae\x01\n\x10StartSyncRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12+\n\x04mode\x18\x02 \x01(\x0e\x32\x17.fabricsync.v1.SyncModeR\x04mode\x12\x17\n\x07\x64ry_run\x18\x03 \x01(\x08R\x06\x64ryRun\x12!\n\x0cref_override\x18\x04 \x01(\tR\x0brefOverride\x12\x14\n\x05\x66orce\x18\x05 \x01(\x08R\x05\x66orce\"d\n\x11StartSyncResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x16.fabricsync.v1.SyncRunR\x03run\x12%\n\x0e\x61lready_active\x18\x02 \x01(\x08R\ralreadyActive\"#\n\x11GetSyncRunRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\">\n\x12GetSyncRunResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x16.fabricsync.v1.SyncRunR\x03run\"i\n\x13ListSyncRunsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n\x06\x66ilter\x18\x03 \x01(\tR\x06\x66ilter\"\x89\x01\n\x14ListSyncRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x16.fabricsync.v1.SyncRunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n\ntotal_size\x18\x03 \x01(\x05R\ttotalSize\"&\n\x14\x43\x61ncelSyncRunRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"A\n\x15\x43\x61ncelSyncRunResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x16.fabricsync.v1.SyncRunR\x03run\"W\n\x19StreamSyncProgressRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n\rfrom_sequence\x18\x02 \x01(\x03R\x0c\x66romSequence\"\x10\n\x0eQueuedProgress\"B\n\x10\x46\x65tchingProgress\x12\x14\n\x05\x62ytes\x18\x01 \x01(\x03R\x05\x62ytes\x12\x18\n\x07objects\x18\x02 \x01(\x03R\x07objects\"c\n\x0fParsingProgress\x12\x1d\n\nfile_index\x18\x01 \x01(\x05R\tfileIndex\x12\x1d\n\nfile_count\x18\x02 \x01(\x05R\tfileCount\x12\x12\n\x04path\x18\x03 \x01(\tR\x04path\"2\n\x12ValidatingProgress\x12\x1c\n\tdocuments\x18\x01 \x01(\x03R\tdocuments\">\n\x12PersistingProgress\x12\x12\n\x04\x64one\x18\x01 \x01(\x03R\x04\x64one\x12\x14\n\x05total\x18\x02 \x01(\x03R\x05total\"~\n\x10\x41pplyingProgress\x12\x12\n\x04wave\x18\x01 \x01(\x05R\x04wave\x12\x12\n\x04\x64one\x18\x02 \x01(\x03R\x04\x64one\x12\x14\n\x05total\x18\x03 \x01(\x03R\x05total\x12,\n\x03key\x18\x04 \x01(\x0b\x32\x1a.fabricsync.v1.ResourceKeyR\x03key\"c\n\x10\x46inishedProgress\x12\x37\n\x08\x63ounters\x18\x01 \x01(\x0b\x32\x1b.fabricsync.v1.SyncCountersR\x08\x63ounters\x12\x16\n\x06\x63ommit\x18\x02 \x01(\tR\x06\x63ommit\"g\n\x0e\x46\x61iledProgress\x12;\n\x0b\x64iagnostics\x18\x01 \x03(\x0b\x32\x19.fabricsync.v1.DiagnosticR\x0b\x64iagnostics\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\"\x13\n\x11\x43\x61ncelledProgress\"\xef\x05\n\x11SyncProgressEvent\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x15\n\x06run_id\x18\x02 \x01(\tR\x05runId\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x37\n\x06queued\x18\x04 \x01(\x0b\x32\x1d.fabricsync.v1.QueuedProgressH\x00R\x06queued\x12=\n\x08\x66\x65tching\x18\x05 \x01(\x0b\x32\x1f.fabricsync.v1.FetchingProgressH\x00R\x08\x66\x65tching\x12:\n\x07parsing\x18\x06 \x01(\x0b\x32\x1e.fabricsync.v1.ParsingProgressH\x00R\x07parsing\x12\x43\n\nvalidating\x18\x07 \x01(\x0b\x32!.fabricsync.v1.ValidatingProgressH\x00R\nvalidating\x12\x43\n\npersisting\x18\x08 \x01(\x0b\x32!.fabricsync.v1.PersistingProgressH\x00R\npersisting\x12=\n\x08\x61pplying\x18\t \x01(\x0b\x32\x1f.fabricsync.v1.ApplyingProgressH\x00R\x08\x61pplying\x12=\n\x08\x66inished\x18\n \x01(\x0b\x32\x1f.fabricsync.v1.FinishedProgressH\x00R\x08\x66inished\x12\x37\n\x06\x66\x61iled\x18\x0b \x01(\x0b\x32\x1d.fabricsync.v1.FailedProgressH\x00R\x06\x66\x61iled\x12@\n\tcancelled\x18\x0c \x01(\x0b\x32 .fabricsync.v1.CancelledProgressH\x00R\tcancelled\x12\x35\n\x07warning\x18\r \x01(\x0b\x32\x19.fabricsync.v1.DiagnosticH\x00R\x07warningB\t\n\x07payload\"r\n\x18WatchFabricEventsRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12#\n\rfrom_sequence\x18\x02 \x01(\x03R\x0c\x66romSequence\x12\x14\n\x05kinds\x18\x03 \x03(\tR\x05kinds\"\xd9\x02\n\x0b\x46\x61\x62ricEvent\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x1b\n\tfabric_id\x18\x02 \x01(\tR\x08\x66\x61\x62ricId\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x32\n\x04type\x18\x04 \x01(\x0e\x32\x1e.fabricsync.v1.FabricEventTypeR\x04type\x12,\n\x03key\x18\x05 \x01(\x0b\x32\x1a.fabricsync.v1.ResourceKeyR\x03key\x12/\n\x06object\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x06object\x12)\n\x10resource_version\x18\x07 \x01(\tR\x0fresourceVersion\x12#\n\rfield_manager\x18\x08 \x01(\tR\x0c\x66ieldManager\"@\n\x0fPlanSyncRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x10\n\x03ref\x18\x02 \x01(\tR\x03ref\"\xe8\x02\n\x10PlanSyncResponse\x12\x16\n\x06\x63ommit\x18\x01 \x01(\tR\x06\x63ommit\x12\x37\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x1d.fabricsync.v1.ResourceChangeR\x07\x63hanges\x12;\n\x0b\x64iagnostics\x18\x03 \x03(\x0b\x32\x19.fabricsync.v1.DiagnosticR\x0b\x64iagnostics\x12\x37\n\x08\x63ounters\x18\x04 \x01(\x0b\x32\x1b.fabricsync.v1.SyncCountersR\x08\x63ounters\x12\x14\n\x05valid\x18\x05 \x01(\x08R\x05valid\x12#\n\rinclude_paths\x18\x06 \x03(\tR\x0cincludePaths\x12#\n\rexclude_paths\x18\x07 \x03(\tR\x0c\x65xcludePaths\x12-\n\x06layout\x18\x08 \x01(\x0e\x32\x15.fabricsync.v1.LayoutR\x06layout\"T\n\x1aStreamSyncProgressResponse\x12\x36\n\x05\x65vent\x18\x01 \x01(\x0b\x32 .fabricsync.v1.SyncProgressEventR\x05\x65vent\"M\n\x19WatchFabricEventsResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.FabricEventR\x05\x65vent*b\n\x08SyncMode\x12\x19\n\x15SYNC_MODE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSYNC_MODE_PULL\x10\x01\x12\x13\n\x0fSYNC_MODE_APPLY\x10\x02\x12\x12\n\x0eSYNC_MODE_FULL\x10\x03*\x93\x01\n\x0bSyncTrigger\x12\x1c\n\x18SYNC_TRIGGER_UNSPECIFIED\x10\x00\x12\x15\n\x11SYNC_TRIGGER_USER\x10\x01\x12\x19\n\x15SYNC_TRIGGER_SCHEDULE\x10\x02\x12\x1a\n\x16SYNC_TRIGGER_SELF_HEAL\x10\x03\x12\x18\n\x14SYNC_TRIGGER_WEBHOOK\x10\x04*\xc3\x01\n\rSyncRunStatus\x12\x1f\n\x1bSYNC_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SYNC_RUN_STATUS_QUEUED\x10\x01\x12\x1b\n\x17SYNC_RUN_STATUS_RUNNING\x10\x02\x12\x1d\n\x19SYNC_RUN_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16SYNC_RUN_STATUS_FAILED\x10\x04\x12\x1d\n\x19SYNC_RUN_STATUS_CANCELLED\x10\x05*\x98\x01\n\x0c\x43hangeAction\x12\x1d\n\x19\x43HANGE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANGE_ACTION_CREATE\x10\x01\x12\x18\n\x14\x43HANGE_ACTION_UPDATE\x10\x02\x12\x18\n\x14\x43HANGE_ACTION_DELETE\x10\x03\x12\x1b\n\x17\x43HANGE_ACTION_UNCHANGED\x10\x04*\x90\x01\n\x0f\x46\x61\x62ricEventType\x12!\n\x1d\x46\x41\x42RIC_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46\x41\x42RIC_EVENT_TYPE_ADDED\x10\x01\x12\x1e\n\x1a\x46\x41\x42RIC_EVENT_TYPE_MODIFIED\x10\x02\x12\x1d\n\x19\x46\x41\x42RIC_EVENT_TYPE_DELETED\x10\x03\x32\x89\x05\n\x0bSyncService\x12N\n\tStartSync\x12\x1f.fabricsync.v1.StartSyncRequest\x1a .fabricsync.v1.StartSyncResponse\x12Q\n\nGetSyncRun\x12 .fabricsync.v1.GetSyncRunRequest\x1a!.fabricsync.v1.GetSyncRunResponse\x12W\n\x0cListSyncRuns\x12\".fabricsync.v1.ListSyncRunsRequest\x1a#.fabricsync.v1.ListSyncRunsResponse\x12Z\n\rCancelSyncRun\x12#.fabricsync.v1.CancelSyncRunRequest\x1a$.fabricsync.v1.CancelSyncRunResponse\x12k\n\x12StreamSyncProgress\x12(.fabricsync.v1.StreamSyncProgressRequest\x1a).fabricsync.v1.StreamSyncProgressResponse0\x01\x12h\n\x11WatchFabricEvents\x12\'.fabricsync.v1.WatchFabricEventsRequest\x1a(.fabricsync.v1.WatchFabricEventsResponse0\x01\x12K\n\x08PlanSync\x12\x1e.fabricsync.v1.PlanSyncRequest\x1a\x1f.fabricsync.v1.PlanSyncResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x62ricsync/v1/sync.proto\x12\rfabricsync.v1\x1a\x1a\x66\x61\x62ricsync/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x02\n\x0cSyncCounters\x12\x1c\n\tdocuments\x18\x01 \x01(\x03R\tdocuments\x12\x18\n\x07\x63reated\x18\x02 \x01(\x03R\x07\x63reated\x12\x18\n\x07updated\x18\x03 \x01(\x03R\x07updated\x12\x1c\n\tunchanged\x18\x04 \x01(\x03R\tunchanged\x12\x18\n\x07\x64\x65leted\x18\x05 \x01(\x03R\x07\x64\x65leted\x12\x18\n\x07ignored\x18\x06 \x01(\x03R\x07ignored\x12\x1a\n\x08warnings\x18\x07 \x01(\x03R\x08warnings\x12\x16\n\x06\x65rrors\x18\x08 \x01(\x03R\x06\x65rrors\x12\x18\n\x07\x61pplied\x18\t \x01(\x03R\x07\x61pplied\x12\x16\n\x06pruned\x18\n \x01(\x03R\x06pruned\x12\x14\n\x05\x66iles\x18\x0b \x01(\x03R\x05\x66iles\"\x9a\x01\n\x0eResourceChange\x12,\n\x03key\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.ResourceKeyR\x03key\x12\x33\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.fabricsync.v1.ChangeActionR\x06\x61\x63tion\x12%\n\x0e\x63hanged_fields\x18\x03 \x03(\tR\rchangedFields\"\x89\x07\n\x07SyncRun\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n\tfabric_id\x18\x02 \x01(\tR\x08\x66\x61\x62ricId\x12+\n\x04mode\x18\x03 \x01(\x0e\x32\x17.fabricsync.v1.SyncModeR\x04mode\x12\x34\n\x07trigger\x18\x04 \x01(\x0e\x32\x1a.fabricsync.v1.SyncTriggerR\x07trigger\x12\x17\n\x07\x64ry_run\x18\x05 \x01(\x08R\x06\x64ryRun\x12\x10\n\x03ref\x18\x06 \x01(\tR\x03ref\x12\x16\n\x06\x63ommit\x18\x07 \x01(\tR\x06\x63ommit\x12\x34\n\x06status\x18\x08 \x01(\x0e\x32\x1c.fabricsync.v1.SyncRunStatusR\x06status\x12\x37\n\x08\x63ounters\x18\t \x01(\x0b\x32\x1b.fabricsync.v1.SyncCountersR\x08\x63ounters\x12\x39\n\x0bkind_counts\x18\n \x03(\x0b\x32\x18.fabricsync.v1.KindCountR\nkindCounts\x12;\n\x0b\x64iagnostics\x18\x0b \x03(\x0b\x32\x19.fabricsync.v1.DiagnosticR\x0b\x64iagnostics\x12\x37\n\x07\x63hanges\x18\x0c \x03(\x0b\x32\x1d.fabricsync.v1.ResourceChangeR\x07\x63hanges\x12\x14\n\x05\x65rror\x18\r \x01(\tR\x05\x65rror\x12\x1d\n\nclaimed_by\x18\x0e \x01(\tR\tclaimedBy\x12;\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12\x39\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12;\n\x0b\x66inish_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishTime\x12#\n\rlast_sequence\x18\x12 \x01(\x03R\x0clastSequence\x12\x14\n\x05\x66orce\x18\x13 \x01(\x08R\x05\x66orce\x12!\n\x0crequested_by\x18\x14 \x01(\tR\x0brequestedBy\x12\x43\n\x10wait_for_rollout\x18\x15 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0ewaitForRollout\"\xf3\x01\n\x10StartSyncRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12+\n\x04mode\x18\x02 \x01(\x0e\x32\x17.fabricsync.v1.SyncModeR\x04mode\x12\x17\n\x07\x64ry_run\x18\x03 \x01(\x08R\x06\x64ryRun\x12!\n\x0cref_override\x18\x04 \x01(\tR\x0brefOverride\x12\x14\n\x05\x66orce\x18\x05 \x01(\x08R\x05\x66orce\x12\x43\n\x10wait_for_rollout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0ewaitForRollout\"d\n\x11StartSyncResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x16.fabricsync.v1.SyncRunR\x03run\x12%\n\x0e\x61lready_active\x18\x02 \x01(\x08R\ralreadyActive\"#\n\x11GetSyncRunRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\">\n\x12GetSyncRunResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x16.fabricsync.v1.SyncRunR\x03run\"i\n\x13ListSyncRunsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n\x06\x66ilter\x18\x03 \x01(\tR\x06\x66ilter\"\x89\x01\n\x14ListSyncRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x16.fabricsync.v1.SyncRunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n\ntotal_size\x18\x03 \x01(\x05R\ttotalSize\"&\n\x14\x43\x61ncelSyncRunRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"A\n\x15\x43\x61ncelSyncRunResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x16.fabricsync.v1.SyncRunR\x03run\"W\n\x19StreamSyncProgressRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n\rfrom_sequence\x18\x02 \x01(\x03R\x0c\x66romSequence\"\x10\n\x0eQueuedProgress\"B\n\x10\x46\x65tchingProgress\x12\x14\n\x05\x62ytes\x18\x01 \x01(\x03R\x05\x62ytes\x12\x18\n\x07objects\x18\x02 \x01(\x03R\x07objects\"c\n\x0fParsingProgress\x12\x1d\n\nfile_index\x18\x01 \x01(\x05R\tfileIndex\x12\x1d\n\nfile_count\x18\x02 \x01(\x05R\tfileCount\x12\x12\n\x04path\x18\x03 \x01(\tR\x04path\"2\n\x12ValidatingProgress\x12\x1c\n\tdocuments\x18\x01 \x01(\x03R\tdocuments\">\n\x12PersistingProgress\x12\x12\n\x04\x64one\x18\x01 \x01(\x03R\x04\x64one\x12\x14\n\x05total\x18\x02 \x01(\x03R\x05total\"~\n\x10\x41pplyingProgress\x12\x12\n\x04wave\x18\x01 \x01(\x05R\x04wave\x12\x12\n\x04\x64one\x18\x02 \x01(\x03R\x04\x64one\x12\x14\n\x05total\x18\x03 \x01(\x03R\x05total\x12,\n\x03key\x18\x04 \x01(\x0b\x32\x1a.fabricsync.v1.ResourceKeyR\x03key\"f\n\x0fRolloutProgress\x12\x1c\n\nup_to_date\x18\x01 \x01(\x03R\x08upToDate\x12\x14\n\x05total\x18\x02 \x01(\x03R\x05total\x12\x1f\n\x0bwaiting_for\x18\x03 \x03(\tR\nwaitingFor\"c\n\x10\x46inishedProgress\x12\x37\n\x08\x63ounters\x18\x01 \x01(\x0b\x32\x1b.fabricsync.v1.SyncCountersR\x08\x63ounters\x12\x16\n\x06\x63ommit\x18\x02 \x01(\tR\x06\x63ommit\"g\n\x0e\x46\x61iledProgress\x12;\n\x0b\x64iagnostics\x18\x01 \x03(\x0b\x32\x19.fabricsync.v1.DiagnosticR\x0b\x64iagnostics\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\"\x13\n\x11\x43\x61ncelledProgress\"\xab\x06\n\x11SyncProgressEvent\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x15\n\x06run_id\x18\x02 \x01(\tR\x05runId\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x37\n\x06queued\x18\x04 \x01(\x0b\x32\x1d.fabricsync.v1.QueuedProgressH\x00R\x06queued\x12=\n\x08\x66\x65tching\x18\x05 \x01(\x0b\x32\x1f.fabricsync.v1.FetchingProgressH\x00R\x08\x66\x65tching\x12:\n\x07parsing\x18\x06 \x01(\x0b\x32\x1e.fabricsync.v1.ParsingProgressH\x00R\x07parsing\x12\x43\n\nvalidating\x18\x07 \x01(\x0b\x32!.fabricsync.v1.ValidatingProgressH\x00R\nvalidating\x12\x43\n\npersisting\x18\x08 \x01(\x0b\x32!.fabricsync.v1.PersistingProgressH\x00R\npersisting\x12=\n\x08\x61pplying\x18\t \x01(\x0b\x32\x1f.fabricsync.v1.ApplyingProgressH\x00R\x08\x61pplying\x12=\n\x08\x66inished\x18\n \x01(\x0b\x32\x1f.fabricsync.v1.FinishedProgressH\x00R\x08\x66inished\x12\x37\n\x06\x66\x61iled\x18\x0b \x01(\x0b\x32\x1d.fabricsync.v1.FailedProgressH\x00R\x06\x66\x61iled\x12@\n\tcancelled\x18\x0c \x01(\x0b\x32 .fabricsync.v1.CancelledProgressH\x00R\tcancelled\x12\x35\n\x07warning\x18\r \x01(\x0b\x32\x19.fabricsync.v1.DiagnosticH\x00R\x07warning\x12:\n\x07rollout\x18\x0e \x01(\x0b\x32\x1e.fabricsync.v1.RolloutProgressH\x00R\x07rolloutB\t\n\x07payload\"r\n\x18WatchFabricEventsRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12#\n\rfrom_sequence\x18\x02 \x01(\x03R\x0c\x66romSequence\x12\x14\n\x05kinds\x18\x03 \x03(\tR\x05kinds\"\xd9\x02\n\x0b\x46\x61\x62ricEvent\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x1b\n\tfabric_id\x18\x02 \x01(\tR\x08\x66\x61\x62ricId\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x32\n\x04type\x18\x04 \x01(\x0e\x32\x1e.fabricsync.v1.FabricEventTypeR\x04type\x12,\n\x03key\x18\x05 \x01(\x0b\x32\x1a.fabricsync.v1.ResourceKeyR\x03key\x12/\n\x06object\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x06object\x12)\n\x10resource_version\x18\x07 \x01(\tR\x0fresourceVersion\x12#\n\rfield_manager\x18\x08 \x01(\tR\x0c\x66ieldManager\"@\n\x0fPlanSyncRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x10\n\x03ref\x18\x02 \x01(\tR\x03ref\"\xe8\x02\n\x10PlanSyncResponse\x12\x16\n\x06\x63ommit\x18\x01 \x01(\tR\x06\x63ommit\x12\x37\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x1d.fabricsync.v1.ResourceChangeR\x07\x63hanges\x12;\n\x0b\x64iagnostics\x18\x03 \x03(\x0b\x32\x19.fabricsync.v1.DiagnosticR\x0b\x64iagnostics\x12\x37\n\x08\x63ounters\x18\x04 \x01(\x0b\x32\x1b.fabricsync.v1.SyncCountersR\x08\x63ounters\x12\x14\n\x05valid\x18\x05 \x01(\x08R\x05valid\x12#\n\rinclude_paths\x18\x06 \x03(\tR\x0cincludePaths\x12#\n\rexclude_paths\x18\x07 \x03(\tR\x0c\x65xcludePaths\x12-\n\x06layout\x18\x08 \x01(\x0e\x32\x15.fabricsync.v1.LayoutR\x06layout\"T\n\x1aStreamSyncProgressResponse\x12\x36\n\x05\x65vent\x18\x01 \x01(\x0b\x32 .fabricsync.v1.SyncProgressEventR\x05\x65vent\"M\n\x19WatchFabricEventsResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.fabricsync.v1.FabricEventR\x05\x65vent*b\n\x08SyncMode\x12\x19\n\x15SYNC_MODE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSYNC_MODE_PULL\x10\x01\x12\x13\n\x0fSYNC_MODE_APPLY\x10\x02\x12\x12\n\x0eSYNC_MODE_FULL\x10\x03*\x93\x01\n\x0bSyncTrigger\x12\x1c\n\x18SYNC_TRIGGER_UNSPECIFIED\x10\x00\x12\x15\n\x11SYNC_TRIGGER_USER\x10\x01\x12\x19\n\x15SYNC_TRIGGER_SCHEDULE\x10\x02\x12\x1a\n\x16SYNC_TRIGGER_SELF_HEAL\x10\x03\x12\x18\n\x14SYNC_TRIGGER_WEBHOOK\x10\x04*\xc3\x01\n\rSyncRunStatus\x12\x1f\n\x1bSYNC_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SYNC_RUN_STATUS_QUEUED\x10\x01\x12\x1b\n\x17SYNC_RUN_STATUS_RUNNING\x10\x02\x12\x1d\n\x19SYNC_RUN_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16SYNC_RUN_STATUS_FAILED\x10\x04\x12\x1d\n\x19SYNC_RUN_STATUS_CANCELLED\x10\x05*\x98\x01\n\x0c\x43hangeAction\x12\x1d\n\x19\x43HANGE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANGE_ACTION_CREATE\x10\x01\x12\x18\n\x14\x43HANGE_ACTION_UPDATE\x10\x02\x12\x18\n\x14\x43HANGE_ACTION_DELETE\x10\x03\x12\x1b\n\x17\x43HANGE_ACTION_UNCHANGED\x10\x04*\x90\x01\n\x0f\x46\x61\x62ricEventType\x12!\n\x1d\x46\x41\x42RIC_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46\x41\x42RIC_EVENT_TYPE_ADDED\x10\x01\x12\x1e\n\x1a\x46\x41\x42RIC_EVENT_TYPE_MODIFIED\x10\x02\x12\x1d\n\x19\x46\x41\x42RIC_EVENT_TYPE_DELETED\x10\x03\x32\x89\x05\n\x0bSyncService\x12N\n\tStartSync\x12\x1f.fabricsync.v1.StartSyncRequest\x1a .fabricsync.v1.StartSyncResponse\x12Q\n\nGetSyncRun\x12 .fabricsync.v1.GetSyncRunRequest\x1a!.fabricsync.v1.GetSyncRunResponse\x12W\n\x0cListSyncRuns\x12\".fabricsync.v1.ListSyncRunsRequest\x1a#.fabricsync.v1.ListSyncRunsResponse\x12Z\n\rCancelSyncRun\x12#.fabricsync.v1.CancelSyncRunRequest\x1a$.fabricsync.v1.CancelSyncRunResponse\x12k\n\x12StreamSyncProgress\x12(.fabricsync.v1.StreamSyncProgressRequest\x1a).fabricsync.v1.StreamSyncProgressResponse0\x01\x12h\n\x11WatchFabricEvents\x12\'.fabricsync.v1.WatchFabricEventsRequest\x1a(.fabricsync.v1.WatchFabricEventsResponse0\x01\x12K\n\x08PlanSync\x12\x1e.fabricsync.v1.PlanSyncRequest\x1a\x1f.fabricsync.v1.PlanSyncResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fabricsync.v1.sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SYNCMODE']._serialized_start=4728
-  _globals['_SYNCMODE']._serialized_end=4826
-  _globals['_SYNCTRIGGER']._serialized_start=4829
-  _globals['_SYNCTRIGGER']._serialized_end=4976
-  _globals['_SYNCRUNSTATUS']._serialized_start=4979
-  _globals['_SYNCRUNSTATUS']._serialized_end=5174
-  _globals['_CHANGEACTION']._serialized_start=5177
-  _globals['_CHANGEACTION']._serialized_end=5329
-  _globals['_FABRICEVENTTYPE']._serialized_start=5332
-  _globals['_FABRICEVENTTYPE']._serialized_end=5476
-  _globals['_SYNCCOUNTERS']._serialized_start=135
-  _globals['_SYNCCOUNTERS']._serialized_end=437
-  _globals['_RESOURCECHANGE']._serialized_start=440
-  _globals['_RESOURCECHANGE']._serialized_end=594
-  _globals['_SYNCRUN']._serialized_start=597
-  _globals['_SYNCRUN']._serialized_end=1433
-  _globals['_STARTSYNCREQUEST']._serialized_start=1436
-  _globals['_STARTSYNCREQUEST']._serialized_end=1610
-  _globals['_STARTSYNCRESPONSE']._serialized_start=1612
-  _globals['_STARTSYNCRESPONSE']._serialized_end=1712
-  _globals['_GETSYNCRUNREQUEST']._serialized_start=1714
-  _globals['_GETSYNCRUNREQUEST']._serialized_end=1749
-  _globals['_GETSYNCRUNRESPONSE']._serialized_start=1751
-  _globals['_GETSYNCRUNRESPONSE']._serialized_end=1813
-  _globals['_LISTSYNCRUNSREQUEST']._serialized_start=1815
-  _globals['_LISTSYNCRUNSREQUEST']._serialized_end=1920
-  _globals['_LISTSYNCRUNSRESPONSE']._serialized_start=1923
-  _globals['_LISTSYNCRUNSRESPONSE']._serialized_end=2060
-  _globals['_CANCELSYNCRUNREQUEST']._serialized_start=2062
-  _globals['_CANCELSYNCRUNREQUEST']._serialized_end=2100
-  _globals['_CANCELSYNCRUNRESPONSE']._serialized_start=2102
-  _globals['_CANCELSYNCRUNRESPONSE']._serialized_end=2167
-  _globals['_STREAMSYNCPROGRESSREQUEST']._serialized_start=2169
-  _globals['_STREAMSYNCPROGRESSREQUEST']._serialized_end=2256
-  _globals['_QUEUEDPROGRESS']._serialized_start=2258
-  _globals['_QUEUEDPROGRESS']._serialized_end=2274
-  _globals['_FETCHINGPROGRESS']._serialized_start=2276
-  _globals['_FETCHINGPROGRESS']._serialized_end=2342
-  _globals['_PARSINGPROGRESS']._serialized_start=2344
-  _globals['_PARSINGPROGRESS']._serialized_end=2443
-  _globals['_VALIDATINGPROGRESS']._serialized_start=2445
-  _globals['_VALIDATINGPROGRESS']._serialized_end=2495
-  _globals['_PERSISTINGPROGRESS']._serialized_start=2497
-  _globals['_PERSISTINGPROGRESS']._serialized_end=2559
-  _globals['_APPLYINGPROGRESS']._serialized_start=2561
-  _globals['_APPLYINGPROGRESS']._serialized_end=2687
-  _globals['_FINISHEDPROGRESS']._serialized_start=2689
-  _globals['_FINISHEDPROGRESS']._serialized_end=2788
-  _globals['_FAILEDPROGRESS']._serialized_start=2790
-  _globals['_FAILEDPROGRESS']._serialized_end=2893
-  _globals['_CANCELLEDPROGRESS']._serialized_start=2895
-  _globals['_CANCELLEDPROGRESS']._serialized_end=2914
-  _globals['_SYNCPROGRESSEVENT']._serialized_start=2917
-  _globals['_SYNCPROGRESSEVENT']._serialized_end=3668
-  _globals['_WATCHFABRICEVENTSREQUEST']._serialized_start=3670
-  _globals['_WATCHFABRICEVENTSREQUEST']._serialized_end=3784
-  _globals['_FABRICEVENT']._serialized_start=3787
-  _globals['_FABRICEVENT']._serialized_end=4132
-  _globals['_PLANSYNCREQUEST']._serialized_start=4134
-  _globals['_PLANSYNCREQUEST']._serialized_end=4198
-  _globals['_PLANSYNCRESPONSE']._serialized_start=4201
-  _globals['_PLANSYNCRESPONSE']._serialized_end=4561
-  _globals['_STREAMSYNCPROGRESSRESPONSE']._serialized_start=4563
-  _globals['_STREAMSYNCPROGRESSRESPONSE']._serialized_end=4647
-  _globals['_WATCHFABRICEVENTSRESPONSE']._serialized_start=4649
-  _globals['_WATCHFABRICEVENTSRESPONSE']._serialized_end=4726
-  _globals['_SYNCSERVICE']._serialized_start=5479
-  _globals['_SYNCSERVICE']._serialized_end=6128
+  _globals['_SYNCMODE']._serialized_start=5062
+  _globals['_SYNCMODE']._serialized_end=5160
+  _globals['_SYNCTRIGGER']._serialized_start=5163
+  _globals['_SYNCTRIGGER']._serialized_end=5310
+  _globals['_SYNCRUNSTATUS']._serialized_start=5313
+  _globals['_SYNCRUNSTATUS']._serialized_end=5508
+  _globals['_CHANGEACTION']._serialized_start=5511
+  _globals['_CHANGEACTION']._serialized_end=5663
+  _globals['_FABRICEVENTTYPE']._serialized_start=5666
+  _globals['_FABRICEVENTTYPE']._serialized_end=5810
+  _globals['_SYNCCOUNTERS']._serialized_start=167
+  _globals['_SYNCCOUNTERS']._serialized_end=469
+  _globals['_RESOURCECHANGE']._serialized_start=472
+  _globals['_RESOURCECHANGE']._serialized_end=626
+  _globals['_SYNCRUN']._serialized_start=629
+  _globals['_SYNCRUN']._serialized_end=1534
+  _globals['_STARTSYNCREQUEST']._serialized_start=1537
+  _globals['_STARTSYNCREQUEST']._serialized_end=1780
+  _globals['_STARTSYNCRESPONSE']._serialized_start=1782
+  _globals['_STARTSYNCRESPONSE']._serialized_end=1882
+  _globals['_GETSYNCRUNREQUEST']._serialized_start=1884
+  _globals['_GETSYNCRUNREQUEST']._serialized_end=1919
+  _globals['_GETSYNCRUNRESPONSE']._serialized_start=1921
+  _globals['_GETSYNCRUNRESPONSE']._serialized_end=1983
+  _globals['_LISTSYNCRUNSREQUEST']._serialized_start=1985
+  _globals['_LISTSYNCRUNSREQUEST']._serialized_end=2090
+  _globals['_LISTSYNCRUNSRESPONSE']._serialized_start=2093
+  _globals['_LISTSYNCRUNSRESPONSE']._serialized_end=2230
+  _globals['_CANCELSYNCRUNREQUEST']._serialized_start=2232
+  _globals['_CANCELSYNCRUNREQUEST']._serialized_end=2270
+  _globals['_CANCELSYNCRUNRESPONSE']._serialized_start=2272
+  _globals['_CANCELSYNCRUNRESPONSE']._serialized_end=2337
+  _globals['_STREAMSYNCPROGRESSREQUEST']._serialized_start=2339
+  _globals['_STREAMSYNCPROGRESSREQUEST']._serialized_end=2426
+  _globals['_QUEUEDPROGRESS']._serialized_start=2428
+  _globals['_QUEUEDPROGRESS']._serialized_end=2444
+  _globals['_FETCHINGPROGRESS']._serialized_start=2446
+  _globals['_FETCHINGPROGRESS']._serialized_end=2512
+  _globals['_PARSINGPROGRESS']._serialized_start=2514
+  _globals['_PARSINGPROGRESS']._serialized_end=2613
+  _globals['_VALIDATINGPROGRESS']._serialized_start=2615
+  _globals['_VALIDATINGPROGRESS']._serialized_end=2665
+  _globals['_PERSISTINGPROGRESS']._serialized_start=2667
+  _globals['_PERSISTINGPROGRESS']._serialized_end=2729
+  _globals['_APPLYINGPROGRESS']._serialized_start=2731
+  _globals['_APPLYINGPROGRESS']._serialized_end=2857
+  _globals['_ROLLOUTPROGRESS']._serialized_start=2859
+  _globals['_ROLLOUTPROGRESS']._serialized_end=2961
+  _globals['_FINISHEDPROGRESS']._serialized_start=2963
+  _globals['_FINISHEDPROGRESS']._serialized_end=3062
+  _globals['_FAILEDPROGRESS']._serialized_start=3064
+  _globals['_FAILEDPROGRESS']._serialized_end=3167
+  _globals['_CANCELLEDPROGRESS']._serialized_start=3169
+  _globals['_CANCELLEDPROGRESS']._serialized_end=3188
+  _globals['_SYNCPROGRESSEVENT']._serialized_start=3191
+  _globals['_SYNCPROGRESSEVENT']._serialized_end=4002
+  _globals['_WATCHFABRICEVENTSREQUEST']._serialized_start=4004
+  _globals['_WATCHFABRICEVENTSREQUEST']._serialized_end=4118
+  _globals['_FABRICEVENT']._serialized_start=4121
+  _globals['_FABRICEVENT']._serialized_end=4466
+  _globals['_PLANSYNCREQUEST']._serialized_start=4468
+  _globals['_PLANSYNCREQUEST']._serialized_end=4532
+  _globals['_PLANSYNCRESPONSE']._serialized_start=4535
+  _globals['_PLANSYNCRESPONSE']._serialized_end=4895
+  _globals['_STREAMSYNCPROGRESSRESPONSE']._serialized_start=4897
+  _globals['_STREAMSYNCPROGRESSRESPONSE']._serialized_end=4981
+  _globals['_WATCHFABRICEVENTSRESPONSE']._serialized_start=4983
+  _globals['_WATCHFABRICEVENTSRESPONSE']._serialized_end=5060
+  _globals['_SYNCSERVICE']._serialized_start=5813
+  _globals['_SYNCSERVICE']._serialized_end=6462
 # @@protoc_insertion_point(module_scope)

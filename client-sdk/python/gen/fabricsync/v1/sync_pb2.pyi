@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from fabricsync.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -300,6 +301,7 @@ class SyncRun(_message.Message):
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    WAIT_FOR_ROLLOUT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     fabric_id: _builtins.str
@@ -357,6 +359,10 @@ class SyncRun(_message.Message):
     def finish_time(self) -> _timestamp_pb2.Timestamp:
         """When it finished."""
 
+    @_builtins.property
+    def wait_for_rollout(self) -> _duration_pb2.Duration:
+        """The run's wait for the rollout to the switches (StartSyncRequest.wait_for_rollout)."""
+
     def __init__(
         self,
         *,
@@ -380,10 +386,11 @@ class SyncRun(_message.Message):
         last_sequence: _builtins.int = ...,
         force: _builtins.bool = ...,
         requested_by: _builtins.str = ...,
+        wait_for_rollout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "create_time", b"create_time", "finish_time", b"finish_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "create_time", b"create_time", "finish_time", b"finish_time", "start_time", b"start_time", "wait_for_rollout", b"wait_for_rollout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "claimed_by", b"claimed_by", "commit", b"commit", "counters", b"counters", "create_time", b"create_time", "diagnostics", b"diagnostics", "dry_run", b"dry_run", "error", b"error", "fabric_id", b"fabric_id", "finish_time", b"finish_time", "force", b"force", "id", b"id", "kind_counts", b"kind_counts", "last_sequence", b"last_sequence", "mode", b"mode", "ref", b"ref", "requested_by", b"requested_by", "start_time", b"start_time", "status", b"status", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "claimed_by", b"claimed_by", "commit", b"commit", "counters", b"counters", "create_time", b"create_time", "diagnostics", b"diagnostics", "dry_run", b"dry_run", "error", b"error", "fabric_id", b"fabric_id", "finish_time", b"finish_time", "force", b"force", "id", b"id", "kind_counts", b"kind_counts", "last_sequence", b"last_sequence", "mode", b"mode", "ref", b"ref", "requested_by", b"requested_by", "start_time", b"start_time", "status", b"status", "trigger", b"trigger", "wait_for_rollout", b"wait_for_rollout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -400,6 +407,7 @@ class StartSyncRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     REF_OVERRIDE_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    WAIT_FOR_ROLLOUT_FIELD_NUMBER: _builtins.int
     fabric_id: _builtins.str
     """Fabric id."""
     mode: Global___SyncMode.ValueType
@@ -410,6 +418,14 @@ class StartSyncRequest(_message.Message):
     """Branch, tag or commit to use instead of the fabric's git_ref for this run."""
     force: _builtins.bool
     """On apply, take ownership of fields another field manager holds (server-side apply force)."""
+    @_builtins.property
+    def wait_for_rollout(self) -> _duration_pb2.Duration:
+        """APPLY and FULL: after the apply, wait until every Switch's Hedgehog Agent applied the
+        current generation (see FabricService.GetFabricRollout), at most this long; the run ends
+        FAILED naming the switches that did not catch up. Unset or 0: no wait (the run still
+        reports the rollout it sees). At most 1 hour.
+        """
+
     def __init__(
         self,
         *,
@@ -418,10 +434,11 @@ class StartSyncRequest(_message.Message):
         dry_run: _builtins.bool = ...,
         ref_override: _builtins.str = ...,
         force: _builtins.bool = ...,
+        wait_for_rollout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wait_for_rollout", b"wait_for_rollout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "fabric_id", b"fabric_id", "force", b"force", "mode", b"mode", "ref_override", b"ref_override"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "fabric_id", b"fabric_id", "force", b"force", "mode", b"mode", "ref_override", b"ref_override", "wait_for_rollout", b"wait_for_rollout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -795,6 +812,40 @@ class ApplyingProgress(_message.Message):
 Global___ApplyingProgress: _TypeAlias = ApplyingProgress  # noqa: Y015
 
 @_typing.final
+class RolloutProgress(_message.Message):
+    """After an apply: how many of the fabric's switches run what was applied (their agents applied
+    the current generation). Reported when it changes while the run waits for the rollout.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UP_TO_DATE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    up_to_date: _builtins.int
+    """Switches up to date."""
+    total: _builtins.int
+    """The fabric's switches."""
+    @_builtins.property
+    def waiting_for(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The switches not up to date yet (at most 20)."""
+
+    def __init__(
+        self,
+        *,
+        up_to_date: _builtins.int = ...,
+        total: _builtins.int = ...,
+        waiting_for: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["total", b"total", "up_to_date", b"up_to_date", "waiting_for", b"waiting_for"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RolloutProgress: _TypeAlias = RolloutProgress  # noqa: Y015
+
+@_typing.final
 class FinishedProgress(_message.Message):
     """The run succeeded."""
 
@@ -886,6 +937,7 @@ class SyncProgressEvent(_message.Message):
     FAILED_FIELD_NUMBER: _builtins.int
     CANCELLED_FIELD_NUMBER: _builtins.int
     WARNING_FIELD_NUMBER: _builtins.int
+    ROLLOUT_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the event log; resume after it."""
     run_id: _builtins.str
@@ -934,6 +986,10 @@ class SyncProgressEvent(_message.Message):
     def warning(self) -> _common_pb2.Diagnostic:
         """A warning diagnostic."""
 
+    @_builtins.property
+    def rollout(self) -> Global___RolloutProgress:
+        """The rollout to the switches after an apply."""
+
     def __init__(
         self,
         *,
@@ -950,12 +1006,13 @@ class SyncProgressEvent(_message.Message):
         failed: Global___FailedProgress | None = ...,
         cancelled: Global___CancelledProgress | None = ...,
         warning: _common_pb2.Diagnostic | None = ...,
+        rollout: Global___RolloutProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applying", b"applying", "cancelled", b"cancelled", "failed", b"failed", "fetching", b"fetching", "finished", b"finished", "parsing", b"parsing", "payload", b"payload", "persisting", b"persisting", "queued", b"queued", "time", b"time", "validating", b"validating", "warning", b"warning"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applying", b"applying", "cancelled", b"cancelled", "failed", b"failed", "fetching", b"fetching", "finished", b"finished", "parsing", b"parsing", "payload", b"payload", "persisting", b"persisting", "queued", b"queued", "rollout", b"rollout", "time", b"time", "validating", b"validating", "warning", b"warning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applying", b"applying", "cancelled", b"cancelled", "failed", b"failed", "fetching", b"fetching", "finished", b"finished", "parsing", b"parsing", "payload", b"payload", "persisting", b"persisting", "queued", b"queued", "run_id", b"run_id", "sequence", b"sequence", "time", b"time", "validating", b"validating", "warning", b"warning"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applying", b"applying", "cancelled", b"cancelled", "failed", b"failed", "fetching", b"fetching", "finished", b"finished", "parsing", b"parsing", "payload", b"payload", "persisting", b"persisting", "queued", b"queued", "rollout", b"rollout", "run_id", b"run_id", "sequence", b"sequence", "time", b"time", "validating", b"validating", "warning", b"warning"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["queued", "fetching", "parsing", "validating", "persisting", "applying", "finished", "failed", "cancelled", "warning"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["queued", "fetching", "parsing", "validating", "persisting", "applying", "finished", "failed", "cancelled", "warning", "rollout"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
