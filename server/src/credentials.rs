@@ -7,37 +7,37 @@ use crate::db::repositories::RepositoryRow;
 use crate::git::Auth;
 use fabricsync_core::vocab::AuthType;
 
-/// A fabric's stored cluster bearer token, opened for a cluster connection; None without one.
-pub fn cluster_token(fabric: &FabricRow, keyring: &Keyring) -> Result<Option<Secret>, CryptoError> {
-    match (&fabric.cluster_token_sealed, &fabric.cluster_token_key_id) {
-        (Some(blob), Some(key_id)) => Ok(Some(keyring.open_secret(
-            &Sealed { key_id: key_id.clone(), blob: blob.clone() },
-            &crypto::fabric_token_context(fabric.id),
-        )?)),
+/// A secret stored in a (sealed blob, key id) column pair, opened; None when the row has none.
+fn opened(
+    keyring: &Keyring,
+    blob: &Option<Vec<u8>>,
+    key_id: &Option<String>,
+    context: &str,
+) -> Result<Option<Secret>, CryptoError> {
+    match (blob, key_id) {
+        (Some(blob), Some(key_id)) => {
+            Ok(Some(keyring.open_secret(&Sealed { key_id: key_id.clone(), blob: blob.clone() }, context)?))
+        }
         _ => Ok(None),
     }
+}
+
+/// A fabric's stored cluster bearer token, opened for a cluster connection; None without one.
+pub fn cluster_token(fabric: &FabricRow, keyring: &Keyring) -> Result<Option<Secret>, CryptoError> {
+    let context = crypto::fabric_token_context(fabric.id);
+    opened(keyring, &fabric.cluster_token_sealed, &fabric.cluster_token_key_id, &context)
 }
 
 /// A repository's stored webhook secret, opened to verify a delivery; None without one.
 pub fn webhook_secret(row: &RepositoryRow, keyring: &Keyring) -> Result<Option<Secret>, CryptoError> {
-    match (&row.webhook_secret_sealed, &row.webhook_secret_key_id) {
-        (Some(blob), Some(key_id)) => Ok(Some(keyring.open_secret(
-            &Sealed { key_id: key_id.clone(), blob: blob.clone() },
-            &crypto::repository_webhook_context(row.id),
-        )?)),
-        _ => Ok(None),
-    }
+    let context = crypto::repository_webhook_context(row.id);
+    opened(keyring, &row.webhook_secret_sealed, &row.webhook_secret_key_id, &context)
 }
 
 /// The stored credentials of a repository, opened for a git connection.
 pub fn git_auth(row: &RepositoryRow, keyring: &Keyring) -> Result<Auth, CryptoError> {
-    let secret = match (&row.secret_sealed, &row.secret_key_id) {
-        (Some(blob), Some(key_id)) => Some(keyring.open_secret(
-            &Sealed { key_id: key_id.clone(), blob: blob.clone() },
-            &crypto::repository_secret_context(row.id),
-        )?),
-        _ => None,
-    };
+    let context = crypto::repository_secret_context(row.id);
+    let secret = opened(keyring, &row.secret_sealed, &row.secret_key_id, &context)?;
     let secret = || secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
     let username = row.auth_username.clone().unwrap_or_default();
     Ok(match row.auth_type {

@@ -734,9 +734,7 @@ impl FabricService for FabricApi {
         let fabric = load(&self.state, id).await?;
         let switches = {
             let mut conn = self.state.conn().await?;
-            crate::db::resources::desired_names(&mut conn, id, "wiring.githedgehog.com", "Switch")
-                .await
-                .map_err(ApiError::from)?
+            crate::db::resources::switch_names(&mut conn, id).await.map_err(ApiError::from)?
         };
         let connection = cluster::connect(&fabric, &self.state.keyring, &self.state.settings.outbound).await;
         let read = match connection {

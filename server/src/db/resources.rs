@@ -113,17 +113,12 @@ pub struct ResourceFilter {
     pub drifted_only: bool,
 }
 
-/// The names of the fabric's desired objects of one kind, sorted.
-pub async fn desired_names(
-    conn: &mut AsyncPgConnection,
-    fabric_id: Uuid,
-    group: &str,
-    kind: &str,
-) -> Result<Vec<String>, DbError> {
+/// The names of the fabric's desired Switches, sorted: the switches whose agents tell the rollout.
+pub async fn switch_names(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<String>, DbError> {
     Ok(resources::table
         .filter(resources::fabric_id.eq(fabric_id))
-        .filter(resources::api_group.eq(group))
-        .filter(resources::kind.eq(kind))
+        .filter(resources::api_group.eq("wiring.githedgehog.com"))
+        .filter(resources::kind.eq("Switch"))
         .filter(resources::desired.is_not_null())
         .select(resources::name)
         .order(resources::name.asc())

@@ -34,7 +34,7 @@ pub async fn follow(
 ) -> Result<Option<String>, PullError> {
     let switches = {
         let mut conn = db::connect(&state.pool).await?;
-        resources::desired_names(&mut conn, fabric.id, "wiring.githedgehog.com", "Switch").await?
+        resources::switch_names(&mut conn, fabric.id).await?
     };
     let wait = Duration::from_secs(u64::try_from(run.rollout_wait_seconds).unwrap_or(0));
     if switches.is_empty() {
