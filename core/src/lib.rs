@@ -21,6 +21,8 @@ pub mod apply;
 pub mod diff;
 pub mod drift;
 pub mod edit;
+pub mod health;
+pub mod inventory;
 pub mod key;
 pub mod live;
 pub mod manifest;

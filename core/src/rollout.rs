@@ -8,8 +8,14 @@ use serde_json::Value;
 
 use crate::vocab::RolloutState;
 
-/// Without another threshold, a switch whose agent was silent for 5 minutes is STALE.
-pub const DEFAULT_STALE_AFTER_SECONDS: i64 = 300;
+/// The kind whose objects have agents: a Switch's agent has the switch's name.
+pub const SWITCH_GROUP: &str = "wiring.githedgehog.com";
+pub const SWITCH_KIND: &str = "Switch";
+
+/// Whether (group, kind) is the Switch kind.
+pub fn is_switch(group: &str, kind: &str) -> bool {
+    group == SWITCH_GROUP && kind == SWITCH_KIND
+}
 
 /// What an Agent object says, read by `agent_status`; the shell turns the heartbeat's RFC 3339
 /// time into an age (the core has no clock).

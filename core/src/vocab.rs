@@ -169,6 +169,23 @@ words!(
 );
 
 words!(
+    /// A resource's health (`resources.health`): whether the object does its job, apart from
+    /// whether it matches Git (drift). Listed from the worst.
+    Health, "health" {
+        /// The last apply failed, or the switch's agent went silent.
+        Degraded = "degraded",
+        /// Desired, not in the cluster.
+        Missing = "missing",
+        /// In the cluster, not in effect yet (a switch's agent has not applied it).
+        Progressing = "progressing",
+        /// Not known: no live view yet, or a switch without an agent.
+        Unknown = "unknown",
+        /// In the cluster and, for a switch, applied by its agent.
+        Healthy = "healthy",
+    }
+);
+
+words!(
     /// Whether a repository or cluster was last reached (`*.connection_status`).
     ConnectionStatus, "connection status" { Unknown = "unknown", Reachable = "reachable", Failed = "failed" }
 );
@@ -208,6 +225,39 @@ words!(
     Stream, "stream" { Progress = "progress", Watch = "watch", Drift = "drift" }
 );
 
+words!(
+    /// The cluster objects an inventory imports (see `inventory`).
+    InventoryKind, "inventory kind" {
+        Node = "node",
+        Namespace = "namespace",
+        Deployment = "deployment",
+        StatefulSet = "statefulset",
+        DaemonSet = "daemonset",
+        Pod = "pod",
+        Service = "service",
+        /// KubeVirt's (kubevirt.io/v1).
+        VirtualMachine = "virtualmachine",
+        VirtualMachineInstance = "virtualmachineinstance",
+    }
+);
+
+words!(
+    /// What a pod runs: containers, or a KubeVirt VM (its virt-launcher pod).
+    WorkloadType, "workload type" { Container = "container", Vm = "vm" }
+);
+
+words!(
+    /// Which workloads an inventory imports.
+    WorkloadFilter, "workload filter" { All = "all", Containers = "containers", Vms = "vms" }
+);
+
+words!(
+    /// What an inventory import did to one object.
+    InventoryChange, "inventory change" {
+        Created = "created", Updated = "updated", Deleted = "deleted", Unchanged = "unchanged",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +278,7 @@ mod tests {
         round_trip::<SyncMode>();
         round_trip::<Trigger>();
         round_trip::<RolloutState>();
+        round_trip::<Health>();
         round_trip::<SyncStatus>();
         round_trip::<FabricDrift>();
         round_trip::<DriftStatus>();
@@ -238,6 +289,10 @@ mod tests {
         round_trip::<AuthType>();
         round_trip::<Stream>();
         round_trip::<ChangeAction>();
+        round_trip::<InventoryKind>();
+        round_trip::<WorkloadType>();
+        round_trip::<WorkloadFilter>();
+        round_trip::<InventoryChange>();
     }
 
     #[test]

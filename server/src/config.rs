@@ -154,6 +154,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_SELF_HEAL_WINDOW_SECONDS", default_value_t = 600)]
     pub self_heal_window_seconds: u64,
 
+    /// A switch whose agent sent no heartbeat for this long is STALE (its Switch DEGRADED), in the
+    /// health the watch tells and in GetFabricRollout without stale_after.
+    #[arg(long, env = "FABRICSYNC_SWITCH_STALE_AFTER_SECONDS", default_value_t = 300)]
+    pub switch_stale_after_seconds: u64,
+
     /// A directory of CRD files (YAML) that add Hedgehog kinds to the embedded ones or replace
     /// them (same group, version and kind): a newer release's CRDs, or list types declared.
     /// They drive validation, apply and drift; install the same CRDs in the fabric's cluster.

@@ -42,6 +42,8 @@ pub struct Settings {
     pub auto_sync_tick: Duration,
     pub self_heal_max_reverts: usize,
     pub self_heal_window: Duration,
+    /// Seconds without a heartbeat after which a switch's agent is stale.
+    pub switch_stale_after_seconds: i64,
     pub read_limits: crate::git::ReadLimits,
     pub data_dir: std::path::PathBuf,
     pub public_reflection: bool,
@@ -71,6 +73,7 @@ impl Settings {
             auto_sync_tick: Duration::from_secs(args.auto_sync_tick_seconds.max(1)),
             self_heal_max_reverts: args.self_heal_max_reverts.max(1),
             self_heal_window: Duration::from_secs(args.self_heal_window_seconds.max(1)),
+            switch_stale_after_seconds: i64::try_from(args.switch_stale_after_seconds.max(1)).unwrap_or(i64::MAX),
             read_limits: crate::git::ReadLimits {
                 max_file_bytes: args.max_file_bytes,
                 max_total_bytes: args.max_total_bytes,

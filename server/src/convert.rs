@@ -6,8 +6,8 @@ use fabricsync_core::drift::StoredDrift;
 use fabricsync_core::vocab::{self as v, Word};
 
 use crate::proto::{
-    self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Layout, Provider, ResourceDriftStatus, Role,
-    RolloutState, SyncMode, SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus, WriteOutcome,
+    self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Layout, Provider, ResourceDriftStatus, ResourceHealth,
+    Role, RolloutState, SyncMode, SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus, WriteOutcome,
 };
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -155,6 +155,31 @@ pub const ROLLOUT_STATES: Words<RolloutState> = Words(&[
     (RolloutState::Unknown, v::RolloutState::Unknown.word()),
 ]);
 
+pub const HEALTHS: Words<ResourceHealth> = Words(&[
+    (ResourceHealth::Degraded, v::Health::Degraded.word()),
+    (ResourceHealth::Missing, v::Health::Missing.word()),
+    (ResourceHealth::Progressing, v::Health::Progressing.word()),
+    (ResourceHealth::Unknown, v::Health::Unknown.word()),
+    (ResourceHealth::Healthy, v::Health::Healthy.word()),
+]);
+
+/// A fabric's stored health summary as the API shows it.
+pub fn fabric_health(stored: &crate::db::fabrics::StoredHealth) -> proto::FabricHealth {
+    proto::FabricHealth {
+        status: HEALTHS.of(&stored.health) as i32,
+        resources: stored
+            .resources
+            .iter()
+            .map(|(h, n)| proto::HealthCount { health: HEALTHS.of(h) as i32, count: *n as i32 })
+            .collect(),
+        switches: stored
+            .switches
+            .iter()
+            .map(|(r, n)| proto::RolloutStateCount { state: ROLLOUT_STATES.of(r) as i32, count: *n as i32 })
+            .collect(),
+    }
+}
+
 pub const SYNC_TRIGGERS: Words<SyncTrigger> = Words(&[
     (SyncTrigger::User, v::Trigger::User.word()),
     (SyncTrigger::Schedule, v::Trigger::Schedule.word()),
@@ -293,6 +318,7 @@ mod tests {
         covered::<SyncMode, v::SyncMode>(&SYNC_MODES);
         covered::<SyncTrigger, v::Trigger>(&SYNC_TRIGGERS);
         covered::<RolloutState, v::RolloutState>(&ROLLOUT_STATES);
+        covered::<ResourceHealth, v::Health>(&HEALTHS);
         covered::<SyncRunStatus, v::RunStatus>(&RUN_STATUSES);
         covered::<ApplyStatus, v::ApplyStatus>(&APPLY_STATUSES);
         covered::<proto::ChangeAction, v::ChangeAction>(&CHANGE_ACTIONS);

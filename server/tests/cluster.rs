@@ -1382,3 +1382,126 @@ async fn rollout_tells_each_switch_from_its_agent() {
     let err = c.fabrics.get_fabric_rollout(request).await.expect_err("no cluster");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 }
+
+/// The fabric's resources of `filter`, by name, with their health.
+async fn healths(c: &mut Clients, id: &str, filter: &str) -> Vec<(String, ResourceHealth, String)> {
+    let request =
+        ListResourcesRequest { fabric_id: id.into(), filter: filter.into(), page_size: 500, ..Default::default() };
+    let listed = c.fabrics.list_resources(request).await.expect("list resources").into_inner();
+    listed
+        .resources
+        .into_iter()
+        .map(|r| {
+            let name = r.key.map(|k| k.name).unwrap_or_default();
+            (name, ResourceHealth::try_from(r.health).unwrap_or_default(), r.health_reason)
+        })
+        .collect()
+}
+
+/// The fabric's health once it has one matching `want`; panics after 60 s.
+async fn wait_health(c: &mut Clients, id: &str, want: impl Fn(&FabricHealth) -> bool) -> FabricHealth {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let fabric = c.fabrics.get_fabric(GetFabricRequest { id: id.into() }).await.expect("get").into_inner().fabric;
+        let health = fabric.and_then(|f| f.health);
+        if let Some(h) = health.as_ref().filter(|h| want(h)) {
+            return h.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the fabric's health stayed {health:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_watch_tells_each_resources_health_and_the_fabrics() {
+    let kube = KubeCluster::start();
+    kube.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &format!("{}/../core/crds-observed", env!("CARGO_MANIFEST_DIR")),
+    ]);
+    kube.kubectl_ok(&["wait", "--for=condition=Established", "crd/agents.agent.githedgehog.com", "--timeout=60s"]);
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    let switches: Vec<String> = healths(&mut c, &id, "kind=Switch").await.into_iter().map(|(name, ..)| name).collect();
+    assert!(switches.len() >= 4, "{switches:?}");
+    // As the switches would report: current, behind, silent for an hour; the rest have no agent.
+    let now = chrono::Utc::now();
+    agent(&kube, &switches[0], 1, now);
+    agent(&kube, &switches[1], 0, now);
+    agent(&kube, &switches[2], 1, now - chrono::Duration::hours(1));
+
+    let rollout = |h: &FabricHealth, state: RolloutState| {
+        h.switches.iter().find(|c| c.state == state as i32).map_or(-1, |c| c.count)
+    };
+    let n = switches.len() as i32;
+    let told = wait_health(&mut c, &id, |h| {
+        rollout(h, RolloutState::UpToDate) == 1
+            && rollout(h, RolloutState::Applying) == 1
+            && rollout(h, RolloutState::Stale) == 1
+    })
+    .await;
+    assert_eq!(rollout(&told, RolloutState::Unknown), n - 3, "{told:?}");
+    // The worst resource tells the fabric's health: the silent switch.
+    assert_eq!(told.status, ResourceHealth::Degraded as i32, "{told:?}");
+    let count = |h: &FabricHealth, health: ResourceHealth| {
+        h.resources.iter().find(|c| c.health == health as i32).map_or(-1, |c| c.count)
+    };
+    assert_eq!(count(&told, ResourceHealth::Healthy) + count(&told, ResourceHealth::Unknown), LAB_OBJECTS as i32 - 2);
+
+    // Per resource, with the reason; ListResources filters by health.
+    assert_eq!(
+        healths(&mut c, &id, "health=progressing").await,
+        [(switches[1].clone(), ResourceHealth::Progressing, "switch agent: applied generation 0 of 1".into())]
+    );
+    let degraded = healths(&mut c, &id, "health=degraded").await;
+    assert_eq!(degraded.len(), 1, "{degraded:?}");
+    assert!(degraded[0].0 == switches[2] && degraded[0].2.contains("no heartbeat for"), "{degraded:?}");
+    let unknown: Vec<String> =
+        healths(&mut c, &id, "kind=Switch health=unknown").await.into_iter().map(|(name, ..)| name).collect();
+    assert_eq!(unknown, switches[3..]);
+    let servers = healths(&mut c, &id, "kind=Server").await;
+    assert!(!servers.is_empty());
+    assert!(
+        servers.iter().all(|(_, h, reason)| *h == ResourceHealth::Healthy && reason == "in the cluster"),
+        "{servers:?}"
+    );
+    let bad = ListResourcesRequest { fabric_id: id.clone(), filter: "health=sick".into(), ..Default::default() };
+    let err = c.fabrics.list_resources(bad).await.expect_err("not a health");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("degraded, missing, progressing, unknown, healthy"), "{}", err.message());
+
+    // Changes of health are events of the watch stream: a switch catching up, a server deleted.
+    let request = WatchFabricEventsRequest { fabric_id: id.clone(), from_sequence: 0, ..Default::default() };
+    let mut stream = c.sync.watch_fabric_events(request).await.expect("watch").into_inner();
+    let mut seen = Vec::new();
+    agent(&kube, &switches[1], 1, chrono::Utc::now());
+    let caught_up = next_matching(&mut stream, &mut seen, |e| {
+        is(e, FabricEventType::HealthChanged, &switches[1]) && e.health == ResourceHealth::Healthy as i32
+    })
+    .await;
+    assert_eq!(caught_up.health_reason, "switch agent: generation 1 applied");
+    assert!(caught_up.object.is_none());
+    let server = servers[0].0.clone();
+    kube.kubectl_ok(&["delete", "servers.wiring.githedgehog.com", &server, "-n", "default"]);
+    let missing = next_matching(&mut stream, &mut seen, |e| {
+        is(e, FabricEventType::HealthChanged, &server) && e.health == ResourceHealth::Missing as i32
+    })
+    .await;
+    assert_eq!(missing.health_reason, "desired, not in the cluster");
+    let after = wait_health(&mut c, &id, |h| count(h, ResourceHealth::Missing) == 1).await;
+    assert_eq!(rollout(&after, RolloutState::UpToDate), 2, "{after:?}");
+}

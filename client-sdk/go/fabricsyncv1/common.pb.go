@@ -206,6 +206,73 @@ func (Layout) EnumDescriptor() ([]byte, []int) {
 	return file_fabricsync_v1_common_proto_rawDescGZIP(), []int{2}
 }
 
+// A resource's health, apart from whether it matches Git (its drift): whether the object is in
+// the cluster and in effect. Told by the fabric's watch.
+type ResourceHealth int32
+
+const (
+	// Not set.
+	ResourceHealth_RESOURCE_HEALTH_UNSPECIFIED ResourceHealth = 0
+	// The last apply failed, or (a Switch) its agent sent no heartbeat for longer than the
+	// server's --switch-stale-after.
+	ResourceHealth_RESOURCE_HEALTH_DEGRADED ResourceHealth = 1
+	// Desired, not in the cluster.
+	ResourceHealth_RESOURCE_HEALTH_MISSING ResourceHealth = 2
+	// In the cluster, not in effect yet: a Switch whose agent has not applied its current generation.
+	ResourceHealth_RESOURCE_HEALTH_PROGRESSING ResourceHealth = 3
+	// Not known: no live view yet, or a Switch without an agent.
+	ResourceHealth_RESOURCE_HEALTH_UNKNOWN ResourceHealth = 4
+	// In the cluster and, for a Switch, applied by its agent.
+	ResourceHealth_RESOURCE_HEALTH_HEALTHY ResourceHealth = 5
+)
+
+// Enum value maps for ResourceHealth.
+var (
+	ResourceHealth_name = map[int32]string{
+		0: "RESOURCE_HEALTH_UNSPECIFIED",
+		1: "RESOURCE_HEALTH_DEGRADED",
+		2: "RESOURCE_HEALTH_MISSING",
+		3: "RESOURCE_HEALTH_PROGRESSING",
+		4: "RESOURCE_HEALTH_UNKNOWN",
+		5: "RESOURCE_HEALTH_HEALTHY",
+	}
+	ResourceHealth_value = map[string]int32{
+		"RESOURCE_HEALTH_UNSPECIFIED": 0,
+		"RESOURCE_HEALTH_DEGRADED":    1,
+		"RESOURCE_HEALTH_MISSING":     2,
+		"RESOURCE_HEALTH_PROGRESSING": 3,
+		"RESOURCE_HEALTH_UNKNOWN":     4,
+		"RESOURCE_HEALTH_HEALTHY":     5,
+	}
+)
+
+func (x ResourceHealth) Enum() *ResourceHealth {
+	p := new(ResourceHealth)
+	*p = x
+	return p
+}
+
+func (x ResourceHealth) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResourceHealth) Descriptor() protoreflect.EnumDescriptor {
+	return file_fabricsync_v1_common_proto_enumTypes[3].Descriptor()
+}
+
+func (ResourceHealth) Type() protoreflect.EnumType {
+	return &file_fabricsync_v1_common_proto_enumTypes[3]
+}
+
+func (x ResourceHealth) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResourceHealth.Descriptor instead.
+func (ResourceHealth) EnumDescriptor() ([]byte, []int) {
+	return file_fabricsync_v1_common_proto_rawDescGZIP(), []int{3}
+}
+
 // The identity of one Kubernetes object of a fabric. Kinds are data: every Hedgehog kind
 // (and any other kind the registry knows) is named by this key.
 type ResourceKey struct {
@@ -580,7 +647,14 @@ const file_fabricsync_v1_common_proto_rawDesc = "" +
 	"\x0eLAYOUT_UNKNOWN\x10\x01\x12\x10\n" +
 	"\fLAYOUT_PLAIN\x10\x02\x12\x0e\n" +
 	"\n" +
-	"LAYOUT_HNP\x10\x03B\xb2\x01\n" +
+	"LAYOUT_HNP\x10\x03*\xc7\x01\n" +
+	"\x0eResourceHealth\x12\x1f\n" +
+	"\x1bRESOURCE_HEALTH_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18RESOURCE_HEALTH_DEGRADED\x10\x01\x12\x1b\n" +
+	"\x17RESOURCE_HEALTH_MISSING\x10\x02\x12\x1f\n" +
+	"\x1bRESOURCE_HEALTH_PROGRESSING\x10\x03\x12\x1b\n" +
+	"\x17RESOURCE_HEALTH_UNKNOWN\x10\x04\x12\x1b\n" +
+	"\x17RESOURCE_HEALTH_HEALTHY\x10\x05B\xb2\x01\n" +
 	"\x11com.fabricsync.v1B\vCommonProtoP\x01Z;github.com/fabricsync/fabricsync/client-sdk/go/fabricsyncv1\xa2\x02\x03FXX\xaa\x02\rFabricsync.V1\xca\x02\rFabricsync\\V1\xe2\x02\x19Fabricsync\\V1\\GPBMetadata\xea\x02\x0eFabricsync::V1b\x06proto3"
 
 var (
@@ -595,21 +669,22 @@ func file_fabricsync_v1_common_proto_rawDescGZIP() []byte {
 	return file_fabricsync_v1_common_proto_rawDescData
 }
 
-var file_fabricsync_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_fabricsync_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_fabricsync_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_fabricsync_v1_common_proto_goTypes = []any{
 	(ConnectionStatus)(0),         // 0: fabricsync.v1.ConnectionStatus
 	(Severity)(0),                 // 1: fabricsync.v1.Severity
 	(Layout)(0),                   // 2: fabricsync.v1.Layout
-	(*ResourceKey)(nil),           // 3: fabricsync.v1.ResourceKey
-	(*Diagnostic)(nil),            // 4: fabricsync.v1.Diagnostic
-	(*KindCount)(nil),             // 5: fabricsync.v1.KindCount
-	(*FieldManager)(nil),          // 6: fabricsync.v1.FieldManager
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(ResourceHealth)(0),           // 3: fabricsync.v1.ResourceHealth
+	(*ResourceKey)(nil),           // 4: fabricsync.v1.ResourceKey
+	(*Diagnostic)(nil),            // 5: fabricsync.v1.Diagnostic
+	(*KindCount)(nil),             // 6: fabricsync.v1.KindCount
+	(*FieldManager)(nil),          // 7: fabricsync.v1.FieldManager
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_fabricsync_v1_common_proto_depIdxs = []int32{
 	1, // 0: fabricsync.v1.Diagnostic.severity:type_name -> fabricsync.v1.Severity
-	7, // 1: fabricsync.v1.FieldManager.time:type_name -> google.protobuf.Timestamp
+	8, // 1: fabricsync.v1.FieldManager.time:type_name -> google.protobuf.Timestamp
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -627,7 +702,7 @@ func file_fabricsync_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_common_proto_rawDesc), len(file_fabricsync_v1_common_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -469,7 +469,8 @@ type GetFabricRolloutRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Fabric id.
 	FabricId string `protobuf:"bytes,1,opt,name=fabric_id,json=fabricId,proto3" json:"fabric_id,omitempty"`
-	// A switch whose agent sent no heartbeat for longer is STALE. Unset or 0 = 5 minutes.
+	// A switch whose agent sent no heartbeat for longer is STALE. Unset or 0 = the server's
+	// --switch-stale-after-seconds (default 5 minutes).
 	StaleAfter    *durationpb.Duration `protobuf:"bytes,2,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1130,6 +1131,8 @@ type Fabric struct {
 	Watch *WatchSettings `protobuf:"bytes,26,opt,name=watch,proto3" json:"watch,omitempty"`
 	// What the cluster watch has seen. Output only.
 	WatchActivity *WatchActivity `protobuf:"bytes,27,opt,name=watch_activity,json=watchActivity,proto3" json:"watch_activity,omitempty"`
+	// The fabric's health, as its watch tells it; unset while the watch is not active. Output only.
+	Health        *FabricHealth `protobuf:"bytes,28,opt,name=health,proto3" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1353,6 +1356,131 @@ func (x *Fabric) GetWatchActivity() *WatchActivity {
 	return nil
 }
 
+func (x *Fabric) GetHealth() *FabricHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+// A fabric's health: its worst resource's, and the counts.
+type FabricHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The worst health of its resources (DEGRADED first, then MISSING, PROGRESSING, UNKNOWN);
+	// HEALTHY when all are, or when it has none.
+	Status ResourceHealth `protobuf:"varint,1,opt,name=status,proto3,enum=fabricsync.v1.ResourceHealth" json:"status,omitempty"`
+	// Resources per health; every health is listed, zero or not.
+	Resources []*HealthCount `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	// The fabric's Switches per rollout state (see GetFabricRollout); every state is listed.
+	Switches      []*RolloutStateCount `protobuf:"bytes,3,rep,name=switches,proto3" json:"switches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FabricHealth) Reset() {
+	*x = FabricHealth{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FabricHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FabricHealth) ProtoMessage() {}
+
+func (x *FabricHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FabricHealth.ProtoReflect.Descriptor instead.
+func (*FabricHealth) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *FabricHealth) GetStatus() ResourceHealth {
+	if x != nil {
+		return x.Status
+	}
+	return ResourceHealth_RESOURCE_HEALTH_UNSPECIFIED
+}
+
+func (x *FabricHealth) GetResources() []*HealthCount {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *FabricHealth) GetSwitches() []*RolloutStateCount {
+	if x != nil {
+		return x.Switches
+	}
+	return nil
+}
+
+// Resources of one health.
+type HealthCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Health        ResourceHealth         `protobuf:"varint,1,opt,name=health,proto3,enum=fabricsync.v1.ResourceHealth" json:"health,omitempty"`
+	Count         int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCount) Reset() {
+	*x = HealthCount{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCount) ProtoMessage() {}
+
+func (x *HealthCount) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCount.ProtoReflect.Descriptor instead.
+func (*HealthCount) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HealthCount) GetHealth() ResourceHealth {
+	if x != nil {
+		return x.Health
+	}
+	return ResourceHealth_RESOURCE_HEALTH_UNSPECIFIED
+}
+
+func (x *HealthCount) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // Whether and what the cluster watch follows.
 type WatchSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1366,7 +1494,7 @@ type WatchSettings struct {
 
 func (x *WatchSettings) Reset() {
 	*x = WatchSettings{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1506,7 @@ func (x *WatchSettings) String() string {
 func (*WatchSettings) ProtoMessage() {}
 
 func (x *WatchSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1519,7 @@ func (x *WatchSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSettings.ProtoReflect.Descriptor instead.
 func (*WatchSettings) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{9}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchSettings) GetEnabled() bool {
@@ -1423,7 +1551,7 @@ type WatchActivity struct {
 
 func (x *WatchActivity) Reset() {
 	*x = WatchActivity{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1563,7 @@ func (x *WatchActivity) String() string {
 func (*WatchActivity) ProtoMessage() {}
 
 func (x *WatchActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1576,7 @@ func (x *WatchActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchActivity.ProtoReflect.Descriptor instead.
 func (*WatchActivity) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{10}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchActivity) GetStartedTime() *timestamppb.Timestamp {
@@ -1485,7 +1613,7 @@ type CreateFabricRequest struct {
 
 func (x *CreateFabricRequest) Reset() {
 	*x = CreateFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1625,7 @@ func (x *CreateFabricRequest) String() string {
 func (*CreateFabricRequest) ProtoMessage() {}
 
 func (x *CreateFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1638,7 @@ func (x *CreateFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFabricRequest.ProtoReflect.Descriptor instead.
 func (*CreateFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{11}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateFabricRequest) GetFabric() *Fabric {
@@ -1538,7 +1666,7 @@ type CreateFabricResponse struct {
 
 func (x *CreateFabricResponse) Reset() {
 	*x = CreateFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1678,7 @@ func (x *CreateFabricResponse) String() string {
 func (*CreateFabricResponse) ProtoMessage() {}
 
 func (x *CreateFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1691,7 @@ func (x *CreateFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFabricResponse.ProtoReflect.Descriptor instead.
 func (*CreateFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateFabricResponse) GetFabric() *Fabric {
@@ -1584,7 +1712,7 @@ type GetFabricRequest struct {
 
 func (x *GetFabricRequest) Reset() {
 	*x = GetFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1724,7 @@ func (x *GetFabricRequest) String() string {
 func (*GetFabricRequest) ProtoMessage() {}
 
 func (x *GetFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1737,7 @@ func (x *GetFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFabricRequest.ProtoReflect.Descriptor instead.
 func (*GetFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetFabricRequest) GetId() string {
@@ -1630,7 +1758,7 @@ type GetFabricResponse struct {
 
 func (x *GetFabricResponse) Reset() {
 	*x = GetFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1770,7 @@ func (x *GetFabricResponse) String() string {
 func (*GetFabricResponse) ProtoMessage() {}
 
 func (x *GetFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1783,7 @@ func (x *GetFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFabricResponse.ProtoReflect.Descriptor instead.
 func (*GetFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetFabricResponse) GetFabric() *Fabric {
@@ -1682,7 +1810,7 @@ type ListFabricsRequest struct {
 
 func (x *ListFabricsRequest) Reset() {
 	*x = ListFabricsRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1822,7 @@ func (x *ListFabricsRequest) String() string {
 func (*ListFabricsRequest) ProtoMessage() {}
 
 func (x *ListFabricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1835,7 @@ func (x *ListFabricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFabricsRequest.ProtoReflect.Descriptor instead.
 func (*ListFabricsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListFabricsRequest) GetPageSize() int32 {
@@ -1746,7 +1874,7 @@ type ListFabricsResponse struct {
 
 func (x *ListFabricsResponse) Reset() {
 	*x = ListFabricsResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1886,7 @@ func (x *ListFabricsResponse) String() string {
 func (*ListFabricsResponse) ProtoMessage() {}
 
 func (x *ListFabricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1899,7 @@ func (x *ListFabricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFabricsResponse.ProtoReflect.Descriptor instead.
 func (*ListFabricsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListFabricsResponse) GetFabrics() []*Fabric {
@@ -1815,7 +1943,7 @@ type UpdateFabricRequest struct {
 
 func (x *UpdateFabricRequest) Reset() {
 	*x = UpdateFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1955,7 @@ func (x *UpdateFabricRequest) String() string {
 func (*UpdateFabricRequest) ProtoMessage() {}
 
 func (x *UpdateFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1968,7 @@ func (x *UpdateFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFabricRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateFabricRequest) GetFabric() *Fabric {
@@ -1885,7 +2013,7 @@ type UpdateFabricResponse struct {
 
 func (x *UpdateFabricResponse) Reset() {
 	*x = UpdateFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2025,7 @@ func (x *UpdateFabricResponse) String() string {
 func (*UpdateFabricResponse) ProtoMessage() {}
 
 func (x *UpdateFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2038,7 @@ func (x *UpdateFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFabricResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateFabricResponse) GetFabric() *Fabric {
@@ -1940,7 +2068,7 @@ type DeleteFabricRequest struct {
 
 func (x *DeleteFabricRequest) Reset() {
 	*x = DeleteFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2080,7 @@ func (x *DeleteFabricRequest) String() string {
 func (*DeleteFabricRequest) ProtoMessage() {}
 
 func (x *DeleteFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2093,7 @@ func (x *DeleteFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFabricRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteFabricRequest) GetId() string {
@@ -1991,7 +2119,7 @@ type DeleteFabricResponse struct {
 
 func (x *DeleteFabricResponse) Reset() {
 	*x = DeleteFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2131,7 @@ func (x *DeleteFabricResponse) String() string {
 func (*DeleteFabricResponse) ProtoMessage() {}
 
 func (x *DeleteFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2144,7 @@ func (x *DeleteFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFabricResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 // Request of TestClusterConnection.
@@ -2030,7 +2158,7 @@ type TestClusterConnectionRequest struct {
 
 func (x *TestClusterConnectionRequest) Reset() {
 	*x = TestClusterConnectionRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2170,7 @@ func (x *TestClusterConnectionRequest) String() string {
 func (*TestClusterConnectionRequest) ProtoMessage() {}
 
 func (x *TestClusterConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2183,7 @@ func (x *TestClusterConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestClusterConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestClusterConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TestClusterConnectionRequest) GetId() string {
@@ -2080,7 +2208,7 @@ type InstalledCrd struct {
 
 func (x *InstalledCrd) Reset() {
 	*x = InstalledCrd{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2220,7 @@ func (x *InstalledCrd) String() string {
 func (*InstalledCrd) ProtoMessage() {}
 
 func (x *InstalledCrd) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2233,7 @@ func (x *InstalledCrd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstalledCrd.ProtoReflect.Descriptor instead.
 func (*InstalledCrd) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InstalledCrd) GetGroup() string {
@@ -2148,7 +2276,7 @@ type PermissionCheck struct {
 
 func (x *PermissionCheck) Reset() {
 	*x = PermissionCheck{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2288,7 @@ func (x *PermissionCheck) String() string {
 func (*PermissionCheck) ProtoMessage() {}
 
 func (x *PermissionCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2301,7 @@ func (x *PermissionCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PermissionCheck.ProtoReflect.Descriptor instead.
 func (*PermissionCheck) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PermissionCheck) GetGroup() string {
@@ -2234,7 +2362,7 @@ type TestClusterConnectionResponse struct {
 
 func (x *TestClusterConnectionResponse) Reset() {
 	*x = TestClusterConnectionResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2374,7 @@ func (x *TestClusterConnectionResponse) String() string {
 func (*TestClusterConnectionResponse) ProtoMessage() {}
 
 func (x *TestClusterConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2387,7 @@ func (x *TestClusterConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestClusterConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestClusterConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TestClusterConnectionResponse) GetReachable() bool {
@@ -2326,7 +2454,7 @@ type SourceLocation struct {
 
 func (x *SourceLocation) Reset() {
 	*x = SourceLocation{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2466,7 @@ func (x *SourceLocation) String() string {
 func (*SourceLocation) ProtoMessage() {}
 
 func (x *SourceLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2479,7 @@ func (x *SourceLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceLocation.ProtoReflect.Descriptor instead.
 func (*SourceLocation) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SourceLocation) GetFile() string {
@@ -2411,14 +2539,18 @@ type Resource struct {
 	// Drift state.
 	DriftStatus ResourceDriftStatus `protobuf:"varint,16,opt,name=drift_status,json=driftStatus,proto3,enum=fabricsync.v1.ResourceDriftStatus" json:"drift_status,omitempty"`
 	// Last change of this record.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Health, as the fabric's watch last told it (UNKNOWN before).
+	Health ResourceHealth `protobuf:"varint,18,opt,name=health,proto3,enum=fabricsync.v1.ResourceHealth" json:"health,omitempty"`
+	// Why, in words ("desired, not in the cluster", "switch agent: applied generation 2 of 3").
+	HealthReason  string `protobuf:"bytes,19,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2562,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2575,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Resource) GetId() string {
@@ -2565,6 +2697,20 @@ func (x *Resource) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Resource) GetHealth() ResourceHealth {
+	if x != nil {
+		return x.Health
+	}
+	return ResourceHealth_RESOURCE_HEALTH_UNSPECIFIED
+}
+
+func (x *Resource) GetHealthReason() string {
+	if x != nil {
+		return x.HealthReason
+	}
+	return ""
+}
+
 // Request of ListResources.
 type ListResourcesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2575,7 +2721,8 @@ type ListResourcesRequest struct {
 	// Token from a previous response's next_page_token.
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Filter fields: group, kind, namespace, name, drift_status (unknown, in_sync, drifted,
-	// missing, orphaned, contested), apply_status (pending, applied, failed, unchanged).
+	// missing, orphaned, contested), apply_status (pending, applied, failed, unchanged), health
+	// (degraded, missing, progressing, unknown, healthy).
 	Filter string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Whether to include the desired and live objects (large); false returns keys and statuses only.
 	IncludeObjects bool `protobuf:"varint,5,opt,name=include_objects,json=includeObjects,proto3" json:"include_objects,omitempty"`
@@ -2585,7 +2732,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +2744,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +2757,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{27}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListResourcesRequest) GetFabricId() string {
@@ -2663,7 +2810,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +2822,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +2835,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{28}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -2730,7 +2877,7 @@ type GetResourceRequest struct {
 
 func (x *GetResourceRequest) Reset() {
 	*x = GetResourceRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2742,7 +2889,7 @@ func (x *GetResourceRequest) String() string {
 func (*GetResourceRequest) ProtoMessage() {}
 
 func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2755,7 +2902,7 @@ func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceRequest.ProtoReflect.Descriptor instead.
 func (*GetResourceRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{29}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetResourceRequest) GetFabricId() string {
@@ -2819,7 +2966,7 @@ type GetResourceResponse struct {
 
 func (x *GetResourceResponse) Reset() {
 	*x = GetResourceResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +2978,7 @@ func (x *GetResourceResponse) String() string {
 func (*GetResourceResponse) ProtoMessage() {}
 
 func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +2991,7 @@ func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceResponse.ProtoReflect.Descriptor instead.
 func (*GetResourceResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{30}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetResourceResponse) GetResource() *Resource {
@@ -2869,7 +3016,7 @@ type GenerateRbacManifestsRequest struct {
 
 func (x *GenerateRbacManifestsRequest) Reset() {
 	*x = GenerateRbacManifestsRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2881,7 +3028,7 @@ func (x *GenerateRbacManifestsRequest) String() string {
 func (*GenerateRbacManifestsRequest) ProtoMessage() {}
 
 func (x *GenerateRbacManifestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2894,7 +3041,7 @@ func (x *GenerateRbacManifestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRbacManifestsRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRbacManifestsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{31}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GenerateRbacManifestsRequest) GetFabricId() string {
@@ -2931,7 +3078,7 @@ type GenerateRbacManifestsResponse struct {
 
 func (x *GenerateRbacManifestsResponse) Reset() {
 	*x = GenerateRbacManifestsResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3090,7 @@ func (x *GenerateRbacManifestsResponse) String() string {
 func (*GenerateRbacManifestsResponse) ProtoMessage() {}
 
 func (x *GenerateRbacManifestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3103,7 @@ func (x *GenerateRbacManifestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRbacManifestsResponse.ProtoReflect.Descriptor instead.
 func (*GenerateRbacManifestsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{32}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GenerateRbacManifestsResponse) GetYaml() string {
@@ -3028,7 +3175,8 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x11strict_references\x18\x05 \x01(\bR\x10strictReferences\x12N\n" +
 	"\x12ignore_differences\x18\x06 \x03(\v2\x1f.fabricsync.v1.IgnoreDifferenceR\x11ignoreDifferences\x12\x1d\n" +
 	"\n" +
-	"auto_apply\x18\a \x01(\bR\tautoApply\"\xd9\t\n" +
+	"auto_apply\x18\a \x01(\bR\tautoApply\"\x8e\n" +
+	"\n" +
 	"\x06Fabric\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -3065,7 +3213,15 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x06layout\x18\x18 \x01(\x0e2\x15.fabricsync.v1.LayoutR\x06layout\x12\x16\n" +
 	"\x06paused\x18\x19 \x01(\bR\x06paused\x122\n" +
 	"\x05watch\x18\x1a \x01(\v2\x1c.fabricsync.v1.WatchSettingsR\x05watch\x12C\n" +
-	"\x0ewatch_activity\x18\x1b \x01(\v2\x1c.fabricsync.v1.WatchActivityR\rwatchActivity\"?\n" +
+	"\x0ewatch_activity\x18\x1b \x01(\v2\x1c.fabricsync.v1.WatchActivityR\rwatchActivity\x123\n" +
+	"\x06health\x18\x1c \x01(\v2\x1b.fabricsync.v1.FabricHealthR\x06health\"\xbd\x01\n" +
+	"\fFabricHealth\x125\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1d.fabricsync.v1.ResourceHealthR\x06status\x128\n" +
+	"\tresources\x18\x02 \x03(\v2\x1a.fabricsync.v1.HealthCountR\tresources\x12<\n" +
+	"\bswitches\x18\x03 \x03(\v2 .fabricsync.v1.RolloutStateCountR\bswitches\"Z\n" +
+	"\vHealthCount\x125\n" +
+	"\x06health\x18\x01 \x01(\x0e2\x1d.fabricsync.v1.ResourceHealthR\x06health\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"?\n" +
 	"\rWatchSettings\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xb3\x01\n" +
@@ -3129,7 +3285,7 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x0eSourceLocation\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12%\n" +
 	"\x0edocument_index\x18\x02 \x01(\x05R\rdocumentIndex\x12\x12\n" +
-	"\x04line\x18\x03 \x01(\x05R\x04line\"\x99\x06\n" +
+	"\x04line\x18\x03 \x01(\x05R\x04line\"\xf5\x06\n" +
 	"\bResource\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tfabric_id\x18\x02 \x01(\tR\bfabricId\x12,\n" +
@@ -3150,7 +3306,9 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x11last_applied_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x0flastAppliedTime\x12E\n" +
 	"\fdrift_status\x18\x10 \x01(\x0e2\".fabricsync.v1.ResourceDriftStatusR\vdriftStatus\x12;\n" +
 	"\vupdate_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xb0\x01\n" +
+	"updateTime\x125\n" +
+	"\x06health\x18\x12 \x01(\x0e2\x1d.fabricsync.v1.ResourceHealthR\x06health\x12#\n" +
+	"\rhealth_reason\x18\x13 \x01(\tR\fhealthReason\"\xb0\x01\n" +
 	"\x14ListResourcesRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -3250,7 +3408,7 @@ func file_fabricsync_v1_fabric_proto_rawDescGZIP() []byte {
 }
 
 var file_fabricsync_v1_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_fabricsync_v1_fabric_proto_goTypes = []any{
 	(RolloutState)(0),                     // 0: fabricsync.v1.RolloutState
 	(SyncStatus)(0),                       // 1: fabricsync.v1.SyncStatus
@@ -3268,115 +3426,124 @@ var file_fabricsync_v1_fabric_proto_goTypes = []any{
 	(*IgnoreDifference)(nil),              // 13: fabricsync.v1.IgnoreDifference
 	(*SyncPolicy)(nil),                    // 14: fabricsync.v1.SyncPolicy
 	(*Fabric)(nil),                        // 15: fabricsync.v1.Fabric
-	(*WatchSettings)(nil),                 // 16: fabricsync.v1.WatchSettings
-	(*WatchActivity)(nil),                 // 17: fabricsync.v1.WatchActivity
-	(*CreateFabricRequest)(nil),           // 18: fabricsync.v1.CreateFabricRequest
-	(*CreateFabricResponse)(nil),          // 19: fabricsync.v1.CreateFabricResponse
-	(*GetFabricRequest)(nil),              // 20: fabricsync.v1.GetFabricRequest
-	(*GetFabricResponse)(nil),             // 21: fabricsync.v1.GetFabricResponse
-	(*ListFabricsRequest)(nil),            // 22: fabricsync.v1.ListFabricsRequest
-	(*ListFabricsResponse)(nil),           // 23: fabricsync.v1.ListFabricsResponse
-	(*UpdateFabricRequest)(nil),           // 24: fabricsync.v1.UpdateFabricRequest
-	(*UpdateFabricResponse)(nil),          // 25: fabricsync.v1.UpdateFabricResponse
-	(*DeleteFabricRequest)(nil),           // 26: fabricsync.v1.DeleteFabricRequest
-	(*DeleteFabricResponse)(nil),          // 27: fabricsync.v1.DeleteFabricResponse
-	(*TestClusterConnectionRequest)(nil),  // 28: fabricsync.v1.TestClusterConnectionRequest
-	(*InstalledCrd)(nil),                  // 29: fabricsync.v1.InstalledCrd
-	(*PermissionCheck)(nil),               // 30: fabricsync.v1.PermissionCheck
-	(*TestClusterConnectionResponse)(nil), // 31: fabricsync.v1.TestClusterConnectionResponse
-	(*SourceLocation)(nil),                // 32: fabricsync.v1.SourceLocation
-	(*Resource)(nil),                      // 33: fabricsync.v1.Resource
-	(*ListResourcesRequest)(nil),          // 34: fabricsync.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),         // 35: fabricsync.v1.ListResourcesResponse
-	(*GetResourceRequest)(nil),            // 36: fabricsync.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),           // 37: fabricsync.v1.GetResourceResponse
-	(*GenerateRbacManifestsRequest)(nil),  // 38: fabricsync.v1.GenerateRbacManifestsRequest
-	(*GenerateRbacManifestsResponse)(nil), // 39: fabricsync.v1.GenerateRbacManifestsResponse
-	(*durationpb.Duration)(nil),           // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 41: google.protobuf.Timestamp
-	(ConnectionStatus)(0),                 // 42: fabricsync.v1.ConnectionStatus
-	(*KindCount)(nil),                     // 43: fabricsync.v1.KindCount
-	(Layout)(0),                           // 44: fabricsync.v1.Layout
-	(*fieldmaskpb.FieldMask)(nil),         // 45: google.protobuf.FieldMask
-	(*ResourceKey)(nil),                   // 46: fabricsync.v1.ResourceKey
-	(*structpb.Struct)(nil),               // 47: google.protobuf.Struct
-	(*FieldManager)(nil),                  // 48: fabricsync.v1.FieldManager
+	(*FabricHealth)(nil),                  // 16: fabricsync.v1.FabricHealth
+	(*HealthCount)(nil),                   // 17: fabricsync.v1.HealthCount
+	(*WatchSettings)(nil),                 // 18: fabricsync.v1.WatchSettings
+	(*WatchActivity)(nil),                 // 19: fabricsync.v1.WatchActivity
+	(*CreateFabricRequest)(nil),           // 20: fabricsync.v1.CreateFabricRequest
+	(*CreateFabricResponse)(nil),          // 21: fabricsync.v1.CreateFabricResponse
+	(*GetFabricRequest)(nil),              // 22: fabricsync.v1.GetFabricRequest
+	(*GetFabricResponse)(nil),             // 23: fabricsync.v1.GetFabricResponse
+	(*ListFabricsRequest)(nil),            // 24: fabricsync.v1.ListFabricsRequest
+	(*ListFabricsResponse)(nil),           // 25: fabricsync.v1.ListFabricsResponse
+	(*UpdateFabricRequest)(nil),           // 26: fabricsync.v1.UpdateFabricRequest
+	(*UpdateFabricResponse)(nil),          // 27: fabricsync.v1.UpdateFabricResponse
+	(*DeleteFabricRequest)(nil),           // 28: fabricsync.v1.DeleteFabricRequest
+	(*DeleteFabricResponse)(nil),          // 29: fabricsync.v1.DeleteFabricResponse
+	(*TestClusterConnectionRequest)(nil),  // 30: fabricsync.v1.TestClusterConnectionRequest
+	(*InstalledCrd)(nil),                  // 31: fabricsync.v1.InstalledCrd
+	(*PermissionCheck)(nil),               // 32: fabricsync.v1.PermissionCheck
+	(*TestClusterConnectionResponse)(nil), // 33: fabricsync.v1.TestClusterConnectionResponse
+	(*SourceLocation)(nil),                // 34: fabricsync.v1.SourceLocation
+	(*Resource)(nil),                      // 35: fabricsync.v1.Resource
+	(*ListResourcesRequest)(nil),          // 36: fabricsync.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),         // 37: fabricsync.v1.ListResourcesResponse
+	(*GetResourceRequest)(nil),            // 38: fabricsync.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),           // 39: fabricsync.v1.GetResourceResponse
+	(*GenerateRbacManifestsRequest)(nil),  // 40: fabricsync.v1.GenerateRbacManifestsRequest
+	(*GenerateRbacManifestsResponse)(nil), // 41: fabricsync.v1.GenerateRbacManifestsResponse
+	(*durationpb.Duration)(nil),           // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 43: google.protobuf.Timestamp
+	(ConnectionStatus)(0),                 // 44: fabricsync.v1.ConnectionStatus
+	(*KindCount)(nil),                     // 45: fabricsync.v1.KindCount
+	(Layout)(0),                           // 46: fabricsync.v1.Layout
+	(ResourceHealth)(0),                   // 47: fabricsync.v1.ResourceHealth
+	(*fieldmaskpb.FieldMask)(nil),         // 48: google.protobuf.FieldMask
+	(*ResourceKey)(nil),                   // 49: fabricsync.v1.ResourceKey
+	(*structpb.Struct)(nil),               // 50: google.protobuf.Struct
+	(*FieldManager)(nil),                  // 51: fabricsync.v1.FieldManager
 }
 var file_fabricsync_v1_fabric_proto_depIdxs = []int32{
-	40, // 0: fabricsync.v1.GetFabricRolloutRequest.stale_after:type_name -> google.protobuf.Duration
+	42, // 0: fabricsync.v1.GetFabricRolloutRequest.stale_after:type_name -> google.protobuf.Duration
 	0,  // 1: fabricsync.v1.SwitchRollout.state:type_name -> fabricsync.v1.RolloutState
-	41, // 2: fabricsync.v1.SwitchRollout.last_heartbeat:type_name -> google.protobuf.Timestamp
+	43, // 2: fabricsync.v1.SwitchRollout.last_heartbeat:type_name -> google.protobuf.Timestamp
 	0,  // 3: fabricsync.v1.RolloutStateCount.state:type_name -> fabricsync.v1.RolloutState
 	8,  // 4: fabricsync.v1.GetFabricRolloutResponse.switches:type_name -> fabricsync.v1.SwitchRollout
 	9,  // 5: fabricsync.v1.GetFabricRolloutResponse.by_state:type_name -> fabricsync.v1.RolloutStateCount
-	41, // 6: fabricsync.v1.GetFabricRolloutResponse.compute_time:type_name -> google.protobuf.Timestamp
-	40, // 7: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
+	43, // 6: fabricsync.v1.GetFabricRolloutResponse.compute_time:type_name -> google.protobuf.Timestamp
+	42, // 7: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
 	13, // 8: fabricsync.v1.SyncPolicy.ignore_differences:type_name -> fabricsync.v1.IgnoreDifference
 	12, // 9: fabricsync.v1.Fabric.cluster:type_name -> fabricsync.v1.ClusterConnection
 	14, // 10: fabricsync.v1.Fabric.sync_policy:type_name -> fabricsync.v1.SyncPolicy
-	42, // 11: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
+	44, // 11: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
 	1,  // 12: fabricsync.v1.Fabric.sync_status:type_name -> fabricsync.v1.SyncStatus
 	2,  // 13: fabricsync.v1.Fabric.drift_status:type_name -> fabricsync.v1.DriftStatus
 	3,  // 14: fabricsync.v1.Fabric.watch_status:type_name -> fabricsync.v1.WatchStatus
-	43, // 15: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
-	41, // 16: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
-	41, // 17: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
-	41, // 18: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
-	44, // 19: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
-	16, // 20: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
-	17, // 21: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
-	41, // 22: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
-	41, // 23: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
-	15, // 24: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	11, // 25: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	15, // 26: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	15, // 27: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	15, // 28: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
-	15, // 29: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	45, // 30: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
-	11, // 31: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	15, // 32: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	29, // 33: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
-	30, // 34: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
-	4,  // 35: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
-	40, // 36: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
-	46, // 37: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
-	47, // 38: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
-	32, // 39: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
-	47, // 40: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
-	48, // 41: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
-	5,  // 42: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
-	41, // 43: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
-	6,  // 44: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
-	41, // 45: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
-	33, // 46: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
-	46, // 47: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
-	33, // 48: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
-	18, // 49: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
-	20, // 50: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
-	22, // 51: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
-	24, // 52: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
-	26, // 53: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
-	28, // 54: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
-	34, // 55: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
-	36, // 56: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
-	38, // 57: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
-	7,  // 58: fabricsync.v1.FabricService.GetFabricRollout:input_type -> fabricsync.v1.GetFabricRolloutRequest
-	19, // 59: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
-	21, // 60: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
-	23, // 61: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
-	25, // 62: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
-	27, // 63: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
-	31, // 64: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
-	35, // 65: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
-	37, // 66: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
-	39, // 67: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
-	10, // 68: fabricsync.v1.FabricService.GetFabricRollout:output_type -> fabricsync.v1.GetFabricRolloutResponse
-	59, // [59:69] is the sub-list for method output_type
-	49, // [49:59] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	45, // 15: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
+	43, // 16: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
+	43, // 17: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
+	43, // 18: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
+	46, // 19: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
+	18, // 20: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
+	19, // 21: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
+	16, // 22: fabricsync.v1.Fabric.health:type_name -> fabricsync.v1.FabricHealth
+	47, // 23: fabricsync.v1.FabricHealth.status:type_name -> fabricsync.v1.ResourceHealth
+	17, // 24: fabricsync.v1.FabricHealth.resources:type_name -> fabricsync.v1.HealthCount
+	9,  // 25: fabricsync.v1.FabricHealth.switches:type_name -> fabricsync.v1.RolloutStateCount
+	47, // 26: fabricsync.v1.HealthCount.health:type_name -> fabricsync.v1.ResourceHealth
+	43, // 27: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
+	43, // 28: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
+	15, // 29: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	11, // 30: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	15, // 31: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	15, // 32: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	15, // 33: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
+	15, // 34: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	48, // 35: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
+	11, // 36: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	15, // 37: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	31, // 38: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
+	32, // 39: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
+	4,  // 40: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
+	42, // 41: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
+	49, // 42: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
+	50, // 43: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
+	34, // 44: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
+	50, // 45: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
+	51, // 46: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
+	5,  // 47: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
+	43, // 48: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
+	6,  // 49: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
+	43, // 50: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
+	47, // 51: fabricsync.v1.Resource.health:type_name -> fabricsync.v1.ResourceHealth
+	35, // 52: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
+	49, // 53: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
+	35, // 54: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
+	20, // 55: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
+	22, // 56: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
+	24, // 57: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
+	26, // 58: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
+	28, // 59: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
+	30, // 60: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
+	36, // 61: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
+	38, // 62: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
+	40, // 63: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
+	7,  // 64: fabricsync.v1.FabricService.GetFabricRollout:input_type -> fabricsync.v1.GetFabricRolloutRequest
+	21, // 65: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
+	23, // 66: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
+	25, // 67: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
+	27, // 68: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
+	29, // 69: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
+	33, // 70: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
+	37, // 71: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
+	39, // 72: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
+	41, // 73: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
+	10, // 74: fabricsync.v1.FabricService.GetFabricRollout:output_type -> fabricsync.v1.GetFabricRolloutResponse
+	65, // [65:75] is the sub-list for method output_type
+	55, // [55:65] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_fabric_proto_init() }
@@ -3385,7 +3552,7 @@ func file_fabricsync_v1_fabric_proto_init() {
 		return
 	}
 	file_fabricsync_v1_common_proto_init()
-	file_fabricsync_v1_fabric_proto_msgTypes[29].OneofWrappers = []any{
+	file_fabricsync_v1_fabric_proto_msgTypes[31].OneofWrappers = []any{
 		(*GetResourceRequest_Id)(nil),
 		(*GetResourceRequest_Key)(nil),
 	}
@@ -3395,7 +3562,7 @@ func file_fabricsync_v1_fabric_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_fabric_proto_rawDesc), len(file_fabricsync_v1_fabric_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

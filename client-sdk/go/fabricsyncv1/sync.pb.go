@@ -280,6 +280,8 @@ const (
 	FabricEventType_FABRIC_EVENT_TYPE_MODIFIED FabricEventType = 2
 	// The object was deleted.
 	FabricEventType_FABRIC_EVENT_TYPE_DELETED FabricEventType = 3
+	// The object's health changed (health, health_reason; object is unset).
+	FabricEventType_FABRIC_EVENT_TYPE_HEALTH_CHANGED FabricEventType = 4
 )
 
 // Enum value maps for FabricEventType.
@@ -289,12 +291,14 @@ var (
 		1: "FABRIC_EVENT_TYPE_ADDED",
 		2: "FABRIC_EVENT_TYPE_MODIFIED",
 		3: "FABRIC_EVENT_TYPE_DELETED",
+		4: "FABRIC_EVENT_TYPE_HEALTH_CHANGED",
 	}
 	FabricEventType_value = map[string]int32{
-		"FABRIC_EVENT_TYPE_UNSPECIFIED": 0,
-		"FABRIC_EVENT_TYPE_ADDED":       1,
-		"FABRIC_EVENT_TYPE_MODIFIED":    2,
-		"FABRIC_EVENT_TYPE_DELETED":     3,
+		"FABRIC_EVENT_TYPE_UNSPECIFIED":    0,
+		"FABRIC_EVENT_TYPE_ADDED":          1,
+		"FABRIC_EVENT_TYPE_MODIFIED":       2,
+		"FABRIC_EVENT_TYPE_DELETED":        3,
+		"FABRIC_EVENT_TYPE_HEALTH_CHANGED": 4,
 	}
 )
 
@@ -2161,7 +2165,11 @@ type FabricEvent struct {
 	// metadata.resourceVersion.
 	ResourceVersion string `protobuf:"bytes,7,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
 	// The field manager of the most recent write, when known.
-	FieldManager  string `protobuf:"bytes,8,opt,name=field_manager,json=fieldManager,proto3" json:"field_manager,omitempty"`
+	FieldManager string `protobuf:"bytes,8,opt,name=field_manager,json=fieldManager,proto3" json:"field_manager,omitempty"`
+	// HEALTH_CHANGED: the new health.
+	Health ResourceHealth `protobuf:"varint,9,opt,name=health,proto3,enum=fabricsync.v1.ResourceHealth" json:"health,omitempty"`
+	// HEALTH_CHANGED: why.
+	HealthReason  string `protobuf:"bytes,10,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2248,6 +2256,20 @@ func (x *FabricEvent) GetResourceVersion() string {
 func (x *FabricEvent) GetFieldManager() string {
 	if x != nil {
 		return x.FieldManager
+	}
+	return ""
+}
+
+func (x *FabricEvent) GetHealth() ResourceHealth {
+	if x != nil {
+		return x.Health
+	}
+	return ResourceHealth_RESOURCE_HEALTH_UNSPECIFIED
+}
+
+func (x *FabricEvent) GetHealthReason() string {
+	if x != nil {
+		return x.HealthReason
 	}
 	return ""
 }
@@ -2646,7 +2668,7 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x18WatchFabricEventsRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12#\n" +
 	"\rfrom_sequence\x18\x02 \x01(\x03R\ffromSequence\x12\x14\n" +
-	"\x05kinds\x18\x03 \x03(\tR\x05kinds\"\xd9\x02\n" +
+	"\x05kinds\x18\x03 \x03(\tR\x05kinds\"\xb5\x03\n" +
 	"\vFabricEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x1b\n" +
 	"\tfabric_id\x18\x02 \x01(\tR\bfabricId\x12.\n" +
@@ -2655,7 +2677,10 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x03key\x18\x05 \x01(\v2\x1a.fabricsync.v1.ResourceKeyR\x03key\x12/\n" +
 	"\x06object\x18\x06 \x01(\v2\x17.google.protobuf.StructR\x06object\x12)\n" +
 	"\x10resource_version\x18\a \x01(\tR\x0fresourceVersion\x12#\n" +
-	"\rfield_manager\x18\b \x01(\tR\ffieldManager\"@\n" +
+	"\rfield_manager\x18\b \x01(\tR\ffieldManager\x125\n" +
+	"\x06health\x18\t \x01(\x0e2\x1d.fabricsync.v1.ResourceHealthR\x06health\x12#\n" +
+	"\rhealth_reason\x18\n" +
+	" \x01(\tR\fhealthReason\"@\n" +
 	"\x0fPlanSyncRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\"\xe8\x02\n" +
@@ -2695,12 +2720,13 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x14CHANGE_ACTION_CREATE\x10\x01\x12\x18\n" +
 	"\x14CHANGE_ACTION_UPDATE\x10\x02\x12\x18\n" +
 	"\x14CHANGE_ACTION_DELETE\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x04*\x90\x01\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x04*\xb6\x01\n" +
 	"\x0fFabricEventType\x12!\n" +
 	"\x1dFABRIC_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FABRIC_EVENT_TYPE_ADDED\x10\x01\x12\x1e\n" +
 	"\x1aFABRIC_EVENT_TYPE_MODIFIED\x10\x02\x12\x1d\n" +
-	"\x19FABRIC_EVENT_TYPE_DELETED\x10\x032\x89\x05\n" +
+	"\x19FABRIC_EVENT_TYPE_DELETED\x10\x03\x12$\n" +
+	" FABRIC_EVENT_TYPE_HEALTH_CHANGED\x10\x042\x89\x05\n" +
 	"\vSyncService\x12N\n" +
 	"\tStartSync\x12\x1f.fabricsync.v1.StartSyncRequest\x1a .fabricsync.v1.StartSyncResponse\x12Q\n" +
 	"\n" +
@@ -2767,7 +2793,8 @@ var file_fabricsync_v1_sync_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),        // 38: google.protobuf.Duration
 	(*structpb.Struct)(nil),            // 39: google.protobuf.Struct
-	(Layout)(0),                        // 40: fabricsync.v1.Layout
+	(ResourceHealth)(0),                // 40: fabricsync.v1.ResourceHealth
+	(Layout)(0),                        // 41: fabricsync.v1.Layout
 }
 var file_fabricsync_v1_sync_proto_depIdxs = []int32{
 	34, // 0: fabricsync.v1.ResourceChange.key:type_name -> fabricsync.v1.ResourceKey
@@ -2808,31 +2835,32 @@ var file_fabricsync_v1_sync_proto_depIdxs = []int32{
 	4,  // 35: fabricsync.v1.FabricEvent.type:type_name -> fabricsync.v1.FabricEventType
 	34, // 36: fabricsync.v1.FabricEvent.key:type_name -> fabricsync.v1.ResourceKey
 	39, // 37: fabricsync.v1.FabricEvent.object:type_name -> google.protobuf.Struct
-	6,  // 38: fabricsync.v1.PlanSyncResponse.changes:type_name -> fabricsync.v1.ResourceChange
-	36, // 39: fabricsync.v1.PlanSyncResponse.diagnostics:type_name -> fabricsync.v1.Diagnostic
-	5,  // 40: fabricsync.v1.PlanSyncResponse.counters:type_name -> fabricsync.v1.SyncCounters
-	40, // 41: fabricsync.v1.PlanSyncResponse.layout:type_name -> fabricsync.v1.Layout
-	27, // 42: fabricsync.v1.StreamSyncProgressResponse.event:type_name -> fabricsync.v1.SyncProgressEvent
-	29, // 43: fabricsync.v1.WatchFabricEventsResponse.event:type_name -> fabricsync.v1.FabricEvent
-	8,  // 44: fabricsync.v1.SyncService.StartSync:input_type -> fabricsync.v1.StartSyncRequest
-	10, // 45: fabricsync.v1.SyncService.GetSyncRun:input_type -> fabricsync.v1.GetSyncRunRequest
-	12, // 46: fabricsync.v1.SyncService.ListSyncRuns:input_type -> fabricsync.v1.ListSyncRunsRequest
-	14, // 47: fabricsync.v1.SyncService.CancelSyncRun:input_type -> fabricsync.v1.CancelSyncRunRequest
-	16, // 48: fabricsync.v1.SyncService.StreamSyncProgress:input_type -> fabricsync.v1.StreamSyncProgressRequest
-	28, // 49: fabricsync.v1.SyncService.WatchFabricEvents:input_type -> fabricsync.v1.WatchFabricEventsRequest
-	30, // 50: fabricsync.v1.SyncService.PlanSync:input_type -> fabricsync.v1.PlanSyncRequest
-	9,  // 51: fabricsync.v1.SyncService.StartSync:output_type -> fabricsync.v1.StartSyncResponse
-	11, // 52: fabricsync.v1.SyncService.GetSyncRun:output_type -> fabricsync.v1.GetSyncRunResponse
-	13, // 53: fabricsync.v1.SyncService.ListSyncRuns:output_type -> fabricsync.v1.ListSyncRunsResponse
-	15, // 54: fabricsync.v1.SyncService.CancelSyncRun:output_type -> fabricsync.v1.CancelSyncRunResponse
-	32, // 55: fabricsync.v1.SyncService.StreamSyncProgress:output_type -> fabricsync.v1.StreamSyncProgressResponse
-	33, // 56: fabricsync.v1.SyncService.WatchFabricEvents:output_type -> fabricsync.v1.WatchFabricEventsResponse
-	31, // 57: fabricsync.v1.SyncService.PlanSync:output_type -> fabricsync.v1.PlanSyncResponse
-	51, // [51:58] is the sub-list for method output_type
-	44, // [44:51] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	40, // 38: fabricsync.v1.FabricEvent.health:type_name -> fabricsync.v1.ResourceHealth
+	6,  // 39: fabricsync.v1.PlanSyncResponse.changes:type_name -> fabricsync.v1.ResourceChange
+	36, // 40: fabricsync.v1.PlanSyncResponse.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	5,  // 41: fabricsync.v1.PlanSyncResponse.counters:type_name -> fabricsync.v1.SyncCounters
+	41, // 42: fabricsync.v1.PlanSyncResponse.layout:type_name -> fabricsync.v1.Layout
+	27, // 43: fabricsync.v1.StreamSyncProgressResponse.event:type_name -> fabricsync.v1.SyncProgressEvent
+	29, // 44: fabricsync.v1.WatchFabricEventsResponse.event:type_name -> fabricsync.v1.FabricEvent
+	8,  // 45: fabricsync.v1.SyncService.StartSync:input_type -> fabricsync.v1.StartSyncRequest
+	10, // 46: fabricsync.v1.SyncService.GetSyncRun:input_type -> fabricsync.v1.GetSyncRunRequest
+	12, // 47: fabricsync.v1.SyncService.ListSyncRuns:input_type -> fabricsync.v1.ListSyncRunsRequest
+	14, // 48: fabricsync.v1.SyncService.CancelSyncRun:input_type -> fabricsync.v1.CancelSyncRunRequest
+	16, // 49: fabricsync.v1.SyncService.StreamSyncProgress:input_type -> fabricsync.v1.StreamSyncProgressRequest
+	28, // 50: fabricsync.v1.SyncService.WatchFabricEvents:input_type -> fabricsync.v1.WatchFabricEventsRequest
+	30, // 51: fabricsync.v1.SyncService.PlanSync:input_type -> fabricsync.v1.PlanSyncRequest
+	9,  // 52: fabricsync.v1.SyncService.StartSync:output_type -> fabricsync.v1.StartSyncResponse
+	11, // 53: fabricsync.v1.SyncService.GetSyncRun:output_type -> fabricsync.v1.GetSyncRunResponse
+	13, // 54: fabricsync.v1.SyncService.ListSyncRuns:output_type -> fabricsync.v1.ListSyncRunsResponse
+	15, // 55: fabricsync.v1.SyncService.CancelSyncRun:output_type -> fabricsync.v1.CancelSyncRunResponse
+	32, // 56: fabricsync.v1.SyncService.StreamSyncProgress:output_type -> fabricsync.v1.StreamSyncProgressResponse
+	33, // 57: fabricsync.v1.SyncService.WatchFabricEvents:output_type -> fabricsync.v1.WatchFabricEventsResponse
+	31, // 58: fabricsync.v1.SyncService.PlanSync:output_type -> fabricsync.v1.PlanSyncResponse
+	52, // [52:59] is the sub-list for method output_type
+	45, // [45:52] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_sync_proto_init() }

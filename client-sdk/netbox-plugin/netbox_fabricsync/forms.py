@@ -89,6 +89,7 @@ class ResourceFilterForm(forms.Form):
     name = forms.CharField(required=False, validators=[_TERM])
     drift_status = forms.ChoiceField(required=False, choices=[("", "Any")] + [(s, s.replace("_", " ")) for s in ("unknown", "in_sync", "drifted", "missing", "orphaned", "contested")])
     apply_status = forms.ChoiceField(required=False, choices=[("", "Any")] + [(s, s) for s in ("pending", "applied", "failed", "unchanged")])
+    health = forms.ChoiceField(required=False, choices=[("", "Any")] + [(s, s) for s in ("degraded", "missing", "progressing", "unknown", "healthy")])
 
     def filter(self) -> str:
         """The ListResources filter: field=value terms, ANDed."""

@@ -20,6 +20,7 @@ _COLOURS = {
     "pending": "secondary", "applied": "green", "unchanged": "cyan",
     "create": "green", "update": "blue", "delete": "red",
     "added": "green", "modified": "blue", "deleted": "red", "warning": "yellow",
+    "healthy": "green", "progressing": "blue", "degraded": "red", "health changed": "cyan",
 }
 
 
@@ -108,6 +109,7 @@ ENUMS = {
     "watch_status": fabric_pb2.WatchStatus,
     "apply_status": fabric_pb2.ApplyStatus,
     "resource_drift": fabric_pb2.ResourceDriftStatus,
+    "health": common_pb2.ResourceHealth,
     "run_status": sync_pb2.SyncRunStatus,
     "mode": sync_pb2.SyncMode,
     "trigger": sync_pb2.SyncTrigger,

@@ -349,6 +349,7 @@ pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
             last_event_time: convert::opt_timestamp(row.watch_last_event_at),
             event_count: row.watch_event_count,
         }),
+        health: row.health.as_ref().map(|h| convert::fabric_health(&h.0)),
     }
 }
 
@@ -438,6 +439,7 @@ impl FabricService for FabricApi {
             watch_last_event_at: None,
             watch_event_count: 0,
             auto_apply: false,
+            health: None,
         };
         let mut v = Violations::default();
         for path in ["name", "description", "git_ref", "gitops_path", "include_paths", "exclude_paths", "paused"] {
@@ -611,6 +613,7 @@ impl FabricService for FabricApi {
                 .get("apply_status")
                 .map(|w| listing::word_filter::<v::ApplyStatus>("apply_status", w))
                 .transpose()?,
+            health: terms.get("health").map(|w| listing::word_filter::<v::Health>("health", w)).transpose()?,
             drifted_only: false,
         };
         load(&self.state, fabric_id).await?;
@@ -723,12 +726,13 @@ impl FabricService for FabricApi {
     ) -> Result<Response<GetFabricRolloutResponse>, Status> {
         let req = request.into_inner();
         let id = parse_id("fabric_id", &req.fabric_id)?;
+        let default = self.state.settings.switch_stale_after_seconds;
         let stale_after = match req.stale_after {
-            None => fabricsync_core::rollout::DEFAULT_STALE_AFTER_SECONDS,
+            None => default,
             Some(d) if d.seconds < 0 || d.nanos < 0 => {
                 return Err(ApiError::invalid("stale_after", "must not be negative").into())
             }
-            Some(d) if d.seconds == 0 && d.nanos == 0 => fabricsync_core::rollout::DEFAULT_STALE_AFTER_SECONDS,
+            Some(d) if d.seconds == 0 && d.nanos == 0 => default,
             Some(d) => d.seconds.max(1),
         };
         let fabric = load(&self.state, id).await?;
@@ -854,7 +858,7 @@ pub(super) async fn find_resource_in(
     found?.ok_or(ApiError::NotFound { kind: "resource", id: wanted })
 }
 
-const RESOURCE_FILTERS: &[&str] = &["group", "kind", "namespace", "name", "drift_status", "apply_status"];
+const RESOURCE_FILTERS: &[&str] = &["group", "kind", "namespace", "name", "drift_status", "apply_status", "health"];
 
 /// The stored managedFields summary (see `watch::field_managers`).
 fn field_managers(stored: &[fabricsync_core::drift::FieldManager]) -> Vec<FieldManager> {
@@ -900,6 +904,8 @@ fn resource_proto(row: &ResourceRow, with_objects: bool) -> Resource {
         last_applied_time: convert::opt_timestamp(row.last_applied_at),
         drift_status: crate::convert::proto_of(&RESOURCE_DRIFT_STATUSES, row.drift_status) as i32,
         update_time: Some(convert::timestamp(row.updated_at)),
+        health: crate::convert::proto_of(&convert::HEALTHS, row.health) as i32,
+        health_reason: row.health_reason.clone(),
     }
 }
 

@@ -13,10 +13,28 @@ pub const VERSION: &str = "v1beta1";
 pub const KIND: &str = "Agent";
 pub const PLURAL: &str = "agents";
 
+/// The Agent kind as the dynamic API names it.
+pub fn resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
+}
+
+/// The agents' API in `namespace`.
+pub fn api(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &resource())
+}
+
+/// Whether the cluster serves the Agent kind (API discovery).
+pub async fn installed(client: &kube::Client) -> Result<bool, ClusterError> {
+    match client.list_api_group_resources(&format!("{GROUP}/{VERSION}")).await.map_err(ClusterError::from) {
+        Ok(listed) => Ok(listed.resources.iter().any(|r| r.name == PLURAL)),
+        Err(ClusterError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The agents in `namespace`, as JSON; None when the cluster has no Agent kind.
 pub async fn list(client: &kube::Client, namespace: &str) -> Result<Option<Vec<Value>>, ClusterError> {
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL);
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let api = api(client, namespace);
     match api.list(&ListParams::default()).await.map_err(ClusterError::from) {
         Ok(listed) => Ok(Some(listed.items.iter().filter_map(|a| serde_json::to_value(a).ok()).collect())),
         Err(ClusterError::NotFound(_)) => Ok(None),

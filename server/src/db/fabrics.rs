@@ -64,6 +64,26 @@ pub struct FabricRow {
     pub watch_event_count: i64,
     /// Auto-sync applies what it pulls (FULL runs).
     pub auto_apply: bool,
+    /// Written by the fabric's watch; None until it told the health once.
+    pub health: Option<Json<StoredHealth>>,
+}
+
+/// The fabric's health summary as stored (`fabrics.health`): words and counts.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredHealth {
+    pub health: String,
+    pub resources: Vec<(String, i64)>,
+    pub switches: Vec<(String, i64)>,
+}
+
+impl From<&fabricsync_core::health::Summary> for StoredHealth {
+    fn from(s: &fabricsync_core::health::Summary) -> StoredHealth {
+        StoredHealth {
+            health: s.health.word().to_string(),
+            resources: s.resources.iter().map(|(h, n)| (h.word().to_string(), *n as i64)).collect(),
+            switches: s.switches.iter().map(|(r, n)| (r.word().to_string(), *n as i64)).collect(),
+        }
+    }
 }
 
 /// Equality filters of ListFabrics; None matches all.
@@ -321,8 +341,10 @@ pub async fn set_watch_status(
                 .execute(conn)
                 .await?
         }
+        // No watch, no health: what it told last would be read as current.
         WatchStatus::Inactive => {
-            diesel::update(target).set((state, f::watch_started_at.eq(None::<DateTime<Utc>>))).execute(conn).await?
+            let none = (f::watch_started_at.eq(None::<DateTime<Utc>>), f::health.eq(None::<Json<StoredHealth>>));
+            diesel::update(target).set((state, none)).execute(conn).await?
         }
         WatchStatus::Active | WatchStatus::Error => diesel::update(target).set(state).execute(conn).await?,
     };
@@ -341,5 +363,12 @@ pub async fn record_watch_events(
         .set((f::watch_event_count.eq(f::watch_event_count + events), f::watch_last_event_at.eq(at)))
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Stores the fabric's health summary; the row's version is not changed (the engine's writes
+/// never conflict with a user's etag).
+pub async fn set_health(conn: &mut AsyncPgConnection, id: Uuid, health: &StoredHealth) -> Result<(), DbError> {
+    diesel::update(fabrics::table.find(id)).set(fabrics::health.eq(Some(Json(health.clone())))).execute(conn).await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use fabricsync_core::drift::{FieldManager, StoredDrift};
 use fabricsync_core::plan::IndexEntry;
-use fabricsync_core::vocab::{ApplyStatus, DriftStatus, Stream};
+use fabricsync_core::vocab::{ApplyStatus, DriftStatus, Health, Stream};
 use fabricsync_core::ResourceKey;
 
 use super::schema::resources;
@@ -75,6 +75,9 @@ pub struct ResourceRow {
     pub updated_at: DateTime<Utc>,
     pub applied_resource_version: Option<String>,
     pub self_heal_reverts: Option<serde_json::Value>,
+    #[diesel(deserialize_as = Stored<Health>)]
+    pub health: Health,
+    pub health_reason: String,
 }
 
 impl ResourceRow {
@@ -109,6 +112,7 @@ pub struct ResourceFilter {
     pub name: Option<String>,
     pub drift_status: Option<String>,
     pub apply_status: Option<String>,
+    pub health: Option<String>,
     /// Only resources that count as drift (see `DRIFTED`).
     pub drifted_only: bool,
 }
@@ -117,8 +121,8 @@ pub struct ResourceFilter {
 pub async fn switch_names(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<String>, DbError> {
     Ok(resources::table
         .filter(resources::fabric_id.eq(fabric_id))
-        .filter(resources::api_group.eq("wiring.githedgehog.com"))
-        .filter(resources::kind.eq("Switch"))
+        .filter(resources::api_group.eq(fabricsync_core::rollout::SWITCH_GROUP))
+        .filter(resources::kind.eq(fabricsync_core::rollout::SWITCH_KIND))
         .filter(resources::desired.is_not_null())
         .select(resources::name)
         .order(resources::name.asc())
@@ -235,6 +239,9 @@ fn filtered(fabric_id: Uuid, filter: &ResourceFilter) -> resources::BoxedQuery<'
     }
     if let Some(v) = &filter.apply_status {
         query = query.filter(resources::apply_status.eq(v.clone()));
+    }
+    if let Some(v) = &filter.health {
+        query = query.filter(resources::health.eq(v.clone()));
     }
     if filter.drifted_only {
         query = query.filter(resources::drift_status.eq_any(DriftStatus::drifted_words()));
@@ -707,4 +714,60 @@ pub async fn drift_counts(
         .select((resources::api_group, resources::kind, resources::drift_status, diesel::dsl::count_star()))
         .load(conn)
         .await?)
+}
+
+/// What a resource's health is told from, with the health stored now.
+#[derive(Debug, Clone, Queryable)]
+pub struct HealthInput {
+    pub id: Uuid,
+    pub group: String,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub desired: bool,
+    pub live: bool,
+    pub apply_status: Stored<ApplyStatus>,
+    pub apply_error: Option<String>,
+    pub health: Stored<Health>,
+    pub health_reason: String,
+}
+
+/// Every resource of the fabric, as its health is told (no objects read).
+pub async fn health_inputs(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<HealthInput>, DbError> {
+    Ok(resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .select((
+            resources::id,
+            resources::api_group,
+            resources::api_version,
+            resources::kind,
+            resources::namespace,
+            resources::name,
+            resources::desired.is_not_null(),
+            resources::live.is_not_null(),
+            resources::apply_status,
+            resources::apply_error,
+            resources::health,
+            resources::health_reason,
+        ))
+        .load(conn)
+        .await?)
+}
+
+/// Stores the health of the resources given (id, health, reason).
+pub async fn store_health(conn: &mut AsyncPgConnection, changes: &[(Uuid, Health, String)]) -> Result<(), DbError> {
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    for chunk in changes.chunks(UPSERT_CHUNK) {
+        diesel::sql_query(
+            "UPDATE resources r SET health = u.h, health_reason = u.reason \
+             FROM unnest($1, $2, $3) AS u(id, h, reason) WHERE r.id = u.id",
+        )
+        .bind::<Array<SqlUuid>, _>(chunk.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|c| c.1.word()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|c| c.2.clone()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -90,6 +90,7 @@ diesel::table! {
         watch_last_event_at -> Nullable<Timestamptz>,
         watch_event_count -> Int8,
         auto_apply -> Bool,
+        health -> Nullable<Jsonb>,
     }
 }
 
@@ -145,6 +146,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         applied_resource_version -> Nullable<Text>,
         self_heal_reverts -> Nullable<Jsonb>,
+        health -> Text,
+        health_reason -> Text,
     }
 }
 

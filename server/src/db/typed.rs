@@ -57,7 +57,8 @@ stored_words!(
     fabricsync_core::vocab::Provider,
     fabricsync_core::vocab::AuthType,
     fabricsync_core::vocab::Stream,
-    fabricsync_core::vocab::Layout
+    fabricsync_core::vocab::Layout,
+    fabricsync_core::vocab::Health
 );
 
 /// A jsonb column as a serde struct. A value that does not decode is logged and counted

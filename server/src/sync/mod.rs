@@ -5,6 +5,7 @@
 //! repository (`write`).
 
 pub mod apply;
+pub mod health;
 pub mod pull;
 pub mod queue;
 pub mod rollout;

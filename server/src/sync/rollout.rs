@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use fabricsync_core::rollout::{SwitchRollout, DEFAULT_STALE_AFTER_SECONDS};
+use fabricsync_core::rollout::SwitchRollout;
 use fabricsync_core::vocab::RolloutState;
 
 use super::pull::{PullError, Scope};
@@ -61,7 +61,7 @@ pub async fn follow(
                 return Ok(Some(format!("the switches' agents cannot be read: {}", redactor.clean(&e.to_string()))))
             }
         };
-        let rollouts = agents::rollouts(&switches, Some(&agents), db::now(), DEFAULT_STALE_AFTER_SECONDS);
+        let rollouts = agents::rollouts(&switches, Some(&agents), db::now(), state.settings.switch_stale_after_seconds);
         let behind: Vec<&SwitchRollout> = rollouts.iter().filter(|r| r.state != RolloutState::UpToDate).collect();
         let progress = RolloutProgress {
             up_to_date: (rollouts.len() - behind.len()) as i64,

@@ -24,7 +24,7 @@ use crate::db::resources::{self, LiveRecord};
 use crate::db::{self, events, fabrics, DbError};
 use crate::drift::{mark_contested, refresh_pooled, DriftChange};
 use crate::proto::{FabricEvent, FabricEventType};
-use crate::sync::queue;
+use crate::sync::{health, queue};
 use fabricsync_core::drift::{heal, FieldManager};
 use fabricsync_core::live::{Change, Event, KindId, LiveIndex};
 use fabricsync_core::manifest::kinds::KindDef;
@@ -221,8 +221,31 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
         LiveIndex::new(kinds.iter().map(|k| kind_id(k)), stored)
     };
     let mut status = WatchStatus::Starting;
+    let mut agents = health::AgentWatch::new(client.clone(), &fabric.cluster_namespace);
+    let mut teller = health::Teller::default();
+    let mut tick = tokio::time::interval(health::TICK);
     info!(kinds = kinds.len(), "watching");
-    while let Some(batch) = merged.next().await {
+    loop {
+        let batch = tokio::select! {
+            batch = merged.next() => match batch {
+                Some(batch) => batch,
+                None => break,
+            },
+            () = agents.changed() => {
+                teller.dirty = true;
+                continue;
+            }
+            _ = tick.tick() => {
+                // Health needs the complete live view.
+                if status == WatchStatus::Active {
+                    agents.start_when_installed().await;
+                    if teller.due() {
+                        teller.tell(state, fabric_id, &agents.agents()).await.map_err(|e| e.to_string())?;
+                    }
+                }
+                continue;
+            }
+        };
         let mut changes = Changes::default();
         let mut error = None;
         for seen in batch {
@@ -243,6 +266,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
             }
         }
         let touched: Vec<ResourceKey> = changes.records.iter().map(LiveRecord::key).collect();
+        teller.dirty |= !touched.is_empty();
         changes.write(state, fabric_id).await.map_err(|e| e.to_string())?;
         if !touched.is_empty() && status == WatchStatus::Active {
             let drifted =
@@ -442,6 +466,7 @@ pub fn event_payload(kind: FabricEventType, r: &LiveRecord) -> Vec<u8> {
         object: r.object.as_ref().and_then(crate::convert::json_struct),
         resource_version: r.resource_version.clone().unwrap_or_default(),
         field_manager: r.field_managers.as_deref().map(latest_manager).unwrap_or_default(),
+        ..Default::default()
     }
     .encode_to_vec()
 }

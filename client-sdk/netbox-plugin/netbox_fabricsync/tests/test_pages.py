@@ -86,6 +86,16 @@ class FabricPagesTests(PageAssertions, TestCase):
         self.assertTrue(token)
         self.assertContains(self.client.get(url("fabric_resources", pk=self.wiring.id) + "?" + token), "Showing 31 of 81")
 
+    def test_health_column_filter_and_header(self):
+        # The watch tells health a few seconds after it saw the applied objects.
+        healthy = lambda: sdk().fabrics.ListResources(fabric_pb2.ListResourcesRequest(fabric_id=self.fabric.id, filter="health=healthy"))
+        listed = poll("healthy resources", healthy, lambda r: r.total_size > 0)
+        page = self.get(url("fabric_resources", pk=self.fabric.id) + "?health=healthy")
+        self.shows(page, f"Showing {listed.total_size} of {listed.total_size}")
+        self.shows(page, '<td title="in the cluster"><span class="badge text-bg-green">healthy</span></td>')
+        self.lacks(page.split("<tbody>")[1], "missing</span>")
+        self.shows(self.get(url("fabric", pk=self.fabric.id)), "health <span class=\"badge")
+
     def test_resource_page_with_desired_and_live(self):
         response = self.client.get(url("resource", pk=self.fabric.id, key=self.vpc_key))
         self.assertEqual(response.status_code, 200)

@@ -119,6 +119,48 @@ are read, `unmanaged/` and the rest are not.
 """
 Global___Layout: _TypeAlias = Layout  # noqa: Y015
 
+class _ResourceHealth:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResourceHealthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResourceHealth.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESOURCE_HEALTH_UNSPECIFIED: _ResourceHealth.ValueType  # 0
+    """Not set."""
+    RESOURCE_HEALTH_DEGRADED: _ResourceHealth.ValueType  # 1
+    """The last apply failed, or (a Switch) its agent sent no heartbeat for longer than the
+    server's --switch-stale-after.
+    """
+    RESOURCE_HEALTH_MISSING: _ResourceHealth.ValueType  # 2
+    """Desired, not in the cluster."""
+    RESOURCE_HEALTH_PROGRESSING: _ResourceHealth.ValueType  # 3
+    """In the cluster, not in effect yet: a Switch whose agent has not applied its current generation."""
+    RESOURCE_HEALTH_UNKNOWN: _ResourceHealth.ValueType  # 4
+    """Not known: no live view yet, or a Switch without an agent."""
+    RESOURCE_HEALTH_HEALTHY: _ResourceHealth.ValueType  # 5
+    """In the cluster and, for a Switch, applied by its agent."""
+
+class ResourceHealth(_ResourceHealth, metaclass=_ResourceHealthEnumTypeWrapper):
+    """A resource's health, apart from whether it matches Git (its drift): whether the object is in
+    the cluster and in effect. Told by the fabric's watch.
+    """
+
+RESOURCE_HEALTH_UNSPECIFIED: ResourceHealth.ValueType  # 0
+"""Not set."""
+RESOURCE_HEALTH_DEGRADED: ResourceHealth.ValueType  # 1
+"""The last apply failed, or (a Switch) its agent sent no heartbeat for longer than the
+server's --switch-stale-after.
+"""
+RESOURCE_HEALTH_MISSING: ResourceHealth.ValueType  # 2
+"""Desired, not in the cluster."""
+RESOURCE_HEALTH_PROGRESSING: ResourceHealth.ValueType  # 3
+"""In the cluster, not in effect yet: a Switch whose agent has not applied its current generation."""
+RESOURCE_HEALTH_UNKNOWN: ResourceHealth.ValueType  # 4
+"""Not known: no live view yet, or a Switch without an agent."""
+RESOURCE_HEALTH_HEALTHY: ResourceHealth.ValueType  # 5
+"""In the cluster and, for a Switch, applied by its agent."""
+Global___ResourceHealth: _TypeAlias = ResourceHealth  # noqa: Y015
+
 @_typing.final
 class ResourceKey(_message.Message):
     """The identity of one Kubernetes object of a fabric. Kinds are data: every Hedgehog kind

@@ -272,7 +272,9 @@ class GetFabricRolloutRequest(_message.Message):
     """Fabric id."""
     @_builtins.property
     def stale_after(self) -> _duration_pb2.Duration:
-        """A switch whose agent sent no heartbeat for longer is STALE. Unset or 0 = 5 minutes."""
+        """A switch whose agent sent no heartbeat for longer is STALE. Unset or 0 = the server's
+        --switch-stale-after-seconds (default 5 minutes).
+        """
 
     def __init__(
         self,
@@ -599,6 +601,7 @@ class Fabric(_message.Message):
     PAUSED_FIELD_NUMBER: _builtins.int
     WATCH_FIELD_NUMBER: _builtins.int
     WATCH_ACTIVITY_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID. Output only."""
     name: _builtins.str
@@ -678,6 +681,10 @@ class Fabric(_message.Message):
     def watch_activity(self) -> Global___WatchActivity:
         """What the cluster watch has seen. Output only."""
 
+    @_builtins.property
+    def health(self) -> Global___FabricHealth:
+        """The fabric's health, as its watch tells it; unset while the watch is not active. Output only."""
+
     def __init__(
         self,
         *,
@@ -708,14 +715,75 @@ class Fabric(_message.Message):
         paused: _builtins.bool = ...,
         watch: Global___WatchSettings | None = ...,
         watch_activity: Global___WatchActivity | None = ...,
+        health: Global___FabricHealth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "create_time", b"create_time", "last_sync_time", b"last_sync_time", "sync_policy", b"sync_policy", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "create_time", b"create_time", "health", b"health", "last_sync_time", b"last_sync_time", "sync_policy", b"sync_policy", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connection_status", b"connection_status", "create_time", b"create_time", "description", b"description", "drift_count", b"drift_count", "drift_status", b"drift_status", "etag", b"etag", "exclude_paths", b"exclude_paths", "git_ref", b"git_ref", "gitops_path", b"gitops_path", "id", b"id", "include_paths", b"include_paths", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "last_synced_commit", b"last_synced_commit", "layout", b"layout", "name", b"name", "paused", b"paused", "repository_id", b"repository_id", "resource_counts", b"resource_counts", "sync_policy", b"sync_policy", "sync_status", b"sync_status", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity", "watch_error", b"watch_error", "watch_status", b"watch_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connection_status", b"connection_status", "create_time", b"create_time", "description", b"description", "drift_count", b"drift_count", "drift_status", b"drift_status", "etag", b"etag", "exclude_paths", b"exclude_paths", "git_ref", b"git_ref", "gitops_path", b"gitops_path", "health", b"health", "id", b"id", "include_paths", b"include_paths", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "last_synced_commit", b"last_synced_commit", "layout", b"layout", "name", b"name", "paused", b"paused", "repository_id", b"repository_id", "resource_counts", b"resource_counts", "sync_policy", b"sync_policy", "sync_status", b"sync_status", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity", "watch_error", b"watch_error", "watch_status", b"watch_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Fabric: _TypeAlias = Fabric  # noqa: Y015
+
+@_typing.final
+class FabricHealth(_message.Message):
+    """A fabric's health: its worst resource's, and the counts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    SWITCHES_FIELD_NUMBER: _builtins.int
+    status: _common_pb2.ResourceHealth.ValueType
+    """The worst health of its resources (DEGRADED first, then MISSING, PROGRESSING, UNKNOWN);
+    HEALTHY when all are, or when it has none.
+    """
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___HealthCount]:
+        """Resources per health; every health is listed, zero or not."""
+
+    @_builtins.property
+    def switches(self) -> _containers.RepeatedCompositeFieldContainer[Global___RolloutStateCount]:
+        """The fabric's Switches per rollout state (see GetFabricRollout); every state is listed."""
+
+    def __init__(
+        self,
+        *,
+        status: _common_pb2.ResourceHealth.ValueType = ...,
+        resources: _abc.Iterable[Global___HealthCount] | None = ...,
+        switches: _abc.Iterable[Global___RolloutStateCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources", "status", b"status", "switches", b"switches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FabricHealth: _TypeAlias = FabricHealth  # noqa: Y015
+
+@_typing.final
+class HealthCount(_message.Message):
+    """Resources of one health."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEALTH_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    health: _common_pb2.ResourceHealth.ValueType
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        health: _common_pb2.ResourceHealth.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "health", b"health"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthCount: _TypeAlias = HealthCount  # noqa: Y015
 
 @_typing.final
 class WatchSettings(_message.Message):
@@ -1258,6 +1326,8 @@ class Resource(_message.Message):
     LAST_APPLIED_TIME_FIELD_NUMBER: _builtins.int
     DRIFT_STATUS_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    HEALTH_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     fabric_id: _builtins.str
@@ -1278,6 +1348,10 @@ class Resource(_message.Message):
     """content_hash at the last successful apply."""
     drift_status: Global___ResourceDriftStatus.ValueType
     """Drift state."""
+    health: _common_pb2.ResourceHealth.ValueType
+    """Health, as the fabric's watch last told it (UNKNOWN before)."""
+    health_reason: _builtins.str
+    """Why, in words ("desired, not in the cluster", "switch agent: applied generation 2 of 3")."""
     @_builtins.property
     def key(self) -> _common_pb2.ResourceKey:
         """Identity of the object."""
@@ -1326,10 +1400,12 @@ class Resource(_message.Message):
         last_applied_time: _timestamp_pb2.Timestamp | None = ...,
         drift_status: Global___ResourceDriftStatus.ValueType = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        health: _common_pb2.ResourceHealth.ValueType = ...,
+        health_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["desired", b"desired", "key", b"key", "last_applied_time", b"last_applied_time", "live", b"live", "source", b"source", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["apply_error", b"apply_error", "apply_status", b"apply_status", "commit", b"commit", "content_hash", b"content_hash", "desired", b"desired", "drift_status", b"drift_status", "fabric_id", b"fabric_id", "field_managers", b"field_managers", "id", b"id", "key", b"key", "last_applied_hash", b"last_applied_hash", "last_applied_time", b"last_applied_time", "live", b"live", "live_resource_version", b"live_resource_version", "source", b"source", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apply_error", b"apply_error", "apply_status", b"apply_status", "commit", b"commit", "content_hash", b"content_hash", "desired", b"desired", "drift_status", b"drift_status", "fabric_id", b"fabric_id", "field_managers", b"field_managers", "health", b"health", "health_reason", b"health_reason", "id", b"id", "key", b"key", "last_applied_hash", b"last_applied_hash", "last_applied_time", b"last_applied_time", "live", b"live", "live_resource_version", b"live_resource_version", "source", b"source", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1354,7 +1430,8 @@ class ListResourcesRequest(_message.Message):
     """Token from a previous response's next_page_token."""
     filter: _builtins.str
     """Filter fields: group, kind, namespace, name, drift_status (unknown, in_sync, drifted,
-    missing, orphaned, contested), apply_status (pending, applied, failed, unchanged).
+    missing, orphaned, contested), apply_status (pending, applied, failed, unchanged), health
+    (degraded, missing, progressing, unknown, healthy).
     """
     include_objects: _builtins.bool
     """Whether to include the desired and live objects (large); false returns keys and statuses only."""

@@ -165,6 +165,8 @@ class _FabricEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Fabri
     """The object changed."""
     FABRIC_EVENT_TYPE_DELETED: _FabricEventType.ValueType  # 3
     """The object was deleted."""
+    FABRIC_EVENT_TYPE_HEALTH_CHANGED: _FabricEventType.ValueType  # 4
+    """The object's health changed (health, health_reason; object is unset)."""
 
 class FabricEventType(_FabricEventType, metaclass=_FabricEventTypeEnumTypeWrapper):
     """Type of a cluster event."""
@@ -177,6 +179,8 @@ FABRIC_EVENT_TYPE_MODIFIED: FabricEventType.ValueType  # 2
 """The object changed."""
 FABRIC_EVENT_TYPE_DELETED: FabricEventType.ValueType  # 3
 """The object was deleted."""
+FABRIC_EVENT_TYPE_HEALTH_CHANGED: FabricEventType.ValueType  # 4
+"""The object's health changed (health, health_reason; object is unset)."""
 Global___FabricEventType: _TypeAlias = FabricEventType  # noqa: Y015
 
 @_typing.final
@@ -1064,6 +1068,8 @@ class FabricEvent(_message.Message):
     OBJECT_FIELD_NUMBER: _builtins.int
     RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
     FIELD_MANAGER_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    HEALTH_REASON_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the event log; resume after it."""
     fabric_id: _builtins.str
@@ -1074,6 +1080,10 @@ class FabricEvent(_message.Message):
     """metadata.resourceVersion."""
     field_manager: _builtins.str
     """The field manager of the most recent write, when known."""
+    health: _common_pb2.ResourceHealth.ValueType
+    """HEALTH_CHANGED: the new health."""
+    health_reason: _builtins.str
+    """HEALTH_CHANGED: why."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When it was observed."""
@@ -1097,10 +1107,12 @@ class FabricEvent(_message.Message):
         object: _struct_pb2.Struct | None = ...,
         resource_version: _builtins.str = ...,
         field_manager: _builtins.str = ...,
+        health: _common_pb2.ResourceHealth.ValueType = ...,
+        health_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "object", b"object", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fabric_id", b"fabric_id", "field_manager", b"field_manager", "key", b"key", "object", b"object", "resource_version", b"resource_version", "sequence", b"sequence", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fabric_id", b"fabric_id", "field_manager", b"field_manager", "health", b"health", "health_reason", b"health_reason", "key", b"key", "object", b"object", "resource_version", b"resource_version", "sequence", b"sequence", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
