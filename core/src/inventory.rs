@@ -12,8 +12,11 @@ use regex::Regex;
 use serde_json::{json, Map, Value};
 
 use crate::manifest::content_hash;
-use crate::vocab::{InventoryChange, InventoryKind, Word, WorkloadFilter, WorkloadType};
+use crate::vocab::{ChangeAction, InventoryKind, Word, WorkloadFilter, WorkloadType};
 
+/// The fabric's kinds the cross-layer view reads (of `key::WIRING_GROUP`).
+pub const SERVER_KIND: &str = "Server";
+pub const CONNECTION_KIND: &str = "Connection";
 /// `node-role.kubernetes.io/<role>`: a node's roles (OpenShift's master, worker, infra...).
 const ROLE_LABEL: &str = "node-role.kubernetes.io/";
 /// Set on a VM's launcher pod (from the VMI's labels); its value names the VM's domain.
@@ -281,6 +284,7 @@ fn pod_facts(pod: &Value, workload: WorkloadType, vm: Option<&str>) -> Value {
         "owner": controller(pod).map(|(kind, name)| json!({"kind": kind, "name": name})),
         "workloadType": workload.word(),
         "vm": vm,
+        "labels": map_at(pod, "/metadata/labels"),
     })
 }
 
@@ -371,30 +375,29 @@ impl InventoryFilter {
 
 /// What an import changes, by key: `previous` is the last import's (key, hash), `current` what
 /// this one read. Sorted by key.
-pub fn diff(previous: &[(InventoryKey, String)], current: &[InventoryObject]) -> Vec<(InventoryKey, InventoryChange)> {
+pub fn diff(previous: &[(InventoryKey, String)], current: &[InventoryObject]) -> Vec<(InventoryKey, ChangeAction)> {
     let before: BTreeMap<&InventoryKey, &str> = previous.iter().map(|(key, hash)| (key, hash.as_str())).collect();
     let now: BTreeMap<InventoryKey, &str> = current.iter().map(|o| (o.key(), o.hash.as_str())).collect();
-    let mut changes: Vec<(InventoryKey, InventoryChange)> = now
+    let mut changes: Vec<(InventoryKey, ChangeAction)> = now
         .iter()
         .map(|(key, hash)| {
             let change = match before.get(key) {
-                None => InventoryChange::Created,
-                Some(old) if old == hash => InventoryChange::Unchanged,
-                Some(_) => InventoryChange::Updated,
+                None => ChangeAction::Create,
+                Some(old) if old == hash => ChangeAction::Unchanged,
+                Some(_) => ChangeAction::Update,
             };
             (key.clone(), change)
         })
         .collect();
-    changes.extend(
-        before.keys().filter(|key| !now.contains_key(**key)).map(|key| ((*key).clone(), InventoryChange::Deleted)),
-    );
+    changes
+        .extend(before.keys().filter(|key| !now.contains_key(**key)).map(|key| ((*key).clone(), ChangeAction::Delete)));
     changes.sort();
     changes
 }
 
-/// Changes per kind of change, in `InventoryChange`'s order; every one present, zero or not.
-pub fn counts(changes: &[(InventoryKey, InventoryChange)]) -> Vec<(InventoryChange, usize)> {
-    InventoryChange::ALL.iter().map(|&change| (change, changes.iter().filter(|(_, c)| *c == change).count())).collect()
+/// Changes per kind of change, in `ChangeAction`'s order; every one present, zero or not.
+pub fn counts(changes: &[(InventoryKey, ChangeAction)]) -> Vec<(ChangeAction, usize)> {
+    ChangeAction::ALL.iter().map(|&change| (change, changes.iter().filter(|(_, c)| *c == change).count())).collect()
 }
 
 /// One link of a Connection between a server's port and a switch's port.
@@ -513,7 +516,8 @@ pub fn behind_switch_port(
 }
 
 /// The pods and VMIs on `nodes` that have not terminated. A VM shows as its VMI and its launcher
-/// pod: when both are imported it is listed once, as the VMI (the launcher's controller).
+/// pod: when both are imported it is listed once, as the VMI (the launcher's controller, of the
+/// VM's name).
 fn running_on(nodes: &[String], inventory: &[InventoryObject]) -> Vec<Hosted> {
     let on_nodes: Vec<&InventoryObject> = inventory
         .iter()
@@ -526,10 +530,11 @@ fn running_on(nodes: &[String], inventory: &[InventoryObject]) -> Vec<Hosted> {
         .filter(|o| o.kind == InventoryKind::VirtualMachineInstance)
         .map(|o| (o.namespace.as_str(), o.name.as_str()))
         .collect();
+    // A launcher names its VM (labels, or its VMI as controller); the VMI has the VM's name.
     let launched_by_vmi = |o: &InventoryObject| {
+        let vmi = text(&o.facts, "/owner/kind").filter(|k| *k == VMI_KIND).and(text(&o.facts, "/owner/name"));
         o.kind == InventoryKind::Pod
-            && text(&o.facts, "/owner/kind") == Some(VMI_KIND)
-            && text(&o.facts, "/owner/name").is_some_and(|vmi| vmis.contains(&(o.namespace.as_str(), vmi)))
+            && vmi.or(o.vm.as_deref()).is_some_and(|vm| vmis.contains(&(o.namespace.as_str(), vm)))
     };
     let mut hosted: Vec<Hosted> = on_nodes
         .into_iter()
@@ -763,7 +768,8 @@ spec:
         assert_eq!(
             web.facts,
             json!({"phase": "Running", "nodeName": "server-1", "podIP": "10.128.2.190",
-                   "owner": {"kind": "ReplicaSet", "name": "web-7d4b9c"}, "workloadType": "container", "vm": null})
+                   "owner": {"kind": "ReplicaSet", "name": "web-7d4b9c"}, "workloadType": "container", "vm": null,
+                   "labels": {"app": "web"}})
         );
         assert_eq!(
             (web.workload, web.node.as_deref(), web.vm.as_deref()),
@@ -955,19 +961,19 @@ spec:
         assert_eq!(
             changes,
             [
-                (key("db"), InventoryChange::Updated),
-                (key("new"), InventoryChange::Created),
-                (key("old"), InventoryChange::Deleted),
-                (key("web"), InventoryChange::Unchanged),
+                (key("db"), ChangeAction::Update),
+                (key("new"), ChangeAction::Create),
+                (key("old"), ChangeAction::Delete),
+                (key("web"), ChangeAction::Unchanged),
             ]
         );
         assert_eq!(
             counts(&changes),
             [
-                (InventoryChange::Created, 1),
-                (InventoryChange::Updated, 1),
-                (InventoryChange::Deleted, 1),
-                (InventoryChange::Unchanged, 1)
+                (ChangeAction::Create, 1),
+                (ChangeAction::Update, 1),
+                (ChangeAction::Delete, 1),
+                (ChangeAction::Unchanged, 1)
             ]
         );
         assert_eq!(diff(&[], &[]), []);

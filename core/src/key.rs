@@ -4,6 +4,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The API group of the fabric's wiring (Switch, Server, Connection, ...): the objects whose
+/// names the rollout and the inventory join on.
+pub const WIRING_GROUP: &str = "wiring.githedgehog.com";
+
 /// (API group, kind, namespace, name): what makes an object of a fabric unique. The group is
 /// empty for the core API group; the namespace is empty for cluster-scoped kinds. Stored (in
 /// JSON columns) as the 4-element array `[group, kind, namespace, name]`.

@@ -8,13 +8,13 @@ use serde_json::Value;
 
 use crate::vocab::RolloutState;
 
-/// The kind whose objects have agents: a Switch's agent has the switch's name.
-pub const SWITCH_GROUP: &str = "wiring.githedgehog.com";
+/// The kind whose objects have agents (of `key::WIRING_GROUP`): a Switch's agent has the
+/// switch's name.
 pub const SWITCH_KIND: &str = "Switch";
 
 /// Whether (group, kind) is the Switch kind.
 pub fn is_switch(group: &str, kind: &str) -> bool {
-    group == SWITCH_GROUP && kind == SWITCH_KIND
+    group == crate::key::WIRING_GROUP && kind == SWITCH_KIND
 }
 
 /// What an Agent object says, read by `agent_status`; the shell turns the heartbeat's RFC 3339

@@ -93,8 +93,9 @@ impl RunStatus {
 }
 
 words!(
-    /// What a run does: pull Git into PostgreSQL, apply PostgreSQL to the cluster, or both.
-    SyncMode, "sync mode" { Pull = "pull", Apply = "apply", Full = "full" }
+    /// What a run does: pull Git into PostgreSQL, apply PostgreSQL to the cluster, or both; or
+    /// import the cluster's inventory (nodes, workloads, VMs), which touches neither.
+    SyncMode, "sync mode" { Pull = "pull", Apply = "apply", Full = "full", Inventory = "inventory" }
 );
 
 impl SyncMode {
@@ -251,13 +252,6 @@ words!(
     WorkloadFilter, "workload filter" { All = "all", Containers = "containers", Vms = "vms" }
 );
 
-words!(
-    /// What an inventory import did to one object.
-    InventoryChange, "inventory change" {
-        Created = "created", Updated = "updated", Deleted = "deleted", Unchanged = "unchanged",
-    }
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,7 +286,6 @@ mod tests {
         round_trip::<InventoryKind>();
         round_trip::<WorkloadType>();
         round_trip::<WorkloadFilter>();
-        round_trip::<InventoryChange>();
     }
 
     #[test]

@@ -146,6 +146,19 @@ pub const SYNC_MODES: Words<SyncMode> = Words(&[
     (SyncMode::Pull, v::SyncMode::Pull.word()),
     (SyncMode::Apply, v::SyncMode::Apply.word()),
     (SyncMode::Full, v::SyncMode::Full.word()),
+    (SyncMode::Inventory, v::SyncMode::Inventory.word()),
+]);
+
+/// UNSPECIFIED reads as all.
+pub const WORKLOAD_FILTERS: Words<proto::WorkloadFilter> = Words(&[
+    (proto::WorkloadFilter::All, v::WorkloadFilter::All.word()),
+    (proto::WorkloadFilter::Containers, v::WorkloadFilter::Containers.word()),
+    (proto::WorkloadFilter::Vms, v::WorkloadFilter::Vms.word()),
+]);
+
+pub const WORKLOAD_TYPES: Words<proto::WorkloadType> = Words(&[
+    (proto::WorkloadType::Container, v::WorkloadType::Container.word()),
+    (proto::WorkloadType::Vm, v::WorkloadType::Vm.word()),
 ]);
 
 pub const ROLLOUT_STATES: Words<RolloutState> = Words(&[
@@ -319,6 +332,8 @@ mod tests {
         covered::<SyncTrigger, v::Trigger>(&SYNC_TRIGGERS);
         covered::<RolloutState, v::RolloutState>(&ROLLOUT_STATES);
         covered::<ResourceHealth, v::Health>(&HEALTHS);
+        covered::<proto::WorkloadFilter, v::WorkloadFilter>(&WORKLOAD_FILTERS);
+        covered::<proto::WorkloadType, v::WorkloadType>(&WORKLOAD_TYPES);
         covered::<SyncRunStatus, v::RunStatus>(&RUN_STATUSES);
         covered::<ApplyStatus, v::ApplyStatus>(&APPLY_STATUSES);
         covered::<proto::ChangeAction, v::ChangeAction>(&CHANGE_ACTIONS);

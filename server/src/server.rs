@@ -7,13 +7,14 @@ use tokio::sync::watch;
 use tonic::transport::Server;
 use tracing::info;
 
-use crate::api::{AccessApi, DriftApi, FabricApi, RepositoryApi, SyncApi, WriteApi};
+use crate::api::{AccessApi, DriftApi, FabricApi, InventoryApi, RepositoryApi, SyncApi, WriteApi};
 use crate::context::{AppState, Settings};
 use crate::crypto::Keyring;
 use crate::db::DbPool;
 use crate::proto::access_service_server::AccessServiceServer;
 use crate::proto::drift_service_server::DriftServiceServer;
 use crate::proto::fabric_service_server::FabricServiceServer;
+use crate::proto::inventory_service_server::InventoryServiceServer;
 use crate::proto::repository_service_server::RepositoryServiceServer;
 use crate::proto::sync_service_server::SyncServiceServer;
 use crate::proto::write_service_server::WriteServiceServer;
@@ -113,6 +114,7 @@ pub async fn serve(
         .add_service(SyncServiceServer::new(SyncApi::new(state.clone())).max_decoding_message_size(max))
         .add_service(DriftServiceServer::new(DriftApi::new(state.clone())).max_decoding_message_size(max))
         .add_service(WriteServiceServer::new(WriteApi::new(state.clone())).max_decoding_message_size(max))
+        .add_service(InventoryServiceServer::new(InventoryApi::new(state.clone())).max_decoding_message_size(max))
         .add_service(AccessServiceServer::new(AccessApi::new(state)).max_decoding_message_size(max));
     let serving = async move {
         match tls {

@@ -148,6 +148,7 @@ fn least_role(rpc: &Rpc) -> &'static str {
         "MigrateVersions",
         "AdoptDrift",
         "IngestRaw",
+        "StartInventoryImport",
     ];
     if rpc.service == "AccessService" {
         return if m == "WhoAmI" { "viewer" } else { "admin" };

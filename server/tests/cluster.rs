@@ -9,18 +9,9 @@ use fabricsync::proto::*;
 use support::gitservers::{free_port, GitFixture};
 use support::kube::{KubeCluster, ADMIN_TOKEN, NOBODY_TOKEN};
 use support::server::ServerProcess;
-use support::sync::{counters, lab_wiring, status, Clients, LAB_OBJECTS};
+use support::sync::{cluster_input, counters, lab_wiring, status, Clients, LAB_OBJECTS};
 
 const LABEL: &str = "fabricsync.dev/fabric";
-
-fn cluster_input(kube: &KubeCluster, token: &str) -> ClusterConnectionInput {
-    ClusterConnectionInput {
-        server_url: kube.url.clone(),
-        ca_certificate_pem: kube.ca_pem.clone(),
-        bearer_token: token.into(),
-        namespace: String::new(),
-    }
-}
 
 async fn test_connection(c: &mut Clients, id: &str) -> TestClusterConnectionResponse {
     c.fabrics
@@ -126,7 +117,7 @@ async fn connection_checks_and_least_privilege_rbac() {
         .into_inner();
     kube.kubectl_ok(&["create", "namespace", "fabricsync-system"]);
     kube.apply_yaml(&rbac.yaml);
-    let token = service_account_token(&kube, &rbac.token_secret_name);
+    let token = kube.service_account_token(&rbac.token_secret_name);
     set_cluster(&mut c, &id, cluster_input(&kube, &token)).await;
     let r = test_connection(&mut c, &id).await;
     assert_eq!(failure(&r), ClusterFailure::Unspecified, "{}", r.message);
@@ -173,20 +164,6 @@ async fn connection_checks_and_least_privilege_rbac() {
 }
 
 /// The token the service-account token controller writes into the generated Secret.
-fn service_account_token(kube: &KubeCluster, secret: &str) -> String {
-    for _ in 0..100 {
-        let out = kube.kubectl(&["get", "secret", secret, "-n", "fabricsync-system", "-o", "jsonpath={.data.token}"]);
-        let encoded = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !encoded.is_empty() {
-            use base64::Engine;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64 token");
-            return String::from_utf8(bytes).expect("utf-8 token");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("the token controller did not fill Secret {secret}: {}", kube.log());
-}
-
 fn count(kube: &KubeCluster, resource: &str, selector: Option<&str>) -> usize {
     let mut args = vec!["get", resource, "-A", "-o", "name"];
     if let Some(s) = selector {

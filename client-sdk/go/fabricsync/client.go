@@ -34,6 +34,7 @@ type Client struct {
 	DriftService      v1.DriftServiceClient
 	AccessService     v1.AccessServiceClient
 	WriteService      v1.WriteServiceClient
+	InventoryService  v1.InventoryServiceClient
 }
 
 type dialOptions struct {
@@ -145,6 +146,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		DriftService:      v1.NewDriftServiceClient(conn),
 		AccessService:     v1.NewAccessServiceClient(conn),
 		WriteService:      v1.NewWriteServiceClient(conn),
+		InventoryService:  v1.NewInventoryServiceClient(conn),
 	}, nil
 }
 

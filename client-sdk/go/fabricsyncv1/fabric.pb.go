@@ -265,6 +265,63 @@ func (WatchStatus) EnumDescriptor() ([]byte, []int) {
 	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{3}
 }
 
+// Which pods and VMs an inventory import keeps.
+type WorkloadFilter int32
+
+const (
+	// Not set: all.
+	WorkloadFilter_WORKLOAD_FILTER_UNSPECIFIED WorkloadFilter = 0
+	// Containers and VMs.
+	WorkloadFilter_WORKLOAD_FILTER_ALL WorkloadFilter = 1
+	// Containers only (no VMs, VMIs or VM launcher pods).
+	WorkloadFilter_WORKLOAD_FILTER_CONTAINERS WorkloadFilter = 2
+	// VMs only (VMs, VMIs and their launcher pods; no container pods).
+	WorkloadFilter_WORKLOAD_FILTER_VMS WorkloadFilter = 3
+)
+
+// Enum value maps for WorkloadFilter.
+var (
+	WorkloadFilter_name = map[int32]string{
+		0: "WORKLOAD_FILTER_UNSPECIFIED",
+		1: "WORKLOAD_FILTER_ALL",
+		2: "WORKLOAD_FILTER_CONTAINERS",
+		3: "WORKLOAD_FILTER_VMS",
+	}
+	WorkloadFilter_value = map[string]int32{
+		"WORKLOAD_FILTER_UNSPECIFIED": 0,
+		"WORKLOAD_FILTER_ALL":         1,
+		"WORKLOAD_FILTER_CONTAINERS":  2,
+		"WORKLOAD_FILTER_VMS":         3,
+	}
+)
+
+func (x WorkloadFilter) Enum() *WorkloadFilter {
+	p := new(WorkloadFilter)
+	*p = x
+	return p
+}
+
+func (x WorkloadFilter) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WorkloadFilter) Descriptor() protoreflect.EnumDescriptor {
+	return file_fabricsync_v1_fabric_proto_enumTypes[4].Descriptor()
+}
+
+func (WorkloadFilter) Type() protoreflect.EnumType {
+	return &file_fabricsync_v1_fabric_proto_enumTypes[4]
+}
+
+func (x WorkloadFilter) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WorkloadFilter.Descriptor instead.
+func (WorkloadFilter) EnumDescriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{4}
+}
+
 // Why a cluster connection test failed.
 type ClusterFailure int32
 
@@ -318,11 +375,11 @@ func (x ClusterFailure) String() string {
 }
 
 func (ClusterFailure) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[4].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[5].Descriptor()
 }
 
 func (ClusterFailure) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[4]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[5]
 }
 
 func (x ClusterFailure) Number() protoreflect.EnumNumber {
@@ -331,7 +388,7 @@ func (x ClusterFailure) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClusterFailure.Descriptor instead.
 func (ClusterFailure) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{4}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
 }
 
 // Apply state of one resource.
@@ -379,11 +436,11 @@ func (x ApplyStatus) String() string {
 }
 
 func (ApplyStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[5].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[6].Descriptor()
 }
 
 func (ApplyStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[5]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[6]
 }
 
 func (x ApplyStatus) Number() protoreflect.EnumNumber {
@@ -392,7 +449,7 @@ func (x ApplyStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ApplyStatus.Descriptor instead.
 func (ApplyStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
 }
 
 // Drift state of one resource.
@@ -448,11 +505,11 @@ func (x ResourceDriftStatus) String() string {
 }
 
 func (ResourceDriftStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[6].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[7].Descriptor()
 }
 
 func (ResourceDriftStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[6]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[7]
 }
 
 func (x ResourceDriftStatus) Number() protoreflect.EnumNumber {
@@ -461,7 +518,7 @@ func (x ResourceDriftStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResourceDriftStatus.Descriptor instead.
 func (ResourceDriftStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{7}
 }
 
 // Request of GetFabricRollout.
@@ -1132,7 +1189,9 @@ type Fabric struct {
 	// What the cluster watch has seen. Output only.
 	WatchActivity *WatchActivity `protobuf:"bytes,27,opt,name=watch_activity,json=watchActivity,proto3" json:"watch_activity,omitempty"`
 	// The fabric's health, as its watch tells it; unset while the watch is not active. Output only.
-	Health        *FabricHealth `protobuf:"bytes,28,opt,name=health,proto3" json:"health,omitempty"`
+	Health *FabricHealth `protobuf:"bytes,28,opt,name=health,proto3" json:"health,omitempty"`
+	// What an inventory import of the fabric's cluster keeps (InventoryService), and how often.
+	Inventory     *InventorySettings `protobuf:"bytes,29,opt,name=inventory,proto3" json:"inventory,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1363,6 +1422,97 @@ func (x *Fabric) GetHealth() *FabricHealth {
 	return nil
 }
 
+func (x *Fabric) GetInventory() *InventorySettings {
+	if x != nil {
+		return x.Inventory
+	}
+	return nil
+}
+
+// What an inventory import keeps and how often the server imports by itself.
+type InventorySettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Namespaces to import (their objects, and the Namespace objects by name): an RE2-style regex
+	// matched anywhere in the name (anchor with ^...$); empty = all. At most 1024 bytes.
+	NamespaceRegex string `protobuf:"bytes,1,opt,name=namespace_regex,json=namespaceRegex,proto3" json:"namespace_regex,omitempty"`
+	// Pods and VMs to import: all (UNSPECIFIED too), only containers, or only VMs.
+	Workloads WorkloadFilter `protobuf:"varint,2,opt,name=workloads,proto3,enum=fabricsync.v1.WorkloadFilter" json:"workloads,omitempty"`
+	// Kinds to import, as InventoryKind words ("node", "pod", "virtualmachine", ...); empty = all.
+	Kinds []string `protobuf:"bytes,3,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	// A node label whose value names the node's Hedgehog Server; empty = the node's name is the
+	// Server's. A label key: at most 253 bytes of [A-Za-z0-9._/-].
+	ServerLabel string `protobuf:"bytes,4,opt,name=server_label,json=serverLabel,proto3" json:"server_label,omitempty"`
+	// Import this often by schedule (at least 10 s); unset or 0 = only on request.
+	Interval      *durationpb.Duration `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InventorySettings) Reset() {
+	*x = InventorySettings{}
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InventorySettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InventorySettings) ProtoMessage() {}
+
+func (x *InventorySettings) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InventorySettings.ProtoReflect.Descriptor instead.
+func (*InventorySettings) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *InventorySettings) GetNamespaceRegex() string {
+	if x != nil {
+		return x.NamespaceRegex
+	}
+	return ""
+}
+
+func (x *InventorySettings) GetWorkloads() WorkloadFilter {
+	if x != nil {
+		return x.Workloads
+	}
+	return WorkloadFilter_WORKLOAD_FILTER_UNSPECIFIED
+}
+
+func (x *InventorySettings) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+func (x *InventorySettings) GetServerLabel() string {
+	if x != nil {
+		return x.ServerLabel
+	}
+	return ""
+}
+
+func (x *InventorySettings) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
 // A fabric's health: its worst resource's, and the counts.
 type FabricHealth struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1379,7 +1529,7 @@ type FabricHealth struct {
 
 func (x *FabricHealth) Reset() {
 	*x = FabricHealth{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1541,7 @@ func (x *FabricHealth) String() string {
 func (*FabricHealth) ProtoMessage() {}
 
 func (x *FabricHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1554,7 @@ func (x *FabricHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FabricHealth.ProtoReflect.Descriptor instead.
 func (*FabricHealth) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{9}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FabricHealth) GetStatus() ResourceHealth {
@@ -1439,7 +1589,7 @@ type HealthCount struct {
 
 func (x *HealthCount) Reset() {
 	*x = HealthCount{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1601,7 @@ func (x *HealthCount) String() string {
 func (*HealthCount) ProtoMessage() {}
 
 func (x *HealthCount) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1614,7 @@ func (x *HealthCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCount.ProtoReflect.Descriptor instead.
 func (*HealthCount) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{10}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HealthCount) GetHealth() ResourceHealth {
@@ -1494,7 +1644,7 @@ type WatchSettings struct {
 
 func (x *WatchSettings) Reset() {
 	*x = WatchSettings{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1656,7 @@ func (x *WatchSettings) String() string {
 func (*WatchSettings) ProtoMessage() {}
 
 func (x *WatchSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1669,7 @@ func (x *WatchSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSettings.ProtoReflect.Descriptor instead.
 func (*WatchSettings) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{11}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchSettings) GetEnabled() bool {
@@ -1551,7 +1701,7 @@ type WatchActivity struct {
 
 func (x *WatchActivity) Reset() {
 	*x = WatchActivity{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1713,7 @@ func (x *WatchActivity) String() string {
 func (*WatchActivity) ProtoMessage() {}
 
 func (x *WatchActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1726,7 @@ func (x *WatchActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchActivity.ProtoReflect.Descriptor instead.
 func (*WatchActivity) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchActivity) GetStartedTime() *timestamppb.Timestamp {
@@ -1613,7 +1763,7 @@ type CreateFabricRequest struct {
 
 func (x *CreateFabricRequest) Reset() {
 	*x = CreateFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1775,7 @@ func (x *CreateFabricRequest) String() string {
 func (*CreateFabricRequest) ProtoMessage() {}
 
 func (x *CreateFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1788,7 @@ func (x *CreateFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFabricRequest.ProtoReflect.Descriptor instead.
 func (*CreateFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateFabricRequest) GetFabric() *Fabric {
@@ -1666,7 +1816,7 @@ type CreateFabricResponse struct {
 
 func (x *CreateFabricResponse) Reset() {
 	*x = CreateFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1828,7 @@ func (x *CreateFabricResponse) String() string {
 func (*CreateFabricResponse) ProtoMessage() {}
 
 func (x *CreateFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[14]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1841,7 @@ func (x *CreateFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFabricResponse.ProtoReflect.Descriptor instead.
 func (*CreateFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateFabricResponse) GetFabric() *Fabric {
@@ -1712,7 +1862,7 @@ type GetFabricRequest struct {
 
 func (x *GetFabricRequest) Reset() {
 	*x = GetFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1874,7 @@ func (x *GetFabricRequest) String() string {
 func (*GetFabricRequest) ProtoMessage() {}
 
 func (x *GetFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[15]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1887,7 @@ func (x *GetFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFabricRequest.ProtoReflect.Descriptor instead.
 func (*GetFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetFabricRequest) GetId() string {
@@ -1758,7 +1908,7 @@ type GetFabricResponse struct {
 
 func (x *GetFabricResponse) Reset() {
 	*x = GetFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1920,7 @@ func (x *GetFabricResponse) String() string {
 func (*GetFabricResponse) ProtoMessage() {}
 
 func (x *GetFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[16]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1933,7 @@ func (x *GetFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFabricResponse.ProtoReflect.Descriptor instead.
 func (*GetFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetFabricResponse) GetFabric() *Fabric {
@@ -1810,7 +1960,7 @@ type ListFabricsRequest struct {
 
 func (x *ListFabricsRequest) Reset() {
 	*x = ListFabricsRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1972,7 @@ func (x *ListFabricsRequest) String() string {
 func (*ListFabricsRequest) ProtoMessage() {}
 
 func (x *ListFabricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[17]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +1985,7 @@ func (x *ListFabricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFabricsRequest.ProtoReflect.Descriptor instead.
 func (*ListFabricsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListFabricsRequest) GetPageSize() int32 {
@@ -1874,7 +2024,7 @@ type ListFabricsResponse struct {
 
 func (x *ListFabricsResponse) Reset() {
 	*x = ListFabricsResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2036,7 @@ func (x *ListFabricsResponse) String() string {
 func (*ListFabricsResponse) ProtoMessage() {}
 
 func (x *ListFabricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[18]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2049,7 @@ func (x *ListFabricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFabricsResponse.ProtoReflect.Descriptor instead.
 func (*ListFabricsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListFabricsResponse) GetFabrics() []*Fabric {
@@ -1931,7 +2081,7 @@ type UpdateFabricRequest struct {
 	// Fields to change: name, description, repository_id, git_ref, gitops_path, include_paths,
 	// exclude_paths, paused, watch (whole) or watch.enabled, watch.kinds, sync_policy (whole) or
 	// sync_policy.<field>, cluster (whole input) or cluster.server_url,
-	// cluster.ca_certificate_pem, cluster.bearer_token, cluster.namespace.
+	// cluster.ca_certificate_pem, cluster.bearer_token, cluster.namespace, inventory (whole).
 	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	// New cluster connection values for the cluster paths of update_mask.
 	Cluster *ClusterConnectionInput `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
@@ -1943,7 +2093,7 @@ type UpdateFabricRequest struct {
 
 func (x *UpdateFabricRequest) Reset() {
 	*x = UpdateFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2105,7 @@ func (x *UpdateFabricRequest) String() string {
 func (*UpdateFabricRequest) ProtoMessage() {}
 
 func (x *UpdateFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2118,7 @@ func (x *UpdateFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFabricRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateFabricRequest) GetFabric() *Fabric {
@@ -2013,7 +2163,7 @@ type UpdateFabricResponse struct {
 
 func (x *UpdateFabricResponse) Reset() {
 	*x = UpdateFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2175,7 @@ func (x *UpdateFabricResponse) String() string {
 func (*UpdateFabricResponse) ProtoMessage() {}
 
 func (x *UpdateFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2188,7 @@ func (x *UpdateFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFabricResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateFabricResponse) GetFabric() *Fabric {
@@ -2068,7 +2218,7 @@ type DeleteFabricRequest struct {
 
 func (x *DeleteFabricRequest) Reset() {
 	*x = DeleteFabricRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2230,7 @@ func (x *DeleteFabricRequest) String() string {
 func (*DeleteFabricRequest) ProtoMessage() {}
 
 func (x *DeleteFabricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2243,7 @@ func (x *DeleteFabricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFabricRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFabricRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteFabricRequest) GetId() string {
@@ -2119,7 +2269,7 @@ type DeleteFabricResponse struct {
 
 func (x *DeleteFabricResponse) Reset() {
 	*x = DeleteFabricResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2281,7 @@ func (x *DeleteFabricResponse) String() string {
 func (*DeleteFabricResponse) ProtoMessage() {}
 
 func (x *DeleteFabricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2294,7 @@ func (x *DeleteFabricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFabricResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFabricResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 // Request of TestClusterConnection.
@@ -2158,7 +2308,7 @@ type TestClusterConnectionRequest struct {
 
 func (x *TestClusterConnectionRequest) Reset() {
 	*x = TestClusterConnectionRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2320,7 @@ func (x *TestClusterConnectionRequest) String() string {
 func (*TestClusterConnectionRequest) ProtoMessage() {}
 
 func (x *TestClusterConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2333,7 @@ func (x *TestClusterConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestClusterConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestClusterConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TestClusterConnectionRequest) GetId() string {
@@ -2208,7 +2358,7 @@ type InstalledCrd struct {
 
 func (x *InstalledCrd) Reset() {
 	*x = InstalledCrd{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2370,7 @@ func (x *InstalledCrd) String() string {
 func (*InstalledCrd) ProtoMessage() {}
 
 func (x *InstalledCrd) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2383,7 @@ func (x *InstalledCrd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstalledCrd.ProtoReflect.Descriptor instead.
 func (*InstalledCrd) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InstalledCrd) GetGroup() string {
@@ -2276,7 +2426,7 @@ type PermissionCheck struct {
 
 func (x *PermissionCheck) Reset() {
 	*x = PermissionCheck{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2438,7 @@ func (x *PermissionCheck) String() string {
 func (*PermissionCheck) ProtoMessage() {}
 
 func (x *PermissionCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2451,7 @@ func (x *PermissionCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PermissionCheck.ProtoReflect.Descriptor instead.
 func (*PermissionCheck) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PermissionCheck) GetGroup() string {
@@ -2362,7 +2512,7 @@ type TestClusterConnectionResponse struct {
 
 func (x *TestClusterConnectionResponse) Reset() {
 	*x = TestClusterConnectionResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2524,7 @@ func (x *TestClusterConnectionResponse) String() string {
 func (*TestClusterConnectionResponse) ProtoMessage() {}
 
 func (x *TestClusterConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2537,7 @@ func (x *TestClusterConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestClusterConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestClusterConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TestClusterConnectionResponse) GetReachable() bool {
@@ -2454,7 +2604,7 @@ type SourceLocation struct {
 
 func (x *SourceLocation) Reset() {
 	*x = SourceLocation{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2616,7 @@ func (x *SourceLocation) String() string {
 func (*SourceLocation) ProtoMessage() {}
 
 func (x *SourceLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2629,7 @@ func (x *SourceLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceLocation.ProtoReflect.Descriptor instead.
 func (*SourceLocation) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{27}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SourceLocation) GetFile() string {
@@ -2550,7 +2700,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2712,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[28]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2725,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{28}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Resource) GetId() string {
@@ -2732,7 +2882,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2894,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[29]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2907,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{29}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListResourcesRequest) GetFabricId() string {
@@ -2810,7 +2960,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2972,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[30]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +2985,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{30}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -2877,7 +3027,7 @@ type GetResourceRequest struct {
 
 func (x *GetResourceRequest) Reset() {
 	*x = GetResourceRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3039,7 @@ func (x *GetResourceRequest) String() string {
 func (*GetResourceRequest) ProtoMessage() {}
 
 func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[31]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3052,7 @@ func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceRequest.ProtoReflect.Descriptor instead.
 func (*GetResourceRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{31}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetResourceRequest) GetFabricId() string {
@@ -2966,7 +3116,7 @@ type GetResourceResponse struct {
 
 func (x *GetResourceResponse) Reset() {
 	*x = GetResourceResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2978,7 +3128,7 @@ func (x *GetResourceResponse) String() string {
 func (*GetResourceResponse) ProtoMessage() {}
 
 func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[32]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2991,7 +3141,7 @@ func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourceResponse.ProtoReflect.Descriptor instead.
 func (*GetResourceResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{32}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetResourceResponse) GetResource() *Resource {
@@ -3016,7 +3166,7 @@ type GenerateRbacManifestsRequest struct {
 
 func (x *GenerateRbacManifestsRequest) Reset() {
 	*x = GenerateRbacManifestsRequest{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[33]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3028,7 +3178,7 @@ func (x *GenerateRbacManifestsRequest) String() string {
 func (*GenerateRbacManifestsRequest) ProtoMessage() {}
 
 func (x *GenerateRbacManifestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[33]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3041,7 +3191,7 @@ func (x *GenerateRbacManifestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRbacManifestsRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRbacManifestsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{33}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GenerateRbacManifestsRequest) GetFabricId() string {
@@ -3078,7 +3228,7 @@ type GenerateRbacManifestsResponse struct {
 
 func (x *GenerateRbacManifestsResponse) Reset() {
 	*x = GenerateRbacManifestsResponse{}
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[34]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3240,7 @@ func (x *GenerateRbacManifestsResponse) String() string {
 func (*GenerateRbacManifestsResponse) ProtoMessage() {}
 
 func (x *GenerateRbacManifestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_fabric_proto_msgTypes[34]
+	mi := &file_fabricsync_v1_fabric_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3253,7 @@ func (x *GenerateRbacManifestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRbacManifestsResponse.ProtoReflect.Descriptor instead.
 func (*GenerateRbacManifestsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{34}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GenerateRbacManifestsResponse) GetYaml() string {
@@ -3175,7 +3325,7 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x11strict_references\x18\x05 \x01(\bR\x10strictReferences\x12N\n" +
 	"\x12ignore_differences\x18\x06 \x03(\v2\x1f.fabricsync.v1.IgnoreDifferenceR\x11ignoreDifferences\x12\x1d\n" +
 	"\n" +
-	"auto_apply\x18\a \x01(\bR\tautoApply\"\x8e\n" +
+	"auto_apply\x18\a \x01(\bR\tautoApply\"\xce\n" +
 	"\n" +
 	"\x06Fabric\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -3214,7 +3364,14 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x06paused\x18\x19 \x01(\bR\x06paused\x122\n" +
 	"\x05watch\x18\x1a \x01(\v2\x1c.fabricsync.v1.WatchSettingsR\x05watch\x12C\n" +
 	"\x0ewatch_activity\x18\x1b \x01(\v2\x1c.fabricsync.v1.WatchActivityR\rwatchActivity\x123\n" +
-	"\x06health\x18\x1c \x01(\v2\x1b.fabricsync.v1.FabricHealthR\x06health\"\xbd\x01\n" +
+	"\x06health\x18\x1c \x01(\v2\x1b.fabricsync.v1.FabricHealthR\x06health\x12>\n" +
+	"\tinventory\x18\x1d \x01(\v2 .fabricsync.v1.InventorySettingsR\tinventory\"\xe9\x01\n" +
+	"\x11InventorySettings\x12'\n" +
+	"\x0fnamespace_regex\x18\x01 \x01(\tR\x0enamespaceRegex\x12;\n" +
+	"\tworkloads\x18\x02 \x01(\x0e2\x1d.fabricsync.v1.WorkloadFilterR\tworkloads\x12\x14\n" +
+	"\x05kinds\x18\x03 \x03(\tR\x05kinds\x12!\n" +
+	"\fserver_label\x18\x04 \x01(\tR\vserverLabel\x125\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\xbd\x01\n" +
 	"\fFabricHealth\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.fabricsync.v1.ResourceHealthR\x06status\x128\n" +
 	"\tresources\x18\x02 \x03(\v2\x1a.fabricsync.v1.HealthCountR\tresources\x12<\n" +
@@ -3359,7 +3516,12 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x15WATCH_STATUS_INACTIVE\x10\x01\x12\x19\n" +
 	"\x15WATCH_STATUS_STARTING\x10\x02\x12\x17\n" +
 	"\x13WATCH_STATUS_ACTIVE\x10\x03\x12\x16\n" +
-	"\x12WATCH_STATUS_ERROR\x10\x04*\xe7\x01\n" +
+	"\x12WATCH_STATUS_ERROR\x10\x04*\x83\x01\n" +
+	"\x0eWorkloadFilter\x12\x1f\n" +
+	"\x1bWORKLOAD_FILTER_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13WORKLOAD_FILTER_ALL\x10\x01\x12\x1e\n" +
+	"\x1aWORKLOAD_FILTER_CONTAINERS\x10\x02\x12\x17\n" +
+	"\x13WORKLOAD_FILTER_VMS\x10\x03*\xe7\x01\n" +
 	"\x0eClusterFailure\x12\x1f\n" +
 	"\x1bCLUSTER_FAILURE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCLUSTER_FAILURE_UNREACHABLE\x10\x01\x12\x1b\n" +
@@ -3407,143 +3569,148 @@ func file_fabricsync_v1_fabric_proto_rawDescGZIP() []byte {
 	return file_fabricsync_v1_fabric_proto_rawDescData
 }
 
-var file_fabricsync_v1_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_fabricsync_v1_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_fabricsync_v1_fabric_proto_goTypes = []any{
 	(RolloutState)(0),                     // 0: fabricsync.v1.RolloutState
 	(SyncStatus)(0),                       // 1: fabricsync.v1.SyncStatus
 	(DriftStatus)(0),                      // 2: fabricsync.v1.DriftStatus
 	(WatchStatus)(0),                      // 3: fabricsync.v1.WatchStatus
-	(ClusterFailure)(0),                   // 4: fabricsync.v1.ClusterFailure
-	(ApplyStatus)(0),                      // 5: fabricsync.v1.ApplyStatus
-	(ResourceDriftStatus)(0),              // 6: fabricsync.v1.ResourceDriftStatus
-	(*GetFabricRolloutRequest)(nil),       // 7: fabricsync.v1.GetFabricRolloutRequest
-	(*SwitchRollout)(nil),                 // 8: fabricsync.v1.SwitchRollout
-	(*RolloutStateCount)(nil),             // 9: fabricsync.v1.RolloutStateCount
-	(*GetFabricRolloutResponse)(nil),      // 10: fabricsync.v1.GetFabricRolloutResponse
-	(*ClusterConnectionInput)(nil),        // 11: fabricsync.v1.ClusterConnectionInput
-	(*ClusterConnection)(nil),             // 12: fabricsync.v1.ClusterConnection
-	(*IgnoreDifference)(nil),              // 13: fabricsync.v1.IgnoreDifference
-	(*SyncPolicy)(nil),                    // 14: fabricsync.v1.SyncPolicy
-	(*Fabric)(nil),                        // 15: fabricsync.v1.Fabric
-	(*FabricHealth)(nil),                  // 16: fabricsync.v1.FabricHealth
-	(*HealthCount)(nil),                   // 17: fabricsync.v1.HealthCount
-	(*WatchSettings)(nil),                 // 18: fabricsync.v1.WatchSettings
-	(*WatchActivity)(nil),                 // 19: fabricsync.v1.WatchActivity
-	(*CreateFabricRequest)(nil),           // 20: fabricsync.v1.CreateFabricRequest
-	(*CreateFabricResponse)(nil),          // 21: fabricsync.v1.CreateFabricResponse
-	(*GetFabricRequest)(nil),              // 22: fabricsync.v1.GetFabricRequest
-	(*GetFabricResponse)(nil),             // 23: fabricsync.v1.GetFabricResponse
-	(*ListFabricsRequest)(nil),            // 24: fabricsync.v1.ListFabricsRequest
-	(*ListFabricsResponse)(nil),           // 25: fabricsync.v1.ListFabricsResponse
-	(*UpdateFabricRequest)(nil),           // 26: fabricsync.v1.UpdateFabricRequest
-	(*UpdateFabricResponse)(nil),          // 27: fabricsync.v1.UpdateFabricResponse
-	(*DeleteFabricRequest)(nil),           // 28: fabricsync.v1.DeleteFabricRequest
-	(*DeleteFabricResponse)(nil),          // 29: fabricsync.v1.DeleteFabricResponse
-	(*TestClusterConnectionRequest)(nil),  // 30: fabricsync.v1.TestClusterConnectionRequest
-	(*InstalledCrd)(nil),                  // 31: fabricsync.v1.InstalledCrd
-	(*PermissionCheck)(nil),               // 32: fabricsync.v1.PermissionCheck
-	(*TestClusterConnectionResponse)(nil), // 33: fabricsync.v1.TestClusterConnectionResponse
-	(*SourceLocation)(nil),                // 34: fabricsync.v1.SourceLocation
-	(*Resource)(nil),                      // 35: fabricsync.v1.Resource
-	(*ListResourcesRequest)(nil),          // 36: fabricsync.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),         // 37: fabricsync.v1.ListResourcesResponse
-	(*GetResourceRequest)(nil),            // 38: fabricsync.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),           // 39: fabricsync.v1.GetResourceResponse
-	(*GenerateRbacManifestsRequest)(nil),  // 40: fabricsync.v1.GenerateRbacManifestsRequest
-	(*GenerateRbacManifestsResponse)(nil), // 41: fabricsync.v1.GenerateRbacManifestsResponse
-	(*durationpb.Duration)(nil),           // 42: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 43: google.protobuf.Timestamp
-	(ConnectionStatus)(0),                 // 44: fabricsync.v1.ConnectionStatus
-	(*KindCount)(nil),                     // 45: fabricsync.v1.KindCount
-	(Layout)(0),                           // 46: fabricsync.v1.Layout
-	(ResourceHealth)(0),                   // 47: fabricsync.v1.ResourceHealth
-	(*fieldmaskpb.FieldMask)(nil),         // 48: google.protobuf.FieldMask
-	(*ResourceKey)(nil),                   // 49: fabricsync.v1.ResourceKey
-	(*structpb.Struct)(nil),               // 50: google.protobuf.Struct
-	(*FieldManager)(nil),                  // 51: fabricsync.v1.FieldManager
+	(WorkloadFilter)(0),                   // 4: fabricsync.v1.WorkloadFilter
+	(ClusterFailure)(0),                   // 5: fabricsync.v1.ClusterFailure
+	(ApplyStatus)(0),                      // 6: fabricsync.v1.ApplyStatus
+	(ResourceDriftStatus)(0),              // 7: fabricsync.v1.ResourceDriftStatus
+	(*GetFabricRolloutRequest)(nil),       // 8: fabricsync.v1.GetFabricRolloutRequest
+	(*SwitchRollout)(nil),                 // 9: fabricsync.v1.SwitchRollout
+	(*RolloutStateCount)(nil),             // 10: fabricsync.v1.RolloutStateCount
+	(*GetFabricRolloutResponse)(nil),      // 11: fabricsync.v1.GetFabricRolloutResponse
+	(*ClusterConnectionInput)(nil),        // 12: fabricsync.v1.ClusterConnectionInput
+	(*ClusterConnection)(nil),             // 13: fabricsync.v1.ClusterConnection
+	(*IgnoreDifference)(nil),              // 14: fabricsync.v1.IgnoreDifference
+	(*SyncPolicy)(nil),                    // 15: fabricsync.v1.SyncPolicy
+	(*Fabric)(nil),                        // 16: fabricsync.v1.Fabric
+	(*InventorySettings)(nil),             // 17: fabricsync.v1.InventorySettings
+	(*FabricHealth)(nil),                  // 18: fabricsync.v1.FabricHealth
+	(*HealthCount)(nil),                   // 19: fabricsync.v1.HealthCount
+	(*WatchSettings)(nil),                 // 20: fabricsync.v1.WatchSettings
+	(*WatchActivity)(nil),                 // 21: fabricsync.v1.WatchActivity
+	(*CreateFabricRequest)(nil),           // 22: fabricsync.v1.CreateFabricRequest
+	(*CreateFabricResponse)(nil),          // 23: fabricsync.v1.CreateFabricResponse
+	(*GetFabricRequest)(nil),              // 24: fabricsync.v1.GetFabricRequest
+	(*GetFabricResponse)(nil),             // 25: fabricsync.v1.GetFabricResponse
+	(*ListFabricsRequest)(nil),            // 26: fabricsync.v1.ListFabricsRequest
+	(*ListFabricsResponse)(nil),           // 27: fabricsync.v1.ListFabricsResponse
+	(*UpdateFabricRequest)(nil),           // 28: fabricsync.v1.UpdateFabricRequest
+	(*UpdateFabricResponse)(nil),          // 29: fabricsync.v1.UpdateFabricResponse
+	(*DeleteFabricRequest)(nil),           // 30: fabricsync.v1.DeleteFabricRequest
+	(*DeleteFabricResponse)(nil),          // 31: fabricsync.v1.DeleteFabricResponse
+	(*TestClusterConnectionRequest)(nil),  // 32: fabricsync.v1.TestClusterConnectionRequest
+	(*InstalledCrd)(nil),                  // 33: fabricsync.v1.InstalledCrd
+	(*PermissionCheck)(nil),               // 34: fabricsync.v1.PermissionCheck
+	(*TestClusterConnectionResponse)(nil), // 35: fabricsync.v1.TestClusterConnectionResponse
+	(*SourceLocation)(nil),                // 36: fabricsync.v1.SourceLocation
+	(*Resource)(nil),                      // 37: fabricsync.v1.Resource
+	(*ListResourcesRequest)(nil),          // 38: fabricsync.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),         // 39: fabricsync.v1.ListResourcesResponse
+	(*GetResourceRequest)(nil),            // 40: fabricsync.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),           // 41: fabricsync.v1.GetResourceResponse
+	(*GenerateRbacManifestsRequest)(nil),  // 42: fabricsync.v1.GenerateRbacManifestsRequest
+	(*GenerateRbacManifestsResponse)(nil), // 43: fabricsync.v1.GenerateRbacManifestsResponse
+	(*durationpb.Duration)(nil),           // 44: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 45: google.protobuf.Timestamp
+	(ConnectionStatus)(0),                 // 46: fabricsync.v1.ConnectionStatus
+	(*KindCount)(nil),                     // 47: fabricsync.v1.KindCount
+	(Layout)(0),                           // 48: fabricsync.v1.Layout
+	(ResourceHealth)(0),                   // 49: fabricsync.v1.ResourceHealth
+	(*fieldmaskpb.FieldMask)(nil),         // 50: google.protobuf.FieldMask
+	(*ResourceKey)(nil),                   // 51: fabricsync.v1.ResourceKey
+	(*structpb.Struct)(nil),               // 52: google.protobuf.Struct
+	(*FieldManager)(nil),                  // 53: fabricsync.v1.FieldManager
 }
 var file_fabricsync_v1_fabric_proto_depIdxs = []int32{
-	42, // 0: fabricsync.v1.GetFabricRolloutRequest.stale_after:type_name -> google.protobuf.Duration
+	44, // 0: fabricsync.v1.GetFabricRolloutRequest.stale_after:type_name -> google.protobuf.Duration
 	0,  // 1: fabricsync.v1.SwitchRollout.state:type_name -> fabricsync.v1.RolloutState
-	43, // 2: fabricsync.v1.SwitchRollout.last_heartbeat:type_name -> google.protobuf.Timestamp
+	45, // 2: fabricsync.v1.SwitchRollout.last_heartbeat:type_name -> google.protobuf.Timestamp
 	0,  // 3: fabricsync.v1.RolloutStateCount.state:type_name -> fabricsync.v1.RolloutState
-	8,  // 4: fabricsync.v1.GetFabricRolloutResponse.switches:type_name -> fabricsync.v1.SwitchRollout
-	9,  // 5: fabricsync.v1.GetFabricRolloutResponse.by_state:type_name -> fabricsync.v1.RolloutStateCount
-	43, // 6: fabricsync.v1.GetFabricRolloutResponse.compute_time:type_name -> google.protobuf.Timestamp
-	42, // 7: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
-	13, // 8: fabricsync.v1.SyncPolicy.ignore_differences:type_name -> fabricsync.v1.IgnoreDifference
-	12, // 9: fabricsync.v1.Fabric.cluster:type_name -> fabricsync.v1.ClusterConnection
-	14, // 10: fabricsync.v1.Fabric.sync_policy:type_name -> fabricsync.v1.SyncPolicy
-	44, // 11: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
+	9,  // 4: fabricsync.v1.GetFabricRolloutResponse.switches:type_name -> fabricsync.v1.SwitchRollout
+	10, // 5: fabricsync.v1.GetFabricRolloutResponse.by_state:type_name -> fabricsync.v1.RolloutStateCount
+	45, // 6: fabricsync.v1.GetFabricRolloutResponse.compute_time:type_name -> google.protobuf.Timestamp
+	44, // 7: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
+	14, // 8: fabricsync.v1.SyncPolicy.ignore_differences:type_name -> fabricsync.v1.IgnoreDifference
+	13, // 9: fabricsync.v1.Fabric.cluster:type_name -> fabricsync.v1.ClusterConnection
+	15, // 10: fabricsync.v1.Fabric.sync_policy:type_name -> fabricsync.v1.SyncPolicy
+	46, // 11: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
 	1,  // 12: fabricsync.v1.Fabric.sync_status:type_name -> fabricsync.v1.SyncStatus
 	2,  // 13: fabricsync.v1.Fabric.drift_status:type_name -> fabricsync.v1.DriftStatus
 	3,  // 14: fabricsync.v1.Fabric.watch_status:type_name -> fabricsync.v1.WatchStatus
-	45, // 15: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
-	43, // 16: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
-	43, // 17: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
-	43, // 18: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
-	46, // 19: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
-	18, // 20: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
-	19, // 21: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
-	16, // 22: fabricsync.v1.Fabric.health:type_name -> fabricsync.v1.FabricHealth
-	47, // 23: fabricsync.v1.FabricHealth.status:type_name -> fabricsync.v1.ResourceHealth
-	17, // 24: fabricsync.v1.FabricHealth.resources:type_name -> fabricsync.v1.HealthCount
-	9,  // 25: fabricsync.v1.FabricHealth.switches:type_name -> fabricsync.v1.RolloutStateCount
-	47, // 26: fabricsync.v1.HealthCount.health:type_name -> fabricsync.v1.ResourceHealth
-	43, // 27: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
-	43, // 28: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
-	15, // 29: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	11, // 30: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	15, // 31: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	15, // 32: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	15, // 33: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
-	15, // 34: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	48, // 35: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
-	11, // 36: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	15, // 37: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	31, // 38: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
-	32, // 39: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
-	4,  // 40: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
-	42, // 41: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
-	49, // 42: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
-	50, // 43: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
-	34, // 44: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
-	50, // 45: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
-	51, // 46: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
-	5,  // 47: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
-	43, // 48: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
-	6,  // 49: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
-	43, // 50: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
-	47, // 51: fabricsync.v1.Resource.health:type_name -> fabricsync.v1.ResourceHealth
-	35, // 52: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
-	49, // 53: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
-	35, // 54: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
-	20, // 55: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
-	22, // 56: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
-	24, // 57: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
-	26, // 58: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
-	28, // 59: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
-	30, // 60: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
-	36, // 61: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
-	38, // 62: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
-	40, // 63: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
-	7,  // 64: fabricsync.v1.FabricService.GetFabricRollout:input_type -> fabricsync.v1.GetFabricRolloutRequest
-	21, // 65: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
-	23, // 66: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
-	25, // 67: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
-	27, // 68: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
-	29, // 69: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
-	33, // 70: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
-	37, // 71: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
-	39, // 72: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
-	41, // 73: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
-	10, // 74: fabricsync.v1.FabricService.GetFabricRollout:output_type -> fabricsync.v1.GetFabricRolloutResponse
-	65, // [65:75] is the sub-list for method output_type
-	55, // [55:65] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	47, // 15: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
+	45, // 16: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
+	45, // 17: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
+	45, // 18: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
+	48, // 19: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
+	20, // 20: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
+	21, // 21: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
+	18, // 22: fabricsync.v1.Fabric.health:type_name -> fabricsync.v1.FabricHealth
+	17, // 23: fabricsync.v1.Fabric.inventory:type_name -> fabricsync.v1.InventorySettings
+	4,  // 24: fabricsync.v1.InventorySettings.workloads:type_name -> fabricsync.v1.WorkloadFilter
+	44, // 25: fabricsync.v1.InventorySettings.interval:type_name -> google.protobuf.Duration
+	49, // 26: fabricsync.v1.FabricHealth.status:type_name -> fabricsync.v1.ResourceHealth
+	19, // 27: fabricsync.v1.FabricHealth.resources:type_name -> fabricsync.v1.HealthCount
+	10, // 28: fabricsync.v1.FabricHealth.switches:type_name -> fabricsync.v1.RolloutStateCount
+	49, // 29: fabricsync.v1.HealthCount.health:type_name -> fabricsync.v1.ResourceHealth
+	45, // 30: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
+	45, // 31: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
+	16, // 32: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	12, // 33: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	16, // 34: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	16, // 35: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	16, // 36: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
+	16, // 37: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	50, // 38: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
+	12, // 39: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	16, // 40: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	33, // 41: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
+	34, // 42: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
+	5,  // 43: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
+	44, // 44: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
+	51, // 45: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
+	52, // 46: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
+	36, // 47: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
+	52, // 48: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
+	53, // 49: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
+	6,  // 50: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
+	45, // 51: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
+	7,  // 52: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
+	45, // 53: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
+	49, // 54: fabricsync.v1.Resource.health:type_name -> fabricsync.v1.ResourceHealth
+	37, // 55: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
+	51, // 56: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
+	37, // 57: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
+	22, // 58: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
+	24, // 59: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
+	26, // 60: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
+	28, // 61: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
+	30, // 62: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
+	32, // 63: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
+	38, // 64: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
+	40, // 65: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
+	42, // 66: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
+	8,  // 67: fabricsync.v1.FabricService.GetFabricRollout:input_type -> fabricsync.v1.GetFabricRolloutRequest
+	23, // 68: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
+	25, // 69: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
+	27, // 70: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
+	29, // 71: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
+	31, // 72: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
+	35, // 73: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
+	39, // 74: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
+	41, // 75: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
+	43, // 76: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
+	11, // 77: fabricsync.v1.FabricService.GetFabricRollout:output_type -> fabricsync.v1.GetFabricRolloutResponse
+	68, // [68:78] is the sub-list for method output_type
+	58, // [58:68] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_fabric_proto_init() }
@@ -3552,7 +3719,7 @@ func file_fabricsync_v1_fabric_proto_init() {
 		return
 	}
 	file_fabricsync_v1_common_proto_init()
-	file_fabricsync_v1_fabric_proto_msgTypes[31].OneofWrappers = []any{
+	file_fabricsync_v1_fabric_proto_msgTypes[32].OneofWrappers = []any{
 		(*GetResourceRequest_Id)(nil),
 		(*GetResourceRequest_Key)(nil),
 	}
@@ -3561,8 +3728,8 @@ func file_fabricsync_v1_fabric_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_fabric_proto_rawDesc), len(file_fabricsync_v1_fabric_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   35,
+			NumEnums:      8,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

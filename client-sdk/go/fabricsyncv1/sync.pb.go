@@ -36,6 +36,10 @@ const (
 	SyncMode_SYNC_MODE_APPLY SyncMode = 2
 	// PULL then APPLY.
 	SyncMode_SYNC_MODE_FULL SyncMode = 3
+	// The cluster's inventory (nodes, workloads, KubeVirt VMs) into PostgreSQL; touches neither Git
+	// nor the desired state. Started with InventoryService.StartInventoryImport, not StartSync; may
+	// run beside a run of another mode.
+	SyncMode_SYNC_MODE_INVENTORY SyncMode = 4
 )
 
 // Enum value maps for SyncMode.
@@ -45,12 +49,14 @@ var (
 		1: "SYNC_MODE_PULL",
 		2: "SYNC_MODE_APPLY",
 		3: "SYNC_MODE_FULL",
+		4: "SYNC_MODE_INVENTORY",
 	}
 	SyncMode_value = map[string]int32{
 		"SYNC_MODE_UNSPECIFIED": 0,
 		"SYNC_MODE_PULL":        1,
 		"SYNC_MODE_APPLY":       2,
 		"SYNC_MODE_FULL":        3,
+		"SYNC_MODE_INVENTORY":   4,
 	}
 )
 
@@ -1669,6 +1675,80 @@ func (x *RolloutProgress) GetWaitingFor() []string {
 	return nil
 }
 
+// An inventory import read one kind of the cluster (a kind the cluster does not serve, like
+// KubeVirt's without KubeVirt, reads as none).
+type InventoryProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kind, as Kubernetes spells it ("Pod", "VirtualMachine").
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Objects the cluster listed.
+	Listed int64 `protobuf:"varint,2,opt,name=listed,proto3" json:"listed,omitempty"`
+	// Of those, kept by the fabric's inventory filter.
+	Kept int64 `protobuf:"varint,3,opt,name=kept,proto3" json:"kept,omitempty"`
+	// Whether the cluster serves the kind.
+	Served        bool `protobuf:"varint,4,opt,name=served,proto3" json:"served,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InventoryProgress) Reset() {
+	*x = InventoryProgress{}
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InventoryProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InventoryProgress) ProtoMessage() {}
+
+func (x *InventoryProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InventoryProgress.ProtoReflect.Descriptor instead.
+func (*InventoryProgress) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *InventoryProgress) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *InventoryProgress) GetListed() int64 {
+	if x != nil {
+		return x.Listed
+	}
+	return 0
+}
+
+func (x *InventoryProgress) GetKept() int64 {
+	if x != nil {
+		return x.Kept
+	}
+	return 0
+}
+
+func (x *InventoryProgress) GetServed() bool {
+	if x != nil {
+		return x.Served
+	}
+	return false
+}
+
 // The run succeeded.
 type FinishedProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1682,7 +1762,7 @@ type FinishedProgress struct {
 
 func (x *FinishedProgress) Reset() {
 	*x = FinishedProgress{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1774,7 @@ func (x *FinishedProgress) String() string {
 func (*FinishedProgress) ProtoMessage() {}
 
 func (x *FinishedProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[19]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1787,7 @@ func (x *FinishedProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishedProgress.ProtoReflect.Descriptor instead.
 func (*FinishedProgress) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{19}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FinishedProgress) GetCounters() *SyncCounters {
@@ -1737,7 +1817,7 @@ type FailedProgress struct {
 
 func (x *FailedProgress) Reset() {
 	*x = FailedProgress{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1829,7 @@ func (x *FailedProgress) String() string {
 func (*FailedProgress) ProtoMessage() {}
 
 func (x *FailedProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[20]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1842,7 @@ func (x *FailedProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailedProgress.ProtoReflect.Descriptor instead.
 func (*FailedProgress) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{20}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FailedProgress) GetDiagnostics() []*Diagnostic {
@@ -1788,7 +1868,7 @@ type CancelledProgress struct {
 
 func (x *CancelledProgress) Reset() {
 	*x = CancelledProgress{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1880,7 @@ func (x *CancelledProgress) String() string {
 func (*CancelledProgress) ProtoMessage() {}
 
 func (x *CancelledProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[21]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1893,7 @@ func (x *CancelledProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelledProgress.ProtoReflect.Descriptor instead.
 func (*CancelledProgress) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{21}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{22}
 }
 
 // One step of a run. The stream's last event is finished, failed or cancelled.
@@ -1840,6 +1920,7 @@ type SyncProgressEvent struct {
 	//	*SyncProgressEvent_Cancelled
 	//	*SyncProgressEvent_Warning
 	//	*SyncProgressEvent_Rollout
+	//	*SyncProgressEvent_Inventory
 	Payload       isSyncProgressEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1847,7 +1928,7 @@ type SyncProgressEvent struct {
 
 func (x *SyncProgressEvent) Reset() {
 	*x = SyncProgressEvent{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +1940,7 @@ func (x *SyncProgressEvent) String() string {
 func (*SyncProgressEvent) ProtoMessage() {}
 
 func (x *SyncProgressEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[22]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +1953,7 @@ func (x *SyncProgressEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncProgressEvent.ProtoReflect.Descriptor instead.
 func (*SyncProgressEvent) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{22}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SyncProgressEvent) GetSequence() int64 {
@@ -2002,6 +2083,15 @@ func (x *SyncProgressEvent) GetRollout() *RolloutProgress {
 	return nil
 }
 
+func (x *SyncProgressEvent) GetInventory() *InventoryProgress {
+	if x != nil {
+		if x, ok := x.Payload.(*SyncProgressEvent_Inventory); ok {
+			return x.Inventory
+		}
+	}
+	return nil
+}
+
 type isSyncProgressEvent_Payload interface {
 	isSyncProgressEvent_Payload()
 }
@@ -2061,6 +2151,11 @@ type SyncProgressEvent_Rollout struct {
 	Rollout *RolloutProgress `protobuf:"bytes,14,opt,name=rollout,proto3,oneof"`
 }
 
+type SyncProgressEvent_Inventory struct {
+	// An inventory import read one kind.
+	Inventory *InventoryProgress `protobuf:"bytes,15,opt,name=inventory,proto3,oneof"`
+}
+
 func (*SyncProgressEvent_Queued) isSyncProgressEvent_Payload() {}
 
 func (*SyncProgressEvent_Fetching) isSyncProgressEvent_Payload() {}
@@ -2083,6 +2178,8 @@ func (*SyncProgressEvent_Warning) isSyncProgressEvent_Payload() {}
 
 func (*SyncProgressEvent_Rollout) isSyncProgressEvent_Payload() {}
 
+func (*SyncProgressEvent_Inventory) isSyncProgressEvent_Payload() {}
+
 // Request of WatchFabricEvents.
 type WatchFabricEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2098,7 +2195,7 @@ type WatchFabricEventsRequest struct {
 
 func (x *WatchFabricEventsRequest) Reset() {
 	*x = WatchFabricEventsRequest{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2207,7 @@ func (x *WatchFabricEventsRequest) String() string {
 func (*WatchFabricEventsRequest) ProtoMessage() {}
 
 func (x *WatchFabricEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[23]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2220,7 @@ func (x *WatchFabricEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchFabricEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchFabricEventsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{23}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchFabricEventsRequest) GetFabricId() string {
@@ -2176,7 +2273,7 @@ type FabricEvent struct {
 
 func (x *FabricEvent) Reset() {
 	*x = FabricEvent{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2285,7 @@ func (x *FabricEvent) String() string {
 func (*FabricEvent) ProtoMessage() {}
 
 func (x *FabricEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[24]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2298,7 @@ func (x *FabricEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FabricEvent.ProtoReflect.Descriptor instead.
 func (*FabricEvent) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{24}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FabricEvent) GetSequence() int64 {
@@ -2287,7 +2384,7 @@ type PlanSyncRequest struct {
 
 func (x *PlanSyncRequest) Reset() {
 	*x = PlanSyncRequest{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2396,7 @@ func (x *PlanSyncRequest) String() string {
 func (*PlanSyncRequest) ProtoMessage() {}
 
 func (x *PlanSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[25]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2409,7 @@ func (x *PlanSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanSyncRequest.ProtoReflect.Descriptor instead.
 func (*PlanSyncRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{25}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PlanSyncRequest) GetFabricId() string {
@@ -2354,7 +2451,7 @@ type PlanSyncResponse struct {
 
 func (x *PlanSyncResponse) Reset() {
 	*x = PlanSyncResponse{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2463,7 @@ func (x *PlanSyncResponse) String() string {
 func (*PlanSyncResponse) ProtoMessage() {}
 
 func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[26]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2476,7 @@ func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanSyncResponse.ProtoReflect.Descriptor instead.
 func (*PlanSyncResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{26}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PlanSyncResponse) GetCommit() string {
@@ -2449,7 +2546,7 @@ type StreamSyncProgressResponse struct {
 
 func (x *StreamSyncProgressResponse) Reset() {
 	*x = StreamSyncProgressResponse{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2558,7 @@ func (x *StreamSyncProgressResponse) String() string {
 func (*StreamSyncProgressResponse) ProtoMessage() {}
 
 func (x *StreamSyncProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[27]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2571,7 @@ func (x *StreamSyncProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSyncProgressResponse.ProtoReflect.Descriptor instead.
 func (*StreamSyncProgressResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{27}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StreamSyncProgressResponse) GetEvent() *SyncProgressEvent {
@@ -2495,7 +2592,7 @@ type WatchFabricEventsResponse struct {
 
 func (x *WatchFabricEventsResponse) Reset() {
 	*x = WatchFabricEventsResponse{}
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[28]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2604,7 @@ func (x *WatchFabricEventsResponse) String() string {
 func (*WatchFabricEventsResponse) ProtoMessage() {}
 
 func (x *WatchFabricEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_sync_proto_msgTypes[28]
+	mi := &file_fabricsync_v1_sync_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2617,7 @@ func (x *WatchFabricEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchFabricEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchFabricEventsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{28}
+	return file_fabricsync_v1_sync_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchFabricEventsResponse) GetEvent() *FabricEvent {
@@ -2636,14 +2733,19 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"up_to_date\x18\x01 \x01(\x03R\bupToDate\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\x12\x1f\n" +
 	"\vwaiting_for\x18\x03 \x03(\tR\n" +
-	"waitingFor\"c\n" +
+	"waitingFor\"k\n" +
+	"\x11InventoryProgress\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06listed\x18\x02 \x01(\x03R\x06listed\x12\x12\n" +
+	"\x04kept\x18\x03 \x01(\x03R\x04kept\x12\x16\n" +
+	"\x06served\x18\x04 \x01(\bR\x06served\"c\n" +
 	"\x10FinishedProgress\x127\n" +
 	"\bcounters\x18\x01 \x01(\v2\x1b.fabricsync.v1.SyncCountersR\bcounters\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\"g\n" +
 	"\x0eFailedProgress\x12;\n" +
 	"\vdiagnostics\x18\x01 \x03(\v2\x19.fabricsync.v1.DiagnosticR\vdiagnostics\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x13\n" +
-	"\x11CancelledProgress\"\xab\x06\n" +
+	"\x11CancelledProgress\"\xed\x06\n" +
 	"\x11SyncProgressEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12.\n" +
@@ -2663,7 +2765,8 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x06failed\x18\v \x01(\v2\x1d.fabricsync.v1.FailedProgressH\x00R\x06failed\x12@\n" +
 	"\tcancelled\x18\f \x01(\v2 .fabricsync.v1.CancelledProgressH\x00R\tcancelled\x125\n" +
 	"\awarning\x18\r \x01(\v2\x19.fabricsync.v1.DiagnosticH\x00R\awarning\x12:\n" +
-	"\arollout\x18\x0e \x01(\v2\x1e.fabricsync.v1.RolloutProgressH\x00R\arolloutB\t\n" +
+	"\arollout\x18\x0e \x01(\v2\x1e.fabricsync.v1.RolloutProgressH\x00R\arollout\x12@\n" +
+	"\tinventory\x18\x0f \x01(\v2 .fabricsync.v1.InventoryProgressH\x00R\tinventoryB\t\n" +
 	"\apayload\"r\n" +
 	"\x18WatchFabricEventsRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12#\n" +
@@ -2696,12 +2799,13 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\x1aStreamSyncProgressResponse\x126\n" +
 	"\x05event\x18\x01 \x01(\v2 .fabricsync.v1.SyncProgressEventR\x05event\"M\n" +
 	"\x19WatchFabricEventsResponse\x120\n" +
-	"\x05event\x18\x01 \x01(\v2\x1a.fabricsync.v1.FabricEventR\x05event*b\n" +
+	"\x05event\x18\x01 \x01(\v2\x1a.fabricsync.v1.FabricEventR\x05event*{\n" +
 	"\bSyncMode\x12\x19\n" +
 	"\x15SYNC_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSYNC_MODE_PULL\x10\x01\x12\x13\n" +
 	"\x0fSYNC_MODE_APPLY\x10\x02\x12\x12\n" +
-	"\x0eSYNC_MODE_FULL\x10\x03*\x93\x01\n" +
+	"\x0eSYNC_MODE_FULL\x10\x03\x12\x17\n" +
+	"\x13SYNC_MODE_INVENTORY\x10\x04*\x93\x01\n" +
 	"\vSyncTrigger\x12\x1c\n" +
 	"\x18SYNC_TRIGGER_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SYNC_TRIGGER_USER\x10\x01\x12\x19\n" +
@@ -2751,7 +2855,7 @@ func file_fabricsync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_fabricsync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fabricsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_fabricsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_fabricsync_v1_sync_proto_goTypes = []any{
 	(SyncMode)(0),                      // 0: fabricsync.v1.SyncMode
 	(SyncTrigger)(0),                   // 1: fabricsync.v1.SyncTrigger
@@ -2777,90 +2881,92 @@ var file_fabricsync_v1_sync_proto_goTypes = []any{
 	(*PersistingProgress)(nil),         // 21: fabricsync.v1.PersistingProgress
 	(*ApplyingProgress)(nil),           // 22: fabricsync.v1.ApplyingProgress
 	(*RolloutProgress)(nil),            // 23: fabricsync.v1.RolloutProgress
-	(*FinishedProgress)(nil),           // 24: fabricsync.v1.FinishedProgress
-	(*FailedProgress)(nil),             // 25: fabricsync.v1.FailedProgress
-	(*CancelledProgress)(nil),          // 26: fabricsync.v1.CancelledProgress
-	(*SyncProgressEvent)(nil),          // 27: fabricsync.v1.SyncProgressEvent
-	(*WatchFabricEventsRequest)(nil),   // 28: fabricsync.v1.WatchFabricEventsRequest
-	(*FabricEvent)(nil),                // 29: fabricsync.v1.FabricEvent
-	(*PlanSyncRequest)(nil),            // 30: fabricsync.v1.PlanSyncRequest
-	(*PlanSyncResponse)(nil),           // 31: fabricsync.v1.PlanSyncResponse
-	(*StreamSyncProgressResponse)(nil), // 32: fabricsync.v1.StreamSyncProgressResponse
-	(*WatchFabricEventsResponse)(nil),  // 33: fabricsync.v1.WatchFabricEventsResponse
-	(*ResourceKey)(nil),                // 34: fabricsync.v1.ResourceKey
-	(*KindCount)(nil),                  // 35: fabricsync.v1.KindCount
-	(*Diagnostic)(nil),                 // 36: fabricsync.v1.Diagnostic
-	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 38: google.protobuf.Duration
-	(*structpb.Struct)(nil),            // 39: google.protobuf.Struct
-	(ResourceHealth)(0),                // 40: fabricsync.v1.ResourceHealth
-	(Layout)(0),                        // 41: fabricsync.v1.Layout
+	(*InventoryProgress)(nil),          // 24: fabricsync.v1.InventoryProgress
+	(*FinishedProgress)(nil),           // 25: fabricsync.v1.FinishedProgress
+	(*FailedProgress)(nil),             // 26: fabricsync.v1.FailedProgress
+	(*CancelledProgress)(nil),          // 27: fabricsync.v1.CancelledProgress
+	(*SyncProgressEvent)(nil),          // 28: fabricsync.v1.SyncProgressEvent
+	(*WatchFabricEventsRequest)(nil),   // 29: fabricsync.v1.WatchFabricEventsRequest
+	(*FabricEvent)(nil),                // 30: fabricsync.v1.FabricEvent
+	(*PlanSyncRequest)(nil),            // 31: fabricsync.v1.PlanSyncRequest
+	(*PlanSyncResponse)(nil),           // 32: fabricsync.v1.PlanSyncResponse
+	(*StreamSyncProgressResponse)(nil), // 33: fabricsync.v1.StreamSyncProgressResponse
+	(*WatchFabricEventsResponse)(nil),  // 34: fabricsync.v1.WatchFabricEventsResponse
+	(*ResourceKey)(nil),                // 35: fabricsync.v1.ResourceKey
+	(*KindCount)(nil),                  // 36: fabricsync.v1.KindCount
+	(*Diagnostic)(nil),                 // 37: fabricsync.v1.Diagnostic
+	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 39: google.protobuf.Duration
+	(*structpb.Struct)(nil),            // 40: google.protobuf.Struct
+	(ResourceHealth)(0),                // 41: fabricsync.v1.ResourceHealth
+	(Layout)(0),                        // 42: fabricsync.v1.Layout
 }
 var file_fabricsync_v1_sync_proto_depIdxs = []int32{
-	34, // 0: fabricsync.v1.ResourceChange.key:type_name -> fabricsync.v1.ResourceKey
+	35, // 0: fabricsync.v1.ResourceChange.key:type_name -> fabricsync.v1.ResourceKey
 	3,  // 1: fabricsync.v1.ResourceChange.action:type_name -> fabricsync.v1.ChangeAction
 	0,  // 2: fabricsync.v1.SyncRun.mode:type_name -> fabricsync.v1.SyncMode
 	1,  // 3: fabricsync.v1.SyncRun.trigger:type_name -> fabricsync.v1.SyncTrigger
 	2,  // 4: fabricsync.v1.SyncRun.status:type_name -> fabricsync.v1.SyncRunStatus
 	5,  // 5: fabricsync.v1.SyncRun.counters:type_name -> fabricsync.v1.SyncCounters
-	35, // 6: fabricsync.v1.SyncRun.kind_counts:type_name -> fabricsync.v1.KindCount
-	36, // 7: fabricsync.v1.SyncRun.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	36, // 6: fabricsync.v1.SyncRun.kind_counts:type_name -> fabricsync.v1.KindCount
+	37, // 7: fabricsync.v1.SyncRun.diagnostics:type_name -> fabricsync.v1.Diagnostic
 	6,  // 8: fabricsync.v1.SyncRun.changes:type_name -> fabricsync.v1.ResourceChange
-	37, // 9: fabricsync.v1.SyncRun.create_time:type_name -> google.protobuf.Timestamp
-	37, // 10: fabricsync.v1.SyncRun.start_time:type_name -> google.protobuf.Timestamp
-	37, // 11: fabricsync.v1.SyncRun.finish_time:type_name -> google.protobuf.Timestamp
-	38, // 12: fabricsync.v1.SyncRun.wait_for_rollout:type_name -> google.protobuf.Duration
+	38, // 9: fabricsync.v1.SyncRun.create_time:type_name -> google.protobuf.Timestamp
+	38, // 10: fabricsync.v1.SyncRun.start_time:type_name -> google.protobuf.Timestamp
+	38, // 11: fabricsync.v1.SyncRun.finish_time:type_name -> google.protobuf.Timestamp
+	39, // 12: fabricsync.v1.SyncRun.wait_for_rollout:type_name -> google.protobuf.Duration
 	0,  // 13: fabricsync.v1.StartSyncRequest.mode:type_name -> fabricsync.v1.SyncMode
-	38, // 14: fabricsync.v1.StartSyncRequest.wait_for_rollout:type_name -> google.protobuf.Duration
+	39, // 14: fabricsync.v1.StartSyncRequest.wait_for_rollout:type_name -> google.protobuf.Duration
 	7,  // 15: fabricsync.v1.StartSyncResponse.run:type_name -> fabricsync.v1.SyncRun
 	7,  // 16: fabricsync.v1.GetSyncRunResponse.run:type_name -> fabricsync.v1.SyncRun
 	7,  // 17: fabricsync.v1.ListSyncRunsResponse.runs:type_name -> fabricsync.v1.SyncRun
 	7,  // 18: fabricsync.v1.CancelSyncRunResponse.run:type_name -> fabricsync.v1.SyncRun
-	34, // 19: fabricsync.v1.ApplyingProgress.key:type_name -> fabricsync.v1.ResourceKey
+	35, // 19: fabricsync.v1.ApplyingProgress.key:type_name -> fabricsync.v1.ResourceKey
 	5,  // 20: fabricsync.v1.FinishedProgress.counters:type_name -> fabricsync.v1.SyncCounters
-	36, // 21: fabricsync.v1.FailedProgress.diagnostics:type_name -> fabricsync.v1.Diagnostic
-	37, // 22: fabricsync.v1.SyncProgressEvent.time:type_name -> google.protobuf.Timestamp
+	37, // 21: fabricsync.v1.FailedProgress.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	38, // 22: fabricsync.v1.SyncProgressEvent.time:type_name -> google.protobuf.Timestamp
 	17, // 23: fabricsync.v1.SyncProgressEvent.queued:type_name -> fabricsync.v1.QueuedProgress
 	18, // 24: fabricsync.v1.SyncProgressEvent.fetching:type_name -> fabricsync.v1.FetchingProgress
 	19, // 25: fabricsync.v1.SyncProgressEvent.parsing:type_name -> fabricsync.v1.ParsingProgress
 	20, // 26: fabricsync.v1.SyncProgressEvent.validating:type_name -> fabricsync.v1.ValidatingProgress
 	21, // 27: fabricsync.v1.SyncProgressEvent.persisting:type_name -> fabricsync.v1.PersistingProgress
 	22, // 28: fabricsync.v1.SyncProgressEvent.applying:type_name -> fabricsync.v1.ApplyingProgress
-	24, // 29: fabricsync.v1.SyncProgressEvent.finished:type_name -> fabricsync.v1.FinishedProgress
-	25, // 30: fabricsync.v1.SyncProgressEvent.failed:type_name -> fabricsync.v1.FailedProgress
-	26, // 31: fabricsync.v1.SyncProgressEvent.cancelled:type_name -> fabricsync.v1.CancelledProgress
-	36, // 32: fabricsync.v1.SyncProgressEvent.warning:type_name -> fabricsync.v1.Diagnostic
+	25, // 29: fabricsync.v1.SyncProgressEvent.finished:type_name -> fabricsync.v1.FinishedProgress
+	26, // 30: fabricsync.v1.SyncProgressEvent.failed:type_name -> fabricsync.v1.FailedProgress
+	27, // 31: fabricsync.v1.SyncProgressEvent.cancelled:type_name -> fabricsync.v1.CancelledProgress
+	37, // 32: fabricsync.v1.SyncProgressEvent.warning:type_name -> fabricsync.v1.Diagnostic
 	23, // 33: fabricsync.v1.SyncProgressEvent.rollout:type_name -> fabricsync.v1.RolloutProgress
-	37, // 34: fabricsync.v1.FabricEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 35: fabricsync.v1.FabricEvent.type:type_name -> fabricsync.v1.FabricEventType
-	34, // 36: fabricsync.v1.FabricEvent.key:type_name -> fabricsync.v1.ResourceKey
-	39, // 37: fabricsync.v1.FabricEvent.object:type_name -> google.protobuf.Struct
-	40, // 38: fabricsync.v1.FabricEvent.health:type_name -> fabricsync.v1.ResourceHealth
-	6,  // 39: fabricsync.v1.PlanSyncResponse.changes:type_name -> fabricsync.v1.ResourceChange
-	36, // 40: fabricsync.v1.PlanSyncResponse.diagnostics:type_name -> fabricsync.v1.Diagnostic
-	5,  // 41: fabricsync.v1.PlanSyncResponse.counters:type_name -> fabricsync.v1.SyncCounters
-	41, // 42: fabricsync.v1.PlanSyncResponse.layout:type_name -> fabricsync.v1.Layout
-	27, // 43: fabricsync.v1.StreamSyncProgressResponse.event:type_name -> fabricsync.v1.SyncProgressEvent
-	29, // 44: fabricsync.v1.WatchFabricEventsResponse.event:type_name -> fabricsync.v1.FabricEvent
-	8,  // 45: fabricsync.v1.SyncService.StartSync:input_type -> fabricsync.v1.StartSyncRequest
-	10, // 46: fabricsync.v1.SyncService.GetSyncRun:input_type -> fabricsync.v1.GetSyncRunRequest
-	12, // 47: fabricsync.v1.SyncService.ListSyncRuns:input_type -> fabricsync.v1.ListSyncRunsRequest
-	14, // 48: fabricsync.v1.SyncService.CancelSyncRun:input_type -> fabricsync.v1.CancelSyncRunRequest
-	16, // 49: fabricsync.v1.SyncService.StreamSyncProgress:input_type -> fabricsync.v1.StreamSyncProgressRequest
-	28, // 50: fabricsync.v1.SyncService.WatchFabricEvents:input_type -> fabricsync.v1.WatchFabricEventsRequest
-	30, // 51: fabricsync.v1.SyncService.PlanSync:input_type -> fabricsync.v1.PlanSyncRequest
-	9,  // 52: fabricsync.v1.SyncService.StartSync:output_type -> fabricsync.v1.StartSyncResponse
-	11, // 53: fabricsync.v1.SyncService.GetSyncRun:output_type -> fabricsync.v1.GetSyncRunResponse
-	13, // 54: fabricsync.v1.SyncService.ListSyncRuns:output_type -> fabricsync.v1.ListSyncRunsResponse
-	15, // 55: fabricsync.v1.SyncService.CancelSyncRun:output_type -> fabricsync.v1.CancelSyncRunResponse
-	32, // 56: fabricsync.v1.SyncService.StreamSyncProgress:output_type -> fabricsync.v1.StreamSyncProgressResponse
-	33, // 57: fabricsync.v1.SyncService.WatchFabricEvents:output_type -> fabricsync.v1.WatchFabricEventsResponse
-	31, // 58: fabricsync.v1.SyncService.PlanSync:output_type -> fabricsync.v1.PlanSyncResponse
-	52, // [52:59] is the sub-list for method output_type
-	45, // [45:52] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	24, // 34: fabricsync.v1.SyncProgressEvent.inventory:type_name -> fabricsync.v1.InventoryProgress
+	38, // 35: fabricsync.v1.FabricEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 36: fabricsync.v1.FabricEvent.type:type_name -> fabricsync.v1.FabricEventType
+	35, // 37: fabricsync.v1.FabricEvent.key:type_name -> fabricsync.v1.ResourceKey
+	40, // 38: fabricsync.v1.FabricEvent.object:type_name -> google.protobuf.Struct
+	41, // 39: fabricsync.v1.FabricEvent.health:type_name -> fabricsync.v1.ResourceHealth
+	6,  // 40: fabricsync.v1.PlanSyncResponse.changes:type_name -> fabricsync.v1.ResourceChange
+	37, // 41: fabricsync.v1.PlanSyncResponse.diagnostics:type_name -> fabricsync.v1.Diagnostic
+	5,  // 42: fabricsync.v1.PlanSyncResponse.counters:type_name -> fabricsync.v1.SyncCounters
+	42, // 43: fabricsync.v1.PlanSyncResponse.layout:type_name -> fabricsync.v1.Layout
+	28, // 44: fabricsync.v1.StreamSyncProgressResponse.event:type_name -> fabricsync.v1.SyncProgressEvent
+	30, // 45: fabricsync.v1.WatchFabricEventsResponse.event:type_name -> fabricsync.v1.FabricEvent
+	8,  // 46: fabricsync.v1.SyncService.StartSync:input_type -> fabricsync.v1.StartSyncRequest
+	10, // 47: fabricsync.v1.SyncService.GetSyncRun:input_type -> fabricsync.v1.GetSyncRunRequest
+	12, // 48: fabricsync.v1.SyncService.ListSyncRuns:input_type -> fabricsync.v1.ListSyncRunsRequest
+	14, // 49: fabricsync.v1.SyncService.CancelSyncRun:input_type -> fabricsync.v1.CancelSyncRunRequest
+	16, // 50: fabricsync.v1.SyncService.StreamSyncProgress:input_type -> fabricsync.v1.StreamSyncProgressRequest
+	29, // 51: fabricsync.v1.SyncService.WatchFabricEvents:input_type -> fabricsync.v1.WatchFabricEventsRequest
+	31, // 52: fabricsync.v1.SyncService.PlanSync:input_type -> fabricsync.v1.PlanSyncRequest
+	9,  // 53: fabricsync.v1.SyncService.StartSync:output_type -> fabricsync.v1.StartSyncResponse
+	11, // 54: fabricsync.v1.SyncService.GetSyncRun:output_type -> fabricsync.v1.GetSyncRunResponse
+	13, // 55: fabricsync.v1.SyncService.ListSyncRuns:output_type -> fabricsync.v1.ListSyncRunsResponse
+	15, // 56: fabricsync.v1.SyncService.CancelSyncRun:output_type -> fabricsync.v1.CancelSyncRunResponse
+	33, // 57: fabricsync.v1.SyncService.StreamSyncProgress:output_type -> fabricsync.v1.StreamSyncProgressResponse
+	34, // 58: fabricsync.v1.SyncService.WatchFabricEvents:output_type -> fabricsync.v1.WatchFabricEventsResponse
+	32, // 59: fabricsync.v1.SyncService.PlanSync:output_type -> fabricsync.v1.PlanSyncResponse
+	53, // [53:60] is the sub-list for method output_type
+	46, // [46:53] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_sync_proto_init() }
@@ -2869,7 +2975,7 @@ func file_fabricsync_v1_sync_proto_init() {
 		return
 	}
 	file_fabricsync_v1_common_proto_init()
-	file_fabricsync_v1_sync_proto_msgTypes[22].OneofWrappers = []any{
+	file_fabricsync_v1_sync_proto_msgTypes[23].OneofWrappers = []any{
 		(*SyncProgressEvent_Queued)(nil),
 		(*SyncProgressEvent_Fetching)(nil),
 		(*SyncProgressEvent_Parsing)(nil),
@@ -2881,6 +2987,7 @@ func file_fabricsync_v1_sync_proto_init() {
 		(*SyncProgressEvent_Cancelled)(nil),
 		(*SyncProgressEvent_Warning)(nil),
 		(*SyncProgressEvent_Rollout)(nil),
+		(*SyncProgressEvent_Inventory)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2888,7 +2995,7 @@ func file_fabricsync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_sync_proto_rawDesc), len(file_fabricsync_v1_sync_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

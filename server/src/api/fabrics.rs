@@ -63,6 +63,7 @@ const UPDATABLE: &[&str] = &[
     "cluster.ca_certificate_pem",
     "cluster.bearer_token",
     "cluster.namespace",
+    "inventory",
 ];
 const FILTERS: &[&str] = &["name", "repository_id", "sync_status", "drift_status", "watch_status", "connection_status"];
 const DEFAULT_REF: &str = "main";
@@ -84,18 +85,10 @@ fn normalize_gitops_path(path: &str) -> String {
 }
 
 fn auto_sync_seconds(d: Option<&prost_types::Duration>, v: &mut Violations) -> i64 {
-    let Some(d) = d else { return 0 };
-    let seconds = d.seconds;
-    if d.nanos != 0
-        || seconds < 0
-        || (seconds != 0 && !(MIN_AUTO_SYNC_SECONDS..=MAX_AUTO_SYNC_SECONDS).contains(&seconds))
-    {
-        v.add(
-            "fabric.sync_policy.auto_sync_interval",
-            format!("must be 0 (off) or whole seconds from {MIN_AUTO_SYNC_SECONDS} to {MAX_AUTO_SYNC_SECONDS}"),
-        );
-    }
-    seconds
+    validate::interval_seconds(d, MIN_AUTO_SYNC_SECONDS, MAX_AUTO_SYNC_SECONDS).unwrap_or_else(|e| {
+        v.add("fabric.sync_policy.auto_sync_interval", e);
+        0
+    })
 }
 
 fn ignore_differences(rules: &[IgnoreDifference], v: &mut Violations) -> Json<Vec<IgnoreRule>> {
@@ -350,6 +343,7 @@ pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
             event_count: row.watch_event_count,
         }),
         health: row.health.as_ref().map(|h| convert::fabric_health(&h.0)),
+        inventory: Some(super::inventory::settings_proto(row)),
     }
 }
 
@@ -440,6 +434,9 @@ impl FabricService for FabricApi {
             watch_event_count: 0,
             auto_apply: false,
             health: None,
+            inventory: Json(Default::default()),
+            inventory_interval_seconds: 0,
+            next_inventory_at: None,
         };
         let mut v = Violations::default();
         for path in ["name", "description", "git_ref", "gitops_path", "include_paths", "exclude_paths", "paused"] {
@@ -447,6 +444,9 @@ impl FabricService for FabricApi {
         }
         if let Some(watch) = &fabric.watch {
             apply_watch(&mut row, watch, "watch", self.state.settings.kinds, &mut v);
+        }
+        if let Some(inventory) = &fabric.inventory {
+            super::inventory::apply_settings(&mut row, inventory, &mut v);
         }
         if fabric.repository_id.is_empty() {
             v.add("fabric.repository_id", "is required");
@@ -535,6 +535,8 @@ impl FabricService for FabricApi {
                 apply_watch(&mut row, &watch, path, self.state.settings.kinds, &mut v);
             } else if path.starts_with("cluster") {
                 apply_cluster(&mut row, &cluster, path, &self.state.keyring, &mut v);
+            } else if path == "inventory" {
+                super::inventory::apply_settings(&mut row, &fabric.inventory.clone().unwrap_or_default(), &mut v);
             } else {
                 apply_field(&mut row, &fabric, path, &mut v)?;
             }

@@ -54,6 +54,11 @@ impl SyncService for SyncApi {
         if mode == SyncMode::Unspecified {
             return Err(ApiError::invalid("mode", "must be PULL, APPLY or FULL").into());
         }
+        if mode == SyncMode::Inventory {
+            return Err(
+                ApiError::invalid("mode", "INVENTORY runs start with InventoryService.StartInventoryImport").into()
+            );
+        }
         if !req.ref_override.is_empty() {
             validate::git_ref(&req.ref_override).map_err(|e| ApiError::invalid("ref_override", e))?;
         }
@@ -356,7 +361,7 @@ async fn load(conn: &mut diesel_async::AsyncPgConnection, id: Uuid) -> Result<Ru
     store::get(conn, id).await?.ok_or_else(|| ApiError::NotFound { kind: "sync run", id: id.to_string() })
 }
 
-async fn last_sequence(conn: &mut diesel_async::AsyncPgConnection, run_id: Uuid) -> Result<i64, ApiError> {
+pub(super) async fn last_sequence(conn: &mut diesel_async::AsyncPgConnection, run_id: Uuid) -> Result<i64, ApiError> {
     Ok(events::last_of_run(conn, run_id).await?)
 }
 

@@ -31,6 +31,15 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
 
 /// Text that is stored or used in a query: bounded, and without NUL, which PostgreSQL text
 /// cannot hold (it would come back as a database error). Every other check builds on this one.
+/// A schedule's interval in whole seconds: unset or 0 is off, else from `min` to `max`.
+pub fn interval_seconds(d: Option<&prost_types::Duration>, min: i64, max: i64) -> Result<i64, String> {
+    let Some(d) = d else { return Ok(0) };
+    if d.nanos != 0 || d.seconds < 0 || (d.seconds != 0 && !(min..=max).contains(&d.seconds)) {
+        return Err(format!("must be 0 (off) or whole seconds from {min} to {max}"));
+    }
+    Ok(d.seconds)
+}
+
 pub fn max_len(value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {
         return Err(format!("must be at most {max} bytes, got {}", value.len()));

@@ -278,6 +278,26 @@ pub static RULES: &[Rule] = &[
         |r| vec![Target::Fabric(r.fabric_id)],
         audited
     ),
+    // InventoryService: imports start work (operators, audited); the inventory is read by viewers.
+    rule!(
+        "fabricsync.v1.InventoryService/StartInventoryImport",
+        OPERATOR,
+        StartInventoryImportRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
+    rule!("fabricsync.v1.InventoryService/ListInventoryObjects", VIEWER, ListInventoryObjectsRequest, |r| vec![
+        Target::Fabric(r.fabric_id)
+    ]),
+    rule!("fabricsync.v1.InventoryService/GetInventoryObject", VIEWER, GetInventoryObjectRequest, |r| vec![
+        Target::Fabric(r.fabric_id)
+    ]),
+    rule!("fabricsync.v1.InventoryService/ListBehindSwitchPort", VIEWER, ListBehindSwitchPortRequest, |r| vec![
+        Target::Fabric(r.fabric_id)
+    ]),
+    rule!("fabricsync.v1.InventoryService/GetServerInventory", VIEWER, GetServerInventoryRequest, |r| vec![
+        Target::Fabric(r.fabric_id)
+    ]),
     // AccessService
     rule!(
         "fabricsync.v1.AccessService/CreateToken",

@@ -23,13 +23,9 @@ pub fn api(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &resource())
 }
 
-/// Whether the cluster serves the Agent kind (API discovery).
+/// Whether the cluster serves the Agent kind.
 pub async fn installed(client: &kube::Client) -> Result<bool, ClusterError> {
-    match client.list_api_group_resources(&format!("{GROUP}/{VERSION}")).await.map_err(ClusterError::from) {
-        Ok(listed) => Ok(listed.resources.iter().any(|r| r.name == PLURAL)),
-        Err(ClusterError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
+    super::serves(client, &format!("{GROUP}/{VERSION}"), PLURAL).await
 }
 
 /// The agents in `namespace`, as JSON; None when the cluster has no Agent kind.

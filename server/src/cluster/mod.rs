@@ -1,10 +1,12 @@
 //! The Kubernetes layer: a client per fabric from its stored connection, connection checks,
-//! least-privilege RBAC manifests, server-side apply in waves, the switches' agents (read only).
+//! least-privilege RBAC manifests, server-side apply in waves, the switches' agents and the
+//! cluster's inventory (both read only).
 
 pub mod agents;
 pub mod apply;
 pub mod breaker;
 pub mod check;
+pub mod inventory;
 pub mod rbac;
 
 use std::time::Duration;
@@ -172,6 +174,21 @@ pub async fn connect(fabric: &FabricRow, keyring: &Keyring, outbound: &Outbound)
     }
     let client = Client::try_from(config).map_err(ClusterError::from)?;
     Ok(Connection { client, redactor: Redactor::new(secrets) })
+}
+
+/// Whether the cluster serves `plural` in `api_version` (API discovery; a group it does not
+/// serve is no error).
+pub async fn serves(client: &Client, api_version: &str, plural: &str) -> Result<bool, ClusterError> {
+    let listed = if api_version.contains('/') {
+        client.list_api_group_resources(api_version).await
+    } else {
+        client.list_core_api_resources(api_version).await
+    };
+    match listed.map_err(ClusterError::from) {
+        Ok(listed) => Ok(listed.resources.iter().any(|r| r.name == plural)),
+        Err(ClusterError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// `uri` with its host replaced by the address the outbound policy checked, so that the client

@@ -66,6 +66,24 @@ pub struct FabricRow {
     pub auto_apply: bool,
     /// Written by the fabric's watch; None until it told the health once.
     pub health: Option<Json<StoredHealth>>,
+    /// What an inventory import keeps.
+    pub inventory: Json<InventorySettings>,
+    /// How often the schedule imports the inventory; 0: on request only.
+    pub inventory_interval_seconds: i64,
+    pub next_inventory_at: Option<DateTime<Utc>>,
+}
+
+/// A fabric's inventory filter as stored (`fabrics.inventory`); empty fields mean all.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct InventorySettings {
+    pub namespace_regex: String,
+    /// A `WorkloadFilter` word; empty: all.
+    pub workloads: String,
+    /// `InventoryKind` words; empty: all.
+    pub kinds: Vec<String>,
+    /// The node label naming the node's Server; empty: the node's name.
+    pub server_label: String,
 }
 
 /// The fabric's health summary as stored (`fabrics.health`): words and counts.
@@ -202,6 +220,11 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_vers
                 f::auto_apply.eq(row.auto_apply),
             ),
             (f::paused.eq(row.paused), f::watch_enabled.eq(row.watch_enabled), f::watch_kinds.eq(&row.watch_kinds)),
+            (
+                f::inventory.eq(&row.inventory),
+                f::inventory_interval_seconds.eq(row.inventory_interval_seconds),
+                f::next_inventory_at.eq(row.next_inventory_at),
+            ),
             (f::version.eq(expected_version + 1), f::updated_at.eq(super::now())),
         ))
         .execute(conn)
@@ -288,6 +311,27 @@ pub async fn claim_due_auto_sync(conn: &mut AsyncPgConnection) -> Result<Option<
                      WHERE auto_sync_interval_seconds > 0 AND NOT paused
                        AND (next_auto_sync_at IS NULL OR next_auto_sync_at <= now())
                      ORDER BY next_auto_sync_at NULLS FIRST LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|c| c.id))
+}
+
+/// Claims one fabric whose scheduled inventory import is due, moving its next time on by its
+/// interval (SKIP LOCKED: each due fabric goes to one process).
+pub async fn claim_due_inventory(conn: &mut AsyncPgConnection) -> Result<Option<Uuid>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Claimed {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let rows: Vec<Claimed> = diesel::sql_query(
+        "UPDATE fabrics SET next_inventory_at = now() + make_interval(secs => inventory_interval_seconds)
+         WHERE id = (SELECT id FROM fabrics
+                     WHERE inventory_interval_seconds > 0 AND NOT paused AND cluster_server_url <> ''
+                       AND (next_inventory_at IS NULL OR next_inventory_at <= now())
+                     ORDER BY next_inventory_at NULLS FIRST LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING id",
     )
     .load(conn)

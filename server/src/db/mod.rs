@@ -5,6 +5,7 @@ pub mod audit;
 pub mod events;
 pub mod fabrics;
 pub mod hub;
+pub mod inventory;
 pub mod repositories;
 pub mod resources;
 pub mod runs;

@@ -121,13 +121,32 @@ pub struct ResourceFilter {
 pub async fn switch_names(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<String>, DbError> {
     Ok(resources::table
         .filter(resources::fabric_id.eq(fabric_id))
-        .filter(resources::api_group.eq(fabricsync_core::rollout::SWITCH_GROUP))
+        .filter(resources::api_group.eq(fabricsync_core::key::WIRING_GROUP))
         .filter(resources::kind.eq(fabricsync_core::rollout::SWITCH_KIND))
         .filter(resources::desired.is_not_null())
         .select(resources::name)
         .order(resources::name.asc())
         .load(conn)
         .await?)
+}
+
+/// The fabric's desired objects of one kind, by name.
+pub async fn desired_of_kind(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    group: &str,
+    kind: &str,
+) -> Result<Vec<(String, serde_json::Value)>, DbError> {
+    let rows: Vec<(String, Option<serde_json::Value>)> = resources::table
+        .filter(resources::fabric_id.eq(fabric_id))
+        .filter(resources::api_group.eq(group))
+        .filter(resources::kind.eq(kind))
+        .filter(resources::desired.is_not_null())
+        .select((resources::name, resources::desired))
+        .order(resources::name.asc())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().filter_map(|(name, body)| Some((name, body?))).collect())
 }
 
 /// Every resource of the fabric that has a desired object or a live one.

@@ -11,6 +11,7 @@ use super::schema::sync_runs;
 use super::typed::Stored;
 use super::{DbError, Listed, Page};
 
+/// At most one active run per fabric and mode class (inventory, or the others).
 pub const ACTIVE_RUN_INDEX: &str = "sync_runs_one_active";
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, QueryableByName)]
@@ -92,10 +93,17 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<RunRow
     Ok(sync_runs::table.find(id).select(RunRow::as_select()).first(conn).await.optional()?)
 }
 
-/// The queued or running run of a fabric, if any.
-pub async fn active_for_fabric(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Option<RunRow>, DbError> {
-    Ok(sync_runs::table
-        .filter(sync_runs::fabric_id.eq(fabric_id))
+/// The fabric's queued or running run: of mode INVENTORY (`inventory`), or of the other modes
+/// (one of each may be active, see `ACTIVE_RUN_INDEX`).
+pub async fn active_for_fabric(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    inventory: bool,
+) -> Result<Option<RunRow>, DbError> {
+    let mode = SyncMode::Inventory.word();
+    let mut query = sync_runs::table.filter(sync_runs::fabric_id.eq(fabric_id)).into_boxed();
+    query = if inventory { query.filter(sync_runs::mode.eq(mode)) } else { query.filter(sync_runs::mode.ne(mode)) };
+    Ok(query
         .filter(sync_runs::status.eq_any([RunStatus::Queued.word(), RunStatus::Running.word()]))
         .select(RunRow::as_select())
         .first(conn)

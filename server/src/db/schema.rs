@@ -91,6 +91,25 @@ diesel::table! {
         watch_event_count -> Int8,
         auto_apply -> Bool,
         health -> Nullable<Jsonb>,
+        inventory -> Jsonb,
+        inventory_interval_seconds -> Int8,
+        next_inventory_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    inventory_objects (fabric_id, kind, namespace, name) {
+        fabric_id -> Uuid,
+        kind -> Text,
+        namespace -> Text,
+        name -> Text,
+        uid -> Text,
+        workload -> Nullable<Text>,
+        node -> Nullable<Text>,
+        vm -> Nullable<Text>,
+        facts -> Jsonb,
+        hash -> Text,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -190,6 +209,7 @@ diesel::table! {
 diesel::joinable!(events -> fabrics (fabric_id));
 diesel::joinable!(events -> sync_runs (run_id));
 diesel::joinable!(fabrics -> repositories (repository_id));
+diesel::joinable!(inventory_objects -> fabrics (fabric_id));
 diesel::joinable!(resources -> fabrics (fabric_id));
 diesel::joinable!(sync_runs -> fabrics (fabric_id));
 
@@ -198,6 +218,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     events,
     fabrics,
+    inventory_objects,
     repositories,
     resources,
     server_keys,

@@ -58,7 +58,9 @@ stored_words!(
     fabricsync_core::vocab::AuthType,
     fabricsync_core::vocab::Stream,
     fabricsync_core::vocab::Layout,
-    fabricsync_core::vocab::Health
+    fabricsync_core::vocab::Health,
+    fabricsync_core::vocab::InventoryKind,
+    fabricsync_core::vocab::WorkloadType
 );
 
 /// A jsonb column as a serde struct. A value that does not decode is logged and counted

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod health;
+pub mod inventory;
 pub mod pull;
 pub mod queue;
 pub mod rollout;

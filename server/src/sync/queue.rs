@@ -1,5 +1,5 @@
 //! Queuing a run: the row and its `queued` event commit together, and the partial unique index
-//! keeps at most one active run per fabric.
+//! keeps at most one active run per fabric (and one inventory import beside it).
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use fabricsync_core::vocab::{RunStatus, SyncMode, Trigger};
@@ -83,7 +83,8 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request) -> Result<
             Ok(Enqueued::New(row))
         }
         Err(DbError::UniqueViolation(index)) if index == runs::ACTIVE_RUN_INDEX => {
-            Ok(Enqueued::AlreadyActive(runs::active_for_fabric(conn, request.fabric_id).await?))
+            let inventory = request.mode == SyncMode::Inventory;
+            Ok(Enqueued::AlreadyActive(runs::active_for_fabric(conn, request.fabric_id, inventory).await?))
         }
         Err(e) => Err(e),
     }

@@ -1,7 +1,8 @@
 //! Auto-sync: fabrics with an interval are checked on schedule; a run is queued only when the
 //! remote ref moved away from the last synced commit (or the check itself fails, so the run
 //! records why): a pull, or with `auto_apply` a FULL run (continuous delivery: what is pulled is
-//! applied; a pull that fails applies nothing).
+//! applied; a pull that fails applies nothing). Fabrics with an inventory interval get an
+//! inventory import queued when it is due.
 
 use std::time::Duration;
 
@@ -31,6 +32,21 @@ pub fn spawn(state: AppState, tick: Duration) -> JoinHandle<()> {
                     Ok(None) => break,
                     Err(e) => {
                         warn!(error = %e, "auto-sync: cannot claim due fabrics");
+                        break;
+                    }
+                }
+            }
+            // Scheduled inventory imports: queued when due (an import already active stays alone).
+            loop {
+                let claimed = async {
+                    let mut conn = db::connect(&state.pool).await?;
+                    fabrics::claim_due_inventory(&mut conn).await
+                };
+                match claimed.await {
+                    Ok(Some(fabric_id)) => enqueue(&state, fabric_id, SyncMode::Inventory).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(error = %e, "inventory schedule: cannot claim due fabrics");
                         break;
                     }
                 }
@@ -75,7 +91,7 @@ enum CheckError {
 /// of the run that would follow.
 async fn moved(state: &AppState, fabric_id: Uuid) -> Result<(bool, SyncMode), CheckError> {
     let mut conn = db::connect(&state.pool).await?;
-    if runs::active_for_fabric(&mut conn, fabric_id).await?.is_some() {
+    if runs::active_for_fabric(&mut conn, fabric_id, false).await?.is_some() {
         return Err(CheckError::Busy);
     }
     let Some(fabric) = fabrics::get(&mut conn, fabric_id).await? else { return Ok((false, SyncMode::Pull)) };

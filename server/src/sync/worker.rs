@@ -1,7 +1,7 @@
 //! Workers: claim queued runs (or runs whose worker died) with SKIP LOCKED, keep the lease
 //! alive with heartbeats, execute the pull and conclude it in one fenced transaction.
 
-use fabricsync_core::vocab::{Layout, RunStatus, SyncStatus};
+use fabricsync_core::vocab::{Layout, RunStatus, SyncMode, SyncStatus};
 use std::sync::atomic::Ordering;
 
 use diesel_async::AsyncConnection;
@@ -71,10 +71,15 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
     info!(mode = %run.mode, dry_run = run.dry_run, "sync run claimed");
     let flags = RunFlags { id: run.id, ..Default::default() };
     let heartbeat = tokio::spawn(heartbeat(state.clone(), worker.to_string(), flags.clone()));
-    let result = execute_pull(state, worker, &run, &flags).await;
+    let inventory = run.mode == SyncMode::Inventory;
+    let result = if inventory {
+        super::inventory::execute(state, worker, &run, &flags).await
+    } else {
+        execute_pull(state, worker, &run, &flags).await
+    };
     heartbeat.abort();
     match result {
-        Ok(()) if !run.dry_run => {
+        Ok(()) if !run.dry_run && !inventory => {
             // The desired state or the cluster changed: drift follows.
             if let Err(e) = crate::drift::refresh_pooled(&state.pool, state.settings.kinds, run.fabric_id, None).await {
                 warn!(error = %e, "could not recompute drift after the run");

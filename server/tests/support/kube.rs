@@ -127,6 +127,22 @@ impl KubeCluster {
     }
 
     /// Applies YAML from a string as the admin.
+    /// The token the token controller put into Secret fabricsync-system/`secret`.
+    pub fn service_account_token(&self, secret: &str) -> String {
+        for _ in 0..100 {
+            let out =
+                self.kubectl(&["get", "secret", secret, "-n", "fabricsync-system", "-o", "jsonpath={.data.token}"]);
+            let encoded = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !encoded.is_empty() {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64 token");
+                return String::from_utf8(bytes).expect("utf-8 token");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the token controller did not fill Secret {secret}: {}", self.log());
+    }
+
     pub fn apply_yaml(&self, yaml: &str) -> String {
         let file = self.dir.path().join(format!("apply-{}.yaml", uuid::Uuid::new_v4().simple()));
         std::fs::write(&file, yaml).expect("write yaml");

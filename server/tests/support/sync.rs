@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::server::AuthChannel;
 use fabricsync::proto::drift_service_client::DriftServiceClient;
 use fabricsync::proto::fabric_service_client::FabricServiceClient;
+use fabricsync::proto::inventory_service_client::InventoryServiceClient;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::sync_service_client::SyncServiceClient;
@@ -63,12 +64,23 @@ pub fn hnp_layout(dir: &str) -> Vec<(String, String)> {
     files
 }
 
+/// The connection to `kube` with `token`, in the fabric's default namespace.
+pub fn cluster_input(kube: &super::kube::KubeCluster, token: &str) -> ClusterConnectionInput {
+    ClusterConnectionInput {
+        server_url: kube.url.clone(),
+        ca_certificate_pem: kube.ca_pem.clone(),
+        bearer_token: token.into(),
+        namespace: String::new(),
+    }
+}
+
 pub struct Clients {
     pub repos: RepositoryServiceClient<AuthChannel>,
     pub fabrics: FabricServiceClient<AuthChannel>,
     pub sync: SyncServiceClient<AuthChannel>,
     pub drift: DriftServiceClient<AuthChannel>,
     pub write: WriteServiceClient<AuthChannel>,
+    pub inventory: InventoryServiceClient<AuthChannel>,
 }
 
 impl Clients {
@@ -78,6 +90,7 @@ impl Clients {
             fabrics: FabricServiceClient::new(channel.clone()),
             drift: DriftServiceClient::new(channel.clone()),
             write: WriteServiceClient::new(channel.clone()),
+            inventory: InventoryServiceClient::new(channel.clone()),
             sync: SyncServiceClient::new(channel),
         }
     }
@@ -264,6 +277,7 @@ pub fn stages(events: &[SyncProgressEvent]) -> Vec<&'static str> {
             Some(Payload::Persisting(_)) => "persisting",
             Some(Payload::Applying(_)) => "applying",
             Some(Payload::Rollout(_)) => "rollout",
+            Some(Payload::Inventory(_)) => "inventory",
             Some(Payload::Finished(_)) => "finished",
             Some(Payload::Failed(_)) => "failed",
             Some(Payload::Cancelled(_)) => "cancelled",

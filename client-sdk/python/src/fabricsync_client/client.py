@@ -12,6 +12,7 @@ from fabricsync.v1 import (
     drift_pb2_grpc,
     fabric_pb2,
     fabric_pb2_grpc,
+    inventory_pb2_grpc,
     repository_pb2,
     repository_pb2_grpc,
     sync_pb2,
@@ -83,6 +84,7 @@ class Client:
         self.drift = drift_pb2_grpc.DriftServiceStub(self.channel)
         self.access = access_pb2_grpc.AccessServiceStub(self.channel)
         self.write = write_pb2_grpc.WriteServiceStub(self.channel)
+        self.inventory = inventory_pb2_grpc.InventoryServiceStub(self.channel)
         self._resume = resume
 
     def close(self) -> None:

@@ -148,6 +148,34 @@ WATCH_STATUS_ERROR: WatchStatus.ValueType  # 4
 """Failed; watch_error says why; retried with backoff."""
 Global___WatchStatus: _TypeAlias = WatchStatus  # noqa: Y015
 
+class _WorkloadFilter:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WorkloadFilterEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WorkloadFilter.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WORKLOAD_FILTER_UNSPECIFIED: _WorkloadFilter.ValueType  # 0
+    """Not set: all."""
+    WORKLOAD_FILTER_ALL: _WorkloadFilter.ValueType  # 1
+    """Containers and VMs."""
+    WORKLOAD_FILTER_CONTAINERS: _WorkloadFilter.ValueType  # 2
+    """Containers only (no VMs, VMIs or VM launcher pods)."""
+    WORKLOAD_FILTER_VMS: _WorkloadFilter.ValueType  # 3
+    """VMs only (VMs, VMIs and their launcher pods; no container pods)."""
+
+class WorkloadFilter(_WorkloadFilter, metaclass=_WorkloadFilterEnumTypeWrapper):
+    """Which pods and VMs an inventory import keeps."""
+
+WORKLOAD_FILTER_UNSPECIFIED: WorkloadFilter.ValueType  # 0
+"""Not set: all."""
+WORKLOAD_FILTER_ALL: WorkloadFilter.ValueType  # 1
+"""Containers and VMs."""
+WORKLOAD_FILTER_CONTAINERS: WorkloadFilter.ValueType  # 2
+"""Containers only (no VMs, VMIs or VM launcher pods)."""
+WORKLOAD_FILTER_VMS: WorkloadFilter.ValueType  # 3
+"""VMs only (VMs, VMIs and their launcher pods; no container pods)."""
+Global___WorkloadFilter: _TypeAlias = WorkloadFilter  # noqa: Y015
+
 class _ClusterFailure:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -602,6 +630,7 @@ class Fabric(_message.Message):
     WATCH_FIELD_NUMBER: _builtins.int
     WATCH_ACTIVITY_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    INVENTORY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID. Output only."""
     name: _builtins.str
@@ -685,6 +714,10 @@ class Fabric(_message.Message):
     def health(self) -> Global___FabricHealth:
         """The fabric's health, as its watch tells it; unset while the watch is not active. Output only."""
 
+    @_builtins.property
+    def inventory(self) -> Global___InventorySettings:
+        """What an inventory import of the fabric's cluster keeps (InventoryService), and how often."""
+
     def __init__(
         self,
         *,
@@ -716,14 +749,61 @@ class Fabric(_message.Message):
         watch: Global___WatchSettings | None = ...,
         watch_activity: Global___WatchActivity | None = ...,
         health: Global___FabricHealth | None = ...,
+        inventory: Global___InventorySettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "create_time", b"create_time", "health", b"health", "last_sync_time", b"last_sync_time", "sync_policy", b"sync_policy", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "create_time", b"create_time", "health", b"health", "inventory", b"inventory", "last_sync_time", b"last_sync_time", "sync_policy", b"sync_policy", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connection_status", b"connection_status", "create_time", b"create_time", "description", b"description", "drift_count", b"drift_count", "drift_status", b"drift_status", "etag", b"etag", "exclude_paths", b"exclude_paths", "git_ref", b"git_ref", "gitops_path", b"gitops_path", "health", b"health", "id", b"id", "include_paths", b"include_paths", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "last_synced_commit", b"last_synced_commit", "layout", b"layout", "name", b"name", "paused", b"paused", "repository_id", b"repository_id", "resource_counts", b"resource_counts", "sync_policy", b"sync_policy", "sync_status", b"sync_status", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity", "watch_error", b"watch_error", "watch_status", b"watch_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connection_status", b"connection_status", "create_time", b"create_time", "description", b"description", "drift_count", b"drift_count", "drift_status", b"drift_status", "etag", b"etag", "exclude_paths", b"exclude_paths", "git_ref", b"git_ref", "gitops_path", b"gitops_path", "health", b"health", "id", b"id", "include_paths", b"include_paths", "inventory", b"inventory", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "last_synced_commit", b"last_synced_commit", "layout", b"layout", "name", b"name", "paused", b"paused", "repository_id", b"repository_id", "resource_counts", b"resource_counts", "sync_policy", b"sync_policy", "sync_status", b"sync_status", "update_time", b"update_time", "watch", b"watch", "watch_activity", b"watch_activity", "watch_error", b"watch_error", "watch_status", b"watch_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Fabric: _TypeAlias = Fabric  # noqa: Y015
+
+@_typing.final
+class InventorySettings(_message.Message):
+    """What an inventory import keeps and how often the server imports by itself."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_REGEX_FIELD_NUMBER: _builtins.int
+    WORKLOADS_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    SERVER_LABEL_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    namespace_regex: _builtins.str
+    """Namespaces to import (their objects, and the Namespace objects by name): an RE2-style regex
+    matched anywhere in the name (anchor with ^...$); empty = all. At most 1024 bytes.
+    """
+    workloads: Global___WorkloadFilter.ValueType
+    """Pods and VMs to import: all (UNSPECIFIED too), only containers, or only VMs."""
+    server_label: _builtins.str
+    """A node label whose value names the node's Hedgehog Server; empty = the node's name is the
+    Server's. A label key: at most 253 bytes of [A-Za-z0-9._/-].
+    """
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Kinds to import, as InventoryKind words ("node", "pod", "virtualmachine", ...); empty = all."""
+
+    @_builtins.property
+    def interval(self) -> _duration_pb2.Duration:
+        """Import this often by schedule (at least 10 s); unset or 0 = only on request."""
+
+    def __init__(
+        self,
+        *,
+        namespace_regex: _builtins.str = ...,
+        workloads: Global___WorkloadFilter.ValueType = ...,
+        kinds: _abc.Iterable[_builtins.str] | None = ...,
+        server_label: _builtins.str = ...,
+        interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "kinds", b"kinds", "namespace_regex", b"namespace_regex", "server_label", b"server_label", "workloads", b"workloads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventorySettings: _TypeAlias = InventorySettings  # noqa: Y015
 
 @_typing.final
 class FabricHealth(_message.Message):
@@ -1033,7 +1113,7 @@ class UpdateFabricRequest(_message.Message):
         """Fields to change: name, description, repository_id, git_ref, gitops_path, include_paths,
         exclude_paths, paused, watch (whole) or watch.enabled, watch.kinds, sync_policy (whole) or
         sync_policy.<field>, cluster (whole input) or cluster.server_url,
-        cluster.ca_certificate_pem, cluster.bearer_token, cluster.namespace.
+        cluster.ca_certificate_pem, cluster.bearer_token, cluster.namespace, inventory (whole).
         """
 
     @_builtins.property

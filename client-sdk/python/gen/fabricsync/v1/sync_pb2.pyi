@@ -37,6 +37,11 @@ class _SyncModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SyncMode.Val
     """Desired state -> cluster (server-side apply, prune per policy)."""
     SYNC_MODE_FULL: _SyncMode.ValueType  # 3
     """PULL then APPLY."""
+    SYNC_MODE_INVENTORY: _SyncMode.ValueType  # 4
+    """The cluster's inventory (nodes, workloads, KubeVirt VMs) into PostgreSQL; touches neither Git
+    nor the desired state. Started with InventoryService.StartInventoryImport, not StartSync; may
+    run beside a run of another mode.
+    """
 
 class SyncMode(_SyncMode, metaclass=_SyncModeEnumTypeWrapper):
     """What a run does."""
@@ -49,6 +54,11 @@ SYNC_MODE_APPLY: SyncMode.ValueType  # 2
 """Desired state -> cluster (server-side apply, prune per policy)."""
 SYNC_MODE_FULL: SyncMode.ValueType  # 3
 """PULL then APPLY."""
+SYNC_MODE_INVENTORY: SyncMode.ValueType  # 4
+"""The cluster's inventory (nodes, workloads, KubeVirt VMs) into PostgreSQL; touches neither Git
+nor the desired state. Started with InventoryService.StartInventoryImport, not StartSync; may
+run beside a run of another mode.
+"""
 Global___SyncMode: _TypeAlias = SyncMode  # noqa: Y015
 
 class _SyncTrigger:
@@ -850,6 +860,42 @@ class RolloutProgress(_message.Message):
 Global___RolloutProgress: _TypeAlias = RolloutProgress  # noqa: Y015
 
 @_typing.final
+class InventoryProgress(_message.Message):
+    """An inventory import read one kind of the cluster (a kind the cluster does not serve, like
+    KubeVirt's without KubeVirt, reads as none).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    LISTED_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
+    SERVED_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """The kind, as Kubernetes spells it ("Pod", "VirtualMachine")."""
+    listed: _builtins.int
+    """Objects the cluster listed."""
+    kept: _builtins.int
+    """Of those, kept by the fabric's inventory filter."""
+    served: _builtins.bool
+    """Whether the cluster serves the kind."""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        listed: _builtins.int = ...,
+        kept: _builtins.int = ...,
+        served: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept", b"kept", "kind", b"kind", "listed", b"listed", "served", b"served"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryProgress: _TypeAlias = InventoryProgress  # noqa: Y015
+
+@_typing.final
 class FinishedProgress(_message.Message):
     """The run succeeded."""
 
@@ -942,6 +988,7 @@ class SyncProgressEvent(_message.Message):
     CANCELLED_FIELD_NUMBER: _builtins.int
     WARNING_FIELD_NUMBER: _builtins.int
     ROLLOUT_FIELD_NUMBER: _builtins.int
+    INVENTORY_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the event log; resume after it."""
     run_id: _builtins.str
@@ -994,6 +1041,10 @@ class SyncProgressEvent(_message.Message):
     def rollout(self) -> Global___RolloutProgress:
         """The rollout to the switches after an apply."""
 
+    @_builtins.property
+    def inventory(self) -> Global___InventoryProgress:
+        """An inventory import read one kind."""
+
     def __init__(
         self,
         *,
@@ -1011,12 +1062,13 @@ class SyncProgressEvent(_message.Message):
         cancelled: Global___CancelledProgress | None = ...,
         warning: _common_pb2.Diagnostic | None = ...,
         rollout: Global___RolloutProgress | None = ...,
+        inventory: Global___InventoryProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applying", b"applying", "cancelled", b"cancelled", "failed", b"failed", "fetching", b"fetching", "finished", b"finished", "parsing", b"parsing", "payload", b"payload", "persisting", b"persisting", "queued", b"queued", "rollout", b"rollout", "time", b"time", "validating", b"validating", "warning", b"warning"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applying", b"applying", "cancelled", b"cancelled", "failed", b"failed", "fetching", b"fetching", "finished", b"finished", "inventory", b"inventory", "parsing", b"parsing", "payload", b"payload", "persisting", b"persisting", "queued", b"queued", "rollout", b"rollout", "time", b"time", "validating", b"validating", "warning", b"warning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applying", b"applying", "cancelled", b"cancelled", "failed", b"failed", "fetching", b"fetching", "finished", b"finished", "parsing", b"parsing", "payload", b"payload", "persisting", b"persisting", "queued", b"queued", "rollout", b"rollout", "run_id", b"run_id", "sequence", b"sequence", "time", b"time", "validating", b"validating", "warning", b"warning"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applying", b"applying", "cancelled", b"cancelled", "failed", b"failed", "fetching", b"fetching", "finished", b"finished", "inventory", b"inventory", "parsing", b"parsing", "payload", b"payload", "persisting", b"persisting", "queued", b"queued", "rollout", b"rollout", "run_id", b"run_id", "sequence", b"sequence", "time", b"time", "validating", b"validating", "warning", b"warning"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["queued", "fetching", "parsing", "validating", "persisting", "applying", "finished", "failed", "cancelled", "warning", "rollout"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["queued", "fetching", "parsing", "validating", "persisting", "applying", "finished", "failed", "cancelled", "warning", "rollout", "inventory"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

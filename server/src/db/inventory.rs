@@ -1,0 +1,216 @@
+//! A fabric's cluster inventory: one row per imported object with its facts and content hash
+//! (core `inventory`), replaced by each import's diff.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use fabricsync_core::inventory::{InventoryKey, InventoryObject};
+use fabricsync_core::vocab::{InventoryKind, WorkloadType};
+
+use super::schema::inventory_objects;
+use super::typed::Stored;
+use super::{DbError, Listed, Page};
+
+/// Rows per statement; keeps bind parameters far below PostgreSQL's 65535.
+const CHUNK: usize = 1000;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = inventory_objects)]
+pub struct InventoryRow {
+    pub fabric_id: Uuid,
+    pub kind: Stored<InventoryKind>,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub workload: Option<Stored<WorkloadType>>,
+    pub node: Option<String>,
+    pub vm: Option<String>,
+    pub facts: serde_json::Value,
+    pub hash: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl InventoryRow {
+    /// The core's object, for the cross-layer view.
+    pub fn object(&self) -> InventoryObject {
+        InventoryObject {
+            kind: self.kind.0,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            workload: self.workload.map(|w| w.0),
+            node: self.node.clone(),
+            vm: self.vm.clone(),
+            facts: self.facts.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// Equality filters of ListInventoryObjects (stored words); None matches all.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryFilter {
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub node: Option<String>,
+    pub workload: Option<String>,
+}
+
+/// (key, hash) of every stored object of the fabric: what the next import diffs against.
+pub async fn hashes(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<(InventoryKey, String)>, DbError> {
+    let rows: Vec<(Stored<InventoryKind>, String, String, String)> = inventory_objects::table
+        .filter(inventory_objects::fabric_id.eq(fabric_id))
+        .select((
+            inventory_objects::kind,
+            inventory_objects::namespace,
+            inventory_objects::name,
+            inventory_objects::hash,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, namespace, name, hash)| (InventoryKey { kind: kind.0, namespace, name }, hash))
+        .collect())
+}
+
+/// Stores an import: `upserts` written (created or updated), `deletes` removed.
+pub async fn store(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    upserts: &[&InventoryObject],
+    deletes: &[InventoryKey],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    for chunk in upserts.chunks(CHUNK) {
+        let text = |f: fn(&InventoryObject) -> String| chunk.iter().map(|o| f(o)).collect::<Vec<_>>();
+        let opt = |f: fn(&InventoryObject) -> Option<String>| chunk.iter().map(|o| f(o)).collect::<Vec<_>>();
+        diesel::sql_query(
+            "INSERT INTO inventory_objects (fabric_id, kind, namespace, name, uid, workload, node, vm, facts, hash, updated_at) \
+             SELECT $1, u.k, u.ns, u.n, u.uid, u.w, u.node, u.vm, u.facts, u.hash, $11 \
+             FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10) AS u(k, ns, n, uid, w, node, vm, facts, hash) \
+             ON CONFLICT (fabric_id, kind, namespace, name) DO UPDATE SET \
+               uid = excluded.uid, workload = excluded.workload, node = excluded.node, vm = excluded.vm, \
+               facts = excluded.facts, hash = excluded.hash, updated_at = excluded.updated_at",
+        )
+        .bind::<SqlUuid, _>(fabric_id)
+        .bind::<Array<Text>, _>(text(|o| o.kind.word().to_string()))
+        .bind::<Array<Text>, _>(text(|o| o.namespace.clone()))
+        .bind::<Array<Text>, _>(text(|o| o.name.clone()))
+        .bind::<Array<Text>, _>(text(|o| o.uid.clone()))
+        .bind::<Array<Nullable<Text>>, _>(opt(|o| o.workload.map(|w| w.word().to_string())))
+        .bind::<Array<Nullable<Text>>, _>(opt(|o| o.node.clone()))
+        .bind::<Array<Nullable<Text>>, _>(opt(|o| o.vm.clone()))
+        .bind::<Array<Jsonb>, _>(chunk.iter().map(|o| o.facts.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(text(|o| o.hash.clone()))
+        .bind::<Timestamptz, _>(now)
+        .execute(conn)
+        .await?;
+    }
+    for chunk in deletes.chunks(CHUNK) {
+        let text = |f: fn(&InventoryKey) -> String| chunk.iter().map(f).collect::<Vec<_>>();
+        diesel::sql_query(
+            "DELETE FROM inventory_objects o USING unnest($2, $3, $4) AS u(k, ns, n) \
+             WHERE o.fabric_id = $1 AND o.kind = u.k AND o.namespace = u.ns AND o.name = u.n",
+        )
+        .bind::<SqlUuid, _>(fabric_id)
+        .bind::<Array<Text>, _>(text(|k| k.kind.word().to_string()))
+        .bind::<Array<Text>, _>(text(|k| k.namespace.clone()))
+        .bind::<Array<Text>, _>(text(|k| k.name.clone()))
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+fn filtered(fabric_id: Uuid, filter: &InventoryFilter) -> inventory_objects::BoxedQuery<'static, diesel::pg::Pg> {
+    use inventory_objects::dsl as o;
+    let mut query = o::inventory_objects.filter(o::fabric_id.eq(fabric_id)).into_boxed();
+    if let Some(v) = &filter.kind {
+        query = query.filter(o::kind.eq(v.clone()));
+    }
+    if let Some(v) = &filter.namespace {
+        query = query.filter(o::namespace.eq(v.clone()));
+    }
+    if let Some(v) = &filter.name {
+        query = query.filter(o::name.eq(v.clone()));
+    }
+    if let Some(v) = &filter.node {
+        query = query.filter(o::node.eq(v.clone()));
+    }
+    if let Some(v) = &filter.workload {
+        query = query.filter(o::workload.eq(v.clone()));
+    }
+    query
+}
+
+/// Ordered by (kind, namespace, name); a page starts after the key `page_key` made of the
+/// previous page's last row.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    filter: &InventoryFilter,
+    page: &Page,
+) -> Result<Listed<InventoryRow>, DbError> {
+    use diesel::sql_types::{Bool, Text};
+    use inventory_objects::dsl as o;
+    let total = filtered(fabric_id, filter).count().get_result(conn).await?;
+    let mut query = filtered(fabric_id, filter);
+    if let Some((kind, namespace, name)) =
+        page.after.as_deref().and_then(|t| serde_json::from_str::<(String, String, String)>(t).ok())
+    {
+        let after = diesel::dsl::sql::<Bool>("(kind, namespace, name) > (")
+            .bind::<Text, _>(kind)
+            .sql(", ")
+            .bind::<Text, _>(namespace)
+            .sql(", ")
+            .bind::<Text, _>(name)
+            .sql(")");
+        query = query.filter(after);
+    }
+    let items = query
+        .order((o::kind.asc(), o::namespace.asc(), o::name.asc()))
+        .limit(page.limit())
+        .select(InventoryRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(page.finish(items, total))
+}
+
+/// Where the page after `row` starts (see `list`).
+pub fn page_key(row: &InventoryRow) -> String {
+    serde_json::to_string(&(row.kind.0.word(), &row.namespace, &row.name)).unwrap_or_default()
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    key: &InventoryKey,
+) -> Result<Option<InventoryRow>, DbError> {
+    use inventory_objects::dsl as o;
+    Ok(o::inventory_objects
+        .filter(o::fabric_id.eq(fabric_id))
+        .filter(o::kind.eq(key.kind.word()))
+        .filter(o::namespace.eq(&key.namespace))
+        .filter(o::name.eq(&key.name))
+        .select(InventoryRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The fabric's nodes, and the pods and VMIs on nodes: what the cross-layer view joins.
+pub async fn placed(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<InventoryObject>, DbError> {
+    use inventory_objects::dsl as o;
+    let rows: Vec<InventoryRow> = o::inventory_objects
+        .filter(o::fabric_id.eq(fabric_id))
+        .filter(o::kind.eq(InventoryKind::Node.word()).or(o::node.is_not_null()))
+        .select(InventoryRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.iter().map(InventoryRow::object).collect())
+}
