@@ -2,9 +2,10 @@
 # Benchmarks (release build) on a generated 10,000-object fabric: the pull against the Python
 # plugin's way (PyYAML + psycopg, installed into .tools/bench-venv), then apply and watch against
 # `kubectl apply --server-side` on a real kube-apiserver (tests/kube-harness), and the cost of
-# the auth layer per call (with and without it, in one process), and writes to Git against the
-# git command.
-# Usage: scripts/bench.sh [pull|cluster|auth|write] [--resources N] [--repeat N] [--watch-samples N]
+# the auth layer per call (with and without it, in one process), writes to Git against the git
+# command, and the cluster inventory import against `kubectl get -o json` of the same kinds.
+# Usage: scripts/bench.sh [pull|cluster|auth|write|inventory] [--resources N] [--repeat N]
+#        [--watch-samples N] [--nodes N --pods N --vms N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -15,7 +16,7 @@ fi
 source scripts/lib.sh
 trap "stop_private_pg target/bench-pg" EXIT
 which=all
-case "${1:-}" in pull|cluster|auth|write) which=$1; shift ;; esac
+case "${1:-}" in pull|cluster|auth|write|inventory) which=$1; shift ;; esac
 if [ "$which" = all ] || [ "$which" = auth ]; then
   cargo bench --locked --bench auth
 fi
@@ -28,4 +29,8 @@ fi
 if [ "$which" = all ] || [ "$which" = cluster ]; then
   scripts/kube-harness.sh
   cargo bench --locked --bench cluster -- "$@"
+fi
+if [ "$which" = all ] || [ "$which" = inventory ]; then
+  scripts/kube-harness.sh
+  cargo bench --locked --bench inventory -- "$@"
 fi

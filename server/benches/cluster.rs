@@ -116,15 +116,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn kube_client(kube: &KubeCluster) -> kube::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut config = kube::Config::new(kube.url.parse().expect("url"));
-    let (_, pem) = x509_parser::pem::parse_x509_pem(kube.ca_pem.as_bytes()).expect("ca pem");
-    config.root_cert = Some(vec![pem.contents]);
-    config.auth_info.token = Some(secrecy::SecretString::from(ADMIN_TOKEN.to_string()));
-    kube::Client::try_from(config).expect("kube client")
-}
-
 #[tokio::main]
 async fn main() {
     let resources_wanted: usize =
@@ -215,7 +206,7 @@ async fn main() {
         .take(samples)
         .map(String::from)
         .collect();
-    let client = kube_client(&kube);
+    let client = common::kube_client(&kube.url, &kube.ca_pem, ADMIN_TOKEN);
     let gvk = GroupVersionKind::gvk("wiring.githedgehog.com", "v1beta1", "Server");
     let api: kube::Api<DynamicObject> =
         kube::Api::namespaced_with(client, "default", &ApiResource::from_gvk_with_plural(&gvk, "servers"));

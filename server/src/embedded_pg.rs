@@ -23,6 +23,11 @@ pub enum EmbeddedPgError {
     NoPostgresUser,
     #[error("{what}: {reason}")]
     Io { what: String, reason: String },
+    #[error(
+        "PostgreSQL runs as the `{user}` user, who cannot reach {dir}: {blocked} is not searchable by it; \
+         run `chmod o+x {blocked}`, or choose a --data-dir it can reach, or give DATABASE_URL"
+    )]
+    Unreachable { user: String, dir: String, blocked: String },
     #[error("{command} failed ({status}); see {log}")]
     Command { command: String, status: String, log: String },
 }
@@ -50,6 +55,9 @@ impl EmbeddedPostgres {
         let run_as = if is_root() { Some(postgres_user()?) } else { None };
         std::fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
         let dir = dir.canonicalize().map_err(io_error(format!("resolving {}", dir.display())))?;
+        if let Some(user) = &run_as {
+            reachable_by(user, &dir)?;
+        }
         let mut pg = EmbeddedPostgres { dir, bindir, run_as, port: 0, password: String::new(), started_here: false };
         if !pg.data_dir().join("PG_VERSION").exists() {
             pg.init().await?;
@@ -171,6 +179,28 @@ impl EmbeddedPostgres {
             Err(EmbeddedPgError::Io { what: format!("chown {}", dir.display()), reason: status.to_string() })
         }
     }
+}
+
+/// Fails, naming the first directory in the way, unless `user` can search every directory down
+/// to `dir` (initdb and the server would fail later with a bare "Permission denied").
+fn reachable_by(user: &str, dir: &Path) -> Result<(), EmbeddedPgError> {
+    let mut ancestors: Vec<&Path> = dir.ancestors().collect();
+    ancestors.reverse();
+    for path in ancestors {
+        let searchable = std::process::Command::new("runuser")
+            .args(["-u", user, "--", "test", "-x", path_str(path)])
+            .status()
+            .map_err(io_error("running runuser"))?
+            .success();
+        if !searchable {
+            return Err(EmbeddedPgError::Unreachable {
+                user: user.to_string(),
+                dir: dir.display().to_string(),
+                blocked: path.display().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// FABRICSYNC_PG_BINDIR, else the directory of `initdb` on PATH, else the newest

@@ -236,3 +236,23 @@ async fn sigterm_shuts_down_gracefully() {
     let log = server.log();
     assert!(log.contains("shutting down") && log.contains("fabricsync stopped"), "{log}");
 }
+
+#[tokio::test]
+async fn the_embedded_database_names_the_directory_postgres_cannot_reach() {
+    // As root, PostgreSQL runs as `postgres`, who cannot enter a 0700 directory of root's.
+    let dir = tempfile::tempdir().expect("temp dir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let root = std::process::Command::new("id").arg("-u").output().expect("id").stdout == b"0\n";
+    let started = fabricsync::embedded_pg::EmbeddedPostgres::start(&dir.path().join("pg")).await;
+    if root {
+        let message = started.expect_err("postgres cannot reach a 0700 directory of root's").to_string();
+        let blocked = dir.path().canonicalize().expect("canonical").display().to_string();
+        assert!(message.contains(&format!("{blocked} is not searchable")), "{message}");
+        assert!(message.contains(&format!("chmod o+x {blocked}")), "{message}");
+        assert!(!dir.path().join("pg/data").exists(), "nothing was initialized");
+    } else {
+        // Run as its owner, PostgreSQL reaches the directory.
+        started.expect("started").stop().await.expect("stopped");
+    }
+}

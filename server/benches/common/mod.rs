@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use fabricsync::embedded_pg::EmbeddedPostgres;
 use fabricsync::proto::drift_service_client::DriftServiceClient;
 use fabricsync::proto::fabric_service_client::FabricServiceClient;
+use fabricsync::proto::inventory_service_client::InventoryServiceClient;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::sync_service_client::SyncServiceClient;
@@ -39,6 +40,16 @@ pub fn memory(pid: u32) -> (f64, f64) {
             .map_or(0.0, |kb| kb / 1024.0)
     };
     (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// A kube client for the harness's API server (its CA, a bearer token).
+pub fn kube_client(url: &str, ca_pem: &str, token: &str) -> kube::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = kube::Config::new(url.parse().expect("url"));
+    let (_, pem) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).expect("ca pem");
+    config.root_cert = Some(vec![pem.contents]);
+    config.auth_info.token = Some(secrecy::SecretString::from(token.to_string()));
+    kube::Client::try_from(config).expect("kube client")
 }
 
 pub struct Server {
@@ -92,6 +103,7 @@ pub struct Clients {
     pub sync: SyncServiceClient<AuthChannel>,
     pub drift: DriftServiceClient<AuthChannel>,
     pub write: WriteServiceClient<AuthChannel>,
+    pub inventory: InventoryServiceClient<AuthChannel>,
 }
 
 pub async fn connect(addr: &str) -> Clients {
@@ -106,6 +118,7 @@ pub async fn connect(addr: &str) -> Clients {
                     fabrics: FabricServiceClient::new(channel.clone()),
                     drift: DriftServiceClient::new(channel.clone()),
                     write: WriteServiceClient::new(channel.clone()),
+                    inventory: InventoryServiceClient::new(channel.clone()),
                     sync: SyncServiceClient::new(channel),
                 };
             }
