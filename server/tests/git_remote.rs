@@ -12,7 +12,7 @@ use fabricsync::outbound::Outbound;
 use fabricsync_core::sources::Selection;
 use fabricsync_core::vocab::Layout;
 use support::gitservers::{
-    GitDaemon, GitFixture, HttpGitServer, SilentServer, SshServer, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER,
+    Answer, GitDaemon, GitFixture, HttpGitServer, SilentServer, SshServer, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -256,6 +256,15 @@ fn silent_servers_fail_as_timeout_within_the_deadline() {
         let started = Instant::now();
         expect_failure(git::probe(&outbound(), &url, &Auth::None, timeout), FailureKind::Timeout, &[]);
         assert!(started.elapsed() < timeout + Duration::from_secs(1), "{url} took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn a_server_that_resets_or_fails_is_a_remote_failure_not_an_internal_error() {
+    for answer in [Answer::Reset, Answer::Status500] {
+        let server = SilentServer::answering(answer);
+        let url = format!("http://127.0.0.1:{}/x.git", server.port);
+        expect_failure(git::probe(&outbound(), &url, &Auth::None, TIMEOUT), FailureKind::RemoteFailed, &[]);
     }
 }
 

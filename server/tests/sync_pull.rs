@@ -6,7 +6,7 @@ mod support;
 
 use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::*;
-use support::gitservers::{GitFixture, HttpGitServer};
+use support::gitservers::{Answer, GitFixture, HttpGitServer, SilentServer};
 use support::server::ServerProcess;
 use support::sync::{
     counters, hnp_layout, lab_wiring, stages, status, Clients, LAB_CONNECTIONS, LAB_OBJECTS, LAB_VPC_OBJECTS,
@@ -353,6 +353,19 @@ async fn unreachable_remote_and_wrong_credentials_fail_cleanly() {
     let run = c.sync(&anonymous, "", false).await;
     assert_failed(&mut c, &run, "git.authentication", "", false).await;
     assert!(c.stored(&anonymous).await.is_empty());
+
+    // A remote that resets the connection or answers 500: the run names it, PlanSync is
+    // UNAVAILABLE with the reason (it was INTERNAL).
+    for (name, answer) in [("reset", Answer::Reset), ("failing", Answer::Status500)] {
+        let remote = SilentServer::answering(answer);
+        let fabric = c.fabric(name, &format!("http://127.0.0.1:{}/fabric.git", remote.port), "fabric", policy()).await;
+        let run = c.sync(&fabric, "", false).await;
+        assert_failed(&mut c, &run, "git.remote_failed", "", false).await;
+        let plan = c.sync.plan_sync(PlanSyncRequest { fabric_id: fabric, r#ref: String::new() }).await;
+        let err = plan.expect_err("the remote failed");
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{name}: {err:?}");
+        assert!(err.message().contains("the Git server failed"), "{name}: {}", err.message());
+    }
 }
 
 #[tokio::test]

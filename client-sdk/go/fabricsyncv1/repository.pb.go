@@ -174,21 +174,24 @@ const (
 	ConnectionFailure_CONNECTION_FAILURE_OTHER ConnectionFailure = 8
 	// The stored host key does not match the server's (SSH).
 	ConnectionFailure_CONNECTION_FAILURE_HOST_KEY ConnectionFailure = 9
+	// The server broke the connection off or answered with a server error (HTTP 5xx).
+	ConnectionFailure_CONNECTION_FAILURE_REMOTE_FAILED ConnectionFailure = 10
 )
 
 // Enum value maps for ConnectionFailure.
 var (
 	ConnectionFailure_name = map[int32]string{
-		0: "CONNECTION_FAILURE_UNSPECIFIED",
-		1: "CONNECTION_FAILURE_DNS",
-		2: "CONNECTION_FAILURE_CONNECTION_REFUSED",
-		3: "CONNECTION_FAILURE_TIMEOUT",
-		4: "CONNECTION_FAILURE_TLS",
-		5: "CONNECTION_FAILURE_AUTHENTICATION",
-		6: "CONNECTION_FAILURE_NOT_A_REPOSITORY",
-		7: "CONNECTION_FAILURE_PROTOCOL",
-		8: "CONNECTION_FAILURE_OTHER",
-		9: "CONNECTION_FAILURE_HOST_KEY",
+		0:  "CONNECTION_FAILURE_UNSPECIFIED",
+		1:  "CONNECTION_FAILURE_DNS",
+		2:  "CONNECTION_FAILURE_CONNECTION_REFUSED",
+		3:  "CONNECTION_FAILURE_TIMEOUT",
+		4:  "CONNECTION_FAILURE_TLS",
+		5:  "CONNECTION_FAILURE_AUTHENTICATION",
+		6:  "CONNECTION_FAILURE_NOT_A_REPOSITORY",
+		7:  "CONNECTION_FAILURE_PROTOCOL",
+		8:  "CONNECTION_FAILURE_OTHER",
+		9:  "CONNECTION_FAILURE_HOST_KEY",
+		10: "CONNECTION_FAILURE_REMOTE_FAILED",
 	}
 	ConnectionFailure_value = map[string]int32{
 		"CONNECTION_FAILURE_UNSPECIFIED":        0,
@@ -201,6 +204,7 @@ var (
 		"CONNECTION_FAILURE_PROTOCOL":           7,
 		"CONNECTION_FAILURE_OTHER":              8,
 		"CONNECTION_FAILURE_HOST_KEY":           9,
+		"CONNECTION_FAILURE_REMOTE_FAILED":      10,
 	}
 )
 
@@ -1616,7 +1620,7 @@ const file_fabricsync_v1_repository_proto_rawDesc = "" +
 	"\x0eAUTH_TYPE_NONE\x10\x01\x12\x13\n" +
 	"\x0fAUTH_TYPE_TOKEN\x10\x02\x12\x13\n" +
 	"\x0fAUTH_TYPE_BASIC\x10\x03\x12\x15\n" +
-	"\x11AUTH_TYPE_SSH_KEY\x10\x04*\xea\x02\n" +
+	"\x11AUTH_TYPE_SSH_KEY\x10\x04*\x90\x03\n" +
 	"\x11ConnectionFailure\x12\"\n" +
 	"\x1eCONNECTION_FAILURE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CONNECTION_FAILURE_DNS\x10\x01\x12)\n" +
@@ -1627,7 +1631,9 @@ const file_fabricsync_v1_repository_proto_rawDesc = "" +
 	"#CONNECTION_FAILURE_NOT_A_REPOSITORY\x10\x06\x12\x1f\n" +
 	"\x1bCONNECTION_FAILURE_PROTOCOL\x10\a\x12\x1c\n" +
 	"\x18CONNECTION_FAILURE_OTHER\x10\b\x12\x1f\n" +
-	"\x1bCONNECTION_FAILURE_HOST_KEY\x10\t2\x80\x05\n" +
+	"\x1bCONNECTION_FAILURE_HOST_KEY\x10\t\x12$\n" +
+	" CONNECTION_FAILURE_REMOTE_FAILED\x10\n" +
+	"2\x80\x05\n" +
 	"\x11RepositoryService\x12c\n" +
 	"\x10CreateRepository\x12&.fabricsync.v1.CreateRepositoryRequest\x1a'.fabricsync.v1.CreateRepositoryResponse\x12Z\n" +
 	"\rGetRepository\x12#.fabricsync.v1.GetRepositoryRequest\x1a$.fabricsync.v1.GetRepositoryResponse\x12c\n" +

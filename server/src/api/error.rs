@@ -63,7 +63,8 @@ impl From<PullError> for ApiError {
                 | K::Authentication
                 | K::HostKey
                 | K::NotARepository
-                | K::Protocol => ApiError::Unavailable(format!("repository unreachable: {git}")),
+                | K::Protocol
+                | K::RemoteFailed => ApiError::Unavailable(format!("repository unreachable: {git}")),
                 K::Other => ApiError::Internal(git.to_string()),
                 _ => ApiError::FailedPrecondition(git.to_string()),
             },

@@ -466,6 +466,7 @@ fn failure(kind: crate::git::FailureKind) -> ConnectionFailure {
         K::Authentication => ConnectionFailure::Authentication,
         K::NotARepository => ConnectionFailure::NotARepository,
         K::Protocol => ConnectionFailure::Protocol,
+        K::RemoteFailed => ConnectionFailure::RemoteFailed,
         K::HostKey => ConnectionFailure::HostKey,
         _ => ConnectionFailure::Other,
     }

@@ -17,6 +17,8 @@ pub enum FailureKind {
     HostKey,
     NotARepository,
     Protocol,
+    /// The remote broke the connection off or answered with a server error (HTTP 5xx).
+    RemoteFailed,
     InvalidUrl,
     UnknownRef,
     DirectoryNotFound,
@@ -50,6 +52,8 @@ pub enum GitError {
     NotARepository(String),
     #[error("git protocol error: {0}")]
     Protocol(String),
+    #[error("the Git server failed: {0}")]
+    RemoteFailed(String),
     #[error("invalid repository URL: {0}")]
     InvalidUrl(String),
     #[error("unknown ref {0:?}: no such branch, tag or commit")]
@@ -84,6 +88,7 @@ impl FailureKind {
             FailureKind::HostKey => "git.host_key",
             FailureKind::NotARepository => "git.not_a_repository",
             FailureKind::Protocol => "git.protocol",
+            FailureKind::RemoteFailed => "git.remote_failed",
             FailureKind::InvalidUrl => "git.invalid_url",
             FailureKind::UnknownRef => "git.unknown_ref",
             FailureKind::DirectoryNotFound => "git.directory_not_found",
@@ -114,6 +119,7 @@ impl GitError {
             GitError::HostKey(_) => FailureKind::HostKey,
             GitError::NotARepository(_) => FailureKind::NotARepository,
             GitError::Protocol(_) => FailureKind::Protocol,
+            GitError::RemoteFailed(_) => FailureKind::RemoteFailed,
             GitError::InvalidUrl(_) => FailureKind::InvalidUrl,
             GitError::UnknownRef(_) => FailureKind::UnknownRef,
             GitError::DirectoryNotFound(_) => FailureKind::DirectoryNotFound,
@@ -223,6 +229,12 @@ impl Evidence {
             ])
         {
             FailureKind::Authentication
+        } else if [io::ErrorKind::ConnectionReset, io::ErrorKind::ConnectionAborted, io::ErrorKind::BrokenPipe]
+            .iter()
+            .any(|&k| self.io(k))
+            || any(&["connection reset", "broken pipe", "http status 5", "internal server error", "bad gateway"])
+        {
+            FailureKind::RemoteFailed
         } else if any(&[
             "does not appear to be a git repository",
             "not a git repository",
@@ -279,6 +291,7 @@ pub(crate) fn remote_error(kind: FailureKind, detail: String) -> GitError {
         FailureKind::HostKey => GitError::HostKey(detail),
         FailureKind::NotARepository => GitError::NotARepository(detail),
         FailureKind::Protocol => GitError::Protocol(detail),
+        FailureKind::RemoteFailed => GitError::RemoteFailed(detail),
         FailureKind::InvalidUrl => GitError::InvalidUrl(detail),
         FailureKind::Refused => GitError::Refused(detail),
         _ => GitError::Other(detail),
@@ -317,6 +330,8 @@ mod tests {
             (&["fatal: '/x' does not appear to be a git repository"], FailureKind::NotARepository),
             (&["Received HTTP status 404"], FailureKind::NotARepository),
             (&["A packet line could not be decoded"], FailureKind::Protocol),
+            (&["Received HTTP status 500"], FailureKind::RemoteFailed),
+            (&["io error", "Connection reset by peer (os error 104)"], FailureKind::RemoteFailed),
             (&["something else entirely"], FailureKind::Other),
             (
                 &["client error (Connect)", "dns error", "outbound policy: meta (169.254.169.254) is denied"],

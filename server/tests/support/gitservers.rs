@@ -386,7 +386,18 @@ impl Drop for SshServer {
     }
 }
 
-/// Accepts TCP connections and never answers: for timeouts.
+/// What a `SilentServer` does with the connections it accepts.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// Holds them open and never answers: for timeouts.
+    Nothing,
+    /// Resets them (RST) at once: a server that dies or a middlebox that cuts.
+    Reset,
+    /// Answers every request with HTTP 500: a failing Git server.
+    Status500,
+}
+
+/// Accepts TCP connections and answers as told (by default: never).
 pub struct SilentServer {
     pub port: u16,
     stop: Arc<AtomicBool>,
@@ -395,6 +406,10 @@ pub struct SilentServer {
 
 impl SilentServer {
     pub fn start() -> SilentServer {
+        SilentServer::answering(Answer::Nothing)
+    }
+
+    pub fn answering(answer: Answer) -> SilentServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -403,9 +418,27 @@ impl SilentServer {
         let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
             while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => held.push(stream),
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                use std::io::{Read, Write};
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                match answer {
+                    Answer::Nothing => held.push(stream),
+                    // Closing a socket with unread data sends RST instead of FIN.
+                    Answer::Reset => {
+                        let _ = stream.read(&mut [0u8; 1]);
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Answer::Status500 => {
+                        let mut request = [0u8; 4096];
+                        let _ = stream.read(&mut request);
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
                 }
             }
         });

@@ -117,6 +117,8 @@ class _ConnectionFailureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Con
     """Anything else; see message."""
     CONNECTION_FAILURE_HOST_KEY: _ConnectionFailure.ValueType  # 9
     """The stored host key does not match the server's (SSH)."""
+    CONNECTION_FAILURE_REMOTE_FAILED: _ConnectionFailure.ValueType  # 10
+    """The server broke the connection off or answered with a server error (HTTP 5xx)."""
 
 class ConnectionFailure(_ConnectionFailure, metaclass=_ConnectionFailureEnumTypeWrapper):
     """Why a connection test failed."""
@@ -141,6 +143,8 @@ CONNECTION_FAILURE_OTHER: ConnectionFailure.ValueType  # 8
 """Anything else; see message."""
 CONNECTION_FAILURE_HOST_KEY: ConnectionFailure.ValueType  # 9
 """The stored host key does not match the server's (SSH)."""
+CONNECTION_FAILURE_REMOTE_FAILED: ConnectionFailure.ValueType  # 10
+"""The server broke the connection off or answered with a server error (HTTP 5xx)."""
 Global___ConnectionFailure: _TypeAlias = ConnectionFailure  # noqa: Y015
 
 @_typing.final
