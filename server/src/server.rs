@@ -46,7 +46,7 @@ pub async fn serve(
         parse_cache: Default::default(),
     };
     let (gate, audit_writer) = gate(&settings, &state);
-    let mut workers = crate::sync::worker::spawn(state.clone());
+    let mut workers = crate::sync::worker::spawn(state.clone(), database_url).await?;
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
     workers.push(crate::sync::watch::spawn(state.clone(), database_url.to_string()));
     if let Some(addr) = settings.webhook_listen {

@@ -146,7 +146,10 @@ async fn a_run_survives_the_crash_of_its_process() {
     let tarpit = SilentServer::start();
     let db = support::fresh_database().await;
     let keys = Keyring::generate_key_line("k");
-    let mut doomed = server(&db, &keys, "1").await;
+    // A lease far longer than the test waits: the run is taken over because its process died,
+    // which PostgreSQL knows when the process's connections close, not because the lease ran out.
+    let long_lease = ["--sync-workers", "1", "--sync-lease-seconds", "600", "--git-timeout-seconds", "30"];
+    let mut doomed = ServerProcess::start_with(&db, &keys, &long_lease).await;
     let mut c = Clients::new(doomed.channel().await);
     // The remote never answers, so the run hangs in fetching inside the doomed process.
     let fabric_id =
@@ -159,12 +162,8 @@ async fn a_run_survives_the_crash_of_its_process() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    doomed.kill_hard();
-
-    // Point the repository at a working remote, then start a second process: it takes the run
-    // over once the lease (2 s) expires and finishes it.
-    let survivor = server(&db, &keys, "1").await;
-    let mut c = Clients::new(survivor.channel().await);
+    // Point the repository at a working remote (the hanging fetch keeps the old one), kill the
+    // process, then start a second one: it takes the run over and finishes it.
     let fabric = c.get_fabric(&fabric_id).await;
     c.repos
         .update_repository(UpdateRepositoryRequest {
@@ -178,6 +177,9 @@ async fn a_run_survives_the_crash_of_its_process() {
         })
         .await
         .expect("repoint repository");
+    doomed.kill_hard();
+    let survivor = ServerProcess::start_with(&db, &keys, &long_lease).await;
+    let mut c = Clients::new(survivor.channel().await);
     let done = c.wait(&run.id, Duration::from_secs(60)).await;
     assert_eq!(status(&done), SyncRunStatus::Succeeded, "{done:?}");
     assert_ne!(done.claimed_by, claimed.claimed_by, "not taken over");

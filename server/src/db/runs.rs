@@ -157,6 +157,37 @@ pub fn cursor(row: &RunRow) -> String {
 }
 
 /// Claims the oldest queued run, or a running one whose lease expired (its worker died).
+/// First of the two advisory-lock keys of a server process's presence: "fabricsync worker".
+/// The second is `hashtext(<process>)`, the part of `claimed_by` before the `/`.
+const PRESENCE_CLASS: i32 = 0x6677_726b;
+
+/// A connection of its own holding `process`'s presence lock (None: another session holds that
+/// key). The lock lives as long as the connection: a killed process's goes with its socket.
+pub async fn hold_presence(database_url: &str, process: &str) -> Result<Option<AsyncPgConnection>, DbError> {
+    use diesel_async::AsyncConnection;
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    let mut conn = AsyncPgConnection::establish(database_url).await.map_err(|e| DbError::Connect(e.to_string()))?;
+    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
+        .bind::<diesel::sql_types::Int4, _>(PRESENCE_CLASS)
+        .bind::<Text, _>(process)
+        .get_result(&mut conn)
+        .await?;
+    Ok(locked.locked.then_some(conn))
+}
+
+/// Whether the connection still answers.
+pub async fn ping(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    diesel::sql_query("SELECT 1").execute(conn).await?;
+    Ok(())
+}
+
+/// Claims the oldest queued run, or a running one whose holder is gone: its lease ran out, or
+/// its process's presence lock is no longer held (the process died: PostgreSQL ended its
+/// session when the connection closed).
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     worker: &str,
@@ -165,13 +196,17 @@ pub async fn claim(
     let rows: Vec<RunRow> = diesel::sql_query(
         "UPDATE sync_runs SET status = 'running', claimed_by = $1, lease_expires_at = now() + $2,
                 started_at = coalesce(started_at, now())
-         WHERE id = (SELECT id FROM sync_runs
-                     WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < now())
+         WHERE id = (SELECT id FROM sync_runs r
+                     WHERE status = 'queued'
+                        OR (status = 'running' AND (lease_expires_at < now() OR NOT EXISTS (
+                              SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                                AND classid = $3::oid AND objid = hashtext(split_part(r.claimed_by, '/', 1))::oid)))
                      ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING *",
     )
     .bind::<Text, _>(worker)
     .bind::<Interval, _>(interval(lease))
+    .bind::<diesel::sql_types::Int4, _>(PRESENCE_CLASS)
     .load(conn)
     .await?;
     Ok(rows.into_iter().next())

@@ -27,16 +27,48 @@ use crate::db::{self, events, DbError};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{CancelledProgress, FailedProgress, FinishedProgress, PersistingProgress};
 
-/// Starts the configured number of workers; they end when the server shuts down.
-pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
+/// Starts the configured number of workers, once this process holds its presence lock (see
+/// `runs::claim`: another process takes a run over as soon as its holder's lock is gone, not
+/// only when the lease ran out); they end when the server shuts down.
+pub async fn spawn(state: AppState, database_url: &str) -> Result<Vec<JoinHandle<()>>, DbError> {
     let process = format!("{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
-    (0..state.settings.sync_workers)
-        .map(|n| {
-            let state = state.clone();
-            let worker = format!("{process}/{n}");
-            tokio::spawn(async move { work(state, worker).await })
-        })
-        .collect()
+    let presence = runs::hold_presence(database_url, &process).await?;
+    let mut tasks =
+        vec![tokio::spawn(keep_presence(state.clone(), database_url.to_string(), process.clone(), presence))];
+    tasks.extend((0..state.settings.sync_workers).map(|n| {
+        let state = state.clone();
+        let worker = format!("{process}/{n}");
+        tokio::spawn(async move { work(state, worker).await })
+    }));
+    Ok(tasks)
+}
+
+/// Holds the presence lock's connection; when it breaks (a database restart), takes it again.
+async fn keep_presence(
+    state: AppState,
+    database_url: String,
+    process: String,
+    mut presence: Option<diesel_async::AsyncPgConnection>,
+) {
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let alive = match presence.as_mut() {
+            Some(conn) => runs::ping(conn).await.is_ok(),
+            None => false,
+        };
+        if !alive {
+            match runs::hold_presence(&database_url, &process).await {
+                Ok(held) => presence = held,
+                Err(e) => {
+                    warn!(error = %e, "cannot take the presence lock; runs of this process are taken over after their lease")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 async fn work(state: AppState, worker: String) {
