@@ -27,10 +27,15 @@ pub async fn served(client: &kube::Client, kind: InventoryKind) -> Result<bool, 
     super::serves(client, kind.api_version(), &resource(kind).plural).await
 }
 
-/// Every object of `kind` in the cluster (all namespaces), as JSON.
-pub async fn list(client: &kube::Client, kind: InventoryKind) -> Result<Vec<Value>, ClusterError> {
+/// Every object of `kind` in the cluster (all namespaces), as JSON, handed to `each` page by
+/// page (a page's objects are dropped before the next is read); returns how many were listed.
+pub async fn list(
+    client: &kube::Client,
+    kind: InventoryKind,
+    mut each: impl FnMut(&Value),
+) -> Result<usize, ClusterError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(kind));
-    let mut objects = Vec::new();
+    let mut listed = 0;
     let mut params = ListParams::default().limit(PAGE);
     loop {
         let page = api.list(&params).await.map_err(ClusterError::from)?;
@@ -42,11 +47,12 @@ pub async fn list(client: &kube::Client, kind: InventoryKind) -> Result<Vec<Valu
                 object.insert("apiVersion".into(), kind.api_version().into());
                 object.insert("kind".into(), kind.kind().into());
             }
-            objects.push(value);
+            each(&value);
+            listed += 1;
         }
         match next {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(objects),
+            None => return Ok(listed),
         }
     }
 }

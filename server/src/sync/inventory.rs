@@ -79,20 +79,20 @@ async fn read(state: &AppState, fabric: &FabricRow, scope: &Scope) -> Result<Rea
     for &kind in InventoryKind::ALL.iter().filter(|k| filter.kinds.contains(k)) {
         scope.checkpoint()?;
         let served = cluster::inventory::served(&connection.client, kind).await.map_err(failed)?;
-        let listed =
-            if served { cluster::inventory::list(&connection.client, kind).await.map_err(failed)? } else { Vec::new() };
         let before = objects.len();
-        for value in &listed {
-            match inventory::read(kind, value) {
-                Ok(object) if filter.keeps(&object) => objects.push(object),
-                Ok(_) => {}
-                Err(e) => warnings
-                    .push(StoredDiagnostic { error: false, ..run_diagnostic("inventory.unreadable", e.to_string()) }),
-            }
-        }
+        let mut keep = |value: &serde_json::Value| match inventory::read(kind, value) {
+            Ok(object) if filter.keeps(&object) => objects.push(object),
+            Ok(_) => {}
+            Err(e) => warnings
+                .push(StoredDiagnostic { error: false, ..run_diagnostic("inventory.unreadable", e.to_string()) }),
+        };
+        let listed = match served {
+            true => cluster::inventory::list(&connection.client, kind, &mut keep).await.map_err(failed)?,
+            false => 0,
+        };
         let progress = InventoryProgress {
             kind: kind.kind().into(),
-            listed: listed.len() as i64,
+            listed: listed as i64,
             kept: (objects.len() - before) as i64,
             served,
         };
