@@ -1,8 +1,8 @@
 """The plugin in a real browser (headless Chromium, Selenium) against `netbox runserver`, the
 real fabricsync and the real kube-apiserver: log in, create a repository and a fabric, pull and
 apply with the live run page, patch an object with kubectl, and find the drifted field, both
-values and who changed it on the drift tab. A screenshot of each page goes to
-$NETBOX_SCREENSHOTS (default target/netbox-screenshots).
+values and who changed it on the drift tab; import the inventory and open Sync to NetBox. A
+screenshot of each page goes to $NETBOX_SCREENSHOTS (default target/netbox-screenshots).
 
 Run by client-sdk/netbox-plugin/test.sh (inside tests/sdk-fixture.sh and dev/netbox.sh)."""
 
@@ -16,6 +16,7 @@ import unittest
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as when
@@ -92,9 +93,12 @@ class BrowserTest(unittest.TestCase):
             if outcome:
                 break
             stage = self.browser.find_elements(By.ID, "progress-stage")
-            if stage and stage[0].text == "finished":
-                saw_finished = True
-                self.shot(f"{name}-live")
+            try:
+                if stage and stage[0].text == "finished":
+                    saw_finished = True
+                    self.shot(f"{name}-live")
+            except StaleElementReferenceException:
+                continue  # the page reloaded (the run ended) between finding the element and reading it
             time.sleep(0.05)
         self.assertEqual(self.wait_for("#run-outcome").text, "succeeded")
         self.shot(f"{name}-done")
@@ -172,6 +176,16 @@ class BrowserTest(unittest.TestCase):
         self.open("/plugins/fabricsync/fabrics/")
         self.assertIn(name, self.wait_for("table.object-list").text)
         self.shot("11-fabric-list")
+
+        # The inventory tab after an import, and the Sync to NetBox dry run.
+        b.get(fabric_url + "inventory/")
+        self.press_and_follow_run("import-inventory", "12-inventory-import")
+        b.get(fabric_url + "inventory/")
+        self.wait_for("#inventory")
+        self.shot("13-inventory")
+        self.wait_for("#netbox-sync").click()
+        self.wait_for("#sync-items")
+        self.shot("14-netbox-sync")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 class FabricsyncConfig(PluginConfig):
     name = "netbox_fabricsync"
     verbose_name = "Fabricsync"
-    description = "Hedgehog fabrics kept in sync with Git by fabricsync: sync, live progress, resources, drift"
+    description = "Hedgehog fabrics kept in sync with Git by fabricsync: sync, live progress, resources, drift, inventory"
     version = __version__
     base_url = "fabricsync"
     min_version = "4.7.0"

@@ -83,7 +83,17 @@ class SyncForm(forms.Form):
 _TERM = RegexValidator(r"^[A-Za-z0-9._-]*$", "Letters, digits, '.', '_' and '-' only")
 
 
-class ResourceFilterForm(forms.Form):
+class FilterForm(forms.Form):
+    """A list's filter form: its fields are the List request's filter fields."""
+
+    def filter(self) -> str:
+        """The List filter: field=value terms, ANDed."""
+        if not self.is_valid():
+            return ""
+        return " ".join(f"{k}={v}" for k, v in self.cleaned_data.items() if v)
+
+
+class ResourceFilterForm(FilterForm):
     kind = forms.CharField(required=False, validators=[_TERM])
     namespace = forms.CharField(required=False, validators=[_TERM])
     name = forms.CharField(required=False, validators=[_TERM])
@@ -91,11 +101,20 @@ class ResourceFilterForm(forms.Form):
     apply_status = forms.ChoiceField(required=False, choices=[("", "Any")] + [(s, s) for s in ("pending", "applied", "failed", "unchanged")])
     health = forms.ChoiceField(required=False, choices=[("", "Any")] + [(s, s) for s in ("degraded", "missing", "progressing", "unknown", "healthy")])
 
-    def filter(self) -> str:
-        """The ListResources filter: field=value terms, ANDed."""
-        if not self.is_valid():
-            return ""
-        return " ".join(f"{k}={v}" for k, v in self.cleaned_data.items() if v)
+
+INVENTORY_KINDS = ("node", "namespace", "deployment", "statefulset", "daemonset", "pod", "service", "virtualmachine", "virtualmachineinstance")
+
+
+class InventoryFilterForm(FilterForm):
+    kind = forms.ChoiceField(required=False, choices=[("", "Any")] + [(k, k) for k in INVENTORY_KINDS])
+    namespace = forms.CharField(required=False, validators=[_TERM])
+    name = forms.CharField(required=False, validators=[_TERM])
+    node = forms.CharField(required=False, validators=[_TERM])
+    workload = forms.ChoiceField(required=False, choices=(("", "Any"), ("container", "container"), ("vm", "vm")))
+
+
+class SwitchPortForm(forms.Form):
+    switch_port = forms.CharField(label="Switch port", help_text="switch/port as Connections write it, e.g. leaf-01/E1/5")
 
 
 class PlanForm(forms.Form):

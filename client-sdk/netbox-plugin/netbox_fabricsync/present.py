@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import yaml
-from fabricsync.v1 import common_pb2, fabric_pb2, repository_pb2, sync_pb2
+from fabricsync.v1 import common_pb2, fabric_pb2, inventory_pb2, repository_pb2, sync_pb2
 from google.protobuf import json_format
 
 # Badge colour (NetBox's text-bg-* names) of each status label.
@@ -21,6 +21,7 @@ _COLOURS = {
     "create": "green", "update": "blue", "delete": "red",
     "added": "green", "modified": "blue", "deleted": "red", "warning": "yellow",
     "healthy": "green", "progressing": "blue", "degraded": "red", "health changed": "cyan",
+    "container": "blue", "vm": "purple", "created": "green", "updated": "blue",
 }
 
 
@@ -31,9 +32,13 @@ def label(enum: Any, value: int) -> str:
     return name.removeprefix(prefix).lower().replace("_", " ")
 
 
+def colour(text: str) -> str:
+    return _COLOURS.get(text, "secondary")
+
+
 def badge(enum: Any, value: int) -> dict[str, str]:
     text = label(enum, value)
-    return {"text": text, "colour": _COLOURS.get(text, "secondary")}
+    return {"text": text, "colour": colour(text)}
 
 
 def when(timestamp: Any) -> datetime | None:
@@ -119,6 +124,7 @@ ENUMS = {
     "auth": repository_pb2.AuthType,
     "repo_failure": repository_pb2.ConnectionFailure,
     "cluster_failure": fabric_pb2.ClusterFailure,
+    "workload": inventory_pb2.WorkloadType,
 }
 
 

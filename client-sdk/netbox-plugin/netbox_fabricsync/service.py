@@ -56,5 +56,6 @@ class Fabricsync:
         self.fabrics = _Bound(client.fabrics, metadata, self.settings.timeout)
         self.sync = _Bound(client.sync, metadata, self.settings.timeout)
         self.drift = _Bound(client.drift, metadata, self.settings.timeout)
+        self.inventory = _Bound(client.inventory, metadata, self.settings.timeout)
         # Server streams last longer than one call: their own bound.
         self.streams = _Bound(client.sync, metadata, self.settings.stream_timeout)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import drift, events, fabrics, plan, repositories, resources, runs
+from .views import drift, events, fabrics, inventory, plan, repositories, resources, runs
 
 urlpatterns = [
     path("repositories/", repositories.RepositoryListView.as_view(), name="repository_list"),
@@ -19,6 +19,10 @@ urlpatterns = [
     path("fabrics/<str:pk>/rbac.yaml", fabrics.FabricRbacView.as_view(), name="fabric_rbac"),
     path("fabrics/<str:pk>/resources/", resources.ResourceListView.as_view(), name="fabric_resources"),
     path("fabrics/<str:pk>/resources/<path:key>", resources.ResourceView.as_view(), name="resource"),
+    path("fabrics/<str:pk>/inventory/", inventory.InventoryView.as_view(), name="fabric_inventory"),
+    path("fabrics/<str:pk>/inventory/import/", inventory.InventoryImportView.as_view(), name="fabric_inventory_import"),
+    path("fabrics/<str:pk>/inventory/switch-port/", inventory.SwitchPortView.as_view(), name="fabric_switch_port"),
+    path("fabrics/<str:pk>/inventory/netbox/", inventory.NetBoxSyncView.as_view(), name="fabric_netbox_sync"),
     path("fabrics/<str:pk>/drift/", drift.DriftView.as_view(), name="fabric_drift"),
     path("fabrics/<str:pk>/drift/remediate/", drift.RemediateView.as_view(), name="fabric_remediate"),
     path("fabrics/<str:pk>/drift/<path:key>", drift.ResourceDriftView.as_view(), name="resource_drift"),

@@ -16,6 +16,12 @@ def status(value, enum_name):
 
 
 @register.filter
+def badge(text):
+    """A status word as a NetBox badge of its colour: {{ item.action|badge }}."""
+    return format_html('<span class="badge text-bg-{}">{}</span>', present.colour(text), text)
+
+
+@register.filter
 def enum_label(value, enum_name):
     return present.label(present.ENUMS[enum_name], value)
 

@@ -12,7 +12,7 @@ import uuid
 from typing import Any, Callable, TypeVar
 
 from django.contrib.auth import get_user_model
-from fabricsync.v1 import drift_pb2, fabric_pb2, repository_pb2, sync_pb2
+from fabricsync.v1 import drift_pb2, fabric_pb2, inventory_pb2, repository_pb2, sync_pb2
 from fabricsync_client import Client
 
 T = TypeVar("T")
@@ -49,8 +49,8 @@ def poll(what: str, get: Callable[[], T], done: Callable[[T], bool], timeout: fl
         time.sleep(0.2)
 
 
-def kubectl(*args: str) -> str:
-    out = subprocess.run([ENV["FABRICSYNC_KUBECTL"], *args], capture_output=True, text=True, timeout=60)
+def kubectl(*args: str, stdin: str | None = None) -> str:
+    out = subprocess.run([ENV["FABRICSYNC_KUBECTL"], *args], input=stdin, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, f"kubectl {' '.join(args)}: {out.stderr}"
     return out.stdout
 
@@ -103,8 +103,16 @@ def run_to_end(fabric_id: str, mode: int) -> sync_pb2.SyncRun:
     return done
 
 
+def import_inventory(fabric_id: str) -> sync_pb2.SyncRun:
+    run = sdk().inventory.StartInventoryImport(inventory_pb2.StartInventoryImportRequest(fabric_id=fabric_id)).run
+    done = sdk().wait_for_run(run.id, timeout=120)
+    assert done.status == sync_pb2.SYNC_RUN_STATUS_SUCCEEDED, done
+    return done
+
+
 _ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../../../.."))
 _SAMPLES = os.path.join(_ROOT, "server/tests/data/samples")
+KUBEVIRT = os.path.join(_ROOT, "server/tests/data/kubevirt")  # KubeVirt's CRDs and example VM
 
 
 def git(*args: str) -> None:

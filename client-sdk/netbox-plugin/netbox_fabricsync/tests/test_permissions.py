@@ -17,10 +17,14 @@ def url(name, **kwargs):
 
 def user_with(name, model, actions):
     user = get_user_model().objects.create_user(name, password="x")
-    permission = ObjectPermission.objects.create(name=f"{name}-{model.__name__}", actions=actions)
+    grant(user, model, actions)
+    return user
+
+
+def grant(user, model, actions, constraints=None):
+    permission = ObjectPermission.objects.create(name=f"{user.username}-{model.__name__}", actions=actions, constraints=constraints)
     permission.object_types.add(ObjectType.objects.get_for_model(model))
     permission.users.add(user)
-    return user
 
 
 class PermissionTests(TestCase):
@@ -37,9 +41,12 @@ class PermissionTests(TestCase):
     def test_denied_before_any_call(self):
         self.client.force_login(get_user_model().objects.create_user("nobody", password="x"))
         with override_settings(PLUGINS_CONFIG={"netbox_fabricsync": {"address": support.closed_address()}}):
-            for page in (url("fabric_list"), url("repository_list"), url("fabric", pk=self.fabric.id), url("run_list")):
+            pages = ("fabric_list", "repository_list", "run_list")
+            fabric_pages = ("fabric", "fabric_inventory", "fabric_switch_port", "fabric_netbox_sync")
+            for page in [url(p) for p in pages] + [url(p, pk=self.fabric.id) for p in fabric_pages]:
                 self.assertEqual(self.client.get(page).status_code, 403, page)
             self.assertEqual(self.client.post(url("fabric_sync", pk=self.fabric.id), {"mode": "pull"}).status_code, 403)
+            self.assertEqual(self.client.post(url("fabric_inventory_import", pk=self.fabric.id)).status_code, 403)
 
     def test_view_only_user_sees_but_cannot_sync_change_or_remediate(self):
         self.client.force_login(user_with("viewer", Fabric, ["view"]))

@@ -50,4 +50,8 @@ class PresentTests(SimpleTestCase):
         rollout = progress.view(sync_pb2.SyncProgressEvent(rollout=sync_pb2.RolloutProgress(up_to_date=4, total=6, waiting_for=["leaf-2", "leaf-5"])))
         self.assertEqual((rollout["stage"], rollout["done"], rollout["total"], rollout["terminal"]), ("rollout", 4, 6, False))
         self.assertEqual(rollout["text"], "rolled out on 4 of 6 switches; waiting for leaf-2, leaf-5")
+        pods = progress.view(sync_pb2.SyncProgressEvent(inventory=sync_pb2.InventoryProgress(kind="Pod", listed=4, kept=3, served=True)))
+        self.assertEqual((pods["stage"], pods["text"], pods["terminal"]), ("inventory", "Pod: 3 of 4 kept", False))
+        absent = progress.view(sync_pb2.SyncProgressEvent(inventory=sync_pb2.InventoryProgress(kind="VirtualMachine")))
+        self.assertEqual(absent["text"], "VirtualMachine: not served by the cluster")
         self.assertEqual(progress.sse("progress", {"a": 1}, 7), 'id: 7\nevent: progress\ndata: {"a": 1}\n\n')

@@ -1,0 +1,222 @@
+"""The Inventory tab and Sync to NetBox against the real fabricsync: nodes, pods and a KubeVirt
+VM with its VMI made in the real kube-apiserver as a kubelet and KubeVirt would report them (no
+kubelet runs), imported into the wiring fabric, whose Server server-0000-01 is one of the nodes."""
+
+import json
+import os
+import subprocess
+
+from core.models import ObjectChange
+from dcim.models import Device
+from django.test import TestCase
+from django.urls import reverse
+from fabricsync.v1 import fabric_pb2, sync_pb2
+from google.protobuf import field_mask_pb2
+from virtualization.models import VirtualMachine
+
+from netbox_fabricsync.models import Fabric
+from netbox_fabricsync.tests import support
+from netbox_fabricsync.tests.support import sdk
+from netbox_fabricsync.tests.test_permissions import grant, user_with
+
+NAMESPACE = "inventory-test"
+NODE = "server-0000-01"  # a Server of the wiring fabric, linked to leaf-0000-a/E1/1 and leaf-0000-b/E1/1
+SPARE = "worker-spare"  # a node that is no Server
+PORT = "leaf-0000-a/E1/1"
+BATCH = 55  # pods on SPARE, for more than one page
+OBJECTS = 2 + 1 + BATCH + 1 + 2 + 1  # nodes, the namespace, pods, VMs, the VMI
+
+
+def url(name, **kwargs):
+    return reverse(f"plugins:netbox_fabricsync:{name}", kwargs=kwargs)
+
+
+def node(name):
+    support.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}))
+    status = {"status": {
+        "capacity": {"cpu": "16", "memory": "65536Mi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        "nodeInfo": {"kubeletVersion": "v1.31.2", "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "",
+                     "containerRuntimeVersion": "", "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64"},
+    }}
+    support.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+
+
+def pod(name, on):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE}, "spec": {
+        "nodeName": on, "automountServiceAccountToken": False, "containers": [{"name": "app", "image": "quay.io/example/app:1"}],
+    }}
+
+
+def what_runs():
+    """Two Ready nodes; web-1 and the running VM vm-cirros on NODE, BATCH pods on SPARE, and
+    vm-idle, a VM without an instance."""
+    node(NODE)
+    node(SPARE)
+    support.kubectl("create", "namespace", NAMESPACE)
+    # Pods need the namespace's default ServiceAccount, which a controller makes.
+    account = [support.ENV["FABRICSYNC_KUBECTL"], "get", "serviceaccount", "default", "-n", NAMESPACE]
+    support.poll("default ServiceAccount", lambda: subprocess.run(account, capture_output=True).returncode, lambda code: code == 0)
+    pods = [pod("web-1", NODE)] + [pod(f"batch-{i:02}", SPARE) for i in range(BATCH)]
+    support.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
+    support.kubectl("apply", "-f", os.path.join(support.KUBEVIRT, "kubevirt-crds-minimal.yaml"))
+    support.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/virtualmachines.kubevirt.io", "crd/virtualmachineinstances.kubevirt.io")
+    support.kubectl("apply", "-n", NAMESPACE, "-f", os.path.join(support.KUBEVIRT, "vm-cirros.yaml"))
+    idle = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "vm-idle", "namespace": NAMESPACE}, "spec": {"running": False}}
+    vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "vm-cirros", "namespace": NAMESPACE, "labels": {"vm.kubevirt.io/name": "vm-cirros"}}, "spec": {}}
+    support.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [idle, vmi]}))
+    running = {"status": {"phase": "Running", "nodeName": NODE, "interfaces": [{"name": "default", "ipAddress": "10.244.1.7"}]}}
+    support.kubectl("patch", "virtualmachineinstances.kubevirt.io", "vm-cirros", "-n", NAMESPACE, "--subresource=status", "--type=merge", "-p", json.dumps(running))
+
+
+class InventoryTests(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        support.add_wiring()
+        cls.fabric = support.create_fabric(support.create_repository(), path=support.WIRING)
+        support.run_to_end(cls.fabric.id, sync_pb2.SYNC_MODE_PULL)
+        # Only the test's namespace: the fixture's cluster holds other tests' objects too.
+        settings = fabric_pb2.InventorySettings(namespace_regex=f"^{NAMESPACE}$")
+        sdk().fabrics.UpdateFabric(fabric_pb2.UpdateFabricRequest(
+            fabric=fabric_pb2.Fabric(id=cls.fabric.id, inventory=settings), update_mask=field_mask_pb2.FieldMask(paths=["inventory"]),
+        ))
+        what_runs()
+        support.import_inventory(cls.fabric.id)
+
+    def setUp(self):
+        self.client.force_login(support.superuser())
+
+    def get(self, path, status=200):
+        response = self.client.get(path)
+        self.assertEqual(response.status_code, status, response.content[-3000:])
+        return response
+
+    def test_inventory_tab_with_pages_and_filters(self):
+        tab = url("fabric_inventory", pk=self.fabric.id)
+        first = self.get(tab)
+        self.assertContains(first, f"Showing 50 of {OBJECTS}")
+        for text in ('id="tab-inventory"', 'id="import-inventory"', 'id="netbox-sync"', 'id="switch-port-form"'):
+            self.assertContains(first, text)
+        self.assertContains(self.get(tab + "?" + first.context["paging"]["next_query"]), f"Showing {OBJECTS - 50} of {OBJECTS}")
+        nodes = self.get(tab + "?kind=node")
+        self.assertContains(nodes, "Showing 2 of 2")
+        self.assertEqual([o.name for o in nodes.context["objects"]], [NODE, SPARE])
+        on_node = self.get(tab + f"?node={NODE}")
+        self.assertEqual(sorted((o.kind, o.name) for o in on_node.context["objects"]), [("pod", "web-1"), ("virtualmachineinstance", "vm-cirros")])
+        vms = self.get(tab + f"?workload=vm&namespace={NAMESPACE}")
+        self.assertContains(vms, "Showing 3 of 3")
+        self.assertContains(vms, '<span class="badge text-bg-purple">vm</span>', count=3)
+        self.assertContains(self.get(tab + "?kind=pod&workload=container"), f"Showing 50 of {BATCH + 1}")
+        self.assertContains(self.get(tab + "?node=a%20b"), "Letters, digits")
+
+    def test_import_button_and_the_run_page(self):
+        response = self.client.post(url("fabric_inventory_import", pk=self.fabric.id), {"dry_run": "on"})
+        self.assertEqual(response.status_code, 302)
+        run_id = response.url.rstrip("/").split("/")[-1]
+        body = b"".join(self.client.get(url("run_events", pk=run_id)).streaming_content).decode()
+        self.assertIn('"stage": "inventory"', body)
+        self.assertIn(f'"text": "Pod: {BATCH + 1} of {BATCH + 1} kept"', body)
+        self.assertIn('"text": "VirtualMachine: 2 of 2 kept"', body)
+        run = sdk().wait_for_run(run_id, timeout=120)
+        self.assertTrue(run.dry_run)
+        self.assertEqual((run.counters.created, run.counters.unchanged), (0, OBJECTS))
+        page = self.get(url("run", pk=run_id))
+        self.assertContains(page, 'id="run-outcome">succeeded')
+        self.assertContains(page, "Inventory of")
+
+    def test_behind_a_switch_port(self):
+        page = self.get(url("fabric_switch_port", pk=self.fabric.id) + f"?switch_port={PORT}")
+        [server] = page.context["servers"]
+        self.assertEqual((server.server, list(server.nodes)), (NODE, [NODE]))
+        for text in ("<code>leaf-0000-b/E1/1</code>", "<code>enp2s1</code>", "web-1", "vm-cirros", '<span class="badge text-bg-purple">vm</span>', '<span class="badge text-bg-blue">container</span>'):
+            self.assertContains(page, text)
+        self.assertContains(self.get(url("fabric_switch_port", pk=self.fabric.id) + "?switch_port=leaf-0000-a/E1/48"), 'id="no-servers"')
+        bad = self.get(url("fabric_switch_port", pk=self.fabric.id) + "?switch_port=no-port", status=400)
+        self.assertContains(bad, 'id="fabricsync-error"', status_code=400)
+        self.assertContains(bad, 'value="no-port"', status_code=400)
+
+    def sync(self, expected, status=200):
+        """The dry run, then its confirm; both as {(model, name): action}."""
+        preview = self.get(url("fabric_netbox_sync", pk=self.fabric.id))
+        self.assertEqual({(i.model, i.name): i.action for i in preview.context["items"]}, expected)
+        log = self.client.post(url("fabric_netbox_sync", pk=self.fabric.id), {"fingerprint": preview.context["fingerprint"]})
+        self.assertEqual(log.status_code, status, log.content[-3000:])
+        return preview, log
+
+    def test_sync_to_netbox_dry_run_confirm_and_again(self):
+        planned = {("device", NODE): "create", ("device", SPARE): "create", ("virtual machine", "vm-cirros"): "create", ("virtual machine", "vm-idle"): "create"}
+        preview = self.get(url("fabric_netbox_sync", pk=self.fabric.id))
+        self.assertEqual({(i.model, i.name): i.action for i in preview.context["items"]}, planned)
+        items = {i.name: i for i in preview.context["items"]}
+        self.assertEqual((items["vm-cirros"].fields["device"], items["vm-cirros"].fields["status"]), (NODE, "active"))
+        self.assertEqual((items["vm-idle"].fields["device"], items["vm-idle"].fields["status"]), ("", "offline"))
+        self.assertContains(preview, 'id="netbox-apply"')
+        self.assertFalse(Device.objects.filter(name__in=[NODE, SPARE]).exists(), "a dry run creates nothing")
+        self.assertFalse(VirtualMachine.objects.filter(name="vm-cirros").exists())
+
+        log = self.client.post(url("fabric_netbox_sync", pk=self.fabric.id), {"fingerprint": preview.context["fingerprint"]})
+        self.assertEqual({i.name: i.action for i in log.context["items"]}, {NODE: "created", SPARE: "created", "vm-cirros": "created", "vm-idle": "created"})
+        device = Device.objects.get(name=NODE)
+        self.assertEqual(
+            (device.site.name, device.role.name, device.device_type.full_name, device.cluster.name, device.cluster.type.name, device.status),
+            (self.fabric.name, "Kubernetes node", "Kubernetes Node", self.fabric.name, "KubeVirt", "active"),
+        )
+        vm = VirtualMachine.objects.get(name="vm-cirros")
+        self.assertEqual((vm.device, vm.cluster, vm.site, vm.status), (device, device.cluster, device.site, "active"))
+        idle = VirtualMachine.objects.get(name="vm-idle")
+        self.assertEqual((idle.device, idle.status), (None, "offline"))
+        self.assertContains(log, device.get_absolute_url())
+        self.assertTrue(ObjectChange.objects.filter(changed_object_id=device.pk, user_name="admin").exists(), "in NetBox's change log")
+
+        # Again: nothing changes. After an edit in NetBox the plan updates that field back, and
+        # a confirm of an older preview is shown again instead of applied.
+        unchanged = {key: "unchanged" for key in planned}
+        _, again = self.sync(unchanged)
+        self.assertEqual({i.action for i in again.context["items"]}, {"unchanged"})
+        stale = self.get(url("fabric_netbox_sync", pk=self.fabric.id)).context["fingerprint"]
+        Device.objects.filter(name=SPARE).update(status="planned")
+        refused = self.client.post(url("fabric_netbox_sync", pk=self.fabric.id), {"fingerprint": stale})
+        self.assertContains(refused, "changed since the preview", status_code=409)
+        self.assertEqual(Device.objects.get(name=SPARE).status, "planned")
+        preview, log = self.sync(unchanged | {("device", SPARE): "update"})
+        self.assertEqual(next(i for i in preview.context["items"] if i.name == SPARE).changes, {"status": ("planned", "active")})
+        self.assertContains(preview, "<code>status</code> planned &rarr; active")
+        self.assertEqual(Device.objects.get(name=SPARE).status, "active")
+        self.sync(unchanged)
+
+    def test_sync_to_netbox_needs_the_sync_and_netbox_permissions(self):
+        page = url("fabric_netbox_sync", pk=self.fabric.id)
+        self.client.force_login(user_with("inventory-viewer", Fabric, ["view"]))
+        tab = self.get(url("fabric_inventory", pk=self.fabric.id))
+        self.assertNotContains(tab, 'id="import-inventory"')
+        self.assertEqual(self.client.post(url("fabric_inventory_import", pk=self.fabric.id)).status_code, 403)
+        preview = self.get(page)
+        self.assertContains(preview, 'id="sync-not-allowed"')
+        self.assertNotContains(preview, 'id="netbox-apply"')
+        refused = self.client.post(page, {"fingerprint": preview.context["fingerprint"]})
+        self.assertContains(refused, 'id="fabricsync-error"', status_code=403)
+        self.assertContains(refused, "netbox_fabricsync.sync_fabric", status_code=403)
+
+        operator = user_with("inventory-operator", Fabric, ["view", "sync"])
+        self.client.force_login(operator)
+        refused = self.client.post(page, {"fingerprint": preview.context["fingerprint"]})
+        self.assertContains(refused, "dcim.add_device, dcim.change_device, virtualization.add_virtualmachine", status_code=403)
+        self.assertNotContains(refused, "sync_fabric", status_code=403)
+        self.assertFalse(Device.objects.filter(name=NODE).exists())
+
+        # Permissions with constraints bound each object, as in NetBox's own edit views: what
+        # they exclude fails alone, with the reason, and so does the VM on a Device not made.
+        grant(operator, Device, ["add", "change"], constraints={"name": SPARE})
+        grant(operator, VirtualMachine, ["add", "change"])
+        self.assertNotContains(self.get(page), 'id="sync-not-allowed"')
+        planned = {("device", NODE): "create", ("device", SPARE): "create", ("virtual machine", "vm-cirros"): "create", ("virtual machine", "vm-idle"): "create"}
+        _, log = self.sync(planned)
+        log = {i.name: i for i in log.context["items"]}
+        self.assertEqual({name: i.action for name, i in log.items()}, {NODE: "failed", SPARE: "created", "vm-cirros": "failed", "vm-idle": "created"})
+        self.assertEqual(log[NODE].reason, "the constraints of your NetBox permission to add it exclude it")
+        self.assertIn(f"its node's Device {NODE} is not in NetBox", log["vm-cirros"].reason)
+        self.assertFalse(Device.objects.filter(name=NODE).exists())
+        grant(operator, Device, ["add", "change"])
+        self.sync(planned | {("device", SPARE): "unchanged", ("virtual machine", "vm-idle"): "unchanged"})
+        self.assertEqual(VirtualMachine.objects.get(name="vm-cirros").device, Device.objects.get(name=NODE))
