@@ -133,8 +133,13 @@ pub struct ServeArgs {
     pub git_timeout_seconds: u64,
 
     /// Sync runs this process executes at once.
-    #[arg(long, env = "FABRICSYNC_SYNC_WORKERS", default_value_t = 2)]
+    #[arg(long, env = "FABRICSYNC_SYNC_WORKERS", default_value_t = 8)]
     pub sync_workers: usize,
+
+    /// Pulls that run at once against one Git server (host and port), across every process:
+    /// more wait queued, so that a slow or silent server cannot hold every worker.
+    #[arg(long, env = "FABRICSYNC_FETCHES_PER_REMOTE", default_value_t = 2)]
+    pub fetches_per_remote: u32,
 
     /// Lease of a claimed sync run, renewed by heartbeats; when a process dies, another takes its
     /// runs over after this long.

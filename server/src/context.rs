@@ -38,6 +38,8 @@ pub struct Settings {
     pub git_timeout: Duration,
     pub shutdown_grace: Duration,
     pub sync_workers: usize,
+    /// Pulls running at once against one Git remote (see `runs::claim`).
+    pub fetches_per_remote: i64,
     pub sync_lease: Duration,
     pub auto_sync_tick: Duration,
     pub self_heal_max_reverts: usize,
@@ -69,6 +71,7 @@ impl Settings {
             git_timeout: Duration::from_secs(args.git_timeout_seconds),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             sync_workers: args.sync_workers,
+            fetches_per_remote: i64::from(args.fetches_per_remote.max(1)),
             sync_lease: Duration::from_secs(args.sync_lease_seconds.max(1)),
             auto_sync_tick: Duration::from_secs(args.auto_sync_tick_seconds.max(1)),
             self_heal_max_reverts: args.self_heal_max_reverts.max(1),

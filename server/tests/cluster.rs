@@ -1205,6 +1205,17 @@ async fn with_auto_apply_a_commit_reaches_the_cluster_with_no_client_call() {
     assert!(in_cluster("webhooked") && in_cluster("not-delivered"));
 }
 
+/// The switches' Agent kind, as the fabric's controller installs it.
+fn install_agent_kind(kube: &KubeCluster) {
+    kube.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &format!("{}/../core/crds-observed", env!("CARGO_MANIFEST_DIR")),
+    ]);
+    kube.kubectl_ok(&["wait", "--for=condition=Established", "crd/agents.agent.githedgehog.com", "--timeout=60s"]);
+}
+
 /// An Agent of `switch` as the fabric's controller makes it, with the status its switch reports.
 fn agent(kube: &KubeCluster, switch: &str, applied: i64, heartbeat: chrono::DateTime<chrono::Utc>) {
     kube.apply_yaml(&format!(
@@ -1260,13 +1271,7 @@ async fn rollout_tells_each_switch_from_its_agent() {
     assert_eq!(states(&none), switches.iter().map(|s| (s.clone(), RolloutState::Unknown)).collect::<Vec<_>>());
 
     // The status an agent would write: current, behind, silent; one switch has no agent.
-    kube.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &format!("{}/../core/crds-observed", env!("CARGO_MANIFEST_DIR")),
-    ]);
-    kube.kubectl_ok(&["wait", "--for=condition=Established", "crd/agents.agent.githedgehog.com", "--timeout=60s"]);
+    install_agent_kind(&kube);
     let now = chrono::Utc::now();
     agent(&kube, &switches[0], 1, now);
     agent(&kube, &switches[1], 0, now);
@@ -1392,13 +1397,7 @@ async fn wait_health(c: &mut Clients, id: &str, want: impl Fn(&FabricHealth) -> 
 #[tokio::test]
 async fn the_watch_tells_each_resources_health_and_the_fabrics() {
     let kube = KubeCluster::start();
-    kube.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &format!("{}/../core/crds-observed", env!("CARGO_MANIFEST_DIR")),
-    ]);
-    kube.kubectl_ok(&["wait", "--for=condition=Established", "crd/agents.agent.githedgehog.com", "--timeout=60s"]);
+    install_agent_kind(&kube);
     let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);

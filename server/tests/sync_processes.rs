@@ -302,3 +302,77 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_silent_git_server_holds_only_its_share_of_the_workers() {
+    let tarpit = SilentServer::start();
+    let repo = lab_repo();
+    let server = ServerProcess::start_with(
+        &support::fresh_database().await,
+        &Keyring::generate_key_line("k"),
+        &["--sync-workers", "3", "--fetches-per-remote", "2", "--git-timeout-seconds", "120"],
+    )
+    .await;
+    let mut c = Clients::new(server.channel().await);
+    // Three fabrics on one silent server: two of them fetch (and hang), the third waits queued.
+    let mut stuck = Vec::new();
+    for n in 0..3 {
+        let url = format!("git://127.0.0.1:{}/fabric-{n}.git", tarpit.port);
+        let fabric = c.fabric(&format!("silent-{n}"), &url, "fabric", SyncPolicy::default()).await;
+        stuck.push(c.start(&fabric, "", false).await.run.expect("run").id);
+    }
+    let statuses = |runs: Vec<SyncRun>| runs.iter().map(status).collect::<Vec<_>>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut now = Vec::new();
+        for id in &stuck {
+            now.push(c.run(id).await);
+        }
+        let now = statuses(now);
+        if now.iter().filter(|s| **s == SyncRunStatus::Running).count() == 2 {
+            assert_eq!(now.iter().filter(|s| **s == SyncRunStatus::Queued).count(), 1, "{now:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The third worker is free: a healthy fabric's pull runs while the silent server hangs.
+    let healthy = c.fabric("healthy", &repo.file_url(), "fabric", SyncPolicy::default()).await;
+    let run = c.start(&healthy, "", false).await.run.expect("run");
+    let done = c.wait(&run.id, Duration::from_secs(60)).await;
+    assert_eq!(status(&done), SyncRunStatus::Succeeded, "{done:?}");
+    let mut now = Vec::new();
+    for id in &stuck {
+        now.push(c.run(id).await);
+    }
+    let now = statuses(now);
+    assert_eq!(now.iter().filter(|s| **s == SyncRunStatus::Running).count(), 2, "still fetching: {now:?}");
+}
+
+#[tokio::test]
+async fn a_repositorys_remote_is_its_host_and_port() {
+    use diesel::sql_types::Text;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Remote {
+        #[diesel(sql_type = Text)]
+        remote: String,
+    }
+    let db = support::fresh_database().await;
+    let mut conn = AsyncPgConnection::establish(&db).await.expect("connect");
+    for (url, remote) in [
+        ("https://user@Git.Example.com:8443/org/x.git", "git.example.com:8443"),
+        ("http://127.0.0.1:9418/x.git", "127.0.0.1:9418"),
+        ("ssh://git@gitea.lab:2222/org/x.git", "gitea.lab:2222"),
+        ("git@github.com:org/x.git", "github.com"),
+        ("git://[::1]/x.git", "[::1]"),
+        ("file:///srv/git/x.git", ""),
+    ] {
+        let got: Remote = diesel::sql_query("SELECT fabricsync_remote($1) AS remote")
+            .bind::<Text, _>(url)
+            .get_result(&mut conn)
+            .await
+            .expect("query");
+        assert_eq!(got.remote, remote, "{url}");
+    }
+}

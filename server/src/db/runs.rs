@@ -187,26 +187,36 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
 
 /// Claims the oldest queued run, or a running one whose holder is gone: its lease ran out, or
 /// its process's presence lock is no longer held (the process died: PostgreSQL ended its
-/// session when the connection closed).
+/// session when the connection closed). A queued pull (PULL, FULL) waits while
+/// `fetches_per_remote` pulls already run against its repository's remote (the SQL function
+/// `fabricsync_remote`): a silent Git server holds at most that many workers of all processes.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     worker: &str,
     lease: std::time::Duration,
+    fetches_per_remote: i64,
 ) -> Result<Option<RunRow>, DbError> {
     let rows: Vec<RunRow> = diesel::sql_query(
         "UPDATE sync_runs SET status = 'running', claimed_by = $1, lease_expires_at = now() + $2,
                 started_at = coalesce(started_at, now())
-         WHERE id = (SELECT id FROM sync_runs r
-                     WHERE status = 'queued'
-                        OR (status = 'running' AND (lease_expires_at < now() OR NOT EXISTS (
+         WHERE id = (SELECT r.id FROM sync_runs r
+                       JOIN fabrics f ON f.id = r.fabric_id JOIN repositories p ON p.id = f.repository_id
+                     WHERE (r.status = 'queued' AND (r.mode NOT IN ('pull', 'full')
+                             OR fabricsync_remote(p.url) = ''
+                             OR (SELECT count(*) FROM sync_runs r2
+                                   JOIN fabrics f2 ON f2.id = r2.fabric_id JOIN repositories p2 ON p2.id = f2.repository_id
+                                 WHERE r2.status = 'running' AND r2.mode IN ('pull', 'full')
+                                   AND fabricsync_remote(p2.url) = fabricsync_remote(p.url)) < $4))
+                        OR (r.status = 'running' AND (r.lease_expires_at < now() OR NOT EXISTS (
                               SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
                                 AND classid = $3::oid AND objid = hashtext(split_part(r.claimed_by, '/', 1))::oid)))
-                     ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     ORDER BY r.created_at LIMIT 1 FOR UPDATE OF r SKIP LOCKED)
          RETURNING *",
     )
     .bind::<Text, _>(worker)
     .bind::<Interval, _>(interval(lease))
     .bind::<diesel::sql_types::Int4, _>(PRESENCE_CLASS)
+    .bind::<diesel::sql_types::BigInt, _>(fetches_per_remote)
     .load(conn)
     .await?;
     Ok(rows.into_iter().next())

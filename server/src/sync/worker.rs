@@ -80,7 +80,7 @@ async fn work(state: AppState, worker: String) {
         }
         let claimed = async {
             let mut conn = db::connect(&state.pool).await?;
-            runs::claim(&mut conn, &worker, state.settings.sync_lease).await
+            runs::claim(&mut conn, &worker, state.settings.sync_lease, state.settings.fetches_per_remote).await
         };
         match claimed.await {
             Ok(Some(run)) => {

@@ -1,0 +1,1 @@
+DROP FUNCTION fabricsync_remote(text);
