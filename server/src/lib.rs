@@ -22,6 +22,7 @@ pub mod db;
 pub mod drift;
 pub mod embedded_pg;
 pub mod git;
+pub mod memory;
 pub mod outbound;
 pub mod redact;
 pub mod server;

@@ -110,6 +110,8 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
         execute_pull(state, worker, &run, &flags).await
     };
     heartbeat.abort();
+    // A run's objects are dropped by now; the heap they took need not stay resident.
+    crate::memory::release_free_heap();
     match result {
         Ok(()) if !run.dry_run && !inventory => {
             // The desired state or the cluster changed: drift follows.
