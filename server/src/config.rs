@@ -133,7 +133,7 @@ pub struct ServeArgs {
     pub git_timeout_seconds: u64,
 
     /// Sync runs this process executes at once.
-    #[arg(long, env = "FABRICSYNC_SYNC_WORKERS", default_value_t = 8)]
+    #[arg(long, env = "FABRICSYNC_SYNC_WORKERS", default_value_t = 4)]
     pub sync_workers: usize,
 
     /// Pulls that run at once against one Git server (host and port), across every process:

@@ -133,7 +133,9 @@ impl EmbeddedPostgres {
     async fn run_start(&self) -> Result<(), EmbeddedPgError> {
         let data = self.data_dir();
         let log = self.dir.join("postgres.log");
-        let options = format!("-c listen_addresses=127.0.0.1 -p {} -k {}", self.port, path_str(&self.dir));
+        // Several server processes (replicas, tests) may share it, each with its pool.
+        let options =
+            format!("-c listen_addresses=127.0.0.1 -c max_connections=300 -p {} -k {}", self.port, path_str(&self.dir));
         self.run("pg_ctl", &["-D", path_str(&data), "-l", path_str(&log), "-o", &options, "-w", "-t", "60", "start"])
             .await
     }
