@@ -29,6 +29,12 @@ const LAUNCHER_CONTAINER: &str = "compute";
 const VMI_KIND: &str = "VirtualMachineInstance";
 
 impl InventoryKind {
+    /// (API group, version) of `api_version`; the group is empty for the core API.
+    pub fn group_version(self) -> (&'static str, &'static str) {
+        let api_version = self.api_version();
+        api_version.rsplit_once('/').unwrap_or(("", api_version))
+    }
+
     /// The `apiVersion` the kind is listed with.
     pub fn api_version(self) -> &'static str {
         match self {
@@ -95,7 +101,7 @@ pub struct InventoryObject {
     /// Only fields a user reads, none that change without the object changing (resourceVersion,
     /// managedFields, timestamps): an unchanged object hashes the same after every list.
     pub facts: Value,
-    /// Lower-case hex SHA-256 of the canonical JSON of `facts`.
+    /// Lower-case hex SHA-256 of the canonical JSON of the uid and `facts`.
     pub hash: String,
 }
 
@@ -202,7 +208,8 @@ pub fn read(kind: InventoryKind, object: &Value) -> Result<InventoryObject, Inve
         workload,
         node,
         vm,
-        hash: content_hash(&facts),
+        // The uid too: an object deleted and made again under its name is another object.
+        hash: content_hash(&json!([uid, &facts])),
         facts,
     })
 }
@@ -719,10 +726,10 @@ spec:
         assert_eq!(worker.facts["ready"], json!(true));
         assert_eq!(worker.facts["kubeletVersion"], json!("v1.29.8+f10c92d"));
         assert_eq!(worker.facts["labels"]["node.openshift.io/os_id"], json!("rhcos"));
-        // Nothing volatile: only these facts are hashed.
+        // Nothing volatile: only these facts and the uid are hashed.
         let keys: Vec<&String> = worker.facts.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["addresses", "allocatable", "capacity", "kubeletVersion", "labels", "ready", "roles"]);
-        assert_eq!(worker.hash, content_hash(&worker.facts));
+        assert_eq!(worker.hash, content_hash(&json!([&worker.uid, &worker.facts])));
 
         let mut not_ready = node("server-2", json!({}));
         not_ready["status"]["conditions"][1]["status"] = json!("False");
@@ -955,6 +962,10 @@ spec:
         let current: Vec<InventoryObject> =
             [relisted, moved, new].into_iter().map(|p| ok(InventoryKind::Pod, p)).collect();
         assert_eq!(current[0].hash, previous[0].1);
+        // Deleted and made again under its name, the same facts: another object.
+        let mut recreated = web.clone();
+        recreated["metadata"]["uid"] = json!("another-uid");
+        assert_ne!(ok(InventoryKind::Pod, recreated).hash, previous[0].1);
 
         let key = |name: &str| InventoryKey { kind: InventoryKind::Pod, namespace: "shop".into(), name: name.into() };
         let changes = diff(&previous, &current);

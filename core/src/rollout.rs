@@ -64,11 +64,13 @@ pub fn switch_rollout(
     let (state, reason) = match &agent {
         None => (RolloutState::Unknown, "no agent for this switch".to_string()),
         Some(_) if heartbeat_age_seconds.is_none() => (RolloutState::Stale, "the agent never sent a heartbeat".into()),
-        Some(_) if heartbeat_age_seconds.is_some_and(|age| age > stale_after_seconds) => (
+        // The reason names the last heartbeat, not its age: it stays the same while the switch is
+        // silent, so a stored health does not change with every look.
+        Some(a) if heartbeat_age_seconds.is_some_and(|age| age > stale_after_seconds) => (
             RolloutState::Stale,
             format!(
-                "no heartbeat for {} s (stale after {stale_after_seconds} s)",
-                heartbeat_age_seconds.unwrap_or_default()
+                "no heartbeat since {} (stale after {stale_after_seconds} s)",
+                a.heartbeat.as_deref().unwrap_or_default()
             ),
         ),
         Some(a) if a.applied_generation < a.generation => {
@@ -123,7 +125,7 @@ mod tests {
         // A silent agent is stale whatever it last applied.
         let stale = state(Some(behind), Some(301));
         assert_eq!(stale.0, RolloutState::Stale);
-        assert!(stale.1.contains("301 s"), "{}", stale.1);
+        assert_eq!(stale.1, "no heartbeat since 2026-12-02T10:00:00Z (stale after 300 s)");
         assert_eq!(state(Some(current), None).0, RolloutState::Stale);
         assert_eq!(state(None, None), (RolloutState::Unknown, "no agent for this switch".into()));
     }

@@ -1,1 +1,2 @@
+ALTER TABLE sync_runs DROP COLUMN fetching;
 DROP FUNCTION fabricsync_remote(text);

@@ -48,6 +48,7 @@ pub async fn serve(
     let (gate, audit_writer) = gate(&settings, &state);
     let mut workers = crate::sync::worker::spawn(state.clone(), database_url).await?;
     workers.push(crate::sync::schedule::spawn(state.clone(), settings.auto_sync_tick));
+    workers.push(crate::memory::spawn_trimmer(state.shutdown.clone()));
     workers.push(crate::sync::watch::spawn(state.clone(), database_url.to_string()));
     if let Some(addr) = settings.webhook_listen {
         let listener = TcpListener::bind(addr).await?;
@@ -132,7 +133,7 @@ pub async fn serve(
         served = serving => served?,
         _ = drain_deadline => tracing::warn!(grace_seconds = grace.as_secs(), "connections still open after the grace period; stopping anyway"),
     }
-    // Workers stop at their next safe point; an unfinished run is taken over after its lease.
+    // Workers stop at their next safe point and hand an unfinished run back to the queue.
     // The audit writer ends once the server (holding its queue) is gone, after writing it out.
     workers.push(audit_writer);
     for worker in workers {

@@ -1294,7 +1294,7 @@ async fn rollout_tells_each_switch_from_its_agent() {
         (applying.reason.as_str(), applying.nos_version.as_str()),
         ("applied generation 0 of 1", "4.5.0-Enterprise_Base")
     );
-    assert!(read.switches[2].reason.contains("no heartbeat for"), "{:?}", read.switches[2]);
+    assert!(read.switches[2].reason.contains("no heartbeat since"), "{:?}", read.switches[2]);
     let count = |r: &GetFabricRolloutResponse, state: RolloutState| {
         r.by_state.iter().find(|c| c.state == state as i32).map_or(-1, |c| c.count)
     };
@@ -1445,7 +1445,7 @@ async fn the_watch_tells_each_resources_health_and_the_fabrics() {
     );
     let degraded = healths(&mut c, &id, "health=degraded").await;
     assert_eq!(degraded.len(), 1, "{degraded:?}");
-    assert!(degraded[0].0 == switches[2] && degraded[0].2.contains("no heartbeat for"), "{degraded:?}");
+    assert!(degraded[0].0 == switches[2] && degraded[0].2.contains("no heartbeat since"), "{degraded:?}");
     let unknown: Vec<String> =
         healths(&mut c, &id, "kind=Switch health=unknown").await.into_iter().map(|(name, ..)| name).collect();
     assert_eq!(unknown, switches[3..]);

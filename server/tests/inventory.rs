@@ -239,6 +239,19 @@ async fn the_inventory_imports_what_runs_and_tells_what_is_behind_each_switch_po
     let on = web.server.expect("web-1's server");
     assert_eq!(on.server, "server-1");
     assert!(on.links.iter().any(|l| l.switch == "ds3000-01" && l.switch_port == "E1/1/2"), "{on:?}");
+    // A VM is where its VMI runs.
+    let vm = c
+        .inventory
+        .get_inventory_object(GetInventoryObjectRequest {
+            fabric_id: id.clone(),
+            kind: "virtualmachine".into(),
+            namespace: "tenant-a".into(),
+            name: "vm-cirros".into(),
+        })
+        .await
+        .expect("get vm")
+        .into_inner();
+    assert_eq!(vm.server.map(|s| s.server).as_deref(), Some("server-2"));
     let spare = c
         .inventory
         .get_inventory_object(GetInventoryObjectRequest {

@@ -350,7 +350,7 @@ async fn a_silent_git_server_holds_only_its_share_of_the_workers() {
 }
 
 #[tokio::test]
-async fn a_repositorys_remote_is_its_host_and_port() {
+async fn a_repositorys_git_server_is_its_host() {
     use diesel::sql_types::Text;
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
     #[derive(diesel::QueryableByName)]
@@ -361,9 +361,10 @@ async fn a_repositorys_remote_is_its_host_and_port() {
     let db = support::fresh_database().await;
     let mut conn = AsyncPgConnection::establish(&db).await.expect("connect");
     for (url, remote) in [
-        ("https://user@Git.Example.com:8443/org/x.git", "git.example.com:8443"),
-        ("http://127.0.0.1:9418/x.git", "127.0.0.1:9418"),
-        ("ssh://git@gitea.lab:2222/org/x.git", "gitea.lab:2222"),
+        ("https://user@Git.Example.com:8443/org/x.git", "git.example.com"),
+        ("http://127.0.0.1:9418/x.git", "127.0.0.1"),
+        ("ssh://git@gitea.lab:2222/org/x.git", "gitea.lab"),
+        ("git@gitea.lab:org/x.git", "gitea.lab"),
         ("git@github.com:org/x.git", "github.com"),
         ("git://[::1]/x.git", "[::1]"),
         ("file:///srv/git/x.git", ""),

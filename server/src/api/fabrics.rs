@@ -342,7 +342,12 @@ pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
             last_event_time: convert::opt_timestamp(row.watch_last_event_at),
             event_count: row.watch_event_count,
         }),
-        health: row.health.as_ref().map(|h| convert::fabric_health(&h.0)),
+        // What the watch told last is current only while it watches.
+        health: row
+            .health
+            .as_ref()
+            .filter(|_| row.watch_status == v::WatchStatus::Active)
+            .map(|h| convert::fabric_health(&h.0)),
         inventory: Some(super::inventory::settings_proto(row)),
     }
 }
@@ -569,6 +574,10 @@ impl FabricService for FabricApi {
         // The last connection test was of the old connection.
         if cluster_changed {
             store::set_connection_status(&mut conn, id, v::ConnectionStatus::Unknown).await?;
+        }
+        // A new inventory schedule starts now.
+        if row.inventory_interval_seconds != current.inventory_interval_seconds {
+            store::restart_inventory_schedule(&mut conn, id).await?;
         }
         info!(fabric_id = %id, fields = ?paths, credentials_cleared, "fabric updated");
         Ok(Response::new(UpdateFabricResponse {

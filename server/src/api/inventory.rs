@@ -76,9 +76,6 @@ pub(super) fn apply_settings(row: &mut FabricRow, given: &InventorySettings, v: 
             v.add(field("interval"), e);
             0
         });
-    if interval != row.inventory_interval_seconds {
-        row.next_inventory_at = None; // a new schedule starts now
-    }
     row.inventory_interval_seconds = interval;
     row.inventory = Json(StoredSettings {
         namespace_regex: given.namespace_regex.clone(),
@@ -266,13 +263,22 @@ impl InventoryService for InventoryApi {
         let row = row.ok_or_else(|| ApiError::NotFound { kind: "inventory object", id: key.to_string() })?;
         let layers = Layers::load(&self.state, &fabric).await?;
         let object = row.object();
-        let node = match key.kind {
-            InventoryKind::Node => Some(object.clone()),
-            _ => object
-                .node
-                .as_ref()
-                .and_then(|n| layers.placed.iter().find(|o| o.kind == InventoryKind::Node && &o.name == n).cloned()),
+        // A VM runs where its VMI runs.
+        let node_name = match key.kind {
+            InventoryKind::Node => Some(object.name.clone()),
+            InventoryKind::VirtualMachine => layers
+                .placed
+                .iter()
+                .find(|o| {
+                    o.kind == InventoryKind::VirtualMachineInstance
+                        && o.namespace == object.namespace
+                        && o.name == object.name
+                })
+                .and_then(|vmi| vmi.node.clone()),
+            _ => object.node.clone(),
         };
+        let node = node_name
+            .and_then(|n| layers.placed.iter().find(|o| o.kind == InventoryKind::Node && o.name == n).cloned());
         let server = node
             .and_then(|n| inventory::node_server(&n, &layers.servers, layers.label.as_deref()))
             .map(|s| server_proto(layers.server(&s)));

@@ -29,8 +29,6 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
     }
 }
 
-/// Text that is stored or used in a query: bounded, and without NUL, which PostgreSQL text
-/// cannot hold (it would come back as a database error). Every other check builds on this one.
 /// A schedule's interval in whole seconds: unset or 0 is off, else from `min` to `max`.
 pub fn interval_seconds(d: Option<&prost_types::Duration>, min: i64, max: i64) -> Result<i64, String> {
     let Some(d) = d else { return Ok(0) };
@@ -40,6 +38,8 @@ pub fn interval_seconds(d: Option<&prost_types::Duration>, min: i64, max: i64) -
     Ok(d.seconds)
 }
 
+/// Text that is stored or used in a query: bounded, and without NUL, which PostgreSQL text
+/// cannot hold (it would come back as a database error). Every other check builds on this one.
 pub fn max_len(value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {
         return Err(format!("must be at most {max} bytes, got {}", value.len()));

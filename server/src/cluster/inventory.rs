@@ -12,7 +12,7 @@ use super::ClusterError;
 const PAGE: u32 = 500;
 
 fn resource(kind: InventoryKind) -> ApiResource {
-    let (group, version) = kind.api_version().rsplit_once('/').unwrap_or(("", kind.api_version()));
+    let (group, version) = kind.group_version();
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind.kind()))
 }
 

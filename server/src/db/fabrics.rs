@@ -220,11 +220,7 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_vers
                 f::auto_apply.eq(row.auto_apply),
             ),
             (f::paused.eq(row.paused), f::watch_enabled.eq(row.watch_enabled), f::watch_kinds.eq(&row.watch_kinds)),
-            (
-                f::inventory.eq(&row.inventory),
-                f::inventory_interval_seconds.eq(row.inventory_interval_seconds),
-                f::next_inventory_at.eq(row.next_inventory_at),
-            ),
+            (f::inventory.eq(&row.inventory), f::inventory_interval_seconds.eq(row.inventory_interval_seconds)),
             (f::version.eq(expected_version + 1), f::updated_at.eq(super::now())),
         ))
         .execute(conn)
@@ -337,6 +333,15 @@ pub async fn claim_due_inventory(conn: &mut AsyncPgConnection) -> Result<Option<
     .load(conn)
     .await?;
     Ok(rows.into_iter().next().map(|c| c.id))
+}
+
+/// Makes the fabric's next inventory import due now (its schedule changed).
+pub async fn restart_inventory_schedule(conn: &mut AsyncPgConnection, id: Uuid) -> Result<(), DbError> {
+    diesel::update(fabrics::table.find(id))
+        .set(fabrics::next_inventory_at.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Records the outcome of a cluster connection check.

@@ -70,6 +70,33 @@ pub fn pool(url: &str, max_size: usize) -> Result<DbPool, DbError> {
     Pool::builder(manager).max_size(max_size).build().map_err(|e| DbError::Pool(e.to_string()))
 }
 
+/// A connection of its own holding the session advisory lock (`class`, hashtext(`key`)); None
+/// when another session holds it. The lock lives as long as the connection: a killed process's
+/// goes with its socket.
+pub async fn try_advisory_lock(url: &str, class: i32, key: &str) -> Result<Option<AsyncPgConnection>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    let mut conn = AsyncPgConnection::establish(url).await.map_err(|e| DbError::Connect(e.to_string()))?;
+    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
+        .bind::<diesel::sql_types::Int4, _>(class)
+        .bind::<diesel::sql_types::Text, _>(key)
+        .get_result(&mut conn)
+        .await?;
+    Ok(locked.locked.then_some(conn))
+}
+
+/// SQL that is true while a session holds the advisory lock (`$class`, hashtext(`key`)), where
+/// `class` and `key` are SQL expressions (see `try_advisory_lock`).
+pub fn advisory_lock_held(class: &str, key: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 \
+         AND classid = ({class})::oid AND objid = hashtext({key})::oid)"
+    )
+}
+
 pub async fn connect(pool: &DbPool) -> Result<DbConn, DbError> {
     Ok(pool.get().await?)
 }

@@ -45,6 +45,8 @@ pub struct RunRow {
     pub requested_by: String,
     /// After the apply, how long to wait for the switches to catch up (0: not at all).
     pub rollout_wait_seconds: i32,
+    /// Fetching from its Git server now.
+    pub fetching: bool,
 }
 
 /// What a finished run records.
@@ -156,27 +158,20 @@ pub fn cursor(row: &RunRow) -> String {
     super::cursor(&row.created_at, row.id)
 }
 
-/// Claims the oldest queued run, or a running one whose lease expired (its worker died).
 /// First of the two advisory-lock keys of a server process's presence: "fabricsync worker".
 /// The second is `hashtext(<process>)`, the part of `claimed_by` before the `/`.
 const PRESENCE_CLASS: i32 = 0x6677_726b;
+/// Serializes claims (a transaction lock), so that the per-remote cap counts every claim made
+/// before: "fabricsync claim".
+const CLAIM_LOCK: i64 = 0x6663_6c61_696d;
+/// A holder gone from PostgreSQL (its presence lock) loses a run only once its heartbeats
+/// stopped too: a live process whose presence connection broke keeps beating through its pool.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+const MISSED_BEATS: std::time::Duration = std::time::Duration::from_secs(8);
 
-/// A connection of its own holding `process`'s presence lock (None: another session holds that
-/// key). The lock lives as long as the connection: a killed process's goes with its socket.
+/// A connection of its own holding `process`'s presence lock (None: another session holds it).
 pub async fn hold_presence(database_url: &str, process: &str) -> Result<Option<AsyncPgConnection>, DbError> {
-    use diesel_async::AsyncConnection;
-    #[derive(QueryableByName)]
-    struct Locked {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        locked: bool,
-    }
-    let mut conn = AsyncPgConnection::establish(database_url).await.map_err(|e| DbError::Connect(e.to_string()))?;
-    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
-        .bind::<diesel::sql_types::Int4, _>(PRESENCE_CLASS)
-        .bind::<Text, _>(process)
-        .get_result(&mut conn)
-        .await?;
-    Ok(locked.locked.then_some(conn))
+    super::try_advisory_lock(database_url, PRESENCE_CLASS, process).await
 }
 
 /// Whether the connection still answers.
@@ -186,40 +181,59 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
 }
 
 /// Claims the oldest queued run, or a running one whose holder is gone: its lease ran out, or
-/// its process's presence lock is no longer held (the process died: PostgreSQL ended its
-/// session when the connection closed). A queued pull (PULL, FULL) waits while
-/// `fetches_per_remote` pulls already run against its repository's remote (the SQL function
-/// `fabricsync_remote`): a silent Git server holds at most that many workers of all processes.
+/// its process no longer holds its presence lock (it died: PostgreSQL ended its sessions when
+/// its sockets closed) and missed its heartbeats. A queued pull (PULL, FULL) waits while
+/// `fetches_per_remote` runs fetch from its repository's Git server (the SQL function
+/// `fabricsync_remote`): a silent server holds at most that many workers of all processes.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     worker: &str,
     lease: std::time::Duration,
     fetches_per_remote: i64,
 ) -> Result<Option<RunRow>, DbError> {
-    let rows: Vec<RunRow> = diesel::sql_query(
+    use diesel_async::AsyncConnection;
+    use fabricsync_core::vocab::Word;
+    let pulls: Vec<&str> = SyncMode::ALL.iter().filter(|m| m.pulls()).map(|m| m.word()).collect();
+    let gone = super::advisory_lock_held("$3", "split_part(r.claimed_by, '/', 1)");
+    let query = format!(
         "UPDATE sync_runs SET status = 'running', claimed_by = $1, lease_expires_at = now() + $2,
                 started_at = coalesce(started_at, now())
          WHERE id = (SELECT r.id FROM sync_runs r
                        JOIN fabrics f ON f.id = r.fabric_id JOIN repositories p ON p.id = f.repository_id
-                     WHERE (r.status = 'queued' AND (r.mode NOT IN ('pull', 'full')
+                     WHERE (r.status = 'queued' AND (r.mode <> ALL($5)
                              OR fabricsync_remote(p.url) = ''
                              OR (SELECT count(*) FROM sync_runs r2
                                    JOIN fabrics f2 ON f2.id = r2.fabric_id JOIN repositories p2 ON p2.id = f2.repository_id
-                                 WHERE r2.status = 'running' AND r2.mode IN ('pull', 'full')
-                                   AND fabricsync_remote(p2.url) = fabricsync_remote(p.url)) < $4))
-                        OR (r.status = 'running' AND (r.lease_expires_at < now() OR NOT EXISTS (
-                              SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
-                                AND classid = $3::oid AND objid = hashtext(split_part(r.claimed_by, '/', 1))::oid)))
+                                 WHERE r2.fetching AND fabricsync_remote(p2.url) = fabricsync_remote(p.url)) < $4))
+                        OR (r.status = 'running' AND (r.lease_expires_at < now()
+                             OR (NOT {gone} AND r.lease_expires_at < now() + $2 - $6)))
                      ORDER BY r.created_at LIMIT 1 FOR UPDATE OF r SKIP LOCKED)
-         RETURNING *",
-    )
-    .bind::<Text, _>(worker)
-    .bind::<Interval, _>(interval(lease))
-    .bind::<diesel::sql_types::Int4, _>(PRESENCE_CLASS)
-    .bind::<diesel::sql_types::BigInt, _>(fetches_per_remote)
-    .load(conn)
-    .await?;
+         RETURNING *"
+    );
+    let rows: Vec<RunRow> = conn
+        .transaction::<_, DbError, _>(async |conn| {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(CLAIM_LOCK)
+                .execute(conn)
+                .await?;
+            Ok(diesel::sql_query(&query)
+                .bind::<Text, _>(worker)
+                .bind::<Interval, _>(interval(lease))
+                .bind::<diesel::sql_types::Int4, _>(PRESENCE_CLASS)
+                .bind::<diesel::sql_types::BigInt, _>(fetches_per_remote)
+                .bind::<diesel::sql_types::Array<Text>, _>(&pulls)
+                .bind::<Interval, _>(interval(MISSED_BEATS))
+                .load(conn)
+                .await?)
+        })
+        .await?;
     Ok(rows.into_iter().next())
+}
+
+/// Marks whether the run is fetching from its Git server now (see `claim`'s cap).
+pub async fn set_fetching(conn: &mut AsyncPgConnection, id: Uuid, fetching: bool) -> Result<(), DbError> {
+    diesel::update(sync_runs::table.find(id)).set(sync_runs::fetching.eq(fetching)).execute(conn).await?;
+    Ok(())
 }
 
 /// Extends the lease while `worker` still holds the run. Returns None when the run was taken
@@ -259,7 +273,7 @@ pub async fn lock_if_held(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) 
 /// Records the outcome; the finish time is the moment of this write.
 pub async fn finish(conn: &mut AsyncPgConnection, id: Uuid, outcome: &RunOutcome) -> Result<(), DbError> {
     diesel::update(sync_runs::table.find(id))
-        .set((outcome.clone(), sync_runs::finished_at.eq(Some(super::now()))))
+        .set((outcome.clone(), sync_runs::finished_at.eq(Some(super::now())), sync_runs::fetching.eq(false)))
         .execute(conn)
         .await?;
     Ok(())
@@ -302,6 +316,7 @@ pub async fn release(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) -> Re
         sync_runs::status.eq(RunStatus::Queued.word()),
         sync_runs::claimed_by.eq(None::<String>),
         sync_runs::lease_expires_at.eq(None::<DateTime<Utc>>),
+        sync_runs::fetching.eq(false),
     ))
     .execute(conn)
     .await?;

@@ -203,6 +203,7 @@ diesel::table! {
         targets -> Nullable<Jsonb>,
         requested_by -> Text,
         rollout_wait_seconds -> Int4,
+        fetching -> Bool,
     }
 }
 

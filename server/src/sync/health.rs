@@ -40,10 +40,19 @@ const DISCOVERY: Duration = Duration::from_secs(30);
 pub struct AgentWatch {
     client: kube::Client,
     namespace: String,
-    /// The reflector's store, and its watch stream (true: the initial list is complete).
-    followed: Option<(Store<DynamicObject>, BoxStream<'static, bool>)>,
+    /// The reflector's store, and what its watch stream says.
+    followed: Option<(Store<DynamicObject>, BoxStream<'static, Seen>)>,
     listed: bool,
+    /// The agents cannot be read now (forbidden, unreachable): switches are told UNKNOWN.
+    failing: bool,
     asked: Option<Instant>,
+}
+
+enum Seen {
+    /// The initial list is complete.
+    Listed,
+    Changed,
+    Failed,
 }
 
 /// What the watch knows of the agents now.
@@ -57,7 +66,14 @@ pub enum Agents {
 
 impl AgentWatch {
     pub fn new(client: kube::Client, namespace: &str) -> AgentWatch {
-        AgentWatch { client, namespace: namespace.to_string(), followed: None, listed: false, asked: None }
+        AgentWatch {
+            client,
+            namespace: namespace.to_string(),
+            followed: None,
+            listed: false,
+            failing: false,
+            asked: None,
+        }
     }
 
     /// Starts following the agents once the cluster serves their kind (asked every `DISCOVERY`).
@@ -74,10 +90,11 @@ impl AgentWatch {
                     .default_backoff()
                     .reflect(writer)
                     .map(|event| match event {
-                        Ok(event) => matches!(event, watcher::Event::InitDone),
+                        Ok(watcher::Event::InitDone) => Seen::Listed,
+                        Ok(_) => Seen::Changed,
                         Err(e) => {
-                            tracing::debug!(error = %e, "agent watch");
-                            false
+                            tracing::warn!(error = %e, "the switches' agents cannot be read");
+                            Seen::Failed
                         }
                     })
                     .boxed();
@@ -94,7 +111,9 @@ impl AgentWatch {
             return std::future::pending().await;
         };
         match events.next().await {
-            Some(listed) => self.listed |= listed,
+            Some(Seen::Listed) => (self.listed, self.failing) = (true, false),
+            Some(Seen::Changed) => self.failing = false,
+            Some(Seen::Failed) => self.failing = true,
             None => std::future::pending().await,
         }
     }
@@ -102,6 +121,8 @@ impl AgentWatch {
     pub fn agents(&self) -> Agents {
         match &self.followed {
             None => Agents::NotInstalled,
+            // Unreadable agents tell nothing: every switch is UNKNOWN, as without the kind.
+            Some(_) if self.failing && !self.listed => Agents::NotInstalled,
             Some(_) if !self.listed => Agents::Listing,
             Some((store, _)) => {
                 Agents::Listed(store.state().iter().filter_map(|a| serde_json::to_value(a.as_ref()).ok()).collect())

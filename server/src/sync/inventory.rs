@@ -109,7 +109,7 @@ enum Ending {
 
 /// The run's change of one object, as its changes list shows it.
 fn stored_change(key: &inventory::InventoryKey, action: ChangeAction) -> StoredChange {
-    let (group, version) = key.kind.api_version().rsplit_once('/').unwrap_or(("", key.kind.api_version()));
+    let (group, version) = key.kind.group_version();
     StoredChange {
         group: group.into(),
         version: version.into(),
@@ -132,7 +132,8 @@ async fn conclude(state: &AppState, worker: &str, run: &RunRow, ending: Ending) 
     let (outcome, payload, store) = match &ending {
         Ending::Read(read) => {
             let changes = inventory::diff(&previous, &read.objects);
-            let count = |action: ChangeAction| changes.iter().filter(|(_, a)| *a == action).count() as i64;
+            let counted = inventory::counts(&changes);
+            let count = |action: ChangeAction| counted.iter().find(|(a, _)| *a == action).map_or(0, |(_, n)| *n as i64);
             let counters = Counters {
                 documents: read.objects.len() as i64,
                 created: count(ChangeAction::Create),
@@ -150,7 +151,7 @@ async fn conclude(state: &AppState, worker: &str, run: &RunRow, ending: Ending) 
                 .collect();
             let mut per_kind: BTreeMap<(String, String), i64> = BTreeMap::new();
             for o in &read.objects {
-                let group = o.kind.api_version().rsplit_once('/').map_or("", |(g, _)| g);
+                let (group, _) = o.kind.group_version();
                 *per_kind.entry((group.to_string(), o.kind.kind().to_string())).or_default() += 1;
             }
             let kind_counts: Vec<(String, String, i64)> = per_kind.into_iter().map(|((g, k), n)| (g, k, n)).collect();

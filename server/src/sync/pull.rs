@@ -91,6 +91,19 @@ impl Scope {
         }
     }
 
+    /// Records that the run fetches (or no longer does) from its Git server: the per-server
+    /// cap of `runs::claim` counts fetching runs. A failure to record is logged, not fatal.
+    async fn fetching(&self, on: bool) {
+        let Some(run) = &self.run else { return };
+        let recorded = async {
+            let mut conn = self.state.pool.get().await.map_err(DbError::from)?;
+            db::runs::set_fetching(&mut conn, run.id, on).await
+        };
+        if let Err(e) = recorded.await {
+            warn!(run_id = %run.id, error = %e, "could not record the fetch");
+        }
+    }
+
     /// A safe point: stop here if the run was cancelled or taken over.
     pub fn checkpoint(&self) -> Result<(), PullError> {
         match &self.run {
@@ -172,7 +185,8 @@ pub async fn pull(
     let row = fabric.clone();
     let outbound = state.settings.outbound.clone();
     let selection = Selection::new(&fabric.include_paths, &fabric.exclude_paths).map_err(PullError::Globs)?;
-    let (commit, source, sources) = with_progress(
+    scope.fetching(true).await;
+    let fetched = with_progress(
         FetchProgress::default(),
         move |progress| -> Result<(String, String, Option<Sources>), GitError> {
             let mirror = Mirror::open_or_init(&cache, &repository_id)?;
@@ -195,7 +209,9 @@ pub async fn pull(
             })
         },
     )
-    .await??;
+    .await;
+    scope.fetching(false).await;
+    let (commit, source, sources) = fetched??;
     scope.checkpoint()?;
     let Some(Sources { files, layout }) = sources else {
         return Ok(Pulled {

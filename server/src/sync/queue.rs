@@ -68,6 +68,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request) -> Result<
         targets: request.targets.clone(),
         requested_by: request.requested_by.clone(),
         rollout_wait_seconds: request.rollout_wait_seconds,
+        fetching: false,
     };
     let queued = encode_progress(row.id, Payload::Queued(QueuedProgress {}));
     let inserted = conn

@@ -102,18 +102,7 @@ async fn supervise(state: AppState, database_url: String) {
 /// A connection of its own holding the fabric's watch lock; the lock goes with the connection
 /// (or the process).
 async fn try_lock(database_url: &str, fabric_id: Uuid) -> Result<Option<AsyncPgConnection>, DbError> {
-    #[derive(diesel::QueryableByName)]
-    struct Locked {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        locked: bool,
-    }
-    let mut conn = AsyncPgConnection::establish(database_url).await.map_err(|e| DbError::Connect(e.to_string()))?;
-    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
-        .bind::<diesel::sql_types::Int4, _>(LOCK_CLASS)
-        .bind::<diesel::sql_types::Text, _>(fabric_id.to_string())
-        .get_result(&mut conn)
-        .await?;
-    Ok(locked.locked.then_some(conn))
+    db::try_advisory_lock(database_url, LOCK_CLASS, &fabric_id.to_string()).await
 }
 
 /// Whether a live process watches the fabric with a complete view (the lock's holder is still
@@ -124,11 +113,10 @@ pub async fn watched(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<bo
         #[diesel(sql_type = diesel::sql_types::Bool)]
         watched: bool,
     }
-    let row: Watched = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                         AND classid = $1::oid AND objid = hashtext($2)::oid AND objsubid = 2) \
-            AND EXISTS (SELECT 1 FROM fabrics WHERE id = $3 AND watch_status = 'active') AS watched",
-    )
+    let held = db::advisory_lock_held("$1", "$2");
+    let row: Watched = diesel::sql_query(format!(
+        "SELECT {held} AND EXISTS (SELECT 1 FROM fabrics WHERE id = $3 AND watch_status = 'active') AS watched"
+    ))
     .bind::<diesel::sql_types::Int4, _>(LOCK_CLASS)
     .bind::<diesel::sql_types::Text, _>(fabric_id.to_string())
     .bind::<diesel::sql_types::Uuid, _>(fabric_id)

@@ -111,7 +111,7 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
     };
     heartbeat.abort();
     // A run's objects are dropped by now; the heap they took need not stay resident.
-    crate::memory::release_free_heap();
+    tokio::task::spawn_blocking(crate::memory::release_free_heap);
     match result {
         Ok(()) if !run.dry_run && !inventory => {
             // The desired state or the cluster changed: drift follows.
@@ -135,13 +135,13 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
     }
 }
 
-/// Renews the lease every third of it; flags a lost lease, a cancel request and shutdown.
+/// Renews the lease every `runs::HEARTBEAT` (or third of the lease, if shorter); flags a lost lease, a cancel request and shutdown.
 async fn heartbeat(state: AppState, worker: String, flags: RunFlags) {
     let lease = state.settings.sync_lease;
     let mut shutdown = state.shutdown.clone();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(lease / 3) => {}
+            _ = tokio::time::sleep(runs::HEARTBEAT.min(lease / 3)) => {}
             _ = shutdown.wait_for(|stop| *stop) => {
                 flags.stop.store(true, Ordering::Relaxed);
                 return;
