@@ -143,11 +143,12 @@ fn server_proto(view: ServerView) -> ServerInventory {
 }
 
 /// What the cross-layer view joins: the fabric's Server names, each server's links from its
-/// Connections, and the imported nodes with what runs on them.
+/// Connections, and the imported nodes (what runs on them is loaded per question).
 struct Layers {
+    fabric_id: uuid::Uuid,
     servers: Vec<String>,
     links: std::collections::BTreeMap<String, Vec<inventory::PortLink>>,
-    placed: Vec<inventory::InventoryObject>,
+    nodes: Vec<inventory::InventoryObject>,
     label: Option<String>,
 }
 
@@ -159,15 +160,48 @@ impl Layers {
         let connections: Vec<serde_json::Value> = connections.into_iter().map(|(_, body)| body).collect();
         let label = Some(fabric.inventory.0.server_label.clone()).filter(|l| !l.is_empty());
         Ok(Layers {
+            fabric_id: fabric.id,
             servers: servers.into_iter().map(|(name, _)| name).collect(),
             links: inventory::server_links(&connections),
-            placed: store::placed(&mut conn, fabric.id).await?,
+            nodes: store::nodes(&mut conn, fabric.id).await?,
             label,
         })
     }
 
-    fn server(&self, server: &str) -> ServerView {
-        inventory::hosted_on(server, &self.links, &self.servers, self.label.as_deref(), &self.placed)
+    /// The views `view` makes, in two steps: over the nodes alone (which nodes the servers
+    /// have), then with the pods and VMs of those nodes, loaded for them only.
+    async fn views<E>(
+        &self,
+        state: &AppState,
+        view: impl Fn(&[inventory::InventoryObject]) -> Result<Vec<ServerView>, E>,
+    ) -> Result<Result<Vec<ServerView>, E>, ApiError> {
+        let first = match view(&self.nodes) {
+            Ok(first) => first,
+            Err(e) => return Ok(Err(e)),
+        };
+        let nodes: Vec<String> = first.iter().flat_map(|v| v.nodes.iter().cloned()).collect();
+        if nodes.is_empty() {
+            return Ok(Ok(first));
+        }
+        let mut conn = state.conn().await?;
+        let mut placed = self.nodes.clone();
+        placed.extend(store::on_nodes(&mut conn, self.fabric_id, &nodes).await?);
+        Ok(view(&placed))
+    }
+
+    async fn server(&self, state: &AppState, server: &str) -> Result<ServerInventory, ApiError> {
+        let label = self.label.as_deref();
+        let hosted = |placed: &[inventory::InventoryObject]| {
+            Ok::<_, std::convert::Infallible>(vec![inventory::hosted_on(
+                server,
+                &self.links,
+                &self.servers,
+                label,
+                placed,
+            )])
+        };
+        let views = self.views(state, hosted).await?.unwrap_or_else(|never| match never {});
+        Ok(views.into_iter().next().map(server_proto).unwrap_or_default())
     }
 }
 
@@ -266,22 +300,18 @@ impl InventoryService for InventoryApi {
         // A VM runs where its VMI runs.
         let node_name = match key.kind {
             InventoryKind::Node => Some(object.name.clone()),
-            InventoryKind::VirtualMachine => layers
-                .placed
-                .iter()
-                .find(|o| {
-                    o.kind == InventoryKind::VirtualMachineInstance
-                        && o.namespace == object.namespace
-                        && o.name == object.name
-                })
-                .and_then(|vmi| vmi.node.clone()),
+            InventoryKind::VirtualMachine => {
+                let vmi = InventoryKey { kind: InventoryKind::VirtualMachineInstance, ..key.clone() };
+                let mut conn = self.state.conn().await?;
+                store::get(&mut conn, fabric_id, &vmi).await.map_err(ApiError::from)?.and_then(|r| r.node)
+            }
             _ => object.node.clone(),
         };
-        let node = node_name
-            .and_then(|n| layers.placed.iter().find(|o| o.kind == InventoryKind::Node && o.name == n).cloned());
-        let server = node
-            .and_then(|n| inventory::node_server(&n, &layers.servers, layers.label.as_deref()))
-            .map(|s| server_proto(layers.server(&s)));
+        let node = node_name.and_then(|n| layers.nodes.iter().find(|o| o.name == n));
+        let server = match node.and_then(|n| inventory::node_server(n, &layers.servers, layers.label.as_deref())) {
+            Some(name) => Some(layers.server(&self.state, &name).await?),
+            None => None,
+        };
         Ok(Response::new(GetInventoryObjectResponse { object: Some(object_proto(&row)), server }))
     }
 
@@ -294,14 +324,12 @@ impl InventoryService for InventoryApi {
         validate::max_len(&req.switch_port, MAX_LABEL).map_err(|e| ApiError::invalid("switch_port", e))?;
         let fabric = load(&self.state, fabric_id).await?;
         let layers = Layers::load(&self.state, &fabric).await?;
-        let views = inventory::behind_switch_port(
-            &req.switch_port,
-            &layers.links,
-            &layers.servers,
-            layers.label.as_deref(),
-            &layers.placed,
-        )
-        .map_err(|e| ApiError::invalid("switch_port", e.to_string()))?;
+        let label = layers.label.as_deref();
+        let behind = |placed: &[inventory::InventoryObject]| {
+            inventory::behind_switch_port(&req.switch_port, &layers.links, &layers.servers, label, placed)
+        };
+        let views =
+            layers.views(&self.state, behind).await?.map_err(|e| ApiError::invalid("switch_port", e.to_string()))?;
         Ok(Response::new(ListBehindSwitchPortResponse { servers: views.into_iter().map(server_proto).collect() }))
     }
 
@@ -320,7 +348,7 @@ impl InventoryService for InventoryApi {
         if !layers.servers.contains(&req.server) {
             return Err(ApiError::NotFound { kind: "server", id: req.server }.into());
         }
-        Ok(Response::new(GetServerInventoryResponse { server: Some(server_proto(layers.server(&req.server))) }))
+        Ok(Response::new(GetServerInventoryResponse { server: Some(layers.server(&self.state, &req.server).await?) }))
     }
 }
 

@@ -203,12 +203,28 @@ pub async fn get(
         .optional()?)
 }
 
-/// The fabric's nodes, and the pods and VMIs on nodes: what the cross-layer view joins.
-pub async fn placed(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<InventoryObject>, DbError> {
+/// The fabric's imported nodes.
+pub async fn nodes(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<InventoryObject>, DbError> {
     use inventory_objects::dsl as o;
     let rows: Vec<InventoryRow> = o::inventory_objects
         .filter(o::fabric_id.eq(fabric_id))
-        .filter(o::kind.eq(InventoryKind::Node.word()).or(o::node.is_not_null()))
+        .filter(o::kind.eq(InventoryKind::Node.word()))
+        .select(InventoryRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.iter().map(InventoryRow::object).collect())
+}
+
+/// The pods and VMIs that run on `nodes` (the index on (fabric, node) finds them).
+pub async fn on_nodes(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    nodes: &[String],
+) -> Result<Vec<InventoryObject>, DbError> {
+    use inventory_objects::dsl as o;
+    let rows: Vec<InventoryRow> = o::inventory_objects
+        .filter(o::fabric_id.eq(fabric_id))
+        .filter(o::node.eq_any(nodes))
         .select(InventoryRow::as_select())
         .load(conn)
         .await?;
