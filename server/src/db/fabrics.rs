@@ -296,40 +296,35 @@ pub async fn record_sync(conn: &mut AsyncPgConnection, id: Uuid, record: &SyncRe
 /// Claims one fabric whose auto-sync check is due and moves its next check one interval ahead;
 /// SKIP LOCKED lets every replica's scheduler take different fabrics.
 pub async fn claim_due_auto_sync(conn: &mut AsyncPgConnection) -> Result<Option<Uuid>, DbError> {
-    #[derive(diesel::QueryableByName)]
-    struct Claimed {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-    }
-    let rows: Vec<Claimed> = diesel::sql_query(
-        "UPDATE fabrics SET next_auto_sync_at = now() + make_interval(secs => auto_sync_interval_seconds)
-         WHERE id = (SELECT id FROM fabrics
-                     WHERE auto_sync_interval_seconds > 0 AND NOT paused
-                       AND (next_auto_sync_at IS NULL OR next_auto_sync_at <= now())
-                     ORDER BY next_auto_sync_at NULLS FIRST LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().next().map(|c| c.id))
+    claim_due(conn, "auto_sync_interval_seconds", "next_auto_sync_at", "").await
 }
 
-/// Claims one fabric whose scheduled inventory import is due, moving its next time on by its
-/// interval (SKIP LOCKED: each due fabric goes to one process).
+/// Claims one fabric with a cluster whose scheduled inventory import is due, the same way.
 pub async fn claim_due_inventory(conn: &mut AsyncPgConnection) -> Result<Option<Uuid>, DbError> {
+    claim_due(conn, "inventory_interval_seconds", "next_inventory_at", "AND cluster_server_url <> ''").await
+}
+
+/// A schedule's claim: a fabric (not paused, `also`) whose `next` time is due moves it on by its
+/// `interval` column. The column names are this module's constants, never input.
+async fn claim_due(
+    conn: &mut AsyncPgConnection,
+    interval: &'static str,
+    next: &'static str,
+    also: &'static str,
+) -> Result<Option<Uuid>, DbError> {
     #[derive(diesel::QueryableByName)]
     struct Claimed {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
         id: Uuid,
     }
-    let rows: Vec<Claimed> = diesel::sql_query(
-        "UPDATE fabrics SET next_inventory_at = now() + make_interval(secs => inventory_interval_seconds)
+    let rows: Vec<Claimed> = diesel::sql_query(format!(
+        "UPDATE fabrics SET {next} = now() + make_interval(secs => {interval})
          WHERE id = (SELECT id FROM fabrics
-                     WHERE inventory_interval_seconds > 0 AND NOT paused AND cluster_server_url <> ''
-                       AND (next_inventory_at IS NULL OR next_inventory_at <= now())
-                     ORDER BY next_inventory_at NULLS FIRST LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id",
-    )
+                     WHERE {interval} > 0 AND NOT paused {also}
+                       AND ({next} IS NULL OR {next} <= now())
+                     ORDER BY {next} NULLS FIRST LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id"
+    ))
     .load(conn)
     .await?;
     Ok(rows.into_iter().next().map(|c| c.id))

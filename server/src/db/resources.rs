@@ -739,11 +739,8 @@ pub async fn drift_counts(
 #[derive(Debug, Clone, Queryable)]
 pub struct HealthInput {
     pub id: Uuid,
-    pub group: String,
+    pub identity: KeyColumns,
     pub api_version: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
     pub desired: bool,
     pub live: bool,
     pub apply_status: Stored<ApplyStatus>,
@@ -758,11 +755,8 @@ pub async fn health_inputs(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Res
         .filter(resources::fabric_id.eq(fabric_id))
         .select((
             resources::id,
-            resources::api_group,
+            KeyColumns::as_select(),
             resources::api_version,
-            resources::kind,
-            resources::namespace,
-            resources::name,
             resources::desired.is_not_null(),
             resources::live.is_not_null(),
             resources::apply_status,

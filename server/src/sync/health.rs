@@ -198,8 +198,8 @@ fn told(
     now: chrono::DateTime<chrono::Utc>,
     stale_after: i64,
 ) -> Told {
-    let mut switches: Vec<String> =
-        inputs.iter().filter(|r| is_switch(&r.group, &r.kind)).map(|r| r.name.clone()).collect();
+    let is_switch = |r: &HealthInput| is_switch(&r.identity.api_group, &r.identity.kind);
+    let mut switches: Vec<String> = inputs.iter().filter(|r| is_switch(r)).map(|r| r.identity.name.clone()).collect();
     switches.sort();
     switches.dedup();
     let rollouts = agents::rollouts(&switches, agents, now, stale_after);
@@ -208,7 +208,7 @@ fn told(
     let mut changes = Vec::new();
     let mut desired_switches = Vec::new();
     for r in inputs {
-        let switch = is_switch(&r.group, &r.kind).then(|| rollout_of.get(r.name.as_str()).copied()).flatten();
+        let switch = is_switch(r).then(|| rollout_of.get(r.identity.name.as_str()).copied()).flatten();
         if r.desired {
             desired_switches.extend(switch.cloned());
         }
@@ -221,13 +221,7 @@ fn told(
         let verdict = health::of_resource(facts, switch);
         healths.push(verdict.health);
         if verdict.health != r.health.0 || verdict.reason != r.health_reason {
-            let key = ResourceKey {
-                group: r.group.clone(),
-                kind: r.kind.clone(),
-                namespace: r.namespace.clone(),
-                name: r.name.clone(),
-            };
-            changes.push(Changed { id: r.id, key, api_version: r.api_version.clone(), verdict });
+            changes.push(Changed { id: r.id, key: r.identity.key(), api_version: r.api_version.clone(), verdict });
         }
     }
     // The summary counts the switches of the fabric's Git, as GetFabricRollout does.

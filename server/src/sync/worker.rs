@@ -28,8 +28,8 @@ use crate::proto::sync_progress_event::Payload;
 use crate::proto::{CancelledProgress, FailedProgress, FinishedProgress, PersistingProgress};
 
 /// Starts the configured number of workers, once this process holds its presence lock (see
-/// `runs::claim`: another process takes a run over as soon as its holder's lock is gone, not
-/// only when the lease ran out); they end when the server shuts down.
+/// `runs::claim`: another process takes a run over once its holder's lock is gone and its
+/// heartbeats stopped, not only when the lease ran out); they end when the server shuts down.
 pub async fn spawn(state: AppState, database_url: &str) -> Result<Vec<JoinHandle<()>>, DbError> {
     let process = format!("{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
     let presence = runs::hold_presence(database_url, &process).await?;
@@ -60,7 +60,7 @@ async fn keep_presence(
             match runs::hold_presence(&database_url, &process).await {
                 Ok(held) => presence = held,
                 Err(e) => {
-                    warn!(error = %e, "cannot take the presence lock; runs of this process are taken over after their lease")
+                    warn!(error = %e, "cannot take the presence lock; trying again")
                 }
             }
         }
@@ -135,7 +135,8 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
     }
 }
 
-/// Renews the lease every `runs::HEARTBEAT` (or third of the lease, if shorter); flags a lost lease, a cancel request and shutdown.
+/// Renews the lease every `runs::HEARTBEAT` (or third of the lease, if shorter); flags a lost
+/// lease, a cancel request and shutdown.
 async fn heartbeat(state: AppState, worker: String, flags: RunFlags) {
     let lease = state.settings.sync_lease;
     let mut shutdown = state.shutdown.clone();
