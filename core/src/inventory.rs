@@ -64,18 +64,27 @@ impl InventoryKind {
     }
 }
 
-/// (kind, namespace, name): an inventory object's identity; the namespace is empty for nodes
-/// and namespaces.
+/// The cluster of the fabric's own connection; extra inventory clusters have names.
+pub const OWN_CLUSTER: &str = "";
+
+/// (cluster, kind, namespace, name): an inventory object's identity. The cluster is empty for
+/// the fabric's own cluster, else the name of one of its inventory clusters; the namespace is
+/// empty for nodes and namespaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InventoryKey {
+    pub cluster: String,
     pub kind: InventoryKind,
     pub namespace: String,
     pub name: String,
 }
 
-/// `kind/namespace/name`, without the namespace when there is none: `node/worker-1`.
+/// `kind/namespace/name`, without the namespace when there is none (`node/worker-1`), after
+/// `cluster:` for an extra cluster's (`edge:node/worker-1`).
 impl fmt::Display for InventoryKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.cluster.is_empty() {
+            write!(f, "{}:", self.cluster)?;
+        }
         f.write_str(self.kind.word())?;
         if !self.namespace.is_empty() {
             write!(f, "/{}", self.namespace)?;
@@ -88,6 +97,8 @@ impl fmt::Display for InventoryKey {
 /// `vm` repeat what the facts say, typed, for the filter and the cross-layer view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InventoryObject {
+    /// See `InventoryKey::cluster`.
+    pub cluster: String,
     pub kind: InventoryKind,
     pub namespace: String,
     pub name: String,
@@ -107,7 +118,12 @@ pub struct InventoryObject {
 
 impl InventoryObject {
     pub fn key(&self) -> InventoryKey {
-        InventoryKey { kind: self.kind, namespace: self.namespace.clone(), name: self.name.clone() }
+        InventoryKey {
+            cluster: self.cluster.clone(),
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -168,9 +184,9 @@ fn pick(object: Option<&Value>, keys: &[&str]) -> Value {
     Value::Object(out)
 }
 
-/// Reads one object listed as `kind`. Only `metadata.name` is required: a list returns every
+/// Reads one object of `cluster` listed as `kind`. Only `metadata.name` is required: a list returns every
 /// other field optional (an unscheduled pod has no node, a stopped VM no status).
-pub fn read(kind: InventoryKind, object: &Value) -> Result<InventoryObject, InventoryError> {
+pub fn read(cluster: &str, kind: InventoryKind, object: &Value) -> Result<InventoryObject, InventoryError> {
     let name = text(object, "/metadata/name").unwrap_or_default();
     // List items may leave out their kind; one that names another was handed to the wrong reader.
     if let Some(found) = text(object, "/kind").filter(|found| *found != kind.kind()) {
@@ -201,6 +217,7 @@ pub fn read(kind: InventoryKind, object: &Value) -> Result<InventoryObject, Inve
         }
     };
     Ok(InventoryObject {
+        cluster: cluster.into(),
         kind,
         namespace: namespace.into(),
         name: name.into(),
@@ -465,9 +482,18 @@ pub fn node_server(node: &InventoryObject, servers: &[String], label: Option<&st
     labelled.into_iter().chain([node.name.as_str()]).find(|name| servers.iter().any(|s| s == name)).map(str::to_string)
 }
 
+/// A node of one of the fabric's clusters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NodeRef {
+    pub cluster: String,
+    pub name: String,
+}
+
 /// A pod or VM running on a server's node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Hosted {
+    /// The cluster of the node (and of the workload).
+    pub cluster: String,
     pub workload: WorkloadType,
     /// Pod, or VirtualMachineInstance.
     pub kind: InventoryKind,
@@ -482,8 +508,9 @@ pub struct Hosted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerView {
     pub server: String,
-    /// One node, unless node labels name the server twice; none when no node is the server.
-    pub nodes: Vec<String>,
+    /// One node, unless node labels (or two clusters) name the server twice; none when no
+    /// node is the server.
+    pub nodes: Vec<NodeRef>,
     pub links: Vec<PortLink>,
     pub workloads: Vec<Hosted>,
 }
@@ -496,10 +523,10 @@ pub fn hosted_on(
     label: Option<&str>,
     inventory: &[InventoryObject],
 ) -> ServerView {
-    let nodes: Vec<String> = inventory
+    let nodes: Vec<NodeRef> = inventory
         .iter()
         .filter(|o| node_server(o, servers, label).as_deref() == Some(server))
-        .map(|o| o.name.clone())
+        .map(|o| NodeRef { cluster: o.cluster.clone(), name: o.name.clone() })
         .collect();
     let workloads = running_on(&nodes, inventory);
     ServerView { server: server.to_string(), links: links.get(server).cloned().unwrap_or_default(), nodes, workloads }
@@ -525,29 +552,30 @@ pub fn behind_switch_port(
 /// The pods and VMIs on `nodes` that have not terminated. A VM shows as its VMI and its launcher
 /// pod: when both are imported it is listed once, as the VMI (the launcher's controller, of the
 /// VM's name).
-fn running_on(nodes: &[String], inventory: &[InventoryObject]) -> Vec<Hosted> {
+fn running_on(nodes: &[NodeRef], inventory: &[InventoryObject]) -> Vec<Hosted> {
     let on_nodes: Vec<&InventoryObject> = inventory
         .iter()
         .filter(|o| matches!(o.kind, InventoryKind::Pod | InventoryKind::VirtualMachineInstance))
-        .filter(|o| o.node.as_ref().is_some_and(|n| nodes.contains(n)))
+        .filter(|o| o.node.as_ref().is_some_and(|n| nodes.iter().any(|r| r.cluster == o.cluster && &r.name == n)))
         .filter(|o| !matches!(text(&o.facts, "/phase"), Some("Succeeded" | "Failed")))
         .collect();
-    let vmis: BTreeSet<(&str, &str)> = on_nodes
+    let vmis: BTreeSet<(&str, &str, &str)> = on_nodes
         .iter()
         .filter(|o| o.kind == InventoryKind::VirtualMachineInstance)
-        .map(|o| (o.namespace.as_str(), o.name.as_str()))
+        .map(|o| (o.cluster.as_str(), o.namespace.as_str(), o.name.as_str()))
         .collect();
     // A launcher names its VM (labels, or its VMI as controller); the VMI has the VM's name.
     let launched_by_vmi = |o: &InventoryObject| {
         let vmi = text(&o.facts, "/owner/kind").filter(|k| *k == VMI_KIND).and(text(&o.facts, "/owner/name"));
         o.kind == InventoryKind::Pod
-            && vmi.or(o.vm.as_deref()).is_some_and(|vm| vmis.contains(&(o.namespace.as_str(), vm)))
+            && vmi.or(o.vm.as_deref()).is_some_and(|vm| vmis.contains(&(o.cluster.as_str(), o.namespace.as_str(), vm)))
     };
     let mut hosted: Vec<Hosted> = on_nodes
         .into_iter()
         .filter(|o| !launched_by_vmi(o))
         .filter_map(|o| {
             Some(Hosted {
+                cluster: o.cluster.clone(),
                 workload: o.workload?,
                 kind: o.kind,
                 namespace: o.namespace.clone(),
@@ -621,7 +649,7 @@ spec:
     }
 
     fn ok(kind: InventoryKind, object: Value) -> InventoryObject {
-        read(kind, &object).unwrap()
+        read(OWN_CLUSTER, kind, &object).unwrap()
     }
 
     /// An OpenShift worker as `oc get node -o json` shows it, volatile fields included.
@@ -874,13 +902,13 @@ spec:
     #[test]
     fn an_object_without_a_name_or_of_another_kind_is_an_error_saying_so() {
         let unnamed = json!({"metadata": {"namespace": "vms", "uid": "3cbb32a1"}});
-        let err = read(InventoryKind::Pod, &unnamed).unwrap_err();
+        let err = read(OWN_CLUSTER, InventoryKind::Pod, &unnamed).unwrap_err();
         assert_eq!(
             err,
             InventoryError::MissingName { kind: InventoryKind::Pod, namespace: "vms".into(), uid: "3cbb32a1".into() }
         );
         assert_eq!(err.to_string(), r#"pod object (namespace "vms", uid "3cbb32a1"): metadata.name is missing"#);
-        let err = read(InventoryKind::Pod, &node("server-1", json!({}))).unwrap_err();
+        let err = read(OWN_CLUSTER, InventoryKind::Pod, &node("server-1", json!({}))).unwrap_err();
         assert_eq!(err.to_string(), r#""server-1" was read as a Pod but is a Node"#);
         // A namespace on a cluster-scoped object is not taken.
         let node = ok(InventoryKind::Node, json!({"metadata": {"name": "n", "namespace": "stray"}}));
@@ -967,7 +995,12 @@ spec:
         recreated["metadata"]["uid"] = json!("another-uid");
         assert_ne!(ok(InventoryKind::Pod, recreated).hash, previous[0].1);
 
-        let key = |name: &str| InventoryKey { kind: InventoryKind::Pod, namespace: "shop".into(), name: name.into() };
+        let key = |name: &str| InventoryKey {
+            cluster: OWN_CLUSTER.into(),
+            kind: InventoryKind::Pod,
+            namespace: "shop".into(),
+            name: name.into(),
+        };
         let changes = diff(&previous, &current);
         assert_eq!(
             changes,
@@ -1094,6 +1127,10 @@ spec:
         ]
     }
 
+    fn own_node(name: &str) -> NodeRef {
+        NodeRef { cluster: OWN_CLUSTER.into(), name: name.into() }
+    }
+
     fn hosted(
         workload: WorkloadType,
         kind: InventoryKind,
@@ -1103,6 +1140,7 @@ spec:
         vm: Option<&str>,
     ) -> Hosted {
         Hosted {
+            cluster: OWN_CLUSTER.into(),
             workload,
             kind,
             namespace: ns.into(),
@@ -1122,7 +1160,7 @@ spec:
         assert_eq!(views.len(), 1);
         assert_eq!(
             (views[0].server.as_str(), views[0].nodes.as_slice()),
-            ("server-1", ["server-1".to_string()].as_slice())
+            ("server-1", [own_node("server-1")].as_slice())
         );
         // vm-cirros once, as its VMI; the finished job is not running there.
         assert_eq!(
@@ -1167,7 +1205,7 @@ spec:
         let links = server_links(&of_kind(&documents(LAB_WIRING), "Connection"));
         let (servers, inventory) = (servers(), cluster());
         let view = hosted_on("server-3", &links, &servers, Some(SERVER_LABEL), &inventory);
-        assert_eq!(view.nodes, ["ocp-worker-2.lab"]);
+        assert_eq!(view.nodes, [own_node("ocp-worker-2.lab")]);
         assert_eq!(
             view.links.iter().map(|l| format!("{}/{}", l.switch, l.switch_port)).collect::<Vec<_>>(),
             ["ds3000-01/E1/1/4", "ds3000-01/E1/2/2"]
@@ -1179,5 +1217,37 @@ spec:
         // Without the label, no node is server-3.
         let view = hosted_on("server-3", &links, &servers, None, &inventory);
         assert_eq!((view.nodes.len(), view.workloads.len(), view.links.len()), (0, 0, 2));
+    }
+
+    #[test]
+    fn a_node_of_an_extra_cluster_hosts_what_that_cluster_runs_on_it() {
+        let links = server_links(&of_kind(&documents(LAB_WIRING), "Connection"));
+        let servers = servers();
+        let edge = |kind: InventoryKind, object: Value| read("edge", kind, &object).unwrap();
+        let mut inventory = cluster();
+        inventory.extend([
+            edge(InventoryKind::Node, node("server-7", json!({}))),
+            edge(InventoryKind::Pod, pod("cdn", "cache-1", "server-7", json!({}), &["cache"], ("ReplicaSet", "c"))),
+            // Named after own cluster's node, but edge has no node server-1: not on server-1.
+            edge(InventoryKind::Pod, pod("cdn", "cache-2", "server-1", json!({}), &["cache"], ("ReplicaSet", "c"))),
+        ]);
+        let view = hosted_on("server-7", &links, &servers, None, &inventory);
+        assert_eq!(view.nodes, [NodeRef { cluster: "edge".into(), name: "server-7".into() }]);
+        assert_eq!(
+            view.workloads.iter().map(|w| (w.cluster.as_str(), w.name.as_str())).collect::<Vec<_>>(),
+            [("edge", "cache-1")]
+        );
+        let view = hosted_on("server-1", &links, &servers, None, &inventory);
+        assert!(view.workloads.iter().all(|w| w.cluster == OWN_CLUSTER), "{:?}", view.workloads);
+        // The same name in two clusters is two objects.
+        let own = ok(InventoryKind::Node, node("server-7", json!({})));
+        let changes = diff(&[(own.key(), own.hash.clone())], &inventory[inventory.len() - 3..inventory.len() - 2]);
+        assert_eq!(
+            changes.iter().map(|(k, a)| (k.to_string(), *a)).collect::<Vec<_>>(),
+            [
+                ("node/server-7".to_string(), ChangeAction::Delete),
+                ("edge:node/server-7".to_string(), ChangeAction::Create),
+            ]
+        );
     }
 }

@@ -233,6 +233,13 @@ async fn rotate_keys(common: &Common, add_key: Option<&str>, url: &str) -> anyho
             resealed += 1;
         }
     }
+    for (fabric_id, name, blob, key_id) in db::inventory::sealed_cluster_tokens(&mut conn).await? {
+        let context = crypto::inventory_cluster_token_context(fabric_id, &name);
+        if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {
+            db::inventory::store_sealed_cluster_token(&mut conn, fabric_id, &name, &new.blob, &new.key_id).await?;
+            resealed += 1;
+        }
+    }
     for (name, blob, key_id) in db::server_keys::all(&mut conn).await? {
         let context = crypto::server_key_context(&name);
         if let Some(new) = reseal(&keyring, Sealed { key_id, blob }, &context)? {

@@ -3,6 +3,7 @@
 
 use crate::crypto::{self, CryptoError, Keyring, Sealed, Secret};
 use crate::db::fabrics::FabricRow;
+use crate::db::inventory::ClusterRow;
 use crate::db::repositories::RepositoryRow;
 use crate::git::Auth;
 use fabricsync_core::vocab::AuthType;
@@ -26,6 +27,12 @@ fn opened(
 pub fn cluster_token(fabric: &FabricRow, keyring: &Keyring) -> Result<Option<Secret>, CryptoError> {
     let context = crypto::fabric_token_context(fabric.id);
     opened(keyring, &fabric.cluster_token_sealed, &fabric.cluster_token_key_id, &context)
+}
+
+/// An inventory cluster's stored bearer token, opened for its connection; None without one.
+pub fn inventory_cluster_token(row: &ClusterRow, keyring: &Keyring) -> Result<Option<Secret>, CryptoError> {
+    let context = crypto::inventory_cluster_token_context(row.fabric_id, &row.name);
+    opened(keyring, &row.token_sealed, &row.token_key_id, &context)
 }
 
 /// A repository's stored webhook secret, opened to verify a delivery; None without one.

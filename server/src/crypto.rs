@@ -201,6 +201,10 @@ pub fn fabric_token_context(id: uuid::Uuid) -> String {
     format!("fabrics.cluster_token:{id}")
 }
 
+pub fn inventory_cluster_token_context(fabric_id: uuid::Uuid, name: &str) -> String {
+    format!("inventory_clusters.token:{fabric_id}:{name}")
+}
+
 pub fn server_key_context(name: &str) -> String {
     format!("server_keys.secret:{name}")
 }

@@ -214,10 +214,8 @@ async fn the_inventory_imports_what_runs_and_tells_what_is_behind_each_switch_po
         .into_inner()
         .servers;
     assert_eq!(behind.len(), 1, "{behind:?}");
-    assert_eq!(
-        (behind[0].server.as_str(), behind[0].nodes.as_slice()),
-        ("server-2", ["worker-b".to_string()].as_slice())
-    );
+    let nodes: Vec<(&str, &str)> = behind[0].node_refs.iter().map(|n| (n.cluster.as_str(), n.name.as_str())).collect();
+    assert_eq!((behind[0].server.as_str(), nodes.as_slice()), ("server-2", [("", "worker-b")].as_slice()));
     let ports: Vec<String> = behind[0].links.iter().map(|l| format!("{}/{}", l.switch, l.switch_port)).collect();
     assert_eq!(ports, ["ds3000-01/E1/1/3", "ds3000-02/E1/1/3"]);
     let hosted: Vec<(String, String, i32)> =
@@ -232,6 +230,7 @@ async fn the_inventory_imports_what_runs_and_tells_what_is_behind_each_switch_po
             kind: "pod".into(),
             namespace: "tenant-a".into(),
             name: "web-1".into(),
+            ..Default::default()
         })
         .await
         .expect("get pod")
@@ -247,6 +246,7 @@ async fn the_inventory_imports_what_runs_and_tells_what_is_behind_each_switch_po
             kind: "virtualmachine".into(),
             namespace: "tenant-a".into(),
             name: "vm-cirros".into(),
+            ..Default::default()
         })
         .await
         .expect("get vm")
@@ -394,4 +394,160 @@ async fn the_least_privilege_account_reads_the_inventory_and_the_schedule_keeps_
     assert_eq!(status(scheduled), SyncRunStatus::Succeeded, "{scheduled:?}");
     // Kinds left out are not imported.
     assert!(objects(&mut c, &id, "kind=namespace").await.is_empty());
+}
+
+async fn put_cluster(
+    c: &mut Clients,
+    fabric_id: &str,
+    name: &str,
+    connection: ClusterConnectionInput,
+) -> Result<PutInventoryClusterResponse, tonic::Status> {
+    let request =
+        PutInventoryClusterRequest { fabric_id: fabric_id.into(), name: name.into(), connection: Some(connection) };
+    c.inventory.put_inventory_cluster(request).await.map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn an_import_reads_the_extra_clusters_a_fabric_lists_beside_its_own() {
+    let (own, edge) = (KubeCluster::start(), KubeCluster::start());
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&own, ADMIN_TOKEN)),
+        )
+        .await;
+    let pulled = c.sync_mode(&id, SyncMode::Pull, false, false).await;
+    assert_eq!(status(&pulled), SyncRunStatus::Succeeded, "{pulled:?}");
+    // The fabric's own cluster runs web-1 on server-1; the edge cluster's node server-2 runs a
+    // cache and a pod of the same name as the own cluster's.
+    node(&own, "server-1", "");
+    namespace(&own, "shop");
+    pod(&own, "shop", "web-1", "server-1", "", "web");
+    node(&edge, "server-2", "");
+    namespace(&edge, "shop");
+    pod(&edge, "shop", "web-1", "server-2", "", "web");
+    pod(&edge, "shop", "cache-1", "server-2", "", "cache");
+    let settings = InventorySettings { kinds: vec!["node".into(), "pod".into()], ..Default::default() };
+    let request = UpdateFabricRequest {
+        fabric: Some(Fabric { id: id.clone(), inventory: Some(settings), ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["inventory".into()] }),
+        ..Default::default()
+    };
+    c.fabrics.update_fabric(request).await.expect("inventory settings");
+
+    // The edge cluster with its own token, which no answer carries.
+    let put = put_cluster(&mut c, &id, "edge", cluster_input(&edge, ADMIN_TOKEN)).await.expect("put edge");
+    let shown = put.cluster.expect("cluster");
+    assert_eq!(shown.name, "edge");
+    let connection = shown.connection.expect("connection");
+    assert_eq!((connection.server_url.as_str(), connection.has_bearer_token), (edge.url.as_str(), true));
+    let listed = c
+        .inventory
+        .list_inventory_clusters(ListInventoryClustersRequest { fabric_id: id.clone() })
+        .await
+        .expect("list clusters")
+        .into_inner();
+    assert_eq!(listed.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["edge"]);
+    assert!(!format!("{listed:?}").contains(ADMIN_TOKEN));
+
+    let (first, progress) = import(&mut c, &id, false).await;
+    assert_eq!(status(&first), SyncRunStatus::Succeeded, "{first:?}");
+    let read: Vec<(&str, &str, i64)> = progress.iter().map(|p| (p.cluster.as_str(), p.kind.as_str(), p.kept)).collect();
+    assert_eq!(read, [("", "Node", 1), ("", "Pod", 1), ("edge", "Node", 1), ("edge", "Pod", 2)]);
+    assert_eq!(counters(&first).created, 5, "{first:?}");
+    let at_edge = objects(&mut c, &id, "cluster=edge").await;
+    assert_eq!(names(&at_edge), ["server-2", "cache-1", "web-1"]);
+    let all = objects(&mut c, &id, "kind=pod").await;
+    let pods: Vec<(&str, &str)> = all.iter().map(|o| (o.cluster.as_str(), o.name.as_str())).collect();
+    assert_eq!(pods, [("", "web-1"), ("edge", "cache-1"), ("edge", "web-1")]);
+
+    // Across the layers: server-2 is the edge cluster's node, and hosts what that cluster runs.
+    let server_2 = c
+        .inventory
+        .get_server_inventory(GetServerInventoryRequest { fabric_id: id.clone(), server: "server-2".into() })
+        .await
+        .expect("server-2")
+        .into_inner()
+        .server
+        .expect("server");
+    let nodes: Vec<(&str, &str)> = server_2.node_refs.iter().map(|n| (n.cluster.as_str(), n.name.as_str())).collect();
+    assert_eq!(nodes, [("edge", "server-2")]);
+    let hosted: Vec<(&str, &str)> = server_2.workloads.iter().map(|w| (w.cluster.as_str(), w.name.as_str())).collect();
+    assert_eq!(hosted, [("edge", "cache-1"), ("edge", "web-1")]);
+    let edge_web = c
+        .inventory
+        .get_inventory_object(GetInventoryObjectRequest {
+            fabric_id: id.clone(),
+            cluster: "edge".into(),
+            kind: "pod".into(),
+            namespace: "shop".into(),
+            name: "web-1".into(),
+        })
+        .await
+        .expect("edge's web-1")
+        .into_inner();
+    assert_eq!(edge_web.object.expect("object").node, "server-2");
+    assert_eq!(edge_web.server.map(|s| s.server).as_deref(), Some("server-2"));
+
+    // Put again without the token: kept while the URL stays, dropped when it moves.
+    let again = ClusterConnectionInput { bearer_token: String::new(), ..cluster_input(&edge, ADMIN_TOKEN) };
+    let kept = put_cluster(&mut c, &id, "edge", again.clone()).await.expect("put again");
+    assert!(!kept.credentials_cleared && kept.cluster.unwrap().connection.unwrap().has_bearer_token);
+    let moved = ClusterConnectionInput { server_url: own.url.clone(), ..again };
+    let cleared = put_cluster(&mut c, &id, "edge", moved).await.expect("put moved");
+    assert!(cleared.credentials_cleared && !cleared.cluster.unwrap().connection.unwrap().has_bearer_token);
+    put_cluster(&mut c, &id, "edge", cluster_input(&edge, ADMIN_TOKEN)).await.expect("put back");
+
+    // Bad input names the field; nothing is stored.
+    let bad = |name: &str, connection: ClusterConnectionInput| (name.to_string(), connection);
+    for ((name, connection), field) in [
+        (bad("Edge_1", cluster_input(&edge, ADMIN_TOKEN)), "name"),
+        (
+            bad("meta", ClusterConnectionInput { server_url: "http://169.254.169.254/".into(), ..Default::default() }),
+            "connection.server_url",
+        ),
+        (bad("nourl", ClusterConnectionInput::default()), "connection.server_url"),
+        (
+            bad("ns", ClusterConnectionInput { namespace: "x".into(), ..cluster_input(&edge, ADMIN_TOKEN) }),
+            "connection.namespace",
+        ),
+    ] {
+        let err = put_cluster(&mut c, &id, &name, connection).await.expect_err(&name);
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name}: {err:?}");
+        assert!(err.message().contains(field), "{name}: {}", err.message());
+    }
+
+    // A cluster that cannot be read fails the import, naming it; nothing stored is lost.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gone = ClusterConnectionInput { server_url: format!("http://{closed}"), ..Default::default() };
+    put_cluster(&mut c, &id, "gone", gone).await.expect("put gone");
+    let (failed, _) = import(&mut c, &id, false).await;
+    assert_eq!(status(&failed), SyncRunStatus::Failed, "{failed:?}");
+    assert!(failed.error.contains("inventory cluster \"gone\""), "{}", failed.error);
+    assert_eq!(objects(&mut c, &id, "").await.len(), 5);
+
+    // Removing a cluster removes what was imported from it.
+    for name in ["gone", "edge"] {
+        c.inventory
+            .delete_inventory_cluster(DeleteInventoryClusterRequest { fabric_id: id.clone(), name: name.into() })
+            .await
+            .expect("delete");
+    }
+    let left = objects(&mut c, &id, "").await;
+    assert_eq!(
+        left.iter().map(|o| (o.cluster.as_str(), o.name.as_str())).collect::<Vec<_>>(),
+        [("", "server-1"), ("", "web-1")]
+    );
+    let err = c
+        .inventory
+        .delete_inventory_cluster(DeleteInventoryClusterRequest { fabric_id: id.clone(), name: "edge".into() })
+        .await
+        .expect_err("deleted already");
+    assert_eq!(err.code(), tonic::Code::NotFound);
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 use fabricsync::crypto::{self, Keyring, Sealed};
 use fabricsync::db::repositories::SecretSlot;
 use fabricsync::proto::fabric_service_client::FabricServiceClient;
+use fabricsync::proto::inventory_service_client::InventoryServiceClient;
 use fabricsync::proto::repository_auth::Method;
 use fabricsync::proto::repository_service_client::RepositoryServiceClient;
 use fabricsync::proto::*;
@@ -20,6 +21,7 @@ const PASSWORD: &str = "PASSWORD_PLAINTEXT_77e2b0";
 const KEY_MARKER: &str = "KEYMATERIALPLAINTEXT0b1d9e";
 const BEARER: &str = "BEARER_PLAINTEXT_eyJhbGciOi";
 const WEBHOOK: &str = "WEBHOOK_PLAINTEXT_5c81d2e4";
+const INVENTORY_BEARER: &str = "INVENTORY_BEARER_PLAINTEXT_a93f";
 
 fn ssh_key() -> String {
     format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_MARKER}\n-----END OPENSSH PRIVATE KEY-----\n")
@@ -81,6 +83,22 @@ async fn store_secrets(server: &ServerProcess) -> Vec<String> {
         .unwrap()
         .into_inner();
     assert!(!format!("{fabric:?}").contains(BEARER));
+    let mut inventory = InventoryServiceClient::new(server.channel().await);
+    let put = inventory
+        .put_inventory_cluster(PutInventoryClusterRequest {
+            fabric_id: fabric.fabric.unwrap().id,
+            name: "edge".into(),
+            connection: Some(ClusterConnectionInput {
+                server_url: "https://127.0.0.1:7443".into(),
+                bearer_token: INVENTORY_BEARER.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(put.cluster.as_ref().unwrap().connection.as_ref().unwrap().has_bearer_token);
+    assert!(!format!("{put:?}").contains(INVENTORY_BEARER));
     ids
 }
 
@@ -100,7 +118,7 @@ async fn secrets_appear_nowhere_in_the_database_dump_logs_or_responses() {
     assert!(dump.contains("https://git.example.org/a.git"), "the dump has the repositories");
     let log = server.log();
     assert!(log.contains("repository created"), "the log has the requests");
-    for secret in [TOKEN, PASSWORD, KEY_MARKER, BEARER, WEBHOOK] {
+    for secret in [TOKEN, PASSWORD, KEY_MARKER, BEARER, WEBHOOK, INVENTORY_BEARER] {
         assert!(!dump.contains(secret), "pg_dump contains a plaintext secret");
         assert!(!log.contains(secret), "the server log contains a plaintext secret");
     }
@@ -150,6 +168,12 @@ async fn rotate_keys_reseals_with_the_new_primary_and_old_values_still_open() {
         rotated.open_secret(&Sealed { key_id, blob }, &crypto::fabric_token_context(id)).unwrap().expose(),
         BEARER
     );
+    let tokens = fabricsync::db::inventory::sealed_cluster_tokens(&mut conn).await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    let (fabric_id, name, blob, key_id) = tokens.into_iter().next().unwrap();
+    assert_eq!(key_id, "new");
+    let context = crypto::inventory_cluster_token_context(fabric_id, &name);
+    assert_eq!(rotated.open_secret(&Sealed { key_id, blob }, &context).unwrap().expose(), INVENTORY_BEARER);
     assert_eq!(ids.len(), 3);
 
     // The server with only the new key serves the re-sealed data.

@@ -99,7 +99,9 @@ type InventoryObject struct {
 	// with Kubernetes' field names.
 	Facts *structpb.Struct `protobuf:"bytes,9,opt,name=facts,proto3" json:"facts,omitempty"`
 	// When an import last changed it.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The cluster it was imported from: empty for the fabric's own, else an inventory cluster's name.
+	Cluster       string `protobuf:"bytes,11,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +206,373 @@ func (x *InventoryObject) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *InventoryObject) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+// An extra cluster a fabric's inventory imports read.
+type InventoryCluster struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A DNS label (a-z, 0-9, '-'; at most 63), unique in the fabric: the `cluster` of its objects.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How it is reached: server_url, ca_certificate_pem, has_bearer_token (namespace is unused:
+	// an import reads every namespace its filter keeps).
+	Connection    *ClusterConnection `protobuf:"bytes,2,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InventoryCluster) Reset() {
+	*x = InventoryCluster{}
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InventoryCluster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InventoryCluster) ProtoMessage() {}
+
+func (x *InventoryCluster) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InventoryCluster.ProtoReflect.Descriptor instead.
+func (*InventoryCluster) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InventoryCluster) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *InventoryCluster) GetConnection() *ClusterConnection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+// Request of PutInventoryCluster.
+type PutInventoryClusterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fabric id.
+	FabricId string `protobuf:"bytes,1,opt,name=fabric_id,json=fabricId,proto3" json:"fabric_id,omitempty"`
+	// The cluster's name (see InventoryCluster.name).
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// server_url (required; https://, or http:// for loopback only, through the outbound policy),
+	// ca_certificate_pem, bearer_token (write-only); namespace must be empty.
+	Connection    *ClusterConnectionInput `protobuf:"bytes,3,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutInventoryClusterRequest) Reset() {
+	*x = PutInventoryClusterRequest{}
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutInventoryClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutInventoryClusterRequest) ProtoMessage() {}
+
+func (x *PutInventoryClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutInventoryClusterRequest.ProtoReflect.Descriptor instead.
+func (*PutInventoryClusterRequest) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PutInventoryClusterRequest) GetFabricId() string {
+	if x != nil {
+		return x.FabricId
+	}
+	return ""
+}
+
+func (x *PutInventoryClusterRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PutInventoryClusterRequest) GetConnection() *ClusterConnectionInput {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+// Response of PutInventoryCluster.
+type PutInventoryClusterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored cluster.
+	Cluster *InventoryCluster `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// True when the stored bearer token was dropped: the server URL changed and no token was given.
+	CredentialsCleared bool `protobuf:"varint,2,opt,name=credentials_cleared,json=credentialsCleared,proto3" json:"credentials_cleared,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *PutInventoryClusterResponse) Reset() {
+	*x = PutInventoryClusterResponse{}
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutInventoryClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutInventoryClusterResponse) ProtoMessage() {}
+
+func (x *PutInventoryClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutInventoryClusterResponse.ProtoReflect.Descriptor instead.
+func (*PutInventoryClusterResponse) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PutInventoryClusterResponse) GetCluster() *InventoryCluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+func (x *PutInventoryClusterResponse) GetCredentialsCleared() bool {
+	if x != nil {
+		return x.CredentialsCleared
+	}
+	return false
+}
+
+// Request of DeleteInventoryCluster.
+type DeleteInventoryClusterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fabric id.
+	FabricId string `protobuf:"bytes,1,opt,name=fabric_id,json=fabricId,proto3" json:"fabric_id,omitempty"`
+	// The cluster's name.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteInventoryClusterRequest) Reset() {
+	*x = DeleteInventoryClusterRequest{}
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteInventoryClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteInventoryClusterRequest) ProtoMessage() {}
+
+func (x *DeleteInventoryClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteInventoryClusterRequest.ProtoReflect.Descriptor instead.
+func (*DeleteInventoryClusterRequest) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DeleteInventoryClusterRequest) GetFabricId() string {
+	if x != nil {
+		return x.FabricId
+	}
+	return ""
+}
+
+func (x *DeleteInventoryClusterRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Response of DeleteInventoryCluster.
+type DeleteInventoryClusterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteInventoryClusterResponse) Reset() {
+	*x = DeleteInventoryClusterResponse{}
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteInventoryClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteInventoryClusterResponse) ProtoMessage() {}
+
+func (x *DeleteInventoryClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteInventoryClusterResponse.ProtoReflect.Descriptor instead.
+func (*DeleteInventoryClusterResponse) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{5}
+}
+
+// Request of ListInventoryClusters.
+type ListInventoryClustersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fabric id.
+	FabricId      string `protobuf:"bytes,1,opt,name=fabric_id,json=fabricId,proto3" json:"fabric_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInventoryClustersRequest) Reset() {
+	*x = ListInventoryClustersRequest{}
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInventoryClustersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInventoryClustersRequest) ProtoMessage() {}
+
+func (x *ListInventoryClustersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInventoryClustersRequest.ProtoReflect.Descriptor instead.
+func (*ListInventoryClustersRequest) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListInventoryClustersRequest) GetFabricId() string {
+	if x != nil {
+		return x.FabricId
+	}
+	return ""
+}
+
+// Response of ListInventoryClusters.
+type ListInventoryClustersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fabric's inventory clusters, by name (at most 16).
+	Clusters      []*InventoryCluster `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInventoryClustersResponse) Reset() {
+	*x = ListInventoryClustersResponse{}
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInventoryClustersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInventoryClustersResponse) ProtoMessage() {}
+
+func (x *ListInventoryClustersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInventoryClustersResponse.ProtoReflect.Descriptor instead.
+func (*ListInventoryClustersResponse) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListInventoryClustersResponse) GetClusters() []*InventoryCluster {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
 // Request of StartInventoryImport.
 type StartInventoryImportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -217,7 +586,7 @@ type StartInventoryImportRequest struct {
 
 func (x *StartInventoryImportRequest) Reset() {
 	*x = StartInventoryImportRequest{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[1]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +598,7 @@ func (x *StartInventoryImportRequest) String() string {
 func (*StartInventoryImportRequest) ProtoMessage() {}
 
 func (x *StartInventoryImportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[1]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +611,7 @@ func (x *StartInventoryImportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartInventoryImportRequest.ProtoReflect.Descriptor instead.
 func (*StartInventoryImportRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{1}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StartInventoryImportRequest) GetFabricId() string {
@@ -272,7 +641,7 @@ type StartInventoryImportResponse struct {
 
 func (x *StartInventoryImportResponse) Reset() {
 	*x = StartInventoryImportResponse{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[2]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +653,7 @@ func (x *StartInventoryImportResponse) String() string {
 func (*StartInventoryImportResponse) ProtoMessage() {}
 
 func (x *StartInventoryImportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[2]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +666,7 @@ func (x *StartInventoryImportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartInventoryImportResponse.ProtoReflect.Descriptor instead.
 func (*StartInventoryImportResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{2}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StartInventoryImportResponse) GetRun() *SyncRun {
@@ -323,7 +692,8 @@ type ListInventoryObjectsRequest struct {
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response's next_page_token.
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	// Filter fields: kind (an InventoryKind word), namespace, name, node, workload (container, vm).
+	// Filter fields: cluster (empty = the fabric's own, e.g. `cluster=""`), kind (an InventoryKind
+	// word), namespace, name, node, workload (container, vm).
 	Filter        string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -331,7 +701,7 @@ type ListInventoryObjectsRequest struct {
 
 func (x *ListInventoryObjectsRequest) Reset() {
 	*x = ListInventoryObjectsRequest{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[3]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +713,7 @@ func (x *ListInventoryObjectsRequest) String() string {
 func (*ListInventoryObjectsRequest) ProtoMessage() {}
 
 func (x *ListInventoryObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[3]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +726,7 @@ func (x *ListInventoryObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInventoryObjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListInventoryObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{3}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListInventoryObjectsRequest) GetFabricId() string {
@@ -390,7 +760,7 @@ func (x *ListInventoryObjectsRequest) GetFilter() string {
 // Response of ListInventoryObjects.
 type ListInventoryObjectsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Objects of this page, by kind, namespace and name.
+	// Objects of this page, by cluster, kind, namespace and name.
 	Objects []*InventoryObject `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
 	// Token of the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -402,7 +772,7 @@ type ListInventoryObjectsResponse struct {
 
 func (x *ListInventoryObjectsResponse) Reset() {
 	*x = ListInventoryObjectsResponse{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[4]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +784,7 @@ func (x *ListInventoryObjectsResponse) String() string {
 func (*ListInventoryObjectsResponse) ProtoMessage() {}
 
 func (x *ListInventoryObjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[4]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +797,7 @@ func (x *ListInventoryObjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInventoryObjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListInventoryObjectsResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{4}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListInventoryObjectsResponse) GetObjects() []*InventoryObject {
@@ -459,15 +829,17 @@ type GetInventoryObjectRequest struct {
 	// The object's kind (an InventoryKind word).
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Empty for nodes and namespaces.
-	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Empty for the fabric's own cluster, else the inventory cluster's name.
+	Cluster       string `protobuf:"bytes,5,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetInventoryObjectRequest) Reset() {
 	*x = GetInventoryObjectRequest{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[5]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +851,7 @@ func (x *GetInventoryObjectRequest) String() string {
 func (*GetInventoryObjectRequest) ProtoMessage() {}
 
 func (x *GetInventoryObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[5]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +864,7 @@ func (x *GetInventoryObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInventoryObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetInventoryObjectRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{5}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetInventoryObjectRequest) GetFabricId() string {
@@ -523,6 +895,13 @@ func (x *GetInventoryObjectRequest) GetName() string {
 	return ""
 }
 
+func (x *GetInventoryObjectRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
 // Response of GetInventoryObject.
 type GetInventoryObjectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -537,7 +916,7 @@ type GetInventoryObjectResponse struct {
 
 func (x *GetInventoryObjectResponse) Reset() {
 	*x = GetInventoryObjectResponse{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[6]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +928,7 @@ func (x *GetInventoryObjectResponse) String() string {
 func (*GetInventoryObjectResponse) ProtoMessage() {}
 
 func (x *GetInventoryObjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[6]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +941,7 @@ func (x *GetInventoryObjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInventoryObjectResponse.ProtoReflect.Descriptor instead.
 func (*GetInventoryObjectResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{6}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetInventoryObjectResponse) GetObject() *InventoryObject {
@@ -596,7 +975,7 @@ type PortLink struct {
 
 func (x *PortLink) Reset() {
 	*x = PortLink{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[7]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +987,7 @@ func (x *PortLink) String() string {
 func (*PortLink) ProtoMessage() {}
 
 func (x *PortLink) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[7]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +1000,7 @@ func (x *PortLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortLink.ProtoReflect.Descriptor instead.
 func (*PortLink) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{7}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PortLink) GetConnection() string {
@@ -662,14 +1041,16 @@ type HostedWorkload struct {
 	Name      string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	Node      string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
 	// For VMs, the VM's name.
-	Vm            string `protobuf:"bytes,6,opt,name=vm,proto3" json:"vm,omitempty"`
+	Vm string `protobuf:"bytes,6,opt,name=vm,proto3" json:"vm,omitempty"`
+	// The cluster of the node: empty for the fabric's own, else an inventory cluster's name.
+	Cluster       string `protobuf:"bytes,7,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HostedWorkload) Reset() {
 	*x = HostedWorkload{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +1062,7 @@ func (x *HostedWorkload) String() string {
 func (*HostedWorkload) ProtoMessage() {}
 
 func (x *HostedWorkload) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[8]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +1075,7 @@ func (x *HostedWorkload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostedWorkload.ProtoReflect.Descriptor instead.
 func (*HostedWorkload) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{8}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HostedWorkload) GetWorkload() WorkloadType {
@@ -739,25 +1120,91 @@ func (x *HostedWorkload) GetVm() string {
 	return ""
 }
 
+func (x *HostedWorkload) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+// A node of one of the fabric's clusters.
+type InventoryNode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty for the fabric's own cluster, else an inventory cluster's name.
+	Cluster       string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InventoryNode) Reset() {
+	*x = InventoryNode{}
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InventoryNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InventoryNode) ProtoMessage() {}
+
+func (x *InventoryNode) ProtoReflect() protoreflect.Message {
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InventoryNode.ProtoReflect.Descriptor instead.
+func (*InventoryNode) Descriptor() ([]byte, []int) {
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *InventoryNode) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *InventoryNode) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // A Hedgehog Server across the layers.
 type ServerInventory struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The Server's name.
 	Server string `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
-	// The node(s) that are the server (by name, or by the fabric's server_label).
+	// The names of node_refs, without their clusters.
+	//
+	// Deprecated: Marked as deprecated in fabricsync/v1/inventory.proto.
 	Nodes []string `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// Its links to switch ports, from the fabric's Connections.
 	Links []*PortLink `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
 	// The pods and VMs on its nodes that have not terminated; a VM once (as its VMI when that is
 	// imported).
-	Workloads     []*HostedWorkload `protobuf:"bytes,4,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	Workloads []*HostedWorkload `protobuf:"bytes,4,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	// The node(s) that are the server (by name, or by the fabric's server_label), in any of the
+	// fabric's clusters.
+	NodeRefs      []*InventoryNode `protobuf:"bytes,5,rep,name=node_refs,json=nodeRefs,proto3" json:"node_refs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServerInventory) Reset() {
 	*x = ServerInventory{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1216,7 @@ func (x *ServerInventory) String() string {
 func (*ServerInventory) ProtoMessage() {}
 
 func (x *ServerInventory) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[9]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1229,7 @@ func (x *ServerInventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInventory.ProtoReflect.Descriptor instead.
 func (*ServerInventory) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{9}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ServerInventory) GetServer() string {
@@ -792,6 +1239,7 @@ func (x *ServerInventory) GetServer() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in fabricsync/v1/inventory.proto.
 func (x *ServerInventory) GetNodes() []string {
 	if x != nil {
 		return x.Nodes
@@ -813,6 +1261,13 @@ func (x *ServerInventory) GetWorkloads() []*HostedWorkload {
 	return nil
 }
 
+func (x *ServerInventory) GetNodeRefs() []*InventoryNode {
+	if x != nil {
+		return x.NodeRefs
+	}
+	return nil
+}
+
 // Request of ListBehindSwitchPort.
 type ListBehindSwitchPortRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -826,7 +1281,7 @@ type ListBehindSwitchPortRequest struct {
 
 func (x *ListBehindSwitchPortRequest) Reset() {
 	*x = ListBehindSwitchPortRequest{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1293,7 @@ func (x *ListBehindSwitchPortRequest) String() string {
 func (*ListBehindSwitchPortRequest) ProtoMessage() {}
 
 func (x *ListBehindSwitchPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[10]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1306,7 @@ func (x *ListBehindSwitchPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBehindSwitchPortRequest.ProtoReflect.Descriptor instead.
 func (*ListBehindSwitchPortRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{10}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListBehindSwitchPortRequest) GetFabricId() string {
@@ -879,7 +1334,7 @@ type ListBehindSwitchPortResponse struct {
 
 func (x *ListBehindSwitchPortResponse) Reset() {
 	*x = ListBehindSwitchPortResponse{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +1346,7 @@ func (x *ListBehindSwitchPortResponse) String() string {
 func (*ListBehindSwitchPortResponse) ProtoMessage() {}
 
 func (x *ListBehindSwitchPortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[11]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1359,7 @@ func (x *ListBehindSwitchPortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBehindSwitchPortResponse.ProtoReflect.Descriptor instead.
 func (*ListBehindSwitchPortResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{11}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListBehindSwitchPortResponse) GetServers() []*ServerInventory {
@@ -927,7 +1382,7 @@ type GetServerInventoryRequest struct {
 
 func (x *GetServerInventoryRequest) Reset() {
 	*x = GetServerInventoryRequest{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1394,7 @@ func (x *GetServerInventoryRequest) String() string {
 func (*GetServerInventoryRequest) ProtoMessage() {}
 
 func (x *GetServerInventoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[12]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1407,7 @@ func (x *GetServerInventoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInventoryRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInventoryRequest) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{12}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetServerInventoryRequest) GetFabricId() string {
@@ -979,7 +1434,7 @@ type GetServerInventoryResponse struct {
 
 func (x *GetServerInventoryResponse) Reset() {
 	*x = GetServerInventoryResponse{}
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1446,7 @@ func (x *GetServerInventoryResponse) String() string {
 func (*GetServerInventoryResponse) ProtoMessage() {}
 
 func (x *GetServerInventoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabricsync_v1_inventory_proto_msgTypes[13]
+	mi := &file_fabricsync_v1_inventory_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1459,7 @@ func (x *GetServerInventoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInventoryResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInventoryResponse) Descriptor() ([]byte, []int) {
-	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{13}
+	return file_fabricsync_v1_inventory_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetServerInventoryResponse) GetServer() *ServerInventory {
@@ -1018,7 +1473,7 @@ var File_fabricsync_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_fabricsync_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"\x1dfabricsync/v1/inventory.proto\x12\rfabricsync.v1\x1a\x18fabricsync/v1/sync.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x02\n" +
+	"\x1dfabricsync/v1/inventory.proto\x12\rfabricsync.v1\x1a\x1afabricsync/v1/fabric.proto\x1a\x18fabricsync/v1/sync.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x02\n" +
 	"\x0fInventoryObject\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
@@ -1031,7 +1486,30 @@ const file_fabricsync_v1_inventory_proto_rawDesc = "" +
 	"\x05facts\x18\t \x01(\v2\x17.google.protobuf.StructR\x05facts\x12;\n" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"S\n" +
+	"updateTime\x12\x18\n" +
+	"\acluster\x18\v \x01(\tR\acluster\"h\n" +
+	"\x10InventoryCluster\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12@\n" +
+	"\n" +
+	"connection\x18\x02 \x01(\v2 .fabricsync.v1.ClusterConnectionR\n" +
+	"connection\"\x94\x01\n" +
+	"\x1aPutInventoryClusterRequest\x12\x1b\n" +
+	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12E\n" +
+	"\n" +
+	"connection\x18\x03 \x01(\v2%.fabricsync.v1.ClusterConnectionInputR\n" +
+	"connection\"\x89\x01\n" +
+	"\x1bPutInventoryClusterResponse\x129\n" +
+	"\acluster\x18\x01 \x01(\v2\x1f.fabricsync.v1.InventoryClusterR\acluster\x12/\n" +
+	"\x13credentials_cleared\x18\x02 \x01(\bR\x12credentialsCleared\"P\n" +
+	"\x1dDeleteInventoryClusterRequest\x12\x1b\n" +
+	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\" \n" +
+	"\x1eDeleteInventoryClusterResponse\";\n" +
+	"\x1cListInventoryClustersRequest\x12\x1b\n" +
+	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\"\\\n" +
+	"\x1dListInventoryClustersResponse\x12;\n" +
+	"\bclusters\x18\x01 \x03(\v2\x1f.fabricsync.v1.InventoryClusterR\bclusters\"S\n" +
 	"\x1bStartInventoryImportRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"o\n" +
@@ -1048,12 +1526,13 @@ const file_fabricsync_v1_inventory_proto_rawDesc = "" +
 	"\aobjects\x18\x01 \x03(\v2\x1e.fabricsync.v1.InventoryObjectR\aobjects\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x03 \x01(\x05R\ttotalSize\"~\n" +
+	"total_size\x18\x03 \x01(\x05R\ttotalSize\"\x98\x01\n" +
 	"\x19GetInventoryObjectRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\"\x8c\x01\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x18\n" +
+	"\acluster\x18\x05 \x01(\tR\acluster\"\x8c\x01\n" +
 	"\x1aGetInventoryObjectResponse\x126\n" +
 	"\x06object\x18\x01 \x01(\v2\x1e.fabricsync.v1.InventoryObjectR\x06object\x126\n" +
 	"\x06server\x18\x02 \x01(\v2\x1e.fabricsync.v1.ServerInventoryR\x06server\"\x84\x01\n" +
@@ -1065,19 +1544,24 @@ const file_fabricsync_v1_inventory_proto_rawDesc = "" +
 	"serverPort\x12\x16\n" +
 	"\x06switch\x18\x03 \x01(\tR\x06switch\x12\x1f\n" +
 	"\vswitch_port\x18\x04 \x01(\tR\n" +
-	"switchPort\"\xb3\x01\n" +
+	"switchPort\"\xcd\x01\n" +
 	"\x0eHostedWorkload\x127\n" +
 	"\bworkload\x18\x01 \x01(\x0e2\x1b.fabricsync.v1.WorkloadTypeR\bworkload\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n" +
 	"\x04node\x18\x05 \x01(\tR\x04node\x12\x0e\n" +
-	"\x02vm\x18\x06 \x01(\tR\x02vm\"\xab\x01\n" +
+	"\x02vm\x18\x06 \x01(\tR\x02vm\x12\x18\n" +
+	"\acluster\x18\a \x01(\tR\acluster\"=\n" +
+	"\rInventoryNode\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xea\x01\n" +
 	"\x0fServerInventory\x12\x16\n" +
-	"\x06server\x18\x01 \x01(\tR\x06server\x12\x14\n" +
-	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x12-\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x18\n" +
+	"\x05nodes\x18\x02 \x03(\tB\x02\x18\x01R\x05nodes\x12-\n" +
 	"\x05links\x18\x03 \x03(\v2\x17.fabricsync.v1.PortLinkR\x05links\x12;\n" +
-	"\tworkloads\x18\x04 \x03(\v2\x1d.fabricsync.v1.HostedWorkloadR\tworkloads\"[\n" +
+	"\tworkloads\x18\x04 \x03(\v2\x1d.fabricsync.v1.HostedWorkloadR\tworkloads\x129\n" +
+	"\tnode_refs\x18\x05 \x03(\v2\x1c.fabricsync.v1.InventoryNodeR\bnodeRefs\"[\n" +
 	"\x1bListBehindSwitchPortRequest\x12\x1b\n" +
 	"\tfabric_id\x18\x01 \x01(\tR\bfabricId\x12\x1f\n" +
 	"\vswitch_port\x18\x02 \x01(\tR\n" +
@@ -1092,9 +1576,12 @@ const file_fabricsync_v1_inventory_proto_rawDesc = "" +
 	"\fWorkloadType\x12\x1d\n" +
 	"\x19WORKLOAD_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17WORKLOAD_TYPE_CONTAINER\x10\x01\x12\x14\n" +
-	"\x10WORKLOAD_TYPE_VM\x10\x022\xbb\x04\n" +
+	"\x10WORKLOAD_TYPE_VM\x10\x022\x94\a\n" +
 	"\x10InventoryService\x12o\n" +
-	"\x14StartInventoryImport\x12*.fabricsync.v1.StartInventoryImportRequest\x1a+.fabricsync.v1.StartInventoryImportResponse\x12o\n" +
+	"\x14StartInventoryImport\x12*.fabricsync.v1.StartInventoryImportRequest\x1a+.fabricsync.v1.StartInventoryImportResponse\x12l\n" +
+	"\x13PutInventoryCluster\x12).fabricsync.v1.PutInventoryClusterRequest\x1a*.fabricsync.v1.PutInventoryClusterResponse\x12u\n" +
+	"\x16DeleteInventoryCluster\x12,.fabricsync.v1.DeleteInventoryClusterRequest\x1a-.fabricsync.v1.DeleteInventoryClusterResponse\x12r\n" +
+	"\x15ListInventoryClusters\x12+.fabricsync.v1.ListInventoryClustersRequest\x1a,.fabricsync.v1.ListInventoryClustersResponse\x12o\n" +
 	"\x14ListInventoryObjects\x12*.fabricsync.v1.ListInventoryObjectsRequest\x1a+.fabricsync.v1.ListInventoryObjectsResponse\x12i\n" +
 	"\x12GetInventoryObject\x12(.fabricsync.v1.GetInventoryObjectRequest\x1a).fabricsync.v1.GetInventoryObjectResponse\x12o\n" +
 	"\x14ListBehindSwitchPort\x12*.fabricsync.v1.ListBehindSwitchPortRequest\x1a+.fabricsync.v1.ListBehindSwitchPortResponse\x12i\n" +
@@ -1114,55 +1601,76 @@ func file_fabricsync_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_fabricsync_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fabricsync_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_fabricsync_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_fabricsync_v1_inventory_proto_goTypes = []any{
-	(WorkloadType)(0),                    // 0: fabricsync.v1.WorkloadType
-	(*InventoryObject)(nil),              // 1: fabricsync.v1.InventoryObject
-	(*StartInventoryImportRequest)(nil),  // 2: fabricsync.v1.StartInventoryImportRequest
-	(*StartInventoryImportResponse)(nil), // 3: fabricsync.v1.StartInventoryImportResponse
-	(*ListInventoryObjectsRequest)(nil),  // 4: fabricsync.v1.ListInventoryObjectsRequest
-	(*ListInventoryObjectsResponse)(nil), // 5: fabricsync.v1.ListInventoryObjectsResponse
-	(*GetInventoryObjectRequest)(nil),    // 6: fabricsync.v1.GetInventoryObjectRequest
-	(*GetInventoryObjectResponse)(nil),   // 7: fabricsync.v1.GetInventoryObjectResponse
-	(*PortLink)(nil),                     // 8: fabricsync.v1.PortLink
-	(*HostedWorkload)(nil),               // 9: fabricsync.v1.HostedWorkload
-	(*ServerInventory)(nil),              // 10: fabricsync.v1.ServerInventory
-	(*ListBehindSwitchPortRequest)(nil),  // 11: fabricsync.v1.ListBehindSwitchPortRequest
-	(*ListBehindSwitchPortResponse)(nil), // 12: fabricsync.v1.ListBehindSwitchPortResponse
-	(*GetServerInventoryRequest)(nil),    // 13: fabricsync.v1.GetServerInventoryRequest
-	(*GetServerInventoryResponse)(nil),   // 14: fabricsync.v1.GetServerInventoryResponse
-	(*structpb.Struct)(nil),              // 15: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
-	(*SyncRun)(nil),                      // 17: fabricsync.v1.SyncRun
+	(WorkloadType)(0),                      // 0: fabricsync.v1.WorkloadType
+	(*InventoryObject)(nil),                // 1: fabricsync.v1.InventoryObject
+	(*InventoryCluster)(nil),               // 2: fabricsync.v1.InventoryCluster
+	(*PutInventoryClusterRequest)(nil),     // 3: fabricsync.v1.PutInventoryClusterRequest
+	(*PutInventoryClusterResponse)(nil),    // 4: fabricsync.v1.PutInventoryClusterResponse
+	(*DeleteInventoryClusterRequest)(nil),  // 5: fabricsync.v1.DeleteInventoryClusterRequest
+	(*DeleteInventoryClusterResponse)(nil), // 6: fabricsync.v1.DeleteInventoryClusterResponse
+	(*ListInventoryClustersRequest)(nil),   // 7: fabricsync.v1.ListInventoryClustersRequest
+	(*ListInventoryClustersResponse)(nil),  // 8: fabricsync.v1.ListInventoryClustersResponse
+	(*StartInventoryImportRequest)(nil),    // 9: fabricsync.v1.StartInventoryImportRequest
+	(*StartInventoryImportResponse)(nil),   // 10: fabricsync.v1.StartInventoryImportResponse
+	(*ListInventoryObjectsRequest)(nil),    // 11: fabricsync.v1.ListInventoryObjectsRequest
+	(*ListInventoryObjectsResponse)(nil),   // 12: fabricsync.v1.ListInventoryObjectsResponse
+	(*GetInventoryObjectRequest)(nil),      // 13: fabricsync.v1.GetInventoryObjectRequest
+	(*GetInventoryObjectResponse)(nil),     // 14: fabricsync.v1.GetInventoryObjectResponse
+	(*PortLink)(nil),                       // 15: fabricsync.v1.PortLink
+	(*HostedWorkload)(nil),                 // 16: fabricsync.v1.HostedWorkload
+	(*InventoryNode)(nil),                  // 17: fabricsync.v1.InventoryNode
+	(*ServerInventory)(nil),                // 18: fabricsync.v1.ServerInventory
+	(*ListBehindSwitchPortRequest)(nil),    // 19: fabricsync.v1.ListBehindSwitchPortRequest
+	(*ListBehindSwitchPortResponse)(nil),   // 20: fabricsync.v1.ListBehindSwitchPortResponse
+	(*GetServerInventoryRequest)(nil),      // 21: fabricsync.v1.GetServerInventoryRequest
+	(*GetServerInventoryResponse)(nil),     // 22: fabricsync.v1.GetServerInventoryResponse
+	(*structpb.Struct)(nil),                // 23: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),          // 24: google.protobuf.Timestamp
+	(*ClusterConnection)(nil),              // 25: fabricsync.v1.ClusterConnection
+	(*ClusterConnectionInput)(nil),         // 26: fabricsync.v1.ClusterConnectionInput
+	(*SyncRun)(nil),                        // 27: fabricsync.v1.SyncRun
 }
 var file_fabricsync_v1_inventory_proto_depIdxs = []int32{
 	0,  // 0: fabricsync.v1.InventoryObject.workload:type_name -> fabricsync.v1.WorkloadType
-	15, // 1: fabricsync.v1.InventoryObject.facts:type_name -> google.protobuf.Struct
-	16, // 2: fabricsync.v1.InventoryObject.update_time:type_name -> google.protobuf.Timestamp
-	17, // 3: fabricsync.v1.StartInventoryImportResponse.run:type_name -> fabricsync.v1.SyncRun
-	1,  // 4: fabricsync.v1.ListInventoryObjectsResponse.objects:type_name -> fabricsync.v1.InventoryObject
-	1,  // 5: fabricsync.v1.GetInventoryObjectResponse.object:type_name -> fabricsync.v1.InventoryObject
-	10, // 6: fabricsync.v1.GetInventoryObjectResponse.server:type_name -> fabricsync.v1.ServerInventory
-	0,  // 7: fabricsync.v1.HostedWorkload.workload:type_name -> fabricsync.v1.WorkloadType
-	8,  // 8: fabricsync.v1.ServerInventory.links:type_name -> fabricsync.v1.PortLink
-	9,  // 9: fabricsync.v1.ServerInventory.workloads:type_name -> fabricsync.v1.HostedWorkload
-	10, // 10: fabricsync.v1.ListBehindSwitchPortResponse.servers:type_name -> fabricsync.v1.ServerInventory
-	10, // 11: fabricsync.v1.GetServerInventoryResponse.server:type_name -> fabricsync.v1.ServerInventory
-	2,  // 12: fabricsync.v1.InventoryService.StartInventoryImport:input_type -> fabricsync.v1.StartInventoryImportRequest
-	4,  // 13: fabricsync.v1.InventoryService.ListInventoryObjects:input_type -> fabricsync.v1.ListInventoryObjectsRequest
-	6,  // 14: fabricsync.v1.InventoryService.GetInventoryObject:input_type -> fabricsync.v1.GetInventoryObjectRequest
-	11, // 15: fabricsync.v1.InventoryService.ListBehindSwitchPort:input_type -> fabricsync.v1.ListBehindSwitchPortRequest
-	13, // 16: fabricsync.v1.InventoryService.GetServerInventory:input_type -> fabricsync.v1.GetServerInventoryRequest
-	3,  // 17: fabricsync.v1.InventoryService.StartInventoryImport:output_type -> fabricsync.v1.StartInventoryImportResponse
-	5,  // 18: fabricsync.v1.InventoryService.ListInventoryObjects:output_type -> fabricsync.v1.ListInventoryObjectsResponse
-	7,  // 19: fabricsync.v1.InventoryService.GetInventoryObject:output_type -> fabricsync.v1.GetInventoryObjectResponse
-	12, // 20: fabricsync.v1.InventoryService.ListBehindSwitchPort:output_type -> fabricsync.v1.ListBehindSwitchPortResponse
-	14, // 21: fabricsync.v1.InventoryService.GetServerInventory:output_type -> fabricsync.v1.GetServerInventoryResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	23, // 1: fabricsync.v1.InventoryObject.facts:type_name -> google.protobuf.Struct
+	24, // 2: fabricsync.v1.InventoryObject.update_time:type_name -> google.protobuf.Timestamp
+	25, // 3: fabricsync.v1.InventoryCluster.connection:type_name -> fabricsync.v1.ClusterConnection
+	26, // 4: fabricsync.v1.PutInventoryClusterRequest.connection:type_name -> fabricsync.v1.ClusterConnectionInput
+	2,  // 5: fabricsync.v1.PutInventoryClusterResponse.cluster:type_name -> fabricsync.v1.InventoryCluster
+	2,  // 6: fabricsync.v1.ListInventoryClustersResponse.clusters:type_name -> fabricsync.v1.InventoryCluster
+	27, // 7: fabricsync.v1.StartInventoryImportResponse.run:type_name -> fabricsync.v1.SyncRun
+	1,  // 8: fabricsync.v1.ListInventoryObjectsResponse.objects:type_name -> fabricsync.v1.InventoryObject
+	1,  // 9: fabricsync.v1.GetInventoryObjectResponse.object:type_name -> fabricsync.v1.InventoryObject
+	18, // 10: fabricsync.v1.GetInventoryObjectResponse.server:type_name -> fabricsync.v1.ServerInventory
+	0,  // 11: fabricsync.v1.HostedWorkload.workload:type_name -> fabricsync.v1.WorkloadType
+	15, // 12: fabricsync.v1.ServerInventory.links:type_name -> fabricsync.v1.PortLink
+	16, // 13: fabricsync.v1.ServerInventory.workloads:type_name -> fabricsync.v1.HostedWorkload
+	17, // 14: fabricsync.v1.ServerInventory.node_refs:type_name -> fabricsync.v1.InventoryNode
+	18, // 15: fabricsync.v1.ListBehindSwitchPortResponse.servers:type_name -> fabricsync.v1.ServerInventory
+	18, // 16: fabricsync.v1.GetServerInventoryResponse.server:type_name -> fabricsync.v1.ServerInventory
+	9,  // 17: fabricsync.v1.InventoryService.StartInventoryImport:input_type -> fabricsync.v1.StartInventoryImportRequest
+	3,  // 18: fabricsync.v1.InventoryService.PutInventoryCluster:input_type -> fabricsync.v1.PutInventoryClusterRequest
+	5,  // 19: fabricsync.v1.InventoryService.DeleteInventoryCluster:input_type -> fabricsync.v1.DeleteInventoryClusterRequest
+	7,  // 20: fabricsync.v1.InventoryService.ListInventoryClusters:input_type -> fabricsync.v1.ListInventoryClustersRequest
+	11, // 21: fabricsync.v1.InventoryService.ListInventoryObjects:input_type -> fabricsync.v1.ListInventoryObjectsRequest
+	13, // 22: fabricsync.v1.InventoryService.GetInventoryObject:input_type -> fabricsync.v1.GetInventoryObjectRequest
+	19, // 23: fabricsync.v1.InventoryService.ListBehindSwitchPort:input_type -> fabricsync.v1.ListBehindSwitchPortRequest
+	21, // 24: fabricsync.v1.InventoryService.GetServerInventory:input_type -> fabricsync.v1.GetServerInventoryRequest
+	10, // 25: fabricsync.v1.InventoryService.StartInventoryImport:output_type -> fabricsync.v1.StartInventoryImportResponse
+	4,  // 26: fabricsync.v1.InventoryService.PutInventoryCluster:output_type -> fabricsync.v1.PutInventoryClusterResponse
+	6,  // 27: fabricsync.v1.InventoryService.DeleteInventoryCluster:output_type -> fabricsync.v1.DeleteInventoryClusterResponse
+	8,  // 28: fabricsync.v1.InventoryService.ListInventoryClusters:output_type -> fabricsync.v1.ListInventoryClustersResponse
+	12, // 29: fabricsync.v1.InventoryService.ListInventoryObjects:output_type -> fabricsync.v1.ListInventoryObjectsResponse
+	14, // 30: fabricsync.v1.InventoryService.GetInventoryObject:output_type -> fabricsync.v1.GetInventoryObjectResponse
+	20, // 31: fabricsync.v1.InventoryService.ListBehindSwitchPort:output_type -> fabricsync.v1.ListBehindSwitchPortResponse
+	22, // 32: fabricsync.v1.InventoryService.GetServerInventory:output_type -> fabricsync.v1.GetServerInventoryResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_inventory_proto_init() }
@@ -1170,6 +1678,7 @@ func file_fabricsync_v1_inventory_proto_init() {
 	if File_fabricsync_v1_inventory_proto != nil {
 		return
 	}
+	file_fabricsync_v1_fabric_proto_init()
 	file_fabricsync_v1_sync_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1177,7 +1686,7 @@ func file_fabricsync_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_inventory_proto_rawDesc), len(file_fabricsync_v1_inventory_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InventoryService_StartInventoryImport_FullMethodName = "/fabricsync.v1.InventoryService/StartInventoryImport"
-	InventoryService_ListInventoryObjects_FullMethodName = "/fabricsync.v1.InventoryService/ListInventoryObjects"
-	InventoryService_GetInventoryObject_FullMethodName   = "/fabricsync.v1.InventoryService/GetInventoryObject"
-	InventoryService_ListBehindSwitchPort_FullMethodName = "/fabricsync.v1.InventoryService/ListBehindSwitchPort"
-	InventoryService_GetServerInventory_FullMethodName   = "/fabricsync.v1.InventoryService/GetServerInventory"
+	InventoryService_StartInventoryImport_FullMethodName   = "/fabricsync.v1.InventoryService/StartInventoryImport"
+	InventoryService_PutInventoryCluster_FullMethodName    = "/fabricsync.v1.InventoryService/PutInventoryCluster"
+	InventoryService_DeleteInventoryCluster_FullMethodName = "/fabricsync.v1.InventoryService/DeleteInventoryCluster"
+	InventoryService_ListInventoryClusters_FullMethodName  = "/fabricsync.v1.InventoryService/ListInventoryClusters"
+	InventoryService_ListInventoryObjects_FullMethodName   = "/fabricsync.v1.InventoryService/ListInventoryObjects"
+	InventoryService_GetInventoryObject_FullMethodName     = "/fabricsync.v1.InventoryService/GetInventoryObject"
+	InventoryService_ListBehindSwitchPort_FullMethodName   = "/fabricsync.v1.InventoryService/ListBehindSwitchPort"
+	InventoryService_GetServerInventory_FullMethodName     = "/fabricsync.v1.InventoryService/GetServerInventory"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -34,16 +37,29 @@ const (
 // OpenShift): nodes, namespaces, workloads, pods, services and KubeVirt VMs, kept by imports
 // (runs of mode INVENTORY, each a diff against the last), and joined to the fabric's Hedgehog
 // Servers and Connections: which VMs and pods run behind a switch port, what a server hosts.
-// The cluster is only read (the reader ClusterRole of GenerateRbacManifests).
+// The clusters are only read (the reader ClusterRole of GenerateRbacManifests): the fabric's own
+// and the extra inventory clusters it lists (PutInventoryCluster).
 type InventoryServiceClient interface {
 	// Queues an import of the fabric's cluster inventory, as the fabric's InventorySettings keep
 	// it: a run of mode INVENTORY (follow it with SyncService.StreamSyncProgress: one
 	// InventoryProgress per kind, then FINISHED). Its counters count created / updated / deleted
 	// / unchanged objects against the previous import and its changes name them. With dry_run it
 	// stores nothing. KubeVirt's kinds are read when the cluster serves them; their absence is not
-	// an error. An import already queued or running is returned instead (already_active). Errors:
-	// NOT_FOUND; FAILED_PRECONDITION (no cluster).
+	// an error. The fabric's own cluster is read first, then each inventory cluster by name; when
+	// one of them cannot be read the run fails naming it and stores nothing. An import already
+	// queued or running is returned instead (already_active). Errors: NOT_FOUND;
+	// FAILED_PRECONDITION (no cluster at all).
 	StartInventoryImport(ctx context.Context, in *StartInventoryImportRequest, opts ...grpc.CallOption) (*StartInventoryImportResponse, error)
+	// Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
+	// import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
+	// Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
+	// the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+	// (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
+	PutInventoryCluster(ctx context.Context, in *PutInventoryClusterRequest, opts ...grpc.CallOption) (*PutInventoryClusterResponse, error)
+	// Removes an extra inventory cluster and the objects imported from it. Errors: NOT_FOUND.
+	DeleteInventoryCluster(ctx context.Context, in *DeleteInventoryClusterRequest, opts ...grpc.CallOption) (*DeleteInventoryClusterResponse, error)
+	// The fabric's extra inventory clusters, by name. Errors: NOT_FOUND.
+	ListInventoryClusters(ctx context.Context, in *ListInventoryClustersRequest, opts ...grpc.CallOption) (*ListInventoryClustersResponse, error)
 	// The fabric's imported objects, by kind, namespace and name. Errors: INVALID_ARGUMENT (filter),
 	// NOT_FOUND.
 	ListInventoryObjects(ctx context.Context, in *ListInventoryObjectsRequest, opts ...grpc.CallOption) (*ListInventoryObjectsResponse, error)
@@ -70,6 +86,36 @@ func (c *inventoryServiceClient) StartInventoryImport(ctx context.Context, in *S
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StartInventoryImportResponse)
 	err := c.cc.Invoke(ctx, InventoryService_StartInventoryImport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) PutInventoryCluster(ctx context.Context, in *PutInventoryClusterRequest, opts ...grpc.CallOption) (*PutInventoryClusterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutInventoryClusterResponse)
+	err := c.cc.Invoke(ctx, InventoryService_PutInventoryCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) DeleteInventoryCluster(ctx context.Context, in *DeleteInventoryClusterRequest, opts ...grpc.CallOption) (*DeleteInventoryClusterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteInventoryClusterResponse)
+	err := c.cc.Invoke(ctx, InventoryService_DeleteInventoryCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) ListInventoryClusters(ctx context.Context, in *ListInventoryClustersRequest, opts ...grpc.CallOption) (*ListInventoryClustersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListInventoryClustersResponse)
+	err := c.cc.Invoke(ctx, InventoryService_ListInventoryClusters_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -124,16 +170,29 @@ func (c *inventoryServiceClient) GetServerInventory(ctx context.Context, in *Get
 // OpenShift): nodes, namespaces, workloads, pods, services and KubeVirt VMs, kept by imports
 // (runs of mode INVENTORY, each a diff against the last), and joined to the fabric's Hedgehog
 // Servers and Connections: which VMs and pods run behind a switch port, what a server hosts.
-// The cluster is only read (the reader ClusterRole of GenerateRbacManifests).
+// The clusters are only read (the reader ClusterRole of GenerateRbacManifests): the fabric's own
+// and the extra inventory clusters it lists (PutInventoryCluster).
 type InventoryServiceServer interface {
 	// Queues an import of the fabric's cluster inventory, as the fabric's InventorySettings keep
 	// it: a run of mode INVENTORY (follow it with SyncService.StreamSyncProgress: one
 	// InventoryProgress per kind, then FINISHED). Its counters count created / updated / deleted
 	// / unchanged objects against the previous import and its changes name them. With dry_run it
 	// stores nothing. KubeVirt's kinds are read when the cluster serves them; their absence is not
-	// an error. An import already queued or running is returned instead (already_active). Errors:
-	// NOT_FOUND; FAILED_PRECONDITION (no cluster).
+	// an error. The fabric's own cluster is read first, then each inventory cluster by name; when
+	// one of them cannot be read the run fails naming it and stores nothing. An import already
+	// queued or running is returned instead (already_active). Errors: NOT_FOUND;
+	// FAILED_PRECONDITION (no cluster at all).
 	StartInventoryImport(context.Context, *StartInventoryImportRequest) (*StartInventoryImportResponse, error)
+	// Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
+	// import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
+	// Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
+	// the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+	// (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
+	PutInventoryCluster(context.Context, *PutInventoryClusterRequest) (*PutInventoryClusterResponse, error)
+	// Removes an extra inventory cluster and the objects imported from it. Errors: NOT_FOUND.
+	DeleteInventoryCluster(context.Context, *DeleteInventoryClusterRequest) (*DeleteInventoryClusterResponse, error)
+	// The fabric's extra inventory clusters, by name. Errors: NOT_FOUND.
+	ListInventoryClusters(context.Context, *ListInventoryClustersRequest) (*ListInventoryClustersResponse, error)
 	// The fabric's imported objects, by kind, namespace and name. Errors: INVALID_ARGUMENT (filter),
 	// NOT_FOUND.
 	ListInventoryObjects(context.Context, *ListInventoryObjectsRequest) (*ListInventoryObjectsResponse, error)
@@ -158,6 +217,15 @@ type UnimplementedInventoryServiceServer struct{}
 
 func (UnimplementedInventoryServiceServer) StartInventoryImport(context.Context, *StartInventoryImportRequest) (*StartInventoryImportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StartInventoryImport not implemented")
+}
+func (UnimplementedInventoryServiceServer) PutInventoryCluster(context.Context, *PutInventoryClusterRequest) (*PutInventoryClusterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutInventoryCluster not implemented")
+}
+func (UnimplementedInventoryServiceServer) DeleteInventoryCluster(context.Context, *DeleteInventoryClusterRequest) (*DeleteInventoryClusterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteInventoryCluster not implemented")
+}
+func (UnimplementedInventoryServiceServer) ListInventoryClusters(context.Context, *ListInventoryClustersRequest) (*ListInventoryClustersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListInventoryClusters not implemented")
 }
 func (UnimplementedInventoryServiceServer) ListInventoryObjects(context.Context, *ListInventoryObjectsRequest) (*ListInventoryObjectsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListInventoryObjects not implemented")
@@ -206,6 +274,60 @@ func _InventoryService_StartInventoryImport_Handler(srv interface{}, ctx context
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(InventoryServiceServer).StartInventoryImport(ctx, req.(*StartInventoryImportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_PutInventoryCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutInventoryClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).PutInventoryCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_PutInventoryCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).PutInventoryCluster(ctx, req.(*PutInventoryClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_DeleteInventoryCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteInventoryClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).DeleteInventoryCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_DeleteInventoryCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).DeleteInventoryCluster(ctx, req.(*DeleteInventoryClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_ListInventoryClusters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListInventoryClustersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).ListInventoryClusters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_ListInventoryClusters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).ListInventoryClusters(ctx, req.(*ListInventoryClustersRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -292,6 +414,18 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StartInventoryImport",
 			Handler:    _InventoryService_StartInventoryImport_Handler,
+		},
+		{
+			MethodName: "PutInventoryCluster",
+			Handler:    _InventoryService_PutInventoryCluster_Handler,
+		},
+		{
+			MethodName: "DeleteInventoryCluster",
+			Handler:    _InventoryService_DeleteInventoryCluster_Handler,
+		},
+		{
+			MethodName: "ListInventoryClusters",
+			Handler:    _InventoryService_ListInventoryClusters_Handler,
 		},
 		{
 			MethodName: "ListInventoryObjects",

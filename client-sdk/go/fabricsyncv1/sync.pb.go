@@ -1686,7 +1686,9 @@ type InventoryProgress struct {
 	// Of those, kept by the fabric's inventory filter.
 	Kept int64 `protobuf:"varint,3,opt,name=kept,proto3" json:"kept,omitempty"`
 	// Whether the cluster serves the kind.
-	Served        bool `protobuf:"varint,4,opt,name=served,proto3" json:"served,omitempty"`
+	Served bool `protobuf:"varint,4,opt,name=served,proto3" json:"served,omitempty"`
+	// The cluster read: empty for the fabric's own, else an inventory cluster's name.
+	Cluster       string `protobuf:"bytes,5,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1747,6 +1749,13 @@ func (x *InventoryProgress) GetServed() bool {
 		return x.Served
 	}
 	return false
+}
+
+func (x *InventoryProgress) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
 }
 
 // The run succeeded.
@@ -2733,12 +2742,13 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"up_to_date\x18\x01 \x01(\x03R\bupToDate\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\x12\x1f\n" +
 	"\vwaiting_for\x18\x03 \x03(\tR\n" +
-	"waitingFor\"k\n" +
+	"waitingFor\"\x85\x01\n" +
 	"\x11InventoryProgress\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06listed\x18\x02 \x01(\x03R\x06listed\x12\x12\n" +
 	"\x04kept\x18\x03 \x01(\x03R\x04kept\x12\x16\n" +
-	"\x06served\x18\x04 \x01(\bR\x06served\"c\n" +
+	"\x06served\x18\x04 \x01(\bR\x06served\x12\x18\n" +
+	"\acluster\x18\x05 \x01(\tR\acluster\"c\n" +
 	"\x10FinishedProgress\x127\n" +
 	"\bcounters\x18\x01 \x01(\v2\x1b.fabricsync.v1.SyncCountersR\bcounters\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\"g\n" +

@@ -371,13 +371,17 @@ pub(super) async fn load(state: &AppState, id: Uuid) -> Result<FabricRow, ApiErr
 
 /// Refuses, before anything is stored or connects, a cluster URL whose literal address or current
 /// resolution the outbound policy rules out (checked again at every connection).
-async fn check_cluster_reachable(outbound: &Outbound, server_url: &str) -> Result<(), ApiError> {
+pub(super) async fn check_cluster_reachable(
+    outbound: &Outbound,
+    server_url: &str,
+    field: &str,
+) -> Result<(), ApiError> {
     let Some((host, port)) =
         url::Url::parse(server_url).ok().and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)))
     else {
         return Ok(()); // empty (no cluster), or already refused by validation
     };
-    outbound.precheck(&host, port).await.map_err(|r| ApiError::invalid("cluster.server_url", r.to_string()))
+    outbound.precheck(&host, port).await.map_err(|r| ApiError::invalid(field, r.to_string()))
 }
 
 async fn require_repository(state: &AppState, id: Uuid) -> Result<(), ApiError> {
@@ -464,7 +468,7 @@ impl FabricService for FabricApi {
         }
         check_token_has_server(&row, req.cluster.is_some(), &mut v);
         v.into_result()?;
-        check_cluster_reachable(&self.state.settings.outbound, &row.cluster_server_url).await?;
+        check_cluster_reachable(&self.state.settings.outbound, &row.cluster_server_url, "cluster.server_url").await?;
         require_repository(&self.state, row.repository_id).await?;
         let mut conn = self.state.conn().await?;
         store::insert(&mut conn, &row).await.map_err(name_taken(&row.name))?;
@@ -559,7 +563,8 @@ impl FabricService for FabricApi {
             row.cluster_token_key_id = None;
         }
         if row.cluster_server_url != current.cluster_server_url {
-            check_cluster_reachable(&self.state.settings.outbound, &row.cluster_server_url).await?;
+            check_cluster_reachable(&self.state.settings.outbound, &row.cluster_server_url, "cluster.server_url")
+                .await?;
         }
         if row.repository_id != current.repository_id {
             require_repository(&self.state, row.repository_id).await?;

@@ -1,8 +1,9 @@
 //! InventoryService: imports of a fabric's cluster inventory (runs of mode INVENTORY, see
 //! `sync::inventory`), the imported objects, and the cross-layer view of core `inventory`:
-//! a switch port, the Servers its Connections link to it, their nodes, the pods and VMs on them.
+//! a switch port, the Servers its Connections link to it, their nodes, the pods and VMs on them;
+//! and the extra clusters a fabric's imports read besides its own.
 
-use fabricsync_core::inventory::{self, InventoryKey, ServerView, CONNECTION_KIND, SERVER_KIND};
+use fabricsync_core::inventory::{self, InventoryKey, NodeRef, ServerView, CONNECTION_KIND, SERVER_KIND};
 use fabricsync_core::key::WIRING_GROUP;
 use fabricsync_core::vocab::{self as v, InventoryKind, Word};
 use tonic::{Request, Response, Status};
@@ -11,15 +12,18 @@ use super::error::{ApiError, Violations};
 use super::fabrics::load;
 use super::{listing, parse_id, validate, AppState};
 use crate::convert::{self, WORKLOAD_FILTERS, WORKLOAD_TYPES};
+use crate::crypto;
 use crate::db::fabrics::{FabricRow, InventorySettings as StoredSettings};
-use crate::db::inventory::{self as store, InventoryFilter, InventoryRow};
+use crate::db::inventory::{self as store, ClusterRow, InventoryFilter, InventoryRow};
 use crate::db::resources;
 use crate::db::typed::Json;
 use crate::proto::inventory_service_server::InventoryService;
 use crate::proto::*;
 use crate::sync::queue::{self, Enqueued};
 
-const FILTERS: &[&str] = &["kind", "namespace", "name", "node", "workload"];
+const FILTERS: &[&str] = &["cluster", "kind", "namespace", "name", "node", "workload"];
+/// Inventory clusters per fabric: each import reads them all, one after the other.
+const MAX_CLUSTERS: usize = 16;
 const MIN_INTERVAL_SECONDS: i64 = 10;
 const MAX_INTERVAL_SECONDS: i64 = 7 * 24 * 3600;
 const MAX_REGEX: usize = 1024;
@@ -100,6 +104,7 @@ fn label_key(key: &str) -> Result<(), String> {
 
 fn object_proto(row: &InventoryRow) -> InventoryObject {
     InventoryObject {
+        cluster: row.cluster.clone(),
         fabric_id: row.fabric_id.to_string(),
         kind: row.kind.0.word().to_string(),
         namespace: row.namespace.clone(),
@@ -113,10 +118,13 @@ fn object_proto(row: &InventoryRow) -> InventoryObject {
     }
 }
 
+// `nodes` is still filled for clients that read it.
+#[allow(deprecated)]
 fn server_proto(view: ServerView) -> ServerInventory {
     ServerInventory {
         server: view.server,
-        nodes: view.nodes,
+        nodes: view.nodes.iter().map(|n| n.name.clone()).collect(),
+        node_refs: view.nodes.into_iter().map(|n| InventoryNode { cluster: n.cluster, name: n.name }).collect(),
         links: view
             .links
             .into_iter()
@@ -131,6 +139,7 @@ fn server_proto(view: ServerView) -> ServerInventory {
             .workloads
             .into_iter()
             .map(|h| HostedWorkload {
+                cluster: h.cluster,
                 workload: WORKLOAD_TYPES.of(h.workload.word()) as i32,
                 kind: h.kind.word().to_string(),
                 namespace: h.namespace,
@@ -140,6 +149,65 @@ fn server_proto(view: ServerView) -> ServerInventory {
             })
             .collect(),
     }
+}
+
+fn cluster_proto(row: &ClusterRow) -> InventoryCluster {
+    InventoryCluster {
+        name: row.name.clone(),
+        connection: Some(ClusterConnection {
+            server_url: row.server_url.clone(),
+            ca_certificate_pem: row.ca_pem.clone(),
+            has_bearer_token: row.token_sealed.is_some(),
+            namespace: String::new(),
+        }),
+    }
+}
+
+/// The cluster a PutInventoryCluster request stores, checked; `current` is the stored one of
+/// its name. The token is sealed bound to (fabric, name); one not given again is kept while the
+/// server URL stays (the bool says whether it was dropped).
+fn put_row(
+    fabric_id: uuid::Uuid,
+    name: &str,
+    given: &ClusterConnectionInput,
+    current: Option<&ClusterRow>,
+    keyring: &crypto::Keyring,
+) -> Result<(ClusterRow, bool), ApiError> {
+    let mut v = Violations::default();
+    v.check(validate::dns1123_label(name), "name");
+    if given.server_url.is_empty() {
+        v.add("connection.server_url", "is required");
+    } else {
+        v.check(validate::cluster_url(&given.server_url), "connection.server_url");
+    }
+    if !given.ca_certificate_pem.is_empty() {
+        v.check(validate::ca_certificate_pem(&given.ca_certificate_pem), "connection.ca_certificate_pem");
+    }
+    v.check(validate::max_len(&given.bearer_token, validate::MAX_TOKEN), "connection.bearer_token");
+    if !given.namespace.is_empty() {
+        v.add("connection.namespace", "must be empty: an import reads every namespace its filter keeps");
+    }
+    v.into_result()?;
+    let kept = current.filter(|c| c.server_url == given.server_url && given.bearer_token.is_empty());
+    let cleared = given.bearer_token.is_empty() && kept.is_none() && current.is_some_and(|c| c.token_sealed.is_some());
+    let (token_sealed, token_key_id) = match kept {
+        Some(current) => (current.token_sealed.clone(), current.token_key_id.clone()),
+        None if given.bearer_token.is_empty() => (None, None),
+        None => {
+            let context = crypto::inventory_cluster_token_context(fabric_id, name);
+            let sealed = keyring.seal_secret(&crypto::Secret::new(given.bearer_token.clone()), &context);
+            (Some(sealed.blob), Some(sealed.key_id))
+        }
+    };
+    let row = ClusterRow {
+        fabric_id,
+        name: name.to_string(),
+        server_url: given.server_url.clone(),
+        ca_pem: given.ca_certificate_pem.clone(),
+        token_sealed,
+        token_key_id,
+    };
+    Ok((row, cleared))
 }
 
 /// What the cross-layer view joins: the fabric's Server names, each server's links from its
@@ -179,7 +247,7 @@ impl Layers {
             Ok(first) => first,
             Err(e) => return Ok(Err(e)),
         };
-        let nodes: Vec<String> = first.iter().flat_map(|v| v.nodes.iter().cloned()).collect();
+        let nodes: Vec<NodeRef> = first.iter().flat_map(|v| v.nodes.iter().cloned()).collect();
         if nodes.is_empty() {
             return Ok(Ok(first));
         }
@@ -215,8 +283,10 @@ impl InventoryService for InventoryApi {
         let req = request.into_inner();
         let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
         let fabric = load(&self.state, fabric_id).await?;
-        if fabric.cluster_server_url.is_empty() {
-            let message = "an inventory import reads the fabric's cluster: set cluster.server_url with UpdateFabric";
+        let mut conn = self.state.conn().await?;
+        if fabric.cluster_server_url.is_empty() && store::clusters(&mut conn, fabric_id).await?.is_empty() {
+            let message = "an inventory import reads the fabric's clusters: set cluster.server_url with UpdateFabric, \
+                           or add one with PutInventoryCluster";
             return Err(ApiError::FailedPrecondition(message.into()).into());
         }
         let request = queue::Request {
@@ -230,7 +300,6 @@ impl InventoryService for InventoryApi {
             requested_by,
             rollout_wait_seconds: 0,
         };
-        let mut conn = self.state.conn().await?;
         let (row, already_active) = match queue::enqueue(&mut conn, &request).await.map_err(ApiError::from)? {
             Enqueued::New(row) => (row, false),
             Enqueued::AlreadyActive(Some(row)) => (row, true),
@@ -251,6 +320,7 @@ impl InventoryService for InventoryApi {
         let page = listing::page(req.page_size, &req.page_token)?;
         let terms = listing::filter(&req.filter, FILTERS)?;
         let filter = InventoryFilter {
+            cluster: terms.get("cluster").cloned(),
             kind: terms.get("kind").map(|w| listing::word_filter::<InventoryKind>("kind", w)).transpose()?,
             namespace: terms.get("namespace").cloned(),
             name: terms.get("name").cloned(),
@@ -287,8 +357,14 @@ impl InventoryService for InventoryApi {
         }
         v.check(validate::max_len(&req.name, MAX_LABEL), "name");
         v.check(validate::max_len(&req.namespace, MAX_LABEL), "namespace");
+        v.check(validate::max_len(&req.cluster, MAX_LABEL), "cluster");
         v.into_result()?;
-        let key = InventoryKey { kind: kind.unwrap_or(InventoryKind::Node), namespace: req.namespace, name: req.name };
+        let key = InventoryKey {
+            cluster: req.cluster,
+            kind: kind.unwrap_or(InventoryKind::Node),
+            namespace: req.namespace,
+            name: req.name,
+        };
         let fabric = load(&self.state, fabric_id).await?;
         let row = {
             let mut conn = self.state.conn().await?;
@@ -307,7 +383,7 @@ impl InventoryService for InventoryApi {
             }
             _ => object.node.clone(),
         };
-        let node = node_name.and_then(|n| layers.nodes.iter().find(|o| o.name == n));
+        let node = node_name.and_then(|n| layers.nodes.iter().find(|o| o.name == n && o.cluster == key.cluster));
         let server = match node.and_then(|n| inventory::node_server(n, &layers.servers, layers.label.as_deref())) {
             Some(name) => Some(layers.server(&self.state, &name).await?),
             None => None,
@@ -349,6 +425,61 @@ impl InventoryService for InventoryApi {
             return Err(ApiError::NotFound { kind: "server", id: req.server }.into());
         }
         Ok(Response::new(GetServerInventoryResponse { server: Some(layers.server(&self.state, &req.server).await?) }))
+    }
+
+    async fn put_inventory_cluster(
+        &self,
+        request: Request<PutInventoryClusterRequest>,
+    ) -> Result<Response<PutInventoryClusterResponse>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        let given = req.connection.unwrap_or_default();
+        load(&self.state, fabric_id).await?;
+        let stored = {
+            let mut conn = self.state.conn().await?;
+            store::clusters(&mut conn, fabric_id).await?
+        };
+        let current = stored.iter().find(|c| c.name == req.name);
+        let (row, credentials_cleared) = put_row(fabric_id, &req.name, &given, current, &self.state.keyring)?;
+        if current.is_none() && stored.len() >= MAX_CLUSTERS {
+            let message = format!("the fabric has {MAX_CLUSTERS} inventory clusters, the most it may have");
+            return Err(ApiError::FailedPrecondition(message).into());
+        }
+        super::fabrics::check_cluster_reachable(
+            &self.state.settings.outbound,
+            &row.server_url,
+            "connection.server_url",
+        )
+        .await?;
+        let mut conn = self.state.conn().await?;
+        store::put_cluster(&mut conn, &row).await?;
+        Ok(Response::new(PutInventoryClusterResponse { cluster: Some(cluster_proto(&row)), credentials_cleared }))
+    }
+
+    async fn delete_inventory_cluster(
+        &self,
+        request: Request<DeleteInventoryClusterRequest>,
+    ) -> Result<Response<DeleteInventoryClusterResponse>, Status> {
+        let req = request.into_inner();
+        let fabric_id = parse_id("fabric_id", &req.fabric_id)?;
+        validate::max_len(&req.name, MAX_LABEL).map_err(|e| ApiError::invalid("name", e))?;
+        load(&self.state, fabric_id).await?;
+        let mut conn = self.state.conn().await?;
+        if !store::delete_cluster(&mut conn, fabric_id, &req.name).await? {
+            return Err(ApiError::NotFound { kind: "inventory cluster", id: req.name }.into());
+        }
+        Ok(Response::new(DeleteInventoryClusterResponse {}))
+    }
+
+    async fn list_inventory_clusters(
+        &self,
+        request: Request<ListInventoryClustersRequest>,
+    ) -> Result<Response<ListInventoryClustersResponse>, Status> {
+        let fabric_id = parse_id("fabric_id", &request.get_ref().fabric_id)?;
+        load(&self.state, fabric_id).await?;
+        let mut conn = self.state.conn().await?;
+        let clusters = store::clusters(&mut conn, fabric_id).await?;
+        Ok(Response::new(ListInventoryClustersResponse { clusters: clusters.iter().map(cluster_proto).collect() }))
     }
 }
 

@@ -298,6 +298,24 @@ pub static RULES: &[Rule] = &[
     rule!("fabricsync.v1.InventoryService/GetServerInventory", VIEWER, GetServerInventoryRequest, |r| vec![
         Target::Fabric(r.fabric_id)
     ]),
+    // Inventory clusters are connections with credentials, as the fabric's own cluster: admins.
+    rule!(
+        "fabricsync.v1.InventoryService/PutInventoryCluster",
+        ADMIN,
+        PutInventoryClusterRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
+    rule!(
+        "fabricsync.v1.InventoryService/DeleteInventoryCluster",
+        ADMIN,
+        DeleteInventoryClusterRequest,
+        |r| vec![Target::Fabric(r.fabric_id)],
+        audited
+    ),
+    rule!("fabricsync.v1.InventoryService/ListInventoryClusters", VIEWER, ListInventoryClustersRequest, |r| vec![
+        Target::Fabric(r.fabric_id)
+    ]),
     // AccessService
     rule!(
         "fabricsync.v1.AccessService/CreateToken",

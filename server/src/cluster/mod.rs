@@ -14,8 +14,9 @@ use std::time::Duration;
 use kube::Client;
 use secrecy::SecretString;
 
-use crate::crypto::Keyring;
+use crate::crypto::{Keyring, Secret};
 use crate::db::fabrics::FabricRow;
+use crate::db::inventory::ClusterRow;
 use crate::outbound::{Outbound, Refused};
 use crate::redact::Redactor;
 
@@ -143,32 +144,64 @@ pub struct Connection {
     pub redactor: Redactor,
 }
 
-/// A client for the fabric's cluster from its stored URL, CA and sealed bearer token, connected
-/// only to addresses the outbound policy permits.
+/// Where a client connects: the fabric's own cluster, or one of its inventory clusters.
+pub struct Target<'a> {
+    pub server_url: &'a str,
+    pub ca_pem: &'a str,
+    /// The namespace of requests that name none.
+    pub namespace: &'a str,
+    pub token: Option<Secret>,
+}
+
+/// A client for the fabric's cluster from its stored URL, CA and sealed bearer token.
 pub async fn connect(fabric: &FabricRow, keyring: &Keyring, outbound: &Outbound) -> Result<Connection, ClusterError> {
+    let token = crate::credentials::cluster_token(fabric, keyring)
+        .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
+    let target = Target {
+        server_url: &fabric.cluster_server_url,
+        ca_pem: &fabric.cluster_ca_pem,
+        namespace: &fabric.cluster_namespace,
+        token,
+    };
+    connect_to(target, outbound).await
+}
+
+/// A client for one of a fabric's inventory clusters (read only; no default namespace of its own).
+pub async fn connect_inventory_cluster(
+    row: &ClusterRow,
+    keyring: &Keyring,
+    outbound: &Outbound,
+) -> Result<Connection, ClusterError> {
+    let token = crate::credentials::inventory_cluster_token(row, keyring)
+        .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
+    let target = Target { server_url: &row.server_url, ca_pem: &row.ca_pem, namespace: "default", token };
+    connect_to(target, outbound).await
+}
+
+/// A client for `target`, connected only to addresses the outbound policy permits.
+pub async fn connect_to(target: Target<'_>, outbound: &Outbound) -> Result<Connection, ClusterError> {
     // Two TLS providers are linked (gix's HTTP client brings aws-lc-rs, kube uses ring), so
     // rustls needs to be told; the first call wins and later ones are no-ops.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if fabric.cluster_server_url.is_empty() {
+    if target.server_url.is_empty() {
         return Err(ClusterError::NotConfigured);
     }
-    let uri: http::Uri = fabric.cluster_server_url.parse().map_err(|e| {
-        ClusterError::Other(format!("cluster.server_url {:?} is not a URL: {e}", fabric.cluster_server_url))
-    })?;
+    let uri: http::Uri = target
+        .server_url
+        .parse()
+        .map_err(|e| ClusterError::Other(format!("cluster.server_url {:?} is not a URL: {e}", target.server_url)))?;
     let (uri, server_name) = pin(uri, outbound).await?;
     let mut config = kube::Config::new(uri);
     config.tls_server_name = server_name;
-    config.default_namespace = fabric.cluster_namespace.clone();
+    config.default_namespace = target.namespace.to_string();
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(REQUEST_TIMEOUT);
     config.write_timeout = Some(REQUEST_TIMEOUT);
-    if !fabric.cluster_ca_pem.is_empty() {
-        config.root_cert = Some(pem_certificates(&fabric.cluster_ca_pem)?);
+    if !target.ca_pem.is_empty() {
+        config.root_cert = Some(pem_certificates(target.ca_pem)?);
     }
     let mut secrets = Vec::new();
-    let token = crate::credentials::cluster_token(fabric, keyring)
-        .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
-    if let Some(token) = token {
+    if let Some(token) = target.token {
         config.auth_info.token = Some(SecretString::from(token.expose().to_string()));
         secrets.push(token.expose().to_string());
     }

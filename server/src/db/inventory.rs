@@ -1,15 +1,15 @@
 //! A fabric's cluster inventory: one row per imported object with its facts and content hash
-//! (core `inventory`), replaced by each import's diff.
+//! (core `inventory`), replaced by each import's diff; and the extra clusters its imports read.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use fabricsync_core::inventory::{InventoryKey, InventoryObject};
+use fabricsync_core::inventory::{InventoryKey, InventoryObject, NodeRef};
 use fabricsync_core::vocab::{InventoryKind, WorkloadType};
 
-use super::schema::inventory_objects;
+use super::schema::{inventory_clusters, inventory_objects};
 use super::typed::Stored;
 use super::{DbError, Listed, Page};
 
@@ -30,12 +30,14 @@ pub struct InventoryRow {
     pub facts: serde_json::Value,
     pub hash: String,
     pub updated_at: DateTime<Utc>,
+    pub cluster: String,
 }
 
 impl InventoryRow {
     /// The core's object, for the cross-layer view.
     pub fn object(&self) -> InventoryObject {
         InventoryObject {
+            cluster: self.cluster.clone(),
             kind: self.kind.0,
             namespace: self.namespace.clone(),
             name: self.name.clone(),
@@ -52,6 +54,7 @@ impl InventoryRow {
 /// Equality filters of ListInventoryObjects (stored words); None matches all.
 #[derive(Debug, Clone, Default)]
 pub struct InventoryFilter {
+    pub cluster: Option<String>,
     pub kind: Option<String>,
     pub namespace: Option<String>,
     pub name: Option<String>,
@@ -61,9 +64,10 @@ pub struct InventoryFilter {
 
 /// (key, hash) of every stored object of the fabric: what the next import diffs against.
 pub async fn hashes(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<(InventoryKey, String)>, DbError> {
-    let rows: Vec<(Stored<InventoryKind>, String, String, String)> = inventory_objects::table
+    let rows: Vec<(String, Stored<InventoryKind>, String, String, String)> = inventory_objects::table
         .filter(inventory_objects::fabric_id.eq(fabric_id))
         .select((
+            inventory_objects::cluster,
             inventory_objects::kind,
             inventory_objects::namespace,
             inventory_objects::name,
@@ -73,7 +77,7 @@ pub async fn hashes(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(kind, namespace, name, hash)| (InventoryKey { kind: kind.0, namespace, name }, hash))
+        .map(|(cluster, kind, namespace, name, hash)| (InventoryKey { cluster, kind: kind.0, namespace, name }, hash))
         .collect())
 }
 
@@ -90,10 +94,10 @@ pub async fn store(
         let text = |f: fn(&InventoryObject) -> String| chunk.iter().map(|o| f(o)).collect::<Vec<_>>();
         let opt = |f: fn(&InventoryObject) -> Option<String>| chunk.iter().map(|o| f(o)).collect::<Vec<_>>();
         diesel::sql_query(
-            "INSERT INTO inventory_objects (fabric_id, kind, namespace, name, uid, workload, node, vm, facts, hash, updated_at) \
-             SELECT $1, u.k, u.ns, u.n, u.uid, u.w, u.node, u.vm, u.facts, u.hash, $11 \
-             FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10) AS u(k, ns, n, uid, w, node, vm, facts, hash) \
-             ON CONFLICT (fabric_id, kind, namespace, name) DO UPDATE SET \
+            "INSERT INTO inventory_objects (fabric_id, cluster, kind, namespace, name, uid, workload, node, vm, facts, hash, updated_at) \
+             SELECT $1, u.c, u.k, u.ns, u.n, u.uid, u.w, u.node, u.vm, u.facts, u.hash, $11 \
+             FROM unnest($12, $2, $3, $4, $5, $6, $7, $8, $9, $10) AS u(c, k, ns, n, uid, w, node, vm, facts, hash) \
+             ON CONFLICT (fabric_id, cluster, kind, namespace, name) DO UPDATE SET \
                uid = excluded.uid, workload = excluded.workload, node = excluded.node, vm = excluded.vm, \
                facts = excluded.facts, hash = excluded.hash, updated_at = excluded.updated_at",
         )
@@ -108,16 +112,18 @@ pub async fn store(
         .bind::<Array<Jsonb>, _>(chunk.iter().map(|o| o.facts.clone()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(text(|o| o.hash.clone()))
         .bind::<Timestamptz, _>(now)
+        .bind::<Array<Text>, _>(text(|o| o.cluster.clone()))
         .execute(conn)
         .await?;
     }
     for chunk in deletes.chunks(CHUNK) {
         let text = |f: fn(&InventoryKey) -> String| chunk.iter().map(f).collect::<Vec<_>>();
         diesel::sql_query(
-            "DELETE FROM inventory_objects o USING unnest($2, $3, $4) AS u(k, ns, n) \
-             WHERE o.fabric_id = $1 AND o.kind = u.k AND o.namespace = u.ns AND o.name = u.n",
+            "DELETE FROM inventory_objects o USING unnest($2, $3, $4, $5) AS u(c, k, ns, n) \
+             WHERE o.fabric_id = $1 AND o.cluster = u.c AND o.kind = u.k AND o.namespace = u.ns AND o.name = u.n",
         )
         .bind::<SqlUuid, _>(fabric_id)
+        .bind::<Array<Text>, _>(text(|k| k.cluster.clone()))
         .bind::<Array<Text>, _>(text(|k| k.kind.word().to_string()))
         .bind::<Array<Text>, _>(text(|k| k.namespace.clone()))
         .bind::<Array<Text>, _>(text(|k| k.name.clone()))
@@ -130,6 +136,9 @@ pub async fn store(
 fn filtered(fabric_id: Uuid, filter: &InventoryFilter) -> inventory_objects::BoxedQuery<'static, diesel::pg::Pg> {
     use inventory_objects::dsl as o;
     let mut query = o::inventory_objects.filter(o::fabric_id.eq(fabric_id)).into_boxed();
+    if let Some(v) = &filter.cluster {
+        query = query.filter(o::cluster.eq(v.clone()));
+    }
     if let Some(v) = &filter.kind {
         query = query.filter(o::kind.eq(v.clone()));
     }
@@ -148,8 +157,8 @@ fn filtered(fabric_id: Uuid, filter: &InventoryFilter) -> inventory_objects::Box
     query
 }
 
-/// Ordered by (kind, namespace, name); a page starts after the key `page_key` made of the
-/// previous page's last row.
+/// Ordered by (cluster, kind, namespace, name); a page starts after the key `page_key` made of
+/// the previous page's last row.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
@@ -160,10 +169,12 @@ pub async fn list(
     use inventory_objects::dsl as o;
     let total = filtered(fabric_id, filter).count().get_result(conn).await?;
     let mut query = filtered(fabric_id, filter);
-    if let Some((kind, namespace, name)) =
-        page.after.as_deref().and_then(|t| serde_json::from_str::<(String, String, String)>(t).ok())
+    if let Some((cluster, kind, namespace, name)) =
+        page.after.as_deref().and_then(|t| serde_json::from_str::<(String, String, String, String)>(t).ok())
     {
-        let after = diesel::dsl::sql::<Bool>("(kind, namespace, name) > (")
+        let after = diesel::dsl::sql::<Bool>("(cluster, kind, namespace, name) > (")
+            .bind::<Text, _>(cluster)
+            .sql(", ")
             .bind::<Text, _>(kind)
             .sql(", ")
             .bind::<Text, _>(namespace)
@@ -173,7 +184,7 @@ pub async fn list(
         query = query.filter(after);
     }
     let items = query
-        .order((o::kind.asc(), o::namespace.asc(), o::name.asc()))
+        .order((o::cluster.asc(), o::kind.asc(), o::namespace.asc(), o::name.asc()))
         .limit(page.limit())
         .select(InventoryRow::as_select())
         .load(conn)
@@ -183,7 +194,7 @@ pub async fn list(
 
 /// Where the page after `row` starts (see `list`).
 pub fn page_key(row: &InventoryRow) -> String {
-    serde_json::to_string(&(row.kind.0.word(), &row.namespace, &row.name)).unwrap_or_default()
+    serde_json::to_string(&(&row.cluster, row.kind.0.word(), &row.namespace, &row.name)).unwrap_or_default()
 }
 
 pub async fn get(
@@ -194,6 +205,7 @@ pub async fn get(
     use inventory_objects::dsl as o;
     Ok(o::inventory_objects
         .filter(o::fabric_id.eq(fabric_id))
+        .filter(o::cluster.eq(&key.cluster))
         .filter(o::kind.eq(key.kind.word()))
         .filter(o::namespace.eq(&key.namespace))
         .filter(o::name.eq(&key.name))
@@ -203,7 +215,7 @@ pub async fn get(
         .optional()?)
 }
 
-/// The fabric's imported nodes.
+/// The fabric's imported nodes, of all its clusters.
 pub async fn nodes(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<InventoryObject>, DbError> {
     use inventory_objects::dsl as o;
     let rows: Vec<InventoryRow> = o::inventory_objects
@@ -215,18 +227,104 @@ pub async fn nodes(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<
     Ok(rows.iter().map(InventoryRow::object).collect())
 }
 
-/// The pods and VMIs that run on `nodes` (the index on (fabric, node) finds them).
+/// The pods and VMIs that run on `nodes` (the index on (fabric, cluster, node) finds them).
 pub async fn on_nodes(
     conn: &mut AsyncPgConnection,
     fabric_id: Uuid,
-    nodes: &[String],
+    nodes: &[NodeRef],
 ) -> Result<Vec<InventoryObject>, DbError> {
+    use diesel::sql_types::{Array, Text};
+    let clusters: Vec<&str> = nodes.iter().map(|n| n.cluster.as_str()).collect();
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    let on = diesel::dsl::sql::<diesel::sql_types::Bool>("(cluster, node) IN (SELECT * FROM unnest(")
+        .bind::<Array<Text>, _>(clusters)
+        .sql(", ")
+        .bind::<Array<Text>, _>(names)
+        .sql("))");
     use inventory_objects::dsl as o;
     let rows: Vec<InventoryRow> = o::inventory_objects
         .filter(o::fabric_id.eq(fabric_id))
-        .filter(o::node.eq_any(nodes))
+        .filter(on)
         .select(InventoryRow::as_select())
         .load(conn)
         .await?;
     Ok(rows.iter().map(InventoryRow::object).collect())
+}
+
+/// An extra cluster a fabric's imports read (`cluster` of its objects is `name`).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = inventory_clusters, treat_none_as_null = true)]
+pub struct ClusterRow {
+    pub fabric_id: Uuid,
+    pub name: String,
+    pub server_url: String,
+    pub ca_pem: String,
+    pub token_sealed: Option<Vec<u8>>,
+    pub token_key_id: Option<String>,
+}
+
+/// The fabric's inventory clusters, by name.
+pub async fn clusters(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<ClusterRow>, DbError> {
+    use inventory_clusters::dsl as c;
+    Ok(c::inventory_clusters
+        .filter(c::fabric_id.eq(fabric_id))
+        .order(c::name.asc())
+        .select(ClusterRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Stores the cluster, replacing the one of its name.
+pub async fn put_cluster(conn: &mut AsyncPgConnection, row: &ClusterRow) -> Result<(), DbError> {
+    use inventory_clusters::dsl as c;
+    diesel::insert_into(c::inventory_clusters)
+        .values(row)
+        .on_conflict((c::fabric_id, c::name))
+        .do_update()
+        .set(row)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes the cluster and the objects imported from it; false when there was none.
+pub async fn delete_cluster(conn: &mut AsyncPgConnection, fabric_id: Uuid, name: &str) -> Result<bool, DbError> {
+    use diesel_async::AsyncConnection;
+    use inventory_clusters::dsl as c;
+    use inventory_objects::dsl as o;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let removed = diesel::delete(c::inventory_clusters.filter(c::fabric_id.eq(fabric_id)).filter(c::name.eq(name)))
+            .execute(conn)
+            .await?;
+        diesel::delete(o::inventory_objects.filter(o::fabric_id.eq(fabric_id)).filter(o::cluster.eq(name)))
+            .execute(conn)
+            .await?;
+        Ok(removed == 1)
+    })
+    .await
+}
+
+/// Every sealed inventory cluster token, for key rotation: (fabric, name, blob, key id).
+pub async fn sealed_cluster_tokens(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(Uuid, String, Vec<u8>, String)>, DbError> {
+    use inventory_clusters::dsl as c;
+    let rows: Vec<ClusterRow> =
+        c::inventory_clusters.filter(c::token_sealed.is_not_null()).select(ClusterRow::as_select()).load(conn).await?;
+    Ok(rows.into_iter().filter_map(|r| Some((r.fabric_id, r.name, r.token_sealed?, r.token_key_id?))).collect())
+}
+
+pub async fn store_sealed_cluster_token(
+    conn: &mut AsyncPgConnection,
+    fabric_id: Uuid,
+    name: &str,
+    blob: &[u8],
+    key_id: &str,
+) -> Result<(), DbError> {
+    use inventory_clusters::dsl as c;
+    diesel::update(c::inventory_clusters.filter(c::fabric_id.eq(fabric_id)).filter(c::name.eq(name)))
+        .set((c::token_sealed.eq(blob), c::token_key_id.eq(key_id)))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

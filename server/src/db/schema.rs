@@ -98,7 +98,18 @@ diesel::table! {
 }
 
 diesel::table! {
-    inventory_objects (fabric_id, kind, namespace, name) {
+    inventory_clusters (fabric_id, name) {
+        fabric_id -> Uuid,
+        name -> Text,
+        server_url -> Text,
+        ca_pem -> Text,
+        token_sealed -> Nullable<Bytea>,
+        token_key_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    inventory_objects (fabric_id, cluster, kind, namespace, name) {
         fabric_id -> Uuid,
         kind -> Text,
         namespace -> Text,
@@ -110,6 +121,7 @@ diesel::table! {
         facts -> Jsonb,
         hash -> Text,
         updated_at -> Timestamptz,
+        cluster -> Text,
     }
 }
 
@@ -210,6 +222,7 @@ diesel::table! {
 diesel::joinable!(events -> fabrics (fabric_id));
 diesel::joinable!(events -> sync_runs (run_id));
 diesel::joinable!(fabrics -> repositories (repository_id));
+diesel::joinable!(inventory_clusters -> fabrics (fabric_id));
 diesel::joinable!(inventory_objects -> fabrics (fabric_id));
 diesel::joinable!(resources -> fabrics (fabric_id));
 diesel::joinable!(sync_runs -> fabrics (fabric_id));
@@ -219,6 +232,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     events,
     fabrics,
+    inventory_clusters,
     inventory_objects,
     repositories,
     resources,

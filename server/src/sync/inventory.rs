@@ -1,14 +1,16 @@
 //! An inventory import: a run of mode INVENTORY reads every kind the fabric's inventory settings
-//! keep from its cluster (read only; KubeVirt's kinds where the cluster serves them), diffs what
-//! it read against the last import (core `inventory`), and stores the diff with the run's end in
-//! one transaction fenced on still holding the run. A dry run stores only the run.
+//! keep from its cluster and then from each of its inventory clusters (read only; KubeVirt's
+//! kinds where a cluster serves them), diffs what it read against the last import (core
+//! `inventory`), and stores the diff with the run's end in one transaction fenced on still
+//! holding the run. A dry run stores only the run; a cluster that cannot be read fails the run
+//! (naming it) and nothing is stored, so an object is never deleted for being unread.
 
 use std::collections::BTreeMap;
 
 use diesel_async::AsyncConnection;
 use tracing::info;
 
-use fabricsync_core::inventory::{self, InventoryFilter, InventoryObject};
+use fabricsync_core::inventory::{self, InventoryFilter, InventoryObject, OWN_CLUSTER};
 use fabricsync_core::vocab::{ChangeAction, InventoryKind, RunStatus, Word, WorkloadFilter};
 
 use super::pull::{PullError, RunFlags, Scope};
@@ -36,6 +38,7 @@ pub fn filter_of(settings: &InventorySettings) -> Result<InventoryFilter, invent
 }
 
 /// What an import read: the kept objects and the objects it could not read.
+#[derive(Default)]
 struct Read {
     objects: Vec<InventoryObject>,
     warnings: Vec<StoredDiagnostic>,
@@ -70,21 +73,61 @@ impl From<PullError> for Failure {
 
 async fn read(state: &AppState, fabric: &FabricRow, scope: &Scope) -> Result<Read, Failure> {
     let filter = filter_of(&fabric.inventory.0).map_err(|e| Failure::Cluster("inventory.filter", e.to_string()))?;
-    let connection = cluster::connect(fabric, &state.keyring, &state.settings.outbound)
-        .await
-        .map_err(|e| Failure::Cluster(e.code(), e.to_string()))?;
+    let extra = {
+        let mut conn = db::connect(&state.pool).await.map_err(PullError::from)?;
+        db::inventory::clusters(&mut conn, fabric.id).await.map_err(PullError::from)?
+    };
+    let outbound = &state.settings.outbound;
+    let mut read = Read::default();
+    if !fabric.cluster_server_url.is_empty() {
+        let connection = cluster::connect(fabric, &state.keyring, outbound).await;
+        read_from(OWN_CLUSTER, connection, &filter, scope, &mut read).await?;
+    }
+    for extra in &extra {
+        let connection = cluster::connect_inventory_cluster(extra, &state.keyring, outbound).await;
+        read_from(&extra.name, connection, &filter, scope, &mut read).await?;
+    }
+    Ok(read)
+}
+
+/// `read_cluster` over a connection that may have failed; a failure names the cluster.
+async fn read_from(
+    name: &str,
+    connection: Result<cluster::Connection, cluster::ClusterError>,
+    filter: &InventoryFilter,
+    scope: &Scope,
+    read: &mut Read,
+) -> Result<(), Failure> {
+    let result = match connection {
+        Ok(connection) => read_cluster(name, &connection, filter, scope, read).await,
+        Err(e) => Err(Failure::Cluster(e.code(), e.to_string())),
+    };
+    result.map_err(|e| match e {
+        Failure::Cluster(code, message) => Failure::Cluster(code, cluster_prefixed(name, message)),
+        other => other,
+    })
+}
+
+/// Reads every kind the filter keeps from one cluster into `read`, a progress event per kind.
+async fn read_cluster(
+    name: &str,
+    connection: &cluster::Connection,
+    filter: &InventoryFilter,
+    scope: &Scope,
+    read: &mut Read,
+) -> Result<(), Failure> {
     let failed = |e: cluster::ClusterError| Failure::Cluster(e.code(), connection.redactor.clean(&e.to_string()));
-    let mut objects = Vec::new();
-    let mut warnings = Vec::new();
     for &kind in InventoryKind::ALL.iter().filter(|k| filter.kinds.contains(k)) {
         scope.checkpoint()?;
         let served = cluster::inventory::served(&connection.client, kind).await.map_err(failed)?;
-        let before = objects.len();
-        let mut keep = |value: &serde_json::Value| match inventory::read(kind, value) {
-            Ok(object) if filter.keeps(&object) => objects.push(object),
+        let before = read.objects.len();
+        let mut keep = |value: &serde_json::Value| match inventory::read(name, kind, value) {
+            Ok(object) if filter.keeps(&object) => read.objects.push(object),
             Ok(_) => {}
-            Err(e) => warnings
-                .push(StoredDiagnostic { error: false, ..run_diagnostic("inventory.unreadable", e.to_string()) }),
+            Err(e) => read.warnings.push(StoredDiagnostic {
+                error: false,
+                ..run_diagnostic("inventory.unreadable", cluster_prefixed(name, e.to_string()))
+            }),
         };
         let listed = match served {
             true => cluster::inventory::list(&connection.client, kind, &mut keep).await.map_err(failed)?,
@@ -93,12 +136,22 @@ async fn read(state: &AppState, fabric: &FabricRow, scope: &Scope) -> Result<Rea
         let progress = InventoryProgress {
             kind: kind.kind().into(),
             listed: listed as i64,
-            kept: (objects.len() - before) as i64,
+            kept: (read.objects.len() - before) as i64,
             served,
+            cluster: name.into(),
         };
         scope.emit(Payload::Inventory(progress)).await;
     }
-    Ok(Read { objects, warnings })
+    Ok(())
+}
+
+/// A message about an inventory cluster's object, naming the cluster (the own one is unnamed).
+fn cluster_prefixed(cluster: &str, message: String) -> String {
+    if cluster == OWN_CLUSTER {
+        message
+    } else {
+        format!("inventory cluster {cluster:?}: {message}")
+    }
 }
 
 enum Ending {

@@ -22,48 +22,67 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from fabricsync.v1 import fabric_pb2 as fabricsync_dot_v1_dot_fabric__pb2
 from fabricsync.v1 import sync_pb2 as fabricsync_dot_v1_dot_sync__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66\x61\x62ricsync/v1/inventory.proto\x12\rfabricsync.v1\x1a\x18\x66\x61\x62ricsync/v1/sync.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x02\n\x0fInventoryObject\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x10\n\x03uid\x18\x05 \x01(\tR\x03uid\x12\x37\n\x08workload\x18\x06 \x01(\x0e\x32\x1b.fabricsync.v1.WorkloadTypeR\x08workload\x12\x12\n\x04node\x18\x07 \x01(\tR\x04node\x12\x0e\n\x02vm\x18\x08 \x01(\tR\x02vm\x12-\n\x05\x66\x61\x63ts\x18\t \x01(\x0b\x32\x17.google.protobuf.StructR\x05\x66\x61\x63ts\x12;\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"S\n\x1bStartInventoryImportRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x17\n\x07\x64ry_run\x18\x02 \x01(\x08R\x06\x64ryRun\"o\n\x1cStartInventoryImportResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x16.fabricsync.v1.SyncRunR\x03run\x12%\n\x0e\x61lready_active\x18\x02 \x01(\x08R\ralreadyActive\"\x8e\x01\n\x1bListInventoryObjectsRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12\x16\n\x06\x66ilter\x18\x04 \x01(\tR\x06\x66ilter\"\x9f\x01\n\x1cListInventoryObjectsResponse\x12\x38\n\x07objects\x18\x01 \x03(\x0b\x32\x1e.fabricsync.v1.InventoryObjectR\x07objects\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n\ntotal_size\x18\x03 \x01(\x05R\ttotalSize\"~\n\x19GetInventoryObjectRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\"\x8c\x01\n\x1aGetInventoryObjectResponse\x12\x36\n\x06object\x18\x01 \x01(\x0b\x32\x1e.fabricsync.v1.InventoryObjectR\x06object\x12\x36\n\x06server\x18\x02 \x01(\x0b\x32\x1e.fabricsync.v1.ServerInventoryR\x06server\"\x84\x01\n\x08PortLink\x12\x1e\n\nconnection\x18\x01 \x01(\tR\nconnection\x12\x1f\n\x0bserver_port\x18\x02 \x01(\tR\nserverPort\x12\x16\n\x06switch\x18\x03 \x01(\tR\x06switch\x12\x1f\n\x0bswitch_port\x18\x04 \x01(\tR\nswitchPort\"\xb3\x01\n\x0eHostedWorkload\x12\x37\n\x08workload\x18\x01 \x01(\x0e\x32\x1b.fabricsync.v1.WorkloadTypeR\x08workload\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n\x04node\x18\x05 \x01(\tR\x04node\x12\x0e\n\x02vm\x18\x06 \x01(\tR\x02vm\"\xab\x01\n\x0fServerInventory\x12\x16\n\x06server\x18\x01 \x01(\tR\x06server\x12\x14\n\x05nodes\x18\x02 \x03(\tR\x05nodes\x12-\n\x05links\x18\x03 \x03(\x0b\x32\x17.fabricsync.v1.PortLinkR\x05links\x12;\n\tworkloads\x18\x04 \x03(\x0b\x32\x1d.fabricsync.v1.HostedWorkloadR\tworkloads\"[\n\x1bListBehindSwitchPortRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x1f\n\x0bswitch_port\x18\x02 \x01(\tR\nswitchPort\"X\n\x1cListBehindSwitchPortResponse\x12\x38\n\x07servers\x18\x01 \x03(\x0b\x32\x1e.fabricsync.v1.ServerInventoryR\x07servers\"P\n\x19GetServerInventoryRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x16\n\x06server\x18\x02 \x01(\tR\x06server\"T\n\x1aGetServerInventoryResponse\x12\x36\n\x06server\x18\x01 \x01(\x0b\x32\x1e.fabricsync.v1.ServerInventoryR\x06server*`\n\x0cWorkloadType\x12\x1d\n\x19WORKLOAD_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17WORKLOAD_TYPE_CONTAINER\x10\x01\x12\x14\n\x10WORKLOAD_TYPE_VM\x10\x02\x32\xbb\x04\n\x10InventoryService\x12o\n\x14StartInventoryImport\x12*.fabricsync.v1.StartInventoryImportRequest\x1a+.fabricsync.v1.StartInventoryImportResponse\x12o\n\x14ListInventoryObjects\x12*.fabricsync.v1.ListInventoryObjectsRequest\x1a+.fabricsync.v1.ListInventoryObjectsResponse\x12i\n\x12GetInventoryObject\x12(.fabricsync.v1.GetInventoryObjectRequest\x1a).fabricsync.v1.GetInventoryObjectResponse\x12o\n\x14ListBehindSwitchPort\x12*.fabricsync.v1.ListBehindSwitchPortRequest\x1a+.fabricsync.v1.ListBehindSwitchPortResponse\x12i\n\x12GetServerInventory\x12(.fabricsync.v1.GetServerInventoryRequest\x1a).fabricsync.v1.GetServerInventoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66\x61\x62ricsync/v1/inventory.proto\x12\rfabricsync.v1\x1a\x1a\x66\x61\x62ricsync/v1/fabric.proto\x1a\x18\x66\x61\x62ricsync/v1/sync.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x02\n\x0fInventoryObject\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x10\n\x03uid\x18\x05 \x01(\tR\x03uid\x12\x37\n\x08workload\x18\x06 \x01(\x0e\x32\x1b.fabricsync.v1.WorkloadTypeR\x08workload\x12\x12\n\x04node\x18\x07 \x01(\tR\x04node\x12\x0e\n\x02vm\x18\x08 \x01(\tR\x02vm\x12-\n\x05\x66\x61\x63ts\x18\t \x01(\x0b\x32\x17.google.protobuf.StructR\x05\x66\x61\x63ts\x12;\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x18\n\x07\x63luster\x18\x0b \x01(\tR\x07\x63luster\"h\n\x10InventoryCluster\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12@\n\nconnection\x18\x02 \x01(\x0b\x32 .fabricsync.v1.ClusterConnectionR\nconnection\"\x94\x01\n\x1aPutInventoryClusterRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x45\n\nconnection\x18\x03 \x01(\x0b\x32%.fabricsync.v1.ClusterConnectionInputR\nconnection\"\x89\x01\n\x1bPutInventoryClusterResponse\x12\x39\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x1f.fabricsync.v1.InventoryClusterR\x07\x63luster\x12/\n\x13\x63redentials_cleared\x18\x02 \x01(\x08R\x12\x63redentialsCleared\"P\n\x1d\x44\x65leteInventoryClusterRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\" \n\x1e\x44\x65leteInventoryClusterResponse\";\n\x1cListInventoryClustersRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\"\\\n\x1dListInventoryClustersResponse\x12;\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x1f.fabricsync.v1.InventoryClusterR\x08\x63lusters\"S\n\x1bStartInventoryImportRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x17\n\x07\x64ry_run\x18\x02 \x01(\x08R\x06\x64ryRun\"o\n\x1cStartInventoryImportResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x16.fabricsync.v1.SyncRunR\x03run\x12%\n\x0e\x61lready_active\x18\x02 \x01(\x08R\ralreadyActive\"\x8e\x01\n\x1bListInventoryObjectsRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12\x16\n\x06\x66ilter\x18\x04 \x01(\tR\x06\x66ilter\"\x9f\x01\n\x1cListInventoryObjectsResponse\x12\x38\n\x07objects\x18\x01 \x03(\x0b\x32\x1e.fabricsync.v1.InventoryObjectR\x07objects\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n\ntotal_size\x18\x03 \x01(\x05R\ttotalSize\"\x98\x01\n\x19GetInventoryObjectRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x18\n\x07\x63luster\x18\x05 \x01(\tR\x07\x63luster\"\x8c\x01\n\x1aGetInventoryObjectResponse\x12\x36\n\x06object\x18\x01 \x01(\x0b\x32\x1e.fabricsync.v1.InventoryObjectR\x06object\x12\x36\n\x06server\x18\x02 \x01(\x0b\x32\x1e.fabricsync.v1.ServerInventoryR\x06server\"\x84\x01\n\x08PortLink\x12\x1e\n\nconnection\x18\x01 \x01(\tR\nconnection\x12\x1f\n\x0bserver_port\x18\x02 \x01(\tR\nserverPort\x12\x16\n\x06switch\x18\x03 \x01(\tR\x06switch\x12\x1f\n\x0bswitch_port\x18\x04 \x01(\tR\nswitchPort\"\xcd\x01\n\x0eHostedWorkload\x12\x37\n\x08workload\x18\x01 \x01(\x0e\x32\x1b.fabricsync.v1.WorkloadTypeR\x08workload\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n\x04node\x18\x05 \x01(\tR\x04node\x12\x0e\n\x02vm\x18\x06 \x01(\tR\x02vm\x12\x18\n\x07\x63luster\x18\x07 \x01(\tR\x07\x63luster\"=\n\rInventoryNode\x12\x18\n\x07\x63luster\x18\x01 \x01(\tR\x07\x63luster\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\"\xea\x01\n\x0fServerInventory\x12\x16\n\x06server\x18\x01 \x01(\tR\x06server\x12\x18\n\x05nodes\x18\x02 \x03(\tB\x02\x18\x01R\x05nodes\x12-\n\x05links\x18\x03 \x03(\x0b\x32\x17.fabricsync.v1.PortLinkR\x05links\x12;\n\tworkloads\x18\x04 \x03(\x0b\x32\x1d.fabricsync.v1.HostedWorkloadR\tworkloads\x12\x39\n\tnode_refs\x18\x05 \x03(\x0b\x32\x1c.fabricsync.v1.InventoryNodeR\x08nodeRefs\"[\n\x1bListBehindSwitchPortRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x1f\n\x0bswitch_port\x18\x02 \x01(\tR\nswitchPort\"X\n\x1cListBehindSwitchPortResponse\x12\x38\n\x07servers\x18\x01 \x03(\x0b\x32\x1e.fabricsync.v1.ServerInventoryR\x07servers\"P\n\x19GetServerInventoryRequest\x12\x1b\n\tfabric_id\x18\x01 \x01(\tR\x08\x66\x61\x62ricId\x12\x16\n\x06server\x18\x02 \x01(\tR\x06server\"T\n\x1aGetServerInventoryResponse\x12\x36\n\x06server\x18\x01 \x01(\x0b\x32\x1e.fabricsync.v1.ServerInventoryR\x06server*`\n\x0cWorkloadType\x12\x1d\n\x19WORKLOAD_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17WORKLOAD_TYPE_CONTAINER\x10\x01\x12\x14\n\x10WORKLOAD_TYPE_VM\x10\x02\x32\x94\x07\n\x10InventoryService\x12o\n\x14StartInventoryImport\x12*.fabricsync.v1.StartInventoryImportRequest\x1a+.fabricsync.v1.StartInventoryImportResponse\x12l\n\x13PutInventoryCluster\x12).fabricsync.v1.PutInventoryClusterRequest\x1a*.fabricsync.v1.PutInventoryClusterResponse\x12u\n\x16\x44\x65leteInventoryCluster\x12,.fabricsync.v1.DeleteInventoryClusterRequest\x1a-.fabricsync.v1.DeleteInventoryClusterResponse\x12r\n\x15ListInventoryClusters\x12+.fabricsync.v1.ListInventoryClustersRequest\x1a,.fabricsync.v1.ListInventoryClustersResponse\x12o\n\x14ListInventoryObjects\x12*.fabricsync.v1.ListInventoryObjectsRequest\x1a+.fabricsync.v1.ListInventoryObjectsResponse\x12i\n\x12GetInventoryObject\x12(.fabricsync.v1.GetInventoryObjectRequest\x1a).fabricsync.v1.GetInventoryObjectResponse\x12o\n\x14ListBehindSwitchPort\x12*.fabricsync.v1.ListBehindSwitchPortRequest\x1a+.fabricsync.v1.ListBehindSwitchPortResponse\x12i\n\x12GetServerInventory\x12(.fabricsync.v1.GetServerInventoryRequest\x1a).fabricsync.v1.GetServerInventoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fabricsync.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKLOADTYPE']._serialized_start=2093
-  _globals['_WORKLOADTYPE']._serialized_end=2189
-  _globals['_INVENTORYOBJECT']._serialized_start=138
-  _globals['_INVENTORYOBJECT']._serialized_end=473
-  _globals['_STARTINVENTORYIMPORTREQUEST']._serialized_start=475
-  _globals['_STARTINVENTORYIMPORTREQUEST']._serialized_end=558
-  _globals['_STARTINVENTORYIMPORTRESPONSE']._serialized_start=560
-  _globals['_STARTINVENTORYIMPORTRESPONSE']._serialized_end=671
-  _globals['_LISTINVENTORYOBJECTSREQUEST']._serialized_start=674
-  _globals['_LISTINVENTORYOBJECTSREQUEST']._serialized_end=816
-  _globals['_LISTINVENTORYOBJECTSRESPONSE']._serialized_start=819
-  _globals['_LISTINVENTORYOBJECTSRESPONSE']._serialized_end=978
-  _globals['_GETINVENTORYOBJECTREQUEST']._serialized_start=980
-  _globals['_GETINVENTORYOBJECTREQUEST']._serialized_end=1106
-  _globals['_GETINVENTORYOBJECTRESPONSE']._serialized_start=1109
-  _globals['_GETINVENTORYOBJECTRESPONSE']._serialized_end=1249
-  _globals['_PORTLINK']._serialized_start=1252
-  _globals['_PORTLINK']._serialized_end=1384
-  _globals['_HOSTEDWORKLOAD']._serialized_start=1387
-  _globals['_HOSTEDWORKLOAD']._serialized_end=1566
-  _globals['_SERVERINVENTORY']._serialized_start=1569
-  _globals['_SERVERINVENTORY']._serialized_end=1740
-  _globals['_LISTBEHINDSWITCHPORTREQUEST']._serialized_start=1742
-  _globals['_LISTBEHINDSWITCHPORTREQUEST']._serialized_end=1833
-  _globals['_LISTBEHINDSWITCHPORTRESPONSE']._serialized_start=1835
-  _globals['_LISTBEHINDSWITCHPORTRESPONSE']._serialized_end=1923
-  _globals['_GETSERVERINVENTORYREQUEST']._serialized_start=1925
-  _globals['_GETSERVERINVENTORYREQUEST']._serialized_end=2005
-  _globals['_GETSERVERINVENTORYRESPONSE']._serialized_start=2007
-  _globals['_GETSERVERINVENTORYRESPONSE']._serialized_end=2091
-  _globals['_INVENTORYSERVICE']._serialized_start=2192
-  _globals['_INVENTORYSERVICE']._serialized_end=2763
+  _globals['_SERVERINVENTORY'].fields_by_name['nodes']._loaded_options = None
+  _globals['_SERVERINVENTORY'].fields_by_name['nodes']._serialized_options = b'\030\001'
+  _globals['_WORKLOADTYPE']._serialized_start=2994
+  _globals['_WORKLOADTYPE']._serialized_end=3090
+  _globals['_INVENTORYOBJECT']._serialized_start=166
+  _globals['_INVENTORYOBJECT']._serialized_end=527
+  _globals['_INVENTORYCLUSTER']._serialized_start=529
+  _globals['_INVENTORYCLUSTER']._serialized_end=633
+  _globals['_PUTINVENTORYCLUSTERREQUEST']._serialized_start=636
+  _globals['_PUTINVENTORYCLUSTERREQUEST']._serialized_end=784
+  _globals['_PUTINVENTORYCLUSTERRESPONSE']._serialized_start=787
+  _globals['_PUTINVENTORYCLUSTERRESPONSE']._serialized_end=924
+  _globals['_DELETEINVENTORYCLUSTERREQUEST']._serialized_start=926
+  _globals['_DELETEINVENTORYCLUSTERREQUEST']._serialized_end=1006
+  _globals['_DELETEINVENTORYCLUSTERRESPONSE']._serialized_start=1008
+  _globals['_DELETEINVENTORYCLUSTERRESPONSE']._serialized_end=1040
+  _globals['_LISTINVENTORYCLUSTERSREQUEST']._serialized_start=1042
+  _globals['_LISTINVENTORYCLUSTERSREQUEST']._serialized_end=1101
+  _globals['_LISTINVENTORYCLUSTERSRESPONSE']._serialized_start=1103
+  _globals['_LISTINVENTORYCLUSTERSRESPONSE']._serialized_end=1195
+  _globals['_STARTINVENTORYIMPORTREQUEST']._serialized_start=1197
+  _globals['_STARTINVENTORYIMPORTREQUEST']._serialized_end=1280
+  _globals['_STARTINVENTORYIMPORTRESPONSE']._serialized_start=1282
+  _globals['_STARTINVENTORYIMPORTRESPONSE']._serialized_end=1393
+  _globals['_LISTINVENTORYOBJECTSREQUEST']._serialized_start=1396
+  _globals['_LISTINVENTORYOBJECTSREQUEST']._serialized_end=1538
+  _globals['_LISTINVENTORYOBJECTSRESPONSE']._serialized_start=1541
+  _globals['_LISTINVENTORYOBJECTSRESPONSE']._serialized_end=1700
+  _globals['_GETINVENTORYOBJECTREQUEST']._serialized_start=1703
+  _globals['_GETINVENTORYOBJECTREQUEST']._serialized_end=1855
+  _globals['_GETINVENTORYOBJECTRESPONSE']._serialized_start=1858
+  _globals['_GETINVENTORYOBJECTRESPONSE']._serialized_end=1998
+  _globals['_PORTLINK']._serialized_start=2001
+  _globals['_PORTLINK']._serialized_end=2133
+  _globals['_HOSTEDWORKLOAD']._serialized_start=2136
+  _globals['_HOSTEDWORKLOAD']._serialized_end=2341
+  _globals['_INVENTORYNODE']._serialized_start=2343
+  _globals['_INVENTORYNODE']._serialized_end=2404
+  _globals['_SERVERINVENTORY']._serialized_start=2407
+  _globals['_SERVERINVENTORY']._serialized_end=2641
+  _globals['_LISTBEHINDSWITCHPORTREQUEST']._serialized_start=2643
+  _globals['_LISTBEHINDSWITCHPORTREQUEST']._serialized_end=2734
+  _globals['_LISTBEHINDSWITCHPORTRESPONSE']._serialized_start=2736
+  _globals['_LISTBEHINDSWITCHPORTRESPONSE']._serialized_end=2824
+  _globals['_GETSERVERINVENTORYREQUEST']._serialized_start=2826
+  _globals['_GETSERVERINVENTORYREQUEST']._serialized_end=2906
+  _globals['_GETSERVERINVENTORYRESPONSE']._serialized_start=2908
+  _globals['_GETSERVERINVENTORYRESPONSE']._serialized_end=2992
+  _globals['_INVENTORYSERVICE']._serialized_start=3093
+  _globals['_INVENTORYSERVICE']._serialized_end=4009
 # @@protoc_insertion_point(module_scope)

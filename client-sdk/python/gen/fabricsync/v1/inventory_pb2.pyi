@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from fabricsync.v1 import fabric_pb2 as _fabric_pb2
 from fabricsync.v1 import sync_pb2 as _sync_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -19,6 +20,11 @@ if sys.version_info >= (3, 11):
     from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -62,6 +68,7 @@ class InventoryObject(_message.Message):
     VM_FIELD_NUMBER: _builtins.int
     FACTS_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
     fabric_id: _builtins.str
     """Fabric id."""
     kind: _builtins.str
@@ -79,6 +86,8 @@ class InventoryObject(_message.Message):
     """Pods and VMIs: the node they run on."""
     vm: _builtins.str
     """VMs, VMIs and VM launcher pods: the VM's name."""
+    cluster: _builtins.str
+    """The cluster it was imported from: empty for the fabric's own, else an inventory cluster's name."""
     @_builtins.property
     def facts(self) -> _struct_pb2.Struct:
         """What the import kept of the object (labels, roles, capacity, addresses, phase, images, ...),
@@ -102,14 +111,196 @@ class InventoryObject(_message.Message):
         vm: _builtins.str = ...,
         facts: _struct_pb2.Struct | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        cluster: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["facts", b"facts", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fabric_id", b"fabric_id", "facts", b"facts", "kind", b"kind", "name", b"name", "namespace", b"namespace", "node", b"node", "uid", b"uid", "update_time", b"update_time", "vm", b"vm", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "fabric_id", b"fabric_id", "facts", b"facts", "kind", b"kind", "name", b"name", "namespace", b"namespace", "node", b"node", "uid", b"uid", "update_time", b"update_time", "vm", b"vm", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InventoryObject: _TypeAlias = InventoryObject  # noqa: Y015
+
+@_typing.final
+class InventoryCluster(_message.Message):
+    """An extra cluster a fabric's inventory imports read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONNECTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """A DNS label (a-z, 0-9, '-'; at most 63), unique in the fabric: the `cluster` of its objects."""
+    @_builtins.property
+    def connection(self) -> _fabric_pb2.ClusterConnection:
+        """How it is reached: server_url, ca_certificate_pem, has_bearer_token (namespace is unused:
+        an import reads every namespace its filter keeps).
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        connection: _fabric_pb2.ClusterConnection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connection", b"connection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection", b"connection", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryCluster: _TypeAlias = InventoryCluster  # noqa: Y015
+
+@_typing.final
+class PutInventoryClusterRequest(_message.Message):
+    """Request of PutInventoryCluster."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FABRIC_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONNECTION_FIELD_NUMBER: _builtins.int
+    fabric_id: _builtins.str
+    """Fabric id."""
+    name: _builtins.str
+    """The cluster's name (see InventoryCluster.name)."""
+    @_builtins.property
+    def connection(self) -> _fabric_pb2.ClusterConnectionInput:
+        """server_url (required; https://, or http:// for loopback only, through the outbound policy),
+        ca_certificate_pem, bearer_token (write-only); namespace must be empty.
+        """
+
+    def __init__(
+        self,
+        *,
+        fabric_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        connection: _fabric_pb2.ClusterConnectionInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connection", b"connection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection", b"connection", "fabric_id", b"fabric_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutInventoryClusterRequest: _TypeAlias = PutInventoryClusterRequest  # noqa: Y015
+
+@_typing.final
+class PutInventoryClusterResponse(_message.Message):
+    """Response of PutInventoryCluster."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTER_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_CLEARED_FIELD_NUMBER: _builtins.int
+    credentials_cleared: _builtins.bool
+    """True when the stored bearer token was dropped: the server URL changed and no token was given."""
+    @_builtins.property
+    def cluster(self) -> Global___InventoryCluster:
+        """The stored cluster."""
+
+    def __init__(
+        self,
+        *,
+        cluster: Global___InventoryCluster | None = ...,
+        credentials_cleared: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "credentials_cleared", b"credentials_cleared"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutInventoryClusterResponse: _TypeAlias = PutInventoryClusterResponse  # noqa: Y015
+
+@_typing.final
+class DeleteInventoryClusterRequest(_message.Message):
+    """Request of DeleteInventoryCluster."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FABRIC_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    fabric_id: _builtins.str
+    """Fabric id."""
+    name: _builtins.str
+    """The cluster's name."""
+    def __init__(
+        self,
+        *,
+        fabric_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fabric_id", b"fabric_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteInventoryClusterRequest: _TypeAlias = DeleteInventoryClusterRequest  # noqa: Y015
+
+@_typing.final
+class DeleteInventoryClusterResponse(_message.Message):
+    """Response of DeleteInventoryCluster."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteInventoryClusterResponse: _TypeAlias = DeleteInventoryClusterResponse  # noqa: Y015
+
+@_typing.final
+class ListInventoryClustersRequest(_message.Message):
+    """Request of ListInventoryClusters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FABRIC_ID_FIELD_NUMBER: _builtins.int
+    fabric_id: _builtins.str
+    """Fabric id."""
+    def __init__(
+        self,
+        *,
+        fabric_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fabric_id", b"fabric_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInventoryClustersRequest: _TypeAlias = ListInventoryClustersRequest  # noqa: Y015
+
+@_typing.final
+class ListInventoryClustersResponse(_message.Message):
+    """Response of ListInventoryClusters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___InventoryCluster]:
+        """The fabric's inventory clusters, by name (at most 16)."""
+
+    def __init__(
+        self,
+        *,
+        clusters: _abc.Iterable[Global___InventoryCluster] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInventoryClustersResponse: _TypeAlias = ListInventoryClustersResponse  # noqa: Y015
 
 @_typing.final
 class StartInventoryImportRequest(_message.Message):
@@ -182,7 +373,9 @@ class ListInventoryObjectsRequest(_message.Message):
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
     filter: _builtins.str
-    """Filter fields: kind (an InventoryKind word), namespace, name, node, workload (container, vm)."""
+    """Filter fields: cluster (empty = the fabric's own, e.g. `cluster=""`), kind (an InventoryKind
+    word), namespace, name, node, workload (container, vm).
+    """
     def __init__(
         self,
         *,
@@ -214,7 +407,7 @@ class ListInventoryObjectsResponse(_message.Message):
     """Objects matching the filter."""
     @_builtins.property
     def objects(self) -> _containers.RepeatedCompositeFieldContainer[Global___InventoryObject]:
-        """Objects of this page, by kind, namespace and name."""
+        """Objects of this page, by cluster, kind, namespace and name."""
 
     def __init__(
         self,
@@ -241,6 +434,7 @@ class GetInventoryObjectRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
     fabric_id: _builtins.str
     """Fabric id."""
     kind: _builtins.str
@@ -248,6 +442,8 @@ class GetInventoryObjectRequest(_message.Message):
     namespace: _builtins.str
     """Empty for nodes and namespaces."""
     name: _builtins.str
+    cluster: _builtins.str
+    """Empty for the fabric's own cluster, else the inventory cluster's name."""
     def __init__(
         self,
         *,
@@ -255,10 +451,11 @@ class GetInventoryObjectRequest(_message.Message):
         kind: _builtins.str = ...,
         namespace: _builtins.str = ...,
         name: _builtins.str = ...,
+        cluster: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fabric_id", b"fabric_id", "kind", b"kind", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "fabric_id", b"fabric_id", "kind", b"kind", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -342,6 +539,7 @@ class HostedWorkload(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
     VM_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
     workload: Global___WorkloadType.ValueType
     kind: _builtins.str
     """pod or virtualmachineinstance."""
@@ -350,6 +548,8 @@ class HostedWorkload(_message.Message):
     node: _builtins.str
     vm: _builtins.str
     """For VMs, the VM's name."""
+    cluster: _builtins.str
+    """The cluster of the node: empty for the fabric's own, else an inventory cluster's name."""
     def __init__(
         self,
         *,
@@ -359,14 +559,40 @@ class HostedWorkload(_message.Message):
         name: _builtins.str = ...,
         node: _builtins.str = ...,
         vm: _builtins.str = ...,
+        cluster: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "namespace", b"namespace", "node", b"node", "vm", b"vm", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "kind", b"kind", "name", b"name", "namespace", b"namespace", "node", b"node", "vm", b"vm", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HostedWorkload: _TypeAlias = HostedWorkload  # noqa: Y015
+
+@_typing.final
+class InventoryNode(_message.Message):
+    """A node of one of the fabric's clusters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    cluster: _builtins.str
+    """Empty for the fabric's own cluster, else an inventory cluster's name."""
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        cluster: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryNode: _TypeAlias = InventoryNode  # noqa: Y015
 
 @_typing.final
 class ServerInventory(_message.Message):
@@ -378,11 +604,13 @@ class ServerInventory(_message.Message):
     NODES_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
     WORKLOADS_FIELD_NUMBER: _builtins.int
+    NODE_REFS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
     """The Server's name."""
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The node(s) that are the server (by name, or by the fabric's server_label)."""
+        """The names of node_refs, without their clusters."""
 
     @_builtins.property
     def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___PortLink]:
@@ -394,6 +622,12 @@ class ServerInventory(_message.Message):
         imported).
         """
 
+    @_builtins.property
+    def node_refs(self) -> _containers.RepeatedCompositeFieldContainer[Global___InventoryNode]:
+        """The node(s) that are the server (by name, or by the fabric's server_label), in any of the
+        fabric's clusters.
+        """
+
     def __init__(
         self,
         *,
@@ -401,10 +635,11 @@ class ServerInventory(_message.Message):
         nodes: _abc.Iterable[_builtins.str] | None = ...,
         links: _abc.Iterable[Global___PortLink] | None = ...,
         workloads: _abc.Iterable[Global___HostedWorkload] | None = ...,
+        node_refs: _abc.Iterable[Global___InventoryNode] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "nodes", b"nodes", "server", b"server", "workloads", b"workloads"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "node_refs", b"node_refs", "nodes", b"nodes", "server", b"server", "workloads", b"workloads"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,7 +30,8 @@ class InventoryServiceStub:
     OpenShift): nodes, namespaces, workloads, pods, services and KubeVirt VMs, kept by imports
     (runs of mode INVENTORY, each a diff against the last), and joined to the fabric's Hedgehog
     Servers and Connections: which VMs and pods run behind a switch port, what a server hosts.
-    The cluster is only read (the reader ClusterRole of GenerateRbacManifests).
+    The clusters are only read (the reader ClusterRole of GenerateRbacManifests): the fabric's own
+    and the extra inventory clusters it lists (PutInventoryCluster).
     """
 
     def __init__(self, channel):
@@ -43,6 +44,21 @@ class InventoryServiceStub:
                 '/fabricsync.v1.InventoryService/StartInventoryImport',
                 request_serializer=fabricsync_dot_v1_dot_inventory__pb2.StartInventoryImportRequest.SerializeToString,
                 response_deserializer=fabricsync_dot_v1_dot_inventory__pb2.StartInventoryImportResponse.FromString,
+                _registered_method=True)
+        self.PutInventoryCluster = channel.unary_unary(
+                '/fabricsync.v1.InventoryService/PutInventoryCluster',
+                request_serializer=fabricsync_dot_v1_dot_inventory__pb2.PutInventoryClusterRequest.SerializeToString,
+                response_deserializer=fabricsync_dot_v1_dot_inventory__pb2.PutInventoryClusterResponse.FromString,
+                _registered_method=True)
+        self.DeleteInventoryCluster = channel.unary_unary(
+                '/fabricsync.v1.InventoryService/DeleteInventoryCluster',
+                request_serializer=fabricsync_dot_v1_dot_inventory__pb2.DeleteInventoryClusterRequest.SerializeToString,
+                response_deserializer=fabricsync_dot_v1_dot_inventory__pb2.DeleteInventoryClusterResponse.FromString,
+                _registered_method=True)
+        self.ListInventoryClusters = channel.unary_unary(
+                '/fabricsync.v1.InventoryService/ListInventoryClusters',
+                request_serializer=fabricsync_dot_v1_dot_inventory__pb2.ListInventoryClustersRequest.SerializeToString,
+                response_deserializer=fabricsync_dot_v1_dot_inventory__pb2.ListInventoryClustersResponse.FromString,
                 _registered_method=True)
         self.ListInventoryObjects = channel.unary_unary(
                 '/fabricsync.v1.InventoryService/ListInventoryObjects',
@@ -71,7 +87,8 @@ class InventoryServiceServicer:
     OpenShift): nodes, namespaces, workloads, pods, services and KubeVirt VMs, kept by imports
     (runs of mode INVENTORY, each a diff against the last), and joined to the fabric's Hedgehog
     Servers and Connections: which VMs and pods run behind a switch port, what a server hosts.
-    The cluster is only read (the reader ClusterRole of GenerateRbacManifests).
+    The clusters are only read (the reader ClusterRole of GenerateRbacManifests): the fabric's own
+    and the extra inventory clusters it lists (PutInventoryCluster).
     """
 
     def StartInventoryImport(self, request, context):
@@ -80,8 +97,35 @@ class InventoryServiceServicer:
         InventoryProgress per kind, then FINISHED). Its counters count created / updated / deleted
         / unchanged objects against the previous import and its changes name them. With dry_run it
         stores nothing. KubeVirt's kinds are read when the cluster serves them; their absence is not
-        an error. An import already queued or running is returned instead (already_active). Errors:
-        NOT_FOUND; FAILED_PRECONDITION (no cluster).
+        an error. The fabric's own cluster is read first, then each inventory cluster by name; when
+        one of them cannot be read the run fails naming it and stores nothing. An import already
+        queued or running is returned instead (already_active). Errors: NOT_FOUND;
+        FAILED_PRECONDITION (no cluster at all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutInventoryCluster(self, request, context):
+        """Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
+        import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
+        Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
+        the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+        (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteInventoryCluster(self, request, context):
+        """Removes an extra inventory cluster and the objects imported from it. Errors: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInventoryClusters(self, request, context):
+        """The fabric's extra inventory clusters, by name. Errors: NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,6 +171,21 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     request_deserializer=fabricsync_dot_v1_dot_inventory__pb2.StartInventoryImportRequest.FromString,
                     response_serializer=fabricsync_dot_v1_dot_inventory__pb2.StartInventoryImportResponse.SerializeToString,
             ),
+            'PutInventoryCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutInventoryCluster,
+                    request_deserializer=fabricsync_dot_v1_dot_inventory__pb2.PutInventoryClusterRequest.FromString,
+                    response_serializer=fabricsync_dot_v1_dot_inventory__pb2.PutInventoryClusterResponse.SerializeToString,
+            ),
+            'DeleteInventoryCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteInventoryCluster,
+                    request_deserializer=fabricsync_dot_v1_dot_inventory__pb2.DeleteInventoryClusterRequest.FromString,
+                    response_serializer=fabricsync_dot_v1_dot_inventory__pb2.DeleteInventoryClusterResponse.SerializeToString,
+            ),
+            'ListInventoryClusters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInventoryClusters,
+                    request_deserializer=fabricsync_dot_v1_dot_inventory__pb2.ListInventoryClustersRequest.FromString,
+                    response_serializer=fabricsync_dot_v1_dot_inventory__pb2.ListInventoryClustersResponse.SerializeToString,
+            ),
             'ListInventoryObjects': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInventoryObjects,
                     request_deserializer=fabricsync_dot_v1_dot_inventory__pb2.ListInventoryObjectsRequest.FromString,
@@ -160,7 +219,8 @@ class InventoryService:
     OpenShift): nodes, namespaces, workloads, pods, services and KubeVirt VMs, kept by imports
     (runs of mode INVENTORY, each a diff against the last), and joined to the fabric's Hedgehog
     Servers and Connections: which VMs and pods run behind a switch port, what a server hosts.
-    The cluster is only read (the reader ClusterRole of GenerateRbacManifests).
+    The clusters are only read (the reader ClusterRole of GenerateRbacManifests): the fabric's own
+    and the extra inventory clusters it lists (PutInventoryCluster).
     """
 
     @staticmethod
@@ -180,6 +240,87 @@ class InventoryService:
             '/fabricsync.v1.InventoryService/StartInventoryImport',
             fabricsync_dot_v1_dot_inventory__pb2.StartInventoryImportRequest.SerializeToString,
             fabricsync_dot_v1_dot_inventory__pb2.StartInventoryImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutInventoryCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabricsync.v1.InventoryService/PutInventoryCluster',
+            fabricsync_dot_v1_dot_inventory__pb2.PutInventoryClusterRequest.SerializeToString,
+            fabricsync_dot_v1_dot_inventory__pb2.PutInventoryClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteInventoryCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabricsync.v1.InventoryService/DeleteInventoryCluster',
+            fabricsync_dot_v1_dot_inventory__pb2.DeleteInventoryClusterRequest.SerializeToString,
+            fabricsync_dot_v1_dot_inventory__pb2.DeleteInventoryClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInventoryClusters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabricsync.v1.InventoryService/ListInventoryClusters',
+            fabricsync_dot_v1_dot_inventory__pb2.ListInventoryClustersRequest.SerializeToString,
+            fabricsync_dot_v1_dot_inventory__pb2.ListInventoryClustersResponse.FromString,
             options,
             channel_credentials,
             insecure,

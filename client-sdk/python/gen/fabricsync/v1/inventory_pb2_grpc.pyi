@@ -31,7 +31,8 @@ class InventoryServiceStub:
     OpenShift): nodes, namespaces, workloads, pods, services and KubeVirt VMs, kept by imports
     (runs of mode INVENTORY, each a diff against the last), and joined to the fabric's Hedgehog
     Servers and Connections: which VMs and pods run behind a switch port, what a server hosts.
-    The cluster is only read (the reader ClusterRole of GenerateRbacManifests).
+    The clusters are only read (the reader ClusterRole of GenerateRbacManifests): the fabric's own
+    and the extra inventory clusters it lists (PutInventoryCluster).
     """
 
     @_typing.overload
@@ -44,9 +45,22 @@ class InventoryServiceStub:
     InventoryProgress per kind, then FINISHED). Its counters count created / updated / deleted
     / unchanged objects against the previous import and its changes name them. With dry_run it
     stores nothing. KubeVirt's kinds are read when the cluster serves them; their absence is not
-    an error. An import already queued or running is returned instead (already_active). Errors:
-    NOT_FOUND; FAILED_PRECONDITION (no cluster).
+    an error. The fabric's own cluster is read first, then each inventory cluster by name; when
+    one of them cannot be read the run fails naming it and stores nothing. An import already
+    queued or running is returned instead (already_active). Errors: NOT_FOUND;
+    FAILED_PRECONDITION (no cluster at all).
     """
+    PutInventoryCluster: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.PutInventoryClusterRequest, _inventory_pb2.PutInventoryClusterResponse]
+    """Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
+    import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
+    Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
+    the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+    (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
+    """
+    DeleteInventoryCluster: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.DeleteInventoryClusterRequest, _inventory_pb2.DeleteInventoryClusterResponse]
+    """Removes an extra inventory cluster and the objects imported from it. Errors: NOT_FOUND."""
+    ListInventoryClusters: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListInventoryClustersRequest, _inventory_pb2.ListInventoryClustersResponse]
+    """The fabric's extra inventory clusters, by name. Errors: NOT_FOUND."""
     ListInventoryObjects: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListInventoryObjectsRequest, _inventory_pb2.ListInventoryObjectsResponse]
     """The fabric's imported objects, by kind, namespace and name. Errors: INVALID_ARGUMENT (filter),
     NOT_FOUND.
@@ -70,7 +84,8 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     OpenShift): nodes, namespaces, workloads, pods, services and KubeVirt VMs, kept by imports
     (runs of mode INVENTORY, each a diff against the last), and joined to the fabric's Hedgehog
     Servers and Connections: which VMs and pods run behind a switch port, what a server hosts.
-    The cluster is only read (the reader ClusterRole of GenerateRbacManifests).
+    The clusters are only read (the reader ClusterRole of GenerateRbacManifests): the fabric's own
+    and the extra inventory clusters it lists (PutInventoryCluster).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -80,9 +95,22 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     InventoryProgress per kind, then FINISHED). Its counters count created / updated / deleted
     / unchanged objects against the previous import and its changes name them. With dry_run it
     stores nothing. KubeVirt's kinds are read when the cluster serves them; their absence is not
-    an error. An import already queued or running is returned instead (already_active). Errors:
-    NOT_FOUND; FAILED_PRECONDITION (no cluster).
+    an error. The fabric's own cluster is read first, then each inventory cluster by name; when
+    one of them cannot be read the run fails naming it and stores nothing. An import already
+    queued or running is returned instead (already_active). Errors: NOT_FOUND;
+    FAILED_PRECONDITION (no cluster at all).
     """
+    PutInventoryCluster: _aio.UnaryUnaryMultiCallable[_inventory_pb2.PutInventoryClusterRequest, _inventory_pb2.PutInventoryClusterResponse]  # type: ignore[assignment]
+    """Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
+    import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
+    Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
+    the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+    (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
+    """
+    DeleteInventoryCluster: _aio.UnaryUnaryMultiCallable[_inventory_pb2.DeleteInventoryClusterRequest, _inventory_pb2.DeleteInventoryClusterResponse]  # type: ignore[assignment]
+    """Removes an extra inventory cluster and the objects imported from it. Errors: NOT_FOUND."""
+    ListInventoryClusters: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListInventoryClustersRequest, _inventory_pb2.ListInventoryClustersResponse]  # type: ignore[assignment]
+    """The fabric's extra inventory clusters, by name. Errors: NOT_FOUND."""
     ListInventoryObjects: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListInventoryObjectsRequest, _inventory_pb2.ListInventoryObjectsResponse]  # type: ignore[assignment]
     """The fabric's imported objects, by kind, namespace and name. Errors: INVALID_ARGUMENT (filter),
     NOT_FOUND.
@@ -105,7 +133,8 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     OpenShift): nodes, namespaces, workloads, pods, services and KubeVirt VMs, kept by imports
     (runs of mode INVENTORY, each a diff against the last), and joined to the fabric's Hedgehog
     Servers and Connections: which VMs and pods run behind a switch port, what a server hosts.
-    The cluster is only read (the reader ClusterRole of GenerateRbacManifests).
+    The clusters are only read (the reader ClusterRole of GenerateRbacManifests): the fabric's own
+    and the extra inventory clusters it lists (PutInventoryCluster).
     """
 
     @_abc_1.abstractmethod
@@ -119,9 +148,40 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         InventoryProgress per kind, then FINISHED). Its counters count created / updated / deleted
         / unchanged objects against the previous import and its changes name them. With dry_run it
         stores nothing. KubeVirt's kinds are read when the cluster serves them; their absence is not
-        an error. An import already queued or running is returned instead (already_active). Errors:
-        NOT_FOUND; FAILED_PRECONDITION (no cluster).
+        an error. The fabric's own cluster is read first, then each inventory cluster by name; when
+        one of them cannot be read the run fails naming it and stores nothing. An import already
+        queued or running is returned instead (already_active). Errors: NOT_FOUND;
+        FAILED_PRECONDITION (no cluster at all).
         """
+
+    @_abc_1.abstractmethod
+    def PutInventoryCluster(
+        self,
+        request: _inventory_pb2.PutInventoryClusterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.PutInventoryClusterResponse, _abc.Awaitable[_inventory_pb2.PutInventoryClusterResponse]]:
+        """Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
+        import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
+        Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
+        the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+        (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteInventoryCluster(
+        self,
+        request: _inventory_pb2.DeleteInventoryClusterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.DeleteInventoryClusterResponse, _abc.Awaitable[_inventory_pb2.DeleteInventoryClusterResponse]]:
+        """Removes an extra inventory cluster and the objects imported from it. Errors: NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def ListInventoryClusters(
+        self,
+        request: _inventory_pb2.ListInventoryClustersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListInventoryClustersResponse, _abc.Awaitable[_inventory_pb2.ListInventoryClustersResponse]]:
+        """The fabric's extra inventory clusters, by name. Errors: NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def ListInventoryObjects(

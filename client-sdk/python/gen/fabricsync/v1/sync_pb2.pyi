@@ -871,6 +871,7 @@ class InventoryProgress(_message.Message):
     LISTED_FIELD_NUMBER: _builtins.int
     KEPT_FIELD_NUMBER: _builtins.int
     SERVED_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """The kind, as Kubernetes spells it ("Pod", "VirtualMachine")."""
     listed: _builtins.int
@@ -879,6 +880,8 @@ class InventoryProgress(_message.Message):
     """Of those, kept by the fabric's inventory filter."""
     served: _builtins.bool
     """Whether the cluster serves the kind."""
+    cluster: _builtins.str
+    """The cluster read: empty for the fabric's own, else an inventory cluster's name."""
     def __init__(
         self,
         *,
@@ -886,10 +889,11 @@ class InventoryProgress(_message.Message):
         listed: _builtins.int = ...,
         kept: _builtins.int = ...,
         served: _builtins.bool = ...,
+        cluster: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept", b"kept", "kind", b"kind", "listed", b"listed", "served", b"served"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "kept", b"kept", "kind", b"kind", "listed", b"listed", "served", b"served"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
