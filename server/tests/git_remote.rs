@@ -7,7 +7,7 @@ mod support;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use fabricsync::git::{self, Auth, FailureKind, FetchProgress, GitError, Mirror, ReadLimits};
+use fabricsync::git::{self, Auth, FailureKind, FetchProgress, GitError, Mirror, ReadLimits, Wanted};
 use fabricsync::outbound::Outbound;
 use fabricsync_core::sources::Selection;
 use fabricsync_core::vocab::Layout;
@@ -291,7 +291,7 @@ fn limits() -> ReadLimits {
 fn fetch(mirror: &Mirror, url: &str, auth: &Auth) -> (git::FetchReport, Vec<FetchProgress>) {
     let mut seen = Vec::new();
     let report = mirror
-        .fetch(&outbound(), url, auth, TIMEOUT, &mut |p| seen.push(p))
+        .fetch(&outbound(), url, auth, Wanted::Everything, TIMEOUT, &mut |p| seen.push(p))
         .unwrap_or_else(|e| panic!("fetch {url}: {e}"));
     (report, seen)
 }
@@ -339,6 +339,51 @@ fn first_fetch_clones_and_later_fetches_are_incremental() {
 }
 
 #[test]
+fn a_fetch_for_one_branch_leaves_another_branchs_huge_file_on_the_remote() {
+    let repo = fabric_repo();
+    repo.branch("media");
+    let big = vec![b'x'; 64 << 20];
+    std::fs::write(repo.work().join("video.bin"), &big).expect("write");
+    repo.commit(&[], "a huge file on another branch");
+    let blob = support::gitservers::git(&repo.work(), &["rev-parse", "media:video.bin"]);
+    repo.checkout("main");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = Mirror::open_or_init(cache.path(), "narrow").expect("mirror");
+    let present = |id: &str| {
+        std::process::Command::new("git")
+            .args(["--git-dir", &mirror.git_dir().display().to_string(), "cat-file", "-e", id])
+            .status()
+            .expect("git cat-file")
+            .success()
+    };
+
+    let report = mirror
+        .fetch(&outbound(), &repo.file_url(), &Auth::None, Wanted::Refs(&["main"]), TIMEOUT, &mut |_| {})
+        .expect("fetch main");
+    assert_eq!(report.refs_updated, 1, "only main: {report:?}");
+    assert!(report.bytes_received < 1 << 20, "{report:?}");
+    assert_eq!(mirror.resolve("main").expect("main"), repo.head());
+    assert_eq!(mirror.resolve("media").map_err(|e| e.kind()), Err(FailureKind::UnknownRef));
+    assert!(!present(&blob), "the other branch's file was fetched");
+    // Refs it did not ask for are not pruned; the branch it asked for is, once deleted.
+    mirror
+        .fetch(&outbound(), &repo.file_url(), &Auth::None, Wanted::Refs(&["feature"]), TIMEOUT, &mut |_| {})
+        .expect("feature");
+    support::gitservers::git(&repo.bare_path(), &["branch", "-D", "feature"]);
+    let report = mirror
+        .fetch(&outbound(), &repo.file_url(), &Auth::None, Wanted::Refs(&["feature"]), TIMEOUT, &mut |_| {})
+        .expect("feature again");
+    assert_eq!(report.refs_updated, 1, "{report:?}");
+    assert_eq!(mirror.resolve("feature").map_err(|e| e.kind()), Err(FailureKind::UnknownRef));
+    assert!(mirror.resolve("main").is_ok());
+    // Asked for, it comes.
+    mirror
+        .fetch(&outbound(), &repo.file_url(), &Auth::None, Wanted::Refs(&["media"]), TIMEOUT, &mut |_| {})
+        .expect("fetch media");
+    assert!(present(&blob));
+}
+
+#[test]
 fn fetch_mirrors_deleted_branches_and_moved_tags() {
     let repo = fabric_repo();
     let (_cache, mirror) = mirrored(&repo);
@@ -359,7 +404,14 @@ fn fetch_over_http_and_ssh_with_credentials() {
     let (report, _) = fetch(&mirror, &http.url("fabric.git"), &token(HTTP_TOKEN));
     assert!(report.initial && report.ref_count == 4 && report.objects_received > 0, "{report:?}");
     expect_failure(
-        mirror.fetch(&outbound(), &http.url("fabric.git"), &token("tok-bad-fetch"), TIMEOUT, &mut |_| {}),
+        mirror.fetch(
+            &outbound(),
+            &http.url("fabric.git"),
+            &token("tok-bad-fetch"),
+            Wanted::Everything,
+            TIMEOUT,
+            &mut |_| {},
+        ),
         FailureKind::Authentication,
         &["tok-bad-fetch"],
     );
@@ -385,7 +437,9 @@ fn fetches_of_one_mirror_serialize_and_different_mirrors_run_together() {
                 let (root, url) = (cache.path(), url.clone());
                 scope.spawn(move || {
                     let mirror = Mirror::open_or_init(root, id)?;
-                    mirror.fetch(&outbound(), &url, &Auth::None, TIMEOUT, &mut |_| {}).map(|r| (id, r))
+                    mirror
+                        .fetch(&outbound(), &url, &Auth::None, Wanted::Everything, TIMEOUT, &mut |_| {})
+                        .map(|r| (id, r))
                 })
             })
             .collect();

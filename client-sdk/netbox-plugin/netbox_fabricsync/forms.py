@@ -106,11 +106,22 @@ INVENTORY_KINDS = ("node", "namespace", "deployment", "statefulset", "daemonset"
 
 
 class InventoryFilterForm(FilterForm):
+    # The fabric's extra inventory clusters; the field is left out when it has none. The own
+    # cluster is no choice: the service's filter has no term that matches it yet (`cluster=""`
+    # matches a cluster named '""').
+    cluster = forms.ChoiceField(required=False)
     kind = forms.ChoiceField(required=False, choices=[("", "Any")] + [(k, k) for k in INVENTORY_KINDS])
     namespace = forms.CharField(required=False, validators=[_TERM])
     name = forms.CharField(required=False, validators=[_TERM])
     node = forms.CharField(required=False, validators=[_TERM])
     workload = forms.ChoiceField(required=False, choices=(("", "Any"), ("container", "container"), ("vm", "vm")))
+
+    def __init__(self, *args: Any, clusters: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if clusters:
+            self.fields["cluster"].choices = [("", "Any")] + [(c, c) for c in clusters]
+        else:
+            del self.fields["cluster"]
 
 
 class SwitchPortForm(forms.Form):

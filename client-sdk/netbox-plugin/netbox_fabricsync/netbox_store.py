@@ -7,7 +7,7 @@ user of the request."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Iterable
 
 from dcim.models import Device, DeviceRole, DeviceType, Manufacturer, Site
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
@@ -19,7 +19,8 @@ from virtualization.models import Cluster, ClusterType, VirtualMachine
 from .netbox_sync import CREATE, DEVICE, DONE, FAILED, UPDATE, Existing, Item, Placement
 
 # The related objects: made when missing, and an existing one with the same slug is reused. The
-# Site is the fabric's (named after it); the Cluster has no slug, so it is found by name.
+# Site is the fabric's (named after it); a Cluster has no slug, so it is found by name (one per
+# inventory cluster of the fabric: Placement.cluster_of).
 ROLE = ("Kubernetes node", "kubernetes-node")
 MANUFACTURER = ("Kubernetes", "kubernetes")
 DEVICE_TYPE = ("Node", "kubernetes-node")
@@ -31,7 +32,7 @@ class _Related:
     site: Site
     role: DeviceRole
     device_type: DeviceType
-    cluster: Cluster
+    clusters: dict[str, Cluster]  # by name
 
 
 def _site(fabric: str) -> Site | None:
@@ -57,10 +58,10 @@ def devices(fabric: str) -> dict[str, Existing]:
     return {d.name: Existing(_device_fields(d), d.get_absolute_url()) for d in found}
 
 
-def virtual_machines(fabric: str) -> dict[str, Existing]:
-    """The VirtualMachines of the fabric's Cluster, by name."""
-    found = VirtualMachine.objects.filter(cluster__name=fabric).select_related("site", "cluster", "device")
-    return {vm.name: Existing(_vm_fields(vm), vm.get_absolute_url()) for vm in found}
+def virtual_machines(clusters: Iterable[str]) -> dict[tuple[str, str], Existing]:
+    """The VirtualMachines of the named Clusters, by (Cluster, name)."""
+    found = VirtualMachine.objects.filter(cluster__name__in=list(clusters)).select_related("site", "cluster", "device")
+    return {(vm.cluster.name, vm.name): Existing(_vm_fields(vm), vm.get_absolute_url()) for vm in found}
 
 
 def _device_fields(d: Device) -> dict[str, str]:
@@ -85,9 +86,9 @@ def apply(items: list[Item], fabric: str, user: Any) -> list[Item]:
         return [_done(i) for i in items]
     try:
         with transaction.atomic():
-            related = _related(fabric)
+            related = _related(fabric, sorted({i.fields["cluster"] for i in items if _writes(i)}))
     except (ValidationError, IntegrityError) as e:
-        reason = f"the fabric's Site, DeviceRole, DeviceType or Cluster: {_reason(e)}"
+        reason = f"the fabric's Site, DeviceRole, DeviceType or Clusters: {_reason(e)}"
         return [dataclasses.replace(i, action=FAILED, reason=reason) if _writes(i) else _done(i) for i in items]
     return [_apply(i, related, user) if _writes(i) else _done(i) for i in items]
 
@@ -100,18 +101,21 @@ def _done(item: Item, **changed: Any) -> Item:
     return dataclasses.replace(item, action=DONE[item.action], **changed)
 
 
-def _related(fabric: str) -> _Related:
+def _related(fabric: str, clusters: list[str]) -> _Related:
     site = _site(fabric) or _made(Site(name=fabric, slug=slugify(fabric)))
     role = DeviceRole.objects.filter(slug=ROLE[1]).first() or _made(DeviceRole(name=ROLE[0], slug=ROLE[1], vm_role=False))
     device_type = _device_type()
     if device_type is None:
         maker = Manufacturer.objects.filter(slug=MANUFACTURER[1]).first() or _made(Manufacturer(name=MANUFACTURER[0], slug=MANUFACTURER[1]))
         device_type = _made(DeviceType(manufacturer=maker, model=DEVICE_TYPE[0], slug=DEVICE_TYPE[1]))
-    cluster = Cluster.objects.filter(name=fabric).first()
-    if cluster is None:
-        kind = ClusterType.objects.filter(slug=CLUSTER_TYPE[1]).first() or _made(ClusterType(name=CLUSTER_TYPE[0], slug=CLUSTER_TYPE[1]))
-        cluster = _made(Cluster(name=fabric, type=kind, scope=site))
-    return _Related(site, role, device_type, cluster)
+    found = {}
+    for name in clusters:
+        cluster = Cluster.objects.filter(name=name).first()
+        if cluster is None:
+            kind = ClusterType.objects.filter(slug=CLUSTER_TYPE[1]).first() or _made(ClusterType(name=CLUSTER_TYPE[0], slug=CLUSTER_TYPE[1]))
+            cluster = _made(Cluster(name=name, type=kind, scope=site))
+        found[name] = cluster
+    return _Related(site, role, device_type, found)
 
 
 def _made(obj: Any) -> Any:
@@ -145,15 +149,17 @@ def _existing(model: Any, item: Item, **lookup: Any) -> Any:
 
 def _write_device(item: Item, related: _Related) -> Device:
     device = _existing(Device, item, site=related.site)
-    device.site, device.role, device.device_type, device.cluster = related.site, related.role, related.device_type, related.cluster
+    device.site, device.role, device.device_type = related.site, related.role, related.device_type
+    device.cluster = related.clusters[item.fields["cluster"]]
     device.status = item.fields["status"]
     return _made(device)
 
 
 def _write_vm(item: Item, related: _Related) -> VirtualMachine:
-    vm = _existing(VirtualMachine, item, cluster=related.cluster)
+    cluster = related.clusters[item.fields["cluster"]]
+    vm = _existing(VirtualMachine, item, cluster=cluster)
     host = item.fields["device"]
-    vm.site, vm.cluster, vm.status = related.site, related.cluster, item.fields["status"]
+    vm.site, vm.cluster, vm.status = related.site, cluster, item.fields["status"]
     try:
         vm.device = Device.objects.get(site=related.site, name=host) if host else None
     except Device.DoesNotExist:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 from fabricsync.v1 import common_pb2, fabric_pb2, inventory_pb2, repository_pb2, sync_pb2
@@ -21,7 +22,7 @@ _COLOURS = {
     "create": "green", "update": "blue", "delete": "red",
     "added": "green", "modified": "blue", "deleted": "red", "warning": "yellow",
     "healthy": "green", "progressing": "blue", "degraded": "red", "health changed": "cyan",
-    "container": "blue", "vm": "purple", "created": "green", "updated": "blue",
+    "container": "blue", "vm": "purple", "created": "green", "updated": "blue", "skip": "yellow", "skipped": "yellow",
 }
 
 
@@ -126,6 +127,11 @@ ENUMS = {
     "cluster_failure": fabric_pb2.ClusterFailure,
     "workload": inventory_pb2.WorkloadType,
 }
+
+
+def inventory_query(kind: str, namespace: str, name: str, cluster: str) -> str:
+    """The query string of an imported object's page (its cluster empty for the fabric's own)."""
+    return urlencode({k: v for k, v in (("cluster", cluster), ("kind", kind), ("namespace", namespace), ("name", name)) if v})
 
 
 def struct_dict(message: Any) -> dict[str, Any]:

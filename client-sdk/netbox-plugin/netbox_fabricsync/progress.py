@@ -38,7 +38,8 @@ def view(event: sync_pb2.SyncProgressEvent) -> dict[str, Any]:
         waiting = f"; waiting for {', '.join(body.waiting_for)}" if body.waiting_for else ""
         text = f"rolled out on {done} of {total} switches{waiting}"
     elif stage == "inventory":
-        text = f"{body.kind}: {body.kept} of {body.listed} kept" if body.served else f"{body.kind}: not served by the cluster"
+        kind = f"{body.kind} ({body.cluster})" if body.cluster else body.kind  # of an extra inventory cluster
+        text = f"{kind}: {body.kept} of {body.listed} kept" if body.served else f"{kind}: not served by the cluster"
     elif stage == "finished":
         text = f"finished at {body.commit[:12]}" if body.commit else "finished"
     elif stage == "failed":

@@ -1,5 +1,8 @@
-//! The mirror cache: one bare repository per configured repository, holding every branch and tag
-//! of the remote under the same names. The first fetch is a full clone, later ones are incremental.
+//! The mirror cache: one bare repository per configured repository, holding the remote's branches
+//! and tags under the same names. A fetch asks only for the refs its caller needs (a fabric's
+//! branch, not every branch: another branch's huge file never reaches the server); a commit id
+//! cannot be asked for by name, so it fetches every branch and tag. The first fetch is a full
+//! clone of what it asks for, later ones are incremental.
 
 use std::collections::HashSet;
 use std::fs::{File, TryLockError};
@@ -17,7 +20,42 @@ use crate::outbound::Outbound;
 use fabricsync_core::sources::Selection;
 
 /// Mirror every branch and tag under its own name, moving refs even when history was rewritten.
-const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+const ALL_REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/// What a fetch asks the remote for.
+#[derive(Debug, Clone, Copy)]
+pub enum Wanted<'a> {
+    /// Every branch and tag.
+    Everything,
+    /// What these refs (as `Mirror::resolve` takes them) may name.
+    Refs(&'a [&'a str]),
+}
+
+/// The full ref names a fetch of `wanted` mirrors, or None for every branch and tag: also when
+/// a ref may be a commit id (all hex), which only a fetch of everything brings in.
+fn wanted_refs(wanted: Wanted<'_>) -> Option<Vec<String>> {
+    let Wanted::Refs(git_refs) = wanted else { return None };
+    let mut names = Vec::new();
+    for git_ref in git_refs {
+        let hex = git_ref.len() >= 4 && git_ref.len() <= 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit());
+        if git_ref.is_empty() || hex {
+            return None;
+        }
+        if git_ref.starts_with("refs/") {
+            names.push(git_ref.to_string());
+        } else {
+            // resolve's order: refs/<name> (heads/x, tags/x), then a tag, then a branch.
+            if git_ref.starts_with("heads/") || git_ref.starts_with("tags/") {
+                names.push(format!("refs/{git_ref}"));
+            }
+            names.push(format!("refs/tags/{git_ref}"));
+            names.push(format!("refs/heads/{git_ref}"));
+        }
+    }
+    names.sort();
+    names.dedup();
+    Some(names)
+}
 
 /// Bytes and objects received so far by a fetch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,18 +131,20 @@ impl Mirror {
             .map_err(|e| GitError::local(&format!("cannot open the mirror {}", self.git_dir.display()), e))
     }
 
-    /// Fetches all branches and tags of `url` (a full clone the first time, incremental after),
-    /// removes the ones the remote no longer has, and reports progress as it goes. Fetches of the
-    /// same mirror are serialized by a lock file (across processes too); waiting for it counts
-    /// against `timeout`.
+    /// Fetches the branches and tags of `url` that are `wanted` (see `wanted_refs`; a full
+    /// clone of them the first time, incremental after), removes those of them the remote no
+    /// longer has, and reports progress as it goes. Fetches of the same mirror are serialized by
+    /// a lock file (across processes too); waiting for it counts against `timeout`.
     pub fn fetch(
         &self,
         outbound: &Outbound,
         url: &str,
         auth: &Auth,
+        wanted: Wanted<'_>,
         timeout: Duration,
         progress: &mut dyn FnMut(FetchProgress),
     ) -> Result<FetchReport, GitError> {
+        let wanted = wanted_refs(wanted);
         let started = Instant::now();
         let session = Session::new(outbound, url, auth, timeout)?;
         let lock = self.lock(started + timeout)?;
@@ -124,7 +164,7 @@ impl Mirror {
         let mut report = with_deadline(left, "fetching", tick, move |cancel| {
             // Held until the worker ends, even when the caller has given up waiting.
             let _lock = lock;
-            mirror.fetch_locked(&session, worker_counters, cancel)
+            mirror.fetch_locked(&session, wanted.as_deref(), worker_counters, cancel)
         })?;
         report.duration = started.elapsed();
         Ok(report)
@@ -153,17 +193,23 @@ impl Mirror {
         }
     }
 
+    /// `wanted`: the full ref names to mirror; None mirrors every branch and tag.
     fn fetch_locked(
         &self,
         session: &Session,
+        wanted: Option<&[String]>,
         counters: Counters,
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<FetchReport, GitError> {
         let repo = self.open(session.open_options())?;
         let initial = local_refs(&repo)?.is_empty();
+        let specs: Vec<String> = match wanted {
+            Some(names) => names.iter().map(|name| format!("+{name}:{name}")).collect(),
+            None => ALL_REFSPECS.iter().map(|s| s.to_string()).collect(),
+        };
         let remote = session
             .remote(&repo)?
-            .with_refspecs(REFSPECS, Direction::Fetch)
+            .with_refspecs(specs.iter().map(String::as_str), Direction::Fetch)
             .map_err(|e| session.fail(&e))?
             .with_fetch_tags(gix::remote::fetch::Tags::None);
         let prepare = session
@@ -189,7 +235,8 @@ impl Mirror {
                 gix::remote::fetch::Status::NoPackReceived { update_refs, .. } => (changed_refs(&update_refs)?, 0),
             }
         };
-        let pruned = prune(&repo, &remote_refs)?;
+        // A narrowed fetch learns only of the refs it asked for: only those may be stale.
+        let pruned = prune(&repo, &remote_refs, wanted)?;
         let (bytes_received, _) = counters.read();
         Ok(FetchReport {
             initial,
@@ -308,11 +355,12 @@ fn changed_refs(outcome: &gix::remote::fetch::refs::update::Outcome) -> Result<u
     Ok(changed)
 }
 
-/// Deletes local branches and tags the remote no longer has; returns how many.
-fn prune(repo: &gix::Repository, remote_refs: &HashSet<String>) -> Result<usize, GitError> {
+/// Deletes local branches and tags (of `wanted`, when given) the remote no longer has; returns
+/// how many.
+fn prune(repo: &gix::Repository, remote_refs: &HashSet<String>, wanted: Option<&[String]>) -> Result<usize, GitError> {
     let mut pruned = 0;
     for name in local_refs(repo)? {
-        if !remote_refs.contains(&name) {
+        if !remote_refs.contains(&name) && wanted.is_none_or(|w| w.contains(&name)) {
             let reference =
                 repo.find_reference(name.as_str()).map_err(|e| GitError::local("cannot find a stale ref", e))?;
             reference.delete().map_err(|e| GitError::local(&format!("cannot delete the stale ref {name}"), e))?;
@@ -325,6 +373,29 @@ fn prune(repo: &gix::Repository, remote_refs: &HashSet<String>) -> Result<usize,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetch_asks_for_the_refs_a_name_may_be_and_for_everything_for_a_commit_id() {
+        let refs = |names: &[&str]| wanted_refs(Wanted::Refs(names));
+        assert_eq!(refs(&["main"]).unwrap(), ["refs/heads/main", "refs/tags/main"]);
+        assert_eq!(
+            refs(&["tags/v1", "refs/heads/review-1", "main"]).unwrap(),
+            [
+                "refs/heads/main",
+                "refs/heads/review-1",
+                "refs/heads/tags/v1",
+                "refs/tags/main",
+                "refs/tags/tags/v1",
+                "refs/tags/v1"
+            ]
+        );
+        for commit in ["0123abcd", "3f1c0e5a9b7d2e4f6a8c0b1d3e5f7a9b0c2d4e6f", ""] {
+            assert_eq!(refs(&["main", commit]), None, "{commit:?}");
+        }
+        assert_eq!(wanted_refs(Wanted::Everything), None);
+        // Not all hex, or too short to be an abbreviated id: a name.
+        assert!(refs(&["abc"]).is_some() && refs(&["release-2024"]).is_some());
+    }
 
     #[test]
     fn repository_ids_are_plain_names() {

@@ -19,7 +19,7 @@ use std::fmt;
 use base64::Engine as _;
 
 pub use error::{FailureKind, GitError};
-pub use mirror::{FetchProgress, FetchReport, Mirror};
+pub use mirror::{FetchProgress, FetchReport, Mirror, Wanted};
 pub use remote::{endpoint, probe, same_repository, Endpoint, ProbeReport};
 pub use tree::{ReadLimits, SourceFile, Sources};
 pub use write::{Author, FileChange, Pushed};

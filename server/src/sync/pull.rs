@@ -16,7 +16,7 @@ use crate::context::AppState;
 use crate::crypto::CryptoError;
 use crate::db::fabrics::FabricRow;
 use crate::db::{self, DbError};
-use crate::git::{FetchProgress, GitError, Mirror, SourceFile, Sources};
+use crate::git::{FetchProgress, GitError, Mirror, SourceFile, Sources, Wanted};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{FetchingProgress, ParsingProgress, ValidatingProgress};
 use fabricsync_core::manifest::cache::ParseCache;
@@ -190,7 +190,7 @@ pub async fn pull(
         FetchProgress::default(),
         move |progress| -> Result<(String, String, Option<Sources>), GitError> {
             let mirror = Mirror::open_or_init(&cache, &repository_id)?;
-            mirror.fetch(&outbound, &url, &auth, timeout, &mut |p| {
+            mirror.fetch(&outbound, &url, &auth, Wanted::Refs(&[&git_ref]), timeout, &mut |p| {
                 progress.send_replace(p);
             })?;
             let commit = mirror.resolve(&git_ref)?;

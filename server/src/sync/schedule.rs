@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::queue::{self, Enqueued};
 use crate::context::AppState;
 use crate::db::{self, fabrics, runs, DbError};
-use crate::git::{GitError, Mirror};
+use crate::git::{GitError, Mirror, Wanted};
 use fabricsync_core::vocab::SyncMode;
 
 pub fn spawn(state: AppState, tick: Duration) -> JoinHandle<()> {
@@ -107,7 +107,7 @@ async fn moved(state: &AppState, fabric_id: Uuid) -> Result<(bool, SyncMode), Ch
     let outbound = state.settings.outbound.clone();
     let head = tokio::task::spawn_blocking(move || -> Result<String, GitError> {
         let mirror = Mirror::open_or_init(&cache, &repository.id.to_string())?;
-        mirror.fetch(&outbound, &repository.url, &auth, timeout, &mut |_| {})?;
+        mirror.fetch(&outbound, &repository.url, &auth, Wanted::Refs(&[&git_ref]), timeout, &mut |_| {})?;
         mirror.resolve(&git_ref)
     })
     .await??;

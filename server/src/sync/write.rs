@@ -18,7 +18,7 @@ use super::queue::{self, Enqueued};
 use crate::context::AppState;
 use crate::db::fabrics::FabricRow;
 use crate::db::{self, DbError};
-use crate::git::{Author, GitError, Mirror, Pushed};
+use crate::git::{Author, GitError, Mirror, Pushed, Wanted};
 
 /// Pushes tried before giving up on a branch that keeps moving.
 const MAX_ATTEMPTS: usize = 5;
@@ -156,7 +156,11 @@ impl Job {
         let fabric_branch = branch_name(&self.fabric.git_ref).to_owned();
         let branch = self.request.branch.clone().unwrap_or_else(|| fabric_branch.clone());
         for _ in 0..MAX_ATTEMPTS {
-            self.mirror.fetch(&settings.outbound, &self.url, &self.auth, settings.git_timeout, &mut |_| {})?;
+            let review = self.request.branch.as_ref().map(|b| format!("refs/heads/{b}"));
+            let wanted: Vec<&str> =
+                [Some(self.fabric.git_ref.as_str()), review.as_deref()].into_iter().flatten().collect();
+            let wanted = Wanted::Refs(&wanted);
+            self.mirror.fetch(&settings.outbound, &self.url, &self.auth, wanted, settings.git_timeout, &mut |_| {})?;
             // A review branch starts from whatever the fabric follows; the fabric's own ref is
             // written only when it is a branch (a tag or commit cannot move).
             let head = match &self.request.branch {

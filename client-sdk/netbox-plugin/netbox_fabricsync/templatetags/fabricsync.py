@@ -1,6 +1,7 @@
 """Filters for the plugin's templates: status badges, times, YAML, resource keys."""
 
 from django import template
+from django.urls import reverse
 from django.utils.html import format_html
 
 from .. import present
@@ -19,6 +20,22 @@ def status(value, enum_name):
 def badge(text):
     """A status word as a NetBox badge of its colour: {{ item.action|badge }}."""
     return format_html('<span class="badge text-bg-{}">{}</span>', present.colour(text), text)
+
+
+@register.filter
+def cluster_label(name):
+    """An inventory cluster: its name, or an em dash for the fabric's own (empty)."""
+    if name:
+        return name
+    return format_html('<span class="text-secondary" title="the fabric\'s own cluster">&mdash;</span>')
+
+
+@register.simple_tag
+def inventory_url(fabric_id, obj, kind=""):
+    """The page of an imported object (an InventoryObject, HostedWorkload or, with kind="node",
+    an InventoryNode), with its cluster."""
+    path = reverse("plugins:netbox_fabricsync:fabric_inventory_object", kwargs={"pk": fabric_id})
+    return f"{path}?{present.inventory_query(kind or obj.kind, getattr(obj, 'namespace', ''), obj.name, obj.cluster)}"
 
 
 @register.filter

@@ -1,6 +1,8 @@
 """A fabric's cluster inventory: the imported objects over ListInventoryObjects (its filters,
-server-side pages), an import (a run of mode INVENTORY), what runs behind a switch port, and
-Sync to NetBox (a dry run first, then the confirm with its per-object log)."""
+server-side pages) and one of them (GetInventoryObject), of the fabric's own cluster and its
+extra inventory clusters (ListInventoryClusters, read-only here), an import (a run of mode
+INVENTORY), what runs behind a switch port and on a Server, and Sync to NetBox (a dry run first,
+then the confirm with its per-object log)."""
 
 from __future__ import annotations
 
@@ -22,16 +24,49 @@ from .fabrics import SYNC, VIEW, fabric_context
 NETBOX_PERMISSIONS = ("dcim.add_device", "dcim.change_device", "virtualization.add_virtualmachine", "virtualization.change_virtualmachine")
 
 
+def inventory_clusters(fs: Any, pk: str) -> list[inventory_pb2.InventoryCluster]:
+    """The fabric's extra inventory clusters, by name (their tokens are never returned)."""
+    return list(fs.inventory.ListInventoryClusters(inventory_pb2.ListInventoryClustersRequest(fabric_id=pk)).clusters)
+
+
 class InventoryView(ServiceView):
     permission = VIEW
 
     def get(self, request: Any, pk: str) -> Any:
         context = fabric_context(self.fs, pk, "inventory")
-        form = InventoryFilterForm(request.GET)
+        clusters = inventory_clusters(self.fs, pk)
+        form = InventoryFilterForm(request.GET, clusters=[c.name for c in clusters])
         response = self.fs.inventory.ListInventoryObjects(inventory_pb2.ListInventoryObjectsRequest(fabric_id=pk, filter=form.filter(), **page_args(request)))
         return render(request, "netbox_fabricsync/inventory.html", context | {
             "objects": response.objects, "filter_form": form, "port_form": SwitchPortForm(), "paging": paging(request, response, len(response.objects)),
+            "clusters": clusters,
         })
+
+
+class InventoryObjectView(ServiceView):
+    """One imported object (?cluster=&kind=&namespace=&name=, cluster empty for the fabric's
+    own) and, for a node, pod or VM, the Server it runs on."""
+
+    permission = VIEW
+
+    def get(self, request: Any, pk: str) -> Any:
+        context = fabric_context(self.fs, pk, "inventory")
+        request_ = inventory_pb2.GetInventoryObjectRequest(fabric_id=pk, **{f: request.GET.get(f, "") for f in ("cluster", "kind", "namespace", "name")})
+        response = self.fs.inventory.GetInventoryObject(request_)
+        return render(request, "netbox_fabricsync/inventory_object.html", context | {
+            "object": response.object, "server": response.server if response.HasField("server") else None,
+        })
+
+
+class ServerInventoryView(ServiceView):
+    """What a Server of the fabric hosts: its nodes (of any of the fabric's clusters), ports, pods and VMs."""
+
+    permission = VIEW
+
+    def get(self, request: Any, pk: str, server: str) -> Any:
+        context = fabric_context(self.fs, pk, "inventory")
+        response = self.fs.inventory.GetServerInventory(inventory_pb2.GetServerInventoryRequest(fabric_id=pk, server=server))
+        return render(request, "netbox_fabricsync/server_inventory.html", context | {"server": response.server})
 
 
 class InventoryImportView(ServiceView):
@@ -100,10 +135,13 @@ class NetBoxSyncView(ServiceView):
         return self._render(request, context, netbox_store.apply(items, context["fabric"].name, request.user), applied=True)
 
     def _plan(self, fabric: str, pk: str) -> list[netbox_sync.Item]:
+        """Of every cluster of the fabric: each kind is listed across them."""
         kinds = {kind: inventory_of(self.fs, pk, kind) for kind in ("node", "virtualmachine", "virtualmachineinstance")}
+        placement = netbox_store.placement(fabric)
+        clusters = netbox_sync.netbox_clusters(placement, kinds["virtualmachine"])
         return netbox_sync.plan(
-            netbox_store.placement(fabric), kinds["node"], kinds["virtualmachine"], kinds["virtualmachineinstance"],
-            netbox_store.devices(fabric), netbox_store.virtual_machines(fabric),
+            placement, kinds["node"], kinds["virtualmachine"], kinds["virtualmachineinstance"],
+            netbox_store.devices(fabric), netbox_store.virtual_machines(clusters),
         )
 
     def _render(self, request: Any, context: dict[str, Any], items: list[netbox_sync.Item], applied: bool = False, status: int = 200) -> Any:
