@@ -156,6 +156,13 @@ words!(
 );
 
 words!(
+    /// Which objects of the watched kinds a fabric's watch sees (`fabrics.watch_scope`): every
+    /// one in the cluster, the namespaced ones only in the fabric's namespace, or only those
+    /// carrying the fabric's label. Fabrics that share a cluster tell their objects apart so.
+    WatchScope, "watch scope" { Cluster = "cluster", Namespace = "namespace", Labelled = "labelled" }
+);
+
+words!(
     /// A switch's rollout: what its Hedgehog Agent applied of the configuration it was given.
     RolloutState, "rollout state" {
         /// The agent applied the current generation and its heartbeat is recent.

@@ -7,7 +7,7 @@ use fabricsync_core::vocab::{self as v, Word};
 
 use crate::proto::{
     self, ApplyStatus, AuthType, ConnectionStatus, DriftStatus, Layout, Provider, ResourceDriftStatus, ResourceHealth,
-    Role, RolloutState, SyncMode, SyncRunStatus, SyncStatus, SyncTrigger, WatchStatus, WriteOutcome,
+    Role, RolloutState, SyncMode, SyncRunStatus, SyncStatus, SyncTrigger, WatchScope, WatchStatus, WriteOutcome,
 };
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -127,6 +127,12 @@ pub const WATCH_STATUSES: Words<WatchStatus> = Words(&[
     (WatchStatus::Starting, v::WatchStatus::Starting.word()),
     (WatchStatus::Active, v::WatchStatus::Active.word()),
     (WatchStatus::Error, v::WatchStatus::Error.word()),
+]);
+
+pub const WATCH_SCOPES: Words<WatchScope> = Words(&[
+    (WatchScope::Cluster, v::WatchScope::Cluster.word()),
+    (WatchScope::Namespace, v::WatchScope::Namespace.word()),
+    (WatchScope::Labelled, v::WatchScope::Labelled.word()),
 ]);
 
 pub const LAYOUTS: Words<Layout> = Words(&[

@@ -449,7 +449,7 @@ async fn sources_pause_and_watch_settings_are_stored_checked_and_shown() {
     let plain = fabrics.create_fabric(fabric("plain", &r.id)).await.unwrap().into_inner().fabric.unwrap();
     assert!(plain.include_paths.is_empty() && plain.exclude_paths.is_empty() && !plain.paused);
     assert_eq!(plain.layout, Layout::Unknown as i32);
-    assert_eq!(plain.watch, Some(WatchSettings { enabled: true, kinds: vec![] }));
+    assert_eq!(plain.watch, Some(WatchSettings { enabled: true, kinds: vec![], scope: WatchScope::Cluster as i32 }));
     let activity = plain.watch_activity.unwrap();
     assert_eq!((activity.started_time, activity.event_count), (None, 0));
 
@@ -458,14 +458,25 @@ async fn sources_pause_and_watch_settings_are_stored_checked_and_shown() {
     f.include_paths = vec!["managed/**".into()];
     f.exclude_paths = vec!["managed/drafts/**".into()];
     f.paused = true;
-    f.watch = Some(WatchSettings { enabled: false, kinds: vec!["VPC".into(), "Switch".into(), "VPC".into()] });
+    f.watch = Some(WatchSettings {
+        enabled: false,
+        kinds: vec!["VPC".into(), "Switch".into(), "VPC".into()],
+        ..Default::default()
+    });
     let chosen = fabrics.create_fabric(request).await.unwrap().into_inner().fabric.unwrap();
     assert_eq!(
         (chosen.include_paths.clone(), chosen.exclude_paths.clone()),
         (vec!["managed/**".to_string()], vec!["managed/drafts/**".to_string()])
     );
     assert!(chosen.paused);
-    assert_eq!(chosen.watch, Some(WatchSettings { enabled: false, kinds: vec!["Switch".into(), "VPC".into()] }));
+    assert_eq!(
+        chosen.watch,
+        Some(WatchSettings {
+            enabled: false,
+            kinds: vec!["Switch".into(), "VPC".into()],
+            scope: WatchScope::Cluster as i32
+        })
+    );
     let got =
         fabrics.get_fabric(GetFabricRequest { id: chosen.id.clone() }).await.unwrap().into_inner().fabric.unwrap();
     assert_eq!(got, chosen);
@@ -475,7 +486,8 @@ async fn sources_pause_and_watch_settings_are_stored_checked_and_shown() {
     let f = bad.fabric.as_mut().unwrap();
     f.include_paths = vec!["ok/**".into(), "/absolute/*.yaml".into()];
     f.exclude_paths = vec!["[z-a]".into()];
-    f.watch = Some(WatchSettings { enabled: true, kinds: vec!["Switch".into(), "Swtich".into()] });
+    f.watch =
+        Some(WatchSettings { enabled: true, kinds: vec!["Switch".into(), "Swtich".into()], ..Default::default() });
     let err = fabrics.create_fabric(bad).await.unwrap_err();
     assert_eq!(
         bad_fields(&err),
@@ -509,7 +521,7 @@ async fn sources_pause_and_watch_settings_are_stored_checked_and_shown() {
             Fabric {
                 id: chosen.id.clone(),
                 paused: false,
-                watch: Some(WatchSettings { enabled: true, kinds: vec!["ignored".into()] }),
+                watch: Some(WatchSettings { enabled: true, kinds: vec!["ignored".into()], ..Default::default() }),
                 ..Default::default()
             },
             &["paused", "watch.enabled"],
@@ -520,7 +532,14 @@ async fn sources_pause_and_watch_settings_are_stored_checked_and_shown() {
         .fabric
         .unwrap();
     assert!(!resumed.paused);
-    assert_eq!(resumed.watch, Some(WatchSettings { enabled: true, kinds: vec!["Switch".into(), "VPC".into()] }));
+    assert_eq!(
+        resumed.watch,
+        Some(WatchSettings {
+            enabled: true,
+            kinds: vec!["Switch".into(), "VPC".into()],
+            scope: WatchScope::Cluster as i32
+        })
+    );
     assert_eq!(resumed.include_paths, chosen.include_paths);
     let all_kinds = fabrics
         .update_fabric(update(
@@ -532,7 +551,10 @@ async fn sources_pause_and_watch_settings_are_stored_checked_and_shown() {
         .into_inner()
         .fabric
         .unwrap();
-    assert_eq!(all_kinds.watch, Some(WatchSettings { enabled: true, kinds: vec![] }));
+    assert_eq!(
+        all_kinds.watch,
+        Some(WatchSettings { enabled: true, kinds: vec![], scope: WatchScope::Cluster as i32 })
+    );
     assert!(all_kinds.include_paths.is_empty());
     assert_eq!(all_kinds.exclude_paths, chosen.exclude_paths);
 }

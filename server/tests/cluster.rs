@@ -484,7 +484,7 @@ async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disab
     };
     let servers_only = Fabric {
         id: id.clone(),
-        watch: Some(WatchSettings { enabled: true, kinds: vec!["Server".into()] }),
+        watch: Some(WatchSettings { enabled: true, kinds: vec!["Server".into()], ..Default::default() }),
         ..Default::default()
     };
     c.fabrics.update_fabric(update(servers_only, "watch.kinds", fabric.etag)).await.expect("choose kinds");
@@ -537,8 +537,11 @@ async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disab
 
     // Disabled, the watch stops and says so; its activity ends.
     let fabric = c.get_fabric(&id).await;
-    let off =
-        Fabric { id: id.clone(), watch: Some(WatchSettings { enabled: false, kinds: vec![] }), ..Default::default() };
+    let off = Fabric {
+        id: id.clone(),
+        watch: Some(WatchSettings { enabled: false, ..Default::default() }),
+        ..Default::default()
+    };
     c.fabrics.update_fabric(update(off, "watch.enabled", fabric.etag)).await.expect("disable");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -1480,4 +1483,87 @@ async fn the_watch_tells_each_resources_health_and_the_fabrics() {
     assert_eq!(missing.health_reason, "desired, not in the cluster");
     let after = wait_health(&mut c, &id, |h| count(h, ResourceHealth::Missing) == 1).await;
     assert_eq!(rollout(&after, RolloutState::UpToDate), 2, "{after:?}");
+}
+
+/// Waits until the fabric's watch is active and has seen `count` changes; the names it saw.
+async fn seen_names(c: &mut Clients, id: &str, count: i64) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (state, seen) = activity(c, id).await;
+        if state == WatchStatus::Active && seen.event_count >= count {
+            assert_eq!(seen.event_count, count, "{id}: {seen:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{id}: {state:?} {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let request =
+        ListResourcesRequest { fabric_id: id.into(), page_size: 500, include_objects: true, ..Default::default() };
+    let listed = c.fabrics.list_resources(request).await.expect("resources").into_inner().resources;
+    let mut names: Vec<String> = listed
+        .into_iter()
+        .filter(|r| r.live.is_some())
+        .filter_map(|r| r.key.map(|k| format!("{}/{}", k.namespace, k.name)))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn fabrics_sharing_a_cluster_each_watch_only_their_own_objects() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", "")]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    for namespace in ["team-a", "team-b"] {
+        kube.kubectl_ok(&["create", "namespace", namespace]);
+    }
+    let server_yaml = |name: &str, namespace: &str, labels: &str| {
+        format!("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  labels: {{{labels}}}\n")
+    };
+    kube.apply_yaml(
+        &[
+            server_yaml("a-1", "team-a", ""),
+            server_yaml("b-1", "team-b", "fabricsync.dev/fabric: b"),
+            server_yaml("b-2", "team-b", ""),
+            server_yaml("d-1", "default", ""),
+        ]
+        .join("---\n"),
+    );
+    let mut fabric = async |name: &str, namespace: &str, scope: WatchScope| {
+        let cluster = ClusterConnectionInput { namespace: namespace.into(), ..cluster_input(&kube, ADMIN_TOKEN) };
+        let id = c.fabric_on_cluster(name, &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster)).await;
+        let watch = WatchSettings { enabled: true, kinds: vec!["Server".into()], scope: scope as i32 };
+        let request = UpdateFabricRequest {
+            fabric: Some(Fabric { id: id.clone(), watch: Some(watch), ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["watch".into()] }),
+            ..Default::default()
+        };
+        let updated = c.fabrics.update_fabric(request).await.expect("watch scope").into_inner().fabric.unwrap();
+        let shown = if scope == WatchScope::Unspecified { WatchScope::Cluster } else { scope };
+        assert_eq!(updated.watch.unwrap().scope, shown as i32);
+        id
+    };
+    let a = fabric("a", "team-a", WatchScope::Namespace).await;
+    let b = fabric("b", "team-b", WatchScope::Labelled).await;
+    let all = fabric("all", "default", WatchScope::Unspecified).await;
+
+    assert_eq!(seen_names(&mut c, &a, 1).await, ["team-a/a-1"]);
+    assert_eq!(seen_names(&mut c, &b, 1).await, ["team-b/b-1"]);
+    assert_eq!(seen_names(&mut c, &all, 4).await, ["default/d-1", "team-a/a-1", "team-b/b-1", "team-b/b-2"]);
+    // Labelled later, b-2 enters b's view; a's stays as it was.
+    kube.kubectl_ok(&["label", "servers.wiring.githedgehog.com", "b-2", "-n", "team-b", "fabricsync.dev/fabric=b"]);
+    assert_eq!(seen_names(&mut c, &b, 2).await, ["team-b/b-1", "team-b/b-2"]);
+    assert_eq!(seen_names(&mut c, &a, 1).await, ["team-a/a-1"]);
+
+    // An unknown scope is refused, naming the field.
+    let watch = WatchSettings { enabled: true, kinds: vec![], scope: 42 };
+    let request = UpdateFabricRequest {
+        fabric: Some(Fabric { id: a.clone(), watch: Some(watch), ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["watch.scope".into()] }),
+        ..Default::default()
+    };
+    let err = c.fabrics.update_fabric(request).await.expect_err("scope 42");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("fabric.watch.scope"), "{}", err.message());
 }

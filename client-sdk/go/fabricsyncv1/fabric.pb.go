@@ -322,6 +322,64 @@ func (WorkloadFilter) EnumDescriptor() ([]byte, []int) {
 	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{4}
 }
 
+// Which objects of the watched kinds a fabric's watch sees.
+type WatchScope int32
+
+const (
+	// Not set: CLUSTER.
+	WatchScope_WATCH_SCOPE_UNSPECIFIED WatchScope = 0
+	// Every object in the cluster.
+	WatchScope_WATCH_SCOPE_CLUSTER WatchScope = 1
+	// Namespaced kinds only in the fabric's cluster.namespace; cluster-scoped kinds all.
+	WatchScope_WATCH_SCOPE_NAMESPACE WatchScope = 2
+	// Only objects labelled fabricsync.dev/fabric=<the fabric's name>, as its applies label them:
+	// an object of Git's that another tool made, unlabelled, shows as missing until applied.
+	WatchScope_WATCH_SCOPE_LABELLED WatchScope = 3
+)
+
+// Enum value maps for WatchScope.
+var (
+	WatchScope_name = map[int32]string{
+		0: "WATCH_SCOPE_UNSPECIFIED",
+		1: "WATCH_SCOPE_CLUSTER",
+		2: "WATCH_SCOPE_NAMESPACE",
+		3: "WATCH_SCOPE_LABELLED",
+	}
+	WatchScope_value = map[string]int32{
+		"WATCH_SCOPE_UNSPECIFIED": 0,
+		"WATCH_SCOPE_CLUSTER":     1,
+		"WATCH_SCOPE_NAMESPACE":   2,
+		"WATCH_SCOPE_LABELLED":    3,
+	}
+)
+
+func (x WatchScope) Enum() *WatchScope {
+	p := new(WatchScope)
+	*p = x
+	return p
+}
+
+func (x WatchScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WatchScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_fabricsync_v1_fabric_proto_enumTypes[5].Descriptor()
+}
+
+func (WatchScope) Type() protoreflect.EnumType {
+	return &file_fabricsync_v1_fabric_proto_enumTypes[5]
+}
+
+func (x WatchScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WatchScope.Descriptor instead.
+func (WatchScope) EnumDescriptor() ([]byte, []int) {
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
+}
+
 // Why a cluster connection test failed.
 type ClusterFailure int32
 
@@ -375,11 +433,11 @@ func (x ClusterFailure) String() string {
 }
 
 func (ClusterFailure) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[5].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[6].Descriptor()
 }
 
 func (ClusterFailure) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[5]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[6]
 }
 
 func (x ClusterFailure) Number() protoreflect.EnumNumber {
@@ -388,7 +446,7 @@ func (x ClusterFailure) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClusterFailure.Descriptor instead.
 func (ClusterFailure) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{5}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
 }
 
 // Apply state of one resource.
@@ -436,11 +494,11 @@ func (x ApplyStatus) String() string {
 }
 
 func (ApplyStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[6].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[7].Descriptor()
 }
 
 func (ApplyStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[6]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[7]
 }
 
 func (x ApplyStatus) Number() protoreflect.EnumNumber {
@@ -449,7 +507,7 @@ func (x ApplyStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ApplyStatus.Descriptor instead.
 func (ApplyStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{6}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{7}
 }
 
 // Drift state of one resource.
@@ -505,11 +563,11 @@ func (x ResourceDriftStatus) String() string {
 }
 
 func (ResourceDriftStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_fabricsync_v1_fabric_proto_enumTypes[7].Descriptor()
+	return file_fabricsync_v1_fabric_proto_enumTypes[8].Descriptor()
 }
 
 func (ResourceDriftStatus) Type() protoreflect.EnumType {
-	return &file_fabricsync_v1_fabric_proto_enumTypes[7]
+	return &file_fabricsync_v1_fabric_proto_enumTypes[8]
 }
 
 func (x ResourceDriftStatus) Number() protoreflect.EnumNumber {
@@ -518,7 +576,7 @@ func (x ResourceDriftStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResourceDriftStatus.Descriptor instead.
 func (ResourceDriftStatus) EnumDescriptor() ([]byte, []int) {
-	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{7}
+	return file_fabricsync_v1_fabric_proto_rawDescGZIP(), []int{8}
 }
 
 // Request of GetFabricRollout.
@@ -1637,7 +1695,10 @@ type WatchSettings struct {
 	// Watch the cluster. CreateFabric without `watch` watches; with it, as given here.
 	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// Kinds to watch (as in the CRDs: "Switch", "VPC"); empty = every kind.
-	Kinds         []string `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	Kinds []string `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	// Which of their objects: for fabrics sharing a cluster, NAMESPACE or LABELLED keeps each
+	// fabric's watch (and so its drift and health) to its own objects. UNSPECIFIED = CLUSTER.
+	Scope         WatchScope `protobuf:"varint,3,opt,name=scope,proto3,enum=fabricsync.v1.WatchScope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1684,6 +1745,13 @@ func (x *WatchSettings) GetKinds() []string {
 		return x.Kinds
 	}
 	return nil
+}
+
+func (x *WatchSettings) GetScope() WatchScope {
+	if x != nil {
+		return x.Scope
+	}
+	return WatchScope_WATCH_SCOPE_UNSPECIFIED
 }
 
 // What the cluster watch has seen.
@@ -2079,7 +2147,7 @@ type UpdateFabricRequest struct {
 	// The fabric with its id and the new values of the fields named in update_mask.
 	Fabric *Fabric `protobuf:"bytes,1,opt,name=fabric,proto3" json:"fabric,omitempty"`
 	// Fields to change: name, description, repository_id, git_ref, gitops_path, include_paths,
-	// exclude_paths, paused, watch (whole) or watch.enabled, watch.kinds, sync_policy (whole) or
+	// exclude_paths, paused, watch (whole) or watch.enabled, watch.kinds, watch.scope, sync_policy (whole) or
 	// sync_policy.<field>, cluster (whole input) or cluster.server_url,
 	// cluster.ca_certificate_pem, cluster.bearer_token, cluster.namespace, inventory (whole).
 	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
@@ -3378,10 +3446,11 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\bswitches\x18\x03 \x03(\v2 .fabricsync.v1.RolloutStateCountR\bswitches\"Z\n" +
 	"\vHealthCount\x125\n" +
 	"\x06health\x18\x01 \x01(\x0e2\x1d.fabricsync.v1.ResourceHealthR\x06health\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x05R\x05count\"?\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"p\n" +
 	"\rWatchSettings\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x14\n" +
-	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xb3\x01\n" +
+	"\x05kinds\x18\x02 \x03(\tR\x05kinds\x12/\n" +
+	"\x05scope\x18\x03 \x01(\x0e2\x19.fabricsync.v1.WatchScopeR\x05scope\"\xb3\x01\n" +
 	"\rWatchActivity\x12=\n" +
 	"\fstarted_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vstartedTime\x12B\n" +
 	"\x0flast_event_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastEventTime\x12\x1f\n" +
@@ -3521,7 +3590,13 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\x1bWORKLOAD_FILTER_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13WORKLOAD_FILTER_ALL\x10\x01\x12\x1e\n" +
 	"\x1aWORKLOAD_FILTER_CONTAINERS\x10\x02\x12\x17\n" +
-	"\x13WORKLOAD_FILTER_VMS\x10\x03*\xe7\x01\n" +
+	"\x13WORKLOAD_FILTER_VMS\x10\x03*w\n" +
+	"\n" +
+	"WatchScope\x12\x1b\n" +
+	"\x17WATCH_SCOPE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13WATCH_SCOPE_CLUSTER\x10\x01\x12\x19\n" +
+	"\x15WATCH_SCOPE_NAMESPACE\x10\x02\x12\x18\n" +
+	"\x14WATCH_SCOPE_LABELLED\x10\x03*\xe7\x01\n" +
 	"\x0eClusterFailure\x12\x1f\n" +
 	"\x1bCLUSTER_FAILURE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCLUSTER_FAILURE_UNREACHABLE\x10\x01\x12\x1b\n" +
@@ -3569,7 +3644,7 @@ func file_fabricsync_v1_fabric_proto_rawDescGZIP() []byte {
 	return file_fabricsync_v1_fabric_proto_rawDescData
 }
 
-var file_fabricsync_v1_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_fabricsync_v1_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
 var file_fabricsync_v1_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_fabricsync_v1_fabric_proto_goTypes = []any{
 	(RolloutState)(0),                     // 0: fabricsync.v1.RolloutState
@@ -3577,140 +3652,142 @@ var file_fabricsync_v1_fabric_proto_goTypes = []any{
 	(DriftStatus)(0),                      // 2: fabricsync.v1.DriftStatus
 	(WatchStatus)(0),                      // 3: fabricsync.v1.WatchStatus
 	(WorkloadFilter)(0),                   // 4: fabricsync.v1.WorkloadFilter
-	(ClusterFailure)(0),                   // 5: fabricsync.v1.ClusterFailure
-	(ApplyStatus)(0),                      // 6: fabricsync.v1.ApplyStatus
-	(ResourceDriftStatus)(0),              // 7: fabricsync.v1.ResourceDriftStatus
-	(*GetFabricRolloutRequest)(nil),       // 8: fabricsync.v1.GetFabricRolloutRequest
-	(*SwitchRollout)(nil),                 // 9: fabricsync.v1.SwitchRollout
-	(*RolloutStateCount)(nil),             // 10: fabricsync.v1.RolloutStateCount
-	(*GetFabricRolloutResponse)(nil),      // 11: fabricsync.v1.GetFabricRolloutResponse
-	(*ClusterConnectionInput)(nil),        // 12: fabricsync.v1.ClusterConnectionInput
-	(*ClusterConnection)(nil),             // 13: fabricsync.v1.ClusterConnection
-	(*IgnoreDifference)(nil),              // 14: fabricsync.v1.IgnoreDifference
-	(*SyncPolicy)(nil),                    // 15: fabricsync.v1.SyncPolicy
-	(*Fabric)(nil),                        // 16: fabricsync.v1.Fabric
-	(*InventorySettings)(nil),             // 17: fabricsync.v1.InventorySettings
-	(*FabricHealth)(nil),                  // 18: fabricsync.v1.FabricHealth
-	(*HealthCount)(nil),                   // 19: fabricsync.v1.HealthCount
-	(*WatchSettings)(nil),                 // 20: fabricsync.v1.WatchSettings
-	(*WatchActivity)(nil),                 // 21: fabricsync.v1.WatchActivity
-	(*CreateFabricRequest)(nil),           // 22: fabricsync.v1.CreateFabricRequest
-	(*CreateFabricResponse)(nil),          // 23: fabricsync.v1.CreateFabricResponse
-	(*GetFabricRequest)(nil),              // 24: fabricsync.v1.GetFabricRequest
-	(*GetFabricResponse)(nil),             // 25: fabricsync.v1.GetFabricResponse
-	(*ListFabricsRequest)(nil),            // 26: fabricsync.v1.ListFabricsRequest
-	(*ListFabricsResponse)(nil),           // 27: fabricsync.v1.ListFabricsResponse
-	(*UpdateFabricRequest)(nil),           // 28: fabricsync.v1.UpdateFabricRequest
-	(*UpdateFabricResponse)(nil),          // 29: fabricsync.v1.UpdateFabricResponse
-	(*DeleteFabricRequest)(nil),           // 30: fabricsync.v1.DeleteFabricRequest
-	(*DeleteFabricResponse)(nil),          // 31: fabricsync.v1.DeleteFabricResponse
-	(*TestClusterConnectionRequest)(nil),  // 32: fabricsync.v1.TestClusterConnectionRequest
-	(*InstalledCrd)(nil),                  // 33: fabricsync.v1.InstalledCrd
-	(*PermissionCheck)(nil),               // 34: fabricsync.v1.PermissionCheck
-	(*TestClusterConnectionResponse)(nil), // 35: fabricsync.v1.TestClusterConnectionResponse
-	(*SourceLocation)(nil),                // 36: fabricsync.v1.SourceLocation
-	(*Resource)(nil),                      // 37: fabricsync.v1.Resource
-	(*ListResourcesRequest)(nil),          // 38: fabricsync.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),         // 39: fabricsync.v1.ListResourcesResponse
-	(*GetResourceRequest)(nil),            // 40: fabricsync.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),           // 41: fabricsync.v1.GetResourceResponse
-	(*GenerateRbacManifestsRequest)(nil),  // 42: fabricsync.v1.GenerateRbacManifestsRequest
-	(*GenerateRbacManifestsResponse)(nil), // 43: fabricsync.v1.GenerateRbacManifestsResponse
-	(*durationpb.Duration)(nil),           // 44: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 45: google.protobuf.Timestamp
-	(ConnectionStatus)(0),                 // 46: fabricsync.v1.ConnectionStatus
-	(*KindCount)(nil),                     // 47: fabricsync.v1.KindCount
-	(Layout)(0),                           // 48: fabricsync.v1.Layout
-	(ResourceHealth)(0),                   // 49: fabricsync.v1.ResourceHealth
-	(*fieldmaskpb.FieldMask)(nil),         // 50: google.protobuf.FieldMask
-	(*ResourceKey)(nil),                   // 51: fabricsync.v1.ResourceKey
-	(*structpb.Struct)(nil),               // 52: google.protobuf.Struct
-	(*FieldManager)(nil),                  // 53: fabricsync.v1.FieldManager
+	(WatchScope)(0),                       // 5: fabricsync.v1.WatchScope
+	(ClusterFailure)(0),                   // 6: fabricsync.v1.ClusterFailure
+	(ApplyStatus)(0),                      // 7: fabricsync.v1.ApplyStatus
+	(ResourceDriftStatus)(0),              // 8: fabricsync.v1.ResourceDriftStatus
+	(*GetFabricRolloutRequest)(nil),       // 9: fabricsync.v1.GetFabricRolloutRequest
+	(*SwitchRollout)(nil),                 // 10: fabricsync.v1.SwitchRollout
+	(*RolloutStateCount)(nil),             // 11: fabricsync.v1.RolloutStateCount
+	(*GetFabricRolloutResponse)(nil),      // 12: fabricsync.v1.GetFabricRolloutResponse
+	(*ClusterConnectionInput)(nil),        // 13: fabricsync.v1.ClusterConnectionInput
+	(*ClusterConnection)(nil),             // 14: fabricsync.v1.ClusterConnection
+	(*IgnoreDifference)(nil),              // 15: fabricsync.v1.IgnoreDifference
+	(*SyncPolicy)(nil),                    // 16: fabricsync.v1.SyncPolicy
+	(*Fabric)(nil),                        // 17: fabricsync.v1.Fabric
+	(*InventorySettings)(nil),             // 18: fabricsync.v1.InventorySettings
+	(*FabricHealth)(nil),                  // 19: fabricsync.v1.FabricHealth
+	(*HealthCount)(nil),                   // 20: fabricsync.v1.HealthCount
+	(*WatchSettings)(nil),                 // 21: fabricsync.v1.WatchSettings
+	(*WatchActivity)(nil),                 // 22: fabricsync.v1.WatchActivity
+	(*CreateFabricRequest)(nil),           // 23: fabricsync.v1.CreateFabricRequest
+	(*CreateFabricResponse)(nil),          // 24: fabricsync.v1.CreateFabricResponse
+	(*GetFabricRequest)(nil),              // 25: fabricsync.v1.GetFabricRequest
+	(*GetFabricResponse)(nil),             // 26: fabricsync.v1.GetFabricResponse
+	(*ListFabricsRequest)(nil),            // 27: fabricsync.v1.ListFabricsRequest
+	(*ListFabricsResponse)(nil),           // 28: fabricsync.v1.ListFabricsResponse
+	(*UpdateFabricRequest)(nil),           // 29: fabricsync.v1.UpdateFabricRequest
+	(*UpdateFabricResponse)(nil),          // 30: fabricsync.v1.UpdateFabricResponse
+	(*DeleteFabricRequest)(nil),           // 31: fabricsync.v1.DeleteFabricRequest
+	(*DeleteFabricResponse)(nil),          // 32: fabricsync.v1.DeleteFabricResponse
+	(*TestClusterConnectionRequest)(nil),  // 33: fabricsync.v1.TestClusterConnectionRequest
+	(*InstalledCrd)(nil),                  // 34: fabricsync.v1.InstalledCrd
+	(*PermissionCheck)(nil),               // 35: fabricsync.v1.PermissionCheck
+	(*TestClusterConnectionResponse)(nil), // 36: fabricsync.v1.TestClusterConnectionResponse
+	(*SourceLocation)(nil),                // 37: fabricsync.v1.SourceLocation
+	(*Resource)(nil),                      // 38: fabricsync.v1.Resource
+	(*ListResourcesRequest)(nil),          // 39: fabricsync.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),         // 40: fabricsync.v1.ListResourcesResponse
+	(*GetResourceRequest)(nil),            // 41: fabricsync.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),           // 42: fabricsync.v1.GetResourceResponse
+	(*GenerateRbacManifestsRequest)(nil),  // 43: fabricsync.v1.GenerateRbacManifestsRequest
+	(*GenerateRbacManifestsResponse)(nil), // 44: fabricsync.v1.GenerateRbacManifestsResponse
+	(*durationpb.Duration)(nil),           // 45: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 46: google.protobuf.Timestamp
+	(ConnectionStatus)(0),                 // 47: fabricsync.v1.ConnectionStatus
+	(*KindCount)(nil),                     // 48: fabricsync.v1.KindCount
+	(Layout)(0),                           // 49: fabricsync.v1.Layout
+	(ResourceHealth)(0),                   // 50: fabricsync.v1.ResourceHealth
+	(*fieldmaskpb.FieldMask)(nil),         // 51: google.protobuf.FieldMask
+	(*ResourceKey)(nil),                   // 52: fabricsync.v1.ResourceKey
+	(*structpb.Struct)(nil),               // 53: google.protobuf.Struct
+	(*FieldManager)(nil),                  // 54: fabricsync.v1.FieldManager
 }
 var file_fabricsync_v1_fabric_proto_depIdxs = []int32{
-	44, // 0: fabricsync.v1.GetFabricRolloutRequest.stale_after:type_name -> google.protobuf.Duration
+	45, // 0: fabricsync.v1.GetFabricRolloutRequest.stale_after:type_name -> google.protobuf.Duration
 	0,  // 1: fabricsync.v1.SwitchRollout.state:type_name -> fabricsync.v1.RolloutState
-	45, // 2: fabricsync.v1.SwitchRollout.last_heartbeat:type_name -> google.protobuf.Timestamp
+	46, // 2: fabricsync.v1.SwitchRollout.last_heartbeat:type_name -> google.protobuf.Timestamp
 	0,  // 3: fabricsync.v1.RolloutStateCount.state:type_name -> fabricsync.v1.RolloutState
-	9,  // 4: fabricsync.v1.GetFabricRolloutResponse.switches:type_name -> fabricsync.v1.SwitchRollout
-	10, // 5: fabricsync.v1.GetFabricRolloutResponse.by_state:type_name -> fabricsync.v1.RolloutStateCount
-	45, // 6: fabricsync.v1.GetFabricRolloutResponse.compute_time:type_name -> google.protobuf.Timestamp
-	44, // 7: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
-	14, // 8: fabricsync.v1.SyncPolicy.ignore_differences:type_name -> fabricsync.v1.IgnoreDifference
-	13, // 9: fabricsync.v1.Fabric.cluster:type_name -> fabricsync.v1.ClusterConnection
-	15, // 10: fabricsync.v1.Fabric.sync_policy:type_name -> fabricsync.v1.SyncPolicy
-	46, // 11: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
+	10, // 4: fabricsync.v1.GetFabricRolloutResponse.switches:type_name -> fabricsync.v1.SwitchRollout
+	11, // 5: fabricsync.v1.GetFabricRolloutResponse.by_state:type_name -> fabricsync.v1.RolloutStateCount
+	46, // 6: fabricsync.v1.GetFabricRolloutResponse.compute_time:type_name -> google.protobuf.Timestamp
+	45, // 7: fabricsync.v1.SyncPolicy.auto_sync_interval:type_name -> google.protobuf.Duration
+	15, // 8: fabricsync.v1.SyncPolicy.ignore_differences:type_name -> fabricsync.v1.IgnoreDifference
+	14, // 9: fabricsync.v1.Fabric.cluster:type_name -> fabricsync.v1.ClusterConnection
+	16, // 10: fabricsync.v1.Fabric.sync_policy:type_name -> fabricsync.v1.SyncPolicy
+	47, // 11: fabricsync.v1.Fabric.connection_status:type_name -> fabricsync.v1.ConnectionStatus
 	1,  // 12: fabricsync.v1.Fabric.sync_status:type_name -> fabricsync.v1.SyncStatus
 	2,  // 13: fabricsync.v1.Fabric.drift_status:type_name -> fabricsync.v1.DriftStatus
 	3,  // 14: fabricsync.v1.Fabric.watch_status:type_name -> fabricsync.v1.WatchStatus
-	47, // 15: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
-	45, // 16: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
-	45, // 17: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
-	45, // 18: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
-	48, // 19: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
-	20, // 20: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
-	21, // 21: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
-	18, // 22: fabricsync.v1.Fabric.health:type_name -> fabricsync.v1.FabricHealth
-	17, // 23: fabricsync.v1.Fabric.inventory:type_name -> fabricsync.v1.InventorySettings
+	48, // 15: fabricsync.v1.Fabric.resource_counts:type_name -> fabricsync.v1.KindCount
+	46, // 16: fabricsync.v1.Fabric.last_sync_time:type_name -> google.protobuf.Timestamp
+	46, // 17: fabricsync.v1.Fabric.create_time:type_name -> google.protobuf.Timestamp
+	46, // 18: fabricsync.v1.Fabric.update_time:type_name -> google.protobuf.Timestamp
+	49, // 19: fabricsync.v1.Fabric.layout:type_name -> fabricsync.v1.Layout
+	21, // 20: fabricsync.v1.Fabric.watch:type_name -> fabricsync.v1.WatchSettings
+	22, // 21: fabricsync.v1.Fabric.watch_activity:type_name -> fabricsync.v1.WatchActivity
+	19, // 22: fabricsync.v1.Fabric.health:type_name -> fabricsync.v1.FabricHealth
+	18, // 23: fabricsync.v1.Fabric.inventory:type_name -> fabricsync.v1.InventorySettings
 	4,  // 24: fabricsync.v1.InventorySettings.workloads:type_name -> fabricsync.v1.WorkloadFilter
-	44, // 25: fabricsync.v1.InventorySettings.interval:type_name -> google.protobuf.Duration
-	49, // 26: fabricsync.v1.FabricHealth.status:type_name -> fabricsync.v1.ResourceHealth
-	19, // 27: fabricsync.v1.FabricHealth.resources:type_name -> fabricsync.v1.HealthCount
-	10, // 28: fabricsync.v1.FabricHealth.switches:type_name -> fabricsync.v1.RolloutStateCount
-	49, // 29: fabricsync.v1.HealthCount.health:type_name -> fabricsync.v1.ResourceHealth
-	45, // 30: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
-	45, // 31: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
-	16, // 32: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	12, // 33: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	16, // 34: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	16, // 35: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	16, // 36: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
-	16, // 37: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
-	50, // 38: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
-	12, // 39: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
-	16, // 40: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
-	33, // 41: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
-	34, // 42: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
-	5,  // 43: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
-	44, // 44: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
-	51, // 45: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
-	52, // 46: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
-	36, // 47: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
-	52, // 48: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
-	53, // 49: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
-	6,  // 50: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
-	45, // 51: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
-	7,  // 52: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
-	45, // 53: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
-	49, // 54: fabricsync.v1.Resource.health:type_name -> fabricsync.v1.ResourceHealth
-	37, // 55: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
-	51, // 56: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
-	37, // 57: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
-	22, // 58: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
-	24, // 59: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
-	26, // 60: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
-	28, // 61: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
-	30, // 62: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
-	32, // 63: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
-	38, // 64: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
-	40, // 65: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
-	42, // 66: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
-	8,  // 67: fabricsync.v1.FabricService.GetFabricRollout:input_type -> fabricsync.v1.GetFabricRolloutRequest
-	23, // 68: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
-	25, // 69: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
-	27, // 70: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
-	29, // 71: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
-	31, // 72: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
-	35, // 73: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
-	39, // 74: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
-	41, // 75: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
-	43, // 76: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
-	11, // 77: fabricsync.v1.FabricService.GetFabricRollout:output_type -> fabricsync.v1.GetFabricRolloutResponse
-	68, // [68:78] is the sub-list for method output_type
-	58, // [58:68] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	45, // 25: fabricsync.v1.InventorySettings.interval:type_name -> google.protobuf.Duration
+	50, // 26: fabricsync.v1.FabricHealth.status:type_name -> fabricsync.v1.ResourceHealth
+	20, // 27: fabricsync.v1.FabricHealth.resources:type_name -> fabricsync.v1.HealthCount
+	11, // 28: fabricsync.v1.FabricHealth.switches:type_name -> fabricsync.v1.RolloutStateCount
+	50, // 29: fabricsync.v1.HealthCount.health:type_name -> fabricsync.v1.ResourceHealth
+	5,  // 30: fabricsync.v1.WatchSettings.scope:type_name -> fabricsync.v1.WatchScope
+	46, // 31: fabricsync.v1.WatchActivity.started_time:type_name -> google.protobuf.Timestamp
+	46, // 32: fabricsync.v1.WatchActivity.last_event_time:type_name -> google.protobuf.Timestamp
+	17, // 33: fabricsync.v1.CreateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	13, // 34: fabricsync.v1.CreateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	17, // 35: fabricsync.v1.CreateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	17, // 36: fabricsync.v1.GetFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	17, // 37: fabricsync.v1.ListFabricsResponse.fabrics:type_name -> fabricsync.v1.Fabric
+	17, // 38: fabricsync.v1.UpdateFabricRequest.fabric:type_name -> fabricsync.v1.Fabric
+	51, // 39: fabricsync.v1.UpdateFabricRequest.update_mask:type_name -> google.protobuf.FieldMask
+	13, // 40: fabricsync.v1.UpdateFabricRequest.cluster:type_name -> fabricsync.v1.ClusterConnectionInput
+	17, // 41: fabricsync.v1.UpdateFabricResponse.fabric:type_name -> fabricsync.v1.Fabric
+	34, // 42: fabricsync.v1.TestClusterConnectionResponse.crds:type_name -> fabricsync.v1.InstalledCrd
+	35, // 43: fabricsync.v1.TestClusterConnectionResponse.permissions:type_name -> fabricsync.v1.PermissionCheck
+	6,  // 44: fabricsync.v1.TestClusterConnectionResponse.failure:type_name -> fabricsync.v1.ClusterFailure
+	45, // 45: fabricsync.v1.TestClusterConnectionResponse.latency:type_name -> google.protobuf.Duration
+	52, // 46: fabricsync.v1.Resource.key:type_name -> fabricsync.v1.ResourceKey
+	53, // 47: fabricsync.v1.Resource.desired:type_name -> google.protobuf.Struct
+	37, // 48: fabricsync.v1.Resource.source:type_name -> fabricsync.v1.SourceLocation
+	53, // 49: fabricsync.v1.Resource.live:type_name -> google.protobuf.Struct
+	54, // 50: fabricsync.v1.Resource.field_managers:type_name -> fabricsync.v1.FieldManager
+	7,  // 51: fabricsync.v1.Resource.apply_status:type_name -> fabricsync.v1.ApplyStatus
+	46, // 52: fabricsync.v1.Resource.last_applied_time:type_name -> google.protobuf.Timestamp
+	8,  // 53: fabricsync.v1.Resource.drift_status:type_name -> fabricsync.v1.ResourceDriftStatus
+	46, // 54: fabricsync.v1.Resource.update_time:type_name -> google.protobuf.Timestamp
+	50, // 55: fabricsync.v1.Resource.health:type_name -> fabricsync.v1.ResourceHealth
+	38, // 56: fabricsync.v1.ListResourcesResponse.resources:type_name -> fabricsync.v1.Resource
+	52, // 57: fabricsync.v1.GetResourceRequest.key:type_name -> fabricsync.v1.ResourceKey
+	38, // 58: fabricsync.v1.GetResourceResponse.resource:type_name -> fabricsync.v1.Resource
+	23, // 59: fabricsync.v1.FabricService.CreateFabric:input_type -> fabricsync.v1.CreateFabricRequest
+	25, // 60: fabricsync.v1.FabricService.GetFabric:input_type -> fabricsync.v1.GetFabricRequest
+	27, // 61: fabricsync.v1.FabricService.ListFabrics:input_type -> fabricsync.v1.ListFabricsRequest
+	29, // 62: fabricsync.v1.FabricService.UpdateFabric:input_type -> fabricsync.v1.UpdateFabricRequest
+	31, // 63: fabricsync.v1.FabricService.DeleteFabric:input_type -> fabricsync.v1.DeleteFabricRequest
+	33, // 64: fabricsync.v1.FabricService.TestClusterConnection:input_type -> fabricsync.v1.TestClusterConnectionRequest
+	39, // 65: fabricsync.v1.FabricService.ListResources:input_type -> fabricsync.v1.ListResourcesRequest
+	41, // 66: fabricsync.v1.FabricService.GetResource:input_type -> fabricsync.v1.GetResourceRequest
+	43, // 67: fabricsync.v1.FabricService.GenerateRbacManifests:input_type -> fabricsync.v1.GenerateRbacManifestsRequest
+	9,  // 68: fabricsync.v1.FabricService.GetFabricRollout:input_type -> fabricsync.v1.GetFabricRolloutRequest
+	24, // 69: fabricsync.v1.FabricService.CreateFabric:output_type -> fabricsync.v1.CreateFabricResponse
+	26, // 70: fabricsync.v1.FabricService.GetFabric:output_type -> fabricsync.v1.GetFabricResponse
+	28, // 71: fabricsync.v1.FabricService.ListFabrics:output_type -> fabricsync.v1.ListFabricsResponse
+	30, // 72: fabricsync.v1.FabricService.UpdateFabric:output_type -> fabricsync.v1.UpdateFabricResponse
+	32, // 73: fabricsync.v1.FabricService.DeleteFabric:output_type -> fabricsync.v1.DeleteFabricResponse
+	36, // 74: fabricsync.v1.FabricService.TestClusterConnection:output_type -> fabricsync.v1.TestClusterConnectionResponse
+	40, // 75: fabricsync.v1.FabricService.ListResources:output_type -> fabricsync.v1.ListResourcesResponse
+	42, // 76: fabricsync.v1.FabricService.GetResource:output_type -> fabricsync.v1.GetResourceResponse
+	44, // 77: fabricsync.v1.FabricService.GenerateRbacManifests:output_type -> fabricsync.v1.GenerateRbacManifestsResponse
+	12, // 78: fabricsync.v1.FabricService.GetFabricRollout:output_type -> fabricsync.v1.GetFabricRolloutResponse
+	69, // [69:79] is the sub-list for method output_type
+	59, // [59:69] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_fabricsync_v1_fabric_proto_init() }
@@ -3728,7 +3805,7 @@ func file_fabricsync_v1_fabric_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabricsync_v1_fabric_proto_rawDesc), len(file_fabricsync_v1_fabric_proto_rawDesc)),
-			NumEnums:      8,
+			NumEnums:      9,
 			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -1,7 +1,8 @@
 """The plugin in a real browser (headless Chromium, Selenium) against `netbox runserver`, the
 real fabricsync and the real kube-apiserver: log in, create a repository and a fabric, pull and
 apply with the live run page, patch an object with kubectl, and find the drifted field, both
-values and who changed it on the drift tab; import the inventory and open Sync to NetBox. A
+values and who changed it on the drift tab; import the inventory (of the fabric's cluster and
+an extra inventory cluster), open one of its objects and Sync to NetBox. A
 screenshot of each page goes to $NETBOX_SCREENSHOTS (default target/netbox-screenshots).
 
 Run by client-sdk/netbox-plugin/test.sh (inside tests/sdk-fixture.sh and dev/netbox.sh)."""
@@ -24,7 +25,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from netbox_fabricsync.tests import support  # noqa: E402
-from fabricsync.v1 import drift_pb2, fabric_pb2  # noqa: E402
+from fabricsync.v1 import drift_pb2, fabric_pb2, inventory_pb2  # noqa: E402
 
 NAMESPACE = "browser"
 PASSWORD = "browser-test-password"
@@ -177,15 +178,24 @@ class BrowserTest(unittest.TestCase):
         self.assertIn(name, self.wait_for("table.object-list").text)
         self.shot("11-fabric-list")
 
-        # The inventory tab after an import, and the Sync to NetBox dry run.
+        # The inventory tab after an import of the fabric's cluster and of an extra inventory
+        # cluster "edge" (the same kube-apiserver, registered through the API), one of edge's
+        # objects, and the Sync to NetBox dry run.
+        request = inventory_pb2.PutInventoryClusterRequest(fabric_id=fabric_id, name="edge", connection=support.cluster_input(namespace=""))
+        support.sdk().inventory.PutInventoryCluster(request)
         b.get(fabric_url + "inventory/")
         self.press_and_follow_run("import-inventory", "12-inventory-import")
-        b.get(fabric_url + "inventory/")
-        self.wait_for("#inventory")
+        b.get(fabric_url + "inventory/?cluster=edge")
+        table = self.wait_for("#inventory")
+        self.assertIn("edge", self.wait_for("#inventory-clusters").text)
         self.shot("13-inventory")
+        table.find_element(By.CSS_SELECTOR, "tbody td a").click()
+        self.assertEqual(self.wait_for("#object-cluster").text, "edge")
+        self.shot("14-inventory-object")
+        b.get(fabric_url + "inventory/")
         self.wait_for("#netbox-sync").click()
         self.wait_for("#sync-items")
-        self.shot("14-netbox-sync")
+        self.shot("15-netbox-sync")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ const UPDATABLE: &[&str] = &[
     "watch",
     "watch.enabled",
     "watch.kinds",
+    "watch.scope",
     "sync_policy",
     "sync_policy.auto_sync_interval",
     "sync_policy.self_heal",
@@ -245,6 +246,12 @@ fn apply_watch(row: &mut FabricRow, watch: &WatchSettings, path: &str, kinds: &K
         chosen.dedup();
         row.watch_kinds = chosen;
     }
+    if all || path == "watch.scope" {
+        match WatchScope::try_from(watch.scope) {
+            Ok(scope) => row.watch_scope = convert::WATCH_SCOPES.domain(scope).unwrap_or(v::WatchScope::Cluster),
+            Err(_) => v.add("fabric.watch.scope", format!("{} is not a watch scope", watch.scope)),
+        }
+    }
 }
 
 fn apply_field(row: &mut FabricRow, fabric: &Fabric, path: &str, v: &mut Violations) -> Result<(), ApiError> {
@@ -336,7 +343,11 @@ pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
         exclude_paths: row.exclude_paths.clone(),
         layout: crate::convert::proto_of(&LAYOUTS, row.layout) as i32,
         paused: row.paused,
-        watch: Some(WatchSettings { enabled: row.watch_enabled, kinds: row.watch_kinds.clone() }),
+        watch: Some(WatchSettings {
+            enabled: row.watch_enabled,
+            kinds: row.watch_kinds.clone(),
+            scope: convert::WATCH_SCOPES.value(row.watch_scope.word()).unwrap_or_default() as i32,
+        }),
         watch_activity: Some(WatchActivity {
             started_time: convert::opt_timestamp(row.watch_started_at),
             last_event_time: convert::opt_timestamp(row.watch_last_event_at),
@@ -446,6 +457,7 @@ impl FabricService for FabricApi {
             inventory: Json(Default::default()),
             inventory_interval_seconds: 0,
             next_inventory_at: None,
+            watch_scope: v::WatchScope::Cluster,
         };
         let mut v = Violations::default();
         for path in ["name", "description", "git_ref", "gitops_path", "include_paths", "exclude_paths", "paused"] {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use fabricsync_core::vocab::{ConnectionStatus, FabricDrift, Layout, SyncStatus, WatchStatus};
+use fabricsync_core::vocab::{ConnectionStatus, FabricDrift, Layout, SyncStatus, WatchScope, WatchStatus};
 use uuid::Uuid;
 
 use super::schema::fabrics;
@@ -71,6 +71,8 @@ pub struct FabricRow {
     /// How often the schedule imports the inventory; 0: on request only.
     pub inventory_interval_seconds: i64,
     pub next_inventory_at: Option<DateTime<Utc>>,
+    #[diesel(deserialize_as = Stored<WatchScope>, serialize_as = Stored<WatchScope>)]
+    pub watch_scope: WatchScope,
 }
 
 /// A fabric's inventory filter as stored (`fabrics.inventory`); empty fields mean all.
@@ -219,7 +221,12 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &FabricRow, expected_vers
                 f::ignore_differences.eq(&row.ignore_differences),
                 f::auto_apply.eq(row.auto_apply),
             ),
-            (f::paused.eq(row.paused), f::watch_enabled.eq(row.watch_enabled), f::watch_kinds.eq(&row.watch_kinds)),
+            (
+                f::paused.eq(row.paused),
+                f::watch_enabled.eq(row.watch_enabled),
+                f::watch_kinds.eq(&row.watch_kinds),
+                f::watch_scope.eq(Stored(row.watch_scope)),
+            ),
             (f::inventory.eq(&row.inventory), f::inventory_interval_seconds.eq(row.inventory_interval_seconds)),
             (f::version.eq(expected_version + 1), f::updated_at.eq(super::now())),
         ))

@@ -94,6 +94,7 @@ diesel::table! {
         inventory -> Jsonb,
         inventory_interval_seconds -> Int8,
         next_inventory_at -> Nullable<Timestamptz>,
+        watch_scope -> Text,
     }
 }
 

@@ -52,6 +52,7 @@ stored_words!(
     fabricsync_core::vocab::FabricDrift,
     fabricsync_core::vocab::DriftStatus,
     fabricsync_core::vocab::WatchStatus,
+    fabricsync_core::vocab::WatchScope,
     fabricsync_core::vocab::ConnectionStatus,
     fabricsync_core::vocab::ApplyStatus,
     fabricsync_core::vocab::Provider,

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::cluster::FIELD_MANAGER;
 use crate::cluster::{self, check};
 use crate::context::AppState;
+use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, LiveRecord};
 use crate::db::{self, events, fabrics, DbError};
 use crate::drift::{mark_contested, refresh_pooled, DriftChange};
@@ -28,7 +29,7 @@ use crate::sync::{health, queue};
 use fabricsync_core::drift::{heal, FieldManager};
 use fabricsync_core::live::{Change, Event, KindId, LiveIndex};
 use fabricsync_core::manifest::kinds::KindDef;
-use fabricsync_core::vocab::{DriftStatus, Stream, SyncMode, Trigger, WatchStatus};
+use fabricsync_core::vocab::{DriftStatus, Stream, SyncMode, Trigger, WatchScope, WatchStatus};
 use fabricsync_core::ResourceKey;
 
 /// The event log stream of cluster events.
@@ -164,6 +165,26 @@ fn kind_id(def: &KindDef) -> KindId {
     (def.group.clone(), def.kind.clone())
 }
 
+/// The API and watcher settings of one kind, as the fabric's watch scope keeps its objects.
+fn scoped(
+    client: &kube::Client,
+    fabric: &FabricRow,
+    def: &KindDef,
+    resource: &ApiResource,
+) -> (Api<DynamicObject>, watcher::Config) {
+    let all = || Api::all_with(client.clone(), resource);
+    match fabric.watch_scope {
+        WatchScope::Cluster => (all(), watcher::Config::default()),
+        WatchScope::Namespace if def.namespaced => {
+            (Api::namespaced_with(client.clone(), &fabric.cluster_namespace, resource), watcher::Config::default())
+        }
+        WatchScope::Namespace => (all(), watcher::Config::default()),
+        WatchScope::Labelled => {
+            (all(), watcher::Config::default().labels(&format!("{}={}", cluster::FABRIC_LABEL, fabric.name)))
+        }
+    }
+}
+
 async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
     let fabric = {
         let mut conn = db::connect(&state.pool).await.map_err(|e| e.to_string())?;
@@ -189,8 +210,8 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
     let streams = kinds.iter().map(|&def| {
         let resource =
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&def.group, &def.version, &def.kind), &def.plural);
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        watcher(api, watcher::Config::default())
+        let (api, config) = scoped(&client, &fabric, def, &resource);
+        watcher(api, config)
             .default_backoff()
             .map(move |event| match event {
                 Ok(watcher::Event::Init) => Seen::ListStarted(def),

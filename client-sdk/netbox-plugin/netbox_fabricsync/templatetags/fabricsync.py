@@ -3,6 +3,7 @@
 from django import template
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from .. import present
 
@@ -27,7 +28,7 @@ def cluster_label(name):
     """An inventory cluster: its name, or an em dash for the fabric's own (empty)."""
     if name:
         return name
-    return format_html('<span class="text-secondary" title="the fabric\'s own cluster">&mdash;</span>')
+    return mark_safe('<span class="text-secondary" title="the fabric\'s own cluster">&mdash;</span>')
 
 
 @register.simple_tag

@@ -1,6 +1,8 @@
 """The Inventory tab and Sync to NetBox against the real fabricsync: nodes, pods and a KubeVirt
 VM with its VMI made in the real kube-apiserver as a kubelet and KubeVirt would report them (no
-kubelet runs), imported into the wiring fabric, whose Server server-0000-01 is one of the nodes."""
+kubelet runs), imported into the wiring fabric, whose Server server-0000-01 is one of the nodes. A second fabric
+reads the same kube-apiserver twice: as its own cluster and as the extra inventory cluster
+"edge", so that each object is there twice, once per cluster."""
 
 import json
 import os
@@ -10,7 +12,7 @@ from core.models import ObjectChange
 from dcim.models import Device
 from django.test import TestCase
 from django.urls import reverse
-from fabricsync.v1 import fabric_pb2, sync_pb2
+from fabricsync.v1 import fabric_pb2, inventory_pb2, sync_pb2
 from google.protobuf import field_mask_pb2
 from virtualization.models import VirtualMachine
 
@@ -25,6 +27,7 @@ SPARE = "worker-spare"  # a node that is no Server
 PORT = "leaf-0000-a/E1/1"
 BATCH = 55  # pods on SPARE, for more than one page
 OBJECTS = 2 + 1 + BATCH + 1 + 2 + 1  # nodes, the namespace, pods, VMs, the VMI
+EDGE = "edge"  # the second fabric's extra inventory cluster: the same kube-apiserver
 
 
 def url(name, **kwargs):
@@ -69,20 +72,30 @@ def what_runs():
     support.kubectl("patch", "virtualmachineinstances.kubevirt.io", "vm-cirros", "-n", NAMESPACE, "--subresource=status", "--type=merge", "-p", json.dumps(running))
 
 
+def wiring_fabric():
+    """The wiring fabric pulled, its inventory kept to the test's namespace (the fixture's
+    cluster holds other tests' objects too)."""
+    fabric = support.create_fabric(support.create_repository(), path=support.WIRING)
+    support.run_to_end(fabric.id, sync_pb2.SYNC_MODE_PULL)
+    settings = fabric_pb2.InventorySettings(namespace_regex=f"^{NAMESPACE}$")
+    sdk().fabrics.UpdateFabric(fabric_pb2.UpdateFabricRequest(
+        fabric=fabric_pb2.Fabric(id=fabric.id, inventory=settings), update_mask=field_mask_pb2.FieldMask(paths=["inventory"]),
+    ))
+    return fabric
+
+
 class InventoryTests(TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         support.add_wiring()
-        cls.fabric = support.create_fabric(support.create_repository(), path=support.WIRING)
-        support.run_to_end(cls.fabric.id, sync_pb2.SYNC_MODE_PULL)
-        # Only the test's namespace: the fixture's cluster holds other tests' objects too.
-        settings = fabric_pb2.InventorySettings(namespace_regex=f"^{NAMESPACE}$")
-        sdk().fabrics.UpdateFabric(fabric_pb2.UpdateFabricRequest(
-            fabric=fabric_pb2.Fabric(id=cls.fabric.id, inventory=settings), update_mask=field_mask_pb2.FieldMask(paths=["inventory"]),
-        ))
+        cls.fabric = wiring_fabric()
+        cls.multi = wiring_fabric()
+        connection = support.cluster_input(namespace="")
+        sdk().inventory.PutInventoryCluster(inventory_pb2.PutInventoryClusterRequest(fabric_id=cls.multi.id, name=EDGE, connection=connection))
         what_runs()
         support.import_inventory(cls.fabric.id)
+        support.import_inventory(cls.multi.id)
 
     def setUp(self):
         self.client.force_login(support.superuser())
@@ -125,10 +138,116 @@ class InventoryTests(TestCase):
         self.assertContains(page, 'id="run-outcome">succeeded')
         self.assertContains(page, "Inventory of")
 
+    def test_the_cluster_column_the_clusters_and_the_filter(self):
+        own = self.get(url("fabric_inventory", pk=self.fabric.id))
+        self.assertNotContains(own, "<th>Cluster</th>")
+        self.assertContains(own, "None: the fabric's own cluster only")
+        self.assertNotIn("cluster", own.context["filter_form"].fields)
+
+        tab = url("fabric_inventory", pk=self.multi.id)
+        page = self.get(tab)
+        self.assertContains(page, f"Showing 50 of {2 * OBJECTS}")
+        self.assertContains(page, "<th>Cluster</th>")
+        clusters = page.content.decode().split('id="inventory-clusters"')[1]
+        self.assertIn(f'<a href="?cluster={EDGE}">{EDGE}</a>', clusters)
+        self.assertIn(f"<code>{support.ENV['FABRICSYNC_KUBE_URL']}</code>", clusters)
+        self.assertIn('<span class="badge text-bg-green">stored</span>', clusters)
+        self.assertNotContains(page, support.ENV["FABRICSYNC_KUBE_TOKEN"])
+        self.assertContains(page, "PutInventoryCluster")
+        # The own cluster's objects come first, an em dash in the Cluster column.
+        self.assertEqual({o.cluster for o in page.context["objects"]}, {""})
+        self.assertContains(page, """<td><span class="text-secondary" title="the fabric's own cluster">&mdash;</span></td>""", count=50)
+
+        nodes = self.get(tab + "?kind=node")
+        self.assertEqual([(o.cluster, o.name) for o in nodes.context["objects"]], [("", NODE), ("", SPARE), (EDGE, NODE), (EDGE, SPARE)])
+        self.assertContains(nodes, f"<td>{EDGE}</td>", count=2)
+        detail = url("fabric_inventory_object", pk=self.multi.id)
+        self.assertContains(nodes, f'href="{detail}?cluster={EDGE}&amp;kind=node&amp;name={NODE}"')
+        self.assertContains(nodes, f'href="{detail}?kind=node&amp;name={NODE}"')
+
+        edge = self.get(tab + f"?cluster={EDGE}")
+        self.assertContains(edge, f"Showing 50 of {OBJECTS}")
+        self.assertEqual({o.cluster for o in edge.context["objects"]}, {EDGE})
+        self.assertEqual(edge.context["filter_form"].fields["cluster"].choices, [("", "Any"), (EDGE, EDGE)])
+        self.assertRegex(edge.content.decode(), rf'<option value="{EDGE}"\s+selected\s*>{EDGE}</option>')
+        on_node = self.get(tab + f"?cluster={EDGE}&node={NODE}")
+        self.assertEqual(sorted((o.cluster, o.kind, o.name) for o in on_node.context["objects"]), [(EDGE, "pod", "web-1"), (EDGE, "virtualmachineinstance", "vm-cirros")])
+        self.assertContains(on_node, f'href="{detail}?cluster={EDGE}&amp;kind=pod&amp;namespace={NAMESPACE}&amp;name=web-1"')
+        self.assertContains(self.get(tab + "?cluster=nowhere"), "Select a valid choice")
+
+    def test_an_object_of_each_cluster(self):
+        detail = url("fabric_inventory_object", pk=self.multi.id)
+        pod = self.get(detail + f"?cluster={EDGE}&kind=pod&namespace={NAMESPACE}&name=web-1")
+        self.assertEqual((pod.context["object"].cluster, pod.context["object"].node), (EDGE, NODE))
+        self.assertContains(pod, f'<td id="object-cluster">{EDGE}</td>')
+        self.assertContains(pod, f'href="{detail}?cluster={EDGE}&amp;kind=node&amp;name={NODE}"')
+        server = pod.context["server"]
+        self.assertEqual((server.server, [(n.cluster, n.name) for n in server.node_refs]), (NODE, [("", NODE), (EDGE, NODE)]))
+        self.assertEqual(sorted((w.cluster, w.name) for w in server.workloads), [("", "vm-cirros"), ("", "web-1"), (EDGE, "vm-cirros"), (EDGE, "web-1")])
+        own = self.get(detail + f"?kind=node&name={NODE}")
+        self.assertEqual(own.context["object"].cluster, "")
+        self.assertContains(own, '<td id="object-cluster"><span class="text-secondary" title="the fabric\'s own cluster">&mdash;</span></td>')
+        self.assertContains(own, url("fabric_server_inventory", pk=self.multi.id, server=NODE))
+        spare = self.get(detail + f"?cluster={EDGE}&kind=node&name={SPARE}")
+        self.assertContains(spare, 'id="no-server"')
+        self.assertContains(self.get(detail + f"?cluster=nowhere&kind=node&name={NODE}", status=404), 'id="fabricsync-error"', status_code=404)
+
+        on_server = self.get(url("fabric_server_inventory", pk=self.multi.id, server=NODE))
+        self.assertContains(on_server, f'<td>{EDGE}</td><td><a href="{detail}?cluster={EDGE}&amp;kind=node&amp;name={NODE}">{NODE}</a></td>')
+        self.assertContains(on_server, f'href="{detail}?cluster={EDGE}&amp;kind=virtualmachineinstance&amp;namespace={NAMESPACE}&amp;name=vm-cirros"')
+
+    def test_behind_a_switch_port_in_two_clusters(self):
+        page = self.get(url("fabric_switch_port", pk=self.multi.id) + f"?switch_port={PORT}")
+        [server] = page.context["servers"]
+        self.assertEqual([(n.cluster, n.name) for n in server.node_refs], [("", NODE), (EDGE, NODE)])
+        self.assertEqual(sorted((w.cluster, w.kind, w.name) for w in server.workloads), [
+            ("", "pod", "web-1"), ("", "virtualmachineinstance", "vm-cirros"), (EDGE, "pod", "web-1"), (EDGE, "virtualmachineinstance", "vm-cirros"),
+        ])
+        self.assertContains(page, f"{NODE}</a> ({EDGE})")
+        self.assertContains(page, f"<td>{EDGE}</td>", count=3)  # its node, its pod, its VM
+
+    def test_sync_to_netbox_of_two_clusters(self):
+        # Each node is in both clusters: no Device. Each VM is in both: one per NetBox Cluster.
+        edge_cluster = f"{self.multi.name} / {EDGE}"
+        page = url("fabric_netbox_sync", pk=self.multi.id)
+        preview = self.get(page)
+        self.assertEqual([(i.model, i.name, i.cluster, i.action) for i in preview.context["items"]], [
+            ("device", NODE, "", "skip"), ("device", NODE, EDGE, "skip"), ("device", SPARE, "", "skip"), ("device", SPARE, EDGE, "skip"),
+            ("virtual machine", "vm-cirros", "", "create"), ("virtual machine", "vm-idle", "", "create"),
+            ("virtual machine", "vm-cirros", EDGE, "create"), ("virtual machine", "vm-idle", EDGE, "create"),
+        ])
+        reason = f"node {NODE} is in the clusters &#x27;&#x27; (the fabric&#x27;s own) and &#x27;{EDGE}&#x27;"
+        self.assertContains(preview, reason, count=2)
+        self.assertEqual([i.fields["cluster"] for i in preview.context["items"][4:]], [self.multi.name] * 2 + [edge_cluster] * 2)
+        log = self.client.post(page, {"fingerprint": preview.context["fingerprint"]})
+        self.assertEqual([(i.name, i.cluster, i.action) for i in log.context["items"]], [
+            (NODE, "", "skipped"), (NODE, EDGE, "skipped"), (SPARE, "", "skipped"), (SPARE, EDGE, "skipped"),
+            ("vm-cirros", "", "created"), ("vm-idle", "", "created"), ("vm-cirros", EDGE, "created"), ("vm-idle", EDGE, "created"),
+        ])
+        self.assertFalse(Device.objects.filter(site__name=self.multi.name).exists(), "a skipped node is never applied")
+        vms = VirtualMachine.objects.filter(site__name=self.multi.name)
+        self.assertEqual(sorted((vm.cluster.name, vm.name, vm.status) for vm in vms), [
+            (self.multi.name, "vm-cirros", "active"), (self.multi.name, "vm-idle", "offline"), (edge_cluster, "vm-cirros", "active"), (edge_cluster, "vm-idle", "offline"),
+        ])
+        self.assertEqual({vm.device for vm in vms}, {None})
+        self.assertEqual({vm.cluster.type.name for vm in vms}, {"KubeVirt"})
+        # Again: nothing changes, the nodes are skipped again.
+        _, again = self.sync_of(self.multi, {(i.model, i.name, i.cluster): "skip" if i.model == "device" else "unchanged" for i in preview.context["items"]})
+        self.assertEqual({i.action for i in again.context["items"]}, {"skipped", "unchanged"})
+        self.assertEqual(VirtualMachine.objects.filter(site__name=self.multi.name).count(), 4)
+
+    def sync_of(self, fabric, expected):
+        """The dry run, then its confirm; both as {(model, name, cluster): action}."""
+        preview = self.get(url("fabric_netbox_sync", pk=fabric.id))
+        self.assertEqual({(i.model, i.name, i.cluster): i.action for i in preview.context["items"]}, expected)
+        log = self.client.post(url("fabric_netbox_sync", pk=fabric.id), {"fingerprint": preview.context["fingerprint"]})
+        self.assertEqual(log.status_code, 200, log.content[-3000:])
+        return preview, log
+
     def test_behind_a_switch_port(self):
         page = self.get(url("fabric_switch_port", pk=self.fabric.id) + f"?switch_port={PORT}")
         [server] = page.context["servers"]
-        self.assertEqual((server.server, list(server.nodes)), (NODE, [NODE]))
+        self.assertEqual((server.server, [(n.cluster, n.name) for n in server.node_refs]), (NODE, [("", NODE)]))
         for text in ("<code>leaf-0000-b/E1/1</code>", "<code>enp2s1</code>", "web-1", "vm-cirros", '<span class="badge text-bg-purple">vm</span>', '<span class="badge text-bg-blue">container</span>'):
             self.assertContains(page, text)
         self.assertContains(self.get(url("fabric_switch_port", pk=self.fabric.id) + "?switch_port=leaf-0000-a/E1/48"), 'id="no-servers"')

@@ -42,7 +42,7 @@ class PermissionTests(TestCase):
         self.client.force_login(get_user_model().objects.create_user("nobody", password="x"))
         with override_settings(PLUGINS_CONFIG={"netbox_fabricsync": {"address": support.closed_address()}}):
             pages = ("fabric_list", "repository_list", "run_list")
-            fabric_pages = ("fabric", "fabric_inventory", "fabric_switch_port", "fabric_netbox_sync")
+            fabric_pages = ("fabric", "fabric_inventory", "fabric_inventory_object", "fabric_switch_port", "fabric_netbox_sync")
             for page in [url(p) for p in pages] + [url(p, pk=self.fabric.id) for p in fabric_pages]:
                 self.assertEqual(self.client.get(page).status_code, 403, page)
             self.assertEqual(self.client.post(url("fabric_sync", pk=self.fabric.id), {"mode": "pull"}).status_code, 403)

@@ -54,4 +54,6 @@ class PresentTests(SimpleTestCase):
         self.assertEqual((pods["stage"], pods["text"], pods["terminal"]), ("inventory", "Pod: 3 of 4 kept", False))
         absent = progress.view(sync_pb2.SyncProgressEvent(inventory=sync_pb2.InventoryProgress(kind="VirtualMachine")))
         self.assertEqual(absent["text"], "VirtualMachine: not served by the cluster")
+        edge = progress.view(sync_pb2.SyncProgressEvent(inventory=sync_pb2.InventoryProgress(kind="Pod", listed=4, kept=3, served=True, cluster="edge")))
+        self.assertEqual(edge["text"], "Pod (edge): 3 of 4 kept")
         self.assertEqual(progress.sse("progress", {"a": 1}, 7), 'id: 7\nevent: progress\ndata: {"a": 1}\n\n')

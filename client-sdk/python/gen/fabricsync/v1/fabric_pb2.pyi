@@ -176,6 +176,38 @@ WORKLOAD_FILTER_VMS: WorkloadFilter.ValueType  # 3
 """VMs only (VMs, VMIs and their launcher pods; no container pods)."""
 Global___WorkloadFilter: _TypeAlias = WorkloadFilter  # noqa: Y015
 
+class _WatchScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WatchScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WatchScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WATCH_SCOPE_UNSPECIFIED: _WatchScope.ValueType  # 0
+    """Not set: CLUSTER."""
+    WATCH_SCOPE_CLUSTER: _WatchScope.ValueType  # 1
+    """Every object in the cluster."""
+    WATCH_SCOPE_NAMESPACE: _WatchScope.ValueType  # 2
+    """Namespaced kinds only in the fabric's cluster.namespace; cluster-scoped kinds all."""
+    WATCH_SCOPE_LABELLED: _WatchScope.ValueType  # 3
+    """Only objects labelled fabricsync.dev/fabric=<the fabric's name>, as its applies label them:
+    an object of Git's that another tool made, unlabelled, shows as missing until applied.
+    """
+
+class WatchScope(_WatchScope, metaclass=_WatchScopeEnumTypeWrapper):
+    """Which objects of the watched kinds a fabric's watch sees."""
+
+WATCH_SCOPE_UNSPECIFIED: WatchScope.ValueType  # 0
+"""Not set: CLUSTER."""
+WATCH_SCOPE_CLUSTER: WatchScope.ValueType  # 1
+"""Every object in the cluster."""
+WATCH_SCOPE_NAMESPACE: WatchScope.ValueType  # 2
+"""Namespaced kinds only in the fabric's cluster.namespace; cluster-scoped kinds all."""
+WATCH_SCOPE_LABELLED: WatchScope.ValueType  # 3
+"""Only objects labelled fabricsync.dev/fabric=<the fabric's name>, as its applies label them:
+an object of Git's that another tool made, unlabelled, shows as missing until applied.
+"""
+Global___WatchScope: _TypeAlias = WatchScope  # noqa: Y015
+
 class _ClusterFailure:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -873,8 +905,13 @@ class WatchSettings(_message.Message):
 
     ENABLED_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     """Watch the cluster. CreateFabric without `watch` watches; with it, as given here."""
+    scope: Global___WatchScope.ValueType
+    """Which of their objects: for fabrics sharing a cluster, NAMESPACE or LABELLED keeps each
+    fabric's watch (and so its drift and health) to its own objects. UNSPECIFIED = CLUSTER.
+    """
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Kinds to watch (as in the CRDs: "Switch", "VPC"); empty = every kind."""
@@ -884,10 +921,11 @@ class WatchSettings(_message.Message):
         *,
         enabled: _builtins.bool = ...,
         kinds: _abc.Iterable[_builtins.str] | None = ...,
+        scope: Global___WatchScope.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "kinds", b"kinds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "kinds", b"kinds", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1111,7 +1149,7 @@ class UpdateFabricRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to change: name, description, repository_id, git_ref, gitops_path, include_paths,
-        exclude_paths, paused, watch (whole) or watch.enabled, watch.kinds, sync_policy (whole) or
+        exclude_paths, paused, watch (whole) or watch.enabled, watch.kinds, watch.scope, sync_policy (whole) or
         sync_policy.<field>, cluster (whole input) or cluster.server_url,
         cluster.ca_certificate_pem, cluster.bearer_token, cluster.namespace, inventory (whole).
         """
