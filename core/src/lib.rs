@@ -29,6 +29,7 @@ pub mod manifest;
 pub mod plan;
 pub mod rollout;
 pub mod sources;
+pub mod spread;
 pub mod vocab;
 pub mod waves;
 pub mod webhook;

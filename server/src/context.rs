@@ -24,6 +24,9 @@ pub struct AppState {
     pub hub: crate::db::hub::Hub,
     /// Parsed files by content, so re-pulls parse only what changed.
     pub parse_cache: Arc<fabricsync_core::manifest::cache::ParseCache>,
+    /// This process's name in PostgreSQL (`<pid>-<random>`): its presence lock, the prefix of
+    /// its workers' run claims, and the `watch_process` of the fabrics it watches.
+    pub process: Arc<str>,
 }
 
 impl AppState {

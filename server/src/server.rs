@@ -44,6 +44,7 @@ pub async fn serve(
         settings: Arc::new(settings.clone()),
         hub,
         parse_cache: Default::default(),
+        process: format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]).into(),
     };
     let (gate, audit_writer) = gate(&settings, &state);
     let mut workers = crate::sync::worker::spawn(state.clone(), database_url).await?;

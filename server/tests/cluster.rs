@@ -1567,3 +1567,89 @@ async fn fabrics_sharing_a_cluster_each_watch_only_their_own_objects() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("fabric.watch.scope"), "{}", err.message());
 }
+
+/// The process watching each fabric once every watch is active (waits up to 60 s).
+async fn watchers(c: &mut Clients, ids: &[String]) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut processes = Vec::new();
+        for id in ids {
+            let fabric = c.get_fabric(id).await;
+            let activity = fabric.watch_activity.unwrap_or_default();
+            if fabric.watch_status == WatchStatus::Active as i32 && !activity.process.is_empty() {
+                processes.push(activity.process);
+            }
+        }
+        if processes.len() == ids.len() {
+            return processes;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every watch is active: {processes:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Watches per process, by the process's pid (the first part of its name).
+fn per_process(processes: &[String]) -> std::collections::BTreeMap<u32, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for p in processes {
+        let pid = p.split('-').next().and_then(|pid| pid.parse().ok()).expect("pid-id");
+        *counts.entry(pid).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn watches_spread_over_three_replicas_and_move_when_one_dies() {
+    let kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", "")]);
+    let db = support::fresh_database().await;
+    let keys = fabricsync::crypto::Keyring::generate_key_line("shared");
+    let mut first = ServerProcess::start_with(&db, &keys, &[]).await;
+    let mut c = Clients::new(first.channel().await);
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let cluster = cluster_input(&kube, ADMIN_TOKEN);
+        ids.push(
+            c.fabric_on_cluster(&format!("f{i}"), &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster))
+                .await,
+        );
+    }
+    // Alone, the first replica watches all nine.
+    assert_eq!(per_process(&watchers(&mut c, &ids).await), [(first.pid(), 9)].into());
+
+    // Two join: each takes a share, none holds more than ceil(9/3) + 1.
+    let others = [ServerProcess::start_with(&db, &keys, &[]).await, ServerProcess::start_with(&db, &keys, &[]).await];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let spread = loop {
+        let spread = per_process(&watchers(&mut c, &ids).await);
+        if spread.len() == 3 && spread.values().all(|&n| n <= 4) {
+            break spread;
+        }
+        assert!(std::time::Instant::now() < deadline, "the watches did not spread: {spread:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(spread.values().sum::<usize>(), 9, "{spread:?}");
+
+    // One dies: its watches move to the survivors.
+    let killed = first.pid();
+    let held = spread[&killed];
+    first.kill_hard();
+    let started = std::time::Instant::now();
+    let mut c = Clients::new(others[0].channel().await);
+    let deadline = started + std::time::Duration::from_secs(60);
+    let moved = loop {
+        let moved = per_process(&watchers(&mut c, &ids).await);
+        if !moved.contains_key(&killed) {
+            break moved;
+        }
+        assert!(std::time::Instant::now() < deadline, "the dead replica's watches were not taken: {moved:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    println!("{held} watches moved {:.1} s after the kill: {moved:?}", started.elapsed().as_secs_f64());
+    assert_eq!(moved.keys().copied().collect::<Vec<_>>(), {
+        let mut s: Vec<u32> = others.iter().map(|o| o.pid()).collect();
+        s.sort();
+        s
+    });
+    assert!(moved.values().all(|&n| n <= 6), "at most ceil(9/2) + 1 each: {moved:?}");
+}

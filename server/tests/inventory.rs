@@ -466,6 +466,7 @@ async fn an_import_reads_the_extra_clusters_a_fabric_lists_beside_its_own() {
     let all = objects(&mut c, &id, "kind=pod").await;
     let pods: Vec<(&str, &str)> = all.iter().map(|o| (o.cluster.as_str(), o.name.as_str())).collect();
     assert_eq!(pods, [("", "web-1"), ("edge", "cache-1"), ("edge", "web-1")]);
+    assert_eq!(names(&objects(&mut c, &id, r#"cluster="""#).await), ["server-1", "web-1"]);
 
     // Across the layers: server-2 is the edge cluster's node, and hosts what that cluster runs.
     let server_2 = c

@@ -1762,7 +1762,10 @@ type WatchActivity struct {
 	// When it last saw a change of a watched object (the initial listing included).
 	LastEventTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_event_time,json=lastEventTime,proto3" json:"last_event_time,omitempty"`
 	// Changes seen since it started.
-	EventCount    int64 `protobuf:"varint,3,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
+	EventCount int64 `protobuf:"varint,3,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
+	// The server process watching the fabric (`<pid>-<id>`; watches spread over the replicas
+	// that share one database); empty while no watch runs.
+	Process       string `protobuf:"bytes,4,opt,name=process,proto3" json:"process,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1816,6 +1819,13 @@ func (x *WatchActivity) GetEventCount() int64 {
 		return x.EventCount
 	}
 	return 0
+}
+
+func (x *WatchActivity) GetProcess() string {
+	if x != nil {
+		return x.Process
+	}
+	return ""
 }
 
 // Request of CreateFabric.
@@ -3450,12 +3460,13 @@ const file_fabricsync_v1_fabric_proto_rawDesc = "" +
 	"\rWatchSettings\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\x12/\n" +
-	"\x05scope\x18\x03 \x01(\x0e2\x19.fabricsync.v1.WatchScopeR\x05scope\"\xb3\x01\n" +
+	"\x05scope\x18\x03 \x01(\x0e2\x19.fabricsync.v1.WatchScopeR\x05scope\"\xcd\x01\n" +
 	"\rWatchActivity\x12=\n" +
 	"\fstarted_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vstartedTime\x12B\n" +
 	"\x0flast_event_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastEventTime\x12\x1f\n" +
 	"\vevent_count\x18\x03 \x01(\x03R\n" +
-	"eventCount\"\x85\x01\n" +
+	"eventCount\x12\x18\n" +
+	"\aprocess\x18\x04 \x01(\tR\aprocess\"\x85\x01\n" +
 	"\x13CreateFabricRequest\x12-\n" +
 	"\x06fabric\x18\x01 \x01(\v2\x15.fabricsync.v1.FabricR\x06fabric\x12?\n" +
 	"\acluster\x18\x02 \x01(\v2%.fabricsync.v1.ClusterConnectionInputR\acluster\"E\n" +

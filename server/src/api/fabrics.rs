@@ -352,6 +352,7 @@ pub(crate) fn to_proto(row: &FabricRow, drift_count: i64) -> Fabric {
             started_time: convert::opt_timestamp(row.watch_started_at),
             last_event_time: convert::opt_timestamp(row.watch_last_event_at),
             event_count: row.watch_event_count,
+            process: row.watch_process.clone().unwrap_or_default(),
         }),
         // What the watch told last is current only while it watches.
         health: row
@@ -458,6 +459,7 @@ impl FabricService for FabricApi {
             inventory_interval_seconds: 0,
             next_inventory_at: None,
             watch_scope: v::WatchScope::Cluster,
+            watch_process: None,
         };
         let mut v = Violations::default();
         for path in ["name", "description", "git_ref", "gitops_path", "include_paths", "exclude_paths", "paused"] {

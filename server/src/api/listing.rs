@@ -72,6 +72,8 @@ pub fn filter(text: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, 
         if value.is_empty() {
             return Err(ApiError::invalid("filter", format!("field {} has an empty value", quote(field))));
         }
+        // `field=""` asks for the empty value (the fabric's own cluster: `cluster=""`).
+        let value = if value == "\"\"" { "" } else { value };
         if terms.insert(field.to_string(), value.to_string()).is_some() {
             return Err(ApiError::invalid("filter", format!("field {} is given twice", quote(field))));
         }
@@ -103,6 +105,7 @@ mod tests {
         assert_eq!(f["name"], "a");
         assert_eq!(f["provider"], "github");
         assert!(filter("", &["name"]).unwrap().is_empty());
+        assert_eq!(filter(r#"name="""#, &["name"]).unwrap()["name"], "");
         for bad in ["nope", "color=red", "name=", "name=a name=b", "name=a\0b", &"x".repeat(MAX_FILTER + 1)] {
             assert!(
                 matches!(filter(bad, &["name"]), Err(ApiError::InvalidArgument(v)) if v[0].field == "filter"),

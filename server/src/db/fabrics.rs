@@ -73,6 +73,8 @@ pub struct FabricRow {
     pub next_inventory_at: Option<DateTime<Utc>>,
     #[diesel(deserialize_as = Stored<WatchScope>, serialize_as = Stored<WatchScope>)]
     pub watch_scope: WatchScope,
+    /// The process watching it (see `AppState::process`); None while no watch runs.
+    pub watch_process: Option<String>,
 }
 
 /// A fabric's inventory filter as stored (`fabrics.inventory`); empty fields mean all.
@@ -356,16 +358,26 @@ pub async fn set_connection_status(
     Ok(())
 }
 
-/// (id, version) of every fabric with a cluster connection: the fabrics to watch.
-/// (id, version) of the fabrics to watch: with a cluster and the watch enabled. A new version
-/// (any UpdateFabric) restarts its watch.
-pub async fn to_watch(conn: &mut AsyncPgConnection) -> Result<Vec<(Uuid, i64)>, DbError> {
-    Ok(fabrics::table
-        .filter(fabrics::cluster_server_url.ne(""))
-        .filter(fabrics::watch_enabled)
-        .select((fabrics::id, fabrics::version))
-        .load(conn)
-        .await?)
+/// A fabric to watch: with a cluster and the watch enabled. A new version (any UpdateFabric)
+/// restarts its watch; `held`: some process holds its watch lock (class `lock_class`).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ToWatch {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub version: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub held: bool,
+}
+
+pub async fn to_watch(conn: &mut AsyncPgConnection, lock_class: i32) -> Result<Vec<ToWatch>, DbError> {
+    let held = super::advisory_lock_held("$1", "id::text");
+    Ok(diesel::sql_query(format!(
+        "SELECT id, version, {held} AS held FROM fabrics WHERE cluster_server_url <> '' AND watch_enabled"
+    ))
+    .bind::<diesel::sql_types::Int4, _>(lock_class)
+    .load(conn)
+    .await?)
 }
 
 /// Records the state of the fabric's cluster watch. A watch that starts begins its activity
@@ -375,6 +387,7 @@ pub async fn set_watch_status(
     id: Uuid,
     status: WatchStatus,
     error: Option<&str>,
+    process: &str,
 ) -> Result<(), DbError> {
     use fabrics::dsl as f;
     let target = fabrics::table.find(id);
@@ -388,13 +401,18 @@ pub async fn set_watch_status(
                     f::watch_started_at.eq(now),
                     f::watch_last_event_at.eq(None::<DateTime<Utc>>),
                     f::watch_event_count.eq(0),
+                    f::watch_process.eq(process),
                 ))
                 .execute(conn)
                 .await?
         }
         // No watch, no health: what it told last would be read as current.
         WatchStatus::Inactive => {
-            let none = (f::watch_started_at.eq(None::<DateTime<Utc>>), f::health.eq(None::<Json<StoredHealth>>));
+            let none = (
+                f::watch_started_at.eq(None::<DateTime<Utc>>),
+                f::health.eq(None::<Json<StoredHealth>>),
+                f::watch_process.eq(None::<String>),
+            );
             diesel::update(target).set((state, none)).execute(conn).await?
         }
         WatchStatus::Active | WatchStatus::Error => diesel::update(target).set(state).execute(conn).await?,

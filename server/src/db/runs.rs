@@ -174,6 +174,24 @@ pub async fn hold_presence(database_url: &str, process: &str) -> Result<Option<A
     super::try_advisory_lock(database_url, PRESENCE_CLASS, process).await
 }
 
+/// How many server processes hold their presence lock now: the live processes sharing this
+/// database (a dead one's sessions, and so its lock, end with its sockets).
+pub async fn live_processes(conn: &mut AsyncPgConnection) -> Result<usize, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Live {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let live: Live = diesel::sql_query(
+        "SELECT count(*) AS count FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 \
+         AND classid = ($1)::oid",
+    )
+    .bind::<diesel::sql_types::Int4, _>(PRESENCE_CLASS)
+    .get_result(conn)
+    .await?;
+    Ok(usize::try_from(live.count).unwrap_or(0))
+}
+
 /// Whether the connection still answers.
 pub async fn ping(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
     diesel::sql_query("SELECT 1").execute(conn).await?;

@@ -95,6 +95,7 @@ diesel::table! {
         inventory_interval_seconds -> Int8,
         next_inventory_at -> Nullable<Timestamptz>,
         watch_scope -> Text,
+        watch_process -> Nullable<Text>,
     }
 }
 

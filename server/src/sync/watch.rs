@@ -1,7 +1,9 @@
 //! Cluster watches: per fabric with a cluster, exactly one server process (the holder of a
 //! PostgreSQL advisory lock) watches every installed Hedgehog kind, stores what it sees against
 //! the fabric's resources (orphans included) and appends ADDED / MODIFIED / DELETED events to the
-//! event log, from which every process serves WatchFabricEvents.
+//! event log, from which every process serves WatchFabricEvents. Watches spread over the
+//! processes sharing the database (core `spread`: each takes its share of the free ones, and
+//! lets go of what is beyond one more, so a process that joins gets some).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,13 +24,14 @@ use crate::cluster::{self, check};
 use crate::context::AppState;
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, LiveRecord};
-use crate::db::{self, events, fabrics, DbError};
+use crate::db::{self, events, fabrics, runs, DbError};
 use crate::drift::{mark_contested, refresh_pooled, DriftChange};
 use crate::proto::{FabricEvent, FabricEventType};
 use crate::sync::{health, queue};
 use fabricsync_core::drift::{heal, FieldManager};
 use fabricsync_core::live::{Change, Event, KindId, LiveIndex};
 use fabricsync_core::manifest::kinds::KindDef;
+use fabricsync_core::spread::spread;
 use fabricsync_core::vocab::{DriftStatus, Stream, SyncMode, Trigger, WatchScope, WatchStatus};
 use fabricsync_core::ResourceKey;
 
@@ -52,11 +55,12 @@ async fn supervise(state: AppState, database_url: String) {
     loop {
         let wanted = async {
             let mut conn = db::connect(&state.pool).await?;
-            fabrics::to_watch(&mut conn).await
+            let processes = runs::live_processes(&mut conn).await?;
+            Ok::<_, DbError>((fabrics::to_watch(&mut conn, LOCK_CLASS).await?, processes))
         };
         match wanted.await {
-            Ok(wanted) => {
-                let wanted: HashMap<Uuid, i64> = wanted.into_iter().collect();
+            Ok((listed, processes)) => {
+                let wanted: HashMap<Uuid, i64> = listed.iter().map(|f| (f.id, f.version)).collect();
                 // A changed fabric (new URL, token, kinds) restarts its watch; a deleted one, or
                 // one whose watch was disabled, stops it.
                 let mut stopped = Vec::new();
@@ -73,17 +77,33 @@ async fn supervise(state: AppState, database_url: String) {
                 for id in stopped {
                     set_status(&state, id, WatchStatus::Inactive, None).await;
                 }
-                for (id, version) in wanted {
-                    if running.contains_key(&id) {
-                        continue;
-                    }
-                    match try_lock(&database_url, id).await {
-                        Ok(Some(lock)) => {
-                            let span = info_span!("watch", fabric_id = %id);
-                            let task = tokio::spawn(watch_fabric(state.clone(), id, lock).instrument(span));
-                            running.insert(id, (version, task));
+                let plan = spread(wanted.len(), processes, running.len());
+                if plan.release > 0 {
+                    // Another process takes them on its next scan.
+                    let mut held: Vec<Uuid> = running.keys().copied().collect();
+                    held.sort();
+                    for id in held.into_iter().rev().take(plan.release) {
+                        if let Some((_, task)) = running.remove(&id) {
+                            task.abort();
                         }
-                        Ok(None) => {} // another process watches it
+                    }
+                    info!(released = plan.release, processes, "letting other processes take watches");
+                }
+                let free: Vec<&fabrics::ToWatch> =
+                    listed.iter().filter(|f| !f.held && !running.contains_key(&f.id)).collect();
+                let mut taken = 0;
+                for fabric in free {
+                    if taken >= plan.take {
+                        break;
+                    }
+                    match try_lock(&database_url, fabric.id).await {
+                        Ok(Some(lock)) => {
+                            let span = info_span!("watch", fabric_id = %fabric.id);
+                            let task = tokio::spawn(watch_fabric(state.clone(), fabric.id, lock).instrument(span));
+                            running.insert(fabric.id, (fabric.version, task));
+                            taken += 1;
+                        }
+                        Ok(None) => {} // another process took it first
                         Err(e) => warn!(error = %e, "advisory lock for a watch failed"),
                     }
                 }
@@ -129,7 +149,7 @@ pub async fn watched(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<bo
 async fn set_status(state: &AppState, fabric_id: Uuid, status: WatchStatus, error: Option<String>) {
     let set = async {
         let mut conn = db::connect(&state.pool).await?;
-        fabrics::set_watch_status(&mut conn, fabric_id, status, error.as_deref()).await
+        fabrics::set_watch_status(&mut conn, fabric_id, status, error.as_deref(), &state.process).await
     };
     if let Err(e) = set.await {
         warn!(error = %e, "could not record the watch status");

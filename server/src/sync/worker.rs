@@ -31,7 +31,7 @@ use crate::proto::{CancelledProgress, FailedProgress, FinishedProgress, Persisti
 /// `runs::claim`: another process takes a run over once its holder's lock is gone and its
 /// heartbeats stopped, not only when the lease ran out); they end when the server shuts down.
 pub async fn spawn(state: AppState, database_url: &str) -> Result<Vec<JoinHandle<()>>, DbError> {
-    let process = format!("{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
+    let process = state.process.to_string();
     let presence = runs::hold_presence(database_url, &process).await?;
     let mut tasks =
         vec![tokio::spawn(keep_presence(state.clone(), database_url.to_string(), process.clone(), presence))];

@@ -32,8 +32,18 @@ fn harness() -> PathBuf {
 
 impl KubeCluster {
     /// Starts the control plane and installs the Hedgehog CRDs; panics with its log if it
-    /// does not come up.
+    /// does not come up. A port taken between choosing and binding it is tried again.
     pub fn start() -> KubeCluster {
+        for _ in 0..5 {
+            if let Some(cluster) = Self::start_once() {
+                return cluster;
+            }
+        }
+        panic!("kube-apiserver found its port taken five times");
+    }
+
+    /// None when another process took the chosen port first.
+    fn start_once() -> Option<KubeCluster> {
         let dir = tempfile::tempdir().expect("temp dir");
         let tokens = dir.path().join("tokens.csv");
         std::fs::write(
@@ -59,23 +69,30 @@ impl KubeCluster {
             .expect("start kubeharness");
         let url = format!("https://127.0.0.1:{port}");
         let mut cluster = KubeCluster { child, dir, url, ca_pem: String::new() };
-        cluster.wait_ready();
+        if !cluster.wait_ready() {
+            return None;
+        }
         cluster.install_crds();
-        cluster
+        Some(cluster)
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the API server is ready; false when it exited because its port was taken.
+    fn wait_ready(&mut self) -> bool {
         let ca = self.dir.path().join("state/ca.crt");
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kube-apiserver exited ({status}): {}", self.log());
+                let log = self.log();
+                if log.contains("address already in use") {
+                    return false;
+                }
+                panic!("kube-apiserver exited ({status}): {log}");
             }
             if ca.exists() {
                 let ready = self.kubectl(&["get", "--raw", "/readyz"]);
                 if ready.status.success() {
                     self.ca_pem = std::fs::read_to_string(&ca).expect("read ca");
-                    return;
+                    return true;
                 }
             }
             assert!(Instant::now() < deadline, "kube-apiserver not ready in 90 s: {}", self.log());

@@ -940,8 +940,13 @@ class WatchActivity(_message.Message):
     STARTED_TIME_FIELD_NUMBER: _builtins.int
     LAST_EVENT_TIME_FIELD_NUMBER: _builtins.int
     EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    PROCESS_FIELD_NUMBER: _builtins.int
     event_count: _builtins.int
     """Changes seen since it started."""
+    process: _builtins.str
+    """The server process watching the fabric (`<pid>-<id>`; watches spread over the replicas
+    that share one database); empty while no watch runs.
+    """
     @_builtins.property
     def started_time(self) -> _timestamp_pb2.Timestamp:
         """When the current watch started (began listing); unset while the watch is inactive."""
@@ -956,10 +961,11 @@ class WatchActivity(_message.Message):
         started_time: _timestamp_pb2.Timestamp | None = ...,
         last_event_time: _timestamp_pb2.Timestamp | None = ...,
         event_count: _builtins.int = ...,
+        process: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_event_time", b"last_event_time", "started_time", b"started_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_count", b"event_count", "last_event_time", b"last_event_time", "started_time", b"started_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_count", b"event_count", "last_event_time", b"last_event_time", "process", b"process", "started_time", b"started_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,1 @@
+ALTER TABLE fabrics DROP COLUMN watch_process;
