@@ -24,11 +24,13 @@ pub struct AppState {
     pub hub: crate::db::hub::Hub,
     /// Parsed files by content, so re-pulls parse only what changed.
     pub parse_cache: Arc<fabricsync_core::manifest::cache::ParseCache>,
+    /// The process's Prometheus metrics (`metrics::global()`).
+    pub metrics: &'static crate::metrics::Metrics,
 }
 
 impl AppState {
     pub async fn conn(&self) -> Result<DbConn, DbError> {
-        Ok(self.pool.get().await?)
+        crate::db::connect(&self.pool).await
     }
 }
 
@@ -57,6 +59,8 @@ pub struct Settings {
     pub tls_reload: Duration,
     pub health_listen: Option<std::net::SocketAddr>,
     pub webhook_listen: Option<std::net::SocketAddr>,
+    /// Where `GET /metrics` is served (--metrics-listen); None: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Roles of client certificates (--client-cert-identities), for the auth layer.
     pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
     pub outbound: crate::outbound::Outbound,
@@ -96,6 +100,7 @@ impl Settings {
             tls_reload: Duration::from_secs(args.tls_reload_seconds.max(1)),
             health_listen: args.health_listen,
             webhook_listen: args.webhook_listen,
+            metrics_listen: args.metrics_listen.0,
             client_cert_identities: None,
             outbound,
             kinds: fabricsync_core::manifest::kinds::KindRegistry::hedgehog(),

@@ -23,6 +23,7 @@ pub mod drift;
 pub mod embedded_pg;
 pub mod git;
 pub mod memory;
+pub mod metrics;
 pub mod outbound;
 pub mod redact;
 pub mod server;

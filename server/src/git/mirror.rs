@@ -121,13 +121,23 @@ impl Mirror {
             }
         };
         let left = timeout.saturating_sub(started.elapsed());
-        let mut report = with_deadline(left, "fetching", tick, move |cancel| {
+        let fetched = with_deadline(left, "fetching", tick, move |cancel| {
             // Held until the worker ends, even when the caller has given up waiting.
             let _lock = lock;
             mirror.fetch_locked(&session, worker_counters, cancel)
-        })?;
-        report.duration = started.elapsed();
-        Ok(report)
+        });
+        let metrics = crate::metrics::global();
+        match fetched {
+            Ok(mut report) => {
+                report.duration = started.elapsed();
+                metrics.git_fetched(Ok(report.bytes_received), report.duration);
+                Ok(report)
+            }
+            Err(e) => {
+                metrics.git_fetched(Err(e.code()), started.elapsed());
+                Err(e)
+            }
+        }
     }
 
     /// Takes the fetch lock of this mirror, waiting until `deadline`. The OS releases it when the
