@@ -62,8 +62,9 @@ fn run_histogram() -> Histogram {
 pub enum Stage {
     /// Fetching the mirror, resolving the ref and reading the sources at the commit.
     Fetch,
+    /// Parsing the files (with each object's schema validation; unchanged files from the cache).
     Parse,
-    /// Schema and cross-object validation of the parsed objects.
+    /// Cross-object validation of the parsed objects (references, duplicates).
     Validate,
     /// What the pull changes against the stored desired state.
     Plan,
@@ -954,6 +955,39 @@ mod tests {
         assert!(text.contains(r#"fabricsync_drift_resources{fabric="b",status="missing"} 0"#), "{text}");
         m.set_fabrics(&[fabric("a", WatchStatus::Active)]);
         assert!(!m.encode().contains(r#"fabric="b""#), "a deleted fabric's gauges go");
+    }
+
+    /// Every metric, once recorded, is in the README's table.
+    #[test]
+    fn every_metric_is_documented() {
+        let m = Metrics::new();
+        m.call_started("x", CallType::Unary);
+        m.call_handled("x", CallType::Unary, Code::Ok, Duration::ZERO);
+        m.run_ended(SyncMode::Pull, Trigger::User, RunStatus::Succeeded, Duration::ZERO);
+        m.stage(SyncMode::Pull, Stage::Fetch, Duration::ZERO);
+        m.runs_active.get_or_create(&ModeLabels { mode: "pull" }).set(0);
+        m.set_queue(QueueGauges::default());
+        let fabric = FabricGauges {
+            name: "a".into(),
+            watch: WatchStatus::Active,
+            drift: Vec::new(),
+            last_watch_event: Some(chrono::Utc::now()),
+        };
+        m.set_fabrics(&[fabric]);
+        m.watch_events("a", 1);
+        m.applied(ApplyResult::Created);
+        m.apply_retried("cluster.busy");
+        m.git_fetched(Ok(1), Duration::ZERO);
+        m.set_pool(PoolGauges::default());
+        m.pool_waited(Duration::ZERO);
+        let readme = include_str!("../../README.md");
+        let text = m.encode();
+        let names: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+        assert_eq!(names.len(), 28, "{names:?}");
+        for name in names {
+            assert!(readme.contains(&format!("| `{name}` |")), "README's Metrics table lacks {name}");
+        }
     }
 
     #[test]
