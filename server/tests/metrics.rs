@@ -230,3 +230,54 @@ fn the_parser_reads_labels_and_values() {
     assert_eq!(samples[1].value, 0.5);
     assert_eq!(samples[2].labels.get("le").map(String::as_str), Some("+Inf"));
 }
+
+/// A FULL run on a real kube-apiserver, then the fabric's watch: apply objects, waves, the
+/// rollout stage, the watch's state and events, drift read from the store.
+#[tokio::test]
+async fn metrics_of_an_apply_and_a_watch() {
+    let kube = support::kube::KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let keys = Keyring::generate_key_line("test-key");
+    let server =
+        ServerProcess::start_with(&support::fresh_database().await, &keys, &["--metrics-listen", &listen]).await;
+    let mut c = Clients::new(server.channel().await);
+    let cluster = support::sync::cluster_input(&kube, support::kube::ADMIN_TOKEN);
+    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster)).await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+
+    // The watch starts within a few seconds of the fabric having a cluster.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let m = scrape(port).await;
+        let active = m.matching("fabricsync_watch_state", &[("fabric", "lab"), ("state", "active")]);
+        let events = m.sum("fabricsync_watch_events_total", &[("fabric", "lab")]);
+        if active.first().is_some_and(|s| s.value == 1.0) && events > 0.0 {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the watch is not active in the metrics:\n{}", m.body);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(m.sum("fabricsync_watch_state", &[("fabric", "lab")]), 1.0, "one-hot");
+    assert!(m.value("fabricsync_watch_last_event_timestamp_seconds", &[("fabric", "lab")]) > 1.7e9);
+
+    let full = [("mode", "full"), ("trigger", "user"), ("outcome", "succeeded")];
+    assert_eq!(m.value("fabricsync_sync_runs_ended_total", &full), 1.0);
+    assert_eq!(m.value("fabricsync_apply_objects_total", &[("result", "create")]), LAB_OBJECTS as f64);
+    assert_eq!(m.sum("fabricsync_apply_objects_total", &[]), LAB_OBJECTS as f64, "nothing failed or pruned");
+    assert!(
+        m.value("fabricsync_sync_stage_duration_seconds_count", &[("mode", "full"), ("stage", "apply_wave")]) >= 2.0
+    );
+    for stage in ["fetch", "parse", "validate", "plan", "persist", "rollout"] {
+        let labels = [("mode", "full"), ("stage", stage)];
+        assert_eq!(m.value("fabricsync_sync_stage_duration_seconds_count", &labels), 1.0, "stage {stage}");
+    }
+    assert!(m.matching("fabricsync_sync_stage_duration_seconds_count", &[("stage", "prune")]).is_empty());
+    assert_eq!(m.sum("fabricsync_drift_resources", &[("fabric", "lab")]), LAB_OBJECTS as f64);
+    assert_eq!(m.value("fabricsync_apply_circuits_open", &[]), 0.0);
+    assert_eq!(m.value("fabricsync_apply_circuit_opened_total", &[]), 0.0);
+    // The cluster's URL and token are nowhere.
+    assert!(!m.body.contains(&kube.url) && !m.body.contains(support::kube::ADMIN_TOKEN), "{}", m.body);
+}
