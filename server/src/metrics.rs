@@ -711,7 +711,7 @@ where
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         let (method, kind) = (self.method_of)(req.uri().path()).unwrap_or((UNKNOWN_METHOD, CallType::Unary));
         self.metrics.call_started(method, kind);
-        let mut call = Some(Call { metrics: self.metrics, method, kind, started: Instant::now() });
+        let mut call = Some(Call { metrics: self.metrics, method, kind, started: Instant::now(), ended: false });
         let future = self.inner.call(req);
         Box::pin(async move {
             match future.await {
@@ -735,17 +735,32 @@ where
     }
 }
 
-/// A call not yet counted as ended.
+/// A call not yet counted as ended; one dropped before its status (the client went away, the
+/// call's future or its response body dropped) ends as Canceled.
 struct Call {
     metrics: &'static Metrics,
     method: &'static str,
     kind: CallType,
     started: Instant,
+    ended: bool,
 }
 
 impl Call {
-    fn end(self, code: Code) {
-        self.metrics.call_handled(self.method, self.kind, code, self.started.elapsed());
+    fn end(mut self, code: Code) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: Code) {
+        if !self.ended {
+            self.ended = true;
+            self.metrics.call_handled(self.method, self.kind, code, self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.record(Code::Cancelled);
     }
 }
 
@@ -756,18 +771,10 @@ fn status_of(headers: &http::HeaderMap) -> Option<Code> {
 }
 
 /// A response body that counts its call as ended at its trailers; one dropped before them
-/// (the client went away) ends as Canceled.
+/// (the client went away) ends as Canceled (see `Call`).
 pub struct MeteredBody<B> {
     inner: B,
     call: Option<Call>,
-}
-
-impl<B> Drop for MeteredBody<B> {
-    fn drop(&mut self) {
-        if let Some(call) = self.call.take() {
-            call.end(Code::Cancelled);
-        }
-    }
 }
 
 impl<B: HttpBody + Unpin> HttpBody for MeteredBody<B> {
@@ -928,6 +935,24 @@ mod tests {
         assert_eq!(status_kib(status, "VmRSS:"), Some(10240 * 1024));
         assert_eq!(status_kib(status, "VmSize:"), Some(204800 * 1024));
         assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn a_call_dropped_before_its_status_is_canceled() {
+        let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+        let call = || Call { metrics: m, method: "m", kind: CallType::Unary, started: Instant::now(), ended: false };
+        call().end(Code::NotFound);
+        drop(call());
+        let text = m.encode();
+        assert!(
+            text.contains(r#"fabricsync_grpc_server_handled_total{method="m",type="unary",code="NotFound"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fabricsync_grpc_server_handled_total{method="m",type="unary",code="Canceled"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"fabricsync_grpc_server_handling_seconds_count{method="m",type="unary"} 2"#), "{text}");
     }
 
     #[test]
