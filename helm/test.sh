@@ -4,12 +4,15 @@
 #   2. helm lint, helm template of three variants (generated key, TLS certificate and admin
 #      token, 2 replicas; existing key, TLS and token Secrets with mTLS, certificate identities,
 #      a NetworkPolicy with selectors, 3 replicas, CRDs ConfigMap, PDB; plaintext behind a mesh),
-#      and negative cases: no database Secret, values the schema or the chart rejects;
+#      the metrics port and a ServiceMonitor (rendered only: the test API server has no
+#      Prometheus Operator CRDs), and negative cases: no database Secret, values the schema or
+#      the chart rejects;
 #   3. on a real kube-apiserver (tests/sdk-fixture.sh): a server-side dry run of each variant,
 #      a real install/upgrade/uninstall (the generated key, certificate and token survive the
 #      upgrade; key and token Secrets are kept), and one more fabricsync process started with
 #      the installed ConfigMap, key, certificate and token Secrets against the fixture's
-#      PostgreSQL, checked with the gRPC health service over TLS and on the health port.
+#      PostgreSQL, checked with the gRPC health service over TLS and on the health port, and
+#      scraped on its metrics port.
 # Needs go, and for step 3 target/debug/fabricsync, .tools/bin/kubeharness and grpcurl.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -102,6 +105,40 @@ line=$(sed -n 's/^  keys: //p' "$work/default.yaml" | base64 -d)
 [ "$(echo "$line" | awk '{print $2}' | base64 -d | wc -c)" = 32 ] || fail "generated key is not 32 bytes: $line"
 echo "ok: the three variants render"
 
+# Metrics: on by default on their own port (pod, Service, NetworkPolicy), no ServiceMonitor
+# unless asked; a ServiceMonitor renders with its labels and interval (render-only: the
+# Prometheus Operator's CRD is not installed on the test API server).
+for f in "$work/default.yaml" "$work/existing-key.yaml"; do
+  grep -q 'FABRICSYNC_METRICS_LISTEN: "0.0.0.0:9464"' "$f" || fail "$f: metrics not listening on 0.0.0.0:9464"
+  grep -B1 -A2 -- '- name: metrics$' "$f" | grep -q 'containerPort: 9464$' || fail "$f: no metrics container port"
+  grep -A3 -- '- name: metrics$' "$f" | grep -q 'targetPort: metrics$' || fail "$f: no metrics port on the Service"
+  ! grep -q '^kind: ServiceMonitor$' "$f" || fail "$f: a ServiceMonitor without metrics.serviceMonitor.enabled"
+done
+grep -A2 '# Prometheus, from networkPolicy.metricsFrom' "$work/default.yaml" | grep -q 'port: metrics$' \
+  || fail "default: the NetworkPolicy does not admit the metrics port"
+"$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set metrics.serviceMonitor.enabled=true \
+  --set metrics.serviceMonitor.labels.release=kube-prometheus --set metrics.serviceMonitor.interval=15s \
+  --set metrics.port=9100 --set-json 'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]' \
+  >"$work/servicemonitor.yaml"
+"$helm" lint --strict "$chart" -f "$chart/ci/default-values.yaml" --set metrics.serviceMonitor.enabled=true >/dev/null \
+  || fail "helm lint with a ServiceMonitor"
+awk '/^kind: ServiceMonitor$/{p=1} p && /^---/{exit} p' "$work/servicemonitor.yaml" >"$work/sm.yaml"
+[ -s "$work/sm.yaml" ] || fail "servicemonitor: no ServiceMonitor rendered"
+grep -B1 '^kind: ServiceMonitor$' "$work/servicemonitor.yaml" | grep -q '^apiVersion: monitoring.coreos.com/v1$' \
+  || fail "servicemonitor: not monitoring.coreos.com/v1"
+for want in '^  name: fs-fabricsync$' '^  namespace: fabricsync$' '^    release: kube-prometheus$' \
+  '^      app.kubernetes.io/name: fabricsync$' '^      app.kubernetes.io/instance: fs$' '^      - fabricsync$' \
+  '^    - port: metrics$' '^      path: /metrics$' '^      scheme: http$' '^      interval: 15s$' '^      scrapeTimeout: 10s$'; do
+  grep -q -- "$want" "$work/sm.yaml" || { cat "$work/sm.yaml" >&2; fail "servicemonitor: no line $want"; }
+done
+grep -q 'FABRICSYNC_METRICS_LISTEN: "0.0.0.0:9100"' "$work/servicemonitor.yaml" || fail "servicemonitor: metrics.port not used"
+grep -A8 '# Prometheus, from networkPolicy.metricsFrom' "$work/servicemonitor.yaml" | grep -q 'kubernetes.io/metadata.name: monitoring' \
+  || fail "servicemonitor: networkPolicy.metricsFrom not applied"
+"$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set metrics.enabled=false >"$work/no-metrics.yaml"
+grep -q 'FABRICSYNC_METRICS_LISTEN: "off"' "$work/no-metrics.yaml" || fail "no-metrics: metrics not turned off"
+! grep -q -- '- name: metrics$\|port: metrics$' "$work/no-metrics.yaml" || fail "no-metrics: a metrics port rendered"
+echo "ok: metrics port, NetworkPolicy rule and ServiceMonitor render"
+
 echo "== negative cases"
 expect_fail "no database Secret" "database.existingSecret is required" \
   "$helm" template fs "$chart" -n "$ns"
@@ -111,6 +148,12 @@ expect_fail "unknown key (typo replica)" "additional properties 'replica'" \
   "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set replica=3
 expect_fail "logFormat: xml" "logFormat" \
   "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set config.logFormat=xml
+expect_fail "ServiceMonitor without metrics" "metrics.serviceMonitor.enabled needs metrics.enabled" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set metrics.enabled=false --set metrics.serviceMonitor.enabled=true
+expect_fail "metrics.serviceMonitor.interval: soon" "interval" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set metrics.serviceMonitor.interval=soon
+expect_fail "extraEnv redefining FABRICSYNC_METRICS_LISTEN" "set by the chart" \
+  "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set config.extraEnv.FABRICSYNC_METRICS_LISTEN=off
 expect_fail "extraEnv redefining FABRICSYNC_LISTEN" "set by the chart" \
   "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set config.extraEnv.FABRICSYNC_LISTEN=127.0.0.1:1
 expect_fail "insecurePlaintext with a TLS Secret" "insecurePlaintext: true turns TLS off" \
@@ -160,7 +203,8 @@ helm() { "$HELM" --kubeconfig "$WORK/kubeconfig" -n "$NS" "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 hport=$(free_port)
-ports=(--set containerPort="$port" --set healthPort="$hport")
+mport=$(free_port)
+ports=(--set containerPort="$port" --set healthPort="$hport" --set metrics.port="$mport")
 helm install fs "$CHART" -f "$CHART/ci/default-values.yaml" "${ports[@]}" >"$WORK/notes"
 grep -q "grpcurl -cacert fabricsync-ca.crt -servername fs-fabricsync.$NS.svc -H \"authorization: Bearer \$TOKEN\" localhost:50051 list" "$WORK/notes" \
   || { cat "$WORK/notes" >&2; fail "NOTES has no grpcurl command with TLS and the token"; }
@@ -214,6 +258,17 @@ fi
 "$grpcurl" -plaintext "127.0.0.1:$hport" grpc.health.v1.Health/Check | grep -q SERVING || fail "the health port is not SERVING"
 ! "$grpcurl" -plaintext -max-time 5 "127.0.0.1:$port" grpc.health.v1.Health/Check >/dev/null 2>&1 || fail "the gRPC port answered plaintext"
 echo "ok: the replica serves TLS with the chart's certificate on $port, plaintext health on $hport"
+# Prometheus' view: the metrics port of the chart, plain HTTP, the text format.
+python3 - "$mport" >"$WORK/pod/metrics" <<'SCRAPE' || fail "the replica serves no metrics on $mport"
+import sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10) as r:
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers["Content-Type"]
+    sys.stdout.write(r.read().decode())
+SCRAPE
+grep -q '^fabricsync_grpc_server_handled_total{method="grpc.health.v1.Health/Check",type="unary",code="OK"} ' "$WORK/pod/metrics" \
+  || { cat "$WORK/pod/metrics" >&2; fail "the replica's metrics do not count its health checks"; }
+grep -q '^fabricsync_db_pool_max_connections ' "$WORK/pod/metrics" || fail "the replica's metrics have no pool gauges"
+echo "ok: the replica serves Prometheus metrics on $mport"
 head -c 1 "$WORK/pod/log" | grep -q '{' || fail "log is not JSON"
 kill -TERM $pid
 wait $pid || fail "the replica did not exit cleanly on SIGTERM"

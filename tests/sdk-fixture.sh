@@ -102,7 +102,7 @@ fi
 
 # The server, with its embedded PostgreSQL in the fixture's directory.
 gport=$(free_port)
-"$bin" serve --listen "127.0.0.1:$gport" --data-dir "$dir/server" --log-format json "${tls_args[@]}" >"$dir/server.log" 2>&1 &
+"$bin" serve --listen "127.0.0.1:$gport" --metrics-listen off --data-dir "$dir/server" --log-format json "${tls_args[@]}" >"$dir/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 600); do
   (exec 3<>"/dev/tcp/127.0.0.1/$gport") 2>/dev/null && break

@@ -270,6 +270,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_WEBHOOK_LISTEN")]
     pub webhook_listen: Option<SocketAddr>,
 
+    /// Serve Prometheus metrics at `GET /metrics` on this address, plaintext HTTP without
+    /// authentication: keep it on loopback or inside the cluster network. Empty or `off` turns
+    /// it off.
+    #[arg(long, env = "FABRICSYNC_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_metrics_listen)]
+    pub metrics_listen: MetricsListen,
+
     /// Accept file:// repository URLs (paths on this server; never inside --data-dir). Without
     /// DATABASE_URL and with a loopback --listen (the embedded default) they are accepted anyway.
     #[arg(long, env = "FABRICSYNC_ALLOW_FILE_REPOSITORIES")]
@@ -297,5 +303,45 @@ impl ServeArgs {
             }),
             _ => None,
         }
+    }
+}
+
+/// `--metrics-listen`: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+/// An address, or `off` / empty for none.
+pub fn parse_metrics_listen(value: &str) -> Result<MetricsListen, String> {
+    let value = value.trim();
+    if value.is_empty() || value.eq_ignore_ascii_case("off") {
+        return Ok(MetricsListen(None));
+    }
+    value
+        .parse::<SocketAddr>()
+        .map(|addr| MetricsListen(Some(addr)))
+        .map_err(|e| format!("{e}: an address such as 127.0.0.1:9464, or off"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_listen_is_an_address_or_off() {
+        assert_eq!(parse_metrics_listen("127.0.0.1:9464"), Ok(MetricsListen(Some(([127, 0, 0, 1], 9464).into()))));
+        assert_eq!(parse_metrics_listen("off"), Ok(MetricsListen(None)));
+        assert_eq!(parse_metrics_listen("OFF"), Ok(MetricsListen(None)));
+        assert_eq!(parse_metrics_listen(""), Ok(MetricsListen(None)));
+        assert!(parse_metrics_listen("localhost").is_err());
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_loopback() {
+        let cli = Cli::try_parse_from(["fabricsync", "serve"]).expect("parses");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.metrics_listen, MetricsListen(Some(([127, 0, 0, 1], 9464).into())));
+        let cli = Cli::try_parse_from(["fabricsync", "serve", "--metrics-listen", ""]).expect("parses");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.metrics_listen, MetricsListen(None));
     }
 }

@@ -27,11 +27,13 @@ pub struct AppState {
     /// This process's name in PostgreSQL (`<pid>-<random>`): its presence lock, the prefix of
     /// its workers' run claims, and the `watch_process` of the fabrics it watches.
     pub process: Arc<str>,
+    /// The process's Prometheus metrics (`metrics::global()`).
+    pub metrics: &'static crate::metrics::Metrics,
 }
 
 impl AppState {
     pub async fn conn(&self) -> Result<DbConn, DbError> {
-        Ok(self.pool.get().await?)
+        crate::db::connect(&self.pool).await
     }
 }
 
@@ -60,6 +62,8 @@ pub struct Settings {
     pub tls_reload: Duration,
     pub health_listen: Option<std::net::SocketAddr>,
     pub webhook_listen: Option<std::net::SocketAddr>,
+    /// Where `GET /metrics` is served (--metrics-listen); None: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Roles of client certificates (--client-cert-identities), for the auth layer.
     pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
     pub outbound: crate::outbound::Outbound,
@@ -99,6 +103,7 @@ impl Settings {
             tls_reload: Duration::from_secs(args.tls_reload_seconds.max(1)),
             health_listen: args.health_listen,
             webhook_listen: args.webhook_listen,
+            metrics_listen: args.metrics_listen.0,
             client_cert_identities: None,
             outbound,
             kinds: fabricsync_core::manifest::kinds::KindRegistry::hedgehog(),

@@ -6,7 +6,8 @@
 //! (and `webhook`, the HTTP receiver of Git push deliveries),
 //! `api` (tonic services, error mapping), `sync` (the engine and its watches), `drift` (drift's
 //! I/O shell), `git` (gix), `cluster` (kube), `db` (diesel), `crypto` (secrets at rest), with
-//! `context` (what they share) and `convert` (the domain as proto).
+//! `context` (what they share) and `convert` (the domain as proto); `metrics` (Prometheus), a
+//! leaf the others record into.
 
 pub mod api;
 pub mod app;
@@ -23,6 +24,7 @@ pub mod drift;
 pub mod embedded_pg;
 pub mod git;
 pub mod memory;
+pub mod metrics;
 pub mod outbound;
 pub mod redact;
 pub mod server;

@@ -45,6 +45,7 @@ pub async fn serve(
         hub,
         parse_cache: Default::default(),
         process: format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]).into(),
+        metrics: crate::metrics::global(),
     };
     let (gate, audit_writer) = gate(&settings, &state);
     let mut workers = crate::sync::worker::spawn(state.clone(), database_url).await?;
@@ -56,6 +57,18 @@ pub async fn serve(
         info!(address = %listener.local_addr()?, tls = tls.is_some(), "webhook receiver listening");
         let tls = tls.as_ref().map(|(tls, _)| tls.clone());
         workers.push(tokio::spawn(crate::webhook::serve(state.clone(), gate.audit.clone(), listener, tls)));
+    }
+
+    if let Some(addr) = settings.metrics_listen {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        info!(address = %local, loopback = local.ip().is_loopback(), "metrics listening (GET /metrics, plaintext, unauthenticated)");
+        let sampled = state.clone();
+        let refresh: crate::metrics::Refresh = Arc::new(move || {
+            let state = sampled.clone();
+            Box::pin(async move { sample_gauges(&state).await })
+        });
+        workers.push(tokio::spawn(crate::metrics::serve(state.metrics, listener, refresh, state.shutdown.clone())));
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -107,6 +120,8 @@ pub async fn serve(
     let router = Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         .timeout(settings.request_timeout)
+        // Outermost: calls the auth layer refuses are counted too.
+        .layer(crate::metrics::GrpcLayer::new(state.metrics, grpc_method))
         .layer(crate::auth::layer::AuthLayer::new(gate))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -167,6 +182,41 @@ fn gate(settings: &Settings, state: &AppState) -> (Arc<crate::auth::layer::Gate>
         fabric_names: Default::default(),
     };
     (Arc::new(gate), writer)
+}
+
+/// The metric labels of a request path: the method as the rules table names it (so unknown
+/// paths share one label), and whether it streams.
+fn grpc_method(path: &str) -> Option<(&'static str, crate::metrics::CallType)> {
+    use crate::metrics::CallType;
+    crate::auth::rules::rule(path)
+        .map(|rule| (rule.method, if rule.streaming { CallType::Stream } else { CallType::Unary }))
+}
+
+/// What the metrics read at scrape time: the run queue and the fabrics (two queries), the
+/// pool, the circuit breakers. A failed read leaves the last values and is logged.
+async fn sample_gauges(state: &AppState) {
+    let metrics = state.metrics;
+    let status = state.pool.status();
+    metrics.set_pool(crate::metrics::PoolGauges {
+        max: status.max_size,
+        in_use: status.size.saturating_sub(status.available),
+        idle: status.available,
+        waiting: status.waiting,
+    });
+    metrics.set_circuits_open(crate::cluster::breaker::breakers().open_count(std::time::Instant::now()));
+    let read = async {
+        let mut conn = crate::db::connect(&state.pool).await?;
+        let queue = crate::db::runs::queue_gauges(&mut conn).await?;
+        let fabrics = crate::db::fabrics::metric_gauges(&mut conn).await?;
+        Ok::<_, crate::db::DbError>((queue, fabrics))
+    };
+    match read.await {
+        Ok((queue, fabrics)) => {
+            metrics.set_queue(queue);
+            metrics.set_fabrics(&fabrics);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the metrics' gauges from the database"),
+    }
 }
 
 /// The overall status (`""`, what probes check) and every service's go together.

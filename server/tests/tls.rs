@@ -410,6 +410,7 @@ fn run_serve(listen: &str, envs: &[(&str, &str)], db: &str, keys: &str, data: &P
         .env("DATABASE_URL", db)
         .env("FABRICSYNC_ENCRYPTION_KEYS", keys)
         .env("FABRICSYNC_DATA_DIR", data)
+        .env("FABRICSYNC_METRICS_LISTEN", "off")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

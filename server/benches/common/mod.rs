@@ -74,6 +74,7 @@ pub fn start_server(database_url: &str, data_dir: &Path) -> Server {
         .env("DATABASE_URL", database_url)
         .env("FABRICSYNC_ENCRYPTION_KEYS", fabricsync::crypto::Keyring::generate_key_line("bench"))
         .env("FABRICSYNC_DATA_DIR", data_dir)
+        .env("FABRICSYNC_METRICS_LISTEN", "off")
         .env("FABRICSYNC_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::null())
         .stderr(log)

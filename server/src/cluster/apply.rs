@@ -187,6 +187,7 @@ where
         breakers.record(cluster, result.as_ref().map(|_| ()), Instant::now());
         match result {
             Err(e) if e.is_transient() && attempt + 1 < ATTEMPTS => {
+                crate::metrics::global().apply_retried(e.code());
                 let wait = match &e {
                     ClusterError::Busy { retry_after: Some(s), .. } => {
                         Duration::from_secs(u64::from(*s).min(MAX_RETRY_AFTER))

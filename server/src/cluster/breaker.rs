@@ -43,6 +43,12 @@ impl Breakers {
         }
     }
 
+    /// Clusters whose circuit is open at `now` (the metrics read it at scrape time).
+    pub fn open_count(&self, now: Instant) -> usize {
+        let clusters = self.clusters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        clusters.values().filter(|s| s.open_until.is_some_and(|until| now < until)).count()
+    }
+
     /// Records the outcome of a request; only transient failures count against the cluster.
     pub fn record(&self, cluster: &str, outcome: Result<(), &ClusterError>, now: Instant) {
         let mut clusters = self.clusters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -51,6 +57,9 @@ impl Breakers {
             Err(e) if e.is_transient() => {
                 state.failures += 1;
                 if state.failures >= THRESHOLD {
+                    if state.open_until.is_none_or(|until| until <= now) {
+                        crate::metrics::global().circuit_opened();
+                    }
                     state.open_until = Some(now + OPEN_FOR);
                 }
             }
@@ -77,6 +86,8 @@ mod tests {
         assert!(b.check("https://a", t0).is_err());
         assert!(b.check("https://b", t0).is_ok(), "other clusters are not affected");
         assert!(b.check("https://a", t0 + OPEN_FOR).is_ok(), "half-open after the pause");
+        assert_eq!(b.open_count(t0), 1);
+        assert_eq!(b.open_count(t0 + OPEN_FOR), 0);
     }
 
     #[test]

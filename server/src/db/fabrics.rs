@@ -441,3 +441,50 @@ pub async fn set_health(conn: &mut AsyncPgConnection, id: Uuid, health: &StoredH
     diesel::update(fabrics::table.find(id)).set(fabrics::health.eq(Some(Json(health.clone())))).execute(conn).await?;
     Ok(())
 }
+
+/// Per fabric, what the metrics read at scrape time: its watch state, its last watch event and
+/// its resources per drift status (counted on the (fabric, drift status) index).
+pub async fn metric_gauges(conn: &mut AsyncPgConnection) -> Result<Vec<crate::metrics::FabricGauges>, DbError> {
+    use diesel::sql_types::{Int8, Nullable, Text, Timestamptz};
+    use fabricsync_core::vocab::{DriftStatus, Word};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Text)]
+        watch_status: String,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        last_event: Option<DateTime<Utc>>,
+        #[diesel(sql_type = Nullable<Text>)]
+        drift_status: Option<String>,
+        #[diesel(sql_type = Int8)]
+        resources: i64,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT f.name, f.watch_status, f.watch_last_event_at AS last_event, d.drift_status, \
+                COALESCE(d.n, 0) AS resources \
+         FROM fabrics f LEFT JOIN ( \
+             SELECT fabric_id, drift_status, count(*) AS n FROM resources GROUP BY fabric_id, drift_status \
+         ) d ON d.fabric_id = f.id \
+         ORDER BY f.name",
+    )
+    .load(conn)
+    .await?;
+    let mut fabrics: Vec<crate::metrics::FabricGauges> = Vec::new();
+    for row in rows {
+        if fabrics.last().is_none_or(|f| f.name != row.name) {
+            fabrics.push(crate::metrics::FabricGauges {
+                name: row.name.clone(),
+                watch: WatchStatus::parse(&row.watch_status).unwrap_or(WatchStatus::Inactive),
+                drift: Vec::new(),
+                last_watch_event: row.last_event,
+            });
+        }
+        if let (Some(fabric), Some(status)) =
+            (fabrics.last_mut(), row.drift_status.as_deref().and_then(DriftStatus::parse))
+        {
+            fabric.drift.push((status, row.resources));
+        }
+    }
+    Ok(fabrics)
+}

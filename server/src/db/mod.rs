@@ -97,8 +97,12 @@ pub fn advisory_lock_held(class: &str, key: &str) -> String {
     )
 }
 
+/// A connection of the pool; the wait for it is measured (`fabricsync_db_pool_wait_seconds`).
 pub async fn connect(pool: &DbPool) -> Result<DbConn, DbError> {
-    Ok(pool.get().await?)
+    let started = std::time::Instant::now();
+    let conn = pool.get().await;
+    crate::metrics::global().pool_waited(started.elapsed());
+    Ok(conn?)
 }
 
 /// Applies pending migrations; idempotent, and safe when several replicas start at once

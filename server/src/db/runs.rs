@@ -340,3 +340,27 @@ pub async fn release(conn: &mut AsyncPgConnection, id: Uuid, worker: &str) -> Re
     .await?;
     Ok(())
 }
+
+/// The queue across every process, for the metrics: queued and running runs and the wait of
+/// the oldest queued one (one scan of the claimable index).
+pub async fn queue_gauges(conn: &mut AsyncPgConnection) -> Result<crate::metrics::QueueGauges, DbError> {
+    use diesel::sql_types::{Double, Int8};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Int8)]
+        queued: i64,
+        #[diesel(sql_type = Int8)]
+        running: i64,
+        #[diesel(sql_type = Double)]
+        oldest: f64,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE status = 'queued') AS queued, \
+                count(*) FILTER (WHERE status = 'running') AS running, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'queued')), 0)::float8 AS oldest \
+         FROM sync_runs WHERE status IN ('queued', 'running')",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(crate::metrics::QueueGauges { queued: row.queued, running: row.running, oldest_queued_seconds: row.oldest })
+}

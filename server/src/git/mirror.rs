@@ -146,6 +146,32 @@ impl Mirror {
     ) -> Result<FetchReport, GitError> {
         let wanted = wanted_refs(wanted);
         let started = Instant::now();
+        // Measured whole: a refused address or a wait for the lock that times out count too.
+        let fetched = self.fetch_timed(outbound, url, auth, wanted, timeout, progress);
+        let metrics = crate::metrics::global();
+        match fetched {
+            Ok(mut report) => {
+                report.duration = started.elapsed();
+                metrics.git_fetched(Ok(report.bytes_received), report.duration);
+                Ok(report)
+            }
+            Err(e) => {
+                metrics.git_fetched(Err(e.code()), started.elapsed());
+                Err(e)
+            }
+        }
+    }
+
+    fn fetch_timed(
+        &self,
+        outbound: &Outbound,
+        url: &str,
+        auth: &Auth,
+        wanted: Option<Vec<String>>,
+        timeout: Duration,
+        progress: &mut dyn FnMut(FetchProgress),
+    ) -> Result<FetchReport, GitError> {
+        let started = Instant::now();
         let session = Session::new(outbound, url, auth, timeout)?;
         let lock = self.lock(started + timeout)?;
         let counters = Counters::default();
@@ -161,13 +187,11 @@ impl Mirror {
             }
         };
         let left = timeout.saturating_sub(started.elapsed());
-        let mut report = with_deadline(left, "fetching", tick, move |cancel| {
+        with_deadline(left, "fetching", tick, move |cancel| {
             // Held until the worker ends, even when the caller has given up waiting.
             let _lock = lock;
             mirror.fetch_locked(&session, wanted.as_deref(), worker_counters, cancel)
-        })?;
-        report.duration = started.elapsed();
-        Ok(report)
+        })
     }
 
     /// Takes the fetch lock of this mirror, waiting until `deadline`. The OS releases it when the

@@ -14,6 +14,7 @@ use crate::context::AppState;
 use crate::db::fabrics::FabricRow;
 use crate::db::resources::{self, ApplyEntry, ApplyRecord, WatchedLive};
 use crate::db::{self, runs::RunRow};
+use crate::metrics::{ApplyResult, Stage};
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::ApplyingProgress;
 use crate::sync::watch;
@@ -141,12 +142,19 @@ pub async fn apply(
     for (n, (wave, indexes)) in send.iter().enumerate() {
         scope.checkpoint()?;
         let wave_number = i32::try_from(n).unwrap_or(i32::MAX);
+        let wave_timer = scope.timer(Stage::ApplyWave);
         let mut results = applier.apply_wave(&desired, indexes, &live_by_key, kinds).await;
         let mut failed = 0usize;
         while let Some((i, outcome)) = results.next().await {
             let d = &desired[i];
             done += 1;
             report.counters.applied += 1;
+            state.metrics.applied(match &outcome {
+                Applied::Created { .. } => ApplyResult::Created,
+                Applied::Updated { .. } => ApplyResult::Updated,
+                Applied::Unchanged { .. } => ApplyResult::Unchanged,
+                Applied::Failed(_) => ApplyResult::Failed,
+            });
             match outcome {
                 Applied::Created { uid, resource_version } => {
                     report.counters.created += 1;
@@ -177,6 +185,7 @@ pub async fn apply(
             }
         }
         drop(results);
+        drop(wave_timer);
         if !run.dry_run {
             save(state, &records).await?;
             records.clear();
@@ -195,22 +204,27 @@ pub async fn apply(
         save(state, &records).await?;
     }
     // Orphans go with the fabric's prune policy, or when a Remediate run names them.
+    let prune_timer = (!plan.prune.is_empty()).then(|| scope.timer(Stage::Prune));
     for gone in plan.prune.iter().map(|&i| &live[i]) {
         scope.checkpoint()?;
         match applier.delete(gone, kinds).await {
             Ok(()) => {
+                state.metrics.applied(ApplyResult::Deleted);
                 report.counters.pruned += 1;
                 report.changes.push(change(&gone.key, &gone.version, ChangeAction::Delete, Vec::new()));
             }
             Err(e) => {
+                state.metrics.applied(ApplyResult::Failed);
                 let message = format!("prune of {} failed: {}", describe(&gone.key), say(&e));
                 report.diagnostics.push(run_diagnostic(e.code(), message.clone()));
                 report.error.get_or_insert(message);
             }
         }
     }
+    drop(prune_timer);
     // What was applied is only accepted by the API server: see it reach the switches.
     if !run.dry_run && report.error.is_none() {
+        let _rollout = scope.timer(Stage::Rollout);
         if let Some(message) = super::rollout::follow(state, fabric, run, &client, &redactor, scope).await? {
             report.diagnostics.push(run_diagnostic("rollout.incomplete", message.clone()));
             report.error = Some(message);

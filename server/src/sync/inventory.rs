@@ -49,8 +49,11 @@ pub async fn execute(state: &AppState, worker: &str, run: &RunRow, flags: &RunFl
     // A deleted fabric takes its runs with it.
     let Some(fabric) = fabrics::get(&mut conn, run.fabric_id).await? else { return Ok(()) };
     drop(conn);
-    let scope = Scope::for_run(state.clone(), fabric.id, flags.clone());
-    let ending = match read(state, &fabric, &scope).await {
+    let scope = Scope::for_run(state.clone(), fabric.id, flags.clone(), run.mode);
+    let timer = state.metrics.timer(run.mode, crate::metrics::Stage::Inventory);
+    let read = read(state, &fabric, &scope).await;
+    drop(timer);
+    let ending = match read {
         Ok(read) => Ending::Read(read),
         Err(Failure::Run(PullError::Cancelled)) => Ending::Cancelled,
         Err(Failure::Run(e)) => return Err(e),
@@ -261,6 +264,7 @@ async fn conclude(state: &AppState, worker: &str, run: &RunRow, ending: Ending) 
     match result {
         Held::Done => {
             info!(status = %status, "inventory import ended");
+            super::run_ended(state, run, status);
             Ok(())
         }
         Held::Lost => Err(PullError::Lost),

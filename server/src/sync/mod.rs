@@ -32,6 +32,18 @@ pub const PROGRESS: Stream = Stream::Progress;
 pub const MAX_STORED_DIAGNOSTICS: usize = 1000;
 pub const MAX_STORED_CHANGES: usize = 10_000;
 
+/// Counts a run this process concluded with `status` (`fabricsync_sync_runs_ended_total` and
+/// its duration since the run started).
+pub(crate) fn run_ended(
+    state: &crate::context::AppState,
+    run: &crate::db::runs::RunRow,
+    status: fabricsync_core::vocab::RunStatus,
+) {
+    let since = run.started_at.unwrap_or(run.created_at);
+    let elapsed = (crate::db::now() - since).to_std().unwrap_or_default();
+    state.metrics.run_ended(run.mode, run.trigger, status, elapsed);
+}
+
 /// A progress event as stored (sequence and time come from the log row).
 pub fn encode_progress(run_id: Uuid, payload: Payload) -> Vec<u8> {
     SyncProgressEvent { sequence: 0, run_id: run_id.to_string(), time: None, payload: Some(payload) }.encode_to_vec()

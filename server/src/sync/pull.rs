@@ -17,13 +17,14 @@ use crate::crypto::CryptoError;
 use crate::db::fabrics::FabricRow;
 use crate::db::{self, DbError};
 use crate::git::{FetchProgress, GitError, Mirror, SourceFile, Sources, Wanted};
+use crate::metrics::Stage;
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{FetchingProgress, ParsingProgress, ValidatingProgress};
 use fabricsync_core::manifest::cache::ParseCache;
 use fabricsync_core::manifest::{self, KindRegistry, Object, ParsedFile, Severity};
 use fabricsync_core::plan::{self, Plan};
 use fabricsync_core::sources::Selection;
-use fabricsync_core::vocab::Layout;
+use fabricsync_core::vocab::{Layout, SyncMode};
 use fabricsync_core::ResourceKey;
 
 /// Progress events of one kind are sent at most this often.
@@ -58,6 +59,8 @@ pub struct Scope {
     state: AppState,
     fabric_id: Uuid,
     run: Option<RunFlags>,
+    /// The run's mode, which its stage timings are labelled with; None: not a run (PlanSync).
+    mode: Option<SyncMode>,
 }
 
 /// Set by the run's heartbeat: a cancel was requested, the lease was lost, the server stops.
@@ -70,12 +73,17 @@ pub struct RunFlags {
 }
 
 impl Scope {
-    pub fn for_run(state: AppState, fabric_id: Uuid, flags: RunFlags) -> Scope {
-        Scope { state, fabric_id, run: Some(flags) }
+    pub fn for_run(state: AppState, fabric_id: Uuid, flags: RunFlags, mode: SyncMode) -> Scope {
+        Scope { state, fabric_id, run: Some(flags), mode: Some(mode) }
     }
 
     pub fn silent(state: AppState, fabric_id: Uuid) -> Scope {
-        Scope { state, fabric_id, run: None }
+        Scope { state, fabric_id, run: None, mode: None }
+    }
+
+    /// Times a stage of the run until the timer is dropped; nothing outside runs.
+    pub fn timer(&self, stage: Stage) -> Option<crate::metrics::StageTimer> {
+        self.mode.map(|mode| self.state.metrics.timer(mode, stage))
     }
 
     /// Appends a progress event of the run; a failure to report is logged, not fatal.
@@ -83,7 +91,7 @@ impl Scope {
         let Some(run) = &self.run else { return };
         let bytes = encode_progress(run.id, payload);
         let appended = async {
-            let mut conn = self.state.pool.get().await.map_err(DbError::from)?;
+            let mut conn = db::connect(&self.state.pool).await?;
             db::events::append(&mut conn, self.fabric_id, Some(run.id), PROGRESS, &bytes).await
         };
         if let Err(e) = appended.await {
@@ -96,7 +104,7 @@ impl Scope {
     async fn fetching(&self, on: bool) {
         let Some(run) = &self.run else { return };
         let recorded = async {
-            let mut conn = self.state.pool.get().await.map_err(DbError::from)?;
+            let mut conn = db::connect(&self.state.pool).await?;
             db::runs::set_fetching(&mut conn, run.id, on).await
         };
         if let Err(e) = recorded.await {
@@ -186,6 +194,7 @@ pub async fn pull(
     let outbound = state.settings.outbound.clone();
     let selection = Selection::new(&fabric.include_paths, &fabric.exclude_paths).map_err(PullError::Globs)?;
     scope.fetching(true).await;
+    let timer = scope.timer(Stage::Fetch);
     let fetched = with_progress(
         FetchProgress::default(),
         move |progress| -> Result<(String, String, Option<Sources>), GitError> {
@@ -210,6 +219,7 @@ pub async fn pull(
         },
     )
     .await;
+    drop(timer);
     scope.fetching(false).await;
     let (commit, source, sources) = fetched??;
     scope.checkpoint()?;
@@ -229,6 +239,7 @@ pub async fn pull(
     let options = manifest::Options { default_namespace: namespace_of(fabric).to_string(), ..Default::default() };
     let parse_cache = state.parse_cache.clone();
     let kinds = state.settings.kinds;
+    let timer = scope.timer(Stage::Parse);
     let parsed = with_progress(
         (0usize, String::new()),
         move |progress| parse_all(&files, kinds, &options, &parse_cache, progress),
@@ -242,6 +253,7 @@ pub async fn pull(
         },
     )
     .await??;
+    drop(timer);
     scope.checkpoint()?;
 
     let mut counters = Counters { files: file_count as i64, ..Default::default() };
@@ -253,6 +265,7 @@ pub async fn pull(
     }
     scope.emit(Payload::Validating(ValidatingProgress { documents: counters.documents })).await;
     let strict = fabric.strict_references;
+    let timer = scope.timer(Stage::Validate);
     let (parsed, semantic) = tokio::task::spawn_blocking(move || {
         let objects: Vec<&Object> = parsed.iter().flat_map(|f| f.objects.iter()).collect();
         let found = manifest::fabric_findings(&objects, strict);
@@ -260,6 +273,7 @@ pub async fn pull(
     })
     .await
     .map_err(|e| PullError::Internal(e.to_string()))?;
+    drop(timer);
     diagnostics.extend(semantic);
     counters.errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count() as i64;
     counters.warnings = diagnostics.len() as i64 - counters.errors;

@@ -295,6 +295,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
             }
         }
         let touched: Vec<ResourceKey> = changes.records.iter().map(LiveRecord::key).collect();
+        state.metrics.watch_events(&fabric.name, changes.events.len() as u64);
         teller.dirty |= !touched.is_empty();
         changes.write(state, fabric_id).await.map_err(|e| e.to_string())?;
         if !touched.is_empty() && status == WatchStatus::Active {

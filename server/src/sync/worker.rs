@@ -24,6 +24,7 @@ use crate::db::hub;
 use crate::db::resources::{self, DesiredInput};
 use crate::db::runs::{self, RunOutcome, RunRow};
 use crate::db::{self, events, DbError};
+use crate::metrics::Stage;
 use crate::proto::sync_progress_event::Payload;
 use crate::proto::{CancelledProgress, FailedProgress, FinishedProgress, PersistingProgress};
 
@@ -103,6 +104,7 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
     info!(mode = %run.mode, dry_run = run.dry_run, "sync run claimed");
     let flags = RunFlags { id: run.id, ..Default::default() };
     let heartbeat = tokio::spawn(heartbeat(state.clone(), worker.to_string(), flags.clone()));
+    let _active = state.metrics.run_active(run.mode);
     let inventory = run.mode == SyncMode::Inventory;
     let result = if inventory {
         super::inventory::execute(state, worker, &run, &flags).await
@@ -173,7 +175,7 @@ async fn execute_pull(state: &AppState, worker: &str, run: &RunRow, flags: &RunF
     }
     drop(conn);
     let git_ref = if run.requested_ref.is_empty() { fabric.git_ref.clone() } else { run.requested_ref.clone() };
-    let scope = Scope::for_run(state.clone(), fabric.id, flags.clone());
+    let scope = Scope::for_run(state.clone(), fabric.id, flags.clone(), run.mode);
     let outcome = if !run.mode.pulls() {
         apply_stored(state, worker, run, &fabric, &scope).await
     } else {
@@ -249,7 +251,9 @@ async fn conclude_pulled(
         let failed = Conclusion::failed(all, message, pulled.counters.clone(), Some(pulled.commit.clone()));
         return conclude(state, worker, run, fabric, failed, None).await;
     }
+    let timer = state.metrics.timer(run.mode, Stage::Plan);
     let plan = pull::plan_against_store(state, fabric.id, pulled).await?;
+    drop(timer);
     scope.checkpoint()?;
     let mut counters = pulled.counters.clone();
     (counters.created, counters.updated, counters.unchanged, counters.deleted) =
@@ -444,6 +448,7 @@ async fn conclude(
     let removals = writes.map(|(_, plan)| plan.removals.clone()).unwrap_or_default();
     let commit = conclusion.commit.clone().unwrap_or_default();
 
+    let persist = rows.is_some().then(|| state.metrics.timer(run.mode, Stage::Persist));
     let mut conn = db::connect(&state.pool).await?;
     let result = conn
         .transaction::<_, TxError, _>(async |conn| {
@@ -466,9 +471,11 @@ async fn conclude(
             }
         })
         .await;
+    drop(persist);
     match result {
         Ok(()) => {
             info!(status = %conclusion.status, commit = %commit, "sync run ended");
+            super::run_ended(state, run, conclusion.status);
             Ok(())
         }
         Err(TxError::Lost) => Err(PullError::Lost),
@@ -529,6 +536,7 @@ async fn store(
 ) -> Result<(), PullError> {
     let now = db::now();
     let rows = desired_rows(fabric.id, pulled, plan, now);
+    let _persist = state.metrics.timer(run.mode, Stage::Persist);
     let mut conn = db::connect(&state.pool).await?;
     let result = conn
         .transaction::<_, TxError, _>(async |conn| {

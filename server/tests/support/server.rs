@@ -119,7 +119,10 @@ impl ServerProcess {
             .args(extra_args)
             .env("DATABASE_URL", database_url)
             .env("FABRICSYNC_ENCRYPTION_KEYS", keys)
-            .env("FABRICSYNC_DATA_DIR", dir.path());
+            .env("FABRICSYNC_DATA_DIR", dir.path())
+            // Parallel servers would share the default port; a test that scrapes passes
+            // --metrics-listen (the flag wins over the variable).
+            .env("FABRICSYNC_METRICS_LISTEN", "off");
         if let Some(token) = bootstrap_token {
             command.env("FABRICSYNC_BOOTSTRAP_TOKEN", token);
         }
