@@ -1,7 +1,8 @@
-//! How the fabrics' cluster watches spread over the server processes that share one PostgreSQL:
-//! each process takes up to its fair share and lets go of what is beyond one more, so with N
-//! processes and F fabrics none watches more than ceil(F/N) + 1, and a process that joins takes
-//! watches from the others while one that leaves hands its own to the survivors.
+//! How the fabrics' cluster watches spread over the server processes that share one PostgreSQL
+//! database: each process takes free watches up to its fair share and lets go of those beyond it,
+//! so with N processes and F fabrics none watches more than ceil(F/N), a process that joins gets
+//! what the others let go of, and one that leaves hands its own to the survivors. A process never
+//! lets go below its share, nor takes above it: nothing moves back and forth.
 
 /// What a process does with its watches in one scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,8 +17,7 @@ pub struct Spread {
 /// watches this one holds.
 pub fn spread(wanted: usize, processes: usize, held: usize) -> Spread {
     let share = wanted.div_ceil(processes.max(1));
-    // One above the share is kept: letting go of it would only move it back and forth.
-    Spread { take: share.saturating_sub(held), release: held.saturating_sub(share + 1) }
+    Spread { take: share.saturating_sub(held), release: held.saturating_sub(share) }
 }
 
 #[cfg(test)]
@@ -43,18 +43,32 @@ mod tests {
         assert_eq!(holdings, [100]);
         let mut holdings = [100, 0];
         settle(100, &mut holdings);
-        assert_eq!(holdings, [51, 49]);
+        assert_eq!(holdings, [50, 50]);
+        // Two fabrics: the newcomer gets one.
+        let mut holdings = [2, 0];
+        settle(2, &mut holdings);
+        assert_eq!(holdings, [1, 1]);
     }
 
     #[test]
-    fn no_process_holds_more_than_its_share_and_one_and_every_fabric_is_watched() {
+    fn a_process_joining_balanced_ones_gets_watches() {
+        let mut holdings = [5, 5, 0];
+        settle(10, &mut holdings);
+        assert_eq!(holdings, [4, 4, 2]);
+        let mut holdings = [34, 33, 33, 0];
+        settle(100, &mut holdings);
+        assert!(holdings[3] >= 16 && holdings.iter().all(|&h| h <= 25), "{holdings:?}");
+    }
+
+    #[test]
+    fn no_process_holds_more_than_its_share_and_every_fabric_is_watched() {
         for wanted in [1, 2, 9, 10, 100, 101] {
             for processes in 1..=5 {
                 let mut holdings = vec![0; processes];
                 holdings[0] = wanted;
                 settle(wanted, &mut holdings);
                 let share = wanted.div_ceil(processes);
-                assert!(holdings.iter().all(|&h| h <= share + 1), "{wanted} over {processes}: {holdings:?}");
+                assert!(holdings.iter().all(|&h| h <= share), "{wanted} over {processes}: {holdings:?}");
                 assert_eq!(holdings.iter().sum::<usize>(), wanted, "{wanted} over {processes}: {holdings:?}");
                 // One leaves: the survivors watch its fabrics too.
                 let mut survivors = holdings[1..].to_vec();

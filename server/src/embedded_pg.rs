@@ -37,6 +37,13 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedP
     move |e| EmbeddedPgError::Io { what, reason: e.to_string() }
 }
 
+/// How `EmbeddedPostgres::restart` stops the cluster (pg_ctl's modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    Fast,
+    Immediate,
+}
+
 /// A running private cluster. `stop` stops it only if this process started it.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
@@ -81,6 +88,20 @@ impl EmbeddedPostgres {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Restarts the running cluster with the options it was started with; `Immediate` stops it
+    /// as a crash would (crash recovery at start), `Fast` ends every session cleanly.
+    pub async fn restart(&self, mode: StopMode) -> Result<(), EmbeddedPgError> {
+        let data = self.data_dir();
+        let mode = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        // Its log goes to the file, as at start: the server would hold our output pipe open.
+        let log = self.dir.join("postgres.log");
+        self.run("pg_ctl", &["-D", path_str(&data), "-l", path_str(&log), "-m", mode, "-w", "-t", "60", "restart"])
+            .await
     }
 
     pub async fn stop(self) -> Result<(), EmbeddedPgError> {

@@ -1653,3 +1653,66 @@ async fn watches_spread_over_three_replicas_and_move_when_one_dies() {
     });
     assert!(moved.values().all(|&n| n <= 6), "at most ceil(9/2) + 1 each: {moved:?}");
 }
+
+#[tokio::test]
+async fn the_watch_and_drift_survive_a_kube_apiserver_restart() {
+    let mut kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = c
+        .fabric_on_cluster(
+            "lab",
+            &repo.file_url(),
+            "fabric",
+            SyncPolicy::default(),
+            Some(cluster_input(&kube, ADMIN_TOKEN)),
+        )
+        .await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_drift(&mut c, &id, "Server", "server-1", ResourceDriftStatus::InSync).await;
+    let request = WatchFabricEventsRequest { fabric_id: id.clone(), from_sequence: 0, kinds: vec![] };
+    let mut stream = c.sync.watch_fabric_events(request).await.expect("watch").into_inner();
+
+    // The API server dies and comes back with its state; the watch follows it again by itself.
+    let restarted = std::time::Instant::now();
+    kube.restart();
+    let back = restarted.elapsed();
+    kube.kubectl_ok(&[
+        "patch",
+        "externals.vpc.githedgehog.com",
+        "default",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"inboundCommunity":"65101:9999"}}"#,
+    ]);
+    let mut events = Vec::new();
+    next_matching(&mut stream, &mut events, |e| is(e, FabricEventType::Modified, "default")).await;
+    let seen = restarted.elapsed();
+    let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
+    assert_eq!(d.fields.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["/spec/inboundCommunity"]);
+    assert_eq!(watch_status(&mut c, &id).await.0, WatchStatus::Active);
+    // Nothing else drifted: the rest of the live view is what it was.
+    let summary = c
+        .drift
+        .get_fabric_drift(GetFabricDriftRequest { fabric_id: id.clone() })
+        .await
+        .expect("summary")
+        .into_inner()
+        .summary
+        .expect("summary");
+    assert_eq!(summary.drift_count, 1, "{summary:?}");
+
+    // An apply after the restart reaches the cluster and ends in sync.
+    let healed = c.sync_mode(&id, SyncMode::Apply, false, true).await;
+    assert_eq!(status(&healed), SyncRunStatus::Succeeded, "{healed:?}");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    println!(
+        "kube-apiserver restart: ready again {:.1} s after the kill, a change seen by the watch {:.1} s after it",
+        back.as_secs_f64(),
+        seen.as_secs_f64()
+    );
+}

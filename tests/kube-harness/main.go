@@ -162,13 +162,17 @@ func freeURL() url.URL {
 type certificates struct{ ca, serving, servingKey, saKey string }
 
 // writeCertificates makes a CA, a serving certificate for 127.0.0.1/localhost signed by it, and a
-// service-account signing key. Clients verify the server with DIR/ca.crt.
+// service-account signing key. Clients verify the server with DIR/ca.crt. A restart on the same
+// DIR keeps them, as a real control plane keeps its PKI.
 func writeCertificates(dir string) certificates {
 	c := certificates{
 		ca:         filepath.Join(dir, "ca.crt"),
 		serving:    filepath.Join(dir, "serving.crt"),
 		servingKey: filepath.Join(dir, "serving.key"),
 		saKey:      filepath.Join(dir, "sa.key"),
+	}
+	if exists(c.ca) && exists(c.serving) && exists(c.servingKey) && exists(c.saKey) {
+		return c
 	}
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	check(err)
@@ -211,6 +215,11 @@ func writeCertificates(dir string) certificates {
 	check(err)
 	writePEM(c.saKey, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey))
 	return c
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func writePEM(path, kind string, der []byte) {

@@ -480,6 +480,9 @@ type ResourceChange struct {
 	Action ChangeAction `protobuf:"varint,2,opt,name=action,proto3,enum=fabricsync.v1.ChangeAction" json:"action,omitempty"`
 	// JSON pointers of the changed fields (UPDATE only).
 	ChangedFields []string `protobuf:"bytes,3,rep,name=changed_fields,json=changedFields,proto3" json:"changed_fields,omitempty"`
+	// Inventory runs: the cluster of the object (empty for the fabric's own, else an inventory
+	// cluster's name).
+	Cluster       string `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -533,6 +536,13 @@ func (x *ResourceChange) GetChangedFields() []string {
 		return x.ChangedFields
 	}
 	return nil
+}
+
+func (x *ResourceChange) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
 }
 
 // A sync run.
@@ -2653,11 +2663,12 @@ const file_fabricsync_v1_sync_proto_rawDesc = "" +
 	"\aapplied\x18\t \x01(\x03R\aapplied\x12\x16\n" +
 	"\x06pruned\x18\n" +
 	" \x01(\x03R\x06pruned\x12\x14\n" +
-	"\x05files\x18\v \x01(\x03R\x05files\"\x9a\x01\n" +
+	"\x05files\x18\v \x01(\x03R\x05files\"\xb4\x01\n" +
 	"\x0eResourceChange\x12,\n" +
 	"\x03key\x18\x01 \x01(\v2\x1a.fabricsync.v1.ResourceKeyR\x03key\x123\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x1b.fabricsync.v1.ChangeActionR\x06action\x12%\n" +
-	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\"\x89\a\n" +
+	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\x12\x18\n" +
+	"\acluster\x18\x04 \x01(\tR\acluster\"\x89\a\n" +
 	"\aSyncRun\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tfabric_id\x18\x02 \x01(\tR\bfabricId\x12+\n" +

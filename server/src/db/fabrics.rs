@@ -308,9 +308,12 @@ pub async fn claim_due_auto_sync(conn: &mut AsyncPgConnection) -> Result<Option<
     claim_due(conn, "auto_sync_interval_seconds", "next_auto_sync_at", "").await
 }
 
-/// Claims one fabric with a cluster whose scheduled inventory import is due, the same way.
+/// Claims one fabric with a cluster to read (its own, or an inventory cluster) whose scheduled
+/// inventory import is due, the same way.
 pub async fn claim_due_inventory(conn: &mut AsyncPgConnection) -> Result<Option<Uuid>, DbError> {
-    claim_due(conn, "inventory_interval_seconds", "next_inventory_at", "AND cluster_server_url <> ''").await
+    let readable = "AND (cluster_server_url <> '' \
+                    OR EXISTS (SELECT 1 FROM inventory_clusters c WHERE c.fabric_id = fabrics.id))";
+    claim_due(conn, "inventory_interval_seconds", "next_inventory_at", readable).await
 }
 
 /// A schedule's claim: a fabric (not paused, `also`) whose `next` time is due moves it on by its
@@ -378,6 +381,22 @@ pub async fn to_watch(conn: &mut AsyncPgConnection, lock_class: i32) -> Result<V
     .bind::<diesel::sql_types::Int4, _>(lock_class)
     .load(conn)
     .await?)
+}
+
+/// A watch this process let go of (for another process to take): inactive, with no health and
+/// no watcher, unless another process has started watching it already.
+pub async fn watch_released(conn: &mut AsyncPgConnection, id: Uuid, process: &str) -> Result<(), DbError> {
+    use fabrics::dsl as f;
+    diesel::update(fabrics::table.find(id).filter(f::watch_process.eq(process)))
+        .set((
+            f::watch_status.eq(WatchStatus::Inactive.word()),
+            f::watch_started_at.eq(None::<DateTime<Utc>>),
+            f::health.eq(None::<Json<StoredHealth>>),
+            f::watch_process.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Records the state of the fabric's cluster watch. A watch that starts begins its activity

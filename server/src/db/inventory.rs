@@ -274,6 +274,13 @@ pub async fn clusters(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<V
         .await?)
 }
 
+/// The names of the fabric's inventory clusters, locked against removal until the transaction
+/// ends: an import does not store objects of a cluster removed while it read them.
+pub async fn cluster_names_locked(conn: &mut AsyncPgConnection, fabric_id: Uuid) -> Result<Vec<String>, DbError> {
+    use inventory_clusters::dsl as c;
+    Ok(c::inventory_clusters.filter(c::fabric_id.eq(fabric_id)).select(c::name).for_share().load(conn).await?)
+}
+
 /// Stores the cluster, replacing the one of its name.
 pub async fn put_cluster(conn: &mut AsyncPgConnection, row: &ClusterRow) -> Result<(), DbError> {
     use inventory_clusters::dsl as c;

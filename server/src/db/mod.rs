@@ -59,6 +59,24 @@ impl From<DieselError> for DbError {
     }
 }
 
+impl DbError {
+    /// Whether the database went away (a restart, a broken connection) rather than refused the
+    /// statement: doing it again once it is back may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Connect(_) | DbError::Pool(_) => true,
+            DbError::Query(DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
+            DbError::Query(DieselError::DatabaseError(_, info)) => {
+                // 57P01 admin_shutdown and 57P03 cannot_connect_now, as PostgreSQL words them.
+                let message = info.message();
+                message.contains("terminating connection") || message.contains("the database system is")
+            }
+            DbError::Query(DieselError::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+}
+
 impl From<deadpool::PoolError> for DbError {
     fn from(e: deadpool::PoolError) -> Self {
         DbError::Pool(e.to_string())
@@ -89,13 +107,17 @@ pub async fn try_advisory_lock(url: &str, class: i32, key: &str) -> Result<Optio
 }
 
 /// SQL that is true while a session holds the advisory lock (`$class`, hashtext(`key`)), where
-/// `class` and `key` are SQL expressions (see `try_advisory_lock`).
+/// `class` and `key` are SQL expressions (see `try_advisory_lock`). Advisory locks belong to a
+/// database, and pg_locks shows every database's: only this one's count.
 pub fn advisory_lock_held(class: &str, key: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 \
-         AND classid = ({class})::oid AND objid = hashtext({key})::oid)"
+        "EXISTS (SELECT 1 FROM pg_locks WHERE {THIS_DATABASE} AND locktype = 'advisory' AND granted \
+         AND objsubid = 2 AND classid = ({class})::oid AND objid = hashtext({key})::oid)"
     )
 }
+
+/// pg_locks rows of the connection's database.
+pub const THIS_DATABASE: &str = "database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 /// A connection of the pool; the wait for it is measured (`fabricsync_db_pool_wait_seconds`).
 pub async fn connect(pool: &DbPool) -> Result<DbConn, DbError> {

@@ -182,10 +182,11 @@ pub async fn live_processes(conn: &mut AsyncPgConnection) -> Result<usize, DbErr
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         count: i64,
     }
-    let live: Live = diesel::sql_query(
-        "SELECT count(*) AS count FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 \
-         AND classid = ($1)::oid",
-    )
+    let live: Live = diesel::sql_query(format!(
+        "SELECT count(*) AS count FROM pg_locks WHERE {} AND locktype = 'advisory' AND granted \
+         AND objsubid = 2 AND classid = ($1)::oid",
+        super::THIS_DATABASE
+    ))
     .bind::<diesel::sql_types::Int4, _>(PRESENCE_CLASS)
     .get_result(conn)
     .await?;

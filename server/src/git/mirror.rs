@@ -41,8 +41,11 @@ fn wanted_refs(wanted: Wanted<'_>) -> Option<Vec<String>> {
         if git_ref.is_empty() || hex {
             return None;
         }
-        if git_ref.starts_with("refs/") {
+        if git_ref.starts_with("refs/heads/") || git_ref.starts_with("refs/tags/") {
             names.push(git_ref.to_string());
+        } else if git_ref.starts_with("refs/") {
+            // Only branches and tags are mirrored (and pruned): `resolve` finds no other ref.
+            return None;
         } else {
             // resolve's order: refs/<name> (heads/x, tags/x), then a tag, then a branch.
             if git_ref.starts_with("heads/") || git_ref.starts_with("tags/") {
@@ -417,6 +420,8 @@ mod tests {
             assert_eq!(refs(&["main", commit]), None, "{commit:?}");
         }
         assert_eq!(wanted_refs(Wanted::Everything), None);
+        // Only branches and tags are mirrored.
+        assert_eq!(refs(&["refs/pull/12/head"]), None);
         // Not all hex, or too short to be an abbreviated id: a name.
         assert!(refs(&["abc"]).is_some() && refs(&["release-2024"]).is_some());
     }

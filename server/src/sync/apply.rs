@@ -77,6 +77,7 @@ fn change(desired_key: &ResourceKey, version: &str, action: ChangeAction, fields
         name,
         action: action.word().into(),
         changed_fields: fields,
+        cluster: String::new(),
     }
 }
 

@@ -174,6 +174,7 @@ fn stored_change(key: &inventory::InventoryKey, action: ChangeAction) -> StoredC
         name: key.name.clone(),
         action: action.word().into(),
         changed_fields: Vec::new(),
+        cluster: key.cluster.clone(),
     }
 }
 
@@ -249,8 +250,10 @@ async fn conclude(state: &AppState, worker: &str, run: &RunRow, ending: Ending) 
                     .filter(|(_, a)| matches!(a, ChangeAction::Create | ChangeAction::Update))
                     .map(|(k, _)| k)
                     .collect();
+                let present = db::inventory::cluster_names_locked(conn, run.fabric_id).await?;
+                let kept = |o: &InventoryObject| o.cluster == OWN_CLUSTER || present.contains(&o.cluster);
                 let upserts: Vec<&InventoryObject> =
-                    read.objects.iter().filter(|o| written.contains(&o.key())).collect();
+                    read.objects.iter().filter(|o| kept(o) && written.contains(&o.key())).collect();
                 let deletes: Vec<inventory::InventoryKey> =
                     changes.iter().filter(|(_, a)| *a == ChangeAction::Delete).map(|(k, _)| k.clone()).collect();
                 db::inventory::store(conn, run.fabric_id, &upserts, &deletes, now).await?;

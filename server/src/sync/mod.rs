@@ -130,6 +130,9 @@ pub struct StoredChange {
     pub action: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_fields: Vec<String>,
+    /// Inventory runs: the inventory cluster of the object (empty: the fabric's own).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
 }
 
 impl From<&fabricsync_core::plan::Change> for StoredChange {
@@ -144,6 +147,7 @@ impl From<&fabricsync_core::plan::Change> for StoredChange {
             name,
             action: action.into(),
             changed_fields: c.changed_fields.clone(),
+            cluster: String::new(),
         }
     }
 }
@@ -161,6 +165,7 @@ impl From<&StoredChange> for ResourceChange {
             }),
             action: action as i32,
             changed_fields: c.changed_fields.clone(),
+            cluster: c.cluster.clone(),
         }
     }
 }

@@ -85,6 +85,13 @@ async fn supervise(state: AppState, database_url: String) {
                     for id in held.into_iter().rev().take(plan.release) {
                         if let Some((_, task)) = running.remove(&id) {
                             task.abort();
+                            let released = async {
+                                let mut conn = db::connect(&state.pool).await?;
+                                fabrics::watch_released(&mut conn, id, &state.process).await
+                            };
+                            if let Err(e) = released.await {
+                                warn!(error = %e, "could not record a released watch");
+                            }
                         }
                     }
                     info!(released = plan.release, processes, "letting other processes take watches");
@@ -172,6 +179,19 @@ async fn watch_fabric(state: AppState, fabric_id: Uuid, _lock: AsyncPgConnection
     }
 }
 
+/// A watcher's delays between attempts after a failure: 0.5 s doubling to 5 s with jitter, from
+/// the start again after any success. kube's default waits up to 30 s and starts over only after
+/// two minutes without a failure: a watch then stayed away half a minute after an API server
+/// restart.
+fn retry() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
+
 /// One watcher event of a kind, as it arrives.
 enum Seen {
     ListStarted(&'static KindDef),
@@ -232,7 +252,7 @@ async fn follow(state: &AppState, fabric_id: Uuid) -> Result<(), String> {
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&def.group, &def.version, &def.kind), &def.plural);
         let (api, config) = scoped(&client, &fabric, def, &resource);
         watcher(api, config)
-            .default_backoff()
+            .backoff(retry())
             .map(move |event| match event {
                 Ok(watcher::Event::Init) => Seen::ListStarted(def),
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Seen::Applied(def, o),

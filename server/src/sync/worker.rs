@@ -133,8 +133,29 @@ async fn execute(state: &AppState, worker: &str, run: RunRow) {
                 Err(e) => warn!(error = %e, "could not hand the run back; it is taken over after its lease"),
             }
         }
+        Err(PullError::Db(e)) if e.is_transient() => hand_back(state, worker, &run, &e).await,
         Err(e) => warn!(error = %e, "could not conclude the run; it is taken over after its lease"),
     }
+}
+
+/// After the database went away under a run, hands the run back to the queue as soon as the
+/// database is back (within `HAND_BACK`), so that it runs again at once (every mode is safe to
+/// run again) instead of after its lease.
+async fn hand_back(state: &AppState, worker: &str, run: &RunRow, error: &DbError) {
+    const HAND_BACK: std::time::Duration = std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + HAND_BACK;
+    while tokio::time::Instant::now() < deadline {
+        let released = async {
+            let mut conn = db::connect(&state.pool).await?;
+            runs::release(&mut conn, run.id, worker).await
+        };
+        if released.await.is_ok() {
+            info!(error = %error, "the database went away under the run: handed back to the queue");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    warn!(error = %error, "the database went away under the run; it is taken over after its lease");
 }
 
 /// Renews the lease every `runs::HEARTBEAT` (or third of the lease, if shorter); flags a lost

@@ -30,6 +30,22 @@ fn harness() -> PathBuf {
     path
 }
 
+/// The harness serving the state under `dir` on `port`, logging to `dir/apiserver.log`.
+fn spawn_harness(dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("apiserver.log")).expect("log file");
+    Command::new(harness())
+        .arg("serve")
+        .arg(format!("--dir={}", dir.join("state").display()))
+        .arg(format!("--port={port}"))
+        .arg(format!("--token-file={}", dir.join("tokens.csv").display()))
+        .arg(format!("--controller-token={CONTROLLER_TOKEN}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start kubeharness")
+}
+
 impl KubeCluster {
     /// Starts the control plane and installs the Hedgehog CRDs; panics with its log if it
     /// does not come up. A port taken between choosing and binding it is tried again.
@@ -55,18 +71,7 @@ impl KubeCluster {
         .expect("write tokens");
         // A free loopback port (the harness binds it a moment later).
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let log = std::fs::File::create(dir.path().join("apiserver.log")).expect("log file");
-        let child = Command::new(harness())
-            .arg("serve")
-            .arg(format!("--dir={}", dir.path().join("state").display()))
-            .arg(format!("--port={port}"))
-            .arg(format!("--token-file={}", tokens.display()))
-            .arg(format!("--controller-token={CONTROLLER_TOKEN}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start kubeharness");
+        let child = spawn_harness(dir.path(), port);
         let url = format!("https://127.0.0.1:{port}");
         let mut cluster = KubeCluster { child, dir, url, ca_pem: String::new() };
         if !cluster.wait_ready() {
@@ -74,6 +79,16 @@ impl KubeCluster {
         }
         cluster.install_crds();
         Some(cluster)
+    }
+
+    /// Kills the API server (as a crash would) and starts it again on its port and state:
+    /// etcd keeps every object, as a real control plane's does.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port of the URL");
+        self.child = spawn_harness(self.dir.path(), port);
+        assert!(self.wait_ready(), "kube-apiserver found its port taken after a restart");
     }
 
     /// Waits until the API server is ready; false when it exited because its port was taken.

@@ -264,8 +264,13 @@ class ResourceChange(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
     CHANGED_FIELDS_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
     action: Global___ChangeAction.ValueType
     """What happens to it."""
+    cluster: _builtins.str
+    """Inventory runs: the cluster of the object (empty for the fabric's own, else an inventory
+    cluster's name).
+    """
     @_builtins.property
     def key(self) -> _common_pb2.ResourceKey:
         """The object."""
@@ -280,10 +285,11 @@ class ResourceChange(_message.Message):
         key: _common_pb2.ResourceKey | None = ...,
         action: Global___ChangeAction.ValueType = ...,
         changed_fields: _abc.Iterable[_builtins.str] | None = ...,
+        cluster: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "changed_fields", b"changed_fields", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "changed_fields", b"changed_fields", "cluster", b"cluster", "key", b"key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
