@@ -137,6 +137,12 @@ grep -A8 '# Prometheus, from networkPolicy.metricsFrom' "$work/servicemonitor.ya
 "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set metrics.enabled=false >"$work/no-metrics.yaml"
 grep -q 'FABRICSYNC_METRICS_LISTEN: "off"' "$work/no-metrics.yaml" || fail "no-metrics: metrics not turned off"
 ! grep -q -- '- name: metrics$\|port: metrics$' "$work/no-metrics.yaml" || fail "no-metrics: a metrics port rendered"
+"$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set service.type=LoadBalancer \
+  --set-json 'networkPolicy.ingressFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"netbox"}}}]' >"$work/lb.yaml"
+grep -A12 '^  name: fs-fabricsync-metrics$' "$work/lb.yaml" | grep -q '^  type: ClusterIP$' \
+  || fail "lb: the metrics Service is not ClusterIP under service.type=LoadBalancer"
+grep -A8 '# Prometheus, from networkPolicy.metricsFrom' "$work/lb.yaml" | grep -q 'kubernetes.io/metadata.name: netbox' \
+  || fail "lb: the metrics port is not limited to ingressFrom's sources"
 echo "ok: metrics port, NetworkPolicy rule and ServiceMonitor render"
 
 echo "== negative cases"

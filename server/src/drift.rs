@@ -56,6 +56,8 @@ pub fn compute(
     let label = format!("/metadata/labels/{}", FABRIC_LABEL.replace('/', "~1"));
     let labelled =
         row.live.as_ref().and_then(|l| l.pointer(&label)).and_then(Value::as_str) == Some(fabric.name.as_str());
+    // An object outside what the watch follows has no live view: unknown, never missing.
+    let watching = watching && fabric.watches(&row.key());
     let (status, fields) =
         resource_drift(row.desired.as_ref(), row.live.as_ref(), labelled, watching, &row.field_managers.0, &ctx);
     let score = match status {

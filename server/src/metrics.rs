@@ -76,7 +76,7 @@ pub enum Stage {
     Prune,
     /// Waiting for the switches' agents after an apply.
     Rollout,
-    /// Reading the cluster's inventory and storing its diff.
+    /// Reading the clusters' inventory (storing the diff is the run's end, not timed here).
     Inventory,
 }
 

@@ -1512,7 +1512,9 @@ async fn seen_names(c: &mut Clients, id: &str, count: i64) -> Vec<String> {
 #[tokio::test]
 async fn fabrics_sharing_a_cluster_each_watch_only_their_own_objects() {
     let kube = KubeCluster::start();
-    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", "")]);
+    // Git holds one Server, in a namespace no fabric's scope is.
+    let z = "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: z-1\n  namespace: team-z\n";
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", z)]);
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
     for namespace in ["team-a", "team-b"] {
@@ -1555,6 +1557,25 @@ async fn fabrics_sharing_a_cluster_each_watch_only_their_own_objects() {
     kube.kubectl_ok(&["label", "servers.wiring.githedgehog.com", "b-2", "-n", "team-b", "fabricsync.dev/fabric=b"]);
     assert_eq!(seen_names(&mut c, &b, 2).await, ["team-b/b-1", "team-b/b-2"]);
     assert_eq!(seen_names(&mut c, &a, 1).await, ["team-a/a-1"]);
+
+    // Git's object outside a's namespace is not missing for a (its watch cannot see it), but is
+    // for the fabric that watches the whole cluster.
+    let z_drift = async |c: &mut Clients, id: &str| {
+        let run = c.sync_mode(id, SyncMode::Pull, false, false).await;
+        assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+        let key = ResourceKey {
+            group: "wiring.githedgehog.com".into(),
+            kind: "Server".into(),
+            namespace: "team-z".into(),
+            name: "z-1".into(),
+            ..Default::default()
+        };
+        let resource = Some(get_resource_drift_request::Resource::Key(key));
+        let request = GetResourceDriftRequest { fabric_id: id.into(), resource };
+        c.drift.get_resource_drift(request).await.expect("drift").into_inner().drift.expect("drift").status
+    };
+    assert_eq!(z_drift(&mut c, &a).await, ResourceDriftStatus::Unknown as i32);
+    assert_eq!(z_drift(&mut c, &all).await, ResourceDriftStatus::Missing as i32);
 
     // An unknown scope is refused, naming the field.
     let watch = WatchSettings { enabled: true, kinds: vec![], scope: 42 };

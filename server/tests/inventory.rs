@@ -532,6 +532,14 @@ async fn an_import_reads_the_extra_clusters_a_fabric_lists_beside_its_own() {
     assert_eq!(status(&failed), SyncRunStatus::Failed, "{failed:?}");
     assert!(failed.error.contains("inventory cluster \"gone\""), "{}", failed.error);
     assert_eq!(objects(&mut c, &id, "").await.len(), 5);
+    // 16 at most.
+    for i in 0..14 {
+        let extra = ClusterConnectionInput { server_url: format!("http://{closed}"), ..Default::default() };
+        put_cluster(&mut c, &id, &format!("c{i}"), extra).await.expect("put one of 16");
+    }
+    let extra = ClusterConnectionInput { server_url: format!("http://{closed}"), ..Default::default() };
+    let err = put_cluster(&mut c, &id, "c14", extra).await.expect_err("a 17th");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 
     // Removing a cluster removes what was imported from it.
     for name in ["gone", "edge"] {

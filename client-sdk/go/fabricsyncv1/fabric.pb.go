@@ -1697,7 +1697,9 @@ type WatchSettings struct {
 	// Kinds to watch (as in the CRDs: "Switch", "VPC"); empty = every kind.
 	Kinds []string `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
 	// Which of their objects: for fabrics sharing a cluster, NAMESPACE or LABELLED keeps each
-	// fabric's watch (and so its drift and health) to its own objects. UNSPECIFIED = CLUSTER.
+	// fabric's watch (and so its drift and health) to its own objects; Git's objects outside it
+	// have UNKNOWN drift. UNSPECIFIED = CLUSTER, so an update of the whole `watch` from a client
+	// that does not know this field sets CLUSTER: such clients update watch.enabled/watch.kinds.
 	Scope         WatchScope `protobuf:"varint,3,opt,name=scope,proto3,enum=fabricsync.v1.WatchScope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

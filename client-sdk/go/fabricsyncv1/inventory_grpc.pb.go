@@ -52,8 +52,9 @@ type InventoryServiceClient interface {
 	StartInventoryImport(ctx context.Context, in *StartInventoryImportRequest, opts ...grpc.CallOption) (*StartInventoryImportResponse, error)
 	// Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
 	// import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
-	// Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
-	// the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+	// Servers), with its own bearer token (sealed, never returned). Replacing sets the URL and the CA
+	// as given; without a token it keeps the stored one unless the server URL changed
+	// (credentials_cleared). Errors: INVALID_ARGUMENT
 	// (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
 	PutInventoryCluster(ctx context.Context, in *PutInventoryClusterRequest, opts ...grpc.CallOption) (*PutInventoryClusterResponse, error)
 	// Removes an extra inventory cluster and the objects imported from it. Errors: NOT_FOUND.
@@ -185,8 +186,9 @@ type InventoryServiceServer interface {
 	StartInventoryImport(context.Context, *StartInventoryImportRequest) (*StartInventoryImportResponse, error)
 	// Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
 	// import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
-	// Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
-	// the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+	// Servers), with its own bearer token (sealed, never returned). Replacing sets the URL and the CA
+	// as given; without a token it keeps the stored one unless the server URL changed
+	// (credentials_cleared). Errors: INVALID_ARGUMENT
 	// (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
 	PutInventoryCluster(context.Context, *PutInventoryClusterRequest) (*PutInventoryClusterResponse, error)
 	// Removes an extra inventory cluster and the objects imported from it. Errors: NOT_FOUND.

@@ -441,10 +441,6 @@ impl InventoryService for InventoryApi {
         };
         let current = stored.iter().find(|c| c.name == req.name);
         let (row, credentials_cleared) = put_row(fabric_id, &req.name, &given, current, &self.state.keyring)?;
-        if current.is_none() && stored.len() >= MAX_CLUSTERS {
-            let message = format!("the fabric has {MAX_CLUSTERS} inventory clusters, the most it may have");
-            return Err(ApiError::FailedPrecondition(message).into());
-        }
         super::fabrics::check_cluster_reachable(
             &self.state.settings.outbound,
             &row.server_url,
@@ -452,7 +448,10 @@ impl InventoryService for InventoryApi {
         )
         .await?;
         let mut conn = self.state.conn().await?;
-        store::put_cluster(&mut conn, &row).await?;
+        if !store::put_cluster(&mut conn, &row, MAX_CLUSTERS).await? {
+            let message = format!("the fabric has {MAX_CLUSTERS} inventory clusters, the most it may have");
+            return Err(ApiError::FailedPrecondition(message).into());
+        }
         Ok(Response::new(PutInventoryClusterResponse { cluster: Some(cluster_proto(&row)), credentials_cleared }))
     }
 

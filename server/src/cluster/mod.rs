@@ -166,7 +166,8 @@ pub async fn connect(fabric: &FabricRow, keyring: &Keyring, outbound: &Outbound)
     connect_to(target, outbound).await
 }
 
-/// A client for one of a fabric's inventory clusters (read only; no default namespace of its own).
+/// A client for one of a fabric's inventory clusters (read only; its requests name their
+/// namespaces, so "default" is only a placeholder).
 pub async fn connect_inventory_cluster(
     row: &ClusterRow,
     keyring: &Keyring,

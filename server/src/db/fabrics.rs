@@ -77,6 +77,19 @@ pub struct FabricRow {
     pub watch_process: Option<String>,
 }
 
+impl FabricRow {
+    /// Whether the fabric's watch (when active) sees the object of `key`: a kind it follows, and
+    /// within its scope. Cluster-scoped objects have no namespace; a labelled scope sees what its
+    /// applies labelled, so every desired object once applied.
+    pub fn watches(&self, key: &fabricsync_core::ResourceKey) -> bool {
+        let kind = self.watch_kinds.is_empty() || self.watch_kinds.contains(&key.kind);
+        let scope = self.watch_scope != WatchScope::Namespace
+            || key.namespace.is_empty()
+            || key.namespace == self.cluster_namespace;
+        kind && scope
+    }
+}
+
 /// A fabric's inventory filter as stored (`fabrics.inventory`); empty fields mean all.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]

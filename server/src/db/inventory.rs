@@ -281,17 +281,34 @@ pub async fn cluster_names_locked(conn: &mut AsyncPgConnection, fabric_id: Uuid)
     Ok(c::inventory_clusters.filter(c::fabric_id.eq(fabric_id)).select(c::name).for_share().load(conn).await?)
 }
 
-/// Stores the cluster, replacing the one of its name.
-pub async fn put_cluster(conn: &mut AsyncPgConnection, row: &ClusterRow) -> Result<(), DbError> {
+/// Stores the cluster, replacing the one of its name; false (nothing stored) when it is new and
+/// the fabric has `max` already. The fabric's row is locked meanwhile, so concurrent puts count
+/// each other.
+pub async fn put_cluster(conn: &mut AsyncPgConnection, row: &ClusterRow, max: usize) -> Result<bool, DbError> {
+    use diesel_async::AsyncConnection;
     use inventory_clusters::dsl as c;
-    diesel::insert_into(c::inventory_clusters)
-        .values(row)
-        .on_conflict((c::fabric_id, c::name))
-        .do_update()
-        .set(row)
-        .execute(conn)
-        .await?;
-    Ok(())
+    conn.transaction::<_, DbError, _>(async |conn| {
+        super::schema::fabrics::table
+            .find(row.fabric_id)
+            .select(super::schema::fabrics::id)
+            .for_update()
+            .first::<Uuid>(conn)
+            .await?;
+        let names: Vec<String> =
+            c::inventory_clusters.filter(c::fabric_id.eq(row.fabric_id)).select(c::name).load(conn).await?;
+        if !names.contains(&row.name) && names.len() >= max {
+            return Ok(false);
+        }
+        diesel::insert_into(c::inventory_clusters)
+            .values(row)
+            .on_conflict((c::fabric_id, c::name))
+            .do_update()
+            .set(row)
+            .execute(conn)
+            .await?;
+        Ok(true)
+    })
+    .await
 }
 
 /// Removes the cluster and the objects imported from it; false when there was none.

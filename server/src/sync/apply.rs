@@ -150,12 +150,15 @@ pub async fn apply(
             let d = &desired[i];
             done += 1;
             report.counters.applied += 1;
-            state.metrics.applied(match &outcome {
-                Applied::Created { .. } => ApplyResult::Created,
-                Applied::Updated { .. } => ApplyResult::Updated,
-                Applied::Unchanged { .. } => ApplyResult::Unchanged,
-                Applied::Failed(_) => ApplyResult::Failed,
-            });
+            // A dry run's server-side dry-run applies change nothing: not counted.
+            if !run.dry_run {
+                state.metrics.applied(match &outcome {
+                    Applied::Created { .. } => ApplyResult::Created,
+                    Applied::Updated { .. } => ApplyResult::Updated,
+                    Applied::Unchanged { .. } => ApplyResult::Unchanged,
+                    Applied::Failed(_) => ApplyResult::Failed,
+                });
+            }
             match outcome {
                 Applied::Created { uid, resource_version } => {
                     report.counters.created += 1;

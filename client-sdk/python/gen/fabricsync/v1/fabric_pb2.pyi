@@ -910,7 +910,9 @@ class WatchSettings(_message.Message):
     """Watch the cluster. CreateFabric without `watch` watches; with it, as given here."""
     scope: Global___WatchScope.ValueType
     """Which of their objects: for fabrics sharing a cluster, NAMESPACE or LABELLED keeps each
-    fabric's watch (and so its drift and health) to its own objects. UNSPECIFIED = CLUSTER.
+    fabric's watch (and so its drift and health) to its own objects; Git's objects outside it
+    have UNKNOWN drift. UNSPECIFIED = CLUSTER, so an update of the whole `watch` from a client
+    that does not know this field sets CLUSTER: such clients update watch.enabled/watch.kinds.
     """
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

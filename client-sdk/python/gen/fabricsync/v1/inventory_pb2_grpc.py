@@ -109,8 +109,9 @@ class InventoryServiceServicer:
     def PutInventoryCluster(self, request, context):
         """Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
         import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
-        Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
-        the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+        Servers), with its own bearer token (sealed, never returned). Replacing sets the URL and the CA
+        as given; without a token it keeps the stored one unless the server URL changed
+        (credentials_cleared). Errors: INVALID_ARGUMENT
         (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -53,8 +53,9 @@ class InventoryServiceStub:
     PutInventoryCluster: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.PutInventoryClusterRequest, _inventory_pb2.PutInventoryClusterResponse]
     """Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
     import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
-    Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
-    the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+    Servers), with its own bearer token (sealed, never returned). Replacing sets the URL and the CA
+    as given; without a token it keeps the stored one unless the server URL changed
+    (credentials_cleared). Errors: INVALID_ARGUMENT
     (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
     """
     DeleteInventoryCluster: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.DeleteInventoryClusterRequest, _inventory_pb2.DeleteInventoryClusterResponse]
@@ -103,8 +104,9 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     PutInventoryCluster: _aio.UnaryUnaryMultiCallable[_inventory_pb2.PutInventoryClusterRequest, _inventory_pb2.PutInventoryClusterResponse]  # type: ignore[assignment]
     """Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
     import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
-    Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
-    the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+    Servers), with its own bearer token (sealed, never returned). Replacing sets the URL and the CA
+    as given; without a token it keeps the stored one unless the server URL changed
+    (credentials_cleared). Errors: INVALID_ARGUMENT
     (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
     """
     DeleteInventoryCluster: _aio.UnaryUnaryMultiCallable[_inventory_pb2.DeleteInventoryClusterRequest, _inventory_pb2.DeleteInventoryClusterResponse]  # type: ignore[assignment]
@@ -162,8 +164,9 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_inventory_pb2.PutInventoryClusterResponse, _abc.Awaitable[_inventory_pb2.PutInventoryClusterResponse]]:
         """Adds, or replaces by name, one of the fabric's extra inventory clusters: another cluster an
         import reads besides the fabric's own (a compute cluster whose nodes are the fabric's
-        Servers), with its own bearer token (sealed, never returned). Replacing without a token keeps
-        the stored one unless the server URL changed (credentials_cleared). Errors: INVALID_ARGUMENT
+        Servers), with its own bearer token (sealed, never returned). Replacing sets the URL and the CA
+        as given; without a token it keeps the stored one unless the server URL changed
+        (credentials_cleared). Errors: INVALID_ARGUMENT
         (name, connection.*), NOT_FOUND (fabric), FAILED_PRECONDITION (16 clusters already).
         """
 
