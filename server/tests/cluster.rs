@@ -232,16 +232,7 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     // Someone edits a field fabricsync applied: that makes them its manager, so the next apply
     // (once the watch has seen it) conflicts and names them; `force` takes the field back and
     // restores the value.
-    kube.kubectl_ok(&[
-        "patch",
-        "externals.vpc.githedgehog.com",
-        "default",
-        "-n",
-        "default",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"inboundCommunity":"65101:9999"}}"#,
-    ]);
+    patch_external(&kube);
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Failed, "{run:?}");
@@ -555,6 +546,20 @@ async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disab
     }
 }
 
+/// Another manager (kubectl) changes the External "default": Git says 65101:3001.
+fn patch_external(kube: &KubeCluster) {
+    kube.kubectl_ok(&[
+        "patch",
+        "externals.vpc.githedgehog.com",
+        "default",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"inboundCommunity":"65101:9999"}}"#,
+    ]);
+}
+
 async fn resource_drift(c: &mut Clients, id: &str, kind: &str, name: &str) -> ResourceDrift {
     let group = if kind.starts_with("External") { "vpc.githedgehog.com" } else { "wiring.githedgehog.com" };
     let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
@@ -623,16 +628,7 @@ async fn drift_names_fields_values_and_who_changed_them() {
     assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::InSync as i32, 0), "{summary:?}");
 
     // Another manager changes a field: drifted, with the path, both values and who did it.
-    kube.kubectl_ok(&[
-        "patch",
-        "externals.vpc.githedgehog.com",
-        "default",
-        "-n",
-        "default",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"inboundCommunity":"65101:9999"}}"#,
-    ]);
+    patch_external(&kube);
     let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     assert_eq!(d.fields.len(), 1, "{d:?}");
     let field = &d.fields[0];
@@ -1638,12 +1634,12 @@ async fn watches_spread_over_three_replicas_and_move_when_one_dies() {
     // Alone, the first replica watches all nine.
     assert_eq!(per_process(&watchers(&mut c, &ids).await), [(first.pid(), 9)].into());
 
-    // Two join: each takes a share, none holds more than ceil(9/3) + 1.
+    // Two join: each takes a share, none holds more than ceil(9/3).
     let others = [ServerProcess::start_with(&db, &keys, &[]).await, ServerProcess::start_with(&db, &keys, &[]).await];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let spread = loop {
         let spread = per_process(&watchers(&mut c, &ids).await);
-        if spread.len() == 3 && spread.values().all(|&n| n <= 4) {
+        if spread.len() == 3 && spread.values().all(|&n| n <= 3) {
             break spread;
         }
         assert!(std::time::Instant::now() < deadline, "the watches did not spread: {spread:?}");
@@ -1672,7 +1668,7 @@ async fn watches_spread_over_three_replicas_and_move_when_one_dies() {
         s.sort();
         s
     });
-    assert!(moved.values().all(|&n| n <= 6), "at most ceil(9/2) + 1 each: {moved:?}");
+    assert!(moved.values().all(|&n| n <= 5), "at most ceil(9/2) each: {moved:?}");
 }
 
 #[tokio::test]
@@ -1700,16 +1696,7 @@ async fn the_watch_and_drift_survive_a_kube_apiserver_restart() {
     let restarted = std::time::Instant::now();
     kube.restart();
     let back = restarted.elapsed();
-    kube.kubectl_ok(&[
-        "patch",
-        "externals.vpc.githedgehog.com",
-        "default",
-        "-n",
-        "default",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"inboundCommunity":"65101:9999"}}"#,
-    ]);
+    patch_external(&kube);
     let mut events = Vec::new();
     next_matching(&mut stream, &mut events, |e| is(e, FabricEventType::Modified, "default")).await;
     let seen = restarted.elapsed();

@@ -3,7 +3,7 @@
 //! the fabric's resources (orphans included) and appends ADDED / MODIFIED / DELETED events to the
 //! event log, from which every process serves WatchFabricEvents. Watches spread over the
 //! processes sharing the database (core `spread`: each takes its share of the free ones, and
-//! lets go of what is beyond one more, so a process that joins gets some).
+//! lets go of what is beyond it, so a process that joins gets some).
 
 use std::collections::HashMap;
 use std::time::Duration;
