@@ -3,8 +3,9 @@
 # plugin's way (PyYAML + psycopg, installed into .tools/bench-venv), then apply and watch against
 # `kubectl apply --server-side` on a real kube-apiserver (tests/kube-harness), and the cost of
 # the auth layer per call (with and without it, in one process), writes to Git against the git
-# command, and the cluster inventory import against `kubectl get -o json` of the same kinds.
-# Usage: scripts/bench.sh [pull|cluster|auth|write|inventory] [--resources N] [--repeat N]
+# command, the cluster inventory import against `kubectl get -o json` of the same kinds, and a
+# pull's memory when another branch holds a 1 GiB file (scripts/bench-fetch-memory.sh).
+# Usage: scripts/bench.sh [pull|cluster|auth|write|inventory|fetch-memory] [--resources N] [--repeat N]
 #        [--watch-samples N] [--nodes N --pods N --vms N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ fi
 source scripts/lib.sh
 trap "stop_private_pg target/bench-pg" EXIT
 which=all
-case "${1:-}" in pull|cluster|auth|write|inventory) which=$1; shift ;; esac
+case "${1:-}" in pull|cluster|auth|write|inventory|fetch-memory) which=$1; shift ;; esac
 if [ "$which" = all ] || [ "$which" = auth ]; then
   cargo bench --locked --bench auth
 fi
@@ -33,4 +34,8 @@ fi
 if [ "$which" = all ] || [ "$which" = inventory ]; then
   scripts/kube-harness.sh
   cargo bench --locked --bench inventory -- "$@"
+fi
+if [ "$which" = all ] || [ "$which" = fetch-memory ]; then
+  cargo build --locked --release -p fabricsync --bin fabricsync
+  scripts/bench-fetch-memory.sh target/release/fabricsync
 fi
