@@ -14,6 +14,7 @@ use fabricsync_core::vocab::Layout;
 use support::gitservers::{
     Answer, GitDaemon, GitFixture, HttpGitServer, SilentServer, SshServer, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER,
 };
+use support::proxy::{Fault, Proxy};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -696,4 +697,50 @@ fn the_outbound_policy_refuses_before_connecting_on_every_transport() {
             4
         );
     }
+}
+
+#[test]
+fn a_git_server_that_dies_or_stalls_mid_fetch_fails_the_fetch_and_leaves_the_mirror_whole() {
+    let repo = fabric_repo();
+    // Incompressible bytes: a pack of several MB, received in many reads.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::create_dir_all(repo.work().join("blobs")).expect("mkdir");
+    std::fs::write(repo.work().join("blobs/noise.bin"), &noise).expect("write");
+    let head = repo.commit(&[], "a large file");
+    let http = HttpGitServer::start(&repo.srv_root());
+    let proxy = Proxy::start(http.port);
+    let url = format!("http://127.0.0.1:{}/fabric.git", proxy.port);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = Mirror::open_or_init(cache.path(), "faulty").expect("mirror");
+    let fetch = |timeout: Duration| {
+        mirror.fetch(&outbound(), &url, &token(HTTP_TOKEN), Wanted::Refs(&["main"]), timeout, &mut |_| {})
+    };
+
+    // The server dies 256 KiB into its answer.
+    proxy.set(Fault::CutAfter(256 << 10));
+    let cut = fetch(TIMEOUT).expect_err("a cut fetch");
+    assert_eq!(cut.kind(), FailureKind::RemoteFailed, "{cut}");
+    assert!(!cut.to_string().contains(HTTP_TOKEN), "{cut}");
+    assert_eq!(mirror.resolve("main").map_err(|e| e.kind()), Err(FailureKind::UnknownRef), "nothing half-fetched");
+
+    // It stalls: the fetch's deadline ends it.
+    proxy.set(Fault::Stall);
+    let started = std::time::Instant::now();
+    let stalled = fetch(Duration::from_secs(3)).expect_err("a stalled fetch");
+    assert_eq!(stalled.kind(), FailureKind::Timeout, "{stalled}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+
+    // Back to health, the same mirror fetches the whole commit.
+    proxy.set(Fault::Pass);
+    let report = fetch(TIMEOUT).expect("a healthy fetch");
+    assert!(report.bytes_received > 4 << 20, "{report:?}");
+    assert_eq!(mirror.resolve("main").expect("main"), head);
 }

@@ -233,6 +233,9 @@ impl Evidence {
             .iter()
             .any(|&k| self.io(k))
             || any(&["connection reset", "broken pipe", "http status 5", "internal server error", "bad gateway"])
+            // The pack ended before it was whole: the remote stopped in the middle of its answer.
+            || (any(&["the pack sent by the remote", "the received pack"])
+                && (self.io(io::ErrorKind::UnexpectedEof) || any(&["failed to fill whole buffer", "unexpected end"])))
         {
             FailureKind::RemoteFailed
         } else if any(&[
@@ -332,6 +335,14 @@ mod tests {
             (&["A packet line could not be decoded"], FailureKind::Protocol),
             (&["Received HTTP status 500"], FailureKind::RemoteFailed),
             (&["io error", "Connection reset by peer (os error 104)"], FailureKind::RemoteFailed),
+            (
+                &[
+                    "Failed to consume the pack sent by the remote",
+                    "Failed to write the received pack",
+                    "An IO operation failed while streaming an entry: failed to fill whole buffer",
+                ],
+                FailureKind::RemoteFailed,
+            ),
             (&["something else entirely"], FailureKind::Other),
             (
                 &["client error (Connect)", "dns error", "outbound policy: meta (169.254.169.254) is denied"],

@@ -5,6 +5,7 @@
 
 pub mod gitservers;
 pub mod kube;
+pub mod proxy;
 pub mod server;
 pub mod sync;
 pub mod webhooks;
