@@ -1663,6 +1663,17 @@ async fn watches_spread_over_three_replicas_and_move_when_one_dies() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     println!("{held} watches moved {:.1} s after the kill: {moved:?}", started.elapsed().as_secs_f64());
+    // A change after the takeover reaches each fabric's stream once, from whichever replica.
+    let request = WatchFabricEventsRequest { fabric_id: ids[0].clone(), from_sequence: 0, kinds: vec![] };
+    let mut stream = c.sync.watch_fabric_events(request).await.expect("watch").into_inner();
+    kube.apply_yaml("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: after-kill\n  namespace: default\n");
+    let mut events = Vec::new();
+    next_matching(&mut stream, &mut events, |e| is(e, FabricEventType::Added, "after-kill")).await;
+    while let Ok(Ok(Some(message))) = tokio::time::timeout(std::time::Duration::from_secs(2), stream.message()).await {
+        events.extend(message.event);
+    }
+    let added = events.iter().filter(|e| is(e, FabricEventType::Added, "after-kill")).count();
+    assert_eq!(added, 1, "{events:?}");
     assert_eq!(moved.keys().copied().collect::<Vec<_>>(), {
         let mut s: Vec<u32> = others.iter().map(|o| o.pid()).collect();
         s.sort();
