@@ -272,9 +272,10 @@ pub struct ServeArgs {
 
     /// Serve Prometheus metrics at `GET /metrics` on this address, plaintext HTTP without
     /// authentication: keep it on loopback or inside the cluster network. Empty or `off` turns
-    /// it off.
-    #[arg(long, env = "FABRICSYNC_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_metrics_listen)]
-    pub metrics_listen: MetricsListen,
+    /// it off. Not given: 127.0.0.1:9464, skipped with a warning when that port is taken (a
+    /// given address that cannot be bound stops the start).
+    #[arg(long, env = "FABRICSYNC_METRICS_LISTEN", value_parser = parse_metrics_listen)]
+    pub metrics_listen: Option<MetricsListen>,
 
     /// Accept file:// repository URLs (paths on this server; never inside --data-dir). Without
     /// DATABASE_URL and with a loopback --listen (the embedded default) they are accepted anyway.
@@ -305,6 +306,10 @@ impl ServeArgs {
         }
     }
 }
+
+/// Where metrics are served when --metrics-listen is not given.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464));
 
 /// `--metrics-listen`: an address, or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,9 +344,10 @@ mod tests {
     fn metrics_listen_defaults_to_loopback() {
         let cli = Cli::try_parse_from(["fabricsync", "serve"]).expect("parses");
         let Command::Serve(args) = cli.command else { panic!("serve") };
-        assert_eq!(args.metrics_listen, MetricsListen(Some(([127, 0, 0, 1], 9464).into())));
+        assert_eq!(args.metrics_listen, None);
+        assert_eq!(DEFAULT_METRICS_LISTEN, ([127, 0, 0, 1], 9464).into());
         let cli = Cli::try_parse_from(["fabricsync", "serve", "--metrics-listen", ""]).expect("parses");
         let Command::Serve(args) = cli.command else { panic!("serve") };
-        assert_eq!(args.metrics_listen, MetricsListen(None));
+        assert_eq!(args.metrics_listen, Some(MetricsListen(None)));
     }
 }

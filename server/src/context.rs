@@ -64,6 +64,8 @@ pub struct Settings {
     pub webhook_listen: Option<std::net::SocketAddr>,
     /// Where `GET /metrics` is served (--metrics-listen); None: not served.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The address is the default, not given: a taken port is skipped with a warning.
+    pub metrics_listen_defaulted: bool,
     /// Roles of client certificates (--client-cert-identities), for the auth layer.
     pub client_cert_identities: Option<Arc<crate::auth::certs::CertIdentities>>,
     pub outbound: crate::outbound::Outbound,
@@ -103,7 +105,8 @@ impl Settings {
             tls_reload: Duration::from_secs(args.tls_reload_seconds.max(1)),
             health_listen: args.health_listen,
             webhook_listen: args.webhook_listen,
-            metrics_listen: args.metrics_listen.0,
+            metrics_listen: args.metrics_listen.map_or(Some(crate::config::DEFAULT_METRICS_LISTEN), |m| m.0),
+            metrics_listen_defaulted: args.metrics_listen.is_none(),
             client_cert_identities: None,
             outbound,
             kinds: fabricsync_core::manifest::kinds::KindRegistry::hedgehog(),

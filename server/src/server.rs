@@ -59,8 +59,11 @@ pub async fn serve(
         workers.push(tokio::spawn(crate::webhook::serve(state.clone(), gate.audit.clone(), listener, tls)));
     }
 
-    if let Some(addr) = settings.metrics_listen {
-        let listener = TcpListener::bind(addr).await?;
+    let metrics = match settings.metrics_listen {
+        Some(addr) => bind_metrics(addr, settings.metrics_listen_defaulted).await?,
+        None => None,
+    };
+    if let Some(listener) = metrics {
         let local = listener.local_addr()?;
         info!(address = %local, loopback = local.ip().is_loopback(), "metrics listening (GET /metrics, plaintext, unauthenticated)");
         let sampled = state.clone();
@@ -186,6 +189,19 @@ fn gate(settings: &Settings, state: &AppState) -> (Arc<crate::auth::layer::Gate>
 
 /// The metric labels of a request path: the method as the rules table names it (so unknown
 /// paths share one label), and whether it streams.
+/// The metrics listener; None when the address is only the default and its port is taken
+/// (another exporter on the host): the server runs without metrics and says so.
+async fn bind_metrics(addr: std::net::SocketAddr, defaulted: bool) -> std::io::Result<Option<TcpListener>> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if defaulted => {
+            tracing::warn!(address = %addr, error = %e, "the default metrics address is taken: no metrics (choose one with --metrics-listen)");
+            Ok(None)
+        }
+        Err(e) => Err(std::io::Error::new(e.kind(), format!("--metrics-listen {addr}: {e}"))),
+    }
+}
+
 fn grpc_method(path: &str) -> Option<(&'static str, crate::metrics::CallType)> {
     use crate::metrics::CallType;
     crate::auth::rules::rule(path)
@@ -248,5 +264,22 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_default_metrics_port_is_skipped_and_a_taken_given_one_is_an_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        assert!(bind_metrics(addr, true).await.expect("defaulted").is_none());
+        let err = bind_metrics(addr, false).await.expect_err("given");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&format!("--metrics-listen {addr}")), "{err}");
+        drop(taken);
+        assert!(bind_metrics(addr, false).await.expect("free again").is_some());
     }
 }
