@@ -1713,7 +1713,12 @@ async fn the_watch_and_drift_survive_a_kube_apiserver_restart() {
     let seen = restarted.elapsed();
     let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     assert_eq!(d.fields.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["/spec/inboundCommunity"]);
-    assert_eq!(watch_status(&mut c, &id).await.0, WatchStatus::Active);
+    // Every kind's watcher back (each retries on its own): active again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while watch_status(&mut c, &id).await.0 != WatchStatus::Active {
+        assert!(std::time::Instant::now() < deadline, "{:?}", watch_status(&mut c, &id).await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     // Nothing else drifted: the rest of the live view is what it was.
     let summary = c
         .drift

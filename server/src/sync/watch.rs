@@ -64,16 +64,24 @@ async fn supervise(state: AppState, database_url: String) {
                 // A changed fabric (new URL, token, kinds) restarts its watch; a deleted one, or
                 // one whose watch was disabled, stops it.
                 let mut stopped = Vec::new();
+                // Restarted here: their locks were ours when the fabrics were listed.
+                let mut restarting = std::collections::HashSet::new();
                 running.retain(|id, (version, task)| {
                     let keep = wanted.get(id) == Some(version) && !task.is_finished();
                     if !keep {
                         task.abort();
-                        if !wanted.contains_key(id) {
+                        if wanted.contains_key(id) {
+                            restarting.insert(*id);
+                        } else {
                             stopped.push(*id);
                         }
                     }
                     keep
                 });
+                for id in &restarting {
+                    // Until it runs again, what the old watch saw is not current.
+                    set_status(&state, *id, WatchStatus::Starting, None).await;
+                }
                 for id in stopped {
                     set_status(&state, id, WatchStatus::Inactive, None).await;
                 }
@@ -96,8 +104,10 @@ async fn supervise(state: AppState, database_url: String) {
                     }
                     info!(released = plan.release, processes, "letting other processes take watches");
                 }
-                let free: Vec<&fabrics::ToWatch> =
-                    listed.iter().filter(|f| !f.held && !running.contains_key(&f.id)).collect();
+                let free: Vec<&fabrics::ToWatch> = listed
+                    .iter()
+                    .filter(|f| (!f.held || restarting.contains(&f.id)) && !running.contains_key(&f.id))
+                    .collect();
                 let mut taken = 0;
                 for fabric in free {
                     if taken >= plan.take {
