@@ -232,7 +232,7 @@ async fn apply_in_waves_skips_unchanged_reports_conflicts_and_prunes() {
     // Someone edits a field fabricsync applied: that makes them its manager, so the next apply
     // (once the watch has seen it) conflicts and names them; `force` takes the field back and
     // restores the value.
-    patch_external(&kube);
+    patch_community(&kube, "65101:9999");
     wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     let run = c.sync_mode(&id, SyncMode::Apply, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Failed, "{run:?}");
@@ -546,20 +546,6 @@ async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disab
     }
 }
 
-/// Another manager (kubectl) changes the External "default": Git says 65101:3001.
-fn patch_external(kube: &KubeCluster) {
-    kube.kubectl_ok(&[
-        "patch",
-        "externals.vpc.githedgehog.com",
-        "default",
-        "-n",
-        "default",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"inboundCommunity":"65101:9999"}}"#,
-    ]);
-}
-
 async fn resource_drift(c: &mut Clients, id: &str, kind: &str, name: &str) -> ResourceDrift {
     let group = if kind.starts_with("External") { "vpc.githedgehog.com" } else { "wiring.githedgehog.com" };
     let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
@@ -628,7 +614,7 @@ async fn drift_names_fields_values_and_who_changed_them() {
     assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::InSync as i32, 0), "{summary:?}");
 
     // Another manager changes a field: drifted, with the path, both values and who did it.
-    patch_external(&kube);
+    patch_community(&kube, "65101:9999");
     let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     assert_eq!(d.fields.len(), 1, "{d:?}");
     let field = &d.fields[0];
@@ -1707,7 +1693,7 @@ async fn the_watch_and_drift_survive_a_kube_apiserver_restart() {
     let restarted = std::time::Instant::now();
     kube.restart();
     let back = restarted.elapsed();
-    patch_external(&kube);
+    patch_community(&kube, "65101:9999");
     let mut events = Vec::new();
     next_matching(&mut stream, &mut events, |e| is(e, FabricEventType::Modified, "default")).await;
     let seen = restarted.elapsed();

@@ -155,8 +155,7 @@ pub struct Target<'a> {
 
 /// A client for the fabric's cluster from its stored URL, CA and sealed bearer token.
 pub async fn connect(fabric: &FabricRow, keyring: &Keyring, outbound: &Outbound) -> Result<Connection, ClusterError> {
-    let token = crate::credentials::cluster_token(fabric, keyring)
-        .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
+    let token = crate::credentials::cluster_token(fabric, keyring).map_err(unopened)?;
     let target = Target {
         server_url: &fabric.cluster_server_url,
         ca_pem: &fabric.cluster_ca_pem,
@@ -173,10 +172,14 @@ pub async fn connect_inventory_cluster(
     keyring: &Keyring,
     outbound: &Outbound,
 ) -> Result<Connection, ClusterError> {
-    let token = crate::credentials::inventory_cluster_token(row, keyring)
-        .map_err(|e| ClusterError::Other(format!("cannot open the stored bearer token: {e}")))?;
+    let token = crate::credentials::inventory_cluster_token(row, keyring).map_err(unopened)?;
     let target = Target { server_url: &row.server_url, ca_pem: &row.ca_pem, namespace: "default", token };
     connect_to(target, outbound).await
+}
+
+/// A stored bearer token that could not be opened (a key missing from the keyring).
+fn unopened(e: crate::crypto::CryptoError) -> ClusterError {
+    ClusterError::Other(format!("cannot open the stored bearer token: {e}"))
 }
 
 /// A client for `target`, connected only to addresses the outbound policy permits.
