@@ -65,6 +65,8 @@ impl From<PullError> for ApiError {
                 | K::NotARepository
                 | K::Protocol
                 | K::RemoteFailed => ApiError::Unavailable(format!("repository unreachable: {git}")),
+                // The server's own disk: retrying once space is freed succeeds.
+                K::DiskFull => ApiError::Unavailable(git.to_string()),
                 K::Other => ApiError::Internal(git.to_string()),
                 _ => ApiError::FailedPrecondition(git.to_string()),
             },

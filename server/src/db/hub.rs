@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, warn};
@@ -51,7 +51,7 @@ impl Hub {
 
 /// Errors say what failed without the driver's text, which may quote the URL.
 async fn listen(database_url: &str, tx: &broadcast::Sender<Notice>) -> Result<(), &'static str> {
-    let mut conn = AsyncPgConnection::establish(database_url).await.map_err(|_| "could not connect")?;
+    let mut conn = super::establish(database_url).await.map_err(|_| "could not connect")?;
     diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn).await.map_err(|_| "LISTEN failed")?;
     debug!("listening for event notifications");
     let mut notifications = std::pin::pin!(conn.notifications_stream());

@@ -17,9 +17,10 @@ pub mod typed;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{self, Pool};
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
 use uuid::Uuid;
 
 pub type DbPool = Pool<AsyncPgConnection>;
@@ -83,8 +84,89 @@ impl From<deadpool::PoolError> for DbError {
     }
 }
 
+/// How long a caller waits for a connection: a pooled one (its check included) or a new one
+/// (TCP connect and PostgreSQL's startup). A database that accepts connections but answers
+/// nothing (a stalled network path, a hung server) would otherwise hold every call and run
+/// forever; after this the call fails as the database being unavailable (UNAVAILABLE), and the
+/// next call tries again. Far above a healthy connect (milliseconds) or a pool wait under load.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Session settings of every connection the server opens (sent once, after connecting):
+/// - `statement_timeout`: a statement the server runs longer than this is cancelled by
+///   PostgreSQL, so that nothing (a lock wait, a runaway query) holds a connection forever. The
+///   largest statements (a 10,000-object pull's bulk writes) take well under a second.
+/// - `idle_in_transaction_session_timeout`: a session left idle inside a transaction (its client
+///   stalled or gone without its socket closing) is ended by PostgreSQL, releasing its row and
+///   advisory locks for the other workers and replicas. The engine never waits on anything but
+///   the database inside a transaction.
+const SESSION_SETTINGS: &str = "SET statement_timeout = '120s'; SET idle_in_transaction_session_timeout = '60s'";
+
+/// TCP settings added to the database URL unless it sets them itself: a peer that vanished
+/// without a reset (a host gone, a network partition) is noticed by the kernel, and the
+/// connection fails, instead of waiting forever on data that is never acknowledged
+/// (`tcp_user_timeout`, seconds) or on an idle connection such as LISTEN's (keepalives: idle
+/// 30 s, then probes every 10 s, 3 missed). `connect_timeout` bounds each TCP connect.
+const TCP_SETTINGS: [(&str, &str); 5] = [
+    ("connect_timeout", "10"),
+    ("tcp_user_timeout", "30"),
+    ("keepalives_idle", "30"),
+    ("keepalives_interval", "10"),
+    ("keepalives_retries", "3"),
+];
+
+/// `url` with the `TCP_SETTINGS` it does not set (URL or key=value form).
+pub fn session_url(url: &str) -> String {
+    let uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let mut out = url.to_string();
+    for (key, value) in TCP_SETTINGS {
+        let set = if uri {
+            url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p.split('=').next() == Some(key)))
+        } else {
+            url.split_whitespace().any(|p| p.split('=').next() == Some(key))
+        };
+        if set {
+            continue;
+        }
+        if uri {
+            out.push(if out.contains('?') { '&' } else { '?' });
+        } else {
+            out.push(' ');
+        }
+        out.push_str(&format!("{key}={value}"));
+    }
+    out
+}
+
+/// A new connection with the session settings, within `CONNECT_DEADLINE`.
+pub async fn establish(url: &str) -> Result<AsyncPgConnection, DbError> {
+    use diesel_async::SimpleAsyncConnection;
+    let connecting = async {
+        let mut conn = AsyncPgConnection::establish(&session_url(url)).await.map_err(connect_error)?;
+        conn.batch_execute(SESSION_SETTINGS).await?;
+        Ok(conn)
+    };
+    match tokio::time::timeout(CONNECT_DEADLINE, connecting).await {
+        Ok(result) => result,
+        Err(_) => Err(DbError::Connect(no_answer())),
+    }
+}
+
+fn no_answer() -> String {
+    format!("the database did not answer within {} s", CONNECT_DEADLINE.as_secs())
+}
+
 pub fn pool(url: &str, max_size: usize) -> Result<DbPool, DbError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(|url| {
+        let url = url.to_string();
+        Box::pin(async move {
+            use diesel_async::SimpleAsyncConnection;
+            let mut conn = AsyncPgConnection::establish(&session_url(&url)).await?;
+            conn.batch_execute(SESSION_SETTINGS).await.map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager).max_size(max_size).build().map_err(|e| DbError::Pool(e.to_string()))
 }
 
@@ -97,7 +179,7 @@ pub async fn try_advisory_lock(url: &str, class: i32, key: &str) -> Result<Optio
         #[diesel(sql_type = diesel::sql_types::Bool)]
         locked: bool,
     }
-    let mut conn = AsyncPgConnection::establish(url).await.map_err(|e| DbError::Connect(e.to_string()))?;
+    let mut conn = establish(url).await?;
     let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
         .bind::<diesel::sql_types::Int4, _>(class)
         .bind::<diesel::sql_types::Text, _>(key)
@@ -122,9 +204,14 @@ pub const THIS_DATABASE: &str = "database = (SELECT oid FROM pg_database WHERE d
 /// A connection of the pool; the wait for it is measured (`fabricsync_db_pool_wait_seconds`).
 pub async fn connect(pool: &DbPool) -> Result<DbConn, DbError> {
     let started = std::time::Instant::now();
-    let conn = pool.get().await;
+    // The pool checks a connection it hands out with a round trip, so one whose database
+    // stopped answering is found here; the deadline covers that check and a new connection.
+    let conn = tokio::time::timeout(CONNECT_DEADLINE, pool.get()).await;
     crate::metrics::global().pool_waited(started.elapsed());
-    Ok(conn?)
+    match conn {
+        Ok(conn) => Ok(conn?),
+        Err(_) => Err(DbError::Pool(no_answer())),
+    }
 }
 
 /// Applies pending migrations; idempotent, and safe when several replicas start at once

@@ -29,6 +29,8 @@ pub enum FailureKind {
     BrokenSymlink,
     /// The server's outbound policy refused the address or path.
     Refused,
+    /// The file system of the git mirrors has no space left.
+    DiskFull,
     Other,
 }
 
@@ -72,6 +74,9 @@ pub enum GitError {
     BrokenSymlink { path: String, target: String },
     #[error("refused: {0}")]
     Refused(String),
+    /// Names the mirror (see `Mirror::fetch`); nothing of the failed fetch is kept.
+    #[error("no space left on the disk: {0}")]
+    DiskFull(String),
     #[error("git: {0}")]
     Other(String),
 }
@@ -98,6 +103,7 @@ impl FailureKind {
             FailureKind::SymlinkEscapes => "git.symlink_escapes",
             FailureKind::BrokenSymlink => "git.broken_symlink",
             FailureKind::Refused => "git.refused",
+            FailureKind::DiskFull => "git.disk_full",
             FailureKind::Other => "git.other",
         }
     }
@@ -129,6 +135,7 @@ impl GitError {
             GitError::SymlinkEscapes { .. } => FailureKind::SymlinkEscapes,
             GitError::BrokenSymlink { .. } => FailureKind::BrokenSymlink,
             GitError::Refused(_) => FailureKind::Refused,
+            GitError::DiskFull(_) => FailureKind::DiskFull,
             GitError::Other(_) => FailureKind::Other,
         }
     }
@@ -140,8 +147,30 @@ impl GitError {
 
     /// A local failure (object database, file system) of the mirror; no credentials involved.
     pub(crate) fn local(context: &str, err: impl std::fmt::Display) -> GitError {
-        GitError::Other(format!("{context}: {err}"))
+        let detail = format!("{context}: {err}");
+        if says_disk_full(&detail) {
+            GitError::DiskFull(detail)
+        } else {
+            GitError::Other(detail)
+        }
     }
+
+    /// This failure of the mirror at `git_dir`, as a full disk naming that mirror when it was
+    /// one (whatever layer, gix's or ours, reported it).
+    pub(crate) fn in_mirror(self, git_dir: &std::path::Path) -> GitError {
+        let detail = match self {
+            GitError::DiskFull(detail) => detail,
+            GitError::Other(detail) if says_disk_full(&detail) => detail,
+            other => return other,
+        };
+        GitError::DiskFull(format!("git mirror {}: {detail}", git_dir.display()))
+    }
+}
+
+/// ENOSPC (and EDQUOT) as the OS words them.
+fn says_disk_full(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("no space left on device") || text.contains("disk quota exceeded")
 }
 
 impl From<Refused> for GitError {
@@ -193,6 +222,12 @@ impl Evidence {
         // Our own resolver's refusal, wherever the transport wrapped it (e.g. as a DNS error).
         if any(&["outbound policy:"]) {
             FailureKind::Refused
+        } else if self.io(io::ErrorKind::StorageFull)
+            || self.io(io::ErrorKind::QuotaExceeded)
+            || any(&["no space left on device", "disk quota exceeded"])
+        {
+            // Local, though met while receiving: the remote is not to blame.
+            FailureKind::DiskFull
         } else if self.io(io::ErrorKind::TimedOut) || any(&["timed out"]) {
             FailureKind::Timeout
         } else if any(&[
@@ -297,6 +332,7 @@ pub(crate) fn remote_error(kind: FailureKind, detail: String) -> GitError {
         FailureKind::RemoteFailed => GitError::RemoteFailed(detail),
         FailureKind::InvalidUrl => GitError::InvalidUrl(detail),
         FailureKind::Refused => GitError::Refused(detail),
+        FailureKind::DiskFull => GitError::DiskFull(detail),
         _ => GitError::Other(detail),
     }
 }
@@ -307,6 +343,18 @@ mod tests {
 
     fn evidence(texts: &[&str]) -> Evidence {
         Evidence { texts: texts.iter().map(|t| t.to_string()).collect(), ..Evidence::default() }
+    }
+
+    #[test]
+    fn a_full_disk_names_the_mirror() {
+        let mirror = std::path::Path::new("/data/git/r.git");
+        let full = GitError::Other("write pack: No space left on device (os error 28)".into()).in_mirror(mirror);
+        assert_eq!(full.kind(), FailureKind::DiskFull);
+        assert!(full.to_string().starts_with("no space left on the disk: git mirror /data/git/r.git: "), "{full}");
+        let local = GitError::local("cannot create a staging directory", "No space left on device (os error 28)");
+        assert_eq!(local.kind(), FailureKind::DiskFull);
+        assert_eq!(GitError::Other("bad object".into()).in_mirror(mirror).kind(), FailureKind::Other);
+        assert_eq!(GitError::Timeout("slow".into()).in_mirror(mirror).kind(), FailureKind::Timeout);
     }
 
     #[test]
@@ -323,6 +371,10 @@ mod tests {
                 FailureKind::Dns,
             ),
             (&["ssh: connect to host 127.0.0.1 port 1: Connection refused"], FailureKind::ConnectionRefused),
+            (
+                &["Failed to write pack", "No space left on device (os error 28)"],
+                FailureKind::DiskFull,
+            ),
             (&["Host key verification failed."], FailureKind::HostKey),
             (&["invalid peer certificate: UnknownIssuer"], FailureKind::Tls),
             (

@@ -159,6 +159,7 @@ impl Mirror {
                 Ok(report)
             }
             Err(e) => {
+                let e = e.in_mirror(&self.git_dir);
                 metrics.git_fetched(Err(e.code()), started.elapsed());
                 Err(e)
             }

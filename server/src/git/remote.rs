@@ -12,7 +12,7 @@ use gix::protocol::transport::client::blocking_io::{http, Transport};
 use gix::remote::{Connection, Direction};
 use gix::url::Scheme;
 
-use super::error::{Evidence, GitError};
+use super::error::{Evidence, FailureKind, GitError};
 use super::write::Pushed;
 use super::Auth;
 use crate::outbound::Outbound;
@@ -348,6 +348,11 @@ impl Session {
     }
 
     fn classified(&self, mut evidence: Evidence) -> GitError {
+        // The mirror's own disk, not the remote: told as it is for every scheme (`Mirror::fetch`
+        // names the mirror), without the remote's words, which may quote a file:// path.
+        if evidence.classify() == FailureKind::DiskFull {
+            return GitError::DiskFull("no space left on device while receiving the pack".into());
+        }
         if self.url.scheme == Scheme::File {
             return GitError::unreadable();
         }
@@ -634,7 +639,6 @@ fn credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::FailureKind;
 
     fn token() -> Auth {
         Auth::Token { username: String::new(), token: "t0ken".into() }
