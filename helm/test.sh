@@ -116,6 +116,13 @@ for f in "$work/default.yaml" "$work/existing-key.yaml"; do
 done
 grep -A2 '# Prometheus, from networkPolicy.metricsFrom' "$work/default.yaml" | grep -q 'port: metrics$' \
   || fail "default: the NetworkPolicy does not admit the metrics port"
+# Traces: off unless an endpoint is given, then the endpoint and the ratio.
+! grep -q 'FABRICSYNC_OTLP_ENDPOINT' "$work/default.yaml" || fail "default: traces on without an endpoint"
+"$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" \
+  --set traces.otlpEndpoint=http://otel-collector.observability:4317 --set traces.sampleRatio=0.1 >"$work/traces.yaml"
+grep -q 'FABRICSYNC_OTLP_ENDPOINT: "http://otel-collector.observability:4317"' "$work/traces.yaml" \
+  || fail "traces: no FABRICSYNC_OTLP_ENDPOINT"
+grep -q 'FABRICSYNC_TRACE_SAMPLE_RATIO: "0.1"' "$work/traces.yaml" || fail "traces: no FABRICSYNC_TRACE_SAMPLE_RATIO"
 "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" --set metrics.serviceMonitor.enabled=true \
   --set metrics.serviceMonitor.labels.release=kube-prometheus --set metrics.serviceMonitor.interval=15s \
   --set metrics.port=9100 --set-json 'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]' \

@@ -277,6 +277,21 @@ pub struct ServeArgs {
     #[arg(long, env = "FABRICSYNC_METRICS_LISTEN", value_parser = parse_metrics_listen)]
     pub metrics_listen: Option<MetricsListen>,
 
+    /// Export traces (a span per call, run and run stage) to this OpenTelemetry collector over
+    /// OTLP/gRPC, e.g. `http://otel-collector:4317`. Off when not given. The operator's own
+    /// address, so the outbound policy (for addresses callers give) does not apply to it.
+    #[arg(long, env = "FABRICSYNC_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<url::Url>,
+
+    /// PEM CA certificates an https --otlp-endpoint is verified with (default: the web PKI roots).
+    #[arg(long, env = "FABRICSYNC_OTLP_CA_FILE")]
+    pub otlp_ca_file: Option<std::path::PathBuf>,
+
+    /// Share of the traces started here that are exported, 0 to 1; a caller's sampled
+    /// `traceparent` is always followed.
+    #[arg(long, env = "FABRICSYNC_TRACE_SAMPLE_RATIO", default_value_t = 1.0, value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
+
     /// Accept file:// repository URLs (paths on this server; never inside --data-dir). Without
     /// DATABASE_URL and with a loopback --listen (the embedded default) they are accepted anyway.
     #[arg(long, env = "FABRICSYNC_ALLOW_FILE_REPOSITORIES")]
@@ -295,6 +310,14 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    pub fn otlp(&self) -> Option<Otlp> {
+        self.otlp_endpoint.clone().map(|endpoint| Otlp {
+            endpoint,
+            ca_file: self.otlp_ca_file.clone(),
+            sample_ratio: self.trace_sample_ratio,
+        })
+    }
+
     pub fn tls_files(&self) -> Option<crate::transport::tls::TlsFiles> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(crate::transport::tls::TlsFiles {
@@ -307,6 +330,17 @@ impl ServeArgs {
     }
 }
 
+/// Where and how traces are exported (`serve --otlp-endpoint`).
+#[derive(Debug, Clone)]
+pub struct Otlp {
+    /// `http://` or `https://` URL of an OTLP/gRPC collector.
+    pub endpoint: url::Url,
+    /// PEM CA certificates an https collector is verified with (else the web PKI roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Share of traces started here (not continued from a caller) that are recorded, 0 to 1.
+    pub sample_ratio: f64,
+}
+
 /// Where metrics are served when --metrics-listen is not given.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464));
@@ -314,6 +348,22 @@ pub const DEFAULT_METRICS_LISTEN: SocketAddr =
 /// `--metrics-listen`: an address, or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsListen(pub Option<SocketAddr>);
+
+/// An http:// or https:// URL with a host.
+pub fn parse_otlp_endpoint(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("expected http://host:port or https://host:port of an OTLP/gRPC collector".to_string());
+    }
+    Ok(url)
+}
+
+pub fn parse_ratio(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err("expected a number from 0 to 1".to_string()),
+    }
+}
 
 /// An address, or `off` / empty for none.
 pub fn parse_metrics_listen(value: &str) -> Result<MetricsListen, String> {
@@ -338,6 +388,21 @@ mod tests {
         assert_eq!(parse_metrics_listen("OFF"), Ok(MetricsListen(None)));
         assert_eq!(parse_metrics_listen(""), Ok(MetricsListen(None)));
         assert!(parse_metrics_listen("localhost").is_err());
+    }
+
+    #[test]
+    fn traces_need_an_http_collector_url_and_a_ratio() {
+        assert!(parse_otlp_endpoint("http://127.0.0.1:4317").is_ok());
+        assert!(parse_otlp_endpoint("https://collector.example:4317").is_ok());
+        assert!(parse_otlp_endpoint("collector:4317").is_err());
+        assert!(parse_otlp_endpoint("file:///tmp/x").is_err());
+        assert_eq!(parse_ratio("0.25"), Ok(0.25));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("-0").is_ok());
+        assert!(parse_ratio("NaN").is_err());
+        let cli = Cli::try_parse_from(["fabricsync", "serve"]).expect("parses");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert!(args.otlp().is_none());
     }
 
     #[test]

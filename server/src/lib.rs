@@ -31,6 +31,7 @@ pub mod server;
 pub mod sync;
 pub mod telemetry;
 pub mod text;
+pub mod traces;
 pub mod transport;
 pub mod webhook;
 

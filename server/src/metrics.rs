@@ -34,6 +34,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 use tonic::Code;
+use tracing::Span;
 
 use fabricsync_core::vocab::{DriftStatus, RunStatus, SyncMode, Trigger, WatchStatus, Word};
 
@@ -641,17 +642,20 @@ impl Drop for ActiveRun {
     }
 }
 
-/// Times a stage: `let _t = metrics.timer(mode, Stage::Parse);` records when dropped.
+/// Times a stage: `let _t = metrics.timer(mode, Stage::Parse);` records when dropped. Its trace
+/// span (a child of the run's) lasts as long.
 pub struct StageTimer {
     metrics: &'static Metrics,
     mode: SyncMode,
     stage: Stage,
     started: Instant,
+    _span: Span,
 }
 
 impl Metrics {
     pub fn timer(&'static self, mode: SyncMode, stage: Stage) -> StageTimer {
-        StageTimer { metrics: self, mode, stage, started: Instant::now() }
+        let span = tracing::info_span!("stage", otel.name = stage.word(), stage = stage.word());
+        StageTimer { metrics: self, mode, stage, started: Instant::now(), _span: span }
     }
 }
 
@@ -711,9 +715,20 @@ where
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         let (method, kind) = (self.method_of)(req.uri().path()).unwrap_or((UNKNOWN_METHOD, CallType::Unary));
         self.metrics.call_started(method, kind);
-        let mut call = Some(Call { metrics: self.metrics, method, kind, started: Instant::now(), ended: false });
+        let mut call = Some(Call {
+            metrics: self.metrics,
+            method,
+            kind,
+            started: Instant::now(),
+            ended: false,
+            span: Span::none(),
+        });
         let future = self.inner.call(req);
         Box::pin(async move {
+            // The call's span (`telemetry::rpc_span`) is entered only when this runs.
+            if let Some(call) = call.as_mut() {
+                call.span = Span::current();
+            }
             match future.await {
                 Ok(response) => {
                     // A trailers-only answer (an error before any message) has its status here.
@@ -736,13 +751,15 @@ where
 }
 
 /// A call not yet counted as ended; one dropped before its status (the client went away, the
-/// call's future or its response body dropped) ends as Canceled.
+/// call's future or its response body dropped) ends as Canceled. It holds the call's trace span
+/// open until then, so a stream's span lasts as long as the stream.
 struct Call {
     metrics: &'static Metrics,
     method: &'static str,
     kind: CallType,
     started: Instant,
     ended: bool,
+    span: Span,
 }
 
 impl Call {
@@ -754,6 +771,7 @@ impl Call {
         if !self.ended {
             self.ended = true;
             self.metrics.call_handled(self.method, self.kind, code, self.started.elapsed());
+            crate::traces::rpc_ended(&self.span, code);
         }
     }
 }
@@ -824,6 +842,10 @@ const MIN_REFRESH: Duration = Duration::from_secs(1);
 /// A refresh that takes longer is abandoned; the scrape answers with the values it has.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at accept (scrapers need one or two each).
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long one connection may stay open, kept alive or not (Prometheus reconnects).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Reads what is sampled at scrape time (the database, the pool, the breakers) into `Metrics`.
 pub type Refresh = std::sync::Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
@@ -836,6 +858,7 @@ pub async fn serve(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let last: std::sync::Arc<tokio::sync::Mutex<Option<Instant>>> = Default::default();
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -849,9 +872,14 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::debug!("metrics connection refused: {MAX_CONNECTIONS} open");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (refresh, last) = (refresh.clone(), last.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |request| {
                 let (refresh, last) = (refresh.clone(), last.clone());
                 async move { Ok::<_, Infallible>(answer(metrics, &refresh, &last, &request).await) }
@@ -859,10 +887,11 @@ pub async fn serve(
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "metrics connection ended");
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, served).await {
+                Ok(Err(e)) => tracing::debug!(error = %e, "metrics connection ended"),
+                Err(_) => tracing::debug!("metrics connection closed after {CONNECTION_LIFETIME:?}"),
+                Ok(Ok(())) => {}
             }
         });
     }
@@ -940,7 +969,14 @@ mod tests {
     #[test]
     fn a_call_dropped_before_its_status_is_canceled() {
         let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
-        let call = || Call { metrics: m, method: "m", kind: CallType::Unary, started: Instant::now(), ended: false };
+        let call = || Call {
+            metrics: m,
+            method: "m",
+            kind: CallType::Unary,
+            started: Instant::now(),
+            ended: false,
+            span: Span::none(),
+        };
         call().end(Code::NotFound);
         drop(call());
         let text = m.encode();

@@ -121,7 +121,9 @@ pub async fn serve(
 
     let max = settings.max_message_bytes;
     let router = Server::builder()
-        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        .trace_fn(|request| {
+            crate::traces::rpc_span(request, crate::auth::rules::rule(request.uri().path()).map(|rule| rule.method))
+        })
         .timeout(settings.request_timeout)
         // Outermost: calls the auth layer refuses are counted too.
         .layer(crate::metrics::GrpcLayer::new(state.metrics, grpc_method))

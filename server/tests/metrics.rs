@@ -1,6 +1,7 @@
-//! Prometheus metrics end to end: a real server with `--metrics-listen`, a real PostgreSQL, a
-//! real Git repository; a few calls (one failing, one refused, one stream), a pull, then
-//! `GET /metrics` over HTTP, parsed, and the series checked by value.
+//! Prometheus metrics and OpenTelemetry traces end to end, against a real server, a real
+//! PostgreSQL and a real Git repository. Metrics: a few calls (one failing, one refused, one
+//! stream), a pull, then `GET /metrics` over HTTP, parsed, and the series checked by value.
+//! Traces: a collector stand-in on loopback receives the spans of calls, a run and its stages.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
@@ -11,6 +12,10 @@ use std::time::{Duration, Instant};
 use fabricsync::crypto::Keyring;
 use fabricsync::proto::fabric_service_client::FabricServiceClient;
 use fabricsync::proto::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 use support::gitservers::{free_port, GitFixture};
 use support::server::{Bearer, ServerProcess, ADMIN_TOKEN};
 use support::sync::{lab_wiring, status, Clients, LAB_OBJECTS};
@@ -216,6 +221,22 @@ async fn metrics_count_calls_runs_and_read_the_database_at_scrape_time() {
         assert!(Instant::now() < deadline, "the second NotFound was not counted:\n{}", m.body);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // At most 32 connections at once: one more is closed at once; when they go, scrapes work.
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        held.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to metrics"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to metrics");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the 33rd connection stays open: {read:?}");
+    drop(held);
+    // The server's side of a closed connection ends at once (EOF), giving its slot back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = scrape(port).await;
+    assert_eq!(m.value(HANDLED, &[("method", GET_FABRIC), ("type", "unary"), ("code", "NotFound")]), 2.0);
 }
 
 #[test]
@@ -280,4 +301,180 @@ async fn metrics_of_an_apply_and_a_watch() {
     assert_eq!(m.value("fabricsync_apply_circuit_opened_total", &[]), 0.0);
     // The cluster's URL and token are nowhere.
     assert!(!m.body.contains(&kube.url) && !m.body.contains(support::kube::ADMIN_TOKEN), "{}", m.body);
+}
+
+// --- traces ---
+
+/// An OpenTelemetry collector stand-in on loopback: the OTLP/gRPC trace service, keeping every
+/// span it is sent (and the resource's service name with it).
+#[derive(Clone, Default)]
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(String, OtlpSpan)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            let attributes = resource.resource.map(|r| r.attributes).unwrap_or_default();
+            let service = attributes
+                .iter()
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| text(kv.value.as_ref()?.value.as_ref()?))
+                .unwrap_or_default();
+            for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+                spans.push((service.clone(), span));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+impl Collector {
+    async fn start() -> (Collector, u16) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let collector = Collector::default();
+        let service = TraceServiceServer::new(collector.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        (collector, port)
+    }
+
+    fn spans(&self) -> Vec<(String, OtlpSpan)> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    /// Waits (the exporter sends in batches) for a span named `name` in trace `trace_id`.
+    async fn wait_for(&self, name: &str, trace_id: &[u8]) -> OtlpSpan {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((_, span)) = self.spans().into_iter().find(|(_, s)| s.name == name && s.trace_id == trace_id) {
+                return span;
+            }
+            let names: Vec<String> = self.spans().into_iter().map(|(_, s)| s.name).collect();
+            assert!(Instant::now() < deadline, "no span {name:?} in the trace; spans: {names:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn text(value: &AnyValue) -> Option<String> {
+    match value {
+        AnyValue::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// A span attribute's value, as text.
+fn attribute(span: &OtlpSpan, key: &str) -> Option<String> {
+    let value = span.attributes.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()?;
+    match value {
+        AnyValue::IntValue(i) => Some(i.to_string()),
+        other => text(other),
+    }
+}
+
+/// A W3C traceparent of a caller's sampled span.
+fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8]) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+    format!("00-{}-{}-01", hex(trace_id), hex(span_id)).parse().unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// With --otlp-endpoint, spans reach an OTLP collector: one per call, continuing the caller's
+/// W3C traceparent, with its gRPC code; a run continues the trace of the call that queued it,
+/// and its stages are the run's children. Only our spans, with no credential or URL in them.
+#[tokio::test]
+async fn traces_continue_the_callers_context_through_calls_runs_and_stages() {
+    let (collector, port) = Collector::start().await;
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let keys = Keyring::generate_key_line("test-key");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server =
+        ServerProcess::start_with(&support::fresh_database().await, &keys, &["--otlp-endpoint", &endpoint]).await;
+    let mut c = Clients::new(server.channel().await);
+    let fabric_id = c.fabric("lab", &repo.file_url(), "fabric", SyncPolicy::default()).await;
+
+    // A call in the caller's trace.
+    let (call_trace, caller_span) = ([0x11u8; 16], [0x22u8; 8]);
+    let mut request = tonic::Request::new(GetFabricRequest { id: fabric_id.clone() });
+    request.metadata_mut().insert("traceparent", traceparent(&call_trace, &caller_span));
+    c.fabrics.get_fabric(request).await.expect("get fabric");
+    let get = collector.wait_for(GET_FABRIC, &call_trace).await;
+    assert_eq!(get.parent_span_id, caller_span, "the caller's span is the parent");
+    assert_eq!(get.kind, opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32);
+    assert_eq!(attribute(&get, "rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(attribute(&get, "rpc.service").as_deref(), Some("fabricsync.v1.FabricService"));
+    assert_eq!(attribute(&get, "rpc.method").as_deref(), Some("GetFabric"));
+    assert_eq!(attribute(&get, "rpc.grpc.status_code").as_deref(), Some("0"));
+    assert!(get.end_time_unix_nano >= get.start_time_unix_nano && get.start_time_unix_nano > 0);
+
+    // A client mistake is not a server error; the code is on the span.
+    let (missing_trace, missing_parent) = ([0x33u8; 16], [0x44u8; 8]);
+    let mut request = tonic::Request::new(GetFabricRequest { id: uuid::Uuid::new_v4().to_string() });
+    request.metadata_mut().insert("traceparent", traceparent(&missing_trace, &missing_parent));
+    assert_eq!(c.fabrics.get_fabric(request).await.expect_err("unknown").code(), tonic::Code::NotFound);
+    let missing = collector.wait_for(GET_FABRIC, &missing_trace).await;
+    assert_eq!(attribute(&missing, "rpc.grpc.status_code").as_deref(), Some("5"));
+    let unset = opentelemetry_proto::tonic::trace::v1::status::StatusCode::Unset as i32;
+    assert_eq!(missing.status.as_ref().map_or(unset, |s| s.code), unset, "{missing:?}");
+
+    // A pull queued in a trace: the run continues it, and its stages are the run's children.
+    let (run_trace, run_caller) = ([0x55u8; 16], [0x66u8; 8]);
+    let mut request = tonic::Request::new(StartSyncRequest {
+        fabric_id: fabric_id.clone(),
+        mode: SyncMode::Pull as i32,
+        ..Default::default()
+    });
+    request.metadata_mut().insert("traceparent", traceparent(&run_trace, &run_caller));
+    let started = c.sync.start_sync(request).await.expect("start sync").into_inner();
+    let run_id = started.run.expect("run").id;
+    let run = c.wait(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    let start = collector.wait_for("fabricsync.v1.SyncService/StartSync", &run_trace).await;
+    assert_eq!(start.parent_span_id, run_caller);
+    let run_span = collector.wait_for("sync run pull", &run_trace).await;
+    assert_eq!(run_span.parent_span_id, start.span_id, "the run continues the call that queued it");
+    assert_eq!(attribute(&run_span, "run_id").as_deref(), Some(run_id.as_str()));
+    assert_eq!(attribute(&run_span, "fabric_id").as_deref(), Some(fabric_id.as_str()));
+    for stage in ["fetch", "parse", "validate", "plan", "persist"] {
+        let span = collector.wait_for(stage, &run_trace).await;
+        assert_eq!(span.parent_span_id, run_span.span_id, "stage {stage} is the run's child");
+        assert!(span.start_time_unix_nano >= run_span.start_time_unix_nano, "stage {stage} starts in the run");
+        assert!(span.end_time_unix_nano <= run_span.end_time_unix_nano, "stage {stage} ends in the run");
+    }
+
+    // A call without a traceparent starts a trace of its own.
+    c.fabrics.get_fabric(GetFabricRequest { id: fabric_id.clone() }).await.expect("get fabric");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !collector.spans().iter().any(|(_, s)| s.name == GET_FABRIC && s.parent_span_id.is_empty()) {
+        assert!(Instant::now() < deadline, "no root span for an untraced call");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Only this service's own spans: calls, runs and stages; nothing a caller sent but ids.
+    let spans = collector.spans();
+    let stages = ["fetch", "parse", "validate", "plan", "persist", "apply_wave", "prune", "rollout", "inventory"];
+    for (service, span) in &spans {
+        assert_eq!(service, "fabricsync");
+        let ours = span.name.starts_with("fabricsync.v1.")
+            || span.name.starts_with("grpc.")
+            || span.name.starts_with("sync run ")
+            || stages.contains(&span.name.as_str())
+            || span.name == "auto_sync";
+        assert!(ours, "a span that is not the service's own: {:?}", span.name);
+    }
+    let all = format!("{spans:?}");
+    assert!(!all.contains(ADMIN_TOKEN) && !all.contains("Bearer") && !all.contains("file://"), "{all}");
 }

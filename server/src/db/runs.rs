@@ -47,6 +47,8 @@ pub struct RunRow {
     pub rollout_wait_seconds: i32,
     /// Fetching from its Git server now.
     pub fetching: bool,
+    /// The W3C `traceparent` of the call that queued it (`telemetry::current_traceparent`).
+    pub trace_parent: Option<String>,
 }
 
 /// What a finished run records.

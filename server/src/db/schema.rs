@@ -218,6 +218,7 @@ diesel::table! {
         requested_by -> Text,
         rollout_wait_seconds -> Int4,
         fetching -> Bool,
+        trace_parent -> Nullable<Text>,
     }
 }
 

@@ -69,6 +69,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, request: &Request) -> Result<
         requested_by: request.requested_by.clone(),
         rollout_wait_seconds: request.rollout_wait_seconds,
         fetching: false,
+        trace_parent: crate::traces::current_traceparent(),
     };
     let queued = encode_progress(row.id, Payload::Queued(QueuedProgress {}));
     let inserted = conn

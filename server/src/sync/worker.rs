@@ -85,7 +85,16 @@ async fn work(state: AppState, worker: String) {
         };
         match claimed.await {
             Ok(Some(run)) => {
-                let span = info_span!("sync_run", fabric_id = %run.fabric_id, run_id = %run.id, worker = %worker);
+                let span = info_span!(
+                    "sync_run",
+                    otel.name = %format_args!("sync run {}", run.mode),
+                    fabric_id = %run.fabric_id,
+                    run_id = %run.id,
+                    worker = %worker,
+                    mode = %run.mode,
+                    trigger = %run.trigger,
+                );
+                crate::traces::continue_trace(&span, run.trace_parent.as_deref());
                 execute(&state, &worker, run).instrument(span).await;
                 continue;
             }

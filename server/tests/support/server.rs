@@ -122,7 +122,9 @@ impl ServerProcess {
             .env("FABRICSYNC_DATA_DIR", dir.path())
             // Parallel servers would share the default port; a test that scrapes passes
             // --metrics-listen (the flag wins over the variable).
-            .env("FABRICSYNC_METRICS_LISTEN", "off");
+            .env("FABRICSYNC_METRICS_LISTEN", "off")
+            // A test that exports traces (--otlp-endpoint) sees them within a fraction of a second.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100");
         if let Some(token) = bootstrap_token {
             command.env("FABRICSYNC_BOOTSTRAP_TOKEN", token);
         }
