@@ -119,7 +119,7 @@ grep -A2 '# Prometheus, from networkPolicy.metricsFrom' "$work/default.yaml" | g
 # Traces: off unless an endpoint is given, then the endpoint and the ratio.
 ! grep -q 'FABRICSYNC_OTLP_ENDPOINT' "$work/default.yaml" || fail "default: traces on without an endpoint"
 "$helm" template fs "$chart" -n "$ns" -f "$chart/ci/default-values.yaml" \
-  --set traces.otlpEndpoint=http://otel-collector.observability:4317 --set traces.sampleRatio=0.1 >"$work/traces.yaml"
+  --set traces.otlpEndpoint=http://otel-collector.observability:4317 --set-json traces.sampleRatio=0.1 >"$work/traces.yaml"
 grep -q 'FABRICSYNC_OTLP_ENDPOINT: "http://otel-collector.observability:4317"' "$work/traces.yaml" \
   || fail "traces: no FABRICSYNC_OTLP_ENDPOINT"
 grep -q 'FABRICSYNC_TRACE_SAMPLE_RATIO: "0.1"' "$work/traces.yaml" || fail "traces: no FABRICSYNC_TRACE_SAMPLE_RATIO"
