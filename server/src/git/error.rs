@@ -371,10 +371,7 @@ mod tests {
                 FailureKind::Dns,
             ),
             (&["ssh: connect to host 127.0.0.1 port 1: Connection refused"], FailureKind::ConnectionRefused),
-            (
-                &["Failed to write pack", "No space left on device (os error 28)"],
-                FailureKind::DiskFull,
-            ),
+            (&["Failed to write pack", "No space left on device (os error 28)"], FailureKind::DiskFull),
             (&["Host key verification failed."], FailureKind::HostKey),
             (&["invalid peer certificate: UnknownIssuer"], FailureKind::Tls),
             (
