@@ -8,6 +8,7 @@ use fabricsync::proto::sync_progress_event::Payload;
 use fabricsync::proto::*;
 use support::gitservers::{free_port, GitFixture};
 use support::kube::{KubeCluster, ADMIN_TOKEN, NOBODY_TOKEN};
+use support::proxy::{Fault, Proxy};
 use support::server::ServerProcess;
 use support::sync::{cluster_input, counters, lab_wiring, status, Clients, LAB_OBJECTS};
 
@@ -1724,5 +1725,235 @@ async fn the_watch_and_drift_survive_a_kube_apiserver_restart() {
         "kube-apiserver restart: ready again {:.1} s after the kill, a change seen by the watch {:.1} s after it",
         back.as_secs_f64(),
         seen.as_secs_f64()
+    );
+}
+
+/// Servers `<prefix>-0..count` as files of the fabric.
+fn server_files(prefix: &str, count: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| {
+            let doc = format!(
+                "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: {prefix}-{i}\n  namespace: default\n"
+            );
+            (format!("fabric/{prefix}/{prefix}-{i}.yaml"), doc)
+        })
+        .collect()
+}
+
+fn commit_all(repo: &GitFixture, files: &[(String, String)], message: &str) {
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    repo.commit(&files, message);
+}
+
+async fn drift_summary(c: &mut Clients, id: &str) -> FabricDriftSummary {
+    c.drift
+        .get_fabric_drift(GetFabricDriftRequest { fabric_id: id.into() })
+        .await
+        .expect("summary")
+        .into_inner()
+        .summary
+        .expect("summary")
+}
+
+/// APPLY until it succeeds (a cluster just back may still be refused by the circuit breaker
+/// for a while); panics after `limit`. Returns the run that succeeded and the failed ones.
+async fn apply_until_it_succeeds(c: &mut Clients, id: &str, limit: std::time::Duration) -> (SyncRun, Vec<SyncRun>) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut failed = Vec::new();
+    loop {
+        let run = c.sync_mode(id, SyncMode::Apply, false, true).await;
+        if status(&run) == SyncRunStatus::Succeeded {
+            return (run, failed);
+        }
+        assert!(!run.error.is_empty(), "failed without a reason: {run:?}");
+        assert!(std::time::Instant::now() < deadline, "no APPLY succeeded in {limit:?}: {failed:?} {run:?}");
+        failed.push(run);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the watch is ACTIVE; panics after `limit`.
+async fn wait_active(c: &mut Clients, id: &str, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while watch_status(c, id).await.0 != WatchStatus::Active {
+        assert!(std::time::Instant::now() < deadline, "watch not active: {:?}", watch_status(c, id).await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A fabric on `kube` reached through `proxy`, after a FULL sync, its watch active and in sync.
+async fn fabric_through(c: &mut Clients, kube: &KubeCluster, proxy: Option<&Proxy>, repo: &GitFixture) -> String {
+    let mut cluster = cluster_input(kube, ADMIN_TOKEN);
+    if let Some(proxy) = proxy {
+        // The API server's certificate names 127.0.0.1, whatever the port.
+        cluster.server_url = format!("https://127.0.0.1:{}", proxy.port);
+    }
+    let id = c.fabric_on_cluster("lab", &repo.file_url(), "fabric", SyncPolicy::default(), Some(cluster)).await;
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
+    wait_drift(c, &id, "Server", "server-1", ResourceDriftStatus::InSync).await;
+    wait_active(c, &id, std::time::Duration::from_secs(30)).await;
+    id
+}
+
+#[tokio::test]
+async fn a_stalled_api_server_fails_the_apply_with_the_reason_and_the_watch_recovers() {
+    let kube = KubeCluster::start();
+    let port: u16 = kube.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let proxy = Proxy::start(port);
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = fabric_through(&mut c, &kube, Some(&proxy), &repo).await;
+    let servers = count(&kube, "servers.wiring.githedgehog.com", Some(&format!("{LABEL}=lab")));
+
+    // New objects to apply, then the API server's connections stall (open, nothing forwarded).
+    commit_all(&repo, &server_files("stalled", 40), "more servers");
+    proxy.set(Fault::Stall);
+    let stalled = std::time::Instant::now();
+    let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
+    let ended = stalled.elapsed();
+    assert_eq!(status(&run), SyncRunStatus::Failed, "an apply to a stalled API server: {run:?}");
+    let reason = run.error.to_lowercase();
+    assert!(reason.contains("api server") || reason.contains("cluster"), "the reason names the cluster: {run:?}");
+    let noticed = watch_status(&mut c, &id).await;
+
+    // Passing again: the watch is back and sees a change, an APPLY brings everything in sync.
+    proxy.set(Fault::Pass);
+    let passed = std::time::Instant::now();
+    patch_community(&kube, "65101:9999");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
+    let seen = passed.elapsed();
+    wait_active(&mut c, &id, std::time::Duration::from_secs(60)).await;
+    let (_, refused) = apply_until_it_succeeds(&mut c, &id, std::time::Duration::from_secs(90)).await;
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    wait_drift(&mut c, &id, "Server", "stalled-39", ResourceDriftStatus::InSync).await;
+    let in_sync = passed.elapsed();
+    assert_eq!(count(&kube, "servers.wiring.githedgehog.com", Some(&format!("{LABEL}=lab"))), servers + 40);
+    println!(
+        "kube-apiserver stalled (test proxy) under an apply: the run failed {:.1} s after the stall began ({}); watch then {:?}; after the proxy passed again the watch saw a change in {:.1} s, an APPLY succeeded and all was in sync {:.1} s after ({} APPLY refused before, the first: {:?})",
+        ended.as_secs_f64(),
+        run.error,
+        noticed,
+        seen.as_secs_f64(),
+        in_sync.as_secs_f64(),
+        refused.len(),
+        refused.first().map_or("", |r| r.error.as_str())
+    );
+}
+
+#[tokio::test]
+async fn the_watch_resumes_after_its_connections_are_cut_and_drift_is_right() {
+    let kube = KubeCluster::start();
+    let port: u16 = kube.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let proxy = Proxy::start(port);
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = fabric_through(&mut c, &kube, Some(&proxy), &repo).await;
+    let request = WatchFabricEventsRequest { fabric_id: id.clone(), from_sequence: 0, kinds: vec![] };
+    let mut stream = c.sync.watch_fabric_events(request).await.expect("watch").into_inner();
+
+    // Every connection to the API server cut, new ones refused for a second, then passed.
+    let cut = std::time::Instant::now();
+    proxy.set(Fault::Refuse);
+    let connections = proxy.cut_all();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    proxy.set(Fault::Pass);
+    patch_community(&kube, "65101:9999");
+    let mut events = Vec::new();
+    next_matching(&mut stream, &mut events, |e| is(e, FabricEventType::Modified, "default")).await;
+    let seen = cut.elapsed();
+    let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
+    assert_eq!(d.fields.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["/spec/inboundCommunity"]);
+    wait_active(&mut c, &id, std::time::Duration::from_secs(30)).await;
+    assert_eq!(drift_summary(&mut c, &id).await.drift_count, 1);
+    let healed = c.sync_mode(&id, SyncMode::Apply, false, true).await;
+    assert_eq!(status(&healed), SyncRunStatus::Succeeded, "{healed:?}");
+    wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::InSync).await;
+    println!(
+        "kube-apiserver connections cut ({connections}) and refused for 1 s under a watch: a change seen by the watch {:.1} s after the cut",
+        seen.as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn an_apply_through_a_kube_apiserver_restart_ends_defined_and_drift_is_right() {
+    let mut kube = KubeCluster::start();
+    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
+    let server = ServerProcess::start(&support::fresh_database().await).await;
+    let mut c = Clients::new(server.channel().await);
+    let id = fabric_through(&mut c, &kube, None, &repo).await;
+    let servers = count(&kube, "servers.wiring.githedgehog.com", Some(&format!("{LABEL}=lab")));
+
+    // A FULL sync of 300 new Servers; the API server is killed once it applies, and started again.
+    commit_all(&repo, &server_files("restart", 300), "more servers");
+    let request = StartSyncRequest { fabric_id: id.clone(), mode: SyncMode::Full as i32, ..Default::default() };
+    let run = c.sync.start_sync(request).await.expect("start").into_inner().run.expect("run");
+    let request = StreamSyncProgressRequest { run_id: run.id.clone(), from_sequence: 0 };
+    let mut progress = c.sync.stream_sync_progress(request).await.expect("stream").into_inner();
+    let mut applying = false;
+    while let Some(message) = progress.message().await.expect("progress") {
+        match message.event.and_then(|e| e.payload) {
+            Some(Payload::Applying(_)) => {
+                applying = true;
+                break;
+            }
+            Some(Payload::Finished(_) | Payload::Failed(_) | Payload::Cancelled(_)) => break,
+            _ => {}
+        }
+    }
+    assert!(applying, "the run ended before it applied");
+    drop(progress);
+    let restarted = std::time::Instant::now();
+    kube.restart();
+    let back = restarted.elapsed();
+    let ended = c.wait(&run.id, std::time::Duration::from_secs(120)).await;
+    let run_ended = restarted.elapsed();
+    match status(&ended) {
+        SyncRunStatus::Succeeded => {}
+        SyncRunStatus::Failed => {
+            // The objects that failed say why, naming the cluster.
+            assert!(!ended.error.is_empty(), "{ended:?}");
+            let unreachable = ended.diagnostics.iter().filter(|d| d.code == "cluster.unreachable").count();
+            assert!(unreachable > 0, "{:?}", ended.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>());
+            let codes: std::collections::BTreeSet<&str> = ended.diagnostics.iter().map(|d| d.code.as_str()).collect();
+            assert_eq!(
+                codes.into_iter().collect::<Vec<_>>(),
+                ["apply.wave_failed", "cluster.unreachable"],
+                "a restart is no TLS failure"
+            );
+        }
+        other => panic!("the run ended {other:?}: {ended:?}"),
+    }
+    // Every object is stored whatever the apply did (the pull concluded before it).
+    let stored = c.stored(&id).await;
+    assert_eq!(stored.len() as i64, LAB_OBJECTS + 300);
+
+    // After the restart an APPLY brings the cluster in sync, and drift says so.
+    let (_, refused) = apply_until_it_succeeds(&mut c, &id, std::time::Duration::from_secs(90)).await;
+    wait_active(&mut c, &id, std::time::Duration::from_secs(60)).await;
+    wait_drift(&mut c, &id, "Server", "restart-299", ResourceDriftStatus::InSync).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let summary = drift_summary(&mut c, &id).await;
+        if summary.drift_count == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still drifted: {summary:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let in_sync = restarted.elapsed();
+    assert_eq!(count(&kube, "servers.wiring.githedgehog.com", Some(&format!("{LABEL}=lab"))), servers + 300);
+    println!(
+        "kube-apiserver restarted under an apply of 300 objects: ready again {:.1} s after the kill; the run ended {:?} {:.1} s after it ({}, {} object(s) unreachable); in sync after an APPLY {:.1} s after it ({} APPLY refused before, the first: {:?})",
+        back.as_secs_f64(),
+        status(&ended),
+        run_ended.as_secs_f64(),
+        ended.error,
+        ended.diagnostics.iter().filter(|d| d.code == "cluster.unreachable").count(),
+        in_sync.as_secs_f64(),
+        refused.len(),
+        refused.first().map_or("", |r| r.error.as_str())
     );
 }

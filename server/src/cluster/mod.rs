@@ -98,7 +98,20 @@ impl From<kube::Error> for ClusterError {
         }
         let chain = error_chain(&e);
         let lower = chain.to_lowercase();
-        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        // A connection the API server dropped (killed, restarted, a proxy cut it) is no TLS or
+        // configuration problem, and trying again may succeed: rustls reports a dropped TLS
+        // connection as a missing close_notify.
+        let dropped = [
+            "connection reset",
+            "broken pipe",
+            "connection closed",
+            "close_notify",
+            "connection aborted",
+            "unexpected eof",
+        ];
+        if dropped.iter().any(|d| lower.contains(d)) {
+            ClusterError::Unreachable(chain)
+        } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
             ClusterError::Tls(chain)
         } else if lower.contains("timed out") || lower.contains("elapsed") || lower.contains("deadline") {
             ClusterError::Timeout(chain)
