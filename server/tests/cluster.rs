@@ -503,7 +503,15 @@ async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disab
     kube.kubectl_ok(&["label", "switches.wiring.githedgehog.com", "ds3000-01", "-n", "default", "rack=r1"]);
     next_matching(&mut stream, &mut events, |e| is(e, FabricEventType::Modified, "server-1")).await;
     assert!(events.iter().all(|e| e.key.as_ref().is_some_and(|k| k.kind == "Server")), "{events:?}");
-    let (_, after) = activity(&mut c, &id).await;
+    // The count is stored beside the event, not before the stream delivers it: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let after = loop {
+        let (_, after) = activity(&mut c, &id).await;
+        if after.event_count > servers || std::time::Instant::now() > deadline {
+            break after;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(after.event_count, servers + 1, "{after:?}");
     let seconds = |t: Option<prost_types::Timestamp>| t.map(|t| (t.seconds, t.nanos));
     assert!(seconds(after.last_event_time) > seconds(seen.last_event_time), "{after:?}");
