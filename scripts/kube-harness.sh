@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src=tests/kube-harness
 out=.tools/bin/kubeharness
-stamp=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" "$0" | sha256sum | cut -c1-16)
+stamp=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go "$0" | sha256sum | cut -c1-16)
 if [ -x "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then exit 0; fi
 command -v go >/dev/null || { echo "kube-harness: the Go toolchain is needed to build kube-apiserver" >&2; exit 1; }
 version=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$src/go.mod")

@@ -7,6 +7,8 @@
 //	    the process that started it exits.
 //	kubeharness kubectl ARGS...
 //	    kubectl, for the benchmark peer and for debugging.
+//	kubeharness ssa-load --server URL --token T --ca FILE --dir DIR [--concurrency N] [--field-manager M]
+//	    a bare server-side-apply load generator (ssaload.go): the cluster bench's physical limit.
 package main
 
 import (
@@ -36,7 +38,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: kubeharness serve|controller-manager|kubectl ...")
+		fail("usage: kubeharness serve|controller-manager|kubectl|ssa-load ...")
 	}
 	switch os.Args[1] {
 	case "serve":
@@ -52,6 +54,8 @@ func main() {
 		if err := kubectl.NewDefaultKubectlCommand().Execute(); err != nil {
 			os.Exit(1)
 		}
+	case "ssa-load":
+		ssaLoad(os.Args[2:])
 	default:
 		fail("unknown command " + os.Args[1])
 	}
