@@ -218,37 +218,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// A fabric of the generated repository (its own repository row) whose cluster is not watched.
-async fn unwatched_fabric(c: &mut common::Clients, url: &str, cluster: ClusterConnectionInput) -> String {
-    let repository = c
-        .repos
-        .create_repository(CreateRepositoryRequest {
-            repository: Some(Repository { name: "bench-unwatched".into(), url: url.into(), ..Default::default() }),
-            ..Default::default()
-        })
-        .await
-        .expect("repository")
-        .into_inner()
-        .repository
-        .expect("repository");
-    let fabric = Fabric {
-        name: "bench".into(),
-        repository_id: repository.id,
-        git_ref: "main".into(),
-        gitops_path: "fabric".into(),
-        watch: Some(WatchSettings { enabled: false, ..Default::default() }),
-        ..Default::default()
-    };
-    c.fabrics
-        .create_fabric(CreateFabricRequest { fabric: Some(fabric), cluster: Some(cluster) })
-        .await
-        .expect("fabric")
-        .into_inner()
-        .fabric
-        .expect("fabric")
-        .id
-}
-
 #[tokio::main]
 async fn main() {
     let resources_wanted: usize =
@@ -309,7 +278,15 @@ async fn main() {
 
     // fabricsync's first apply with the fabric's watch off: the apply's own cost, without the
     // watch storing 10,000 ADDED events and their drift meanwhile. Then the fabric is deleted.
-    let unwatched = unwatched_fabric(&mut c, &format!("file://{}", repo.display()), cluster.clone()).await;
+    // The same fabric name (so the same label on the objects) on a repository row of its own.
+    let unwatched = Fabric {
+        name: "bench".into(),
+        watch: Some(WatchSettings { enabled: false, ..Default::default() }),
+        ..Default::default()
+    };
+    let url = format!("file://{}", repo.display());
+    let unwatched =
+        common::create_fabric_on(&mut c, "bench-unwatched", &url, None, unwatched, Some(cluster.clone())).await;
     run(&mut c, &unwatched, SyncMode::Pull).await;
     let pg_before_unwatched = pg_activity(&database_url).await;
     let cpu_before_unwatched = cpu_split(server.child.id(), &kube);

@@ -10,7 +10,7 @@ use support::gitservers::{free_port, GitFixture};
 use support::kube::{KubeCluster, ADMIN_TOKEN, NOBODY_TOKEN};
 use support::proxy::{Fault, Proxy};
 use support::server::ServerProcess;
-use support::sync::{cluster_input, counters, lab_wiring, status, Clients, LAB_OBJECTS};
+use support::sync::{cluster_input, counters, lab_wiring, server_doc, server_files, status, Clients, LAB_OBJECTS};
 
 const LABEL: &str = "fabricsync.dev/fabric";
 
@@ -383,11 +383,7 @@ async fn one_process_watches_every_process_streams_and_a_survivor_takes_over() {
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
     assert_eq!(status(&run), SyncRunStatus::Succeeded, "{run:?}");
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while watch_status(&mut c, &id).await.0 != WatchStatus::Active {
-        assert!(std::time::Instant::now() < deadline, "watch not active: {:?}", watch_status(&mut c, &id).await);
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_active(&mut c, &id, std::time::Duration::from_secs(60)).await;
     // Exactly one process watches.
     let watching: Vec<usize> = (0..2).filter(|&i| servers[i].log().contains("\"watching\"")).collect();
     assert_eq!(watching.len(), 1, "watchers: {watching:?}");
@@ -519,10 +515,7 @@ async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disab
     // A burst: objects created and changed at once reach the watch together (one batch may
     // hold an object twice). Each is ADDED then MODIFIED, and the watch never fails.
     let names: Vec<String> = (0..40).map(|i| format!("burst-{i:02}")).collect();
-    let yaml: Vec<String> = names
-        .iter()
-        .map(|n| format!("apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: {n}\n  namespace: default\n"))
-        .collect();
+    let yaml: Vec<String> = names.iter().map(|n| server_doc(n)).collect();
     kube.apply_yaml(&yaml.join("---\n"));
     kube.kubectl_ok(&["label", "servers.wiring.githedgehog.com", "-n", "default", "-l", "!rack", "burst=yes"]);
     let last = names.last().cloned().unwrap_or_default();
@@ -656,14 +649,7 @@ async fn drift_names_fields_values_and_who_changed_them() {
     wait_drift(&mut c, &id, "Server", "stray", ResourceDriftStatus::Orphaned).await;
     wait_drift(&mut c, &id, "Server", "someone-elses", ResourceDriftStatus::InSync).await;
 
-    let summary = c
-        .drift
-        .get_fabric_drift(GetFabricDriftRequest { fabric_id: id.clone() })
-        .await
-        .expect("summary")
-        .into_inner()
-        .summary
-        .expect("summary");
+    let summary = drift_summary(&mut c, &id).await;
     assert_eq!((summary.drift_status, summary.drift_count), (DriftStatus::Drifted as i32, 3), "{summary:?}");
     // The fabric itself carries the same count, in GetFabric and ListFabrics.
     let fabric = c.fabrics.get_fabric(GetFabricRequest { id: id.clone() }).await.expect("get").into_inner().fabric;
@@ -1715,20 +1701,9 @@ async fn the_watch_and_drift_survive_a_kube_apiserver_restart() {
     let d = wait_drift(&mut c, &id, "External", "default", ResourceDriftStatus::Drifted).await;
     assert_eq!(d.fields.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["/spec/inboundCommunity"]);
     // Every kind's watcher back (each retries on its own): active again.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while watch_status(&mut c, &id).await.0 != WatchStatus::Active {
-        assert!(std::time::Instant::now() < deadline, "{:?}", watch_status(&mut c, &id).await);
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_active(&mut c, &id, std::time::Duration::from_secs(30)).await;
     // Nothing else drifted: the rest of the live view is what it was.
-    let summary = c
-        .drift
-        .get_fabric_drift(GetFabricDriftRequest { fabric_id: id.clone() })
-        .await
-        .expect("summary")
-        .into_inner()
-        .summary
-        .expect("summary");
+    let summary = drift_summary(&mut c, &id).await;
     assert_eq!(summary.drift_count, 1, "{summary:?}");
 
     // An apply after the restart reaches the cluster and ends in sync.
@@ -1740,23 +1715,6 @@ async fn the_watch_and_drift_survive_a_kube_apiserver_restart() {
         back.as_secs_f64(),
         seen.as_secs_f64()
     );
-}
-
-/// Servers `<prefix>-0..count` as files of the fabric.
-fn server_files(prefix: &str, count: usize) -> Vec<(String, String)> {
-    (0..count)
-        .map(|i| {
-            let doc = format!(
-                "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: {prefix}-{i}\n  namespace: default\n"
-            );
-            (format!("fabric/{prefix}/{prefix}-{i}.yaml"), doc)
-        })
-        .collect()
-}
-
-fn commit_all(repo: &GitFixture, files: &[(String, String)], message: &str) {
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
-    repo.commit(&files, message);
 }
 
 async fn drift_summary(c: &mut Clients, id: &str) -> FabricDriftSummary {
@@ -1810,8 +1768,9 @@ async fn fabric_through(c: &mut Clients, kube: &KubeCluster, proxy: Option<&Prox
     id
 }
 
-#[tokio::test]
-async fn a_stalled_api_server_fails_the_apply_with_the_reason_and_the_watch_recovers() {
+/// A server whose fabric reaches a kube-apiserver through a proxy, after `fabric_through`:
+/// (API server, proxy, repository, server, clients, fabric id).
+async fn behind_an_api_server_proxy() -> (KubeCluster, Proxy, GitFixture, ServerProcess, Clients, String) {
     let kube = KubeCluster::start();
     let port: u16 = kube.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
     let proxy = Proxy::start(port);
@@ -1819,10 +1778,16 @@ async fn a_stalled_api_server_fails_the_apply_with_the_reason_and_the_watch_reco
     let server = ServerProcess::start(&support::fresh_database().await).await;
     let mut c = Clients::new(server.channel().await);
     let id = fabric_through(&mut c, &kube, Some(&proxy), &repo).await;
+    (kube, proxy, repo, server, c, id)
+}
+
+#[tokio::test]
+async fn a_stalled_api_server_fails_the_apply_with_the_reason_and_the_watch_recovers() {
+    let (kube, proxy, repo, _server, mut c, id) = behind_an_api_server_proxy().await;
     let servers = count(&kube, "servers.wiring.githedgehog.com", Some(&format!("{LABEL}=lab")));
 
     // New objects to apply, then the API server's connections stall (open, nothing forwarded).
-    commit_all(&repo, &server_files("stalled", 40), "more servers");
+    repo.commit_files(&server_files("fabric/stalled", "stalled", 40), "more servers");
     proxy.set(Fault::Stall);
     let stalled = std::time::Instant::now();
     let run = c.sync_mode(&id, SyncMode::Full, false, false).await;
@@ -1858,13 +1823,7 @@ async fn a_stalled_api_server_fails_the_apply_with_the_reason_and_the_watch_reco
 
 #[tokio::test]
 async fn the_watch_resumes_after_its_connections_are_cut_and_drift_is_right() {
-    let kube = KubeCluster::start();
-    let port: u16 = kube.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-    let proxy = Proxy::start(port);
-    let repo = GitFixture::with_files(&[("fabric/wiring.yaml", &lab_wiring())]);
-    let server = ServerProcess::start(&support::fresh_database().await).await;
-    let mut c = Clients::new(server.channel().await);
-    let id = fabric_through(&mut c, &kube, Some(&proxy), &repo).await;
+    let (kube, proxy, _repo, _server, mut c, id) = behind_an_api_server_proxy().await;
     let request = WatchFabricEventsRequest { fabric_id: id.clone(), from_sequence: 0, kinds: vec![] };
     let mut stream = c.sync.watch_fabric_events(request).await.expect("watch").into_inner();
 
@@ -1901,7 +1860,7 @@ async fn an_apply_through_a_kube_apiserver_restart_ends_defined_and_drift_is_rig
     let servers = count(&kube, "servers.wiring.githedgehog.com", Some(&format!("{LABEL}=lab")));
 
     // A FULL sync of 300 new Servers; the API server is killed once it applies, and started again.
-    commit_all(&repo, &server_files("restart", 300), "more servers");
+    repo.commit_files(&server_files("fabric/restart", "restart", 300), "more servers");
     let request = StartSyncRequest { fabric_id: id.clone(), mode: SyncMode::Full as i32, ..Default::default() };
     let run = c.sync.start_sync(request).await.expect("start").into_inner().run.expect("run");
     let request = StreamSyncProgressRequest { run_id: run.id.clone(), from_sequence: 0 };

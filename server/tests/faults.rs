@@ -16,14 +16,7 @@ use fabricsync::proto::*;
 use support::gitservers::GitFixture;
 use support::proxy::{Fault, Proxy};
 use support::server::ServerProcess;
-use support::sync::{lab_wiring, status, Clients};
-
-/// A Server document of the fabric.
-fn server_doc(name: &str) -> String {
-    format!(
-        "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: {name}\n  namespace: default\n"
-    )
-}
+use support::sync::{lab_wiring, server_files, status, Clients};
 
 /// Follows a run's progress after `events` to its end as a client would: after a broken stream
 /// it opens a new one after the last sequence it saw. Returns every event, in order.
@@ -87,24 +80,10 @@ async fn postgres_restarts_under_a_pull_and_a_stream_lose_nothing() {
 
     for (round, mode) in [StopMode::Fast, StopMode::Immediate].into_iter().enumerate() {
         // A commit with more servers, its pull started, then the database restarted under it.
-        let files: Vec<(String, String)> = (0..200)
-            .map(|i| (format!("fabric/more-{round}/s-{i}.yaml"), server_doc(&format!("r{round}-s{i}"))))
-            .collect();
-        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
-        repo.commit(&files, "more servers");
+        repo.commit_files(&server_files(&format!("fabric/more-{round}"), &format!("r{round}-s"), 200), "more servers");
         let run = c.start(&id, "", false).await.run.expect("run");
         // Restarted once the run works (its first event past QUEUED), its stream open.
-        let request = StreamSyncProgressRequest { run_id: run.id.clone(), from_sequence: 0 };
-        let mut stream = c.sync.stream_sync_progress(request).await.unwrap().into_inner();
-        let mut seen = Vec::new();
-        while let Some(message) = stream.message().await.unwrap() {
-            let event = message.event.unwrap();
-            let working = !matches!(event.payload, Some(Payload::Queued(_)));
-            seen.push(event);
-            if working {
-                break;
-            }
-        }
+        let (stream, seen) = until_working(&mut c, &run.id).await;
         let restarted = Instant::now();
         pg.restart(mode).await.expect("restart PostgreSQL");
         let down = restarted.elapsed();
@@ -157,8 +136,11 @@ fn via(url: &str, proxy: &Proxy) -> String {
 }
 
 /// Opens the run's progress stream and reads it until the run works (its first event after
-/// QUEUED); returns what it read.
-async fn until_working(c: &mut Clients, run_id: &str) -> Vec<SyncProgressEvent> {
+/// QUEUED); returns the stream, still open, and what it read.
+async fn until_working(
+    c: &mut Clients,
+    run_id: &str,
+) -> (tonic::Streaming<StreamSyncProgressResponse>, Vec<SyncProgressEvent>) {
     let request = StreamSyncProgressRequest { run_id: run_id.into(), from_sequence: 0 };
     let mut stream = c.sync.stream_sync_progress(request).await.unwrap().into_inner();
     let mut seen = Vec::new();
@@ -170,16 +152,7 @@ async fn until_working(c: &mut Clients, run_id: &str) -> Vec<SyncProgressEvent> 
             break;
         }
     }
-    seen
-}
-
-/// Files adding `count` Servers under `dir`.
-fn servers(dir: &str, prefix: &str, count: usize) -> Vec<(String, String)> {
-    (0..count).map(|i| (format!("{dir}/{prefix}-{i}.yaml"), server_doc(&format!("{prefix}-{i}")))).collect()
-}
-
-fn as_refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
-    files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect()
+    (stream, seen)
 }
 
 /// After a fault under `run`: the stream, followed as a client does from `seen`, tells the run
@@ -231,9 +204,9 @@ async fn behind_a_database_proxy() -> (Proxy, support::TestDatabase, ServerProce
 #[tokio::test]
 async fn database_connections_cut_under_a_pull_lose_nothing() {
     let (proxy, _db, server, mut c, id, base, repo) = behind_a_database_proxy().await;
-    repo.commit(&as_refs(&servers("fabric/more", "cut", 200)), "more servers");
+    repo.commit_files(&server_files("fabric/more", "cut", 200), "more servers");
     let run = c.start(&id, "", false).await.run.expect("run");
-    let seen = until_working(&mut c, &run.id).await;
+    let (_, seen) = until_working(&mut c, &run.id).await;
 
     // Every connection cut, and new ones refused for a second, as when the database's host or
     // the network path to it goes away for a moment.
@@ -261,9 +234,9 @@ async fn database_connections_cut_under_a_pull_lose_nothing() {
 #[tokio::test]
 async fn a_stalled_database_answers_unavailable_in_bounded_time_and_recovers() {
     let (proxy, _db, server, mut c, id, base, repo) = behind_a_database_proxy().await;
-    repo.commit(&as_refs(&servers("fabric/more", "stall", 200)), "more servers");
+    repo.commit_files(&server_files("fabric/more", "stall", 200), "more servers");
     let run = c.start(&id, "", false).await.run.expect("run");
-    let seen = until_working(&mut c, &run.id).await;
+    let (_, seen) = until_working(&mut c, &run.id).await;
 
     // The database's connections stay open and forward nothing (a peer that stopped answering
     // while its kernel still acknowledges): calls must not hang on it.
@@ -398,11 +371,11 @@ async fn a_full_disk_under_the_git_mirrors_fails_the_pull_with_the_reason_and_re
 
     // A commit of 200 Servers and 12 MiB that does not compress (outside the fabric's directory:
     // the mirror fetches it all the same).
-    let mut files = servers("fabric/more", "disk", 200);
+    let mut files = server_files("fabric/more", "disk", 200);
     for i in 0..3 {
         files.push((format!("blobs/blob-{i}.txt"), incompressible(4 << 20, 0x9e37_79b9 + i)));
     }
-    repo.commit(&as_refs(&files), "more servers, and blobs");
+    repo.commit_files(&files, "more servers, and blobs");
     let started = Instant::now();
     let full = c.sync_mode(&id, SyncMode::Pull, false, false).await;
     let failed_after = started.elapsed();

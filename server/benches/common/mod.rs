@@ -198,10 +198,23 @@ pub async fn create_fabric_with(
     auth: Option<RepositoryAuth>,
     cluster: Option<ClusterConnectionInput>,
 ) -> String {
+    create_fabric_on(c, name, url, auth, Fabric { name: name.into(), ..Default::default() }, cluster).await
+}
+
+/// A repository named `repository` at `url` and `fabric` on it (reading `fabric/` on main);
+/// returns the fabric id.
+pub async fn create_fabric_on(
+    c: &mut Clients,
+    repository: &str,
+    url: &str,
+    auth: Option<RepositoryAuth>,
+    fabric: Fabric,
+    cluster: Option<ClusterConnectionInput>,
+) -> String {
     let repository = c
         .repos
         .create_repository(CreateRepositoryRequest {
-            repository: Some(Repository { name: name.into(), url: url.into(), ..Default::default() }),
+            repository: Some(Repository { name: repository.into(), url: url.into(), ..Default::default() }),
             auth,
             ..Default::default()
         })
@@ -210,13 +223,8 @@ pub async fn create_fabric_with(
         .into_inner()
         .repository
         .expect("repository");
-    let fabric = Fabric {
-        name: name.into(),
-        repository_id: repository.id,
-        git_ref: "main".into(),
-        gitops_path: "fabric".into(),
-        ..Default::default()
-    };
+    let fabric =
+        Fabric { repository_id: repository.id, git_ref: "main".into(), gitops_path: "fabric".into(), ..fabric };
     c.fabrics
         .create_fabric(CreateFabricRequest { fabric: Some(fabric), cluster })
         .await

@@ -85,6 +85,12 @@ impl GitFixture {
     }
 
     /// Adds a symbolic link `link` -> `target` and commits it; returns the new commit id.
+    /// As `commit`, for files held as owned strings.
+    pub fn commit_files(&self, files: &[(String, String)], message: &str) -> String {
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        self.commit(&files, message)
+    }
+
     pub fn commit_symlink(&self, link: &str, target: &str) -> String {
         let path = self.work().join(link);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

@@ -30,6 +30,18 @@ pub const LAB_CONNECTIONS: usize = 24;
 /// Objects of the vpc group in the lab fabric: still in HNP's `raw/`, not yet ingested.
 pub const LAB_VPC_OBJECTS: i64 = 8;
 
+/// A Server document of the fabric, in the default namespace.
+pub fn server_doc(name: &str) -> String {
+    format!(
+        "apiVersion: wiring.githedgehog.com/v1beta1\nkind: Server\nmetadata:\n  name: {name}\n  namespace: default\n"
+    )
+}
+
+/// Files adding the Servers `<prefix>-0..count` under `dir`, one file each.
+pub fn server_files(dir: &str, prefix: &str, count: usize) -> Vec<(String, String)> {
+    (0..count).map(|i| (format!("{dir}/{prefix}-{i}.yaml"), server_doc(&format!("{prefix}-{i}")))).collect()
+}
+
 /// The lab fabric under `dir` as the Hedgehog NetBox Plugin lays a repository out: HNP's
 /// metadata in `.hnp/`, one file per wiring object under `managed/<kind-plural>/<name>.yaml`
 /// (HNP's header comment on top, Connections in the `v1alpha2` version it once wrote), the vpc
