@@ -725,7 +725,7 @@ where
         });
         let future = self.inner.call(req);
         Box::pin(async move {
-            // The call's span (`telemetry::rpc_span`) is entered only when this runs.
+            // The call's span (`traces::rpc_span`) is entered only when this runs.
             if let Some(call) = call.as_mut() {
                 call.span = Span::current();
             }

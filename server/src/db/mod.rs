@@ -137,16 +137,18 @@ pub fn session_url(url: &str) -> String {
     out
 }
 
-/// A new connection with the session settings, within `CONNECT_DEADLINE`.
-pub async fn establish(url: &str) -> Result<AsyncPgConnection, DbError> {
+/// A new connection with the TCP and session settings: the pool's and every other.
+async fn open(url: &str) -> Result<AsyncPgConnection, diesel::ConnectionError> {
     use diesel_async::SimpleAsyncConnection;
-    let connecting = async {
-        let mut conn = AsyncPgConnection::establish(&session_url(url)).await.map_err(connect_error)?;
-        conn.batch_execute(SESSION_SETTINGS).await?;
-        Ok(conn)
-    };
-    match tokio::time::timeout(CONNECT_DEADLINE, connecting).await {
-        Ok(result) => result,
+    let mut conn = AsyncPgConnection::establish(&session_url(url)).await?;
+    conn.batch_execute(SESSION_SETTINGS).await.map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// A new connection outside the pool (LISTEN, advisory locks), within `CONNECT_DEADLINE`.
+pub async fn establish(url: &str) -> Result<AsyncPgConnection, DbError> {
+    match tokio::time::timeout(CONNECT_DEADLINE, open(url)).await {
+        Ok(result) => result.map_err(connect_error),
         Err(_) => Err(DbError::Connect(no_answer())),
     }
 }
@@ -159,12 +161,7 @@ pub fn pool(url: &str, max_size: usize) -> Result<DbPool, DbError> {
     let mut config = ManagerConfig::default();
     config.custom_setup = Box::new(|url| {
         let url = url.to_string();
-        Box::pin(async move {
-            use diesel_async::SimpleAsyncConnection;
-            let mut conn = AsyncPgConnection::establish(&session_url(&url)).await?;
-            conn.batch_execute(SESSION_SETTINGS).await.map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-            Ok(conn)
-        })
+        Box::pin(async move { open(&url).await })
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager).max_size(max_size).build().map_err(|e| DbError::Pool(e.to_string()))

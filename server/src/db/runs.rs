@@ -47,7 +47,7 @@ pub struct RunRow {
     pub rollout_wait_seconds: i32,
     /// Fetching from its Git server now.
     pub fetching: bool,
-    /// The W3C `traceparent` of the call that queued it (`telemetry::current_traceparent`).
+    /// The W3C `traceparent` of the call that queued it (`traces::current_traceparent`).
     pub trace_parent: Option<String>,
 }
 

@@ -222,9 +222,7 @@ impl Evidence {
         // Our own resolver's refusal, wherever the transport wrapped it (e.g. as a DNS error).
         if any(&["outbound policy:"]) {
             FailureKind::Refused
-        } else if self.io(io::ErrorKind::StorageFull)
-            || self.io(io::ErrorKind::QuotaExceeded)
-            || any(&["no space left on device", "disk quota exceeded"])
+        } else if self.io(io::ErrorKind::StorageFull) || self.io(io::ErrorKind::QuotaExceeded) || says_disk_full(&text)
         {
             // Local, though met while receiving: the remote is not to blame.
             FailureKind::DiskFull
