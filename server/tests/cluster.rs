@@ -554,24 +554,27 @@ async fn the_watch_follows_the_chosen_kinds_counts_what_it_sees_and_can_be_disab
     }
 }
 
-async fn resource_drift(c: &mut Clients, id: &str, kind: &str, name: &str) -> ResourceDrift {
+/// A resource's drift; NOT_FOUND while no side (Git, the watch) has recorded it.
+async fn resource_drift(c: &mut Clients, id: &str, kind: &str, name: &str) -> Result<ResourceDrift, tonic::Status> {
     let group = if kind.starts_with("External") { "vpc.githedgehog.com" } else { "wiring.githedgehog.com" };
     let key = ResourceKey { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
     let request = GetResourceDriftRequest {
         fabric_id: id.into(),
         resource: Some(get_resource_drift_request::Resource::Key(key)),
     };
-    c.drift.get_resource_drift(request).await.expect("drift").into_inner().drift.expect("drift")
+    Ok(c.drift.get_resource_drift(request).await?.into_inner().drift.expect("drift"))
 }
 
-/// Polls a resource's drift until it has `status`; panics after 30 s.
+/// Polls a resource's drift until it has `status` (an object only the cluster has is not
+/// found until the watch has recorded it); panics after 30 s.
 async fn wait_drift(c: &mut Clients, id: &str, kind: &str, name: &str, status: ResourceDriftStatus) -> ResourceDrift {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let d = resource_drift(c, id, kind, name).await;
-        if d.status == status as i32 {
-            return d;
-        }
+        let d = match resource_drift(c, id, kind, name).await {
+            Ok(d) if d.status == status as i32 => return d,
+            Err(e) if e.code() != tonic::Code::NotFound => panic!("drift of {kind} {name}: {e:?}"),
+            seen => seen,
+        };
         assert!(std::time::Instant::now() < deadline, "{kind} {name} not {status:?}: {d:?}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
